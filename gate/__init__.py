@@ -1,0 +1,1 @@
+"""upload-gate: an upload gate for AT Protocol PDS hosts."""

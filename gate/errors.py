@@ -1,0 +1,100 @@
+"""The gate's error tree. Each class knows its HTTP status and its XRPC error name.
+
+    GateError (500 InternalServerError)
+    ├── ClientError
+    │   ├── AuthMissing (401)               upload without Authorization: answered unread
+    │   ├── PayloadTooLarge (413)           Content-Length or decoded size over the limit
+    │   ├── UnsupportedMediaType (415)      a Content-Encoding the PDS would refuse
+    │   ├── InvalidRequest (400)            malformed body (bad gzip stream, no body at all)
+    │   └── BlockedUpload (status set by policy)   reject / quarantine answer
+    ├── Overloaded (503 + Retry-After)      memory budget for buffered uploads exhausted
+    ├── UpstreamFailure (502)               PDS unreachable
+    ├── UpstreamTimeout (504)               PDS too slow
+    └── LogUnavailable (503)                decision log down and policy says reject
+
+One middleware (``gate.app``) turns these into ``{"error": name, "message": msg}`` JSON. Anything that
+is not a GateError becomes a bare 500 whose message never carries internals.
+"""
+
+from __future__ import annotations
+
+
+class GateError(Exception):
+    status: int = 500
+    error: str = "InternalServerError"
+    default_message: str = "Internal Server Error"
+
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+        self.message = message or self.default_message
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.error, "message": self.message}
+
+
+class ClientError(GateError):
+    status = 400
+    error = "InvalidRequest"
+    default_message = "Invalid request"
+
+
+class AuthMissing(ClientError):
+    status = 401
+    error = "AuthMissing"
+    default_message = "Authentication Required"  # the PDS's own words
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    error = "PayloadTooLarge"
+    default_message = "request entity too large"  # the PDS's own words
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    error = "UnsupportedMediaType"
+    default_message = "unsupported content-encoding"  # the PDS's own words
+
+
+class InvalidRequest(ClientError):
+    pass
+
+
+class BlockedUpload(ClientError):
+    """The policy's answer to a rejected or quarantined upload; status/name/message come from the policy."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+
+
+class Overloaded(GateError):
+    status = 503
+    error = "Overloaded"
+    default_message = "The upload gate is busy; retry shortly"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 2) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class UpstreamFailure(GateError):
+    status = 502
+    error = "UpstreamFailure"
+    default_message = "The PDS could not be reached"
+
+
+class UpstreamTimeout(GateError):
+    status = 504
+    error = "UpstreamTimeout"
+    default_message = "The PDS did not answer in time"
+
+
+class LogUnavailable(GateError):
+    status = 503
+    error = "Overloaded"
+    default_message = "Uploads are paused: the decision log is unavailable"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": "30"})

@@ -1,0 +1,14 @@
+"""What to compute for one upload; derived from the policy and settings, passed to the hasher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class HashOptions:
+    dihedral: bool = False  # the 8 rotations/flips of PDQ
+    min_pdq_quality: int = 50  # below: unhashable "low_quality"
+    phash: bool = False  # imagehash's pHash, only when a rule refers to it
+    dhash: bool = False
+    max_image_pixels: int = 89_478_485  # Pillow's default bomb limit

@@ -1,0 +1,46 @@
+"""Every Prometheus object the gate exports, in one place, with bounded label values only.
+
+Labels never carry hashes, DIDs, IPs or bank-controlled free text beyond bank names the operator
+configured (bounded by the policy/bank files).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+DECISIONS = Counter(
+    "upload_gate_decisions_total",
+    "Uploads judged, by verdict and reason (match, no_match, allowlist, unhashable, unscannable, ...).",
+    ["verdict", "reason"],
+)
+SHADOW_HITS = Counter(
+    "upload_gate_shadow_hits_total", "Uploads a shadow rule would have acted on.", ["verdict", "rule"]
+)
+RULE_HITS = Counter("upload_gate_rule_hits_total", "Decisions driven by each rule.", ["rule", "verdict"])
+UNSCANNED_FORWARDS = Counter(
+    "upload_gate_unscanned_forwards_total",
+    "Uploads forwarded without a full scan (matcher failed, unhashable, unscannable media).",
+    ["reason"],
+)
+STAGE_SECONDS = Histogram(
+    "upload_gate_stage_seconds", "Time spent per pipeline stage.", ["stage"], buckets=STAGE_BUCKETS
+)
+UPLOAD_ERRORS = Counter(
+    "upload_gate_upload_errors_total", "Uploads answered with an error before a decision.", ["error"]
+)
+BUFFERED_BYTES = Gauge("upload_gate_buffered_bytes", "Upload bytes held in memory right now.")
+BUDGET_REJECTIONS = Counter(
+    "upload_gate_memory_budget_rejections_total", "Uploads refused with 503 because the memory budget was full."
+)
+VERDICT_CACHE_HITS = Counter("upload_gate_verdict_cache_hits_total", "Uploads answered from the verdict cache.")
+PASSTHROUGH = Counter(
+    "upload_gate_passthrough_requests_total", "Non-upload requests proxied, by kind.", ["kind"]
+)
+UPSTREAM_ERRORS = Counter("upload_gate_upstream_errors_total", "PDS unreachable or slow.", ["kind"])
+POLICY_RELOADS = Counter("upload_gate_policy_reloads_total", "Policy reload attempts.", ["result"])
+POLICY_INFO = Gauge("upload_gate_policy_info", "The policy version in force (value 1).", ["version"])
+BANK_RELOADS = Counter("upload_gate_bank_reloads_total", "Local bank reloads.", ["result"])
+BANK_SIZE = Gauge("upload_gate_bank_hashes", "Hashes loaded per local bank.", ["bank", "signal"])
+BANK_INVALID_ROWS = Counter("upload_gate_bank_invalid_rows_total", "Bank rows skipped as invalid.", ["bank"])

@@ -1,0 +1,80 @@
+"""The policy: the operator's judgement, parsed from ``config/policy.toml`` into frozen values.
+
+See ``config/policy.toml`` for every key with its meaning. ``gate.policy.load`` builds these;
+``gate.policy.evaluate`` reads them. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gate.types import SignalType, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Select matches by source, bank and signal type within ``max_distance``; then act."""
+
+    name: str
+    action: Verdict
+    sources: frozenset[str]  # {"local"}, {"hma"} or both
+    banks: frozenset[str] | None  # None = any bank of those sources
+    signal_types: frozenset[SignalType] | None  # None = any signal type
+    max_distance: int  # 0–256 bits; ignored for exact types
+    shadow: bool = False  # record what the rule would do, do not do it
+
+    def selects(self, source: str, bank: str, signal: SignalType, distance: int | None) -> bool:
+        if source not in self.sources:
+            return False
+        if self.banks is not None and bank not in self.banks:
+            return False
+        if self.signal_types is not None and signal not in self.signal_types:
+            return False
+        return distance is None or distance <= self.max_distance
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a client is told when its upload is rejected or quarantined (an XRPC error)."""
+
+    status: int
+    error: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hashing:
+    dihedral: bool = False  # also hash the 7 rotations/flips: catches rotated or mirrored copies
+    min_pdq_quality: int = 50  # below it an image is "unhashable: low_quality" (HMA's own cut-off)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    version: str  # sha256 of the file's bytes, first 16 hex: recorded with every decision
+    rules: tuple[Rule, ...]
+    on_unhashable: Verdict  # image that could not be hashed (corrupt, truncated, bomb, low quality)
+    on_unscannable: Verdict  # media the gate cannot perceptually hash (video, unknown bytes)
+    on_matcher_error: Verdict  # a matcher failed for this upload
+    on_log_failure: Verdict  # decision log and its spool both failing (forward or reject only)
+    on_low_quality: Verdict | None  # optional override of on_unhashable for low-quality images
+    unscannable_by_type: tuple[tuple[str, Verdict], ...]  # ("video/*", verdict) overrides, first match wins
+    allowlist_banks: frozenset[str]  # local banks of known-good hashes: an exact match forwards
+    reject_response: Response
+    quarantine_response: Response
+    hashing: Hashing
+    hma_banks: frozenset[str] | None = None  # banks= sent to HMA; None = all
+
+    def response_for(self, verdict: Verdict) -> Response:
+        return self.reject_response if verdict is Verdict.REJECT else self.quarantine_response
+
+    @property
+    def perceptual_signals(self) -> frozenset[SignalType]:
+        """Perceptual hashes some active or shadow rule refers to (phash/dhash are computed only then)."""
+        wanted: set[SignalType] = set()
+        for rule in self.rules:
+            if rule.signal_types is None:
+                wanted.add(SignalType.PDQ)
+            else:
+                wanted.update(s for s in rule.signal_types if not s.exact)
+        wanted.add(SignalType.PDQ)
+        return frozenset(wanted)

@@ -1,0 +1,94 @@
+"""The decision record: one row per judged upload, and the sink protocol that stores it.
+
+The pipeline builds a ``DecisionRecord`` after acting and hands it to a ``DecisionSink``. The sink must
+never block the request: ``submit`` only enqueues. ``accepting`` tells the pipeline whether records can
+still be kept (queue not full, database or spool writable); when not, the policy's ``on_log_failure``
+decides whether uploads keep flowing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from gate.types import Decision, Hashes, Uploader, Verdict
+
+
+def new_decision_id() -> str:
+    """A sortable id: 48-bit millisecond time then 80 random bits, as 32 hex chars (UUIDv7 layout)."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms << 80) | rand
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    return f"{value:032x}"
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    id: str
+    time: datetime
+    client_ip: str | None
+    uploader: Uploader
+    declared_type: str | None
+    hashes: Hashes | None  # None when the body could not be read (413, 415...)
+    decision: Decision | None  # None when no decision was reached (error before evaluate)
+    verdict: Verdict | None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    upstream_status: int | None = None
+    error: str | None = None  # what went wrong, for the operator; never body bytes or tokens
+    cached: bool = False  # verdict reused from the in-memory verdict cache
+
+    @staticmethod
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    def to_log(self) -> dict[str, object]:
+        """A flat, JSON-safe view for structured logs. Hashes and verdicts, never bytes or tokens."""
+        h, d = self.hashes, self.decision
+        return {
+            "id": self.id,
+            "verdict": self.verdict.value if self.verdict else None,
+            "rule": d.rule if d else None,
+            "reason": d.reason if d else None,
+            "shadow": d.shadow.rule if d and d.shadow else None,
+            "did": self.uploader.did,
+            "did_method": self.uploader.method,
+            "client_ip": self.client_ip,
+            "size": h.size if h else None,
+            "media_type": h.media_type if h else None,
+            "declared_type": self.declared_type,
+            "sha256": h.sha256 if h else None,
+            "cid": h.cid if h else None,
+            "pdq": [p.hex for p in h.pdq] if h else [],
+            "unhashable": h.unhashable.value if h and h.unhashable else None,
+            "matches": [m.to_json() for m in (d.all_matches if d else ())],
+            "policy": d.policy_version if d else None,
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "upstream_status": self.upstream_status,
+            "error": self.error,
+            "cached": self.cached,
+        }
+
+
+class DecisionSink(Protocol):
+    def accepting(self) -> bool: ...
+
+    def submit(self, record: DecisionRecord) -> None: ...
+
+
+class LogSink:
+    """The sink used when no decision log is configured: one structured log line per decision."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._log = logger or logging.getLogger("gate.decisions")
+
+    def accepting(self) -> bool:
+        return True
+
+    def submit(self, record: DecisionRecord) -> None:
+        self._log.info("decision %s", json.dumps(record.to_log(), sort_keys=True))

@@ -1,0 +1,207 @@
+"""Process settings from the environment (and an optional ``.env``-style file), validated loudly.
+
+Only *how the process runs* lives here (where to listen, where the PDS is, limits, timeouts). The
+operator's judgement — what to block and what to do on failure — lives in the policy file.
+
+Each setting is one field with ``env(...)`` metadata: the variable name, a parser and a help text. A bad
+value stops start-up with a message naming the variable, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from yarl import URL
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+MiB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; the message lists every problem."""
+
+
+# ---- parsers: str -> value, raising ValueError with a human message ----------------------------------
+
+
+def parse_hostport(raw: str) -> tuple[str, int]:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:3100")
+    return host.strip("[]"), int(port)
+
+
+def parse_url(raw: str) -> URL:
+    url = URL(raw)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("expected an http(s) URL, e.g. http://127.0.0.1:3000")
+    return url
+
+
+def parse_optional_url(raw: str) -> URL | None:
+    return parse_url(raw) if raw.strip() else None
+
+
+def parse_size(raw: str) -> int:
+    """Bytes, with an optional K/M/G suffix (binary: 1M = 1 MiB)."""
+    text = raw.strip().upper().removesuffix("B").removesuffix("I")
+    mult = {"K": 1024, "M": MiB, "G": 1024 * MiB}.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in "KMG" else text
+    if not number.isdigit() or int(number) <= 0:
+        raise ValueError("expected a positive size in bytes, e.g. 104857600 or 100M")
+    return int(number) * mult
+
+
+def parse_positive_int(raw: str) -> int:
+    if not raw.strip().isdigit() or int(raw) <= 0:
+        raise ValueError("expected a positive integer")
+    return int(raw)
+
+
+def parse_non_negative_int(raw: str) -> int:
+    if not raw.strip().isdigit():
+        raise ValueError("expected an integer ≥ 0")
+    return int(raw)
+
+
+def parse_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected a number of seconds, e.g. 2.5") from None
+    if not value > 0:
+        raise ValueError("expected a number of seconds > 0")
+    return value
+
+
+def parse_networks(raw: str) -> tuple[IpNetwork, ...]:
+    out: list[IpNetwork] = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        try:
+            out.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part!r} is not an IP address or CIDR network") from None
+    return tuple(out)
+
+
+def parse_path(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("expected a path")
+    return Path(raw)
+
+
+def parse_optional_path(raw: str) -> Path | None:
+    return Path(raw) if raw.strip() else None
+
+
+def parse_optional_str(raw: str) -> str | None:
+    return raw or None
+
+
+def parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def env(name: str, parser: Callable[[str], Any], default: str, help: str, secret: bool = False) -> Any:
+    """Declare a setting: its variable, parser, default (as the string an operator would write)."""
+    return field(metadata={"env": name, "parser": parser, "default": default, "help": help, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: tuple[str, int] = env("GATE_LISTEN", parse_hostport, "127.0.0.1:3100", "public listener")
+    upstream: URL = env("GATE_UPSTREAM", parse_url, "http://127.0.0.1:3000", "the PDS")
+    max_upload_bytes: int = env(
+        "GATE_MAX_UPLOAD_BYTES", parse_size, "104857600", "largest upload, before and after decoding"
+    )
+    memory_budget_bytes: int = env(
+        "GATE_MEMORY_BUDGET_BYTES", parse_size, "512M", "upload bytes buffered at once; past it → 503"
+    )
+    metrics_listen: tuple[str, int] = env(
+        "GATE_METRICS_LISTEN", parse_hostport, "127.0.0.1:9464", "metrics, health and admin listener"
+    )
+    data_dir: Path = env("GATE_DATA_DIR", parse_path, "./var", "embedded Postgres, spool")
+    policy_path: Path = env("GATE_POLICY", parse_path, "config/policy.toml", "the policy file")
+    banks_dir: Path = env("GATE_BANKS_DIR", parse_path, "config/banks", "local hash banks (*.csv)")
+    trusted_proxies: tuple[IpNetwork, ...] = env(
+        "GATE_TRUSTED_PROXIES",
+        parse_networks,
+        "127.0.0.1/32,::1/128",
+        "peers whose X-Forwarded-For/-Proto are kept (comma-separated CIDRs)",
+    )
+    upstream_connect_timeout: float = env(
+        "GATE_UPSTREAM_CONNECT_TIMEOUT", parse_seconds, "5", "connecting to the PDS"
+    )
+    upstream_timeout: float = env(
+        "GATE_UPSTREAM_TIMEOUT", parse_seconds, "60", "PDS answer (response headers) deadline"
+    )
+    hash_workers: int = env(
+        "GATE_HASH_WORKERS", parse_non_negative_int, "0", "image hashing processes; 0 = one per core"
+    )
+    max_image_pixels: int = env(
+        "GATE_MAX_IMAGE_PIXELS", parse_positive_int, "89478485", "decompression-bomb limit (Pillow's)"
+    )
+    verdict_cache_size: int = env(
+        "GATE_VERDICT_CACHE_SIZE", parse_non_negative_int, "4096", "repeat uploads reuse verdicts"
+    )
+    verdict_cache_ttl: float = env(
+        "GATE_VERDICT_CACHE_TTL", parse_seconds, "120", "seconds a cached verdict stays valid"
+    )
+    reload_interval: float = env(
+        "GATE_RELOAD_INTERVAL", parse_seconds, "2", "how often policy and bank files are checked"
+    )
+    log_level: str = env("GATE_LOG_LEVEL", str, "INFO", "logging level")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``) over an optional ``.env`` file."""
+        values: dict[str, str] = {}
+        if env_file is not None:
+            values.update(read_env_file(env_file))
+        values.update(os.environ if environ is None else environ)
+        problems: list[str] = []
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            meta = f.metadata
+            raw = values.get(meta["env"], meta["default"])
+            try:
+                kwargs[f.name] = meta["parser"](raw)
+            except ValueError as exc:
+                shown = "<hidden>" if meta["secret"] else repr(raw)
+                problems.append(f"{meta['env']}={shown}: {exc}")
+        if not problems and kwargs["memory_budget_bytes"] < kwargs["max_upload_bytes"]:
+            problems.append("GATE_MEMORY_BUDGET_BYTES must be at least GATE_MAX_UPLOAD_BYTES")
+        if problems:
+            raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+        return cls(**kwargs)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines; ``#`` comments, blank lines, optional quotes and ``export``."""
+    out: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"cannot read env file {path}: {exc.strerror}") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = stripped.removeprefix("export ").partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise SettingsError(f"{path}:{lineno}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out

@@ -1,0 +1,168 @@
+"""Value types shared by every stage of the pipeline: frozen dataclasses and enums only.
+
+The pipeline is ``read_body → hash → match → evaluate → act → record``; these are the values that
+flow between the stages. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    """What the gate does with an upload. Ordered by severity: see ``SEVERITY``."""
+
+    FORWARD = "forward"
+    QUARANTINE = "quarantine"
+    REJECT = "reject"
+
+
+# Precedence when several rules fire: reject > quarantine > forward.
+SEVERITY: dict[Verdict, int] = {Verdict.FORWARD: 0, Verdict.QUARANTINE: 1, Verdict.REJECT: 2}
+
+
+class SignalType(StrEnum):
+    """Hash kinds a bank entry or a match can carry."""
+
+    PDQ = "pdq"
+    MD5 = "md5"
+    SHA1 = "sha1"
+    SHA256 = "sha256"
+    CID = "cid"
+    PHASH = "phash"
+    DHASH = "dhash"
+    VIDEO_MD5 = "video_md5"  # HMA's exact type for video: the MD5 of the whole file
+
+    @property
+    def exact(self) -> bool:
+        """Exact types match by equality; the others by Hamming distance."""
+        return self not in (SignalType.PDQ, SignalType.PHASH, SignalType.DHASH)
+
+
+class Unhashable(StrEnum):
+    """Why an image got no perceptual hash. Explicit, never an empty string."""
+
+    LOW_QUALITY = "low_quality"  # PDQ quality below the cut-off (flat or featureless image)
+    CORRUPT = "corrupt"  # the decoder refused the bytes
+    TRUNCATED = "truncated"  # the image ends early
+    BOMB = "bomb"  # more pixels than the decompression-bomb limit
+
+
+@dataclass(frozen=True, slots=True)
+class PdqHash:
+    """One PDQ hash: 64 lowercase hex chars, its quality (0–100) and the dihedral transform it came from."""
+
+    hex: str
+    quality: int
+    transform: str = "original"
+
+
+@dataclass(frozen=True, slots=True)
+class Hashes:
+    """Everything the gate computed from one decoded body."""
+
+    sha256: str
+    md5: str
+    sha1: str
+    cid: str  # CIDv1 raw sha2-256 base32: the key the PDS stores the blob under
+    size: int
+    media_type: str  # sniffed from the bytes; "application/octet-stream" when unknown
+    pdq: tuple[PdqHash, ...] = ()
+    phash: str | None = None  # only when a policy rule asks for it
+    dhash: str | None = None
+    # Set when the media is an image the gate could not perceptually hash.
+    unhashable: Unhashable | None = None
+    unhashable_detail: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.media_type.startswith("image/")
+
+    def exact(self, signal: SignalType) -> str | None:
+        """The exact-hash value for ``signal`` (sha256, md5, sha1, cid), else None."""
+        return {
+            SignalType.SHA256: self.sha256,
+            SignalType.MD5: self.md5,
+            SignalType.SHA1: self.sha1,
+            SignalType.CID: self.cid,
+        }.get(signal)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One bank hit. ``distance`` is None for exact types."""
+
+    source: str  # "local" | "hma"
+    bank: str
+    signal_type: SignalType
+    distance: int | None
+    content_id: str | None = None
+    label: str | None = None
+    query_hash: str | None = None  # which of the upload's hashes matched (dihedral: several)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "bank": self.bank,
+            "signal": self.signal_type.value,
+            "distance": self.distance,
+            "content_id": self.content_id,
+            "label": self.label,
+            "query_hash": self.query_hash,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MatcherFailure:
+    """A matcher that could not answer for this upload (HMA down, timeout, bad answer...)."""
+
+    matcher: str
+    kind: str  # bounded: "refused" | "timeout" | "http_5xx" | "not_ready" | "malformed" | "http_4xx" | "breaker_open" | "error"
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    matches: tuple[Match, ...] = ()
+    failures: tuple[MatcherFailure, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowOutcome:
+    """What shadow rules would have done, recorded but not applied."""
+
+    verdict: Verdict
+    rule: str
+    matches: tuple[Match, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The intent ``evaluate`` returns; ``act`` carries it out."""
+
+    verdict: Verdict
+    rule: str  # the rule (or built-in choice such as "on_unhashable") that decided
+    reason: str  # bounded label for metrics: "match" | "no_match" | "allowlist" | "unhashable" | ...
+    matches: tuple[Match, ...]  # the matches that drove the verdict
+    policy_version: str
+    all_matches: tuple[Match, ...] = ()  # every match seen, including ones beyond every rule's distance
+    shadow: ShadowOutcome | None = None
+    full_scan: bool = True  # False when forwarded without a full scan (matcher failure, unscannable...)
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def shadow_only(self) -> bool:
+        """True when only a shadow rule would have acted."""
+        return self.shadow is not None and self.verdict is Verdict.FORWARD and self.rule != self.shadow.rule
+
+
+@dataclass(frozen=True, slots=True)
+class Uploader:
+    """Who the upload claims to come from. A claim is not an identity until ``verified``."""
+
+    did: str | None
+    method: str  # "access_jwt" | "service_auth" | "oauth" | "unknown" | "none"
+    verified: bool = False
