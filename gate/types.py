@@ -155,8 +155,8 @@ class Decision:
 
     @property
     def shadow_only(self) -> bool:
-        """True when only a shadow rule would have acted."""
-        return self.shadow is not None and self.verdict is Verdict.FORWARD and self.rule != self.shadow.rule
+        """True when a shadow rule would have acted more severely than the verdict that was applied."""
+        return self.shadow is not None and SEVERITY[self.shadow.verdict] > SEVERITY[self.verdict]
 
 
 @dataclass(frozen=True, slots=True)
