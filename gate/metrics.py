@@ -32,9 +32,12 @@ UPLOAD_ERRORS = Counter(
 )
 BUFFERED_BYTES = Gauge("upload_gate_buffered_bytes", "Upload bytes held in memory right now.")
 BUDGET_REJECTIONS = Counter(
-    "upload_gate_memory_budget_rejections_total", "Uploads refused with 503 because the memory budget was full."
+    "upload_gate_memory_budget_rejections_total",
+    "Uploads refused with 503 because the memory budget was full.",
 )
-VERDICT_CACHE_HITS = Counter("upload_gate_verdict_cache_hits_total", "Uploads answered from the verdict cache.")
+VERDICT_CACHE_HITS = Counter(
+    "upload_gate_verdict_cache_hits_total", "Uploads answered from the verdict cache."
+)
 PASSTHROUGH = Counter(
     "upload_gate_passthrough_requests_total", "Non-upload requests proxied, by kind.", ["kind"]
 )
@@ -44,3 +47,31 @@ POLICY_INFO = Gauge("upload_gate_policy_info", "The policy version in force (val
 BANK_RELOADS = Counter("upload_gate_bank_reloads_total", "Local bank reloads.", ["result"])
 BANK_SIZE = Gauge("upload_gate_bank_hashes", "Hashes loaded per local bank.", ["bank", "signal"])
 BANK_INVALID_ROWS = Counter("upload_gate_bank_invalid_rows_total", "Bank rows skipped as invalid.", ["bank"])
+
+# HMA matcher. "outcome" is bounded: match | no_match | cached | skipped | one of MatcherFailure.kind.
+HMA_LOOKUPS = Counter(
+    "upload_gate_hma_lookups_total", "HMA lookups (one hash each), by outcome.", ["outcome"]
+)
+HMA_LOOKUP_SECONDS = Histogram(
+    "upload_gate_hma_lookup_seconds", "Round trip of one HMA lookup over HTTP.", buckets=STAGE_BUCKETS
+)
+HMA_FAILURES = Counter(
+    "upload_gate_hma_failures_total",
+    "Uploads whose HMA step failed (the policy's on_matcher_error applied), by kind.",
+    ["kind"],
+)
+HMA_CACHE = Counter(
+    "upload_gate_hma_cache_total", "HMA answer cache look-ups (hit rate = hit / (hit + miss)).", ["result"]
+)
+HMA_BREAKER_STATE = Gauge(
+    "upload_gate_hma_breaker_state", "HMA circuit breaker: 0 closed, 1 half-open, 2 open."
+)
+HMA_BREAKER_TRANSITIONS = Counter(
+    "upload_gate_hma_breaker_transitions_total", "HMA circuit breaker state changes, by new state.", ["state"]
+)
+HMA_READY = Gauge("upload_gate_hma_ready", "1 when HMA's GET /status last answered I-AM-ALIVE.")
+HMA_BANK_RATIO = Gauge(
+    "upload_gate_hma_bank_matching_ratio",
+    "matching_enabled_ratio of each HMA bank the policy relies on.",
+    ["bank"],
+)

@@ -161,6 +161,40 @@ class Settings:
         "GATE_RELOAD_INTERVAL", parse_seconds, "2", "how often policy and bank files are checked"
     )
     log_level: str = env("GATE_LOG_LEVEL", str, "INFO", "logging level")
+    hma_url: URL | None = env(
+        "GATE_HMA_URL", parse_optional_url, "", "HMA (OpenMediaMatch) base URL; unset = no HMA matcher"
+    )
+    hma_connect_timeout: float = env(
+        "GATE_HMA_CONNECT_TIMEOUT", parse_seconds, "0.5", "connecting to HMA, per request"
+    )
+    hma_timeout: float = env("GATE_HMA_TIMEOUT", parse_seconds, "2", "one HMA lookup, total")
+    hma_deadline: float = env(
+        "GATE_HMA_DEADLINE", parse_seconds, "3", "all HMA lookups of one upload, retries included"
+    )
+    hma_retries: int = env(
+        "GATE_HMA_RETRIES", parse_non_negative_int, "1", "retries of a lookup whose connection failed"
+    )
+    hma_concurrency: int = env(
+        "GATE_HMA_CONCURRENCY", parse_positive_int, "16", "HMA lookups in flight at once, whole gate"
+    )
+    hma_cache_size: int = env(
+        "GATE_HMA_CACHE_SIZE", parse_non_negative_int, "20000", "cached HMA answers; 0 = no cache"
+    )
+    hma_cache_ttl: float = env(
+        "GATE_HMA_CACHE_TTL", parse_seconds, "30", "seconds a cached HMA answer stays valid"
+    )
+    hma_breaker_failures: int = env(
+        "GATE_HMA_BREAKER_FAILURES",
+        parse_positive_int,
+        "3",
+        "consecutive uploads whose HMA lookups failed before the breaker opens",
+    )
+    hma_breaker_reset: float = env(
+        "GATE_HMA_BREAKER_RESET", parse_seconds, "10", "seconds the breaker stays open before a probe"
+    )
+    hma_status_interval: float = env(
+        "GATE_HMA_STATUS_INTERVAL", parse_seconds, "5", "how often HMA's GET /status is polled"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
