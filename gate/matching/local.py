@@ -1,0 +1,262 @@
+"""``LocalBanks``: the operator's own hash lists (``<banks dir>/*.csv``), matched in process.
+
+Exact hashes live in dicts (O(1) per upload); perceptual ones in a ``HammingIndex``. The whole bank set
+is one immutable snapshot swapped atomically on reload, so a match never sees half a reload. A reload
+that fails (a file unreadable, or a bank that had hashes now yielding none but invalid rows — a broken
+save) keeps the last good snapshot and says so; it never leaves the gate with silently empty banks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gate import metrics
+from gate.matching.bank_file import BankFile, BankFileError, read_bank_file
+from gate.matching.pdq_index import HammingIndex
+from gate.policy.model import Policy
+from gate.types import Hashes, Match, MatcherFailure, MatchResult, SignalType
+
+log = logging.getLogger(__name__)
+
+EXACT = (SignalType.SHA256, SignalType.MD5, SignalType.SHA1, SignalType.CID)
+PERCEPTUAL_BITS = {SignalType.PDQ: 256, SignalType.PHASH: 64, SignalType.DHASH: 64}
+MAX_MATCHES = 1000  # per signal type and upload: a max_distance of 256 must not return a whole bank
+THREAD_THRESHOLD = 50_000  # perceptual hashes above which a query runs off the event loop
+LOGGED_PROBLEMS = 1000  # invalid rows logged one by one per file; beyond that a count
+
+
+class BankError(Exception):
+    """The bank directory (or a file in it) cannot be loaded."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    bank: str
+    content_id: str  # "file.csv:LINE"
+    label: str | None
+
+
+@dataclass(slots=True)
+class _Perceptual:
+    index: HammingIndex
+    entries: list[_Entry]
+
+
+@dataclass(slots=True)
+class BankSet:
+    """One immutable snapshot of every local bank."""
+
+    version: str
+    names: frozenset[str]
+    exact: dict[SignalType, dict[str, list[_Entry]]]
+    perceptual: dict[SignalType, _Perceptual]
+    counts: dict[str, dict[SignalType, int]]
+    problems: tuple[str, ...] = ()
+    signature: tuple[tuple[str, int, int, int], ...] = field(default=())
+
+
+def _signature(directory: Path) -> tuple[tuple[str, int, int, int], ...]:
+    out = []
+    for path in sorted(directory.glob("*.csv")):
+        if path.name.startswith("."):
+            continue
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        out.append((path.name, st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(out)
+
+
+def build_bank_set(directory: Path) -> BankSet:
+    """Read every bank file. Raises ``BankError`` when a whole file or the directory is unreadable."""
+    if not directory.is_dir():
+        raise BankError(f"banks directory {directory} does not exist")
+    signature = _signature(directory)
+    files: list[BankFile] = []
+    problems: list[str] = []
+    for name, *_ in signature:
+        try:
+            files.append(read_bank_file(directory / name))
+        except BankFileError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise BankError("; ".join(problems))
+    fingerprint = hashlib.sha256()
+    exact: dict[SignalType, dict[str, list[_Entry]]] = {s: defaultdict(list) for s in EXACT}
+    hexes: dict[SignalType, list[str]] = {s: [] for s in PERCEPTUAL_BITS}
+    entries: dict[SignalType, list[_Entry]] = {s: [] for s in PERCEPTUAL_BITS}
+    counts: dict[str, dict[SignalType, int]] = {}
+    for bank in files:
+        fingerprint.update(f"{bank.filename}\0{len(bank.content)}\0".encode())
+        fingerprint.update(bank.content)
+        problems.extend(bank.problems)
+        per_signal: dict[SignalType, int] = defaultdict(int)
+        for row in bank.rows:
+            entry = _Entry(bank.name, f"{bank.filename}:{row.line}", row.label)
+            per_signal[row.signal] += 1
+            if row.signal in PERCEPTUAL_BITS:
+                hexes[row.signal].append(row.hash)
+                entries[row.signal].append(entry)
+            else:
+                exact[row.signal][row.hash].append(entry)
+        counts[bank.name] = dict(per_signal)
+    perceptual = {
+        s: _Perceptual(HammingIndex(hexes[s], bits), entries[s]) for s, bits in PERCEPTUAL_BITS.items()
+    }
+    return BankSet(
+        version=fingerprint.hexdigest()[:16],
+        names=frozenset(b.name for b in files),
+        exact={s: dict(d) for s, d in exact.items()},
+        perceptual=perceptual,
+        counts=counts,
+        problems=tuple(problems),
+        signature=signature,
+    )
+
+
+def _broken_banks(old: BankSet, new: BankSet) -> list[str]:
+    """Banks that had hashes and now load none while rows were rejected: a broken save, not a wipe."""
+    broken = []
+    for bank, counts in old.counts.items():
+        emptied = sum(counts.values()) and not sum(new.counts.get(bank, {}).values())
+        if emptied and any(p.startswith(f"{bank}.csv:") for p in new.problems):
+            broken.append(bank)
+    return broken
+
+
+def thresholds(policy: Policy) -> dict[SignalType, int]:
+    """The widest distance any rule (shadow too) could select local matches at, per perceptual type."""
+    out: dict[SignalType, int] = {}
+    for rule in policy.rules:
+        if "local" not in rule.sources:
+            continue
+        for signal in PERCEPTUAL_BITS:
+            if rule.signal_types is None or signal in rule.signal_types:
+                out[signal] = max(out.get(signal, 0), rule.max_distance)
+    return out
+
+
+class LocalBanks:
+    """The Matcher over the CSV banks in one directory (bank name = file name without ``.csv``)."""
+
+    name = "local"
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self._set: BankSet | None = None
+        self._failed_signature: tuple[tuple[str, int, int, int], ...] | None = None
+
+    @property
+    def banks(self) -> BankSet:
+        if self._set is None:
+            raise RuntimeError("LocalBanks.load() has not run")
+        return self._set
+
+    def load(self) -> None:
+        """Initial load (synchronous, at start-up). Raises ``BankError`` so the gate stops loudly."""
+        self._install(build_bank_set(self.directory))
+
+    def version(self) -> str:
+        return self.banks.version
+
+    def names(self) -> frozenset[str]:
+        return self.banks.names
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return self.banks.problems
+
+    def _install(self, new: BankSet) -> None:
+        for file in {p.split(":", 1)[0] for p in new.problems}:
+            rows = [p for p in new.problems if p.startswith(f"{file}:")]
+            for problem in rows[:LOGGED_PROBLEMS]:
+                log.warning("bank row skipped: %s", problem)
+            if len(rows) > LOGGED_PROBLEMS:
+                log.warning("bank %s: %d more invalid rows skipped", file, len(rows) - LOGGED_PROBLEMS)
+            metrics.BANK_INVALID_ROWS.labels(bank=file.removesuffix(".csv")).inc(len(rows))
+        metrics.BANK_SIZE.clear()
+        for bank, counts in new.counts.items():
+            for signal, count in counts.items():
+                metrics.BANK_SIZE.labels(bank=bank, signal=signal.value).set(count)
+        self._set = new
+        self._failed_signature = None
+        total = sum(sum(c.values()) for c in new.counts.values())
+        log.info("local banks %s loaded: %d hashes in %d bank(s)", new.version, total, len(new.names))
+
+    async def reload_if_changed(self) -> bool:
+        """Reload when any ``*.csv`` changed (mtime, size, inode, added, removed); True if reloaded."""
+        signature = await asyncio.to_thread(_signature, self.directory)
+        if signature in (self.banks.signature, self._failed_signature):
+            return False
+        try:
+            new = await asyncio.to_thread(build_bank_set, self.directory)
+            broken = _broken_banks(self.banks, new)
+            if broken:
+                raise BankError(f"bank(s) {', '.join(broken)} would be emptied: every row is invalid")
+        except BankError as exc:
+            self._failed_signature = signature
+            metrics.BANK_RELOADS.labels(result="error").inc()
+            log.error("local banks not reloaded, keeping version %s: %s", self.banks.version, exc)
+            return False
+        self._install(new)
+        metrics.BANK_RELOADS.labels(result="ok").inc()
+        return True
+
+    async def watch(self, interval: float = 2.0) -> None:
+        """Poll the directory for changes until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reload_if_changed()
+            except Exception:  # a watcher must outlive surprises; the error is logged
+                log.exception("local bank watch failed")
+
+    async def match(self, hashes: Hashes, policy: Policy) -> MatchResult:
+        snapshot = self.banks
+        try:
+            limits = thresholds(policy)
+            size = sum(len(snapshot.perceptual[s].index) for s in limits)
+            if size > THREAD_THRESHOLD:
+                matches = await asyncio.to_thread(_match, snapshot, hashes, limits)
+            else:
+                matches = _match(snapshot, hashes, limits)
+        except Exception as exc:  # a matcher never raises for an upload; the policy decides
+            log.exception("local bank match failed")
+            return MatchResult(failures=(MatcherFailure(self.name, "error", type(exc).__name__),))
+        return MatchResult(matches=tuple(matches))
+
+
+def _queries(hashes: Hashes, signal: SignalType) -> list[str]:
+    if signal is SignalType.PDQ:
+        return [p.hex.lower() for p in hashes.pdq]
+    value = hashes.phash if signal is SignalType.PHASH else hashes.dhash
+    return [value.lower()] if value else []
+
+
+def _match(snapshot: BankSet, hashes: Hashes, limits: dict[SignalType, int]) -> list[Match]:
+    found: list[Match] = []
+    for signal in EXACT:
+        value = hashes.exact(signal)
+        for entry in snapshot.exact[signal].get(value.lower(), []) if value else []:
+            found.append(Match("local", entry.bank, signal, None, entry.content_id, entry.label, value))
+    for signal, limit in limits.items():
+        part = snapshot.perceptual[signal]
+        if not len(part.index):
+            continue
+        best: dict[int, tuple[int, str]] = {}  # entry -> (closest distance, the query hash that got it)
+        for query in _queries(hashes, signal):
+            idx, dist = part.index.search(query, limit)
+            for i, d in zip(idx.tolist(), dist.tolist(), strict=True):
+                if i not in best or d < best[i][0]:
+                    best[i] = (d, query)
+        ranked = sorted(best.items(), key=lambda item: (item[1][0], item[0]))[:MAX_MATCHES]
+        for i, (d, query) in ranked:
+            entry = part.entries[i]
+            found.append(Match("local", entry.bank, signal, d, entry.content_id, entry.label, query))
+    return found

@@ -1,0 +1,71 @@
+"""``upload-gate check-policy FILE``: validate a policy without starting anything.
+
+With ``--banks-dir`` (default: ``GATE_BANKS_DIR`` or ``config/banks``) local bank names are checked
+against the bank files, and invalid bank rows are listed too. HMA bank names can only be checked by a
+running gate (they live in HMA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from gate.matching.local import BankError, build_bank_set
+from gate.policy.load import PolicyError, load_policy
+
+
+def run(args: argparse.Namespace) -> int:
+    known: dict[str, frozenset[str]] = {}
+    banks_dir = Path(args.banks_dir)
+    bank_notes: list[str] = []
+    if banks_dir.is_dir():
+        try:
+            banks = build_bank_set(banks_dir)
+        except BankError as exc:
+            print(f"banks {banks_dir}: {exc}", file=sys.stderr)
+            return 1
+        known["local"] = banks.names
+        bank_notes = [f"warning: bank row skipped: {p}" for p in banks.problems]
+    elif args.banks_dir_given:
+        print(f"banks directory {banks_dir} does not exist", file=sys.stderr)
+        return 1
+    else:
+        bank_notes = [f"note: no banks directory at {banks_dir}: local bank names not checked"]
+    try:
+        policy = load_policy(args.file, known_banks=known)
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for note in bank_notes:
+        print(note, file=sys.stderr)
+    shadow = sum(1 for r in policy.rules if r.shadow)
+    extra = f" ({shadow} shadow)" if shadow else ""
+    print(f"OK {policy.version}: {len(policy.rules)} rules{extra}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("check-policy", help="validate a policy file and exit (1 on problems)")
+    parser.add_argument("file", metavar="FILE", help="the policy file, e.g. config/policy.toml")
+    parser.add_argument(
+        "--banks-dir",
+        help="local banks directory to check bank names against (default: $GATE_BANKS_DIR or config/banks)",
+    )
+    parser.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    args.banks_dir_given = args.banks_dir is not None
+    if args.banks_dir is None:
+        args.banks_dir = os.environ.get("GATE_BANKS_DIR", "config/banks")
+    return run(args)
+
+
+if __name__ == "__main__":  # usable before the other commands exist: python -m gate.policy.check FILE
+    _root = argparse.ArgumentParser(prog="upload-gate")
+    _sub = _root.add_subparsers(dest="command", required=True)
+    register(_sub)
+    _args = _root.parse_args(["check-policy", *sys.argv[1:]])
+    sys.exit(_args.func(_args))

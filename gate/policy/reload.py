@@ -1,0 +1,134 @@
+"""``PolicyHolder``: the policy in force, and the only way it changes.
+
+At start-up an invalid policy stops the gate (``load_initial`` raises). Afterwards a change (file edit
+seen by ``watch``, or SIGHUP) is parsed and validated in full — including validator hooks such as the
+HMA matcher's bank check — before it replaces anything; on any problem the last good policy stays in
+force, the problems are logged and ``upload_gate_policy_reloads_total{result="error"}`` counts it. A bad
+edit never turns into defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+
+from gate import metrics
+from gate.policy.load import PolicyError, parse_policy
+from gate.policy.model import Policy
+
+log = logging.getLogger(__name__)
+
+Validator = Callable[[Policy], Awaitable[list[str]]]
+FileKey = tuple[int, int, int, int]  # inode, device, size, mtime_ns
+
+
+def _file_key(path: Path) -> FileKey | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+
+
+class PolicyHolder:
+    def __init__(
+        self,
+        path: str | Path,
+        known_banks: Callable[[], Mapping[str, frozenset[str]]],
+        validators: Sequence[Validator] = (),
+    ) -> None:
+        self.path = Path(path)
+        self._known_banks = known_banks
+        self._validators = tuple(validators)
+        self._current: Policy | None = None
+        self._seen: FileKey | None = None
+        self._lock = asyncio.Lock()
+        self._pending: set[asyncio.Task[bool]] = set()
+
+    @property
+    def current(self) -> Policy:
+        if self._current is None:
+            raise RuntimeError("PolicyHolder.load_initial() has not run")
+        return self._current
+
+    def add_validator(self, validator: Validator) -> None:
+        """Matchers set up after the holder (HMA) register their check here."""
+        self._validators += (validator,)
+
+    async def _parse(self) -> Policy:
+        key = _file_key(self.path)
+        try:
+            data = await asyncio.to_thread(self.path.read_bytes)
+        except OSError as exc:
+            raise PolicyError(str(self.path), [f"cannot read the file: {exc.strerror or exc}"]) from exc
+        self._seen = key
+        policy = parse_policy(data, source=str(self.path), known_banks=self._known_banks())
+        problems: list[str] = []
+        for validator in self._validators:
+            problems.extend(await validator(policy))
+        if problems:
+            raise PolicyError(str(self.path), problems)
+        return policy
+
+    def _install(self, policy: Policy) -> None:
+        old = self._current
+        self._current = policy
+        if old is not None and old.version != policy.version:
+            metrics.POLICY_INFO.remove(old.version)
+        metrics.POLICY_INFO.labels(version=policy.version).set(1)
+
+    async def load_initial(self) -> Policy:
+        """Load the policy once at start-up; raises ``PolicyError`` (the gate stops with its message)."""
+        async with self._lock:
+            policy = await self._parse()
+            self._install(policy)
+            log.info("policy %s loaded from %s: %d rules", policy.version, self.path, len(policy.rules))
+            return policy
+
+    async def reload(self) -> bool:
+        """Re-read the file; True when a new valid policy is in force. Never raises for a bad file."""
+        async with self._lock:
+            try:
+                policy = await self._parse()
+            except PolicyError as exc:
+                metrics.POLICY_RELOADS.labels(result="error").inc()
+                kept = self._current.version if self._current else "none"
+                log.error("policy reload refused, keeping version %s:\n%s", kept, exc)
+                return False
+            except Exception:  # a validator hook failing must not kill the reloader either
+                metrics.POLICY_RELOADS.labels(result="error").inc()
+                log.exception("policy reload failed, keeping the last good policy")
+                return False
+            changed = self._current is None or policy.version != self._current.version
+            self._install(policy)
+            metrics.POLICY_RELOADS.labels(result="ok").inc()
+            if changed:
+                log.info("policy %s in force: %d rules", policy.version, len(policy.rules))
+            return True
+
+    def install_sighup(self, loop: asyncio.AbstractEventLoop) -> None:
+        """SIGHUP → reload (Unix only)."""
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self) -> None:
+        log.info("SIGHUP: reloading policy %s", self.path)
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def watch(self, interval: float = 2.0) -> None:
+        """Poll the file until cancelled; reload when inode, size or mtime change.
+
+        Editors that save by writing a new file and renaming it over the old one change the inode; a
+        moment where the file is missing is skipped rather than treated as an (invalid) empty policy.
+        """
+        while True:
+            await asyncio.sleep(interval)
+            key = await asyncio.to_thread(_file_key, self.path)
+            if key is None or key == self._seen:
+                continue
+            await self.reload()

@@ -1,0 +1,54 @@
+"""``upload-gate check-policy FILE`` as an operator runs it: a subprocess, its output and exit code."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gate.policy.check", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_bundled_policy_ok() -> None:
+    done = run("config/policy.toml")
+    version = hashlib.sha256((ROOT / "config/policy.toml").read_bytes()).hexdigest()[:16]
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"OK {version}: 3 rules (1 shadow)\n"
+
+
+def test_every_problem_printed(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    text = (ROOT / "config/policy.toml").read_text()
+    text = text.replace('on_matcher_error = "quarantine"\n', "").replace(
+        "max_distance = 31", "max_distance = 300"
+    )
+    text = text.replace(
+        'banks = ["blocklist"]\nsignal_types = ["pdq"]\nmax_distance = 50',
+        'banks = ["ncmc"]\nsignal_types = ["pdq"]\nmax_distance = 50',
+    )
+    bad.write_text(text)
+    done = run(str(bad), "--banks-dir", "config/banks")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "on_matcher_error: required" in done.stderr
+    assert "rules[1].max_distance: 300 is outside" in done.stderr
+    assert "rules[2].banks: unknown local bank 'ncmc'" in done.stderr
+
+
+def test_banks_dir_names_are_checked(tmp_path: Path) -> None:
+    done = run("config/policy.toml", "--banks-dir", str(tmp_path))
+    assert done.returncode == 1
+    assert "unknown local bank 'blocklist'" in done.stderr
+    assert "allowlist_banks: unknown local bank 'allowlist'" in done.stderr
