@@ -73,7 +73,7 @@ class PolicyError(ValueError):
 def imagehash_available() -> bool:
     """phash/dhash rules need imagehash (an optional extra: it pulls SciPy)."""
     try:
-        import imagehash  # noqa: F401, PLC0415
+        import imagehash  # noqa: F401
     except ImportError:
         return False
     return True
@@ -245,7 +245,7 @@ class _Parser:
             dihedral = default.dihedral
         quality = table.get("min_pdq_quality", default.min_pdq_quality)
         if not isinstance(quality, int) or isinstance(quality, bool) or not 0 <= quality <= 100:
-            self.err("hashing.min_pdq_quality", f"{_show(quality)} is not an integer in 0–100")  # noqa: RUF001
+            self.err("hashing.min_pdq_quality", f"{_show(quality)} is not an integer in 0–100")
             quality = default.min_pdq_quality
         return Hashing(dihedral=dihedral, min_pdq_quality=quality)
 
@@ -265,7 +265,7 @@ class _Parser:
         self.unknown_keys(table, RESPONSE_KEYS, f"{path}.")
         status = table.get("status", default.status)
         if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
-            self.err(f"{path}.status", f"{_show(status)} is not an HTTP error status in 400–599")  # noqa: RUF001
+            self.err(f"{path}.status", f"{_show(status)} is not an HTTP error status in 400–599")
             status = default.status
         error = table.get("error", default.error)
         if not isinstance(error, str) or not XRPC_NAME.match(error):
@@ -301,7 +301,7 @@ class _Parser:
         self.unknown_keys(item, RULE_KEYS, f"{path}.")
         name = item.get("name")
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", name):
-            self.err(f"{path}.name", "required: 1–64 letters, digits, '_', '-', '.' or ':'")  # noqa: RUF001
+            self.err(f"{path}.name", "required: 1–64 letters, digits, '_', '-', '.' or ':'")
             name = ""
         source = item.get("source")
         if source not in ("local", "hma", "any"):
@@ -336,7 +336,7 @@ class _Parser:
         elif not isinstance(distance, int) or isinstance(distance, bool):
             self.err(f"{path}.max_distance", f"{_show(distance)} is not an integer")
         elif not 0 <= distance <= 256:
-            self.err(f"{path}.max_distance", f"{distance} is outside 0–256")  # noqa: RUF001
+            self.err(f"{path}.max_distance", f"{distance} is outside 0–256")
         if len(self.problems) > before or action is None:
             return None
         return Rule(

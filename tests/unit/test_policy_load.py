@@ -71,12 +71,12 @@ INVALID = [
     (
         "distance too large",
         doc(rule(signal_types='["pdq"]', max_distance=300)),
-        "rules[0].max_distance: 300 is outside 0–256",  # noqa: RUF001
+        "rules[0].max_distance: 300 is outside 0–256",
     ),
     (
         "distance negative",
         doc(rule(signal_types='["pdq"]', max_distance=-1)),
-        "rules[0].max_distance: -1 is outside 0–256",  # noqa: RUF001
+        "rules[0].max_distance: -1 is outside 0–256",
     ),
     ("distance not int", doc(rule(max_distance='"31"')), "rules[0].max_distance: '31' is not an integer"),
     ("distance missing for pdq", doc(rule(signal_types='["pdq"]')), "rules[0].max_distance: required"),
