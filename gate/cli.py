@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "gate.serve",  # serve
     "gate.policy.check",  # check-policy
     "gate.hashing.command",  # hash
+    "gate.matching.hma_command",  # hma check
 )
 
 

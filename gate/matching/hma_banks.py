@@ -1,0 +1,83 @@
+"""Checking a policy against the banks HMA really has (``GET /c/banks``), at start-up and on reload.
+
+HMA answers ``{}`` for a bank name it does not know, so a typo in the policy would silently match
+nothing: such a policy is refused. A bank the policy relies on whose ``matching_enabled_ratio`` is below
+1.0 is skipped at random by ``GET /m/lookup`` (only POST can bypass the coinflip): that is a warning.
+
+Which names must exist: ``hma_banks`` and the banks of rules whose only source is ``hma``. A rule for
+both sources may name local banks too, so its names are not required to exist in HMA. When HMA cannot
+be reached the check cannot be made: it logs a warning and accepts the policy (lookups will then fail
+and ``on_matcher_error`` applies); refusing would tie the gate's start-up to HMA's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gate import metrics
+from gate.matching.hma import SOURCE, hma_banks_for
+from gate.matching.hma_client import HmaBank, HmaCallError, HmaClient
+from gate.policy.model import Policy
+
+log = logging.getLogger(__name__)
+
+
+def required_banks(policy: Policy) -> dict[str, str]:
+    """Bank name → where the policy names it, for every name that must exist in HMA."""
+    where: dict[str, str] = {}
+    for name in sorted(policy.hma_banks or ()):
+        where[name] = "hma_banks"
+    for rule in policy.rules:
+        if rule.sources == frozenset({SOURCE}):
+            for name in sorted(rule.banks or ()):
+                where.setdefault(name, f"rule {rule.name!r}")
+    return where
+
+
+def check_banks(policy: Policy, banks: list[HmaBank]) -> tuple[list[str], list[str]]:
+    """(problems that refuse the policy, warnings) for ``policy`` against HMA's ``banks``."""
+    by_name = {bank.name: bank for bank in banks}
+    known = ", ".join(sorted(by_name)) or "none"
+    problems = [
+        f"{where} names HMA bank {name!r}, which HMA does not have (HMA has: {known})"
+        for name, where in required_banks(policy).items()
+        if name not in by_name
+    ]
+    relied = hma_banks_for(policy)
+    names = sorted(by_name) if relied is None else [n for n in relied if n in by_name]
+    warnings = []
+    for name in names:
+        ratio = by_name[name].matching_enabled_ratio
+        metrics.HMA_BANK_RATIO.labels(name).set(ratio)
+        if ratio < 1.0:
+            warnings.append(
+                f"HMA bank {name!r} has matching_enabled_ratio {ratio:g} < 1.0: GET /m/lookup skips it "
+                f"for about {1 - ratio:.0%} of uploads; set it to 1.0 in HMA"
+            )
+    return problems, warnings
+
+
+class HmaBankCheck:
+    """A ``PolicyHolder`` validator: ``await check(policy)`` → problems (empty = acceptable)."""
+
+    def __init__(self, client: HmaClient, within: float = 5.0) -> None:
+        self.client = client
+        self.within = within
+
+    async def __call__(self, policy: Policy) -> list[str]:
+        if hma_banks_for(policy) == ():
+            return []  # nothing in this policy relies on HMA
+        try:
+            banks = await self.client.banks(within=self.within)
+        except HmaCallError as exc:
+            log.warning("cannot check the policy's HMA banks (GET /c/banks: %s); accepting it", exc)
+            return []
+        problems, warnings = check_banks(policy, banks)
+        for warning in warnings:
+            log.warning("%s", warning)
+        return problems
+
+
+async def hma_bank_names(client: HmaClient, within: float = 5.0) -> frozenset[str]:
+    """The names HMA has, for the policy loader's ``known_banks["hma"]``."""
+    return frozenset(bank.name for bank in await client.banks(within=within))
