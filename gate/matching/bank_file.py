@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from gate.types import SignalType
 
@@ -55,10 +56,10 @@ VALIDATORS: dict[SignalType, Callable[[str], str | None]] = {
     SignalType.DHASH: _hex(16, "a 64-bit dhash"),
 }
 LOCAL_SIGNALS = ", ".join(VALIDATORS)
+_BY_NAME = {s.value: s for s in VALIDATORS}
 
 
-@dataclass(frozen=True, slots=True)
-class BankRow:
+class BankRow(NamedTuple):  # a tuple, not a frozen dataclass: banks hold millions of rows
     signal: SignalType
     hash: str  # lowercase, validated
     line: int
@@ -74,16 +75,12 @@ class BankFile:
     content: bytes  # kept only to fingerprint the bank set; dropped after loading
 
 
-def parse_row(fields: list[str]) -> BankRow | str:
-    """A row, or the reason it is invalid (line filled in by the caller)."""
+def parse_row(fields: list[str], line: int) -> BankRow | str:
+    """A row, or the reason it is invalid."""
     if len(fields) < 2 or len(fields) > 3:
         return f"expected signal_type,hash[,label]; got {len(fields)} field(s)"
-    kind = fields[0].strip().lower()
-    try:
-        signal = SignalType(kind)
-    except ValueError:
-        signal = None
-    if signal is None or signal not in VALIDATORS:
+    signal = _BY_NAME.get(fields[0].strip().lower())
+    if signal is None:
         return f"unknown signal type {fields[0].strip()!r} (expected one of {LOCAL_SIGNALS})"
     value = fields[1].strip().lower()
     problem = VALIDATORS[signal](value)
@@ -92,7 +89,7 @@ def parse_row(fields: list[str]) -> BankRow | str:
     label = fields[2].strip() if len(fields) == 3 else ""
     if len(label) > MAX_LABEL:
         return f"label longer than {MAX_LABEL} characters"
-    return BankRow(signal, value, 0, label or None)
+    return BankRow(signal, value, line, label or None)
 
 
 def read_bank_file(path: Path) -> BankFile:
@@ -117,9 +114,9 @@ def read_bank_file(path: Path) -> BankFile:
             first = False
             continue  # the optional header
         first = False
-        parsed = parse_row(fields)
+        parsed = parse_row(fields, line_no)
         if isinstance(parsed, str):
             problems.append(f"{path.name}:{line_no}: {parsed}")
         else:
-            rows.append(BankRow(parsed.signal, parsed.hash, line_no, parsed.label))
+            rows.append(parsed)
     return BankFile(path.stem, path.name, tuple(rows), tuple(problems), content)

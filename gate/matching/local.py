@@ -34,11 +34,9 @@ class BankError(Exception):
     """The bank directory (or a file in it) cannot be loaded."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    bank: str
-    content_id: str  # "file.csv:LINE"
-    label: str | None
+# One bank row kept for reporting a match: (bank, file name, line, label). A plain tuple, not an object
+# with a prebuilt content id, because a 1M-row bank builds a million of them.
+_Entry = tuple[str, str, int, str | None]
 
 
 @dataclass(slots=True)
@@ -98,7 +96,7 @@ def build_bank_set(directory: Path) -> BankSet:
         problems.extend(bank.problems)
         per_signal: dict[SignalType, int] = defaultdict(int)
         for row in bank.rows:
-            entry = _Entry(bank.name, f"{bank.filename}:{row.line}", row.label)
+            entry = (bank.name, bank.filename, row.line, row.label)
             per_signal[row.signal] += 1
             if row.signal in PERCEPTUAL_BITS:
                 hexes[row.signal].append(row.hash)
@@ -184,6 +182,9 @@ class LocalBanks:
         for bank, counts in new.counts.items():
             for signal, count in counts.items():
                 metrics.BANK_SIZE.labels(bank=bank, signal=signal.value).set(count)
+        if self._set is not None:
+            for gone in sorted(self._set.names - new.names):
+                log.warning("local bank %r removed: its file is gone from %s", gone, self.directory)
         self._set = new
         self._failed_signature = None
         total = sum(sum(c.values()) for c in new.counts.values())
@@ -243,8 +244,8 @@ def _match(snapshot: BankSet, hashes: Hashes, limits: dict[SignalType, int]) -> 
     found: list[Match] = []
     for signal in EXACT:
         value = hashes.exact(signal)
-        for entry in snapshot.exact[signal].get(value.lower(), []) if value else []:
-            found.append(Match("local", entry.bank, signal, None, entry.content_id, entry.label, value))
+        for bank, filename, line, label in snapshot.exact[signal].get(value.lower(), []) if value else []:
+            found.append(Match("local", bank, signal, None, f"{filename}:{line}", label, value))
     for signal, limit in limits.items():
         part = snapshot.perceptual[signal]
         if not len(part.index):
@@ -257,6 +258,6 @@ def _match(snapshot: BankSet, hashes: Hashes, limits: dict[SignalType, int]) -> 
                     best[i] = (d, query)
         ranked = sorted(best.items(), key=lambda item: (item[1][0], item[0]))[:MAX_MATCHES]
         for i, (d, query) in ranked:
-            entry = part.entries[i]
-            found.append(Match("local", entry.bank, signal, d, entry.content_id, entry.label, query))
+            bank, filename, line, label = part.entries[i]
+            found.append(Match("local", bank, signal, d, f"{filename}:{line}", label, query))
     return found

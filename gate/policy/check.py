@@ -40,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for note in bank_notes:
         print(note, file=sys.stderr)
-    shadow = sum(1 for r in policy.rules if r.shadow)
-    extra = f" ({shadow} shadow)" if shadow else ""
-    print(f"OK {policy.version}: {len(policy.rules)} rules{extra}")
+    print(f"OK {policy.version}: {len(policy.rules)} rules")
     return 0
 
 

@@ -10,6 +10,7 @@ edit never turns into defaults.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -78,7 +79,8 @@ class PolicyHolder:
         old = self._current
         self._current = policy
         if old is not None and old.version != policy.version:
-            metrics.POLICY_INFO.remove(old.version)
+            with contextlib.suppress(KeyError):  # already gone (another holder in this process)
+                metrics.POLICY_INFO.remove(old.version)
         metrics.POLICY_INFO.labels(version=policy.version).set(1)
 
     async def load_initial(self) -> Policy:

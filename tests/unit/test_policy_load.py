@@ -277,3 +277,12 @@ def test_version_is_content_hash() -> None:
     b = parse_policy((doc() + "\n# comment\n").encode(), source="t")
     assert a.version != b.version
     assert a.version == hashlib.sha256(doc().encode()).hexdigest()[:16]
+
+
+def test_commented_hma_example_is_valid_once_uncommented() -> None:
+    text = (ROOT / "config" / "policy.toml").read_text()
+    example = text[text.index('# [[rules]]\n# name = "hma-pdq"') :]
+    uncommented = "\n".join(line.removeprefix("# ") for line in example.splitlines() if line != "#")
+    policy = parse_policy((text + "\n" + uncommented).encode(), source="t", known_banks=None)
+    assert [r.name for r in policy.rules][-2:] == ["hma-pdq", "hma-video"]
+    assert policy.rules[-1].signal_types == frozenset({SignalType.VIDEO_MD5})
