@@ -4,8 +4,9 @@ HMA answers ``{}`` for a bank name it does not know, so a typo in the policy wou
 nothing: such a policy is refused. A bank the policy relies on whose ``matching_enabled_ratio`` is below
 1.0 is skipped at random by ``GET /m/lookup`` (only POST can bypass the coinflip): that is a warning.
 
-Which names must exist: ``hma_banks`` and the banks of rules whose only source is ``hma``. A rule for
-both sources may name local banks too, so its names are not required to exist in HMA. When HMA cannot
+Which names must exist: ``hma_banks`` and the banks of rules whose only source is ``hma``; a rule for
+both sources (``source = "any"``) may name a bank of either, so its names must exist in HMA or among the
+local banks (when those are known). When HMA cannot
 be reached the check cannot be made: it logs a warning and accepts the policy (lookups will then fail
 and ``on_matcher_error`` applies); refusing would tie the gate's start-up to HMA's.
 """
@@ -13,6 +14,7 @@ and ``on_matcher_error`` applies); refusing would tie the gate's start-up to HMA
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from gate import metrics
 from gate.matching.hma import SOURCE, hma_banks_for
@@ -34,8 +36,13 @@ def required_banks(policy: Policy) -> dict[str, str]:
     return where
 
 
-def check_banks(policy: Policy, banks: list[HmaBank]) -> tuple[list[str], list[str]]:
-    """(problems that refuse the policy, warnings) for ``policy`` against HMA's ``banks``."""
+def check_banks(
+    policy: Policy, banks: list[HmaBank], local: frozenset[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """(problems that refuse the policy, warnings) for ``policy`` against HMA's ``banks``.
+
+    ``local``: the local bank names, to check rules for both sources (None = not known here).
+    """
     by_name = {bank.name: bank for bank in banks}
     known = ", ".join(sorted(by_name)) or "none"
     problems = [
@@ -43,6 +50,14 @@ def check_banks(policy: Policy, banks: list[HmaBank]) -> tuple[list[str], list[s
         for name, where in required_banks(policy).items()
         if name not in by_name
     ]
+    if local is not None:
+        for rule in policy.rules:
+            if len(rule.sources) > 1 and SOURCE in rule.sources:
+                problems.extend(
+                    f"rule {rule.name!r} names bank {name!r}, which neither HMA nor the local banks have"
+                    for name in sorted(rule.banks or ())
+                    if name not in by_name and name not in local
+                )
     relied = hma_banks_for(policy)
     names = sorted(by_name) if relied is None else [n for n in relied if n in by_name]
     warnings = []
@@ -60,9 +75,15 @@ def check_banks(policy: Policy, banks: list[HmaBank]) -> tuple[list[str], list[s
 class HmaBankCheck:
     """A ``PolicyHolder`` validator: ``await check(policy)`` → problems (empty = acceptable)."""
 
-    def __init__(self, client: HmaClient, within: float = 5.0) -> None:
+    def __init__(
+        self,
+        client: HmaClient,
+        within: float = 5.0,
+        local_banks: Callable[[], frozenset[str]] | None = None,
+    ) -> None:
         self.client = client
         self.within = within
+        self.local_banks = local_banks
 
     async def __call__(self, policy: Policy) -> list[str]:
         if hma_banks_for(policy) == ():
@@ -72,7 +93,8 @@ class HmaBankCheck:
         except HmaCallError as exc:
             log.warning("cannot check the policy's HMA banks (GET /c/banks: %s); accepting it", exc)
             return []
-        problems, warnings = check_banks(policy, banks)
+        local = self.local_banks() if self.local_banks is not None else None
+        problems, warnings = check_banks(policy, banks, local)
         for warning in warnings:
             log.warning("%s", warning)
         return problems

@@ -115,3 +115,14 @@ def test_hma_check_without_a_configured_hma_says_how_to_configure_one(
     args = parser.parse_args(["hma", "check"])
     assert args.func(args) == 2
     assert "set GATE_HMA_URL or pass --url" in capsys.readouterr().out
+
+
+async def test_a_rule_for_both_sources_must_name_a_bank_one_of_them_has(fake_hma: FakeHma) -> None:
+    client = HmaClient(fake_hma.url)
+    check_both = HmaBankCheck(client, local_banks=lambda: frozenset({"LOCAL_ONLY"}))
+    rule = hma_rule(
+        "both", Verdict.REJECT, 10, banks=["BANK_A", "LOCAL_ONLY", "NOWHERE"], sources=["hma", "local"]
+    )
+    problems = await check_both(make_policy([rule]))
+    await client.aclose()
+    assert problems == ["rule 'both' names bank 'NOWHERE', which neither HMA nor the local banks have"]
