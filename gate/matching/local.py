@@ -14,9 +14,11 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gate import metrics
 from gate.matching.bank_file import BankFile, BankFileError, read_bank_file
+from gate.matching.matcher import Matcher
 from gate.matching.pdq_index import HammingIndex
 from gate.policy.model import Policy
 from gate.types import Hashes, Match, MatcherFailure, MatchResult, SignalType
@@ -261,3 +263,7 @@ def _match(snapshot: BankSet, hashes: Hashes, limits: dict[SignalType, int]) -> 
             bank, filename, line, label = part.entries[i]
             found.append(Match("local", bank, signal, d, f"{filename}:{line}", label, query))
     return found
+
+
+if TYPE_CHECKING:  # LocalBanks satisfies the Matcher protocol (checked by mypy, free at run time)
+    _matcher: Matcher = LocalBanks(".")

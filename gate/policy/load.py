@@ -319,7 +319,7 @@ class _Parser:
                 if not names:
                     self.err(f"{path}.banks", "an empty list selects nothing; leave the key out for any bank")
                 for name_ in names:
-                    if name_ in allowlist:
+                    if "local" in sources and name_ in allowlist:
                         self.err(f"{path}.banks", f"{name_!r} is an allowlist bank (known-good hashes)")
                 self.check_banks(names, sources, f"{path}.banks")
                 banks = frozenset(names)

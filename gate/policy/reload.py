@@ -128,9 +128,15 @@ class PolicyHolder:
         Editors that save by writing a new file and renaming it over the old one change the inode; a
         moment where the file is missing is skipped rather than treated as an (invalid) empty policy.
         """
+        missing = False
         while True:
             await asyncio.sleep(interval)
             key = await asyncio.to_thread(_file_key, self.path)
-            if key is None or key == self._seen:
+            if key is None:
+                if not missing:
+                    log.warning("policy file %s is missing; the last good policy stays in force", self.path)
+                missing = True
                 continue
-            await self.reload()
+            missing = False
+            if key != self._seen:
+                await self.reload()

@@ -229,6 +229,14 @@ VALID = [
     ),
     ("any source with an hma-only bank", doc(rule(source='"any"', banks='["x"]', max_distance=31)), 1),
     ("shadow rule", doc(rule(shadow="true", max_distance=0)), 1),
+    (
+        "an hma bank may share a local allowlist's name",
+        doc(
+            rule(source='"hma"', banks='["allowlist"]', max_distance=31),
+            top='allowlist_banks = ["allowlist"]\n',
+        ),
+        1,
+    ),
     ("distance bounds", doc(rule(max_distance=0) + rule(name='"b"', max_distance=256)), 2),
 ]
 
