@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "gate.policy.check",  # check-policy
     "gate.hashing.command",  # hash
     "gate.matching.hma_command",  # hma check
+    "gate.store.command",  # migrate, decisions, stats
 )
 
 

@@ -75,3 +75,32 @@ HMA_BANK_RATIO = Gauge(
     "matching_enabled_ratio of each HMA bank the policy relies on.",
     ["bank"],
 )
+# ---- decision log (gate/store) ----
+WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+DECISION_LOG_QUEUE = Gauge("upload_gate_decision_log_queue_depth", "Decisions waiting for the writer.")
+DECISION_LOG_SPOOL_BYTES = Gauge(
+    "upload_gate_decision_log_spool_bytes", "Bytes of spooled decisions not yet replayed into Postgres."
+)
+DECISION_LOG_SPOOL_RECORDS = Gauge(
+    "upload_gate_decision_log_spool_records", "Spooled decisions not yet replayed into Postgres."
+)
+DECISION_LOG_WRITE_SECONDS = Histogram(
+    "upload_gate_decision_log_write_seconds",
+    "One batch write: postgres (insert), spool (append + fsync), replay (spool chunk into postgres).",
+    ["target"],
+    buckets=WRITE_BUCKETS,
+)
+DECISION_LOG_WRITE_FAILURES = Counter(
+    "upload_gate_decision_log_write_failures_total",
+    "Failed batch writes by target (postgres, spool, replay) and kind (unreachable, timeout, data, io).",
+    ["target", "kind"],
+)
+DECISION_LOG_RECORDS = Counter(
+    "upload_gate_decision_log_records_total",
+    "Decisions by outcome: inserted, spooled, replayed, rejected (bad row, kept aside), dropped (lost).",
+    ["outcome"],
+)
+DECISION_LOG_ACCEPTING = Gauge(
+    "upload_gate_decision_log_accepting",
+    "1 while decisions can be kept (queue has room; Postgres or the spool writable), else 0.",
+)

@@ -103,6 +103,18 @@ def parse_optional_str(raw: str) -> str | None:
     return raw or None
 
 
+def parse_optional_database_url(raw: str) -> str | None:
+    """A libpq-style URL; empty means "use the embedded Postgres in GATE_DATA_DIR"."""
+    text = raw.strip()
+    if not text:
+        return None
+    if URL(text).scheme not in ("postgres", "postgresql"):
+        raise ValueError(
+            "expected postgresql://USER:PASSWORD@HOST:PORT/DB (or empty for the embedded Postgres)"
+        )
+    return text
+
+
 def parse_bool(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -195,6 +207,40 @@ class Settings:
     hma_status_interval: float = env(
         "GATE_HMA_STATUS_INTERVAL", parse_seconds, "5", "how often HMA's GET /status is polled"
     )
+    # ---- decision log (gate/store) ----
+    database_url: str | None = env(
+        "DATABASE_URL",
+        parse_optional_database_url,
+        "",
+        "Postgres for the decision log; empty = embedded Postgres in GATE_DATA_DIR/postgres",
+        secret=True,
+    )
+    db_pool_min: int = env("GATE_DB_POOL_MIN", parse_positive_int, "1", "asyncpg pool: connections kept open")
+    db_pool_max: int = env("GATE_DB_POOL_MAX", parse_positive_int, "4", "asyncpg pool: most connections")
+    db_connect_timeout: float = env(
+        "GATE_DB_CONNECT_TIMEOUT", parse_seconds, "5", "connecting to Postgres (and embedded start-up waits)"
+    )
+    db_command_timeout: float = env(
+        "GATE_DB_COMMAND_TIMEOUT", parse_seconds, "10", "one batch insert; slower counts as an outage → spool"
+    )
+    decision_queue_size: int = env(
+        "GATE_DECISION_QUEUE_SIZE",
+        parse_positive_int,
+        "10000",
+        "decisions waiting for the writer; full → not accepting",
+    )
+    decision_batch_size: int = env(
+        "GATE_DECISION_BATCH_SIZE", parse_positive_int, "500", "most rows per insert"
+    )
+    decision_retry_interval: float = env(
+        "GATE_DECISION_RETRY_INTERVAL", parse_seconds, "1", "how often an unreachable Postgres is retried"
+    )
+    decision_drain_timeout: float = env(
+        "GATE_DECISION_DRAIN_TIMEOUT", parse_seconds, "10", "shutdown: time to write queued decisions"
+    )
+    spool_max_bytes: int = env(
+        "GATE_SPOOL_MAX_BYTES", parse_size, "1G", "outage spool limit; past it the spool counts as failed"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
@@ -215,6 +261,8 @@ class Settings:
                 problems.append(f"{meta['env']}={shown}: {exc}")
         if not problems and kwargs["memory_budget_bytes"] < kwargs["max_upload_bytes"]:
             problems.append("GATE_MEMORY_BUDGET_BYTES must be at least GATE_MAX_UPLOAD_BYTES")
+        if not problems and kwargs["db_pool_min"] > kwargs["db_pool_max"]:
+            problems.append("GATE_DB_POOL_MIN must not exceed GATE_DB_POOL_MAX")
         if problems:
             raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
         return cls(**kwargs)

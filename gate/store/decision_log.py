@@ -1,0 +1,299 @@
+"""``DecisionLog``: the ``DecisionSink`` that writes every decision to Postgres without delaying uploads.
+
+``submit`` appends to a bounded in-memory queue and returns. One background task takes whatever is
+queued (up to a batch), turns it into rows and inserts them with one multi-row statement. When Postgres
+is unreachable, slow or missing its schema, the batch goes to the spool file instead, and the spool is
+replayed, in order and idempotently, once Postgres answers again — also after a restart. Only when
+neither Postgres nor the spool can take a batch does ``accepting()`` turn False (the policy's
+``on_log_failure`` then decides); the batch stays in memory and is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from gate import metrics
+from gate.record import DecisionRecord
+from gate.settings import Settings
+from gate.store.migrate import MigrationError, migrate
+from gate.store.rows import INSERT_SQL, insert_args, record_to_row
+from gate.store.spool import Spool
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+# Postgres refused the values themselves (SQLSTATE classes 22, 23): retrying cannot help.
+_DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+
+
+class DecisionLog:
+    def __init__(
+        self,
+        dsn: str,
+        spool_dir: Path,
+        *,
+        queue_size: int = 10_000,
+        batch_size: int = 500,
+        pool_min: int = 1,
+        pool_max: int = 4,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+        retry_interval: float = 1.0,
+        drain_timeout: float = 10.0,
+        spool_max_bytes: int = 1 << 30,
+    ) -> None:
+        self._dsn = dsn
+        self.spool = Spool(spool_dir, spool_max_bytes)
+        self.queue_size, self.batch_size = queue_size, batch_size
+        self._pool_sizes = (min(pool_min, pool_max), pool_max)
+        self._connect_timeout, self._command_timeout = connect_timeout, command_timeout
+        self._retry_interval, self._drain_timeout = retry_interval, drain_timeout
+        self._buffer: collections.deque[DecisionRecord] = collections.deque()
+        self._wake = asyncio.Event()
+        self._pool: Any = None
+        self._next_try = 0.0
+        self._db_up: bool | None = None  # None until the first attempt
+        self._held: list[Row] = []  # rows neither Postgres nor the spool would take; retried first
+        self._inflight: list[Row] = []
+        self._closing = False
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, dsn: str) -> DecisionLog:
+        return cls(
+            dsn,
+            settings.data_dir / "spool",
+            queue_size=settings.decision_queue_size,
+            batch_size=settings.decision_batch_size,
+            pool_min=settings.db_pool_min,
+            pool_max=settings.db_pool_max,
+            connect_timeout=settings.db_connect_timeout,
+            command_timeout=settings.db_command_timeout,
+            retry_interval=settings.decision_retry_interval,
+            drain_timeout=settings.decision_drain_timeout,
+            spool_max_bytes=settings.spool_max_bytes,
+        )
+
+    # ---- the sink --------------------------------------------------------------------------------
+
+    def accepting(self) -> bool:
+        return not self._closed and not self._held and len(self._buffer) < self.queue_size
+
+    def submit(self, record: DecisionRecord) -> None:
+        if self._closed or len(self._buffer) >= self.queue_size:
+            metrics.DECISION_LOG_RECORDS.labels("dropped").inc()
+            log.error("decision %s dropped: decision log queue full or closed", record.id)
+            return
+        self._buffer.append(record)
+        metrics.DECISION_LOG_QUEUE.set(len(self._buffer))
+        self._wake.set()
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the spool (replaying what a previous run left) and start the writer. Postgres being
+        down is not an error here: decisions are spooled until it answers."""
+        await asyncio.to_thread(self.spool.open)
+        await self._ensure_pool()
+        self._task = asyncio.create_task(self._run(), name="decision-log-writer")
+        self._publish()
+
+    async def close(self) -> None:
+        """Drain: write what is queued (to Postgres, else the spool) within the drain timeout."""
+        if self._task is None or self._closed:
+            return
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self._drain_timeout)
+        except TimeoutError:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._closed = True
+        leftover = self._inflight + self._held + [record_to_row(r) for r in self._buffer]
+        self._buffer.clear()
+        self._held, self._inflight = [], []
+        if leftover:  # duplicates of rows already inserted are harmless: replay skips known ids
+            try:
+                await asyncio.to_thread(self.spool.append, leftover)
+                metrics.DECISION_LOG_RECORDS.labels("spooled").inc(len(leftover))
+            except OSError as exc:
+                metrics.DECISION_LOG_RECORDS.labels("dropped").inc(len(leftover))
+                log.error(
+                    "shutdown: %d decisions lost, neither Postgres nor spool took them: %s",
+                    len(leftover),
+                    exc,
+                )
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        self.spool.close()
+        self._publish()
+
+    async def wait_idle(self, limit: float = 30.0) -> None:
+        """Tests and benchmarks: until everything submitted so far is in Postgres or the spool."""
+        deadline = time.monotonic() + limit
+        while self._buffer or self._inflight or self._held:
+            if time.monotonic() > deadline:
+                raise TimeoutError("decision log did not become idle")
+            await asyncio.sleep(0.01)
+
+    # ---- the writer ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if not self._held and not self._buffer:
+                if self._closing:
+                    return
+                await self._wait(self._retry_interval if self.spool.pending_records else None)
+            if self._held:
+                self._inflight, self._held = self._held, []
+            else:
+                batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+                self._inflight = [record_to_row(r) for r in batch]
+            if self._inflight and not await self._persist(self._inflight):
+                self._held = self._inflight
+            self._inflight = []
+            if self.spool.pending_records and not self._closing:
+                await self._replay_chunk()
+            self._publish()
+            if self._held:
+                if self._closing:
+                    return  # close() makes the last attempt
+                log.error("decision log: Postgres and spool both failing; %d decisions held", len(self._held))
+                await self._wait(self._retry_interval)
+
+    async def _wait(self, seconds: float | None) -> None:
+        self._wake.clear()
+        if self._buffer or self._closing:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _persist(self, rows: list[Row]) -> bool:
+        # While the spool holds older rows, new ones queue behind them so replay keeps the order.
+        direct = self.spool.pending_records == 0
+        if direct and await self._insert(rows, "postgres"):
+            return True
+        if await self._append_spool(rows):
+            return True
+        return not direct and await self._insert(rows, "postgres")
+
+    async def _append_spool(self, rows: list[Row]) -> bool:
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(self.spool.append, rows)
+        except OSError as exc:
+            metrics.DECISION_LOG_WRITE_FAILURES.labels("spool", "io").inc()
+            log.error("decision spool %s failed: %s", self.spool.path, exc)
+            return False
+        metrics.DECISION_LOG_WRITE_SECONDS.labels("spool").observe(time.perf_counter() - started)
+        metrics.DECISION_LOG_RECORDS.labels("spooled").inc(len(rows))
+        return True
+
+    async def _replay_chunk(self) -> None:
+        if not await self._ensure_pool():
+            return
+        rows, bad, offset = await asyncio.to_thread(self.spool.read_chunk, self.batch_size)
+        if bad:
+            await asyncio.to_thread(self.spool.reject, bad, "unparseable spool line")
+            metrics.DECISION_LOG_RECORDS.labels("rejected").inc(len(bad))
+        if rows and not await self._insert(rows, "replay"):
+            return
+        await asyncio.to_thread(self.spool.commit, offset, len(rows) + len(bad))
+        metrics.DECISION_LOG_RECORDS.labels("replayed").inc(len(rows))
+        if not self.spool.pending_records:
+            log.warning("decision spool replayed into Postgres; spool empty")
+
+    async def _insert(self, rows: list[Row], target: str) -> bool:
+        """Insert ``rows``; False on an outage (the caller spools). Rows Postgres refuses as data are
+        set aside one by one so a single bad row never blocks the rest."""
+        if not await self._ensure_pool():
+            return False
+        started = time.perf_counter()
+        try:
+            await self._pool.execute(INSERT_SQL, *insert_args(rows), timeout=self._command_timeout)
+        except _DATA_ERRORS:
+            return await self._insert_each(rows, target)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self._db_failed(target, exc)
+            return False
+        metrics.DECISION_LOG_WRITE_SECONDS.labels(target).observe(time.perf_counter() - started)
+        if target == "postgres":
+            metrics.DECISION_LOG_RECORDS.labels("inserted").inc(len(rows))
+        return True
+
+    async def _insert_each(self, rows: list[Row], target: str) -> bool:
+        for row in rows:
+            try:
+                await self._pool.execute(INSERT_SQL, *insert_args([row]), timeout=self._command_timeout)
+            except _DATA_ERRORS as exc:
+                metrics.DECISION_LOG_WRITE_FAILURES.labels(target, "data").inc()
+                metrics.DECISION_LOG_RECORDS.labels("rejected").inc()
+                log.error(
+                    "decision %s refused by Postgres (%s); kept in %s",
+                    row.get("id"),
+                    exc,
+                    self.spool.rejected_path,
+                )
+                await asyncio.to_thread(self.spool.reject, [str(row)], str(exc))
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                await self._db_failed(target, exc)
+                return False
+        return True
+
+    async def _ensure_pool(self) -> bool:
+        if self._pool is not None:
+            return True
+        if time.monotonic() < self._next_try:
+            return False
+        pool = None
+        try:
+            pool = await asyncio.wait_for(
+                asyncpg.create_pool(
+                    self._dsn,
+                    min_size=self._pool_sizes[0],
+                    max_size=self._pool_sizes[1],
+                    timeout=self._connect_timeout,
+                    command_timeout=self._command_timeout,
+                ),
+                self._connect_timeout * 2,
+            )
+            async with pool.acquire() as conn:
+                await migrate(conn)  # the schema a replica needs, applied under the advisory lock
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, MigrationError) as exc:
+            if pool is not None:
+                pool.terminate()
+            await self._db_failed("postgres", exc)
+            return False
+        self._pool = pool
+        if self._db_up is not True:
+            log.warning("decision log: Postgres reachable; writing decisions")
+        self._db_up = True
+        return True
+
+    async def _db_failed(self, target: str, exc: BaseException) -> None:
+        kind = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
+        metrics.DECISION_LOG_WRITE_FAILURES.labels(target, kind).inc()
+        if self._db_up is not False:
+            log.error("decision log: Postgres failing (%s: %s); spooling decisions", type(exc).__name__, exc)
+        self._db_up = False
+        self._next_try = time.monotonic() + self._retry_interval
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.terminate()  # connections to a restarted server are dead; start afresh next time
+
+    def _publish(self) -> None:
+        metrics.DECISION_LOG_QUEUE.set(len(self._buffer))
+        metrics.DECISION_LOG_SPOOL_BYTES.set(self.spool.pending_bytes)
+        metrics.DECISION_LOG_SPOOL_RECORDS.set(self.spool.pending_records)
+        metrics.DECISION_LOG_ACCEPTING.set(1 if self.accepting() else 0)

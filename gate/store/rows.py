@@ -1,0 +1,140 @@
+"""A ``DecisionRecord`` as a ``decisions`` row: one JSON-safe dict used both for the spool file and for
+the insert, so a replayed decision is byte-for-byte the row a direct insert would have written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from gate.record import DecisionRecord
+from gate.types import Match
+
+# Column name → Postgres type, in insert order. jsonb columns travel as JSON text.
+COLUMNS: dict[str, str] = {
+    "id": "uuid",
+    "time": "timestamptz",
+    "client_ip": "inet",
+    "did": "text",
+    "did_method": "text",
+    "did_verified": "boolean",
+    "declared_type": "text",
+    "media_type": "text",
+    "size": "bigint",
+    "sha256": "text",
+    "md5": "text",
+    "sha1": "text",
+    "cid": "text",
+    "pdq": "jsonb",
+    "phash": "text",
+    "dhash": "text",
+    "width": "integer",
+    "height": "integer",
+    "unhashable": "text",
+    "unhashable_detail": "text",
+    "verdict": "text",
+    "rule": "text",
+    "reason": "text",
+    "matches": "jsonb",
+    "all_matches": "jsonb",
+    "shadow_verdict": "text",
+    "shadow_rule": "text",
+    "shadow_matches": "jsonb",
+    "shadow_only": "boolean",
+    "full_scan": "boolean",
+    "notes": "jsonb",
+    "policy_version": "text",
+    "timings_ms": "jsonb",
+    "upstream_status": "integer",
+    "error": "text",
+    "cached": "boolean",
+}
+
+# One statement per batch: arrays unnested into rows. ON CONFLICT makes a replay after a crash between
+# "inserted" and "spool truncated" harmless: the id is the primary key, a second copy is dropped.
+# Built from the constant COLUMNS; every value is a bind parameter.
+INSERT_SQL = (
+    f"INSERT INTO decisions ({', '.join(COLUMNS)}) "  # noqa: S608
+    f"SELECT * FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(COLUMNS.values(), 1))}) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+
+
+def _matches(matches: tuple[Match, ...]) -> list[dict[str, object]]:
+    return [m.to_json() for m in matches]
+
+
+def record_to_row(record: DecisionRecord) -> dict[str, Any]:
+    """The row for ``record`` as plain JSON values (str, int, float, bool, None, lists, dicts)."""
+    h, d = record.hashes, record.decision
+    u = record.uploader
+    verdict = record.verdict or (d.verdict if d else None)
+    return {
+        "id": str(uuid.UUID(hex=record.id)),
+        "time": record.time.isoformat(),
+        "client_ip": record.client_ip,
+        "did": u.did,
+        "did_method": u.method,
+        "did_verified": u.verified,
+        "declared_type": record.declared_type,
+        "media_type": h.media_type if h else None,
+        "size": h.size if h else None,
+        "sha256": h.sha256 if h else None,
+        "md5": h.md5 if h else None,
+        "sha1": h.sha1 if h else None,
+        "cid": h.cid if h else None,
+        "pdq": [{"hash": p.hex, "quality": p.quality, "transform": p.transform} for p in h.pdq] if h else [],
+        "phash": h.phash if h else None,
+        "dhash": h.dhash if h else None,
+        "width": h.width if h else None,
+        "height": h.height if h else None,
+        "unhashable": h.unhashable.value if h and h.unhashable else None,
+        "unhashable_detail": h.unhashable_detail if h else None,
+        "verdict": verdict.value if verdict else None,
+        "rule": d.rule if d else None,
+        "reason": d.reason if d else None,
+        "matches": _matches(d.matches) if d else [],
+        "all_matches": _matches(d.all_matches) if d else [],
+        "shadow_verdict": d.shadow.verdict.value if d and d.shadow else None,
+        "shadow_rule": d.shadow.rule if d and d.shadow else None,
+        "shadow_matches": _matches(d.shadow.matches) if d and d.shadow else [],
+        "shadow_only": d.shadow_only if d else False,
+        "full_scan": d.full_scan if d else None,
+        "notes": list(d.notes) if d else [],
+        "policy_version": d.policy_version if d else None,
+        "timings_ms": {k: round(v, 3) for k, v in record.timings_ms.items()},
+        "upstream_status": record.upstream_status,
+        "error": record.error,
+        "cached": record.cached,
+    }
+
+
+def _clean_text(value: Any) -> Any:
+    # Postgres text cannot hold NUL; a client-controlled string (declared type, error text) must not be
+    # able to make a whole batch fail.
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
+def _to_param(pg_type: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if pg_type == "jsonb":
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).replace("\\u0000", "\ufffd")
+    if pg_type == "uuid":
+        return uuid.UUID(value)
+    if pg_type == "timestamptz":
+        return datetime.fromisoformat(value)
+    if pg_type == "inet":
+        try:
+            return ipaddress.ip_address(value)
+        except ValueError:
+            return None  # never expected (the pipeline parses it); a bad value must not sink the batch
+    return _clean_text(value) if pg_type == "text" else value
+
+
+def insert_args(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """Column-wise parameter arrays for ``INSERT_SQL``."""
+    return [[_to_param(t, row.get(col)) for row in rows] for col, t in COLUMNS.items()]

@@ -1,0 +1,91 @@
+"""Postgres really stopped mid-run: decisions keep being accepted, spool, and land exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+from gate.record import DecisionRecord
+from gate.store.embedded import EmbeddedPostgres
+
+from . import records as R
+from .conftest import fetch_rows, make_log, server_dir
+
+
+async def _until(predicate: object, limit: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not predicate():  # type: ignore[operator]
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_postgres_stopped_mid_run_loses_nothing(tmp_path: Path) -> None:
+    with server_dir() as data:
+        await _stopped_mid_run(EmbeddedPostgres(data), tmp_path)  # its own server: this test stops it
+
+
+async def _stopped_mid_run(embedded: EmbeddedPostgres, tmp_path: Path) -> None:
+    dsn = await asyncio.to_thread(embedded.start)
+    log = make_log(dsn, tmp_path / "spool", batch_size=16)
+    await log.start()
+    sent: list[DecisionRecord] = []
+
+    async def uploads(start: int, count: int) -> None:
+        for n in range(start, start + count):
+            assert log.accepting()
+            record = R.forward(n)
+            log.submit(record)
+            sent.append(record)
+            if n % 8 == 0:
+                await asyncio.sleep(0.005)  # a trickle, so batches are written while we go on
+
+    try:
+        await uploads(0, 60)
+        await log.wait_idle()
+        assert len(await fetch_rows(dsn)) == 60
+
+        await asyncio.to_thread(embedded.halt)
+        await uploads(60, 100)
+        await log.wait_idle()
+        assert log.accepting()
+        assert log.spool.pending_records == 100
+        assert log.spool.path.stat().st_size > 0
+
+        await asyncio.to_thread(embedded.resume)
+        await uploads(160, 40)
+        await _until(lambda: log.spool.pending_records == 0)
+        await log.wait_idle()
+        await log.close()
+
+        rows = await fetch_rows(dsn)
+        assert len(rows) == len(sent) == 200
+        by_id = {r["id"]: r for r in rows}
+        assert len(by_id) == 200
+        for record in sent:
+            row = by_id[uuid.UUID(hex=record.id)]
+            assert record.hashes is not None
+            assert (row["time"], row["sha256"], row["did"], row["verdict"], row["size"]) == (
+                record.time,
+                record.hashes.sha256,
+                record.uploader.did,
+                "forward",
+                record.hashes.size,
+            )
+        assert log.spool.path.stat().st_size == 0
+    finally:
+        await log.close()
+        await asyncio.to_thread(embedded.stop)
+
+
+async def test_shutdown_drains_the_queue(fresh_dsn: str, tmp_path: Path) -> None:
+    log = make_log(fresh_dsn, tmp_path / "spool", batch_size=50)
+    await log.start()
+    sent = [R.forward(n) for n in range(500)]
+    for record in sent:
+        log.submit(record)
+    await log.close()  # no wait: close itself must write everything queued
+    rows = await fetch_rows(fresh_dsn)
+    assert sorted(r["id"] for r in rows) == sorted(uuid.UUID(hex=r.id) for r in sent)
+    assert log.spool.pending_records == 0
