@@ -30,7 +30,7 @@ def _pgserver() -> Any:
     # uses /tmp/runtime-$UID for its lock file, which is fine for us.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pgserver  # noqa: PLC0415 - deferred: only the embedded mode pays for it
+        import pgserver  # deferred: only the embedded mode pays for it
 
     return pgserver
 
