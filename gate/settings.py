@@ -31,8 +31,8 @@ class SettingsError(ValueError):
 
 def parse_hostport(raw: str) -> tuple[str, int]:
     host, sep, port = raw.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:3100")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:3100 (port 0 = any free port)")
     return host.strip("[]"), int(port)
 
 

@@ -1,0 +1,76 @@
+"""The public listener's application: every request either is an upload (judged) or passes through.
+
+Trust boundary: this listener faces the internet (behind Caddy/nginx at most). It serves nothing of
+its own — no metrics, no admin — only the PDS's routes, with uploads judged on the way.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from gate.deps import Deps
+from gate.errors import GateError
+from gate.pipeline import UploadPipeline
+from gate.proxy.forwarded import resolve
+from gate.proxy.routing import is_upload
+
+log = logging.getLogger(__name__)
+
+DEPS = web.AppKey("deps", Deps)
+PIPELINE = web.AppKey("pipeline", UploadPipeline)
+
+
+def xrpc_error(exc: GateError) -> web.Response:
+    return web.json_response(exc.body(), status=exc.status, headers=exc.headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Map the error tree to XRPC JSON; anything unexpected is a bare 500 with no internals."""
+    try:
+        return await handler(request)
+    except GateError as exc:
+        return xrpc_error(exc)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s", request.method)
+        return xrpc_error(GateError())
+
+
+def _is_websocket(request: web.Request) -> bool:
+    return (
+        request.headers.get("Upgrade", "").lower() == "websocket"
+        and "upgrade" in request.headers.get("Connection", "").lower()
+    )
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    deps = request.app[DEPS]
+    settings = deps.settings
+    fwd = resolve(
+        request.remote,
+        request.headers.get("X-Forwarded-For"),
+        request.headers.get("X-Forwarded-Proto"),
+        request.scheme,
+        settings.trusted_proxies,
+    )
+    # Routing on the raw path, case-folded: see gate.proxy.routing for the spellings the PDS accepts.
+    if is_upload(request.method, request.raw_path):
+        return await request.app[PIPELINE].handle(request, fwd)
+    if _is_websocket(request):
+        return await deps.upstream.websocket(request, fwd)
+    return await deps.upstream.passthrough(request, fwd)
+
+
+def create_app(deps: Deps) -> web.Application:
+    # client_max_size does not apply: bodies are streamed or read by gate.proxy.body with our own cap.
+    app = web.Application(middlewares=[errors_middleware], handler_args={"auto_decompress": False})
+    app[DEPS] = deps
+    app[PIPELINE] = UploadPipeline(
+        deps.settings, deps.policy, deps.hasher, deps.matchers, deps.upstream, deps.sink
+    )
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app

@@ -1,0 +1,90 @@
+"""Builds the gate's long-lived parts from settings, in one place, and tears them down in reverse.
+
+Each part holds one resource. A feature that adds a part (a matcher, a decision sink, a readiness check,
+a background task) adds it here, so the order of start-up is explicit: parts that validate the policy
+(matchers with banks) exist before the policy is loaded, and an invalid policy stops start-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from gate.hashing.hasher import Hasher
+from gate.matching.local import LocalBanks
+from gate.matching.matcher import Matcher
+from gate.policy.model import Policy
+from gate.policy.reload import PolicyHolder
+from gate.proxy.upstream import Upstream
+from gate.record import DecisionSink, LogSink
+from gate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A readiness check answers (ready, detail); the admin listener's /readyz runs them all.
+ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
+PolicyValidator = Callable[[Policy], Awaitable[list[str]]]
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    policy: PolicyHolder
+    hasher: Hasher
+    banks: LocalBanks
+    matchers: list[Matcher]
+    upstream: Upstream
+    sink: DecisionSink
+    readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+    # Coroutines run for as long as the gate serves (file watchers, writers...).
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
+    async with contextlib.AsyncExitStack() as stack:
+        banks = LocalBanks(settings.banks_dir)
+        banks.load()
+        matchers: list[Matcher] = [banks]
+        validators: list[PolicyValidator] = []
+        readiness: dict[str, ReadinessCheck] = {}
+        sink: DecisionSink = LogSink()
+
+        policy = PolicyHolder(settings.policy_path, lambda: {"local": banks.names()}, validators)
+        await policy.load_initial()
+
+        hasher = Hasher(settings.hash_workers)
+        stack.push_async_callback(hasher.close)
+        upstream = Upstream(settings.upstream, settings.upstream_connect_timeout, settings.upstream_timeout)
+        await upstream.start()
+        stack.push_async_callback(upstream.close)
+
+        async def policy_ready() -> tuple[bool, str]:
+            return True, f"policy {policy.current.version}"
+
+        async def sink_ready() -> tuple[bool, str]:
+            return (True, "accepting") if sink.accepting() else (False, "decision log not accepting")
+
+        readiness["policy"] = policy_ready
+        readiness["decision_log"] = sink_ready
+
+        async def watch_banks() -> None:
+            await banks.watch(settings.reload_interval)
+
+        async def watch_policy() -> None:
+            await policy.watch(settings.reload_interval)
+
+        yield Deps(
+            settings=settings,
+            policy=policy,
+            hasher=hasher,
+            banks=banks,
+            matchers=matchers,
+            upstream=upstream,
+            sink=sink,
+            readiness=readiness,
+            background=[watch_banks, watch_policy],
+        )

@@ -1,0 +1,203 @@
+"""The upload pipeline: ``read_body → hash → match → evaluate → act → record``, in this order, here.
+
+Each stage is explicit code, not a hook registry. ``evaluate`` returns an immutable Decision; this
+module carries it out. Trust boundary: everything about the request is attacker-controlled; the only
+things believed are the bytes themselves (hashed and sniffed here) and the operator's policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiohttp import web
+
+from gate import metrics
+from gate.errors import AuthMissing, BlockedUpload, GateError, LogUnavailable
+from gate.hashing.hasher import Hasher
+from gate.hashing.options import HashOptions
+from gate.identity import claimed_uploader
+from gate.matching.matcher import Matcher
+from gate.policy.evaluate import evaluate
+from gate.policy.model import Policy
+from gate.policy.reload import PolicyHolder
+from gate.proxy.body import read_body
+from gate.proxy.budget import MemoryBudget, Reservation
+from gate.proxy.forwarded import Forwarded
+from gate.proxy.upstream import Upstream
+from gate.record import DecisionRecord, DecisionSink, new_decision_id
+from gate.settings import Settings
+from gate.types import Decision, Hashes, Match, MatcherFailure, MatchResult, SignalType, Verdict
+from gate.verdict_cache import VerdictCache
+
+log = logging.getLogger("gate.decisions")
+
+
+@dataclass
+class Timer:
+    """Per-stage wall time, for the record and the stage histogram."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    _t: float = field(default_factory=time.perf_counter)
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        elapsed = now - self._t
+        self._t = now
+        self.stages[stage] = elapsed * 1000
+        metrics.STAGE_SECONDS.labels(stage).observe(elapsed)
+
+
+def hash_options(policy: Policy, settings: Settings) -> HashOptions:
+    wanted = policy.perceptual_signals
+    return HashOptions(
+        dihedral=policy.hashing.dihedral,
+        min_pdq_quality=policy.hashing.min_pdq_quality,
+        phash=SignalType.PHASH in wanted,
+        dhash=SignalType.DHASH in wanted,
+        max_image_pixels=settings.max_image_pixels,
+    )
+
+
+async def match_all(matchers: Sequence[Matcher], hashes: Hashes, policy: Policy) -> MatchResult:
+    """Every matcher in parallel; their matches and failures merged. A matcher that raises anyway is a
+    failure for this upload (so ``on_matcher_error`` decides), never a crash."""
+    results = await asyncio.gather(*(m.match(hashes, policy) for m in matchers), return_exceptions=True)
+    found: list[Match] = []
+    failures: list[MatcherFailure] = []
+    for matcher, result in zip(matchers, results, strict=True):
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result
+            log.error("matcher %s raised %s", matcher.name, type(result).__name__, exc_info=result)
+            failures.append(MatcherFailure(matcher.name, "error", type(result).__name__))
+        else:
+            found.extend(result.matches)
+            failures.extend(result.failures)
+    return MatchResult(tuple(found), tuple(failures))
+
+
+@dataclass
+class Attempt:
+    """What is known about one upload so far; becomes its DecisionRecord whatever happens."""
+
+    fwd: Forwarded
+    authorization: str
+    declared_type: str | None
+    id: str = field(default_factory=new_decision_id)
+    time: datetime = field(default_factory=DecisionRecord.now)
+    timer: Timer = field(default_factory=Timer)
+    hashes: Hashes | None = None
+    decision: Decision | None = None
+    upstream_status: int | None = None
+    cached: bool = False
+
+    def record(self, error: str | None) -> DecisionRecord:
+        return DecisionRecord(
+            id=self.id,
+            time=self.time,
+            client_ip=self.fwd.client_ip,
+            uploader=claimed_uploader(self.authorization),
+            declared_type=self.declared_type,
+            hashes=self.hashes,
+            decision=self.decision,
+            verdict=self.decision.verdict if self.decision else None,
+            timings_ms=dict(self.timer.stages),
+            upstream_status=self.upstream_status,
+            error=error,
+            cached=self.cached,
+        )
+
+
+class UploadPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        policy: PolicyHolder,
+        hasher: Hasher,
+        matchers: Sequence[Matcher],
+        upstream: Upstream,
+        sink: DecisionSink,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.hasher = hasher
+        self.matchers = list(matchers)
+        self.upstream = upstream
+        self.sink = sink
+        self.budget = MemoryBudget(settings.memory_budget_bytes)
+        self.cache = VerdictCache(settings.verdict_cache_size, settings.verdict_cache_ttl)
+
+    async def handle(self, request: web.Request, fwd: Forwarded) -> web.StreamResponse:
+        authorization = request.headers.get("Authorization", "").strip()
+        if not authorization:
+            # Answered unread and unscanned: an anonymous caller must not learn whether bytes are banked.
+            metrics.UPLOAD_ERRORS.labels(AuthMissing.error).inc()
+            raise AuthMissing()
+        attempt = Attempt(fwd, authorization, request.headers.get("Content-Type"))
+        reservation = Reservation(self.budget)
+        try:
+            body = await read_body(request, self.settings.max_upload_bytes, reservation)
+            attempt.timer.lap("read")
+            policy = self.policy.current
+            decision = await self._judge(body, policy, attempt)
+            if not self.sink.accepting() and policy.on_log_failure is Verdict.REJECT:
+                # The decision could not be kept: the operator chose not to let unlogged uploads through.
+                raise LogUnavailable()
+            self._count(decision)
+            if decision.verdict is not Verdict.FORWARD:
+                answer = policy.response_for(decision.verdict)
+                raise BlockedUpload(answer.status, answer.error, answer.message)
+            response, attempt.upstream_status = await self.upstream.forward_upload(request, body, fwd)
+            attempt.timer.lap("forward")
+            self._record(attempt, None)
+            return response
+        except GateError as exc:
+            if isinstance(exc, BlockedUpload):
+                self._record(attempt, None)
+            else:
+                metrics.UPLOAD_ERRORS.labels(exc.error).inc()
+                self._record(attempt, f"{exc.error}: {exc.message}")
+            raise
+        finally:
+            reservation.release()
+
+    async def _judge(self, body: bytes, policy: Policy, attempt: Attempt) -> Decision:
+        hashes = attempt.hashes = await self.hasher.hash(body, hash_options(policy, self.settings))
+        attempt.timer.lap("hash")
+        key = (hashes.sha256, policy.version, *(m.version() for m in self.matchers))
+        hit = self.cache.get(key)
+        if hit is not None:
+            attempt.cached = True
+            metrics.VERDICT_CACHE_HITS.inc()
+            attempt.decision = hit[1]
+            return hit[1]
+        result = await match_all(self.matchers, hashes, policy)
+        attempt.timer.lap("match")
+        decision = attempt.decision = evaluate(policy, hashes, result)
+        attempt.timer.lap("evaluate")
+        if not result.failures:
+            self.cache.put(key, hashes, decision)
+        return decision
+
+    @staticmethod
+    def _count(decision: Decision) -> None:
+        metrics.DECISIONS.labels(decision.verdict.value, decision.reason).inc()
+        metrics.RULE_HITS.labels(decision.rule, decision.verdict.value).inc()
+        if decision.shadow is not None:
+            metrics.SHADOW_HITS.labels(decision.shadow.verdict.value, decision.shadow.rule).inc()
+        if decision.verdict is Verdict.FORWARD and not decision.full_scan:
+            metrics.UNSCANNED_FORWARDS.labels(decision.reason).inc()
+
+    def _record(self, attempt: Attempt, error: str | None) -> None:
+        record = attempt.record(error)
+        log.info("decision %s", json.dumps(record.to_log(), sort_keys=True))
+        try:
+            self.sink.submit(record)
+        except Exception:  # the sink must not break an answered upload; it counts its own failures
+            log.exception("decision sink refused record %s", attempt.id)

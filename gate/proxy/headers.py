@@ -1,0 +1,40 @@
+"""Which headers cross the proxy. RFC 9110 §7.6.1: hop-by-hop headers are the connection's, not the
+message's, so they are dropped in both directions, together with any header the Connection header
+names. Forwarding headers from an untrusted client are replaced (see ``forwarded``)."""
+
+from __future__ import annotations
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Connection",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+    )
+)
+# Set by the gate itself from what it saw; a client's copies are never passed on as they are.
+FORWARDING = frozenset(("x-forwarded-for", "x-forwarded-proto", "forwarded", "x-real-ip"))
+
+
+def _connection_named(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
+    return {t.strip().lower() for v in headers.getall("Connection", []) for t in v.split(",") if t.strip()}
+
+
+def end_to_end(
+    headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: frozenset[str] = frozenset()
+) -> CIMultiDict[str]:
+    """A copy without hop-by-hop headers (and without ``drop``, lower-case names)."""
+    skip = HOP_BY_HOP | _connection_named(headers) | drop
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if name.lower() not in skip:
+            out.add(name, value)
+    return out

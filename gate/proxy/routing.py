@@ -1,0 +1,37 @@
+"""Which requests are uploads. The PDS accepts many spellings of the upload route, so must we.
+
+Measured against a real PDS: the path is matched case-insensitively, with or without one trailing
+slash, with any query string. A gate that compared the exact path would be trivially bypassed by
+``/XRPC/com.atproto.repo.uploadblob/?x``, so the comparison is done on the *raw* path (before any
+normalisation aiohttp might do) and case-folded. Percent-encoded letters are decoded first because a
+path like ``/xrpc/com.atproto.repo.uploadBl%6Fb`` is another spelling the upstream router may accept.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+UPLOAD_PATH = "/xrpc/com.atproto.repo.uploadblob"
+GET_BLOB_PATH = "/xrpc/com.atproto.sync.getblob"
+
+
+def normalised_path(raw_path: str) -> str:
+    """Raw request target → case-folded path without query, fragment or one trailing slash."""
+    path = raw_path.split("?", 1)[0].split("#", 1)[0]
+    path = unquote(path).lower()
+    # Over-catching is harmless (the upload is merely scanned); under-catching is a bypass.
+    while "//" in path:
+        path = path.replace("//", "/")
+    path = path.replace("/./", "/")
+    if len(path) > 1 and path.endswith("/"):
+        path = path[:-1]
+    return path
+
+
+def is_upload(method: str, raw_path: str) -> bool:
+    return method.upper() == "POST" and normalised_path(raw_path) == UPLOAD_PATH
+
+
+def is_upload_path(raw_path: str) -> bool:
+    """Any method on the upload route (a GET there is the PDS's business, but never a passthrough body)."""
+    return normalised_path(raw_path) == UPLOAD_PATH

@@ -1,0 +1,201 @@
+"""The PDS side of the proxy: one aiohttp client session, streaming passthrough, websockets, uploads.
+
+Forward byte for byte: method, *raw* path and query (DPoP proofs bind the path exactly as received),
+``Authorization``, ``DPoP``, ``Host``. Responses come back unchanged — a 401 with ``WWW-Authenticate`` and
+``DPoP-Nonce`` must reach the client as the PDS sent it. Nothing is ever retried: a DPoP proof is
+single-use, and a request the PDS has seen must not be replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+from yarl import URL
+
+from gate import metrics
+from gate.errors import UpstreamFailure, UpstreamTimeout
+from gate.proxy.forwarded import Forwarded
+from gate.proxy.headers import FORWARDING, end_to_end
+
+log = logging.getLogger(__name__)
+
+STREAM_CHUNK = 64 * 1024
+# The upload body is re-framed by the gate (decoded, identity, fresh length) and ``Expect`` was
+# already answered to the client by aiohttp.
+UPLOAD_DROP = frozenset(("content-length", "content-encoding", "expect")) | FORWARDING
+PASS_DROP = frozenset(("expect",)) | FORWARDING
+WS_DROP = (
+    frozenset(
+        ("sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol")
+    )
+    | PASS_DROP
+)
+
+
+class Upstream:
+    def __init__(self, base: URL, connect_timeout: float, timeout: float) -> None:
+        self.base = base
+        self.timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            # The PDS's bytes go back as they came: never decompress, never add our own headers.
+            auto_decompress=False,
+            skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "Upstream.start() not called"
+        return self._session
+
+    def url(self, raw_path: str) -> URL:
+        return URL(str(self.base).rstrip("/") + raw_path, encoded=True)
+
+    @staticmethod
+    def _headers(request: web.BaseRequest, fwd: Forwarded, drop: frozenset[str]) -> CIMultiDict[str]:
+        headers = end_to_end(request.headers, drop)
+        headers["X-Forwarded-For"] = fwd.x_forwarded_for
+        headers["X-Forwarded-Proto"] = fwd.x_forwarded_proto
+        return headers
+
+    async def _open(
+        self, method: str, url: URL, headers: CIMultiDict[str], data: object
+    ) -> aiohttp.ClientResponse:
+        """Send a request and wait for the response headers, mapping failures to 502/504."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self.session.request(
+                    method, url, headers=headers, data=data, allow_redirects=False, compress=None
+                )
+        except TimeoutError:
+            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
+            raise UpstreamTimeout() from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
+            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
+            log.warning("upstream %s %s failed: %s", method, url.path, type(exc).__name__)
+            raise UpstreamFailure() from None
+
+    @staticmethod
+    def _response_headers(resp: aiohttp.ClientResponse) -> CIMultiDict[str]:
+        return end_to_end(resp.headers)
+
+    async def forward_upload(
+        self, request: web.BaseRequest, body: bytes, fwd: Forwarded
+    ) -> tuple[web.Response, int]:
+        """Send the decoded body (identity encoding, exact length); return the PDS response unchanged."""
+        headers = self._headers(request, fwd, UPLOAD_DROP)
+        headers["Content-Length"] = str(len(body))
+        resp = await self._open(request.method, self.url(request.raw_path), headers, body)
+        async with resp:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    payload = await resp.read()
+            except TimeoutError:
+                metrics.UPSTREAM_ERRORS.labels("timeout").inc()
+                raise UpstreamTimeout() from None
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
+                metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
+                raise UpstreamFailure() from None
+            out = web.Response(status=resp.status, reason=resp.reason, body=payload)
+            out.headers.clear()
+            out.headers.extend(self._response_headers(resp))
+            return out, resp.status
+
+    async def passthrough(self, request: web.Request, fwd: Forwarded) -> web.StreamResponse:
+        """Stream any non-upload request both ways without buffering it."""
+        metrics.PASSTHROUGH.labels("http").inc()
+        headers = self._headers(request, fwd, PASS_DROP)
+        data = _body_stream(request) if request.body_exists else None
+        resp = await self._open(request.method, self.url(request.raw_path), headers, data)
+        async with resp:
+            out = web.StreamResponse(status=resp.status, reason=resp.reason)
+            out.headers.extend(self._response_headers(resp))
+            await out.prepare(request)
+            try:
+                async for chunk in resp.content.iter_any():
+                    await out.write(chunk)
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+                # Headers are already sent: the best we can do is cut the connection, like the PDS did.
+                if request.transport is not None:
+                    request.transport.close()
+                return out
+            await out.write_eof()
+            return out
+
+    async def websocket(self, request: web.Request, fwd: Forwarded) -> web.StreamResponse:
+        """Bridge a websocket (the firehose) to the PDS, frame for frame."""
+        metrics.PASSTHROUGH.labels("websocket").inc()
+        protocols = [
+            p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
+        ]
+        headers = self._headers(request, fwd, WS_DROP)
+        try:
+            async with asyncio.timeout(self.timeout):
+                upstream_ws = await self.session.ws_connect(
+                    self.url(request.raw_path),
+                    headers=headers,
+                    protocols=protocols,
+                    autoping=True,
+                    max_msg_size=0,
+                    compress=0,
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            return web.Response(status=exc.status, text=exc.message or "")
+        except TimeoutError:
+            raise UpstreamTimeout() from None
+        except (aiohttp.ClientConnectionError, OSError):
+            raise UpstreamFailure() from None
+        client_ws = web.WebSocketResponse(
+            protocols=[upstream_ws.protocol] if upstream_ws.protocol else (), max_msg_size=0, compress=False
+        )
+        await client_ws.prepare(request)
+
+        async def pump(
+            src: aiohttp.ClientWebSocketResponse | web.WebSocketResponse,
+            dst: aiohttp.ClientWebSocketResponse | web.WebSocketResponse,
+        ) -> None:
+            async for msg in src:
+                if msg.type is WSMsgType.BINARY:
+                    await dst.send_bytes(msg.data)
+                elif msg.type is WSMsgType.TEXT:
+                    await dst.send_str(msg.data)
+                else:
+                    break
+            await dst.close()
+
+        tasks = [
+            asyncio.ensure_future(pump(upstream_ws, client_ws)),
+            asyncio.ensure_future(pump(client_ws, upstream_ws)),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await upstream_ws.close()
+            await client_ws.close()
+        return client_ws
+
+
+async def _body_stream(request: web.Request) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_chunked(STREAM_CHUNK):
+        yield chunk

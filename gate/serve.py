@@ -1,0 +1,109 @@
+"""``upload-gate serve``: the public proxy listener and the private metrics/health listener.
+
+``run_gate`` is also what the tests use, so they exercise exactly the process operators run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from gate.admin.health import create_admin_app
+from gate.app import create_app
+from gate.deps import Deps, open_deps
+from gate.policy.load import PolicyError
+from gate.settings import Settings, SettingsError
+
+log = logging.getLogger("gate")
+
+
+@dataclass(frozen=True)
+class RunningGate:
+    deps: Deps
+    public: tuple[str, int]
+    admin: tuple[str, int]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.public[0]}:{self.public[1]}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.admin[0]}:{self.admin[1]}"
+
+
+async def _start(
+    app: web.Application, host: str, port: int, stack: contextlib.AsyncExitStack
+) -> tuple[str, int]:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=30)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    addr = runner.addresses[0]
+    return str(addr[0]), int(addr[1])
+
+
+@contextlib.asynccontextmanager
+async def run_gate(settings: Settings) -> AsyncIterator[RunningGate]:
+    async with open_deps(settings) as deps, contextlib.AsyncExitStack() as stack:
+        tasks = [asyncio.create_task(job()) for job in deps.background]
+
+        async def stop_background() -> None:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        stack.push_async_callback(stop_background)
+        admin = await _start(create_admin_app(deps), *settings.metrics_listen, stack)
+        # The public listener starts last and (on exit) stops first, so in-flight uploads finish
+        # while their dependencies are still open.
+        public = await _start(create_app(deps), *settings.listen, stack)
+        log.info("gate listening on %s:%d → %s (admin %s:%d)", *public, settings.upstream, *admin)
+        yield RunningGate(deps, public, admin)
+
+
+async def serve_forever(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with run_gate(settings) as gate:
+        gate.deps.policy.install_sighup(loop)
+        await stop.wait()
+        log.info("shutting down: draining in-flight uploads")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env(env_file=Path(args.env_file) if args.env_file else None)
+    except SettingsError as exc:
+        print(f"upload-gate: {exc}")
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(serve_forever(settings))
+    except PolicyError as exc:
+        print(f"upload-gate: the policy {settings.policy_path} is invalid, not starting:\n{exc}")
+        return 2
+    except OSError as exc:
+        print(f"upload-gate: cannot start: {exc}")
+        return 2
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the gate (settings from GATE_* environment variables)")
+    p.set_defaults(func=cmd_serve)

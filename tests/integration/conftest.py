@@ -1,0 +1,100 @@
+"""Fixtures that start the real gate (``gate.serve.run_gate``) on real ports in front of a recording
+upstream. Each test writes its own policy and banks into a temporary directory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from gate.serve import RunningGate, run_gate
+from gate.settings import Settings
+from tests.support.upstream import RecordingUpstream
+
+POLICY = """
+on_unhashable = "quarantine"
+on_low_quality = "forward"
+on_unscannable = "forward"
+on_matcher_error = "reject"
+on_log_failure = "forward"
+
+[responses.reject]
+status = 400
+error = "BlobRejected"
+message = "rejected by policy"
+
+[responses.quarantine]
+status = 400
+error = "BlobHeld"
+message = "held for review"
+
+[[rules]]
+name = "block-exact"
+source = "local"
+banks = ["blocklist"]
+signal_types = ["sha256", "md5"]
+action = "reject"
+
+[[rules]]
+name = "block-pdq"
+source = "local"
+banks = ["blocklist"]
+signal_types = ["pdq"]
+max_distance = 31
+action = "reject"
+
+[[rules]]
+name = "hold-pdq"
+source = "local"
+banks = ["review"]
+signal_types = ["pdq"]
+max_distance = 31
+action = "quarantine"
+"""
+
+GateFactory = Callable[..., Awaitable[RunningGate]]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[tuple[RecordingUpstream, str]]:
+    rec = RecordingUpstream()
+    runner = web.AppRunner(rec.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    yield rec, f"http://{host}:{port}"
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def start_gate(tmp_path: Path, upstream: tuple[RecordingUpstream, str]) -> AsyncIterator[GateFactory]:
+    """``await start_gate(policy=..., banks={"blocklist": "sha256,<hex>,x"}, GATE_X=...)``."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(policy: str = POLICY, banks: dict[str, str] | None = None, **env: str) -> RunningGate:
+            banks_dir = tmp_path / "banks"
+            banks_dir.mkdir(exist_ok=True)
+            for name, rows in {"blocklist": "", "review": "", "allowlist": "", **(banks or {})}.items():
+                (banks_dir / f"{name}.csv").write_text(rows + "\n")
+            policy_path = tmp_path / "policy.toml"
+            policy_path.write_text(policy)
+            settings = Settings.from_env(
+                {
+                    "GATE_LISTEN": "127.0.0.1:0",
+                    "GATE_METRICS_LISTEN": "127.0.0.1:0",
+                    "GATE_UPSTREAM": upstream[1],
+                    "GATE_DATA_DIR": str(tmp_path / "var"),
+                    "GATE_POLICY": str(policy_path),
+                    "GATE_BANKS_DIR": str(banks_dir),
+                    "GATE_HASH_WORKERS": "1",
+                    "GATE_RELOAD_INTERVAL": "0.2",
+                    **env,
+                }
+            )
+            return await stack.enter_async_context(run_gate(settings))
+
+        yield start

@@ -1,0 +1,88 @@
+"""A stand-in PDS for integration tests: a real aiohttp server on a real port that records every
+request it receives (method, raw path, headers, body bytes) and answers like the PDS does."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+
+def cid_of(data: bytes) -> str:
+    raw = bytes([0x01, 0x55, 0x12, 0x20]) + hashlib.sha256(data).digest()
+    return "b" + base64.b32encode(raw).decode().lower().rstrip("=")
+
+
+@dataclass
+class Seen:
+    method: str
+    raw_path: str
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    peer: str | None
+
+
+@dataclass
+class RecordingUpstream:
+    seen: list[Seen] = field(default_factory=list)
+    delay: float = 0.0  # seconds before answering (to test timeouts)
+    status: int = 200
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def uploads(self) -> list[Seen]:
+        return [s for s in self.seen if "uploadblob" in s.raw_path.lower()]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/stream":
+            return await self.stream(request)
+        if request.path == "/ws":
+            return await self.websocket(request)
+        body = await request.read()
+        self.seen.append(Seen(request.method, request.raw_path, request.headers, body, request.remote))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if "uploadblob" in request.raw_path.lower():
+            blob = {
+                "blob": {
+                    "$type": "blob",
+                    "ref": {"$link": cid_of(body)},
+                    "mimeType": request.headers.get("Content-Type", "*/*"),
+                    "size": len(body),
+                }
+            }
+            return web.json_response(blob, status=self.status, headers=self.extra_headers)
+        return web.json_response(
+            {"path": request.raw_path, "len": len(body), "sha256": hashlib.sha256(body).hexdigest()},
+            status=self.status,
+            headers=self.extra_headers,
+        )
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """A chunked response written piece by piece (server-sent-events style)."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i in range(5):
+            await resp.write(f"data: {i}\n\n".encode())
+            await asyncio.sleep(0.01)
+        await resp.write_eof()
+        return resp
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_bytes(b"\x00frame-from-upstream")
+        async for msg in ws:
+            if msg.type == web.WSMsgType.TEXT:
+                await ws.send_str("echo:" + msg.data)
+            elif msg.type == web.WSMsgType.BINARY:
+                await ws.send_bytes(b"echo:" + msg.data)
+        return ws
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1024**3)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
