@@ -7,6 +7,7 @@ its own — no metrics, no admin — only the PDS's routes, with uploads judged 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -27,7 +28,9 @@ def xrpc_error(exc: GateError) -> web.Response:
 
 
 @web.middleware
-async def errors_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Map the error tree to XRPC JSON; anything unexpected is a bare 500 with no internals."""
     try:
         return await handler(request)

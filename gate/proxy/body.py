@@ -120,7 +120,8 @@ async def read_body(request: web.Request, limit: int, reservation: Reservation) 
             raise PayloadTooLarge()  # before reading a byte: the PDS never sees it either
         reservation.grow_to(length)
         try:
-            data = await request.content.readexactly(length)
+            # readexactly(0) on aiohttp's empty payload raises: an empty upload is valid (the PDS stores it).
+            data = await request.content.readexactly(length) if length else b""
         except EOFError:
             raise InvalidRequest("request body ended before Content-Length") from None
     else:

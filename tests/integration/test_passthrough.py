@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 
 import aiohttp
+from yarl import URL
 
 from tests.integration.conftest import GateFactory
 from tests.support.upstream import RecordingUpstream
@@ -20,7 +21,7 @@ async def test_get_passes_through_with_host_and_raw_path(start_gate: GateFactory
     async with (
         aiohttp.ClientSession() as s,
         s.get(
-            gate.url + path,
+            URL(gate.url + path, encoded=True),  # the client must not re-encode it either
             headers={"Host": "pds.example.com", "DPoP": "proof", "Authorization": "DPoP tok"},
         ) as r,
     ):

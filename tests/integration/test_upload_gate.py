@@ -264,7 +264,8 @@ async def test_empty_body_is_forwarded(start_gate: GateFactory, upstream: Upstre
     rec, _ = upstream
     gate = await start_gate()
     status, answer = await post(gate.url + UPLOAD, b"")
-    assert status == 200 and answer["blob"]["size"] == 0  # type: ignore[index]
+    assert status == 200, answer
+    assert answer["blob"]["size"] == 0  # type: ignore[index]
     [seen] = rec.uploads()
     assert seen.body == b""
 
