@@ -9,8 +9,8 @@ import zlib
 import aiohttp
 import brotli
 import pytest
-from gate.hashing.hasher import hash_bytes
 
+from gate.hashing.hasher import hash_bytes
 from gate.hashing.options import HashOptions
 from tests.integration.conftest import GateFactory
 from tests.support import images
