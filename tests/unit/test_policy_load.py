@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gate.hashing.options import HashOptions
 from gate.matching.local import build_bank_set
 from gate.policy.load import DEFAULT_QUARANTINE, DEFAULT_REJECT, PolicyError, load_policy, parse_policy
-from gate.policy.options import hash_options
 from gate.types import SignalType, Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -296,16 +294,3 @@ def test_commented_hma_example_is_valid_once_uncommented() -> None:
     policy = parse_policy((text + "\n" + uncommented).encode(), source="t", known_banks=None)
     assert [r.name for r in policy.rules][-2:] == ["hma-pdq", "hma-video"]
     assert policy.rules[-1].signal_types == frozenset({SignalType.VIDEO_MD5})
-
-
-def test_hash_options_follow_the_policy() -> None:
-    plain = parse_policy(doc().encode(), source="t")
-    assert hash_options(plain) == HashOptions()
-    text = doc(
-        rule(signal_types='["dhash"]', max_distance=8, shadow="true")
-        + "[hashing]\ndihedral = true\nmin_pdq_quality = 70\n"
-    )
-    options = hash_options(parse_policy(text.encode(), source="t"), HashOptions(max_image_pixels=10))
-    assert options == HashOptions(
-        dihedral=True, min_pdq_quality=70, phash=False, dhash=True, max_image_pixels=10
-    )
