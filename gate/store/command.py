@@ -13,7 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from gate.settings import Settings, SettingsError
 from gate.store.database import Database
@@ -21,7 +21,8 @@ from gate.store.migrate import MigrationError, migrate, schema_ready
 from gate.store.query import Filters, fetch_decisions, fetch_stats, parse_when
 from gate.store.render import decisions_table, stats_text
 
-Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+# A string: argparse._SubParsersAction is not subscriptable at run time.
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def register(sub: Subparsers) -> None:
