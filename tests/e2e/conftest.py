@@ -1,13 +1,15 @@
-"""Session-wide servers for the end-to-end suite: one real PDS (and later the gate and the fronts)."""
+"""Session-wide servers for the end-to-end suite, each started once: the real PDS, the gate in front of
+it, and (one at a time) each TLS front in front of the gate."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e import pds_server
+from tests.e2e import fronts, gate_server, images, pds_server
+from tests.e2e.endpoints import FRONTS, Endpoint, Images, User, new_user
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +24,66 @@ def pds(e2e_dir: Path) -> Iterator[pds_server.Pds]:
         yield server
     finally:
         server.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def pictures(e2e_dir: Path) -> Images:
+    folder = e2e_dir / "images"
+    folder.mkdir()
+    pics = Images(
+        clean=[images.png(seed) for seed in (1, 5, 6, 7, 8, 9)],
+        banned=images.png(2),
+        banned_near=images.near_duplicate(2),
+        held=images.png(3),
+        folder=folder,
+    )
+    (folder / "banned.png").write_bytes(pics.banned)
+    (folder / "held.png").write_bytes(pics.held)
+    return pics
+
+
+@pytest.fixture(scope="session")
+def gate(e2e_dir: Path, pds: pds_server.Pds, pictures: Images) -> Iterator[gate_server.Gate]:
+    server = gate_server.start(
+        e2e_dir,
+        pds.url,
+        {"banned": [pictures.folder / "banned.png"], "held": [pictures.folder / "held.png"]},
+    )
+    try:
+        yield server
+    finally:
+        server.proc.stop()
+
+
+@pytest.fixture(scope="session", params=FRONTS)
+def front(
+    request: pytest.FixtureRequest, e2e_dir: Path, pds: pds_server.Pds, gate: gate_server.Gate
+) -> Iterator[Endpoint]:
+    """Where clients connect: the gate itself, or a real nginx / Caddy with the shipped config."""
+    name: str = request.param
+    if name == "gate":
+        yield Endpoint(name, gate.url, True)
+        return
+    if name == "caddy":
+        server = fronts.start_caddy(e2e_dir, gate.port, pds.port)
+    else:
+        variant = "upload-gate-route-only.conf" if name == "nginx-route-only" else "upload-gate.conf"
+        server = fronts.start_nginx(variant, e2e_dir, gate.port, pds.port)
+    try:
+        yield Endpoint(name, server.url, server.ssl_context)
+    finally:
+        server.proc.stop()
+
+
+@pytest.fixture
+def make_user() -> Iterator[Callable[[Endpoint], User]]:
+    """Create accounts through an endpoint; their HTTP clients are closed after the test."""
+    made: list[User] = []
+
+    def make(endpoint: Endpoint) -> User:
+        made.append(new_user(endpoint))
+        return made[-1]
+
+    yield make
+    for user in made:
+        user.client.request.close()

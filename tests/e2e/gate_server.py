@@ -1,0 +1,135 @@
+"""The gate as operators run it: ``python -m gate serve`` with GATE_* settings, a policy and banks.
+
+The test policy uses its own XRPC error names, so a refusal seen by the SDK can only have come from
+this policy; the banks are built with ``python -m gate hash`` (the gate's own hashing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.e2e.procs import LOOPBACK, Proc, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+REJECT_ERROR = "BannedContent"
+QUARANTINE_ERROR = "HeldForReview"
+
+POLICY = f"""
+on_unhashable = "reject"
+on_unscannable = "forward"
+on_matcher_error = "reject"
+on_log_failure = "forward"
+on_low_quality = "forward"
+allowlist_banks = []
+
+[responses.reject]
+status = 400
+error = "{REJECT_ERROR}"
+message = "e2e: this image is banned here"
+
+[responses.quarantine]
+status = 400
+error = "{QUARANTINE_ERROR}"
+message = "e2e: this image is held for review"
+
+[[rules]]
+name = "banned-exact"
+source = "local"
+banks = ["banned"]
+signal_types = ["sha256"]
+action = "reject"
+
+[[rules]]
+name = "banned-pdq"
+source = "local"
+banks = ["banned"]
+signal_types = ["pdq"]
+max_distance = 31
+action = "reject"
+
+[[rules]]
+name = "held"
+source = "local"
+banks = ["held"]
+signal_types = ["sha256", "pdq"]
+max_distance = 31
+action = "quarantine"
+"""
+
+
+def gate_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gate", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def bank_rows(path: Path) -> list[str]:
+    """``signal_type,hash,label`` rows for a file, as the gate hashes it."""
+    result = gate_command("hash", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    (doc,) = json.loads(result.stdout)
+    rows = [f"sha256,{doc['sha256']},e2e"]
+    rows += [f"pdq,{p['hash']},e2e" for p in doc["pdq"]]
+    assert len(rows) > 1, f"{path}: no PDQ hash ({doc})"
+    return rows
+
+
+@dataclass
+class Gate:
+    proc: Proc
+    port: int
+    metrics_port: int
+    env: dict[str, str] = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.metrics_port}"
+
+    def decisions(self, cid: str) -> list[dict[str, object]]:
+        """The decision log's rows for a CID, read the way an operator would (``upload-gate decisions``)."""
+        result = gate_command("decisions", "--cid", cid, "--json", env=self.env)
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def start(workdir: Path, upstream: str, banks: dict[str, list[Path]]) -> Gate:
+    root = workdir / "gate"
+    banks_dir = root / "banks"
+    banks_dir.mkdir(parents=True)
+    for bank, files in banks.items():
+        rows = [row for f in files for row in bank_rows(f)]
+        (banks_dir / f"{bank}.csv").write_text("signal_type,hash,label\n" + "\n".join(rows) + "\n")
+    policy = root / "policy.toml"
+    policy.write_text(POLICY)
+    port, metrics_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATE_") and k != "DATABASE_URL"}
+    env |= {
+        "GATE_LISTEN": f"{LOOPBACK}:{port}",
+        "GATE_METRICS_LISTEN": f"{LOOPBACK}:{metrics_port}",
+        "GATE_UPSTREAM": upstream,
+        "GATE_DATA_DIR": str(root / "data"),
+        "GATE_POLICY": str(policy),
+        "GATE_BANKS_DIR": str(banks_dir),
+        "GATE_TRUSTED_PROXIES": "127.0.0.1/32",
+        "GATE_HASH_WORKERS": "1",
+    }
+    proc = Proc("gate", [sys.executable, "-m", "gate", "serve"], root / "gate.log", env=env, cwd=REPO)
+    gate = Gate(proc, port, metrics_port, env)
+    proc.wait_http(f"{gate.metrics_url}/readyz", timeout=90)
+    return gate

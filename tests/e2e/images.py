@@ -1,0 +1,53 @@
+"""Small test images with real perceptual content (PDQ quality well above the cut-off).
+
+Each image is a few random flat shapes: strong edges keep the PDQ hash within a few bits under JPEG
+re-encoding and resizing while every byte changes (a real near-duplicate), and two seeds are more than
+100 bits apart.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import random
+
+from PIL import Image, ImageDraw
+
+SIZE = 256
+
+
+def picture(seed: int) -> Image.Image:
+    rng = random.Random(seed)
+    img = Image.new("RGB", (SIZE, SIZE), (rng.randrange(256),) * 3)
+    draw = ImageDraw.Draw(img)
+    for _ in range(12):
+        x, y = rng.randrange(SIZE), rng.randrange(SIZE)
+        box = (x, y, x + rng.randrange(20, 120), y + rng.randrange(20, 120))
+        fill = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=fill)
+    return img
+
+
+def png(seed: int) -> bytes:
+    out = io.BytesIO()
+    picture(seed).save(out, "PNG")
+    return out.getvalue()
+
+
+def near_duplicate(seed: int) -> bytes:
+    """The same picture resized and re-encoded as JPEG: every byte differs, the picture does not."""
+    img = picture(seed).resize((SIZE - 16, SIZE - 16), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def cid_of(data: bytes) -> str:
+    """CIDv1, raw codec, sha2-256, base32 — what the PDS names a blob."""
+    digest = b"\x01\x55\x12\x20" + hashlib.sha256(data).digest()
+    return "b" + base64.b32encode(digest).decode().lower().rstrip("=")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
