@@ -19,7 +19,7 @@ from gate.matching.matcher import Matcher
 from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
 from gate.proxy.upstream import Upstream
-from gate.record import DecisionSink, LogSink
+from gate.record import DecisionSink, NullSink
 from gate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         matchers: list[Matcher] = [banks]
         validators: list[PolicyValidator] = []
         readiness: dict[str, ReadinessCheck] = {}
-        sink: DecisionSink = LogSink()
+        sink: DecisionSink = NullSink()
 
         policy = PolicyHolder(settings.policy_path, lambda: {"local": banks.names()}, validators)
         await policy.load_initial()

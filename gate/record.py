@@ -8,8 +8,6 @@ decides whether uploads keep flowing.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -81,14 +79,12 @@ class DecisionSink(Protocol):
     def submit(self, record: DecisionRecord) -> None: ...
 
 
-class LogSink:
-    """The sink used when no decision log is configured: one structured log line per decision."""
-
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        self._log = logger or logging.getLogger("gate.decisions")
+class NullSink:
+    """The sink when no decision log is configured. The pipeline logs every decision itself, so
+    this only keeps the protocol total; it never refuses."""
 
     def accepting(self) -> bool:
         return True
 
     def submit(self, record: DecisionRecord) -> None:
-        self._log.info("decision %s", json.dumps(record.to_log(), sort_keys=True))
+        return None
