@@ -87,9 +87,16 @@ def _transpose_bits(vector: BitVector) -> BitVector:
 
 
 def _rgb(pixels: Pixels) -> Pixels:
-    """A C-contiguous H×W×3 array: pdqhash reads channels 0–2 and assumes C order (a strided view
-    would be hashed as garbage, silently)."""
+    """The H×W×3 uint8 array pdqhash wants, with C-ordered rows.
+
+    pdqhash computes its luma with numpy from channels 0–2 and hands the C++ code a pointer to that
+    luma, assuming C order: a transposed *view* would silently be hashed as the untransposed image,
+    so rows are always made contiguous here. A luma plane is presented as three channels by a
+    zero-stride view (no copy): the wrapper only reads it.
+    """
     if pixels.ndim == 2:
         luma = np.ascontiguousarray(pixels)
-        return np.stack((luma, luma, luma), axis=2)
+        return np.lib.stride_tricks.as_strided(
+            luma, shape=(*luma.shape, 3), strides=(*luma.strides, 0), writeable=False
+        )
     return np.ascontiguousarray(pixels[:, :, :3])
