@@ -116,6 +116,8 @@ async def test_loads_banks_and_matches_exact(bank_dir: Path) -> None:
     banks = loaded(bank_dir)
     assert banks.names() == frozenset({"block", "good"})
     assert banks.problems == ()
+    assert counter("upload_gate_bank_hashes", bank="block", signal="pdq") == 1
+    assert counter("upload_gate_bank_hashes", bank="good", signal="cid") == 1
     result = await banks.match(hashes(), policy())
     found = {(m.bank, m.signal_type, m.content_id, m.label) for m in result.matches}
     assert found == {
