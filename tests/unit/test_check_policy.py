@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gate.policy.check", *args],
+        [sys.executable, "-m", "gate", "check-policy", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -52,3 +52,9 @@ def test_banks_dir_names_are_checked(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "unknown local bank 'blocklist'" in done.stderr
     assert "allowlist_banks: unknown local bank 'allowlist'" in done.stderr
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    done = run(str(tmp_path / "nope.toml"))
+    assert done.returncode == 1
+    assert "nope.toml: invalid policy (1 problem(s)):\n  - cannot read the file" in done.stderr
