@@ -1,0 +1,435 @@
+"""``EvidenceStore``: sealed upload bytes in Postgres, their retention states, and the audit trail.
+
+The Python API the admin API / review page (and the CLI) build on — signatures are kept stable:
+
+    store = EvidenceStore(dsn, keyring)             # keyring: gate.quarantine.keys.Keyring | None
+    await store.start() / await store.close()       # pool + schema migrations (advisory lock)
+    await store.keep(record, body, retention)       # the pipeline: seal and insert (EvidenceUnavailable)
+    await store.list_items(state=None, limit=100, before=None, with_bytes_only=False) -> [EvidenceItem]
+    await store.get(decision_id) -> EvidenceItem | None          # metadata only, never bytes
+    await store.decrypt(decision_id, actor, purpose) -> bytes   # audited (action = purpose:
+                                                                # "preview", "reveal", "export", ...)
+    await store.release(decision_id, actor) -> EvidenceItem     # deletes the bytes at once
+    await store.confirm(decision_id, actor) -> EvidenceItem
+    await store.mark_reported(decision_id, actor, report_id, retention) -> EvidenceItem
+    await store.set_legal_hold(decision_id, actor, on) -> EvidenceItem
+    await store.mark_viewed(decision_id, actor) -> None         # a human saw the original bytes
+    await store.set_verified_did(decision_id, did, how) -> None
+    await store.audit(actor, action, subject=None, detail=None) -> None
+    await store.audit_trail(subject) -> [AuditEntry]
+    await store.purge(now=None) -> [Purged]                      # expired evidence only; audited
+    await store.rewrap(keyring) -> int                           # re-wrap items onto the active key
+    await store.key_usage() -> {key_id: items}
+    await store.blocked_sha256() -> set[str]                     # for getBlob withholding
+
+State changes, decrypts and purges write their own ``audit`` row in the same transaction, so none can
+happen unrecorded; callers audit only their own accesses (list, preview page views, ...). Failures to
+reach Postgres raise ``EvidenceUnavailable``; unknown ids ``EvidenceNotFound``; a forbidden change
+``InvalidTransition``; a ciphertext that does not open ``EvidenceUnreadable``.
+
+Trust boundary: the plaintext exists only in memory: from the request body to the cipher to Postgres,
+and from Postgres through the cipher to the caller. It is never logged and never written to a file here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from gate.quarantine.item import (
+    ITEM_COLUMNS,
+    SELECT_ITEM,
+    AuditEntry,
+    EvidenceItem,
+    EvidenceState,
+    audit_from_row,
+    item_from_row,
+)
+from gate.quarantine.keys import EvidenceUnreadable, Keyring, Sealed
+from gate.quarantine.retention import (
+    EvidenceNotFound,
+    InvalidTransition,
+    Purged,
+    Retention,
+    change_state,
+    purge_expired,
+)
+from gate.record import DecisionRecord
+from gate.store.migrate import MigrationError, migrate
+
+log = logging.getLogger("gate.evidence")
+
+__all__ = [
+    "EvidenceItem",
+    "EvidenceNotFound",
+    "EvidenceState",
+    "EvidenceStore",
+    "EvidenceUnavailable",
+    "EvidenceUnreadable",
+    "InvalidTransition",
+    "Retention",
+]
+
+_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, MigrationError)
+
+
+class EvidenceUnavailable(Exception):
+    """Postgres (or the keyring) could not take or give evidence right now."""
+
+
+def _uuid(decision_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(decision_id))
+    except ValueError:
+        raise EvidenceNotFound(decision_id) from None
+
+
+class EvidenceStore:
+    def __init__(
+        self,
+        dsn: str,
+        keyring: Keyring | None,
+        *,
+        pool_max: int = 4,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 30.0,
+        retry_interval: float = 1.0,
+    ) -> None:
+        self._dsn = dsn
+        self.keyring = keyring
+        self._pool_max = pool_max
+        self._connect_timeout, self._command_timeout = connect_timeout, command_timeout
+        self._retry_interval = retry_interval
+        self._pool: Any = None
+        self._next_try = 0.0
+        self._lock = asyncio.Lock()
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and migrate now if Postgres answers; if not, the first use retries."""
+        try:
+            await self._get_pool()
+        except EvidenceUnavailable as exc:
+            log.error("evidence store: %s; will retry on first use", exc)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _get_pool(self) -> Any:
+        if self._pool is not None:
+            return self._pool
+        async with self._lock:
+            if self._pool is not None:
+                return self._pool
+            if time.monotonic() < self._next_try:
+                raise EvidenceUnavailable("Postgres unreachable (retrying shortly)")
+            pool = None
+            try:
+                pool = await asyncio.wait_for(
+                    asyncpg.create_pool(
+                        self._dsn,
+                        min_size=1,
+                        max_size=self._pool_max,
+                        timeout=self._connect_timeout,
+                        command_timeout=self._command_timeout,
+                    ),
+                    self._connect_timeout * 2,
+                )
+                async with pool.acquire() as conn:
+                    await migrate(conn)
+            except _DB_ERRORS as exc:
+                if pool is not None:
+                    pool.terminate()
+                self._next_try = time.monotonic() + self._retry_interval
+                raise EvidenceUnavailable(f"Postgres unavailable: {type(exc).__name__}: {exc}") from exc
+            self._pool = pool
+            return pool
+
+    async def _run(self, work: Any) -> Any:
+        """Run ``work(conn)`` in a transaction; database failures become EvidenceUnavailable."""
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await work(conn)
+        except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+            raise EvidenceUnavailable(f"Postgres failed: {type(exc).__name__}") from exc
+
+    def _keyring(self) -> Keyring:
+        if self.keyring is None:
+            raise EvidenceUnavailable("no evidence key is configured (upload-gate keys init)")
+        return self.keyring
+
+    # ---- the pipeline ----------------------------------------------------------------------------
+
+    async def keep(self, record: DecisionRecord, body: bytes, retention: Retention) -> None:
+        """Seal ``body`` and insert it with a snapshot of its decision, before the upload is answered."""
+        h, d, u = record.hashes, record.decision, record.uploader
+        if h is None or d is None:
+            raise ValueError("evidence needs a judged upload (hashes and decision)")
+        keyring = self._keyring()
+        # AES-GCM over up to GATE_MAX_UPLOAD_BYTES: off the event loop (OpenSSL releases the GIL).
+        sealed = await asyncio.to_thread(keyring.seal, body, record.id)
+        pdq = [{"hash": p.hex, "quality": p.quality, "transform": p.transform} for p in h.pdq]
+        args = (
+            _uuid(record.id), record.time, d.verdict.value, h.sha256, h.md5, h.sha1, h.cid, h.size,
+            h.media_type, record.declared_type, json.dumps(pdq), d.rule, d.reason,
+            json.dumps([m.to_json() for m in d.matches]), d.policy_version, record.client_ip, u.did,
+            u.method, sealed.key_id, sealed.wrapped_key, sealed.nonce, sealed.ciphertext,
+            retention.held_until(record.time),
+        )  # fmt: skip
+
+        async def work(conn: Any) -> None:
+            await conn.execute(
+                "INSERT INTO evidence (decision_id, created_at, verdict, sha256, md5, sha1, cid, size,"
+                " media_type, declared_type, pdq, rule, reason, matches, policy_version, client_ip, did,"
+                " did_method, key_id, wrapped_key, nonce, ciphertext, expires_at, state_changed_at,"
+                " state_changed_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12,"
+                " $13, $14::jsonb, $15, $16::inet, $17, $18, $19, $20, $21, $22, $23, $2, 'gate')"
+                " ON CONFLICT (decision_id) DO NOTHING",
+                *args,
+            )
+
+        try:
+            await self._run(work)
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+            raise EvidenceUnavailable(f"Postgres refused the evidence row: {type(exc).__name__}") from exc
+
+    # ---- reading ---------------------------------------------------------------------------------
+
+    async def list_items(
+        self,
+        state: EvidenceState | None = None,
+        *,
+        limit: int = 100,
+        before: datetime | None = None,
+        with_bytes_only: bool = False,
+    ) -> list[EvidenceItem]:
+        """Newest first; ``before`` pages on created_at."""
+
+        async def work(conn: Any) -> list[EvidenceItem]:
+            rows = await conn.fetch(
+                f"SELECT {ITEM_COLUMNS} FROM evidence WHERE ($1::text IS NULL OR state = $1)"  # noqa: S608
+                " AND ($2::timestamptz IS NULL OR created_at < $2) AND (NOT $3 OR ciphertext IS NOT NULL)"
+                " ORDER BY created_at DESC, decision_id DESC LIMIT $4",
+                state.value if state else None,
+                before,
+                with_bytes_only,
+                limit,
+            )
+            return [item_from_row(r) for r in rows]
+
+        result: list[EvidenceItem] = await self._run(work)
+        return result
+
+    async def get(self, decision_id: str) -> EvidenceItem | None:
+        async def work(conn: Any) -> EvidenceItem | None:
+            row = await conn.fetchrow(
+                SELECT_ITEM,
+                _uuid(decision_id),
+            )
+            return item_from_row(row) if row is not None else None
+
+        try:
+            result: EvidenceItem | None = await self._run(work)
+        except EvidenceNotFound:
+            return None
+        return result
+
+    async def decrypt(self, decision_id: str, actor: str, purpose: str) -> bytes:
+        """The original bytes, in memory. Audited as ``purpose`` by ``actor``; EvidenceNotFound when the
+        item does not exist or its bytes were released or purged."""
+        keyring = self._keyring()
+        did = _uuid(decision_id)
+
+        async def work(conn: Any) -> Sealed:
+            row = await conn.fetchrow(
+                "SELECT key_id, wrapped_key, nonce, ciphertext FROM evidence WHERE decision_id = $1", did
+            )
+            if row is None or row["ciphertext"] is None:
+                raise EvidenceNotFound(decision_id)
+            await _audit(conn, actor, purpose, str(did), {"key_id": row["key_id"]})
+            return Sealed(row["key_id"], row["wrapped_key"], row["nonce"], row["ciphertext"])
+
+        sealed: Sealed = await self._run(work)
+        return await asyncio.to_thread(keyring.open, sealed, str(did))
+
+    async def audit(
+        self, actor: str, action: str, subject: str | None = None, detail: dict[str, Any] | None = None
+    ) -> None:
+        async def work(conn: Any) -> None:
+            await _audit(conn, actor, action, subject, detail or {})
+
+        await self._run(work)
+
+    async def audit_trail(self, subject: str) -> list[AuditEntry]:
+        async def work(conn: Any) -> list[AuditEntry]:
+            rows = await conn.fetch("SELECT * FROM audit WHERE subject = $1 ORDER BY at, id", subject)
+            return [audit_from_row(r) for r in rows]
+
+        result: list[AuditEntry] = await self._run(work)
+        return result
+
+    # ---- state changes (each audited in its own transaction) -------------------------------------
+
+    async def _change(
+        self, decision_id: str, target: EvidenceState, actor: str, retention: Retention, **extra: Any
+    ) -> EvidenceItem:
+        did = _uuid(decision_id)
+        now = datetime.now(UTC)
+
+        async def work(conn: Any) -> EvidenceItem:
+            item = await change_state(conn, did, target, actor, now, retention, **extra)
+            await _audit(
+                conn, actor, target.value, str(did), {k: v for k, v in extra.items() if v is not None}
+            )
+            return item
+
+        result: EvidenceItem = await self._run(work)
+        return result
+
+    async def release(self, decision_id: str, actor: str) -> EvidenceItem:
+        return await self._change(decision_id, EvidenceState.RELEASED, actor, Retention())
+
+    async def confirm(self, decision_id: str, actor: str) -> EvidenceItem:
+        return await self._change(decision_id, EvidenceState.CONFIRMED, actor, Retention())
+
+    async def mark_reported(
+        self, decision_id: str, actor: str, report_id: str, retention: Retention | None = None
+    ) -> EvidenceItem:
+        return await self._change(
+            decision_id, EvidenceState.REPORTED, actor, retention or Retention(), report_id=report_id
+        )
+
+    async def set_legal_hold(self, decision_id: str, actor: str, on: bool) -> EvidenceItem:
+        did = _uuid(decision_id)
+
+        async def work(conn: Any) -> EvidenceItem:
+            row = await conn.fetchrow(
+                f"UPDATE evidence SET legal_hold = $2 WHERE decision_id = $1 RETURNING {ITEM_COLUMNS}",  # noqa: S608
+                did,
+                on,
+            )
+            if row is None:
+                raise EvidenceNotFound(decision_id)
+            await _audit(conn, actor, "legal_hold" if on else "legal_hold_lifted", str(did), {})
+            return item_from_row(row)
+
+        result: EvidenceItem = await self._run(work)
+        return result
+
+    async def mark_viewed(self, decision_id: str, actor: str) -> None:
+        did = _uuid(decision_id)
+
+        async def work(conn: Any) -> None:
+            done = await conn.execute("UPDATE evidence SET human_viewed = true WHERE decision_id = $1", did)
+            if done.endswith(" 0"):
+                raise EvidenceNotFound(decision_id)
+            await _audit(conn, actor, "viewed", str(did), {})
+
+        await self._run(work)
+
+    async def set_verified_did(self, decision_id: str, did: str, how: str) -> None:
+        key = _uuid(decision_id)
+
+        async def work(conn: Any) -> None:
+            done = await conn.execute(
+                "UPDATE evidence SET verified_did = $2, verified_how = $3, verified_at = now() WHERE decision_id = $1",
+                key,
+                did,
+                how,
+            )
+            if done.endswith(" 0"):
+                raise EvidenceNotFound(decision_id)
+
+        await self._run(work)
+
+    # ---- maintenance -----------------------------------------------------------------------------
+
+    async def purge(self, now: datetime | None = None, actor: str = "gate") -> list[Purged]:
+        at = now or datetime.now(UTC)
+
+        async def work(conn: Any) -> list[Purged]:
+            purged = await purge_expired(conn, at)
+            for p in purged:
+                await _audit(
+                    conn,
+                    actor,
+                    "purge",
+                    p.decision_id,
+                    {"state": p.state, "expired_at": p.expired_at.isoformat()},
+                )
+            return purged
+
+        result: list[Purged] = await self._run(work)
+        return result
+
+    async def rewrap(self, keyring: Keyring) -> int:
+        """Re-wrap every item not under the active key (one short transaction per batch)."""
+        total = 0
+        while True:
+
+            async def work(conn: Any) -> int:
+                rows = await conn.fetch(
+                    "SELECT decision_id, key_id, wrapped_key FROM evidence WHERE ciphertext IS NOT NULL"
+                    " AND key_id <> $1 LIMIT 200 FOR UPDATE SKIP LOCKED",
+                    keyring.active.id,
+                )
+                for r in rows:
+                    key_id, wrapped = keyring.rewrap(r["key_id"], r["wrapped_key"], str(r["decision_id"]))
+                    await conn.execute(
+                        "UPDATE evidence SET key_id = $2, wrapped_key = $3 WHERE decision_id = $1",
+                        r["decision_id"],
+                        key_id,
+                        wrapped,
+                    )
+                return len(rows)
+
+            done: int = await self._run(work)
+            total += done
+            if done == 0:
+                return total
+
+    async def key_usage(self) -> dict[str, int]:
+        async def work(conn: Any) -> dict[str, int]:
+            rows = await conn.fetch(
+                "SELECT key_id, count(*) AS n FROM evidence WHERE key_id IS NOT NULL GROUP BY key_id"
+            )
+            return {r["key_id"]: r["n"] for r in rows}
+
+        result: dict[str, int] = await self._run(work)
+        return result
+
+    async def blocked_sha256(self) -> set[str]:
+        """SHA-256 of every upload the gate rejected, quarantined or confirmed, less released ones."""
+
+        async def work(conn: Any) -> set[str]:
+            rows = await conn.fetch(
+                "(SELECT sha256 FROM decisions WHERE verdict IN ('reject', 'quarantine') AND sha256 IS NOT NULL"
+                " UNION SELECT sha256 FROM evidence WHERE state <> 'released')"
+                " EXCEPT (SELECT sha256 FROM evidence WHERE state = 'released'"
+                " EXCEPT SELECT sha256 FROM evidence WHERE state IN ('confirmed', 'reported'))"
+            )
+            return {r["sha256"] for r in rows}
+
+        result: set[str] = await self._run(work)
+        return result
+
+
+async def _audit(conn: Any, actor: str, action: str, subject: str | None, detail: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO audit (actor, action, subject, detail) VALUES ($1, $2, $3, $4::jsonb)",
+        actor,
+        action,
+        subject,
+        json.dumps(detail),
+    )

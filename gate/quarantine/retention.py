@@ -1,0 +1,135 @@
+"""How long evidence is kept, which state changes are allowed, and the purge of expired evidence.
+
+Deadlines (``evidence.expires_at``), fixed when an item enters a state:
+
+- ``held``: decision time + the policy's ``[evidence] hold_days``. Unreviewed evidence is not kept
+  forever: it is the most sensitive data the gate holds.
+- ``released``: none — a false positive's bytes are deleted in the same transaction.
+- ``confirmed``: none until reported. A confirmed match must be reported "as soon as reasonably possible"
+  (18 U.S.C. §2258A(a)); the preservation clock starts at the report, so nothing may expire before it.
+- ``reported``: report time + ``reported_days`` (never less than 366 days, whatever the policy says:
+  §2258A(h) as amended by the 2024 REPORT Act requires one year after the report; 366 days is one
+  year even across a leap day).
+- ``legal_hold``: while set, nothing is purged, whatever the deadline.
+
+Purging deletes only the sealed bytes (and the wrapped data key); the evidence row keeps its hashes,
+state and history and the decision row in ``decisions`` is never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from gate.quarantine.item import SELECT_ITEM, EvidenceItem, EvidenceState, item_from_row
+
+log = logging.getLogger("gate.evidence")
+
+MIN_REPORTED_DAYS = 366
+DEFAULT_HOLD_DAYS = 30
+
+# target state → states it may be entered from
+TRANSITIONS: dict[EvidenceState, frozenset[EvidenceState]] = {
+    EvidenceState.RELEASED: frozenset({EvidenceState.HELD, EvidenceState.CONFIRMED}),
+    EvidenceState.CONFIRMED: frozenset({EvidenceState.HELD}),
+    EvidenceState.REPORTED: frozenset({EvidenceState.HELD, EvidenceState.CONFIRMED}),
+}
+
+
+class EvidenceNotFound(LookupError):
+    """No evidence item has this decision id."""
+
+
+class InvalidTransition(ValueError):
+    """The item's state (or legal hold) does not allow this change; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    hold_days: int = DEFAULT_HOLD_DAYS
+    reported_days: int = MIN_REPORTED_DAYS
+
+    def held_until(self, created_at: datetime) -> datetime:
+        return created_at + timedelta(days=self.hold_days)
+
+    def reported_until(self, reported_at: datetime) -> datetime:
+        return reported_at + timedelta(days=max(self.reported_days, MIN_REPORTED_DAYS))
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    decision_id: str
+    state: str
+    sha256: str
+    expired_at: datetime
+
+
+async def change_state(
+    conn: Any,
+    decision_id: uuid.UUID,
+    target: EvidenceState,
+    actor: str,
+    now: datetime,
+    retention: Retention,
+    *,
+    report_id: str | None = None,
+) -> EvidenceItem:
+    """Move one item to ``target`` inside the caller's transaction (the row is locked first)."""
+    row = await conn.fetchrow(
+        "SELECT state, legal_hold FROM evidence WHERE decision_id = $1 FOR UPDATE", decision_id
+    )
+    if row is None:
+        raise EvidenceNotFound(decision_id)
+    current = EvidenceState(row["state"])
+    if current not in TRANSITIONS[target]:
+        raise InvalidTransition(f"evidence {decision_id} is {current.value}; it cannot become {target.value}")
+    if target is EvidenceState.RELEASED:
+        if row["legal_hold"]:
+            raise InvalidTransition(
+                f"evidence {decision_id} is under legal hold; lift the hold to release it"
+            )
+        sql = (
+            "UPDATE evidence SET state = 'released', key_id = NULL, wrapped_key = NULL, nonce = NULL,"
+            " ciphertext = NULL, expires_at = NULL, purged_at = $2, purge_reason = 'released',"
+            " state_changed_at = $2, state_changed_by = $3 WHERE decision_id = $1"
+        )
+        await conn.execute(sql, decision_id, now, actor)
+    elif target is EvidenceState.CONFIRMED:
+        sql = (
+            "UPDATE evidence SET state = 'confirmed', expires_at = NULL, state_changed_at = $2,"
+            " state_changed_by = $3 WHERE decision_id = $1"
+        )
+        await conn.execute(sql, decision_id, now, actor)
+    else:
+        if not report_id or not report_id.strip():
+            raise InvalidTransition("a report id (the CyberTipline report number) is required")
+        sql = (
+            "UPDATE evidence SET state = 'reported', report_id = $4, reported_at = $2, expires_at = $5,"
+            " state_changed_at = $2, state_changed_by = $3 WHERE decision_id = $1"
+        )
+        await conn.execute(sql, decision_id, now, actor, report_id.strip(), retention.reported_until(now))
+    return item_from_row(await conn.fetchrow(SELECT_ITEM, decision_id))
+
+
+async def purge_expired(conn: Any, now: datetime) -> list[Purged]:
+    """Delete the sealed bytes of every item past its deadline and not on legal hold; return them."""
+    rows = await conn.fetch(
+        "UPDATE evidence SET key_id = NULL, wrapped_key = NULL, nonce = NULL, ciphertext = NULL,"
+        " purged_at = $1, purge_reason = 'expired'"
+        " WHERE ciphertext IS NOT NULL AND NOT legal_hold AND expires_at IS NOT NULL AND expires_at <= $1"
+        " RETURNING decision_id, state, sha256, expires_at",
+        now,
+    )
+    purged = [Purged(str(r["decision_id"]), r["state"], r["sha256"], r["expires_at"]) for r in rows]
+    for p in purged:
+        log.warning(
+            "evidence purged: decision %s (%s, sha256 %s) expired %s",
+            p.decision_id,
+            p.state,
+            p.sha256,
+            p.expired_at.isoformat(),
+        )
+    return purged

@@ -1,0 +1,104 @@
+"""The evidence store on a real Postgres: sealed bytes round-trip, and nothing else opens them."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import pytest
+
+from gate.quarantine.evidence import EvidenceNotFound, EvidenceState, EvidenceStore
+from gate.quarantine.keys import EvidenceUnreadable, Keyring
+from gate.quarantine.retention import Retention
+
+from .conftest import DID, judged, make_keyring
+
+BODY = b"\xff\xd8\xff\xe0 not really a jpeg but bytes all the same" * 50
+
+
+async def test_round_trip_and_metadata(store: EvidenceStore, fresh_dsn: str) -> None:
+    record = judged(BODY)
+    await store.keep(record, BODY, Retention(hold_days=7))
+    assert await store.decrypt(record.id, "alice", "reveal") == BODY
+    item = await store.get(record.id)
+    assert item is not None
+    assert item.decision_id == str(uuid.UUID(record.id))
+    assert (item.state, item.sha256, item.did, item.verified_did) == (
+        EvidenceState.HELD, record.hashes.sha256 if record.hashes else None, DID, None,
+    )  # fmt: skip
+    assert item.has_bytes and item.key_id == store.keyring.active.id if store.keyring else False
+    assert item.expires_at is not None and (item.expires_at - record.time).days == 7
+    assert [e.action for e in await store.audit_trail(item.decision_id)] == ["reveal"]
+    # What sits in Postgres is not the bytes.
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        stored = await conn.fetchval("SELECT ciphertext FROM evidence")
+    finally:
+        await conn.close()
+    assert BODY[:32] not in stored and len(stored) == len(BODY) + 16
+
+
+async def test_wrong_key_does_not_open(store: EvidenceStore) -> None:
+    record = judged(BODY)
+    await store.keep(record, BODY, Retention())
+    other = make_keyring()
+    # Same key id, different secret: the wrapped data key does not unwrap.
+    assert store.keyring is not None
+    impostor = Keyring(
+        [type(other.active)(store.keyring.active.id, other.active.secret)], store.keyring.active.id
+    )
+    store.keyring = impostor
+    with pytest.raises(EvidenceUnreadable):
+        await store.decrypt(record.id, "alice", "reveal")
+    store.keyring = other  # a keyring without the item's key at all
+    with pytest.raises(EvidenceUnreadable):
+        await store.decrypt(record.id, "alice", "reveal")
+
+
+@pytest.mark.parametrize("column", ["ciphertext", "nonce", "wrapped_key"])
+async def test_tampered_item_does_not_open(store: EvidenceStore, fresh_dsn: str, column: str) -> None:
+    record = judged(BODY)
+    await store.keep(record, BODY, Retention())
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        value = bytearray(await conn.fetchval(f"SELECT {column} FROM evidence"))
+        value[-1] ^= 1
+        await conn.execute(f"UPDATE evidence SET {column} = $1", bytes(value))
+    finally:
+        await conn.close()
+    with pytest.raises(EvidenceUnreadable):
+        await store.decrypt(record.id, "alice", "reveal")
+
+
+async def test_ciphertext_moved_to_another_decision_does_not_open(
+    store: EvidenceStore, fresh_dsn: str
+) -> None:
+    first, second = judged(BODY), judged(b"other bytes")
+    await store.keep(first, BODY, Retention())
+    await store.keep(second, b"other bytes", Retention())
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        # Copy the first item's sealed bytes onto the second row: the associated data no longer fits.
+        await conn.execute(
+            "UPDATE evidence AS t SET key_id = s.key_id, wrapped_key = s.wrapped_key, nonce = s.nonce,"
+            " ciphertext = s.ciphertext FROM evidence AS s WHERE s.decision_id = $1 AND t.decision_id = $2",
+            uuid.UUID(first.id),
+            uuid.UUID(second.id),
+        )
+    finally:
+        await conn.close()
+    with pytest.raises(EvidenceUnreadable):
+        await store.decrypt(second.id, "alice", "reveal")
+    assert await store.decrypt(first.id, "alice", "reveal") == BODY
+
+
+async def test_release_deletes_bytes_and_audits(store: EvidenceStore) -> None:
+    record = judged(BODY)
+    await store.keep(record, BODY, Retention())
+    item = await store.release(record.id, "bob")
+    assert (item.state, item.has_bytes, item.purge_reason) == (EvidenceState.RELEASED, False, "released")
+    with pytest.raises(EvidenceNotFound):
+        await store.decrypt(record.id, "bob", "reveal")
+    assert [(e.actor, e.action) for e in await store.audit_trail(item.decision_id)] == [("bob", "released")]
+    assert [i.decision_id for i in await store.list_items(EvidenceState.RELEASED)] == [item.decision_id]
+    assert await store.list_items(EvidenceState.HELD) == []
