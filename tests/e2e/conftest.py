@@ -31,7 +31,7 @@ def pictures(e2e_dir: Path) -> Images:
     folder = e2e_dir / "images"
     folder.mkdir()
     pics = Images(
-        clean=[images.png(seed) for seed in (1, 5, 6, 7, 8, 9)],
+        clean=[images.png(seed) for seed in (1, 5, 6, 7, 8, 9, 10, 11)],  # two per front, all distinct
         banned=images.png(2),
         banned_near=images.near_duplicate(2),
         held=images.png(3),

@@ -54,9 +54,10 @@ class Proc:
             start_new_session=True,  # its own process group: stop() signals the server and its children
         )
 
-    def output(self) -> str:
+    def output(self, limit: int | None = 4000) -> str:
         self._log_file.flush()
-        return self.log.read_text(errors="replace")[-4000:]
+        text = self.log.read_text(errors="replace")
+        return text if limit is None else text[-limit:]
 
     def fail(self, why: str) -> AssertionError:
         return AssertionError(f"{self.name}: {why}\n--- {self.log} ---\n{self.output()}")
