@@ -73,7 +73,7 @@ def create_app(deps: Deps) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], handler_args={"auto_decompress": False})
     app[DEPS] = deps
     app[PIPELINE] = UploadPipeline(
-        deps.settings, deps.policy, deps.hasher, deps.matchers, deps.upstream, deps.sink
+        deps.settings, deps.policy, deps.hasher, deps.matchers, deps.upstream, deps.sink, deps.verifier
     )
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

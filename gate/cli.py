@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "gate.hashing.command",  # hash
     "gate.matching.hma_command",  # hma check
     "gate.store.command",  # migrate, decisions, stats
+    "gate.admin.command",  # admin token add/list/remove
 )
 
 

@@ -16,9 +16,12 @@ from typing import Any
 from gate.hashing.hasher import Hasher
 from gate.matching.local import LocalBanks
 from gate.matching.matcher import Matcher
+from gate.notify.sink import NotifyingSink
+from gate.notify.webhook import Notifier, NullNotifier, Webhook
 from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
 from gate.proxy.upstream import Upstream
+from gate.quarantine.verifier import UploaderVerifier
 from gate.record import DecisionSink, NullSink
 from gate.settings import Settings
 
@@ -39,6 +42,10 @@ class Deps:
     upstream: Upstream
     sink: DecisionSink
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+    # Signed webhooks on quarantine/reject/review events (NullNotifier when GATE_WEBHOOK_URL is unset).
+    notifier: Notifier = field(default_factory=NullNotifier)
+    # Verifies the uploader DID of held uploads (PDS_JWT_SECRET offline, else getSession on the PDS).
+    verifier: UploaderVerifier | None = None
     # Coroutines run for as long as the gate serves (file watchers, writers...).
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
@@ -61,6 +68,18 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         upstream = Upstream(settings.upstream, settings.upstream_connect_timeout, settings.upstream_timeout)
         await upstream.start()
         stack.push_async_callback(upstream.close)
+
+        verifier = UploaderVerifier(settings.upstream, settings.pds_jwt_secret, settings.verify_timeout)
+        await verifier.start()
+        stack.push_async_callback(verifier.close)
+
+        notifier: Notifier = NullNotifier()
+        webhook = Webhook.from_settings(settings)
+        if webhook is not None:
+            await webhook.start()
+            stack.push_async_callback(webhook.close)
+            notifier = webhook
+            sink = NotifyingSink(sink, webhook)
 
         async def policy_ready() -> tuple[bool, str]:
             return True, f"policy {policy.current.version}"
@@ -86,5 +105,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
             upstream=upstream,
             sink=sink,
             readiness=readiness,
+            notifier=notifier,
+            verifier=verifier,
             background=[watch_banks, watch_policy],
         )

@@ -104,3 +104,31 @@ DECISION_LOG_ACCEPTING = Gauge(
     "upload_gate_decision_log_accepting",
     "1 while decisions can be kept (queue has room; Postgres or the spool writable), else 0.",
 )
+# ---- notifications (gate/notify) ----
+WEBHOOK_DELIVERIES = Counter(
+    "upload_gate_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome: delivered, retried (will try again), failed (gave up).",
+    ["outcome"],
+)
+WEBHOOK_DEAD_LETTERS = Counter(
+    "upload_gate_webhook_dead_letters_total",
+    "Webhook events never delivered, by reason: exhausted (retries used up), refused (receiver 4xx), "
+    "queue_full, shutdown.",
+    ["reason"],
+)
+WEBHOOK_QUEUE = Gauge("upload_gate_webhook_queue_depth", "Webhook events waiting or between retries.")
+# ---- review queue and PDS actions (gate/admin, gate/quarantine) ----
+UPLOADER_VERIFICATIONS = Counter(
+    "upload_gate_uploader_verifications_total",
+    "Held uploads whose uploader DID was checked, by method (jwt_secret, get_session, none) and result.",
+    ["method", "result"],
+)
+TAKEDOWNS = Counter(
+    "upload_gate_takedowns_total",
+    "Account takedowns on the PDS by outcome: applied, capped (daily cap reached), refused "
+    "(DID not verified), failed (PDS error).",
+    ["outcome"],
+)
+REVIEW_ACTIONS = Counter(
+    "upload_gate_review_actions_total", "Review-queue accesses and decisions, by action.", ["action"]
+)

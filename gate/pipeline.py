@@ -30,9 +30,10 @@ from gate.proxy.body import read_body
 from gate.proxy.budget import MemoryBudget, Reservation
 from gate.proxy.forwarded import Forwarded
 from gate.proxy.upstream import Upstream
+from gate.quarantine.verifier import UploaderVerifier
 from gate.record import DecisionRecord, DecisionSink, new_decision_id
 from gate.settings import Settings
-from gate.types import Decision, Hashes, Match, MatcherFailure, MatchResult, SignalType, Verdict
+from gate.types import Decision, Hashes, Match, MatcherFailure, MatchResult, SignalType, Uploader, Verdict
 from gate.verdict_cache import VerdictCache
 
 log = logging.getLogger("gate.decisions")
@@ -96,13 +97,15 @@ class Attempt:
     decision: Decision | None = None
     upstream_status: int | None = None
     cached: bool = False
+    uploader: Uploader | None = None  # set once verified (held uploads only); else the claim is recorded
+    verified_how: str | None = None  # "jwt_secret" | "get_session" | "none"
 
     def record(self, error: str | None) -> DecisionRecord:
         return DecisionRecord(
             id=self.id,
             time=self.time,
             client_ip=self.fwd.client_ip,
-            uploader=claimed_uploader(self.authorization),
+            uploader=self.uploader or claimed_uploader(self.authorization),
             declared_type=self.declared_type,
             hashes=self.hashes,
             decision=self.decision,
@@ -123,6 +126,7 @@ class UploadPipeline:
         matchers: Sequence[Matcher],
         upstream: Upstream,
         sink: DecisionSink,
+        verifier: UploaderVerifier | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
@@ -130,6 +134,7 @@ class UploadPipeline:
         self.matchers = list(matchers)
         self.upstream = upstream
         self.sink = sink
+        self.verifier = verifier
         self.budget = MemoryBudget(settings.memory_budget_bytes)
         self.cache = VerdictCache(settings.verdict_cache_size, settings.verdict_cache_ttl)
 
@@ -151,6 +156,10 @@ class UploadPipeline:
                 raise LogUnavailable()
             self._count(decision)
             if decision.verdict is not Verdict.FORWARD:
+                if decision.verdict is Verdict.QUARANTINE and self.verifier is not None:
+                    # Off the forward path: only a held upload pays for learning who really sent it,
+                    # so a reviewer can later act on the account (gate.quarantine.verifier).
+                    attempt.uploader, attempt.verified_how = await self.verifier.verify(authorization)
                 answer = policy.response_for(decision.verdict)
                 raise BlockedUpload(answer.status, answer.error, answer.message)
             response, attempt.upstream_status = await self.upstream.forward_upload(request, body, fwd)

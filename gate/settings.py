@@ -95,6 +95,10 @@ def parse_path(raw: str) -> Path:
     return Path(raw)
 
 
+def parse_optional_hostport(raw: str) -> tuple[str, int] | None:
+    return parse_hostport(raw) if raw.strip() else None
+
+
 def parse_optional_path(raw: str) -> Path | None:
     return Path(raw) if raw.strip() else None
 
@@ -242,6 +246,77 @@ class Settings:
         "GATE_SPOOL_MAX_BYTES", parse_size, "1G", "outage spool limit; past it the spool counts as failed"
     )
 
+    # ---- review queue, admin API, PDS actions, notifications (gate/admin, gate/quarantine, gate/notify) ----
+    admin_listen: tuple[str, int] | None = env(
+        "GATE_ADMIN_LISTEN",
+        parse_optional_hostport,
+        "",
+        "admin API + review page listener; empty = on GATE_METRICS_LISTEN (never the public one)",
+    )
+    admin_tokens_path: Path | None = env(
+        "GATE_ADMIN_TOKENS",
+        parse_optional_path,
+        "",
+        "reviewer/admin tokens file (sha256-hashed); empty = GATE_DATA_DIR/admin-tokens",
+    )
+    reveal_seconds: float = env(
+        "GATE_REVEAL_SECONDS", parse_seconds, "60", "how long a reviewer's reveal link shows the original"
+    )
+    pds_jwt_secret: str | None = env(
+        "GATE_PDS_JWT_SECRET",
+        parse_optional_str,
+        "",
+        "the PDS's PDS_JWT_SECRET: verifies uploader DIDs offline (HS256); empty = ask the PDS",
+        secret=True,
+    )
+    pds_admin_password: str | None = env(
+        "GATE_PDS_ADMIN_PASSWORD",
+        parse_optional_str,
+        "",
+        "the PDS's PDS_ADMIN_PASSWORD: enables takedowns on confirm; empty = no PDS actions",
+        secret=True,
+    )
+    pds_admin_url: URL | None = env(
+        "GATE_PDS_ADMIN_URL", parse_optional_url, "", "where the PDS admin API is; empty = GATE_UPSTREAM"
+    )
+    verify_timeout: float = env(
+        "GATE_VERIFY_TIMEOUT", parse_seconds, "3", "asking the PDS who a held upload's token belongs to"
+    )
+    takedown_daily_cap: int = env(
+        "GATE_TAKEDOWN_DAILY_CAP",
+        parse_non_negative_int,
+        "10",
+        "takedowns (automatic and manual) per UTC day, whole gate; the next one is refused; 0 = none",
+    )
+    webhook_url: URL | None = env(
+        "GATE_WEBHOOK_URL", parse_optional_url, "", "POST quarantine/reject/review events here; empty = off"
+    )
+    webhook_secret: str | None = env(
+        "GATE_WEBHOOK_SECRET",
+        parse_optional_str,
+        "",
+        "HMAC-SHA256 key for the X-Gate-Signature header (required with GATE_WEBHOOK_URL)",
+        secret=True,
+    )
+    webhook_attempts: int = env(
+        "GATE_WEBHOOK_ATTEMPTS", parse_positive_int, "5", "deliveries tried per event before dead-lettering"
+    )
+    webhook_backoff: float = env(
+        "GATE_WEBHOOK_BACKOFF", parse_seconds, "1", "first retry delay; doubles per attempt (capped at 60 s)"
+    )
+    webhook_timeout: float = env("GATE_WEBHOOK_TIMEOUT", parse_seconds, "5", "one webhook delivery")
+    webhook_queue_size: int = env(
+        "GATE_WEBHOOK_QUEUE_SIZE", parse_positive_int, "1000", "events waiting; when full, new ones are dead"
+    )
+
+    @property
+    def admin_tokens_file(self) -> Path:
+        return self.admin_tokens_path or self.data_dir / "admin-tokens"
+
+    @property
+    def pds_admin_base(self) -> URL:
+        return self.pds_admin_url or self.upstream
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``) over an optional ``.env`` file."""
@@ -263,6 +338,8 @@ class Settings:
             problems.append("GATE_MEMORY_BUDGET_BYTES must be at least GATE_MAX_UPLOAD_BYTES")
         if not problems and kwargs["db_pool_min"] > kwargs["db_pool_max"]:
             problems.append("GATE_DB_POOL_MIN must not exceed GATE_DB_POOL_MAX")
+        if not problems and kwargs["webhook_url"] is not None and not kwargs["webhook_secret"]:
+            problems.append("GATE_WEBHOOK_URL needs GATE_WEBHOOK_SECRET: webhooks are always signed")
         if problems:
             raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
         return cls(**kwargs)

@@ -1,0 +1,1 @@
+"""Outgoing notifications: signed webhooks on quarantine, reject and review decisions."""

@@ -1,0 +1,70 @@
+"""Webhook events: what an operator's chat or moderation tool is told. Ids, hashes and reasons only.
+
+Trust boundary: events leave the host. They never carry upload bytes, previews, tokens or client IPs —
+only what identifies the item (decision id, hashes, CID), why it was held, and who decided what.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gate.record import DecisionRecord
+from gate.types import Verdict
+
+# Event types. Bounded: they are also what receivers route on.
+UPLOAD_QUARANTINED = "upload.quarantined"
+UPLOAD_REJECTED = "upload.rejected"
+REVIEW_RELEASED = "review.released"
+REVIEW_CONFIRMED = "review.confirmed"
+REVIEW_REPORTED = "review.reported"
+REVIEW_TAKEDOWN = "review.takedown"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str
+    data: dict[str, Any]
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "time": self.time.isoformat(), "data": self.data}
+
+
+def decision_event(record: DecisionRecord) -> Event | None:
+    """The event for a held or rejected upload; None for everything else (forwards, errors)."""
+    verdict, h, d = record.verdict, record.hashes, record.decision
+    if verdict not in (Verdict.QUARANTINE, Verdict.REJECT) or d is None:
+        return None
+    kind = UPLOAD_QUARANTINED if verdict is Verdict.QUARANTINE else UPLOAD_REJECTED
+    return Event(
+        kind,
+        {
+            "decision_id": record.id,
+            "verdict": verdict.value,
+            "rule": d.rule,
+            "reason": d.reason,
+            "policy_version": d.policy_version,
+            "matches": [m.to_json() for m in d.matches],
+            "sha256": h.sha256 if h else None,
+            "md5": h.md5 if h else None,
+            "sha1": h.sha1 if h else None,
+            "cid": h.cid if h else None,
+            "pdq": [p.hex for p in h.pdq] if h else [],
+            "size": h.size if h else None,
+            "media_type": h.media_type if h else None,
+            "uploader": {
+                "did": record.uploader.did,
+                "method": record.uploader.method,
+                "verified": record.uploader.verified,
+            },
+        },
+    )
+
+
+def review_event(kind: str, decision_id: str, actor: str, **data: Any) -> Event:
+    """A reviewer's decision (release, confirm, reported, takedown) on one held item."""
+    return Event(kind, {"decision_id": decision_id, "actor": actor, **data})

@@ -1,0 +1,43 @@
+"""``PdsAdmin``: the PDS's admin API, for account takedowns (``com.atproto.admin.updateSubjectStatus``).
+
+Trust boundary: the admin password is the PDS's master key. It is sent only to the configured PDS (never
+to a URL taken from a request), only as ``Basic admin:<password>``, and never logged. Callers must pass a
+*verified* DID: this class does not know claims from identities, ``Takedowns`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from yarl import URL
+
+log = logging.getLogger(__name__)
+
+
+class PdsActionError(RuntimeError):
+    """The PDS refused or could not be reached; the message is safe to show a reviewer."""
+
+
+class PdsAdmin:
+    def __init__(self, base: URL, password: str, timeout: float = 10.0) -> None:
+        self.base = base
+        self._auth = aiohttp.BasicAuth("admin", password)
+        self._timeout = timeout
+
+    async def take_down_account(self, did: str, ref: str) -> None:
+        """Apply a takedown to the whole repo of ``did``; ``ref`` is kept by the PDS (our audit reference)."""
+        body = {
+            "subject": {"$type": "com.atproto.admin.defs#repoRef", "did": did},
+            "takedown": {"applied": True, "ref": ref},
+        }
+        url = self.base / "xrpc" / "com.atproto.admin.updateSubjectStatus"
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout)) as s:
+                async with s.post(url, json=body, auth=self._auth) as resp:
+                    text = await resp.text()
+                    if resp.status != 200:
+                        raise PdsActionError(f"the PDS answered {resp.status}: {text[:200]}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PdsActionError(f"the PDS admin API is unreachable: {type(exc).__name__}") from None
+        log.warning("took down account %s on the PDS (ref %s)", did, ref)

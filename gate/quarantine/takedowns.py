@@ -1,0 +1,95 @@
+"""``Takedowns``: account takedowns on the PDS behind two guards — a verified DID and a daily cap.
+
+Rules return intent; this is the step that applies the destructive part, so the guards live here and
+nowhere else (indigo automod's pattern). The cap counts today's takedowns (UTC day, automatic and manual
+alike, across every gate replica) from the ``audit`` table, under an advisory lock, so two reviewers
+clicking at once cannot both take the last slot. A takedown the PDS refused gives its slot back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from gate import metrics
+from gate.admin.audit import AuditLog
+from gate.quarantine.pds_admin import PdsActionError, PdsAdmin
+
+log = logging.getLogger(__name__)
+
+# Fixed advisory-lock key for the cap ("takedown").
+CAP_LOCK_KEY = 0x74616B65_646F776E
+
+_TODAY = (
+    "SELECT count(*) FILTER (WHERE action = 'takedown') - count(*) FILTER (WHERE action = 'takedown_failed')"
+    " FROM audit WHERE action IN ('takedown', 'takedown_failed')"
+    " AND at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+)
+
+
+class TakedownRefused(Exception):
+    """Not taken down; ``reason`` is bounded (unverified, capped, disabled, failed), the message human."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Who to take down, as the review step knows it."""
+
+    decision_id: str
+    did: str | None  # the verified DID; None when only claimed
+    verified: bool
+
+
+class Takedowns:
+    def __init__(self, pool: Any, audit: AuditLog, pds: PdsAdmin | None, daily_cap: int) -> None:
+        self._pool = pool
+        self._audit = audit
+        self._pds = pds
+        self.daily_cap = daily_cap
+
+    async def used_today(self) -> int:
+        return int(await self._pool.fetchval(_TODAY))
+
+    async def take_down(self, target: Target, actor: str, *, automatic: bool = False) -> None:
+        """Take the uploader's account down on the PDS, or raise TakedownRefused saying why not."""
+        detail: dict[str, Any] = {"did": target.did, "automatic": automatic}
+        if not target.verified or target.did is None:
+            # A claimed DID is whatever the uploader wrote into a token: acting on it would let anyone
+            # get someone else's account taken down.
+            await self._refuse(target, actor, detail, "unverified", "the uploader's DID was never verified")
+        if self._pds is None:
+            await self._refuse(target, actor, detail, "disabled", "PDS actions are off (no admin password)")
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", CAP_LOCK_KEY)
+            used = int(await conn.fetchval(_TODAY))
+            if used >= self.daily_cap:
+                await self._audit.record(
+                    actor, "takedown_capped", target.decision_id, {**detail, "cap": self.daily_cap}, conn=conn
+                )
+                metrics.TAKEDOWNS.labels("capped").inc()
+                raise TakedownRefused(
+                    "capped", f"the daily takedown cap ({self.daily_cap}) is reached; try again tomorrow"
+                )
+            # The slot is taken (and audited) before the PDS is called: a crash mid-call keeps it taken.
+            await self._audit.record(actor, "takedown", target.decision_id, detail, conn=conn)
+        try:
+            await self._pds.take_down_account(target.did, ref=f"upload-gate:{target.decision_id}")
+        except PdsActionError as exc:
+            await self._audit.record(
+                actor, "takedown_failed", target.decision_id, {**detail, "error": str(exc)}
+            )
+            metrics.TAKEDOWNS.labels("failed").inc()
+            raise TakedownRefused("failed", str(exc)) from None
+        metrics.TAKEDOWNS.labels("applied").inc()
+
+    async def _refuse(
+        self, target: Target, actor: str, detail: dict[str, Any], reason: str, message: str
+    ) -> NoReturn:
+        await self._audit.record(actor, "takedown_refused", target.decision_id, {**detail, "reason": reason})
+        metrics.TAKEDOWNS.labels("refused").inc()
+        raise TakedownRefused(reason, message)
