@@ -52,7 +52,7 @@ def gate(e2e_dir: Path, pds: pds_server.Pds, pictures: Images) -> Iterator[gate_
     try:
         yield server
     finally:
-        server.proc.stop()
+        server.stop()
 
 
 @pytest.fixture(scope="session", params=FRONTS)

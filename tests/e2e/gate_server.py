@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +103,10 @@ class Gate:
     def metrics_url(self) -> str:
         return f"http://{LOOPBACK}:{self.metrics_port}"
 
+    def stop(self) -> None:
+        self.proc.stop(timeout=30)  # the gate stops its embedded Postgres on the way out
+        shutil.rmtree(self.env["GATE_DATA_DIR"], ignore_errors=True)
+
     def decisions(self, cid: str) -> list[dict[str, object]]:
         """The recorded decisions for a CID, oldest first, read the way an operator would.
 
@@ -131,13 +137,17 @@ def start(workdir: Path, upstream: str, banks: dict[str, list[Path]]) -> Gate:
         (banks_dir / f"{bank}.csv").write_text("signal_type,hash,label\n" + "\n".join(rows) + "\n")
     policy = root / "policy.toml"
     policy.write_text(POLICY)
+    # The data directory (embedded Postgres) lives outside pytest's temp tree: when running as root the
+    # embedded server runs as another user that needs o+x on every parent, and every pytest run on the
+    # machine resets /tmp/pytest-of-<user> to 0700.
+    data_dir = Path(tempfile.mkdtemp(prefix="upload-gate-e2e-"))
     port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATE_") and k != "DATABASE_URL"}
     env |= {
         "GATE_LISTEN": f"{LOOPBACK}:{port}",
         "GATE_METRICS_LISTEN": f"{LOOPBACK}:{metrics_port}",
         "GATE_UPSTREAM": upstream,
-        "GATE_DATA_DIR": str(root / "data"),
+        "GATE_DATA_DIR": str(data_dir),
         "GATE_POLICY": str(policy),
         "GATE_BANKS_DIR": str(banks_dir),
         "GATE_TRUSTED_PROXIES": "127.0.0.1/32",
@@ -145,5 +155,9 @@ def start(workdir: Path, upstream: str, banks: dict[str, list[Path]]) -> Gate:
     }
     proc = Proc("gate", [sys.executable, "-m", "gate", "serve"], root / "gate.log", env=env, cwd=REPO)
     gate = Gate(proc, port, metrics_port, env)
-    proc.wait_http(f"{gate.metrics_url}/readyz", timeout=90)
+    try:
+        proc.wait_http(f"{gate.metrics_url}/readyz", timeout=90)
+    except BaseException:
+        gate.stop()
+        raise
     return gate

@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 
 from tests.e2e.endpoints import FRONTS, Endpoint, Images, User
 from tests.e2e.gate_server import REJECT_ERROR, Gate
-from tests.e2e.images import cid_of, sha256
+from tests.e2e.images import cid_of, png, sha256
 from tests.e2e.pds_server import Pds
 
 pytestmark = [
@@ -118,6 +118,30 @@ def test_upload_path_variants_are_caught(
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"] == REJECT_ERROR
     assert pds.blob_files() == before
+
+
+# Not through the gate alone: the suite's client is on loopback, which the gate trusts as a proxy.
+@pytest.mark.parametrize("front", [f for f in FRONTS if f != "gate"], indirect=True)
+def test_front_overwrites_a_spoofed_x_forwarded_for(
+    front: Endpoint, gate: Gate, make_user: Callable[[Endpoint], User]
+) -> None:
+    """The PDS rate-limits on X-Forwarded-For: a client must not choose the address the gate records."""
+    user = make_user(front)
+    image = png(40 + FRONTS.index(front.name))
+    answer = httpx.post(
+        front.url + "/xrpc/com.atproto.repo.uploadBlob",
+        content=image,
+        headers={
+            "Authorization": f"Bearer {user.access_jwt}",
+            "Content-Type": "image/png",
+            "X-Forwarded-For": "203.0.113.7",
+        },
+        verify=front.verify,
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    (row,) = gate.decisions(cid_of(image))
+    assert row["client_ip"] == "127.0.0.1"  # the address the front saw, not the client's claim
 
 
 def test_firehose_carries_the_clean_post(
