@@ -22,6 +22,7 @@ from gate.settings import Settings, parse_size
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SETTINGS_ENV = {f.metadata["env"] for f in fields(Settings)}
+SECRET_ENV = {f.metadata["env"] for f in fields(Settings) if f.metadata["secret"]} | {"DATABASE_URL"}
 
 # The Caddyfile the official installer (bluesky-social/pds installer.sh) writes, with example values.
 INSTALLER_CADDYFILE = """{
@@ -83,8 +84,10 @@ def test_compose_publishes_only_caddy_and_keeps_hma_and_postgres_private() -> No
 
 def test_compose_gate_uses_known_settings_and_shipped_files() -> None:
     gate = compose()["services"]["gate"]
-    for key in gate["environment"]:
+    for key, value in gate["environment"].items():
         assert key in SETTINGS_ENV or key == "DATABASE_URL", key
+        if key in SECRET_ENV:
+            assert "${" in value, f"{key}: secrets come from .env, never from this file"
     assert gate["environment"]["GATE_UPSTREAM"] == "http://pds:3000"
     for volume in gate["volumes"]:
         source = volume.split(":")[0]

@@ -18,6 +18,7 @@ from gate.settings import Settings
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 SETTINGS_ENV = {f.metadata["env"] for f in fields(Settings)}
+SECRET_ENV = {f.metadata["env"] for f in fields(Settings) if f.metadata["secret"]} | {"DATABASE_URL"}
 
 
 def documents() -> list[dict[str, Any]]:
@@ -78,10 +79,10 @@ def test_only_known_settings_and_secrets_from_a_secret() -> None:
     secret = find("Secret")
     for var in gate["env"]:
         assert var["name"] in SETTINGS_ENV or var["name"] == "DATABASE_URL", var["name"]
-        if var["name"] == "DATABASE_URL":
+        if var["name"] in SECRET_ENV:
+            assert "value" not in var, f"{var['name']} must come from a Secret"
             ref = var["valueFrom"]["secretKeyRef"]
             assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
-            assert "value" not in var
 
 
 def test_hpa_scales_the_deployment_on_cpu() -> None:
