@@ -7,6 +7,7 @@ to a URL taken from a request), only as ``Basic admin:<password>``, and never lo
 
 from __future__ import annotations
 
+import base64
 import logging
 
 import aiohttp
@@ -22,7 +23,8 @@ class PdsActionError(RuntimeError):
 class PdsAdmin:
     def __init__(self, base: URL, password: str, timeout: float = 10.0) -> None:
         self.base = base
-        self._auth = aiohttp.BasicAuth("admin", password)
+        token = base64.b64encode(f"admin:{password}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {token}"}
         self._timeout = timeout
 
     async def take_down_account(self, did: str, ref: str) -> None:
@@ -34,7 +36,7 @@ class PdsAdmin:
         url = self.base / "xrpc" / "com.atproto.admin.updateSubjectStatus"
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout)) as s:
-                async with s.post(url, json=body, auth=self._auth) as resp:
+                async with s.post(url, json=body, headers=self._headers) as resp:
                     text = await resp.text()
                     if resp.status != 200:
                         raise PdsActionError(f"the PDS answered {resp.status}: {text[:200]}")

@@ -1,0 +1,64 @@
+"""Wires the review queue (JSON API + page) onto an admin-listener application.
+
+The routes go on ``GATE_ADMIN_LISTEN`` when it is set, else on the private ``GATE_METRICS_LISTEN`` —
+never on the public listener (``gate.app`` serves nothing of its own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from aiohttp import web
+
+from gate.admin.review import Review
+from gate.admin.review_api import REVIEW_SITE, ReviewSite, add_api_routes
+from gate.admin.review_page import add_page_routes
+from gate.admin.tokens import TokenFile
+from gate.matching.local import LocalBanks
+from gate.notify.webhook import Notifier
+from gate.policy.reload import PolicyHolder
+from gate.quarantine.allowlist import Allowlist
+from gate.quarantine.evidence import EvidenceStore
+from gate.quarantine.pds_admin import PdsAdmin
+from gate.quarantine.takedowns import Takedowns
+from gate.settings import Settings
+
+
+def install_review(app: web.Application, site: ReviewSite) -> None:
+    app[REVIEW_SITE] = site
+    add_api_routes(app)
+    add_page_routes(app)
+
+
+def create_review_app(site: ReviewSite) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)  # forms and small JSON bodies only
+    install_review(app, site)
+    return app
+
+
+async def open_review(
+    settings: Settings,
+    evidence: EvidenceStore,
+    dsn: str,
+    policy: PolicyHolder,
+    banks: LocalBanks,
+    notifier: Notifier,
+    stack: contextlib.AsyncExitStack,
+) -> ReviewSite:
+    """The review site for a running gate: tokens file, allowlist bank, takedowns behind the cap."""
+    pds = (
+        PdsAdmin(settings.pds_admin_base, settings.pds_admin_password)
+        if settings.pds_admin_password
+        else None
+    )
+    takedowns = Takedowns(dsn, pds, settings.takedown_daily_cap)
+    stack.push_async_callback(takedowns.close)
+    review = Review(
+        evidence,
+        Allowlist(settings.banks_dir, policy, banks),
+        takedowns,
+        notifier,
+        reveal_seconds=settings.reveal_seconds,
+        max_pixels=settings.max_image_pixels,
+    )
+    return ReviewSite(review, TokenFile(settings.admin_tokens_file))

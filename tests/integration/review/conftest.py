@@ -1,0 +1,128 @@
+"""The review site on a real port over a real Postgres, with a stand-in PDS admin endpoint and a webhook
+receiver (both real aiohttp servers on real ports)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from yarl import URL
+
+from gate.admin.review import Review
+from gate.admin.review_api import ReviewSite
+from gate.admin.review_app import create_review_app
+from gate.admin.tokens import Role, TokenFile
+from gate.matching.local import LocalBanks
+from gate.notify.webhook import Webhook
+from gate.policy.reload import PolicyHolder
+from gate.quarantine.allowlist import Allowlist
+from gate.quarantine.evidence import EvidenceStore
+from gate.quarantine.pds_admin import PdsAdmin
+from gate.quarantine.retention import Retention
+from gate.quarantine.takedowns import Takedowns
+from gate.types import Verdict
+from tests.integration.quarantine.conftest import judged, make_keyring
+from tests.support import images
+from tests.support.receiver import Receiver, receiver
+
+ADMIN_PASSWORD = "pds-admin-pw"
+WEBHOOK_SECRET = "hook-secret"
+VERIFIED_DID = "did:plc:verifieduploader0000000"
+POLICY = """
+on_unhashable = "quarantine"
+on_low_quality = "forward"
+on_unscannable = "forward"
+on_matcher_error = "reject"
+on_log_failure = "forward"
+allowlist_banks = ["allowlist"]
+"""
+TAKEDOWN = "/xrpc/com.atproto.admin.updateSubjectStatus"
+
+
+@dataclass
+class ReviewEnv:
+    url: str
+    store: EvidenceStore
+    dsn: str
+    banks_dir: Path
+    pds: Receiver
+    hooks: Receiver
+    reviewer: str
+    admin: str
+    review: Review
+
+    async def hold(
+        self, body: bytes, *, verified: bool = False, verdict: Verdict = Verdict.QUARANTINE
+    ) -> str:
+        """A held upload, as the pipeline stores it; returns its decision id (canonical UUID)."""
+        record = judged(body, verdict)
+        await self.store.keep(record, body, Retention())
+        item = await self.store.get(record.id)
+        assert item is not None
+        if verified:
+            await self.store.set_verified_did(item.decision_id, VERIFIED_DID, "jwt_secret")
+        return item.decision_id
+
+    async def audit(self) -> list[tuple[str, str, str | None]]:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            rows = await conn.fetch("SELECT actor, action, subject FROM audit ORDER BY id")
+        finally:
+            await conn.close()
+        return [(r["actor"], r["action"], r["subject"]) for r in rows]
+
+    def client(self, token: str | None) -> aiohttp.ClientSession:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return aiohttp.ClientSession(base_url=self.url, headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def review_env(tmp_path: Path, dsn: str, *, daily_cap: int = 5) -> AsyncIterator[ReviewEnv]:
+    banks_dir = tmp_path / "banks"
+    banks_dir.mkdir()
+    (banks_dir / "allowlist.csv").write_text("# reviewed false positives\n")
+    (banks_dir / "blocklist.csv").write_text("")
+    (tmp_path / "policy.toml").write_text(POLICY)
+    banks = LocalBanks(banks_dir)
+    banks.load()
+    policy = PolicyHolder(tmp_path / "policy.toml", lambda: {"local": banks.names()}, [])
+    await policy.load_initial()
+    tokens = TokenFile(tmp_path / "tokens")
+    reviewer, admin = tokens.add("rita", Role.REVIEWER), tokens.add("adam", Role.ADMIN)
+    store = EvidenceStore(dsn, make_keyring())
+    await store.start()
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(store.close)
+        pds = await stack.enter_async_context(receiver())
+        hooks = await stack.enter_async_context(receiver())
+        webhook = Webhook(URL(hooks.url), WEBHOOK_SECRET, backoff=0.01)
+        await webhook.start()
+        stack.push_async_callback(webhook.close)
+        takedowns = Takedowns(dsn, PdsAdmin(URL(pds.url), ADMIN_PASSWORD), daily_cap)
+        stack.push_async_callback(takedowns.close)
+        review = Review(store, Allowlist(banks_dir, policy, banks), takedowns, webhook, reveal_seconds=30)
+        runner = web.AppRunner(create_review_app(ReviewSite(review, tokens)))
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield ReviewEnv(f"http://{host}:{port}", store, dsn, banks_dir, pds, hooks, reviewer, admin, review)
+
+
+@pytest.fixture
+async def env(tmp_path: Path, fresh_dsn: str) -> AsyncIterator[ReviewEnv]:
+    async with review_env(tmp_path, fresh_dsn) as e:
+        yield e
+
+
+@pytest.fixture
+def photo() -> bytes:
+    return images.jpeg()
