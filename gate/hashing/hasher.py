@@ -14,6 +14,7 @@ import asyncio
 import multiprocessing
 import os
 import sys
+import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -87,6 +88,11 @@ class Hasher:
         self._threads = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="gate-hash")
         self._processes: ProcessPoolExecutor | None = None
         self._closed = False
+        self._lock = threading.Lock()
+        if pool == "process":
+            # Start the workers now, in the background: the first upload should not wait ~1 s for
+            # numpy / Pillow / pdqhash to import.
+            self._threads.submit(self._start_workers)
 
     @property
     def workers(self) -> int:
@@ -103,6 +109,14 @@ class Hasher:
         image = await self._hash_image(loop, body, media_type, options)
         return combine(await digested, media_type, image)
 
+    def _start_workers(self) -> None:
+        try:
+            pool = self._process_pool()
+            for future in [pool.submit(_ready) for _ in range(self._workers)]:
+                future.result()
+        except Exception:  # noqa: S110  closed meanwhile, or a worker failed to start: hash() will retry
+            pass
+
     async def warm_up(self) -> None:
         """Start the worker processes now (imports take ~1 s) rather than on the first upload."""
         if self._pool_kind == "process":
@@ -112,8 +126,9 @@ class Hasher:
 
     async def close(self) -> None:
         self._closed = True
-        processes, self._processes = self._processes, None
         await asyncio.to_thread(self._threads.shutdown, wait=True, cancel_futures=True)
+        with self._lock:
+            processes, self._processes = self._processes, None
         if processes is not None:
             await asyncio.to_thread(processes.shutdown, wait=True, cancel_futures=True)
 
@@ -128,18 +143,22 @@ class Hasher:
         except BrokenProcessPool:
             # A worker died (a decoder crash or the OOM killer). Every upload in flight in that
             # pool lands here; the next one gets a fresh pool.
-            if self._processes is pool:
-                self._processes = None
-                pool.shutdown(wait=False, cancel_futures=True)
+            with self._lock:
+                if self._processes is pool:
+                    self._processes = None
+            pool.shutdown(wait=False, cancel_futures=True)
             return ImageHashes(unhashable=Unhashable.CORRUPT, unhashable_detail="the image decoder crashed")
 
     def _process_pool(self) -> ProcessPoolExecutor:
-        if self._processes is None:
-            self._processes = _new_process_pool(self._workers)
-        return self._processes
+        with self._lock:  # the event loop and the start-up thread may both ask first
+            if self._closed:
+                raise RuntimeError("Hasher is closed")
+            if self._processes is None:
+                self._processes = new_process_pool(self._workers)
+            return self._processes
 
 
-def _new_process_pool(workers: int) -> ProcessPoolExecutor:
+def new_process_pool(workers: int) -> ProcessPoolExecutor:
     # Never fork: the gate has threads (the event loop's executors) and forking a threaded process
     # can deadlock the child. forkserver imports the hashing stack once and forks workers from it.
     method = "forkserver" if sys.platform.startswith("linux") else "spawn"

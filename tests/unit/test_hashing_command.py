@@ -17,8 +17,8 @@ from gate.hashing.pdq import TRANSFORMS
 from tests.unit.hashing_corpus import encode, resized
 
 ROOT = Path(__file__).resolve().parents[2]
-# The whole CLI (`python -m gate`) needs every command module; the hash command also runs on its own.
-COMMAND = [sys.executable, "-m", "gate.hashing.command"]
+
+COMMAND = [sys.executable, "-m", "gate", "hash"]
 
 
 def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:

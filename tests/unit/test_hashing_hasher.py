@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -48,7 +49,11 @@ async def test_closed_hasher_refuses_work() -> None:
         await hasher.hash(b"x", HashOptions())
 
 
-def test_default_workers_is_one_per_core() -> None:
-    import os
-
-    assert Hasher().workers == (os.cpu_count() or 1)
+async def test_default_workers_is_one_per_core() -> None:
+    hasher = Hasher()
+    try:
+        assert hasher.workers == (os.cpu_count() or 1)
+        hashes = await hasher.hash(encode(resized("coffee.png", 600), "PNG"), HashOptions())
+        assert hashes.pdq
+    finally:
+        await hasher.close()
