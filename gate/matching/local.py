@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
+
 from gate import metrics
 from gate.matching.bank_file import BankFile, BankFileError, read_bank_file
 from gate.matching.matcher import Matcher
@@ -36,15 +39,26 @@ class BankError(Exception):
     """The bank directory (or a file in it) cannot be loaded."""
 
 
-# One bank row kept for reporting a match: (bank, file name, line, label). A plain tuple, not an object
-# with a prebuilt content id, because a 1M-row bank builds a million of them.
+# One bank row, as reported in a match: (bank, file name, line, label).
 _Entry = tuple[str, str, int, str | None]
 
 
 @dataclass(slots=True)
 class _Perceptual:
+    """Hashes of one perceptual type, with where each came from in compact parallel columns.
+
+    Columns rather than one tuple per row: a 1M-hash bank would otherwise hold ~100 MB of small objects.
+    """
+
     index: HammingIndex
-    entries: list[_Entry]
+    files: list[tuple[str, str]]  # (bank, file name) by file number
+    file_of: npt.NDArray[np.int32]
+    line_of: npt.NDArray[np.int32]
+    labels: list[str | None]  # interned: bank labels repeat ("source X") across many rows
+
+    def entry(self, i: int) -> _Entry:
+        bank, filename = self.files[int(self.file_of[i])]
+        return bank, filename, int(self.line_of[i]), self.labels[i]
 
 
 @dataclass(slots=True)
@@ -90,24 +104,37 @@ def build_bank_set(directory: Path) -> BankSet:
     fingerprint = hashlib.sha256()
     exact: dict[SignalType, dict[str, list[_Entry]]] = {s: defaultdict(list) for s in EXACT}
     hexes: dict[SignalType, list[str]] = {s: [] for s in PERCEPTUAL_BITS}
-    entries: dict[SignalType, list[_Entry]] = {s: [] for s in PERCEPTUAL_BITS}
+    origin: dict[SignalType, tuple[list[int], list[int], list[str | None]]] = {
+        s: ([], [], []) for s in PERCEPTUAL_BITS
+    }
+    interned: dict[str, str] = {}
     counts: dict[str, dict[SignalType, int]] = {}
-    for bank in files:
+    for number, bank in enumerate(files):
         fingerprint.update(f"{bank.filename}\0{len(bank.content)}\0".encode())
         fingerprint.update(bank.content)
         problems.extend(bank.problems)
         per_signal: dict[SignalType, int] = defaultdict(int)
         for row in bank.rows:
-            entry = (bank.name, bank.filename, row.line, row.label)
             per_signal[row.signal] += 1
             if row.signal in PERCEPTUAL_BITS:
+                file_of, line_of, labels = origin[row.signal]
+                labels.append(interned.setdefault(row.label, row.label) if row.label else None)
                 hexes[row.signal].append(row.hash)
-                entries[row.signal].append(entry)
+                file_of.append(number)
+                line_of.append(row.line)
             else:
-                exact[row.signal][row.hash].append(entry)
+                exact[row.signal][row.hash].append((bank.name, bank.filename, row.line, row.label))
         counts[bank.name] = dict(per_signal)
+    names = [(b.name, b.filename) for b in files]
     perceptual = {
-        s: _Perceptual(HammingIndex(hexes[s], bits), entries[s]) for s, bits in PERCEPTUAL_BITS.items()
+        s: _Perceptual(
+            HammingIndex(hexes[s], bits),
+            names,
+            np.array(origin[s][0], dtype=np.int32),
+            np.array(origin[s][1], dtype=np.int32),
+            origin[s][2],
+        )
+        for s, bits in PERCEPTUAL_BITS.items()
     }
     return BankSet(
         version=fingerprint.hexdigest()[:16],
@@ -260,7 +287,7 @@ def _match(snapshot: BankSet, hashes: Hashes, limits: dict[SignalType, int]) -> 
                     best[i] = (d, query)
         ranked = sorted(best.items(), key=lambda item: (item[1][0], item[0]))[:MAX_MATCHES]
         for i, (d, query) in ranked:
-            bank, filename, line, label = part.entries[i]
+            bank, filename, line, label = part.entry(i)
             found.append(Match("local", bank, signal, d, f"{filename}:{line}", label, query))
     return found
 
