@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import warnings
@@ -79,12 +80,14 @@ class Hasher:
     """Hashes bodies off the event loop.
 
     ``workers`` sizes the pools (0: one per core). ``pool="thread"`` runs the image work in threads
-    instead of processes (kept for the benchmark and for hosts where processes are unwelcome).
+    instead of processes (kept for the benchmark and for hosts where processes are unwelcome; it has
+    no decode deadline). ``decode_timeout`` bounds the seconds one image may take in a worker.
     """
 
-    def __init__(self, workers: int = 0, *, pool: Pool = POOL_CHOICE) -> None:
+    def __init__(self, workers: int = 0, *, pool: Pool = POOL_CHOICE, decode_timeout: float = 20.0) -> None:
         self._workers = workers if workers > 0 else (os.cpu_count() or 1)
         self._pool_kind: Pool = pool
+        self._decode_timeout = decode_timeout
         self._threads = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="gate-hash")
         self._processes: ProcessPoolExecutor | None = None
         self._closed = False
@@ -137,17 +140,25 @@ class Hasher:
     ) -> ImageHashes:
         if self._pool_kind == "thread":
             return await loop.run_in_executor(self._threads, hash_image, body, media_type, options)
-        pool = self._process_pool()
-        try:
-            return await loop.run_in_executor(pool, _hash_image_in_worker, body, media_type, options)
-        except BrokenProcessPool:
-            # A worker died (a decoder crash or the OOM killer). Every upload in flight in that
-            # pool lands here; the next one gets a fresh pool.
-            with self._lock:
-                if self._processes is pool:
-                    self._processes = None
-            pool.shutdown(wait=False, cancel_futures=True)
-            return ImageHashes(unhashable=Unhashable.CORRUPT, unhashable_detail="the image decoder crashed")
+        for _attempt in range(2):
+            pool = self._process_pool()
+            try:
+                return await loop.run_in_executor(
+                    pool, _hash_image_in_worker, body, media_type, options, self._decode_timeout
+                )
+            except BrokenProcessPool:
+                # A worker died: a decoder crash, the OOM killer, or its own deadline (a body that
+                # takes longer than decode_timeout to decode, e.g. a progressive-JPEG scan bomb).
+                # Every upload in flight in that pool lands here, so each gets one more try in a
+                # fresh pool; the culprit fails again, the innocent ones do not.
+                with self._lock:
+                    if self._processes is pool:
+                        self._processes = None
+                pool.shutdown(wait=False, cancel_futures=True)
+        return ImageHashes(
+            unhashable=Unhashable.CORRUPT,
+            unhashable_detail=f"the image decoder crashed or ran longer than {self._decode_timeout:g} s",
+        )
 
     def _process_pool(self) -> ProcessPoolExecutor:
         with self._lock:  # the event loop and the start-up thread may both ask first
@@ -172,14 +183,21 @@ def _init_worker() -> None:
     # The gate applies its own pixel limit (HashOptions.max_image_pixels) from the header; Pillow's
     # warning for the same condition would only be noise in this process.
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    # SIGALRM's default action ends the process, even deep inside a C decoder that never returns to
+    # Python: that is the per-task deadline (see _hash_image_in_worker).
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
 
 
 def _ready() -> bool:
     return True
 
 
-def _hash_image_in_worker(body: bytes, media_type: str, options: HashOptions) -> ImageHashes:
+def _hash_image_in_worker(body: bytes, media_type: str, options: HashOptions, timeout: float) -> ImageHashes:
     # Pillow's bomb limit is a module global. This process is ours and single-threaded, so setting it
     # per task is safe here (in the gate's own process, shared by threads, it is never touched).
     Image.MAX_IMAGE_PIXELS = options.max_image_pixels
-    return hash_image(body, media_type, options)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return hash_image(body, media_type, options)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)

@@ -10,7 +10,7 @@ import pytest
 from gate.hashing.hasher import Hasher, hash_bytes
 from gate.hashing.options import HashOptions
 from gate.types import Unhashable
-from tests.unit.hashing_corpus import encode, gif, resized
+from tests.unit.hashing_corpus import encode, gif, photo, resized
 
 
 def _bodies() -> list[bytes]:
@@ -55,5 +55,22 @@ async def test_default_workers_is_one_per_core() -> None:
         assert hasher.workers == (os.cpu_count() or 1)
         hashes = await hasher.hash(encode(resized("coffee.png", 600), "PNG"), HashOptions())
         assert hashes.pdq
+    finally:
+        await hasher.close()
+
+
+async def test_a_decode_past_the_deadline_is_unhashable_and_the_pool_recovers() -> None:
+    # A 27 MP PNG needs well over 0.25 s of decoding; a 600 px one a few milliseconds.
+    slow = encode(photo("coffee.png").resize((6000, 4500)), "PNG")
+    quick = encode(resized("coffee.png", 600), "PNG")
+    hasher = Hasher(workers=1, decode_timeout=0.25)
+    try:
+        hashes = await hasher.hash(slow, HashOptions())
+        assert hashes.pdq == ()
+        assert hashes.unhashable is Unhashable.CORRUPT
+        assert "longer than 0.25 s" in (hashes.unhashable_detail or "")
+        assert hashes.size == len(slow)
+        # The same hasher, its worker replaced: the next upload is hashed normally.
+        assert (await hasher.hash(quick, HashOptions())).pdq == hash_bytes(quick, HashOptions()).pdq
     finally:
         await hasher.close()
