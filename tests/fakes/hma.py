@@ -22,11 +22,14 @@ import asyncio
 import hashlib
 import random
 import re
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from PIL import UnidentifiedImageError
 from threatexchange.signal_type.pdq.pdq_hasher import pdq_from_bytes
 
@@ -397,6 +400,26 @@ class FakeHma:
         return web.json_response({"deleted": 1})
 
 
+@contextmanager
+def fake_hma_in_thread(**switches: Any) -> Iterator[FakeHma]:
+    """A FakeHma serving from its own event loop in a thread: for sync fixtures, module scope, benchmarks.
+
+    Change its switches only between requests (the loop thread reads them).
+    """
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-hma", daemon=True)
+    thread.start()
+    fake = FakeHma(**switches)
+    try:
+        asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
+        yield fake
+    finally:
+        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"message": message}, status=status)
 
@@ -431,7 +454,7 @@ async def _one_file(request: web.Request) -> tuple[str | None, bytes]:
     reader = await request.multipart()
     found: list[tuple[str, bytes]] = []
     while (part := await reader.next()) is not None:
-        if isinstance(part, web.BodyPartReader) and part.name in ("photo", "video"):
+        if isinstance(part, BodyPartReader) and part.name in ("photo", "video"):
             found.append((part.name, bytes(await part.read())))
     return found[0] if len(found) == 1 else (None, b"")
 
