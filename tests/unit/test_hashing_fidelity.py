@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 from functools import cache
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -85,7 +86,7 @@ def test_large_images_really_take_the_fast_path(fmt: str) -> None:
     assert decoded.pixels.shape[:2] == (pdq_side(1365), pdq_side(2048)) == (620, 640)
 
 
-@pytest.mark.parametrize("side", [*range(1, 2000, 7), 2048, 3024, 4032, 8000, 12345])
+@pytest.mark.parametrize("side", [*range(1, 2000, 13), 2048, 3024, 4032, 8000, 12345])
 def test_pdq_side_keeps_pdqs_window_and_the_short_side(side: int) -> None:
     shrunk = pdq_side(side)
     assert shrunk == side or 512 < shrunk <= 640
@@ -93,3 +94,40 @@ def test_pdq_side_keeps_pdqs_window_and_the_short_side(side: int) -> None:
         # PDQ's window on the shrunk side covers the same span of original pixels (to rounding).
         window, shrunk_window = -(-side // 128), -(-shrunk // 128)
         assert abs(shrunk_window * side / shrunk - window) < 0.01 * window
+
+
+def _mode_case(kind: str) -> bytes:
+    base = resized("coffee.png", 1500)  # 1500 x 1000: over 1 MP, so the fast path applies
+    if kind == "CMYK-JPEG":
+        return encode(base.convert("CMYK"), "JPEG")
+    if kind == "L-JPEG":
+        return encode(base.convert("L"), "JPEG")
+    if kind == "I16-TIFF":
+        return encode(Image.fromarray(np.asarray(base.convert("L")).astype(np.uint16) * 257), "TIFF")
+    mode, fmt = kind.split("-")
+    im = base.convert("P", palette=Image.Palette.ADAPTIVE) if mode == "P" else base.convert(mode)
+    return encode(im, {"HEIC": "HEIF"}.get(fmt, fmt))
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "CMYK-JPEG",
+        "L-JPEG",
+        "I16-TIFF",
+        "P-PNG",
+        "1-PNG",
+        "LA-PNG",
+        "RGBA-PNG",
+        "RGB-BMP",
+        "RGB-HEIC",
+        "RGB-AVIF",
+    ],
+)
+def test_fast_path_on_every_mode_and_format(kind: str) -> None:
+    body = _mode_case(kind)
+    fast = hash_bytes(body, OPTIONS)
+    full = hash_bytes(body, OPTIONS, full_resolution=True)
+    assert fast.unhashable is None, fast.unhashable_detail
+    assert (fast.width, fast.height) == (1500, 1000)
+    assert bits(fast.pdq[0].hex, full.pdq[0].hex) <= 16
