@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gate.hashing.hasher import Hasher
+from gate.matching.hma import HmaMatcher
+from gate.matching.hma_banks import HmaBankCheck
 from gate.matching.local import LocalBanks
 from gate.matching.matcher import Matcher
 from gate.notify.sink import NotifyingSink
@@ -59,6 +61,15 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         validators: list[PolicyValidator] = []
         readiness: dict[str, ReadinessCheck] = {}
         sink: DecisionSink = NullSink()
+
+        # HMA (optional): matcher, bank check for every policy load, readiness from its GET /status.
+        hma = HmaMatcher.from_settings(settings)
+        if hma is not None:
+            stack.push_async_callback(hma.aclose)
+            await hma.start()
+            matchers.append(hma)
+            validators.append(HmaBankCheck(hma.client, settings.hma_timeout, local_banks=banks.names))
+            readiness["hma"] = hma.readiness
 
         policy = PolicyHolder(settings.policy_path, lambda: {"local": banks.names()}, validators)
         await policy.load_initial()

@@ -192,6 +192,14 @@ class HmaMatcher:
         """HMA answered I-AM-ALIVE to the last probe (its index is loaded and fresh)."""
         return self._status is not None and self._status.ready
 
+    async def readiness(self) -> tuple[bool, str]:
+        """For /readyz: HMA's last GET /status answer, and the breaker when it is not closed."""
+        status = self._status
+        detail = "not probed yet" if status is None else status.detail
+        if self.breaker.state is not BreakerState.CLOSED:
+            detail += f"; circuit breaker {self.breaker.state.name.lower()}"
+        return self.ready(), detail
+
     def version(self) -> str:
         """HMA's content can change at any time; the verdict cache must not outlive the answer cache."""
         return f"hma:{int(self._wall_clock() // max(self.cache.ttl, 1.0))}"
