@@ -1,8 +1,8 @@
 """``upload-gate check-policy FILE``: validate a policy without starting anything.
 
-With ``--banks-dir`` (default: ``GATE_BANKS_DIR`` or ``config/banks``) local bank names are checked
-against the bank files, and invalid bank rows are listed too. HMA bank names can only be checked by a
-running gate (they live in HMA).
+Local bank names are checked against the bank files in ``--banks-dir`` (default: ``GATE_BANKS_DIR``
+from the environment or ``--env-file``, else ``config/banks``), and invalid bank rows are listed as
+warnings. HMA bank names live in HMA: the running gate checks them on every load and reload.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gate.matching.local import BankError, build_bank_set
 from gate.policy.load import PolicyError, load_policy
+from gate.settings import SettingsError, read_env_file
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +58,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _main(args: argparse.Namespace) -> int:
     args.banks_dir_given = args.banks_dir is not None
     if args.banks_dir is None:
-        args.banks_dir = os.environ.get("GATE_BANKS_DIR", "config/banks")
+        # The same precedence as the gate's settings: environment, then --env-file, then the default.
+        file_values: dict[str, str] = {}
+        if getattr(args, "env_file", None):
+            try:
+                file_values = read_env_file(Path(args.env_file))
+            except SettingsError as exc:
+                print(exc, file=sys.stderr)
+                return 1
+        args.banks_dir = os.environ.get("GATE_BANKS_DIR") or file_values.get("GATE_BANKS_DIR", "config/banks")
     return run(args)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,19 @@ def test_missing_file(tmp_path: Path) -> None:
     done = run(str(tmp_path / "nope.toml"))
     assert done.returncode == 1
     assert "nope.toml: invalid policy (1 problem(s)):\n  - cannot read the file" in done.stderr
+
+
+def test_banks_dir_from_env_file(tmp_path: Path) -> None:
+    env = tmp_path / "gate.env"
+    env.write_text(f"GATE_BANKS_DIR={tmp_path}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "gate", "--env-file", str(env), "check-policy", "config/policy.toml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "GATE_BANKS_DIR"},
+    )
+    assert done.returncode == 1
+    assert "rules[0].banks: unknown local bank 'blocklist'" in done.stderr
