@@ -87,6 +87,9 @@ def decode(body: bytes, media_type: str, *, max_pixels: int, reduce: bool = True
     try:
         with Image.open(io.BytesIO(body), formats=list(formats)) as im:
             width, height = im.size
+            # The gate's own limit, per call. Pillow's global one (Image.MAX_IMAGE_PIXELS) is only set
+            # per task inside the hashing worker processes; in a shared process it is left alone, and
+            # Pillow refusing first (over twice its limit) is reported as a bomb all the same.
             if width * height > max_pixels:
                 raise DecodeFailure(
                     Unhashable.BOMB,
