@@ -102,6 +102,10 @@ def _mode_case(kind: str) -> bytes:
         return encode(base.convert("CMYK"), "JPEG")
     if kind == "L-JPEG":
         return encode(base.convert("L"), "JPEG")
+    if kind == "RGB-PROGRESSIVE":
+        return encode(base, "JPEG", progressive=True)
+    if kind == "RGB-MPO":  # a multi-picture JPEG (3D / burst cameras): the first picture is hashed
+        return encode(base, "MPO", save_all=True, append_images=[resized("astronaut.png", 1500)])
     if kind == "I16-TIFF":
         return encode(Image.fromarray(np.asarray(base.convert("L")).astype(np.uint16) * 257), "TIFF")
     mode, fmt = kind.split("-")
@@ -122,6 +126,8 @@ def _mode_case(kind: str) -> bytes:
         "RGB-BMP",
         "RGB-HEIC",
         "RGB-AVIF",
+        "RGB-PROGRESSIVE",
+        "RGB-MPO",
     ],
 )
 def test_fast_path_on_every_mode_and_format(kind: str) -> None:
