@@ -181,7 +181,10 @@ class HmaMatcher:
     async def _poll_status(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            await self.refresh_status()
+            try:
+                await self.refresh_status()
+            except Exception:  # the poller must outlive any surprise; readiness keeps the last answer
+                log.exception("HMA status probe failed")
 
     @property
     def status(self) -> HmaStatus | None:
@@ -235,7 +238,11 @@ class HmaMatcher:
             error = HmaCallError("breaker_open", "HMA kept failing; not asked until the breaker's next probe")
             return [_Outcome(signal, value, error=error) for signal, value in pending]
         deadline = asyncio.get_running_loop().time() + self.deadline
-        outcomes = await asyncio.gather(*(self._lookup(s, v, banks, seed, deadline) for s, v in pending))
+        try:
+            outcomes = await asyncio.gather(*(self._lookup(s, v, banks, seed, deadline) for s, v in pending))
+        except BaseException:
+            self.breaker.release()  # cancelled (client gone, shutdown): a half-open probe must not stay out
+            raise
         kinds = {o.error.kind for o in outcomes if o.error is not None}
         if kinds & SERVICE_FAILURES:
             self.breaker.record_failure()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import os
+import sys
 
 import pytest
 from prometheus_client import REGISTRY
@@ -126,3 +129,13 @@ async def test_a_rule_for_both_sources_must_name_a_bank_one_of_them_has(fake_hma
     problems = await check_both(make_policy([rule]))
     await client.aclose()
     assert problems == ["rule 'both' names bank 'NOWHERE', which neither HMA nor the local banks have"]
+
+
+async def test_the_real_cli_checks_an_hma_named_by_gate_hma_url(fake_hma: FakeHma) -> None:
+    env = {**os.environ, "GATE_HMA_URL": fake_hma.url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gate", "hma", "check", env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    assert f"HMA        {fake_hma.url}" in out.decode() and "I-AM-ALIVE (ready)" in out.decode()

@@ -174,3 +174,22 @@ async def test_client_errors_do_not_open_the_breaker(fake_hma: FakeHma) -> None:
             for _ in range(3)
         ]
     assert kinds == [["http_4xx"]] * 3
+
+
+async def test_a_cancelled_probe_upload_does_not_leave_the_breaker_stuck(fake_hma: FakeHma) -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(1, 10.0, clock=clock)
+    fake_hma.fail = "http_500"
+    async with make_matcher(fake_hma.url, breaker=breaker) as matcher:
+        await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)  # opens it
+        clock.now += 10
+        fake_hma.fail, fake_hma.latency = None, 5.0
+        probe = asyncio.create_task(matcher.match(image_hashes(BASE_PDQ), ANY_HMA))
+        while len(fake_hma.lookups) < 2:  # the probe's lookup has reached HMA
+            await asyncio.sleep(0.01)
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        fake_hma.latency = 0.0
+        result = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+    assert result.failures == () and len(result.matches) == 1

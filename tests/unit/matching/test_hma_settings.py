@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 
 from gate.matching.hma import HmaMatcher
@@ -44,3 +47,13 @@ async def test_an_hma_url_builds_a_matcher_with_the_configured_limits() -> None:
 def test_bad_hma_settings_are_refused_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_the_example_env_file_documents_every_hma_setting() -> None:
+    example = Path(__file__).parents[3] / "config" / "gate.env.example"
+    names = {
+        line.split("=", 1)[0] for line in example.read_text().splitlines() if line.startswith("GATE_HMA_")
+    }
+    declared = {f.metadata["env"] for f in fields(Settings) if f.metadata["env"].startswith("GATE_HMA_")}
+    assert names == declared
+    assert Settings.from_env({}, env_file=example).hma_url is None
