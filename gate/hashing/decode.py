@@ -110,7 +110,8 @@ def decode(body: bytes, media_type: str, *, max_pixels: int, reduce: bool = True
         # Decoders of hostile input raise anything (OSError, SyntaxError, ValueError, struct.error...):
         # every one of them is an explicit "unhashable", never an exception out of the hasher.
         message = str(exc)
-        if "truncat" in message.lower() or isinstance(exc, EOFError) or _riff_short(body):
+        lowered = message.lower()
+        if "truncat" in lowered or "end of file" in lowered or isinstance(exc, EOFError) or _riff_short(body):
             raise DecodeFailure(Unhashable.TRUNCATED, _short(exc)) from None
         raise DecodeFailure(Unhashable.CORRUPT, _short(exc)) from None
     return Decoded(pixels=pixels, width=width, height=height)

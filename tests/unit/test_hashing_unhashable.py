@@ -43,9 +43,10 @@ def _assert_unhashable(body: bytes, reason: Unhashable, options: HashOptions = O
     assert len(hashes.sha256) == 64  # the exact digests are there whatever happened
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"])
-def test_truncated(fmt: str) -> None:
-    im = resized("coffee.png", 600)
+@pytest.mark.parametrize("long_side", [600, 2048])  # full resolution and the fast path
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF"])
+def test_truncated(fmt: str, long_side: int) -> None:
+    im = resized("coffee.png", long_side)
     body = gif(im) if fmt == "GIF" else encode(im, fmt)
     _assert_unhashable(body[: len(body) // 2], Unhashable.TRUNCATED)
 
