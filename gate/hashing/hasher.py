@@ -6,16 +6,19 @@ PDQ in threads serialises on one core and stalls the event loop). Only image bod
 worker processes; a 100 MB video is digested in a thread and never crosses a process boundary. A
 decoder that crashes or hangs its worker costs that upload an "unhashable" verdict, not the gate.
 
-Measured with ``python -m bench.hashing_pool 30`` (2 workers, concurrency 8) on the 2-core machine
-while other test suites kept its load average at 9-13, so absolute numbers are inflated and noisy:
-- event-loop lag p99 while hashing: threads 56-68 ms (1024 px JPEG) and 25-43 ms (12 MP JPEG);
-  processes 15 ms and 15-26 ms. This is the delay every other request through the gate would see.
-- 12 MP JPEG throughput vs serial: processes 0.99-1.38x, threads 0.98-1.12x; 1024 px JPEG:
-  processes 0.64-1.09x, threads 0.95-1.05x (no free core to scale into at that load).
-- sending a body to a worker and back: 0.7-1.2 ms for 100 KB, 1.5-3.7 ms for 0.9 MB.
-- "process-all" (digests in the worker too) was no better than digests in a thread here.
-The process pool wins on what the proxy cares about (loop lag, isolation) and is at least even on
-throughput, so it is the default; ``pool="thread"`` remains for comparison.
+Measured with ``python -m bench.hashing_pool`` (2 workers, concurrency 8) on the 2-core machine
+while other test suites kept its load average at 7-13, so absolute numbers are inflated and noisy.
+Latest run (load 7), process pool vs thread pool, ratios to serial ``hash_bytes`` in the same run:
+- throughput at c=8: 12 MP JPEG 1.33x vs 1.12x; 12 MP JPEG with grain (1.9 MB) 1.29x vs 0.98x;
+  1024 px JPEG 0.96x vs 0.99x (earlier runs at load 10+: processes 0.64-1.38x, threads 0.95-1.12x).
+- event-loop lag p99 while hashing (the delay every other request through the gate would see):
+  4.8-8.1 ms with processes vs 15-24 ms with threads (at load 10+: 15-26 ms vs 25-68 ms).
+- latency at c=1 is 10-20 ms worse with processes at this load (cross-process wake-ups on a busy
+  scheduler); the body's trip to the worker itself is 0.8 ms (0.1 MB) to 5 ms (1.9 MB).
+- "process-all" (digests in the worker too) was no better than digests in a thread.
+The process pool wins on what the proxy cares about (loop lag, throughput, isolation), so it is the
+default; ``pool="thread"`` remains for comparison. Bodies go to workers through the executor's pipe:
+a shared-memory segment would save a copy but is a plaintext file in /dev/shm, which the gate avoids.
 """
 
 from __future__ import annotations
