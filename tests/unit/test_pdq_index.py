@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
-from gate.matching.pdq_index import HammingIndex
+from gate.matching.pdq_index import MIN_MULTI_INDEX, HammingIndex
 
 
 def near(rng: random.Random, base: int, bits: int, flips: int) -> int:
@@ -37,3 +38,87 @@ def test_empty_index() -> None:
     index = HammingIndex([], 256)
     idx, dist = index.search("0" * 64, 31)
     assert len(index) == 0 and idx.size == 0 and dist.size == 0
+
+
+# --- the multi-index (banks of MIN_MULTI_INDEX hashes and more) answers exactly what brute force does ---
+
+
+def _brute(rows: np.ndarray, query: np.ndarray, threshold: int) -> dict[int, int]:
+    """An independent answer: full popcount over every stored hash, row by row."""
+    dist = np.bitwise_count(rows ^ query).sum(axis=1)
+    return {int(i): int(dist[i]) for i in np.flatnonzero(dist <= threshold)}
+
+
+def _bank(rng: np.random.Generator, bits: int, n: int, query: np.ndarray) -> np.ndarray:
+    """Random hashes, plus near copies of the query at every distance (bits flipped anywhere, or all
+    in one chunk: the pigeonhole edge), plus duplicates."""
+    nbytes = bits // 8
+    rows = rng.integers(0, 256, size=(n, nbytes), dtype=np.uint8)
+    planted = []
+    for d in range(bits + 1):
+        for spread in (True, False):
+            row = query.copy()
+            positions = rng.choice(bits, d, replace=False) if spread else np.arange(d)
+            for p in positions:
+                row[p // 8] ^= np.uint8(1 << (p % 8))
+            planted.append(row)
+    planted += [query.copy() for _ in range(5)]
+    out = np.concatenate([rows, np.array(planted)])
+    rng.shuffle(out)
+    return out
+
+
+@pytest.mark.parametrize("bits", [64, 256])
+def test_multi_index_matches_brute_force(bits: int) -> None:
+    rng = np.random.default_rng(bits)
+    query = rng.integers(0, 256, size=bits // 8, dtype=np.uint8)
+    rows = _bank(rng, bits, 3 * MIN_MULTI_INDEX, query)
+    index = HammingIndex([r.tobytes().hex() for r in rows], bits)
+    thresholds = range(0, bits + 1) if bits == 64 else [*range(0, 64), 70, 100, 128, 256]
+    used = set()
+    for threshold in thresholds:
+        used.add(index.uses_multi_index(threshold))
+        idx, dist = index.search(query.tobytes().hex(), threshold)
+        assert idx.tolist() == sorted(idx.tolist())
+        assert dict(zip(idx.tolist(), dist.tolist(), strict=True)) == _brute(rows, query, threshold), (
+            threshold
+        )
+    assert used == {True, False}  # both methods were exercised
+    assert index.uses_multi_index(31 if bits == 256 else 7)
+
+
+def test_multi_index_many_queries_at_pdq_threshold() -> None:
+    rng = np.random.default_rng(7)
+    rows = rng.integers(0, 256, size=(20_000, 32), dtype=np.uint8)
+    # clusters: many hashes sharing most chunks, so candidates repeat across chunk tables
+    base = rows[:50]
+    for k in range(50):
+        clone = np.repeat(base[k : k + 1], 40, axis=0)
+        flips = rng.integers(0, 256, size=clone.shape, dtype=np.uint8) & (
+            rng.random(clone.shape) < 0.08
+        ).astype(np.uint8)
+        rows = np.concatenate([rows, clone ^ flips])
+    index = HammingIndex([r.tobytes().hex() for r in rows], 256)
+    for q in rows[rng.choice(len(rows), 60, replace=False)]:
+        idx, dist = index.search(q.tobytes().hex(), 31)
+        assert dict(zip(idx.tolist(), dist.tolist(), strict=True)) == _brute(rows, q, 31)
+
+
+def test_skewed_bank_falls_back_and_stays_exact() -> None:
+    # Half the bank is one hash: every probe hits its buckets; the answer must still be exact.
+    rng = np.random.default_rng(3)
+    same = np.zeros((MIN_MULTI_INDEX, 32), dtype=np.uint8)
+    rows = np.concatenate([same, rng.integers(0, 256, size=(MIN_MULTI_INDEX, 32), dtype=np.uint8)])
+    index = HammingIndex([r.tobytes().hex() for r in rows], 256)
+    for threshold in (0, 31, 40):
+        idx, dist = index.search("0" * 64, threshold)
+        assert dict(zip(idx.tolist(), dist.tolist(), strict=True)) == _brute(rows, same[0], threshold)
+        assert len(idx) >= MIN_MULTI_INDEX
+
+
+def test_memory_is_reported() -> None:
+    small = HammingIndex(["0" * 64] * 10, 256)
+    big = HammingIndex(["0" * 64] * MIN_MULTI_INDEX, 256)
+    assert small.nbytes == 10 * 32
+    # hashes twice (word- and row-major) + one uint32 row id per chunk + bucket offsets
+    assert big.nbytes >= MIN_MULTI_INDEX * (32 * 2 + 16 * 4)
