@@ -9,7 +9,7 @@ $(BIN)/upload-gate: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: run test lint unit bench
+.PHONY: run test lint unit bench bench-quick
 run: $(BIN)/upload-gate  ## run the gate on embedded defaults (embedded Postgres, local banks, bundled policy)
 	$(BIN)/upload-gate serve
 
@@ -24,5 +24,13 @@ test: lint  ## everything CI runs: lint, types, unit, integration and end-to-end
 unit: $(BIN)/upload-gate
 	$(BIN)/pytest -p no:cacheprovider tests/unit
 
-bench: $(BIN)/upload-gate
+$(VENV)/.bench: pyproject.toml $(BIN)/upload-gate
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(VENV)/.bench  ## the whole benchmark suite (tens of minutes on 2 cores): bench/out/results.{md,json}
 	$(BIN)/python -m bench
+
+bench-quick: $(VENV)/.bench  ## the same suite on fewer photos and requests (CI, a few minutes)
+	$(BIN)/python -m bench --quick
+	test -s bench/out/results.json && test -s bench/out/results.md

@@ -21,6 +21,7 @@ from gate.app import create_app
 from gate.deps import Deps, open_deps
 from gate.policy.load import PolicyError
 from gate.settings import Settings, SettingsError
+from gate.workers import run_workers, worker_index
 
 log = logging.getLogger("gate")
 
@@ -41,12 +42,12 @@ class RunningGate:
 
 
 async def _start(
-    app: web.Application, host: str, port: int, stack: contextlib.AsyncExitStack
+    app: web.Application, host: str, port: int, stack: contextlib.AsyncExitStack, *, reuse_port: bool = False
 ) -> tuple[str, int]:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=30)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     await site.start()
     addr = runner.addresses[0]
     return str(addr[0]), int(addr[1])
@@ -54,6 +55,9 @@ async def _start(
 
 @contextlib.asynccontextmanager
 async def run_gate(settings: Settings) -> AsyncIterator[RunningGate]:
+    """The gate's listeners and parts; as worker ``i`` of ``--workers`` (gate.workers), the public
+    listener shares its port (SO_REUSEPORT) and only worker 0 runs the admin listener."""
+    worker = worker_index()
     async with open_deps(settings) as deps, contextlib.AsyncExitStack() as stack:
         tasks = [asyncio.create_task(job()) for job in deps.background]
 
@@ -63,10 +67,12 @@ async def run_gate(settings: Settings) -> AsyncIterator[RunningGate]:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         stack.push_async_callback(stop_background)
-        admin = await _start(create_admin_app(deps), *settings.metrics_listen, stack)
+        admin = ("", 0)
+        if worker in (None, 0):
+            admin = await _start(create_admin_app(deps), *settings.metrics_listen, stack)
         # The public listener starts last and (on exit) stops first, so in-flight uploads finish
         # while their dependencies are still open.
-        public = await _start(create_app(deps), *settings.listen, stack)
+        public = await _start(create_app(deps), *settings.listen, stack, reuse_port=worker is not None)
         log.info("gate listening on %s:%d → %s (admin %s:%d)", *public, settings.upstream, *admin)
         yield RunningGate(deps, public, admin)
 
@@ -83,7 +89,9 @@ async def serve_forever(settings: Settings) -> None:
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # With --workers, every line says which worker process wrote it.
+    tag = " [%(process)d]" if worker_index() is not None else ""
+    logging.basicConfig(level=level.upper(), format=f"%(asctime)s %(levelname)s{tag} %(name)s %(message)s")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -93,6 +101,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"upload-gate: {exc}")
         return 2
     configure_logging(settings.log_level)
+    if args.workers > 1 and worker_index() is None:
+        return run_workers(settings, args.workers, _worker_args(args))
     try:
         asyncio.run(serve_forever(settings))
     except PolicyError as exc:
@@ -104,6 +114,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_args(args: argparse.Namespace) -> list[str]:
+    """The command line a worker runs: the same gate, one process (its settings come from the env)."""
+    return ([f"--env-file={args.env_file}"] if args.env_file else []) + ["serve"]
+
+
+def _workers(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("--workers must be at least 1")
+    return value
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the gate (settings from GATE_* environment variables)")
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="gate processes sharing the public port (SO_REUSEPORT), each with its own hashing pool",
+    )
     p.set_defaults(func=cmd_serve)

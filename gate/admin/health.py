@@ -7,9 +7,10 @@ matchers are down — useful to an attacker timing a bypass.
 from __future__ import annotations
 
 import asyncio
+import os
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 from gate.deps import Deps
 
@@ -17,7 +18,13 @@ ADMIN_DEPS = web.AppKey("admin_deps", Deps)
 
 
 async def metrics_view(request: web.Request) -> web.Response:
-    body = generate_latest()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # serve --workers: every worker's counters, summed (gate.workers explains the choice).
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

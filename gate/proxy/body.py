@@ -3,12 +3,19 @@
 The decoded bytes are what the gate hashes *and* what it forwards (with identity encoding), so the CID
 the gate records is the CID the PDS stores. Every decoder is capped at the upload limit on its
 *output*: a 100 KB gzip that expands to 10 GB is a 413 after ``limit + 1`` bytes, never an OOM.
+
+Memory (issue 6): the body is held once. A declared length is read straight into one preallocated
+buffer (``readexactly`` would hold the chunks *and* their join, twice the body, at its peak); a chunked
+body grows one buffer in place. The buffer is a ``bytearray``: every consumer (hashlib, the sniffer,
+Pillow via the hashing pool, the upstream client) takes any bytes-like object, and nothing mutates it
+once read.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from typing import cast
 
 import brotli
 from aiohttp import web
@@ -108,6 +115,29 @@ def decode(data: bytes, encodings: list[str], limit: int, reservation: Reservati
     return data
 
 
+async def _read_exactly(request: web.Request, length: int) -> bytes:
+    """Exactly ``length`` body bytes into one buffer allocated up front (pages are only touched as
+    bytes arrive, so a client that stops early has not cost the whole length)."""
+    buffer = bytearray(length)
+    view = memoryview(buffer)
+    filled = 0
+    while filled < length:
+        chunk = await request.content.readany()
+        if not chunk:
+            raise InvalidRequest("request body ended before Content-Length")
+        take = min(len(chunk), length - filled)  # aiohttp stops the payload at Content-Length anyway
+        view[filled : filled + take] = chunk[:take] if take < len(chunk) else chunk
+        filled += take
+    view.release()
+    return _as_body(buffer)
+
+
+def _as_body(buffer: bytearray) -> bytes:
+    # Typed as bytes for its consumers: it is never mutated once read, and each of them takes any
+    # buffer (converting with bytes() would be the very copy this module avoids).
+    return cast(bytes, buffer)
+
+
 async def read_body(request: web.Request, limit: int, reservation: Reservation) -> bytes:
     """Read, cap and decode an upload body. Raises 400/413/415/503 GateErrors."""
     encodings = parse_encodings(request.headers.getall("Content-Encoding", []))
@@ -119,21 +149,15 @@ async def read_body(request: web.Request, limit: int, reservation: Reservation) 
         if length > limit:
             raise PayloadTooLarge()  # before reading a byte: the PDS never sees it either
         reservation.grow_to(length)
-        try:
-            # readexactly(0) on aiohttp's empty payload raises: an empty upload is valid (the PDS stores it).
-            data = await request.content.readexactly(length) if length else b""
-        except EOFError:
-            raise InvalidRequest("request body ended before Content-Length") from None
+        data: bytes = await _read_exactly(request, length)
     else:
-        parts: list[bytes] = []
-        total = 0
+        buffer = bytearray()
         async for chunk in request.content.iter_chunked(READ_CHUNK):
-            total += len(chunk)
-            if total > limit:
+            if len(buffer) + len(chunk) > limit:
                 raise PayloadTooLarge()
-            reservation.grow_to(total)
-            parts.append(chunk)
-        data = b"".join(parts)
+            reservation.grow_to(len(buffer) + len(chunk))
+            buffer += chunk  # grows in place (realloc), amortised: no list of parts and no join
+        data = _as_body(buffer)
     if encodings:
         data = decode(data, encodings, limit, reservation)
     return data

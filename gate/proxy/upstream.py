@@ -26,6 +26,10 @@ from gate.proxy.headers import FORWARDING, end_to_end
 log = logging.getLogger(__name__)
 
 STREAM_CHUNK = 64 * 1024
+# An upload body goes to the PDS in slices of this size: handed to the socket whole, whatever the
+# kernel does not take at once is *copied* into asyncio's write buffer (a bytearray on Python 3.11),
+# which for a 100 MB upload to a busy PDS is a second copy of the body.
+UPLOAD_SLICE = 256 * 1024
 # The upload body is re-framed by the gate (decoded, identity, fresh length) and ``Expect`` was
 # already answered to the client by aiohttp.
 UPLOAD_DROP = frozenset(("content-length", "content-encoding", "expect")) | FORWARDING
@@ -100,8 +104,9 @@ class Upstream:
     ) -> tuple[web.Response, int]:
         """Send the decoded body (identity encoding, exact length); return the PDS response unchanged."""
         headers = self._headers(request, fwd, UPLOAD_DROP)
-        headers["Content-Length"] = str(len(body))
-        resp = await self._open(request.method, self.url(request.raw_path), headers, body)
+        headers["Content-Length"] = str(len(body))  # sent as is: the slices are not chunk-encoded
+        data: object = body if len(body) <= UPLOAD_SLICE else _slices(body)
+        resp = await self._open(request.method, self.url(request.raw_path), headers, data)
         async with resp:
             try:
                 async with asyncio.timeout(self.timeout):
@@ -194,6 +199,13 @@ class Upstream:
             await upstream_ws.close()
             await client_ws.close()
         return client_ws
+
+
+async def _slices(body: bytes) -> AsyncIterator[memoryview]:
+    # Views, not copies; aiohttp drains the socket between writes, so at most one slice is buffered.
+    view = memoryview(body)
+    for start in range(0, len(view), UPLOAD_SLICE):
+        yield view[start : start + UPLOAD_SLICE]
 
 
 async def _body_stream(request: web.Request) -> AsyncIterator[bytes]:

@@ -1,0 +1,55 @@
+"""``python -m bench [--quick] [--only SECTION …] [--out DIR]``: the whole benchmark suite.
+
+Sections: ``hashing`` (cost per upload vs full-resolution PDQ, and fast-path fidelity), ``matching``
+(local banks at 10k / 100k / 1M hashes), ``gate`` (end to end, passthrough, memory, 1 → 2 workers).
+Writes ``results.md`` and ``results.json`` to ``--out`` (default ``bench/out``) and prints the table.
+``--quick`` runs everything on fewer photos and requests (a CI smoke run of a couple of minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bench import corpus, endtoend, hashing, matching
+from bench.report import Report
+
+SECTIONS = ("hashing", "matching", "gate")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer photos and requests (CI smoke run)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    args = parser.parse_args(argv)
+
+    report = Report(quick=args.quick)
+    started = time.monotonic()
+    n_photos = 2 if args.quick else None
+    if "hashing" in args.only:
+        _say("hashing: building the corpus and timing every size and format")
+        sizes = ("256px", "1024px", "12MP") if args.quick else tuple(corpus.SIZES)
+        hashing.run(report, corpus.corpus(n_photos, sizes), rounds=3 if args.quick else 9)
+    if "matching" in args.only:
+        _say("matching: local banks")
+        sizes_n = [10_000, 100_000, 1_000_000]
+        matching.run(report, sizes_n, queries=50 if args.quick else 200)
+    if "gate" in args.only:
+        _say("gate: end to end, passthrough, memory, workers")
+        photos = corpus.corpus(4 if args.quick else None, ("12MP",), ("JPEG",))
+        endtoend.run(report, photos, args.quick)
+    md, js = report.write(args.out)
+    print(report.markdown())
+    _say(f"done in {time.monotonic() - started:.0f} s: {md} and {js}")
+    return 0
+
+
+def _say(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

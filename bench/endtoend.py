@@ -1,0 +1,272 @@
+"""The gate as a whole: uploads and passthrough through ``python -m gate serve`` vs straight to the
+upstream, peak memory, and 1 → 2 worker processes. Gate, upstream and load generator are separate
+processes on this machine; every baseline is measured in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import procs
+from bench.corpus import Sample
+from bench.report import Report, percentile_ms
+from gate.hashing.hasher import Hasher, hash_bytes
+from gate.hashing.options import HashOptions
+
+MB = 1_000_000
+
+
+def _stats(result: dict[str, Any]) -> dict[str, float]:
+    lat = result["latencies"]
+    return {
+        "p50": percentile_ms(lat, 50),
+        "p99": percentile_ms(lat, 99),
+        "rate": len(lat) / result["wall"],
+    }
+
+
+async def _pure_hashing(bodies: list[bytes], total: int, concurrency: int) -> tuple[float, float]:
+    """(uploads/s through the gate's Hasher on every core, Hasher latency ms at concurrency 1)."""
+    hasher = Hasher()
+    try:
+        await hasher.warm_up()
+        options = HashOptions()
+        one = []
+        for body in bodies * 2:
+            start = time.perf_counter()
+            await hasher.hash(body, options)
+            one.append(time.perf_counter() - start)
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def hash_one(body: bytes) -> None:
+            async with semaphore:
+                await hasher.hash(body, options)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(hash_one(bodies[i % len(bodies)]) for i in range(total)))
+        return total / (time.perf_counter() - start), statistics.median(one) * 1000
+    finally:
+        await hasher.close()
+
+
+def _upload_job(url: str, files: list[str], concurrency: int, total: int, media: str) -> dict[str, Any]:
+    return {
+        "kind": "upload",
+        "url": url,
+        "files": files,
+        "concurrency": concurrency,
+        "total": total,
+        "media_type": media,
+    }
+
+
+def run(report: Report, photos: list[Sample], quick: bool) -> None:
+    scale = 1 if quick else 3
+    levels = {1: 8 * scale, 8: 24 * scale, 64: 64 * scale}
+    bodies = [s.body for s in photos]
+    one_core_ms = statistics.median(
+        min(_timed(lambda b=b: hash_bytes(b, HashOptions())) for _ in range(3)) for b in bodies
+    )
+    pure_rate, hasher_ms = asyncio.run(_pure_hashing(bodies, 16 * scale, 8))
+
+    with tempfile.TemporaryDirectory(prefix="bench-bodies-") as tmp:
+        files = []
+        for i, body in enumerate(bodies):
+            path = Path(tmp, f"{i}.jpg")
+            path.write_bytes(body)
+            files.append(str(path))
+        big = Path(tmp, "big.bin")
+        with big.open("wb") as f:
+            for _ in range(100):
+                f.write(os.urandom(MB))
+        with procs.upstream() as up:
+            direct: dict[int, dict[str, float]] = {}
+            through: dict[int, dict[str, float]] = {}
+            for c, total in levels.items():
+                procs.load(_upload_job(up, files, c, max(4, total // 4), "image/jpeg"))  # warm-up
+                direct[c] = _stats(procs.load(_upload_job(up, files, c, total, "image/jpeg")))
+            with procs.gate(up) as g:
+                for c, total in levels.items():
+                    procs.load(_upload_job(g.url, files, c, max(4, total // 4), "image/jpeg"))
+                    through[c] = _stats(procs.load(_upload_job(g.url, files, c, total, "image/jpeg")))
+                _passthrough(report, up, g.url, quick)
+                _memory(report, g, files, str(big), quick)
+            with procs.gate(up, workers=2) as g2:
+                procs.load(_upload_job(g2.url, files, 64, 32, "image/jpeg"))
+                two = _stats(procs.load(_upload_job(g2.url, files, 64, levels[64], "image/jpeg")))
+
+    table = report.table(
+        "12 MP JPEG uploads end to end: through the gate vs straight to the upstream",
+        [
+            "concurrency",
+            "direct p50 ms",
+            "gate p50 ms",
+            "added p50 ms",
+            "hashing ms (one core)",
+            "added − hashing ms",
+            "direct p99 ms",
+            "gate p99 ms",
+            "direct uploads/s",
+            "gate uploads/s",
+            "gate / pure hashing",
+        ],
+        note=f"Pure hashing throughput (the gate's Hasher on {os.cpu_count()} cores, no HTTP): "
+        f"{pure_rate:.1f} uploads/s; Hasher latency at concurrency 1 (includes the hop to a worker "
+        f"process): {hasher_ms:.1f} ms.",
+    )
+    for c in levels:
+        d, t = direct[c], through[c]
+        added = t["p50"] - d["p50"]
+        table.add(
+            **{
+                "concurrency": c,
+                "direct p50 ms": d["p50"],
+                "gate p50 ms": t["p50"],
+                "added p50 ms": added,
+                "hashing ms (one core)": one_core_ms,
+                "added − hashing ms": added - one_core_ms,
+                "direct p99 ms": d["p99"],
+                "gate p99 ms": t["p99"],
+                "direct uploads/s": d["rate"],
+                "gate uploads/s": t["rate"],
+                "gate / pure hashing": f"{t['rate'] / pure_rate:.0%}",
+            }
+        )
+    best = max(through[8]["rate"], through[64]["rate"])
+    report.target(
+        "12 MP JPEG throughput through the gate vs pure hashing",
+        "≥ 70 %",
+        f"{best:.1f} vs {pure_rate:.1f} uploads/s = {best / pure_rate:.0%}",
+        best / pure_rate >= 0.7,
+    )
+    over = through[1]["p50"] - direct[1]["p50"] - one_core_ms
+    report.target(
+        "gate-added latency at concurrency 1, above hashing cost",
+        "≤ 3 ms",
+        f"{over:.1f} ms (added {through[1]['p50'] - direct[1]['p50']:.1f}, hashing {one_core_ms:.1f})",
+        over <= 3,
+    )
+    workers = report.table(
+        "Worker processes (12 MP JPEG, concurrency 64)",
+        ["workers", "gate uploads/s", "p50 ms", "p99 ms", "vs 1 worker"],
+        note="Each worker has its own hashing pool, sized cores / workers; one port via SO_REUSEPORT.",
+    )
+    workers.add(
+        **{
+            "workers": 1,
+            "gate uploads/s": through[64]["rate"],
+            "p50 ms": through[64]["p50"],
+            "p99 ms": through[64]["p99"],
+            "vs 1 worker": "1.00×",
+        }
+    )
+    workers.add(
+        **{
+            "workers": 2,
+            "gate uploads/s": two["rate"],
+            "p50 ms": two["p50"],
+            "p99 ms": two["p99"],
+            "vs 1 worker": f"{two['rate'] / through[64]['rate']:.2f}×",
+        }
+    )
+
+
+def _timed(fn: object) -> float:
+    assert callable(fn)
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+def _passthrough(report: Report, up: str, gate_url: str, quick: bool) -> None:
+    table = report.table(
+        "Passthrough (non-upload requests): through the gate vs straight to the upstream",
+        ["request", "direct", "gate", "overhead"],
+    )
+    n = 300 if quick else 3000
+    jobs: dict[str, dict[str, Any]] = {}
+    for name, url in (("direct", up), ("gate", gate_url)):
+        procs.load({"kind": "get", "url": url, "concurrency": 8, "total": 50})
+        jobs[name] = procs.load({"kind": "get", "url": url, "concurrency": 8, "total": n})
+    d, g = _stats(jobs["direct"]), _stats(jobs["gate"])
+    table.add(
+        request="small GET p50 (c=8)",
+        direct=f"{d['p50']:.2f} ms",
+        gate=f"{g['p50']:.2f} ms",
+        overhead=f"+{g['p50'] - d['p50']:.2f} ms",
+    )
+    table.add(
+        request="small GETs/s (c=8)",
+        direct=f"{d['rate']:.0f}",
+        gate=f"{g['rate']:.0f}",
+        overhead=f"{g['rate'] / d['rate']:.0%} of direct",
+    )
+    rounds = 1 if quick else 3
+    dl = {
+        name: procs.load({"kind": "download", "url": url, "total": rounds, "mb": 50})
+        for name, url in (("direct", up), ("gate", gate_url))
+    }
+    rate = {k: 50 * rounds / v["wall"] for k, v in dl.items()}
+    table.add(
+        request="50 MB streamed download",
+        direct=f"{rate['direct']:.0f} MB/s",
+        gate=f"{rate['gate']:.0f} MB/s",
+        overhead=f"{rate['gate'] / rate['direct']:.0%} of direct",
+    )
+    ws = {
+        name: procs.load({"kind": "ws", "url": url, "total": 5 if quick else 20, "count": 200, "size": 4096})
+        for name, url in (("direct", up), ("gate", gate_url))
+    }
+    per = {k: statistics.median(v["latencies"]) * 1000 for k, v in ws.items()}
+    table.add(
+        request="websocket: 200 × 4 KB frames",
+        direct=f"{per['direct']:.1f} ms",
+        gate=f"{per['gate']:.1f} ms",
+        overhead=f"+{per['gate'] - per['direct']:.1f} ms",
+    )
+
+
+def _memory(report: Report, g: procs.Gate, files: list[str], big: str, quick: bool) -> None:
+    table = report.table(
+        "Gate memory: peak RSS of the gate process and its hashing workers (Postgres excluded)",
+        ["load", "idle MB", "peak MB", "answers"],
+        note="Memory budget (GATE_MEMORY_BUDGET_BYTES): 512 MB by default; past it uploads get 503.",
+    )
+    sampler = procs.RssSampler(g.pid)
+    idle = sampler.current()
+    with sampler:
+        result = procs.load(_upload_job(g.url, files, 64, 128 if not quick else 64, "image/jpeg"))
+    peak12 = sampler.peak
+    table.add(
+        load="64 concurrent 12 MP JPEG uploads",
+        **{"idle MB": idle / 2**20, "peak MB": peak12 / 2**20, "answers": _statuses(result)},
+    )
+    report.target(
+        "peak RSS, 64 concurrent 12 MP uploads", "≤ 600 MB", f"{peak12 / 2**20:.0f} MB", peak12 <= 600 * 2**20
+    )
+    sampler = procs.RssSampler(g.pid)
+    idle = sampler.current()
+    with sampler:
+        result = procs.load(_upload_job(g.url, [big], 8, 8, "video/mp4"))
+    peak = sampler.peak
+    table.add(
+        load="8 concurrent 100 MB uploads",
+        **{"idle MB": idle / 2**20, "peak MB": peak / 2**20, "answers": _statuses(result)},
+    )
+    growth = (peak - idle) / 2**20
+    report.target(
+        "memory budget under 8 concurrent 100 MB uploads",
+        "RSS growth ≤ budget (512 MB) + 10 %",
+        f"+{growth:.0f} MB",
+        growth <= 512 * 1.1,
+    )
+
+
+def _statuses(result: dict[str, Any]) -> str:
+    return ", ".join(f"{n}× {s}" for s, n in sorted(result["statuses"].items()))

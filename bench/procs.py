@@ -1,0 +1,216 @@
+"""The processes a benchmark runs: the upstream, the gate (``python -m gate serve``), the load generator,
+and a sampler of the gate's resident memory (the gate process plus every process under it)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+POLICY = """
+on_unhashable = "reject"
+on_unscannable = "forward"
+on_matcher_error = "reject"
+on_log_failure = "forward"
+on_low_quality = "forward"
+
+[[rules]]
+name = "banned-exact"
+source = "local"
+banks = ["banned"]
+signal_types = ["sha256", "md5"]
+action = "reject"
+
+[[rules]]
+name = "banned-pdq"
+source = "local"
+banks = ["banned"]
+signal_types = ["pdq"]
+max_distance = 31
+action = "reject"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def upstream() -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.upstream"], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"bench upstream did not start: {line!r}")
+        yield f"http://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _bank(path: Path, n: int) -> None:
+    """A local bank of n random PDQ hashes and n SHA-256s: the uploads match none, but every upload
+    pays for a real lookup."""
+    rng = np.random.default_rng(5)
+    raw = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
+    rows = [f"pdq,{r.tobytes().hex()},bench\nsha256,{r[::-1].tobytes().hex()},bench\n" for r in raw]
+    path.write_text("".join(rows))
+
+
+@dataclass
+class Gate:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+@contextlib.contextmanager
+def gate(
+    upstream_url: str, *, workers: int = 1, bank_size: int = 10_000, env: dict[str, str] | None = None
+) -> Iterator[Gate]:
+    with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
+        root = Path(tmp)
+        (root / "banks").mkdir()
+        _bank(root / "banks" / "banned.csv", bank_size)
+        (root / "policy.toml").write_text(POLICY)
+        port = free_port()
+        settings = {
+            "GATE_LISTEN": f"127.0.0.1:{port}",
+            "GATE_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+            "GATE_UPSTREAM": upstream_url,
+            "GATE_POLICY": str(root / "policy.toml"),
+            "GATE_BANKS_DIR": str(root / "banks"),
+            "GATE_DATA_DIR": str(root / "var"),
+        }
+        full_env = {**os.environ, **settings, **(env or {})}
+        log = root / "gate.log"
+        args = [sys.executable, "-m", "gate", "serve"] + (["--workers", str(workers)] if workers > 1 else [])
+        with log.open("wb") as out:
+            proc = subprocess.Popen(args, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(proc, url, log)
+            yield Gate(proc, url, log)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the gate exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "/xrpc/_health", timeout=2) as resp:
+                if resp.status == 200:
+                    time.sleep(1.0)  # hash worker processes finish importing
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the gate did not become ready")
+
+
+def load(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one load-generator job in its own process and return its result."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.load", json.dumps(job)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
+    if out.returncode:
+        raise RuntimeError(f"load generator failed: {out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{p}/task"):
+                with contextlib.suppress(OSError):
+                    todo += [int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text().split()]
+    return pids
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler:
+    """Samples the summed RSS of a process tree every few milliseconds; ``peak`` in bytes.
+
+    Postgres (the embedded decision log) is a child of the gate too, but it is not the gate's upload
+    memory: processes whose command line says postgres are left out."""
+
+    def __init__(self, pid: int, interval: float = 0.005) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = sum(_rss(p) for p in _tree(self.pid) if not _is_postgres(p))
+            self.peak = max(self.peak, total)
+            time.sleep(self.interval)
+
+    def current(self) -> int:
+        return sum(_rss(p) for p in _tree(self.pid) if not _is_postgres(p))
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _is_postgres(pid: int) -> bool:
+    try:
+        return b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

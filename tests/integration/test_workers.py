@@ -1,0 +1,121 @@
+"""``upload-gate serve --workers 2``: two gate processes answer uploads on one port, then stop cleanly.
+
+The gate runs as operators run it (``python -m gate serve``), in front of a recording upstream. Which
+worker judged an upload is read from the gate's own decision log lines, which carry the worker's pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from tests.integration.conftest import POLICY
+from tests.support.images import encode, photo
+from tests.support.upstream import RecordingUpstream
+
+ROOT = Path(__file__).resolve().parents[2]
+LISTENING = re.compile(rb"gate listening on 127\.0\.0\.1:(\d+) with 2 workers \(pids \[(\d+), (\d+)\]\)")
+DECISION = re.compile(rb"INFO \[(\d+)\] gate\.decisions decision (\{.*\})")
+
+
+async def _wait_for(log: Path, pattern: re.Pattern[bytes], proc: subprocess.Popen[bytes]) -> re.Match[bytes]:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        found = pattern.search(log.read_bytes())
+        if found:
+            return found
+        assert proc.poll() is None, log.read_text()
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not logged: {pattern.pattern!r}\n{log.read_text()}")
+
+
+async def _upload(url: str, body: bytes) -> int:
+    # A fresh connection per upload: SO_REUSEPORT spreads connections, not requests.
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+        session.post(
+            url + "/xrpc/com.atproto.repo.uploadBlob",
+            data=body,
+            headers={"Authorization": "Bearer test", "Content-Type": "image/png"},
+        ) as resp,
+    ):
+        await resp.read()
+        return resp.status
+
+
+async def _ready(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            async with aiohttp.ClientSession() as session, session.get(url + "/xrpc/_health") as resp:
+                await resp.read()
+                return
+        except aiohttp.ClientConnectionError:
+            await asyncio.sleep(0.2)
+    raise AssertionError("the gate never answered")
+
+
+async def test_two_workers_share_one_port(
+    tmp_path: Path, upstream: tuple[RecordingUpstream, str], fresh_dsn: str
+) -> None:
+    recorder, upstream_url = upstream
+    (tmp_path / "banks").mkdir()
+    (tmp_path / "banks" / "blocklist.csv").write_text("\n")
+    (tmp_path / "banks" / "review.csv").write_text("\n")
+    (tmp_path / "policy.toml").write_text(POLICY)
+    env = {
+        **os.environ,
+        "GATE_LISTEN": "127.0.0.1:0",
+        "GATE_METRICS_LISTEN": "127.0.0.1:0",
+        "GATE_UPSTREAM": upstream_url,
+        "GATE_POLICY": str(tmp_path / "policy.toml"),
+        "GATE_BANKS_DIR": str(tmp_path / "banks"),
+        "GATE_DATA_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": fresh_dsn,
+        "GATE_HASH_WORKERS": "1",
+    }
+    log = tmp_path / "gate.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gate", "serve", "--workers", "2"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        listening = await _wait_for(log, LISTENING, proc)
+        port, pids = int(listening[1]), {int(listening[2]), int(listening[3])}
+        url = f"http://127.0.0.1:{port}"
+        await _ready(url)
+        body = encode(photo("coffee.png").resize((300, 200)), "PNG")
+        statuses = await asyncio.gather(*(_upload(url, body) for _ in range(24)))
+        assert statuses == [200] * 24
+        assert [s.body for s in recorder.uploads()] == [body] * 24  # every byte reached the upstream
+
+        deadline = time.monotonic() + 30
+        judged: dict[int, int] = {}
+        while sum(judged.values()) < 24 and time.monotonic() < deadline:
+            judged = {}
+            for pid, record in DECISION.findall(log.read_bytes()):
+                assert json.loads(record)["verdict"] == "forward"
+                judged[int(pid)] = judged.get(int(pid), 0) + 1
+            await asyncio.sleep(0.1)
+        assert sum(judged.values()) == 24
+        assert set(judged) == pids  # both workers judged uploads (each has a 1 in 2**23 chance of none)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=90)
+    assert code == 0, log.read_text()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+    assert b"Traceback" not in log.read_bytes(), log.read_text()
