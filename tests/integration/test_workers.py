@@ -117,5 +117,7 @@ async def test_two_workers_share_one_port(
         code = proc.wait(timeout=90)
     assert code == 0, log.read_text()
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+        assert (
+            not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+        )
     assert b"Traceback" not in log.read_bytes(), log.read_text()
