@@ -112,7 +112,7 @@ def gate(
             proc = subprocess.Popen(args, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_ready(proc, url, log)
+            _wait_ready(proc, url, log, workers)
             yield Gate(proc, url, log)
         finally:
             proc.terminate()
@@ -123,7 +123,7 @@ def gate(
                 proc.wait()
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, workers: int) -> None:
     import urllib.request
 
     deadline = time.monotonic() + 120
@@ -132,7 +132,9 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
             raise RuntimeError(f"the gate exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(url + "/xrpc/_health", timeout=2) as resp:
-                if resp.status == 200:
+                # Every worker listening (each logs it), else the first takes all the connections.
+                up = log.read_bytes().count(b"gate listening on") - (1 if workers > 1 else 0)
+                if resp.status == 200 and up >= workers:
                     time.sleep(1.0)  # hash worker processes finish importing
                     return
         except OSError:
@@ -207,6 +209,21 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (its threads included, not its children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(CPU seconds of the gate's own process, of the processes under it except Postgres)."""
+    others = [p for p in _tree(pid) if p != pid and not _is_postgres(p)]
+    return cpu_seconds(pid), sum(cpu_seconds(p) for p in others)
 
 
 def _is_postgres(pid: int) -> bool:

@@ -24,6 +24,7 @@ from tests.support.upstream import RecordingUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
 LISTENING = re.compile(rb"gate listening on 127\.0\.0\.1:(\d+) with 2 workers \(pids \[(\d+), (\d+)\]\)")
+WORKER_UP = re.compile(rb"INFO \[(\d+)\] gate gate listening on 127\.0\.0\.1:(\d+)")
 DECISION = re.compile(rb"INFO \[(\d+)\] gate\.decisions decision (\{.*\})")
 
 
@@ -96,6 +97,12 @@ async def test_two_workers_share_one_port(
         listening = await _wait_for(log, LISTENING, proc)
         port, pids = int(listening[1]), {int(listening[2]), int(listening[3])}
         url = f"http://127.0.0.1:{port}"
+        # Both workers listening (each logs it): before that, the kernel gives every connection to one.
+        deadline = time.monotonic() + 90
+        while {int(pid) for pid, _ in WORKER_UP.findall(log.read_bytes())} != pids:
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            await asyncio.sleep(0.1)
+        assert {int(p) for _, p in WORKER_UP.findall(log.read_bytes())} == {port}
         await _ready(url)
         body = encode(photo("coffee.png").resize((300, 200)), "PNG")
         statuses = await asyncio.gather(*(_upload(url, body) for _ in range(24)))
