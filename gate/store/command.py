@@ -21,11 +21,8 @@ from gate.store.migrate import MigrationError, migrate, schema_ready
 from gate.store.query import Filters, fetch_decisions, fetch_stats, parse_when
 from gate.store.render import decisions_table, stats_text
 
-# A string: argparse._SubParsersAction is not subscriptable at run time.
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-
-def register(sub: Subparsers) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("migrate", help="apply the decision-log schema migrations")
     p.set_defaults(func=run_migrate)
 

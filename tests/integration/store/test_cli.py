@@ -1,0 +1,218 @@
+"""``upload-gate migrate | decisions | stats`` run as a user would, checked against rows just written."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from gate.cli import main
+from gate.record import DecisionRecord
+from gate.store.embedded import EmbeddedPostgres
+
+from . import records as R
+from .conftest import make_log, server_dir
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def run_cli(
+    *args: str, dsn: str | None = None, data_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if dsn is not None:
+        env["DATABASE_URL"] = dsn
+    if data_dir is not None:
+        env["GATE_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "gate", *args],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def _write(dsn: str, spool: Path, records: list[DecisionRecord]) -> None:
+    log = make_log(dsn, spool)
+    await log.start()
+    for record in records:
+        log.submit(record)
+    await log.close()
+
+
+@pytest.fixture
+async def written(fresh_dsn: str, tmp_path: Path) -> tuple[str, list[DecisionRecord]]:
+    records = [R.forward(1), R.reject(2), R.quarantine(3), R.shadow(4)]
+    await _write(fresh_dsn, tmp_path / "spool", records)
+    return fresh_dsn, records
+
+
+def _lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, object]]:
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+async def test_decisions_json_lists_every_row_newest_first(written: tuple[str, list[DecisionRecord]]) -> None:
+    dsn, records = written
+    rows = _lines(await asyncio.to_thread(run_cli, "decisions", "--json", dsn=dsn))
+    assert [r["id"] for r in rows] == [r.id for r in reversed(records)]
+    reject = rows[2]
+    assert reject["verdict"] == "reject"
+    assert reject["rule"] == "csam-pdq"
+    assert reject["did"] == "did:plc:bad"
+    assert reject["client_ip"] == "2001:db8::5"
+    assert reject["sha256"] == f"{2:064x}"
+    assert reject["time"] == "2026-11-24T12:00:02.123456+00:00"
+    assert [m["bank"] for m in reject["all_matches"]] == ["ncmec", "stopncii"]  # type: ignore[index]
+    assert rows[0]["shadow_rule"] == "trial-terror"
+    assert rows[0]["shadow_only"] is True
+
+
+FILTERS = [
+    (("--verdict", "reject"), [2]),
+    (("--verdict", "forward"), [4, 1]),
+    (("--did", "did:plc:bad"), [2]),
+    (("--sha256", f"{3:064X}"), [3]),
+    (("--cid", "bafkreitest00000004"), [4]),
+    (("--rule", "default"), [4, 1]),
+    (("--shadow",), [4]),
+    (("--since", "2026-11-24T12:00:02", "--until", "2026-11-24T12:00:04"), [3, 2]),
+    (("--limit", "1"), [4]),
+    (("--verdict", "reject", "--did", "did:plc:user1"), []),
+]
+
+
+def test_decisions_filters(
+    written: tuple[str, list[DecisionRecord]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The same entry point in-process (a subprocess per filter would only add start-up time)."""
+    dsn, records = written
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    for args, expected in FILTERS:
+        assert main(["decisions", "--json", *args]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [r["id"] for r in rows] == [records[n - 1].id for n in expected], args
+
+
+async def test_decisions_table(written: tuple[str, list[DecisionRecord]]) -> None:
+    dsn, records = written
+    result = await asyncio.to_thread(run_cli, "decisions", "--verdict", "quarantine", dsn=dsn)
+    assert result.returncode == 0, result.stderr
+    header, *lines = result.stdout.splitlines()
+    assert header.split() == ["TIME", "ID", "VERDICT", "RULE", "SHADOW", "DID", "MEDIA_TYPE", "SIZE", "CID"]
+    assert len(lines) == 1
+    assert lines[0].split() == [
+        "2026-11-24", "12:00:03", records[2].id, "quarantine", "on_matcher_error", "-", "-", "image/png", "5",
+        "bafkreitest00000003",
+    ]  # fmt: skip
+    none = await asyncio.to_thread(run_cli, "decisions", "--did", "did:plc:nobody", dsn=dsn)
+    assert none.stdout == "no decisions match\n"
+
+
+async def test_stats_counts_and_block_rates(written: tuple[str, list[DecisionRecord]]) -> None:
+    dsn, _ = written
+    window = ("--since", "2026-11-24T11:59", "--until", "2026-11-24T13:00")
+    result = await asyncio.to_thread(run_cli, "stats", "--json", *window, dsn=dsn)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert (stats["total"], stats["blocked"], stats["block_rate"], stats["unscanned_forwards"]) == (
+        4,
+        2,
+        0.5,
+        1,
+    )
+    assert stats["verdicts"] == {"forward": 2, "reject": 1, "quarantine": 1}
+    assert {r["rule"]: (r["decisions"], r["blocked"], r["share"]) for r in stats["rules"]} == {
+        "default": (2, 0, 0.0),
+        "csam-pdq": (1, 1, 0.25),
+        "on_matcher_error": (1, 1, 0.25),
+    }
+    assert {
+        (b["source"], b["bank"]): (b["matched"], b["blocked"], b["block_rate"]) for b in stats["banks"]
+    } == {
+        ("hma", "ncmec"): (1, 1, 1.0),
+        ("hma", "stopncii"): (1, 1, 1.0),
+        ("local", "tvec"): (1, 0, 0.0),
+    }
+    assert stats["shadow"] == [{"rule": "trial-terror", "verdict": "reject", "hits": 1, "shadow_only": 1}]
+
+    text = await asyncio.to_thread(run_cli, "stats", *window, dsn=dsn)
+    assert text.returncode == 0, text.stderr
+    lines = [line.split() for line in text.stdout.splitlines()]
+    assert [
+        "uploads",
+        "4",
+        "blocked",
+        "2",
+        "(50.0%)",
+        "forwarded",
+        "without",
+        "a",
+        "full",
+        "scan",
+        "1",
+    ] in lines
+    assert ["csam-pdq", "1", "1", "25.0%"] in lines
+    assert ["local", "tvec", "1", "0", "0.0%"] in lines
+    assert ["trial-terror", "reject", "1", "1"] in lines
+    empty = await asyncio.to_thread(
+        run_cli, "stats", "--json", "--since", "2020-01-01", "--until", "2020-01-02", dsn=dsn
+    )
+    assert json.loads(empty.stdout)["total"] == 0
+
+
+async def test_migrate_command_concurrent_and_idempotent(fresh_dsn: str) -> None:
+    first, second = await asyncio.gather(
+        asyncio.to_thread(run_cli, "migrate", dsn=fresh_dsn),
+        asyncio.to_thread(run_cli, "migrate", dsn=fresh_dsn),
+    )
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    outputs = sorted([first.stdout, second.stdout])
+    assert outputs == ["applied 001_decisions\n", "schema up to date\n"]
+    again = await asyncio.to_thread(run_cli, "migrate", dsn=fresh_dsn)
+    assert again.stdout == "schema up to date\n"
+
+
+async def test_reading_an_unmigrated_database_says_what_to_do(fresh_dsn: str) -> None:
+    result = await asyncio.to_thread(run_cli, "decisions", dsn=fresh_dsn)
+    assert result.returncode == 1
+    assert "run `upload-gate migrate`" in result.stderr
+
+    bad = await asyncio.to_thread(run_cli, "decisions", "--since", "yesterday", dsn=fresh_dsn)
+    assert bad.returncode == 2
+    assert "expected a duration like 30m" in bad.stderr
+
+
+async def test_cli_uses_the_embedded_postgres_of_the_data_dir(tmp_path: Path) -> None:
+    with server_dir() as data:
+        # No gate running: the command starts the embedded server, and stops it on the way out.
+        migrated = await asyncio.to_thread(run_cli, "migrate", data_dir=data)
+        assert migrated.returncode == 0, migrated.stderr
+        assert migrated.stdout == "applied 001_decisions\n"
+        assert not (data / "postgres" / "postmaster.pid").exists()
+
+        embedded = EmbeddedPostgres(data)  # now a "gate" holds the server
+        dsn = await asyncio.to_thread(embedded.start)
+        try:
+            records = [R.forward(n) for n in range(3)]
+            await _write(dsn, tmp_path / "spool", records)
+            rows = _lines(await asyncio.to_thread(run_cli, "decisions", "--json", data_dir=data))
+            assert sorted(r["id"] for r in rows) == sorted(r.id for r in records)
+            # The command left the server it joined running for the gate.
+            conn = await asyncpg.connect(dsn)
+            assert await conn.fetchval("SELECT count(*) FROM decisions") == 3
+            await conn.close()
+        finally:
+            await asyncio.to_thread(embedded.stop)
+        assert not (data / "postgres" / "postmaster.pid").exists()
