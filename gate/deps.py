@@ -24,8 +24,10 @@ from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
 from gate.proxy.upstream import Upstream
 from gate.quarantine.verifier import UploaderVerifier
-from gate.record import DecisionSink, NullSink
+from gate.record import DecisionSink
 from gate.settings import Settings
+from gate.store.database import Database
+from gate.store.decision_log import DecisionLog
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,6 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         matchers: list[Matcher] = [banks]
         validators: list[PolicyValidator] = []
         readiness: dict[str, ReadinessCheck] = {}
-        sink: DecisionSink = NullSink()
 
         # HMA (optional): matcher, bank check for every policy load, readiness from its GET /status.
         hma = HmaMatcher.from_settings(settings)
@@ -73,6 +74,16 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
 
         policy = PolicyHolder(settings.policy_path, lambda: {"local": banks.names()}, validators)
         await policy.load_initial()
+
+        # The decision log: DATABASE_URL, else the embedded Postgres in GATE_DATA_DIR (started here,
+        # stopped after the log has drained). Postgres being down is not fatal: decisions spool.
+        database = Database(settings)
+        await database.start()
+        stack.push_async_callback(database.stop)
+        decision_log = DecisionLog.from_settings(settings, database.dsn)
+        await decision_log.start()
+        stack.push_async_callback(decision_log.close)
+        sink: DecisionSink = decision_log
 
         hasher = Hasher(settings.hash_workers)
         stack.push_async_callback(hasher.close)

@@ -13,7 +13,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
+
+import asyncpg
 
 from gate.settings import Settings, SettingsError
 from gate.store.database import Database
@@ -122,7 +124,7 @@ def _with_database(
         try:
             await db.start()
             conn = await db.connect()
-        except (OSError, RuntimeError) as exc:
+        except (OSError, asyncpg.PostgresError) as exc:
             print(f"upload-gate: cannot reach {db.description}: {exc}", file=sys.stderr)
             await db.stop()
             return 1

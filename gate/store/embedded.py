@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 DATABASE = "upload_gate"
 
 
+class EmbeddedPostgresError(OSError):
+    """The embedded server would not start (an OSError: the gate reports it as "cannot start")."""
+
+
 def _pgserver() -> Any:
     # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (services, CI); pgserver then
     # uses /tmp/runtime-$UID for its lock file, which is fine for us.
@@ -49,7 +53,7 @@ class EmbeddedPostgres:
         try:
             self._server = _pgserver().get_server(self.pgdata, cleanup_mode="stop")
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-            raise RuntimeError(
+            raise EmbeddedPostgresError(
                 f"embedded Postgres in {self.pgdata} did not start; see {self.pgdata / 'log'}"
             ) from exc
         info = self._server.get_postmaster_info()
@@ -70,7 +74,7 @@ class EmbeddedPostgres:
             with contextlib.suppress(subprocess.CalledProcessError):
                 self._server.psql(f"CREATE DATABASE {DATABASE};")
         if "(1 row)" not in self._server.psql(exists):
-            raise RuntimeError(f"could not create database {DATABASE} in the embedded Postgres")
+            raise EmbeddedPostgresError(f"could not create database {DATABASE} in the embedded Postgres")
 
     def dsn(self, database: str = DATABASE) -> str:
         if self._server is None:

@@ -74,11 +74,20 @@ async def upstream() -> AsyncIterator[tuple[RecordingUpstream, str]]:
 
 
 @pytest.fixture
-async def start_gate(tmp_path: Path, upstream: tuple[RecordingUpstream, str]) -> AsyncIterator[GateFactory]:
-    """``await start_gate(policy=..., banks={"blocklist": "sha256,<hex>,x"}, GATE_X=...)``."""
+async def start_gate(
+    tmp_path: Path, upstream: tuple[RecordingUpstream, str], fresh_dsn: str
+) -> AsyncIterator[GateFactory]:
+    """``await start_gate(policy=..., banks={"blocklist": "sha256,<hex>,x"}, GATE_X=...)``.
+
+    Decisions go to a fresh schema on the session's Postgres (pass ``DATABASE_URL=""`` and a
+    ``GATE_DATA_DIR`` for the gate's own embedded one). Each gate gets its own data directory: two gates
+    never share a spool (the second would refuse to start)."""
     async with contextlib.AsyncExitStack() as stack:
+        started = 0
 
         async def start(policy: str = POLICY, banks: dict[str, str] | None = None, **env: str) -> RunningGate:
+            nonlocal started
+            started += 1
             banks_dir = tmp_path / "banks"
             banks_dir.mkdir(exist_ok=True)
             for name, rows in {"blocklist": "", "review": "", "allowlist": "", **(banks or {})}.items():
@@ -90,7 +99,8 @@ async def start_gate(tmp_path: Path, upstream: tuple[RecordingUpstream, str]) ->
                     "GATE_LISTEN": "127.0.0.1:0",
                     "GATE_METRICS_LISTEN": "127.0.0.1:0",
                     "GATE_UPSTREAM": upstream[1],
-                    "GATE_DATA_DIR": str(tmp_path / "var"),
+                    "GATE_DATA_DIR": str(tmp_path / f"var{started}"),
+                    "DATABASE_URL": fresh_dsn,
                     "GATE_POLICY": str(policy_path),
                     "GATE_BANKS_DIR": str(banks_dir),
                     "GATE_HASH_WORKERS": "1",

@@ -1,5 +1,5 @@
 """One real Postgres per test session (DATABASE_URL when set, else the embedded pgserver), and a fresh
-database per test that needs one. Imported as fixtures by ``tests/integration/conftest.py``."""
+namespace per test that needs one. Imported as fixtures by ``tests/integration/conftest.py``."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from gate.store.embedded import EmbeddedPostgres
 
 
 def dsn_for(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + database))
+    """The same server, another database."""
+    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
 
 
 @contextlib.contextmanager
@@ -33,6 +33,23 @@ def server_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(server_dsn: str) -> AsyncIterator[str]:
+    """An empty namespace of its own for one test: a new schema, first on the DSN's ``search_path``
+    (asyncpg passes unknown DSN parameters as server settings). Far cheaper than CREATE DATABASE,
+    which matters because every integration gate gets one."""
+    name = "t_" + secrets.token_hex(6)
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f"CREATE SCHEMA {name}")
+        parts = urlsplit(server_dsn)
+        query = "&".join(filter(None, [parts.query, f"search_path={name}"]))
+        yield urlunsplit(parts._replace(query=query))
+        await conn.execute(f"DROP SCHEMA {name} CASCADE")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -49,11 +66,5 @@ def pg_dsn() -> Iterator[str]:
 
 @pytest.fixture
 async def fresh_dsn(pg_dsn: str) -> AsyncIterator[str]:
-    name = "t_" + secrets.token_hex(6)
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-        yield dsn_for(pg_dsn, name)
-        await conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    async with fresh_database(pg_dsn) as dsn:
+        yield dsn

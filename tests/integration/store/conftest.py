@@ -1,4 +1,4 @@
-"""Decision-log helpers. The session Postgres (``pg_dsn``) and per-test databases (``fresh_dsn``) come
+"""Decision-log helpers. The session Postgres (``pg_dsn``) and per-test namespaces (``fresh_dsn``) come
 from ``tests/support/postgres.py`` via ``tests/integration/conftest.py``."""
 
 from __future__ import annotations
@@ -8,9 +8,6 @@ from pathlib import Path
 import asyncpg
 
 from gate.store.decision_log import DecisionLog
-from tests.support.postgres import dsn_for, server_dir
-
-__all__ = ["dsn_for", "fetch_rows", "make_log", "server_dir"]
 
 
 def make_log(dsn: str, spool_dir: Path, **kwargs: object) -> DecisionLog:

@@ -15,9 +15,10 @@ import pytest
 from gate.cli import main
 from gate.record import DecisionRecord
 from gate.store.embedded import EmbeddedPostgres
+from tests.support.postgres import server_dir
 
 from . import records as R
-from .conftest import make_log, server_dir
+from .conftest import make_log
 
 ROOT = Path(__file__).resolve().parents[3]
 

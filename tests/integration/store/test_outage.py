@@ -8,9 +8,10 @@ from pathlib import Path
 
 from gate.record import DecisionRecord
 from gate.store.embedded import EmbeddedPostgres
+from tests.support.postgres import server_dir
 
 from . import records as R
-from .conftest import fetch_rows, make_log, server_dir
+from .conftest import fetch_rows, make_log
 
 
 async def _until(predicate: object, limit: float = 30.0) -> None:

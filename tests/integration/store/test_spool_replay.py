@@ -11,9 +11,10 @@ import asyncpg
 from gate.store.migrate import migrate
 from gate.store.rows import INSERT_SQL, insert_args, record_to_row
 from gate.store.spool import Spool
+from tests.support.postgres import dsn_for
 
 from . import records as R
-from .conftest import dsn_for, fetch_rows, make_log
+from .conftest import fetch_rows, make_log
 from .test_outage import _until
 
 UNREACHABLE = "postgresql://postgres@/upload_gate?host=/nonexistent-socket-dir"
