@@ -15,12 +15,14 @@ import pytest
 from gate.cli import main
 from gate.record import DecisionRecord
 from gate.store.embedded import EmbeddedPostgres
+from gate.store.migrate import shipped_migrations
 from tests.support.postgres import server_dir
 
 from . import records as R
 from .conftest import make_log
 
 ROOT = Path(__file__).resolve().parents[3]
+ALL_APPLIED = "".join(f"applied {m.version:03d}_{m.name}\n" for m in shipped_migrations())
 
 
 def run_cli(
@@ -180,7 +182,7 @@ async def test_migrate_command_concurrent_and_idempotent(fresh_dsn: str) -> None
     )
     assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
     outputs = sorted([first.stdout, second.stdout])
-    assert outputs == ["applied 001_decisions\n", "schema up to date\n"]
+    assert outputs == [ALL_APPLIED, "schema up to date\n"]
     again = await asyncio.to_thread(run_cli, "migrate", dsn=fresh_dsn)
     assert again.stdout == "schema up to date\n"
 
@@ -200,7 +202,7 @@ async def test_cli_uses_the_embedded_postgres_of_the_data_dir(tmp_path: Path) ->
         # No gate running: the command starts the embedded server, and stops it on the way out.
         migrated = await asyncio.to_thread(run_cli, "migrate", data_dir=data)
         assert migrated.returncode == 0, migrated.stderr
-        assert migrated.stdout == "applied 001_decisions\n"
+        assert migrated.stdout == ALL_APPLIED
         assert not (data / "postgres" / "postmaster.pid").exists()
 
         embedded = EmbeddedPostgres(data)  # now a "gate" holds the server
