@@ -48,7 +48,7 @@ BANK_RELOADS = Counter("upload_gate_bank_reloads_total", "Local bank reloads.", 
 BANK_SIZE = Gauge("upload_gate_bank_hashes", "Hashes loaded per local bank.", ["bank", "signal"])
 BANK_INVALID_ROWS = Counter("upload_gate_bank_invalid_rows_total", "Bank rows skipped as invalid.", ["bank"])
 
-# HMA matcher. "outcome" is bounded: match | no_match | cached | skipped | one of MatcherFailure.kind.
+# HMA matcher. "outcome" is bounded: match | no_match | cached | one of MatcherFailure.kind.
 HMA_LOOKUPS = Counter(
     "upload_gate_hma_lookups_total", "HMA lookups (one hash each), by outcome.", ["outcome"]
 )

@@ -174,3 +174,20 @@ async def test_readiness_follows_hma_status(start_gate: GateFactory, hma: FakeHm
 async def test_a_policy_naming_a_bank_hma_lacks_stops_the_gate(start_gate: GateFactory, hma: FakeHma) -> None:
     with pytest.raises(PolicyError, match="'NOT_IN_HMA', which HMA does not have"):
         await start_gate(policy=policy(hma_banks='["HMA_BLOCK", "NOT_IN_HMA"]'), **hma_env(hma))
+
+
+async def test_a_video_is_looked_up_by_its_md5_and_rejected_on_an_exact_match(
+    start_gate: GateFactory, upstream: Upstream, hma: FakeHma
+) -> None:
+    video = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 4
+    hma.add_signal("HMA_BLOCK", "video_md5", hashlib.md5(video).hexdigest())
+    video_rule = (
+        '\n[[rules]]\nname = "hma-video"\nsource = "hma"\nsignal_types = ["video_md5"]\naction = "reject"\n'
+    )
+    gate = await start_gate(policy=policy() + video_rule, **hma_env(hma))
+    status, answer = await post(gate.url, video)
+    assert (status, answer["error"]) == (400, "BlobRejected")
+    assert upstream[0].uploads() == []
+    assert [(q["signal_type"], q["signal"]) for q in hma.lookups] == [
+        ("video_md5", hashlib.md5(video).hexdigest())
+    ]

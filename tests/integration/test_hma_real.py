@@ -77,7 +77,7 @@ def set_up(url: str, wait: float) -> Iterator[Deployment]:
         try:
             pdqs = []
             for seed, bank in enumerate(banks, 1):
-                created = http.post("/c/banks", json={"name": bank})
+                created = http.post("/c/banks", json={"name": bank, "enabled_ratio": 1.0})
                 assert created.status_code == 201, created.text
                 stored = http.post(
                     f"/c/bank/{bank}/content", files={"photo": ("t.png", picture(seed), "image/png")}
