@@ -26,61 +26,19 @@ from gate import metrics
 from gate.matching.answer_cache import AnswerCache, Hit
 from gate.matching.breaker import BreakerState, CircuitBreaker
 from gate.matching.hma_client import HmaCallError, HmaClient, HmaStatus
+from gate.matching.hma_plan import SOURCE, hma_banks_for, hma_signals_for, queries_for
 from gate.policy.model import Policy
 from gate.settings import Settings
 from gate.types import Hashes, Match, MatcherFailure, MatchResult, SignalType
 
 log = logging.getLogger(__name__)
 
-SOURCE = "hma"
-HMA_SIGNALS = frozenset({SignalType.PDQ, SignalType.VIDEO_MD5})
 VALID = {SignalType.PDQ: re.compile(r"[0-9a-f]{64}"), SignalType.VIDEO_MD5: re.compile(r"[0-9a-f]{32}")}
 # Failures that say something about HMA's health (a 4xx only says something about one request).
 SERVICE_FAILURES = frozenset({"refused", "timeout", "http_5xx", "not_ready", "malformed", "error"})
 # A refused or dropped connection (often a pooled keep-alive HMA closed) is worth one more try;
 # a timeout or an HTTP error answer is not: trying again would only spend the upload's deadline.
 RETRYABLE = frozenset({"refused", "error"})
-
-
-def hma_banks_for(policy: Policy) -> tuple[str, ...] | None:
-    """The ``banks=`` to send: ``policy.hma_banks``, else the banks HMA rules name.
-
-    None means every bank (some HMA rule names no bank); ``()`` means no rule relies on HMA at all.
-    """
-    if policy.hma_banks is not None:
-        return tuple(sorted(policy.hma_banks))
-    names: set[str] = set()
-    for rule in policy.rules:
-        if SOURCE not in rule.sources:
-            continue
-        if rule.banks is None:
-            return None
-        names |= rule.banks
-    return tuple(sorted(names))
-
-
-def hma_signals_for(policy: Policy) -> frozenset[SignalType]:
-    """The HMA signal types some rule (active or shadow) could act on."""
-    wanted: set[SignalType] = set()
-    for rule in policy.rules:
-        if SOURCE in rule.sources:
-            wanted |= HMA_SIGNALS if rule.signal_types is None else rule.signal_types & HMA_SIGNALS
-    if not wanted and policy.hma_banks is not None:
-        wanted = set(HMA_SIGNALS)
-    return frozenset(wanted)
-
-
-def queries_for(hashes: Hashes, signals: frozenset[SignalType]) -> list[tuple[SignalType, str]]:
-    """One (signal, lowercase hash) per lookup; identical dihedral hashes are asked once."""
-    out: list[tuple[SignalType, str]] = []
-    if SignalType.PDQ in signals:
-        for pdq in hashes.pdq:
-            query = (SignalType.PDQ, pdq.hex.lower())
-            if query not in out:
-                out.append(query)
-    if SignalType.VIDEO_MD5 in signals and hashes.media_type.startswith("video/"):
-        out.append((SignalType.VIDEO_MD5, hashes.md5.lower()))
-    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable
 
 from gate import metrics
-from gate.matching.hma import SOURCE, hma_banks_for
 from gate.matching.hma_client import HmaBank, HmaCallError, HmaClient
+from gate.matching.hma_plan import SOURCE, hma_banks_for
 from gate.policy.model import Policy
 
 log = logging.getLogger(__name__)
