@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -29,13 +28,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import BodyPartReader, web
-from PIL import UnidentifiedImageError
-from threatexchange.signal_type.pdq.pdq_hasher import pdq_from_bytes
+from aiohttp import web
+
+from tests.fakes.hma_curation import CurationRoutes
+from tests.fakes.hma_http import (
+    SIGNAL_TYPES,
+    Bank,
+    Content,
+    error,
+    one_file,
+    pdq_of_image,
+    unprocessable,
+    validate,
+)
 
 PDQ_THRESHOLD = 31  # hard-coded in HMA, inclusive
-SIGNAL_TYPES = ("pdq", "video_md5")
-BANK_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # "http_500": 500 JSON message · "not_ready": 503 index not yet ready · "malformed": 200 with a body that
 # is not JSON · "wrong_shape": 200 JSON of the wrong shape · "bad_distance": a non-numeric distance ·
 # "http_400": 400 invalid signal · "hang": answers after 30 s · "drop": closes the connection unanswered.
@@ -43,21 +50,7 @@ FAILURES = ("http_500", "not_ready", "malformed", "wrong_shape", "bad_distance",
 
 
 @dataclass
-class Content:
-    id: int
-    bank: str
-    signals: dict[str, str]
-    enabled: bool = True
-
-
-@dataclass
-class Bank:
-    name: str
-    ratio: float = 1.0
-
-
-@dataclass
-class FakeHma:
+class FakeHma(CurationRoutes):
     latency: float = 0.0
     serialise: bool = False
     fail: str | None = None
@@ -187,15 +180,15 @@ class FakeHma:
         elif self.latency:
             await asyncio.sleep(self.latency)
         if not self.ready:
-            return _error(503, "index not yet ready")
+            return error(503, "index not yet ready")
         if not failing:
             return None
         if self.fail == "hang":
             await asyncio.sleep(30)
         if self.fail == "http_500":
-            return _error(500, "Internal Server Error")
+            return error(500, "Internal Server Error")
         if self.fail == "not_ready":
-            return _error(503, "index not yet ready")
+            return error(503, "index not yet ready")
         if self.fail == "malformed":
             return web.Response(
                 status=200, text='{"BANK": [{"bank_content_id": 1,', content_type="application/json"
@@ -203,7 +196,7 @@ class FakeHma:
         if self.fail == "wrong_shape":
             return web.json_response(["not", "a", "mapping"])
         if self.fail == "http_400":
-            return _error(400, "invalid signal: invalid PDQ hash")
+            return error(400, "invalid signal: invalid PDQ hash")
         return None
 
     async def _get_lookup(self, request: web.Request) -> web.StreamResponse:
@@ -215,16 +208,16 @@ class FakeHma:
             request.transport.close()  # the client sees the connection end without an answer
             return web.Response()
         if "url" in q:
-            return _error(403, "url lookups need the hasher role")
+            return error(403, "url lookups need the hasher role")
         missing = [p for p in ("signal", "signal_type") if p not in q]
         if len(missing) == 2:
-            return _error(400, "Either url or both signal and signal_type are required")
+            return error(400, "Either url or both signal and signal_type are required")
         if missing:
-            return _unprocessable(missing)
+            return unprocessable(missing)
         signal_type, signal = q["signal_type"], q["signal"]
-        problem = _validate(signal_type, signal)
+        problem = validate(signal_type, signal)
         if problem:
-            return _error(400, problem)
+            return error(400, problem)
         failed = await self._service(failing)
         if failed is not None:
             return failed
@@ -239,20 +232,20 @@ class FakeHma:
         return web.json_response(result)
 
     async def _post_lookup(self, request: web.Request) -> web.StreamResponse:
-        kind, data = await _one_file(request)
+        kind, data = await one_file(request)
         if kind is None:
-            return _error(400, "exactly one file, field photo or video, is required")
+            return error(400, "exactly one file, field photo or video, is required")
         if not self.ready:
-            return _error(503, "index not yet ready")
+            return error(503, "index not yet ready")
         q = request.query
         banks = [b for b in q["banks"].split(",") if b] if "banks" in q else None
         coinflip = q.get("bypass_coinflip", "").lower() != "true"
         if kind == "video":
             signal_type, signal = "video_md5", hashlib.md5(data).hexdigest()
         else:
-            pdq = _pdq(data)
+            pdq = pdq_of_image(data)
             if pdq is None:
-                return _error(500, "Internal Server Error")
+                return error(500, "Internal Server Error")
             signal_type, signal = "pdq", pdq
         return web.json_response(
             {signal_type: self._search(signal_type, signal, banks, q.get("seed"), coinflip)}
@@ -262,10 +255,10 @@ class FakeHma:
         q = request.query
         missing = [p for p in ("signal", "signal_type") if p not in q]
         if missing:
-            return _unprocessable(missing)
-        problem = _validate(q["signal_type"], q["signal"])
+            return unprocessable(missing)
+        problem = validate(q["signal_type"], q["signal"])
         if problem:
-            return _error(400, problem)
+            return error(400, problem)
         banks = [b for b in q["banks"].split(",") if b] if "banks" in q else None
         # raw_lookup ignores bank enable state and content disables.
         saved = {c.id: c.enabled for c in self.contents.values()}
@@ -282,12 +275,12 @@ class FakeHma:
         return web.json_response({"matches": [e["bank_content_id"] for e in entries]})
 
     async def _hash(self, request: web.Request) -> web.StreamResponse:
-        kind, data = await _one_file(request)
+        kind, data = await one_file(request)
         if kind != "photo":
-            return _error(400, "a photo file is required")
-        pdq = _pdq(data)
+            return error(400, "a photo file is required")
+        pdq = pdq_of_image(data)
         if pdq is None:
-            return _error(500, "Internal Server Error")
+            return error(500, "Internal Server Error")
         return web.json_response({"pdq": pdq})
 
     # ---- health ------------------------------------------------------------------------------------
@@ -315,90 +308,6 @@ class FakeHma:
             }
         )
 
-    # ---- curation ----------------------------------------------------------------------------------
-
-    async def _list_banks(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(
-            [
-                {"matching_enabled_ratio": b.ratio, "name": b.name}
-                for b in sorted(self.banks.values(), key=lambda b: b.name)
-            ]
-        )
-
-    async def _create_bank(self, request: web.Request) -> web.StreamResponse:
-        body = await _json(request)
-        name = body.get("name") if isinstance(body, dict) else None
-        if not isinstance(name, str) or not BANK_NAME.match(name):
-            return _error(400, "Bank names must be UPPER_WITH_UNDERSCORE")
-        if name in self.banks:
-            return _error(403, f"bank '{name}' already exists")
-        ratio = body.get("enabled_ratio", 1.0)
-        self.add_bank(name, float(ratio))
-        return web.json_response({"matching_enabled_ratio": float(ratio), "name": name}, status=201)
-
-    async def _add_signal(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        if name not in self.banks:
-            return _error(404, f"bank '{name}' not found")
-        body = await _json(request)
-        if not isinstance(body, dict) or len(body) != 1:
-            return _error(400, "expected one {signal_type: signal}")
-        ((signal_type, signal),) = body.items()
-        problem = _validate(signal_type, signal) if isinstance(signal, str) else "invalid signal"
-        if problem:
-            return _error(400, problem)
-        cid = self.add_signal(name, signal_type, signal.lower())
-        return web.json_response({"id": cid, "signals": self.contents[cid].signals})
-
-    async def _add_content(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        if name not in self.banks:
-            return _error(404, f"bank '{name}' not found")
-        kind, data = await _one_file(request)
-        if kind is None:
-            return _error(400, "exactly one file, field photo or video, is required")
-        if kind == "video":
-            cid = self.add_signal(name, "video_md5", hashlib.md5(data).hexdigest())
-        else:
-            pdq = _pdq(data)
-            if pdq is None:
-                return _error(500, "Internal Server Error")
-            if not pdq:
-                return web.json_response({"id": None, "signals": {}})
-            cid = self.add_signal(name, "pdq", pdq)
-        return web.json_response({"id": cid, "signals": self.contents[cid].signals})
-
-    def _content(self, request: web.Request) -> Content | web.StreamResponse:
-        name = request.match_info["name"]
-        if name not in self.banks:
-            return _error(404, f"bank '{name}' not found")
-        content = self.contents.get(
-            int(request.match_info["id"]) if request.match_info["id"].isdigit() else -1
-        )
-        if content is None or content.bank != name:
-            return _error(404, "content not found")
-        return content
-
-    async def _set_content(self, request: web.Request) -> web.StreamResponse:
-        content = self._content(request)
-        if not isinstance(content, Content):
-            return content
-        body = await _json(request)
-        until = body.get("disable_until_ts") if isinstance(body, dict) else None
-        if not isinstance(until, int):
-            return _error(400, "disable_until_ts is required")
-        # HMA's special values: 0 disables, 1 enables; a timestamp disables until then.
-        content.enabled = until != 0 and until <= time.time()
-        return web.json_response({"id": content.id, "enabled": content.enabled})
-
-    async def _delete_content(self, request: web.Request) -> web.StreamResponse:
-        content = self._content(request)
-        if not isinstance(content, Content):
-            return content
-        del self.contents[content.id]
-        self._indexed.discard(content.id)
-        return web.json_response({"deleted": 1})
-
 
 @contextmanager
 def fake_hma_in_thread(**switches: Any) -> Iterator[FakeHma]:
@@ -418,51 +327,3 @@ def fake_hma_in_thread(**switches: Any) -> Iterator[FakeHma]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"message": message}, status=status)
-
-
-def _unprocessable(missing: list[str]) -> web.Response:
-    """A pydantic-style error list, as HMA answers a missing required query parameter."""
-    detail = [{"loc": ["query", m], "msg": "field required", "type": "value_error.missing"} for m in missing]
-    return web.json_response(detail, status=422)
-
-
-def _validate(signal_type: str, signal: str) -> str | None:
-    if signal_type not in SIGNAL_TYPES:
-        return f"No such SignalType '{signal_type}'"
-    if signal_type == "pdq" and not re.match(r"^[0-9a-f]{64}$", signal):
-        return "invalid signal: invalid PDQ hash"
-    if signal_type == "video_md5" and not re.match(r"^[0-9a-f]{32}$", signal.strip().lower()):
-        return f"invalid signal: {signal!r} is not a valid MD5 hash"
-    return None
-
-
-async def _json(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError:
-        return None
-
-
-async def _one_file(request: web.Request) -> tuple[str | None, bytes]:
-    """The single multipart file; its field name is the content type (photo or video)."""
-    if not request.content_type.startswith("multipart/"):
-        return None, b""
-    reader = await request.multipart()
-    found: list[tuple[str, bytes]] = []
-    while (part := await reader.next()) is not None:
-        if isinstance(part, BodyPartReader) and part.name in ("photo", "video"):
-            found.append((part.name, bytes(await part.read())))
-    return found[0] if len(found) == 1 else (None, b"")
-
-
-def _pdq(data: bytes) -> str | None:
-    """HMA's own hasher (threatexchange, no RGB conversion): "" below quality 50, None if not an image."""
-    try:
-        pdq, quality = pdq_from_bytes(data)
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None
-    return pdq if quality >= 50 else ""
