@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from gate import metrics
 from gate.admin.preview import blurred_preview
 from gate.admin.signing import Signer
 from gate.hashing.sniff import sniff
@@ -69,6 +70,7 @@ class Review:
 
     async def queue(self, actor: str, state: EvidenceState | None, limit: int = 100) -> list[EvidenceItem]:
         items = await self.evidence.list_items(state, limit=limit)
+        metrics.REVIEW_ACTIONS.labels("list").inc()
         await self.evidence.audit(
             actor, "list", None, {"state": state.value if state else None, "shown": len(items)}
         )
@@ -85,6 +87,7 @@ class Review:
         if not item.has_bytes:
             return None
         body = await self.evidence.decrypt(item.decision_id, actor, "preview")
+        metrics.REVIEW_ACTIONS.labels("preview").inc()
         return await asyncio.to_thread(blurred_preview, body, self.max_pixels)
 
     async def grant_reveal(self, actor: str, item_id: str) -> tuple[str, int]:
@@ -93,6 +96,7 @@ class Review:
             raise EvidenceNotFound(item_id)
         token, expires = self.signer.reveal(actor, item.decision_id, self.reveal_seconds)
         await self.evidence.audit(actor, "reveal_granted", item.decision_id, {"expires": expires})
+        metrics.REVIEW_ACTIONS.labels("reveal").inc()
         return token, expires
 
     async def open_reveal(self, actor: str, item_id: str, token: str) -> Revealed | None:
@@ -116,6 +120,7 @@ class Review:
             raise InvalidTransition("the item is under legal hold")
         bank = await self.allowlist.add_sha256(item.sha256, item.decision_id, actor)
         released = await self.evidence.release(item.decision_id, actor)
+        metrics.REVIEW_ACTIONS.labels("release").inc()
         await self.evidence.audit(
             actor, "allowlisted", item.decision_id, {"bank": bank, "sha256": item.sha256}
         )
@@ -128,6 +133,7 @@ class Review:
 
     async def confirm(self, actor: str, item_id: str, *, takedown: bool = False) -> ConfirmOutcome:
         item = await self.evidence.confirm(item_id, actor)
+        metrics.REVIEW_ACTIONS.labels("confirm").inc()
         self.notifier.submit(
             review_event(
                 REVIEW_CONFIRMED, item.decision_id, actor, sha256=item.sha256, cid=item.cid, rule=item.rule
@@ -150,6 +156,7 @@ class Review:
         if not report_id or len(report_id) > 100 or not report_id.isprintable():
             raise InvalidTransition("a CyberTipline report id is required (up to 100 characters)")
         item = await self.evidence.mark_reported(item_id, actor, report_id, self.retention)
+        metrics.REVIEW_ACTIONS.labels("reported").inc()
         self.notifier.submit(
             review_event(
                 REVIEW_REPORTED,

@@ -21,7 +21,6 @@ from typing import Any
 
 from aiohttp import web
 
-from gate import metrics
 from gate.admin.auth import require
 from gate.admin.review import INLINE_TYPES, Review
 from gate.admin.tokens import Role, TokenFile
@@ -108,7 +107,6 @@ async def list_items(request: web.Request) -> web.Response:
     if state is None and raw != "all":
         return _error(400, "InvalidRequest", "state must be held, released, confirmed, reported or all")
     items = await site(request).review.queue(actor, state)
-    metrics.REVIEW_ACTIONS.labels("list").inc()
     return web.json_response({"items": [i.to_json() for i in items]})
 
 
@@ -123,7 +121,6 @@ async def get_item(request: web.Request) -> web.Response:
 async def preview(request: web.Request) -> web.Response:
     actor = await _session_name(request)
     jpeg = await site(request).review.preview(actor, request.match_info["id"])
-    metrics.REVIEW_ACTIONS.labels("preview").inc()
     if jpeg is None:
         return _error(404, "NoPreview", "no image preview for this item")
     return web.Response(body=jpeg, content_type="image/jpeg", headers=NO_STORE)
@@ -133,7 +130,6 @@ async def reveal(request: web.Request) -> web.Response:
     actor = await _session_name(request)
     item_id = request.match_info["id"]
     token, expires = await site(request).review.grant_reveal(actor, item_id)
-    metrics.REVIEW_ACTIONS.labels("reveal").inc()
     url = request.app.router["review_api_original"].url_for(id=item_id).with_query(t=token)
     return web.json_response({"url": str(url), "expires": expires})
 
@@ -154,7 +150,6 @@ async def original(request: web.Request) -> web.Response:
 async def release(request: web.Request) -> web.Response:
     actor = await _session_name(request)
     item = await site(request).review.release(actor, request.match_info["id"])
-    metrics.REVIEW_ACTIONS.labels("release").inc()
     return web.json_response({"item": item.to_json()})
 
 
@@ -163,7 +158,6 @@ async def confirm(request: web.Request) -> web.Response:
     takedown = body.get("takedown") is True
     actor = await _session_name(request, Role.ADMIN if takedown else Role.REVIEWER)
     outcome = await site(request).review.confirm(actor, request.match_info["id"], takedown=takedown)
-    metrics.REVIEW_ACTIONS.labels("confirm").inc()
     return web.json_response(
         {"item": outcome.item.to_json(), "takedown": outcome.takedown, "message": outcome.message}
     )
@@ -175,7 +169,6 @@ async def reported(request: web.Request) -> web.Response:
     item = await site(request).review.mark_reported(
         actor, request.match_info["id"], str(body.get("report_id", ""))
     )
-    metrics.REVIEW_ACTIONS.labels("reported").inc()
     return web.json_response({"item": item.to_json()})
 
 
