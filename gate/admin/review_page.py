@@ -140,7 +140,10 @@ async def item_page(request: web.Request) -> web.Response:
     if done in MESSAGES:
         parts.append(f'<p class="msg" id="msg">{escape(MESSAGES[done])}</p>')
     token = request.query.get("reveal", "")
-    if item.has_bytes and token and review.signer.check_reveal(token, session.name, item.decision_id):
+    revealing = bool(
+        item.has_bytes and token and review.signer.check_reveal(token, session.name, item.decision_id)
+    )
+    if revealing:
         left = max(0, int(token.split(".", 1)[0]) - int(time.time()))
         parts.append(
             f'<p class="danger">Original shown for {left} s (audited).</p>'
@@ -161,7 +164,7 @@ async def item_page(request: web.Request) -> web.Response:
         ("media", f"{item.media_type} ({item.declared_type} declared), {item.size} bytes"),
         (
             "viewed by a human",
-            "yes (original revealed)" if item.human_viewed else "no (blurred preview only)",
+            "yes (original revealed)" if item.human_viewed or revealing else "no (blurred preview only)",
         ),
         ("report id", item.report_id or "—"),
         ("evidence kept until", item.expires_at.isoformat() if item.expires_at else "no deadline yet"),
