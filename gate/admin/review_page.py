@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from html import escape
 
 from aiohttp import web
+from yarl import URL
 
 from gate.admin.auth import CSRF_FIELD, Session, clear_login_cookie, require, set_login_cookie
 from gate.admin.review_api import NO_STORE, guarded, original, preview, site
@@ -246,6 +247,10 @@ async def login_form(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
+    # No session yet, so no CSRF token: refuse a login form posted from another site's page instead.
+    origin = request.headers.get("Origin")
+    if origin is not None and URL(origin).host != request.url.host:
+        raise web.HTTPForbidden(text="login must be posted from this site")
     form = await request.post()
     token = str(form.get("token", "")).strip()
     tokens = site(request).tokens

@@ -152,6 +152,16 @@ async def test_a_form_post_without_its_csrf_token_is_refused(env: ReviewEnv) -> 
     assert "sha256," not in (env.banks_dir / "allowlist.csv").read_text()
 
 
+async def test_a_login_posted_from_another_site_is_refused(env: ReviewEnv) -> None:
+    async with aiohttp.ClientSession(base_url=env.url) as c:
+        headers = {"Origin": "https://evil.example"}
+        async with c.post(
+            "/review/login", data={"token": env.admin}, headers=headers, allow_redirects=False
+        ) as r:
+            assert r.status == 403
+            assert "Set-Cookie" not in r.headers
+
+
 async def test_a_wrong_token_does_not_log_in(env: ReviewEnv, browser: Browser) -> None:
     page = await browser.new_page()
     await page.goto(env.url + "/review/login")
