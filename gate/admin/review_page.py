@@ -66,6 +66,9 @@ def _page(title: str, body: str, session: Session | None, nonce: str, status: in
             " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
         ),
         "X-Frame-Options": "DENY",
+        # same-origin, not no-referrer: with no-referrer Chromium posts forms with "Origin: null", and the
+        # login check below needs the real origin (while other sites still learn nothing).
+        "Referrer-Policy": "same-origin",
     }
     return web.Response(text=html, content_type="text/html", status=status, headers=headers)
 
@@ -249,7 +252,7 @@ async def login_form(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.StreamResponse:
     # No session yet, so no CSRF token: refuse a login form posted from another site's page instead.
     origin = request.headers.get("Origin")
-    if origin is not None and URL(origin).host != request.url.host:
+    if origin is not None and (origin == "null" or URL(origin).host != request.url.host):
         raise web.HTTPForbidden(text="login must be posted from this site")
     form = await request.post()
     token = str(form.get("token", "")).strip()
