@@ -89,7 +89,10 @@ class EmbeddedPostgres:
         # A process that died without cleaning up leaves its pid behind and would keep the server up
         # forever; forget dead pids first.
         handles = server.global_process_id_list
-        handles.put([pid for pid in handles.get() if _alive(pid)])
+        try:
+            handles.put([pid for pid in handles.get() if _alive(pid)])
+        except (OSError, ValueError) as exc:  # the data directory went away under us
+            log.warning("embedded Postgres handle list unreadable (%s); stopping anyway", exc)
         server.cleanup()
 
     def halt(self) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import uuid
-from datetime import datetime
 from typing import Any
 
 from gate.record import DecisionRecord
@@ -53,12 +52,19 @@ COLUMNS: dict[str, str] = {
     "cached": "boolean",
 }
 
+# Columns Postgres receives as text and casts itself: parsing there is cheaper than building uuid,
+# datetime and ipaddress objects in Python for asyncpg to encode again.
+_AS_TEXT = {"uuid", "timestamptz", "inet", "jsonb", "text"}
+
 # One statement per batch: arrays unnested into rows. ON CONFLICT makes a replay after a crash between
 # "inserted" and "spool truncated" harmless: the id is the primary key, a second copy is dropped.
 # Built from the constant COLUMNS; every value is a bind parameter.
 INSERT_SQL = (
     f"INSERT INTO decisions ({', '.join(COLUMNS)}) "  # noqa: S608
-    f"SELECT * FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(COLUMNS.values(), 1))}) "
+    f"SELECT {', '.join(f'u.{c}::{t}' for c, t in COLUMNS.items())} "
+    "FROM unnest("
+    + ", ".join(f"${i}::{'text' if t in _AS_TEXT else t}[]" for i, t in enumerate(COLUMNS.values(), 1))
+    + f") AS u({', '.join(COLUMNS)}) "
     "ON CONFLICT (id) DO NOTHING"
 )
 
@@ -112,29 +118,35 @@ def record_to_row(record: DecisionRecord) -> dict[str, Any]:
     }
 
 
-def _clean_text(value: Any) -> Any:
+def _text(value: Any) -> Any:
     # Postgres text cannot hold NUL; a client-controlled string (declared type, error text) must not be
     # able to make a whole batch fail.
     return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
-def _to_param(pg_type: str, value: Any) -> Any:
+def _jsonb(value: Any) -> Any:
     if value is None:
         return None
-    if pg_type == "jsonb":
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).replace("\\u0000", "\ufffd")
-    if pg_type == "uuid":
-        return uuid.UUID(value)
-    if pg_type == "timestamptz":
-        return datetime.fromisoformat(value)
-    if pg_type == "inet":
-        try:
-            return ipaddress.ip_address(value)
-        except ValueError:
-            return None  # never expected (the pipeline parses it); a bad value must not sink the batch
-    return _clean_text(value) if pg_type == "text" else value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).replace("\\u0000", "\ufffd")
+
+
+def _inet(value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None  # never expected (the pipeline parses it); a bad value must not sink the batch
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_CONVERT = {"jsonb": _jsonb, "inet": _inet, "text": _text}
+_CONVERTERS = [(col, _CONVERT.get(t, _same)) for col, t in COLUMNS.items()]
 
 
 def insert_args(rows: list[dict[str, Any]]) -> list[list[Any]]:
     """Column-wise parameter arrays for ``INSERT_SQL``."""
-    return [[_to_param(t, row.get(col)) for row in rows] for col, t in COLUMNS.items()]
+    return [[convert(row.get(col)) for row in rows] for col, convert in _CONVERTERS]
