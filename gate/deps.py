@@ -113,7 +113,9 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         readiness["decision_log"] = sink_ready
 
         async def watch_banks() -> None:
-            await banks.watch(settings.reload_interval)
+            # A bank file deleted on purpose can leave a rule naming a bank that no longer exists:
+            # re-check the policy at once so the problem is logged and counted, not silent.
+            await banks.watch(settings.reload_interval, on_change=policy.reload)
 
         async def watch_policy() -> None:
             await policy.watch(settings.reload_interval)

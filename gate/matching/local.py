@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -238,12 +239,15 @@ class LocalBanks:
         metrics.BANK_RELOADS.labels(result="ok").inc()
         return True
 
-    async def watch(self, interval: float = 2.0) -> None:
-        """Poll the directory for changes until cancelled."""
+    async def watch(
+        self, interval: float = 2.0, on_change: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
+        """Poll the directory for changes until cancelled; ``on_change`` runs after each reload."""
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.reload_if_changed()
+                if await self.reload_if_changed() and on_change is not None:
+                    await on_change()
             except Exception:  # a watcher must outlive surprises; the error is logged
                 log.exception("local bank watch failed")
 
