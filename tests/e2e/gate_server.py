@@ -108,24 +108,12 @@ class Gate:
         shutil.rmtree(self.env["GATE_DATA_DIR"], ignore_errors=True)
 
     def decisions(self, cid: str) -> list[dict[str, object]]:
-        """The recorded decisions for a CID, oldest first, read the way an operator would.
-
-        From the decision log (``upload-gate decisions --cid``) when the gate runs its embedded Postgres;
-        otherwise from the gate's structured ``decision {...}`` log lines (its log-only sink).
-        """
-        if (Path(self.env["GATE_DATA_DIR"]) / "postgres" / "postmaster.pid").exists():
-            result = gate_command("decisions", "--cid", cid, "--json", env=self.env)
-            assert result.returncode == 0, result.stderr
-            rows = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-            return rows[::-1]  # the command lists newest first
-        logged: dict[str, dict[str, object]] = {}
-        for line in self.proc.output(limit=None).splitlines():
-            _, marker, payload = line.partition(" decision {")
-            if marker:
-                row = json.loads("{" + payload)
-                if row["cid"] == cid:
-                    logged[str(row["id"])] = row
-        return list(logged.values())
+        """The decision log's rows for a CID, oldest first, read the way an operator would: with
+        ``upload-gate decisions``, which joins the gate's embedded Postgres in GATE_DATA_DIR."""
+        result = gate_command("decisions", "--cid", cid, "--json", env=self.env)
+        assert result.returncode == 0, result.stderr
+        rows = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+        return rows[::-1]  # the command lists newest first
 
 
 def start(workdir: Path, upstream: str, banks: dict[str, list[Path]]) -> Gate:
