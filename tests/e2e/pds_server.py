@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -38,9 +39,16 @@ def install() -> Path:
     if stamp.exists() and stamp.read_text() == digest and (INSTALL / "node_modules").is_dir():
         return INSTALL
     stamp.unlink(missing_ok=True)
+    env = dict(os.environ)
+    # better-sqlite3 compiles against Node's headers; only the package registries are reachable here, so
+    # point node-gyp at the headers installed with Node instead of letting it download them.
+    headers = Path(shutil.which("node") or "/usr/bin/node").resolve().parent.parent
+    if (headers / "include" / "node" / "node.h").exists():
+        env.setdefault("npm_config_nodedir", str(headers))
     result = subprocess.run(
         ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
         cwd=INSTALL,
+        env=env,
         capture_output=True,
         text=True,
         timeout=900,
