@@ -119,7 +119,7 @@ class DecisionLog:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._closed = True
-        leftover = self._inflight + self._held + [record_to_row(r) for r in self._buffer]
+        leftover = self._inflight + self._held + _rows(list(self._buffer))
         self._buffer.clear()
         self._held, self._inflight = [], []
         if leftover:  # duplicates of rows already inserted are harmless: replay skips known ids
@@ -151,26 +151,40 @@ class DecisionLog:
 
     async def _run(self) -> None:
         while True:
-            if not self._held and not self._buffer:
+            try:
+                if not await self._step():
+                    return
+            except Exception:
+                # A bug here must not silently end the writer: keep the rows, say so, try again.
+                log.exception("decision log writer failed; retrying")
+                self._held, self._inflight = self._inflight + self._held, []
                 if self._closing:
                     return
-                await self._wait(self._retry_interval if self.spool.pending_records else None)
-            if self._held:
-                self._inflight, self._held = self._held, []
-            else:
-                batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
-                self._inflight = [record_to_row(r) for r in batch]
-            if self._inflight and not await self._persist(self._inflight):
-                self._held = self._inflight
-            self._inflight = []
-            if self.spool.pending_records and not self._closing:
-                await self._replay_chunk()
-            self._publish()
-            if self._held:
-                if self._closing:
-                    return  # close() makes the last attempt
-                log.error("decision log: Postgres and spool both failing; %d decisions held", len(self._held))
                 await self._wait(self._retry_interval)
+
+    async def _step(self) -> bool:
+        """One batch: persist it, replay a spool chunk if one is pending. False when drained and closing."""
+        if not self._held and not self._buffer:
+            if self._closing:
+                return False
+            await self._wait(self._retry_interval if self.spool.pending_records else None)
+        if self._held:
+            self._inflight, self._held = self._held, []
+        else:
+            batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+            self._inflight = _rows(batch)
+        if self._inflight and not await self._persist(self._inflight):
+            self._held = self._inflight
+        self._inflight = []
+        if self.spool.pending_records and not self._closing:
+            await self._replay_chunk()
+        self._publish()
+        if self._held:
+            if self._closing:
+                return False  # close() makes the last attempt
+            log.error("decision log: Postgres and spool both failing; %d decisions held", len(self._held))
+            await self._wait(self._retry_interval)
+        return True
 
     async def _wait(self, seconds: float | None) -> None:
         self._wake.clear()
@@ -297,3 +311,14 @@ class DecisionLog:
         metrics.DECISION_LOG_SPOOL_BYTES.set(self.spool.pending_bytes)
         metrics.DECISION_LOG_SPOOL_RECORDS.set(self.spool.pending_records)
         metrics.DECISION_LOG_ACCEPTING.set(1 if self.accepting() else 0)
+
+
+def _rows(records: list[DecisionRecord]) -> list[Row]:
+    rows: list[Row] = []
+    for record in records:
+        try:
+            rows.append(record_to_row(record))
+        except Exception:  # a malformed record (say, an id that is not 32 hex) must not stop the writer
+            metrics.DECISION_LOG_RECORDS.labels("dropped").inc()
+            log.exception("decision %r cannot be stored; dropped", getattr(record, "id", None))
+    return rows

@@ -221,3 +221,18 @@ async def test_hostile_strings_do_not_sink_a_batch(fresh_dsn: str, tmp_path: Pat
     assert [r["id"] for r in rows] == [uuid.UUID(hex=good.id), uuid.UUID(hex=nul.id)]
     assert rows[1]["declared_type"] == "image/png\ufffd<script>"
     assert rows[1]["error"] == "bad\ufffdbyte"
+
+
+async def test_a_malformed_record_does_not_stop_the_writer(fresh_dsn: str, tmp_path: Path) -> None:
+    fields = {f: getattr(R.forward(1), f) for f in DecisionRecord.__dataclass_fields__}
+    broken = DecisionRecord(**{**fields, "id": "not-a-decision-id"})
+    good = R.forward(2)
+    log = make_log(fresh_dsn, tmp_path / "spool")
+    await log.start()
+    log.submit(broken)
+    log.submit(good)
+    await log.wait_idle()
+    log.submit(R.forward(3))
+    await log.close()
+    rows = await fetch_rows(fresh_dsn)
+    assert [r["did"] for r in rows] == ["did:plc:user2", "did:plc:user3"]
