@@ -2,7 +2,7 @@
 
 ``python -m bench.load JSON`` runs one job described by a JSON object and prints the result as JSON:
 - ``{"kind": "upload", "url": …, "files": [paths], "concurrency": C, "total": N}``: N uploadBlob POSTs,
-  C in flight, bodies read from the files once (round robin);
+  C in flight, bodies read from the files once (round robin), each made unique by 8 trailing bytes;
 - ``{"kind": "get", "url": …, "concurrency": C, "total": N}``: small GETs;
 - ``{"kind": "download", "url": …, "total": N}``: N big downloads one after another;
 - ``{"kind": "ws", "url": …, "count": K, "size": B, "total": N}``: N rounds of K frames of B bytes.
@@ -35,9 +35,15 @@ async def _uploads(job: dict[str, Any], session: aiohttp.ClientSession) -> dict[
     for _ in range(job["total"]):
         queue.put_nowait(next(cycle))
 
+    serial = itertools.count()
+
     async def worker() -> None:
         while not queue.empty():
             body = queue.get_nowait()
+            if job.get("unique", True) and len(body) < 16 * 1024 * 1024:
+                # Bytes after the image's end marker: every upload is new to the gate (no verdict-cache
+                # hit, every matcher runs), the picture and its PDQ hash are the same.
+                body = body + next(serial).to_bytes(8, "big")
             start = time.perf_counter()
             async with session.post(
                 job["url"] + UPLOAD,
