@@ -73,6 +73,9 @@ def run(report: Report, photos: list[Sample], quick: bool) -> None:
     one_core_ms = statistics.median(
         min(_timed(lambda b=b: hash_bytes(b, HashOptions())) for _ in range(3)) for b in bodies
     )
+    # Pure hashing is measured before and after the gate runs and the better of the two kept: on a
+    # machine shared with other work, a single measurement may land in a busy moment and flatter the
+    # gate's ratio.
     pure_rate, hasher_ms = asyncio.run(_pure_hashing(bodies, 16 * scale, 8))
 
     with tempfile.TemporaryDirectory(prefix="bench-bodies-") as tmp:
@@ -102,6 +105,8 @@ def run(report: Report, photos: list[Sample], quick: bool) -> None:
                     through[c]["hash_cpu"] = (after[1] - before[1]) / total * 1000
                 _passthrough(report, up, g.url, quick)
                 _memory(report, g, files, str(big), quick)
+            again, hasher_again = asyncio.run(_pure_hashing(bodies, 16 * scale, 8))
+            pure_rate, hasher_ms = max(pure_rate, again), min(hasher_ms, hasher_again)
             with procs.gate(up, workers=2) as g2:
                 procs.load(_upload_job(g2.url, files, 64, 32, "image/jpeg"))
                 two = _stats(procs.load(_upload_job(g2.url, files, 64, levels[64], "image/jpeg")))
@@ -123,7 +128,8 @@ def run(report: Report, photos: list[Sample], quick: bool) -> None:
             "gate process CPU ms/upload",
             "hash workers CPU ms/upload",
         ],
-        note=f"Pure hashing throughput (the gate's Hasher on {os.cpu_count()} cores, no HTTP): "
+        note=f"Pure hashing throughput (the gate's Hasher on {os.cpu_count()} cores, no HTTP, best of a "
+        "measurement before and one after the gate's): "
         f"{pure_rate:.1f} uploads/s; Hasher latency at concurrency 1 (includes the hop to a worker "
         f"process): {hasher_ms:.1f} ms. CPU per upload is read from /proc: the gate process (HTTP both "
         "ways, body, digests thread, matching, decision log) and its hashing workers (decode + PDQ).",

@@ -137,14 +137,21 @@ def run(report: Report, samples: list[Sample], rounds: int) -> dict[str, float]:
     if "12MP JPEG" in fast:
         out["jpeg12_ms"] = statistics.median(fast["12MP JPEG"]) * 1000
         out["jpeg12_full_ms"] = statistics.median(full["12MP JPEG"]) * 1000
+        out["jpeg12_cpu_ms"] = cpu = statistics.median(fast_cpu["12MP JPEG"]) * 1000
+        full_cpu_ms = statistics.median(full_cpu["12MP JPEG"]) * 1000
         report.target(
-            "12 MP JPEG hashing, one core (median)",
+            "12 MP JPEG hashing, one core (median CPU time)",
             "≤ 20 ms",
-            f"{out['jpeg12_ms']:.1f} ms",
-            out["jpeg12_ms"] <= 20,
+            f"{cpu:.1f} ms CPU ({out['jpeg12_ms']:.1f} ms wall)",
+            cpu <= 20,
         )
-        speedup = out["jpeg12_full_ms"] / out["jpeg12_ms"]
-        report.target("12 MP JPEG vs full-resolution PDQ", "≥ 25×", f"{speedup:.1f}×", speedup >= 25)
+        speedup = full_cpu_ms / cpu
+        report.target(
+            "12 MP JPEG vs full-resolution PDQ",
+            "≥ 25×",
+            f"{speedup:.1f}× CPU ({out['jpeg12_full_ms'] / out['jpeg12_ms']:.1f}× wall)",
+            speedup >= 25,
+        )
     if every:
         report.target(
             "fast-path PDQ fidelity (12 MP)",
