@@ -3,7 +3,8 @@
 Run: python -m bench.decision_log [SECONDS_PER_ROUND] [RATE] (defaults 5, 200). Everything is measured in this run:
 
 1. Latency at a fixed offered load of 200 uploads/s of 8 KiB non-image bodies (open loop: uploads start on schedule whatever the
-   previous ones do), through the real gate app on a real port in front of a stand-in PDS. Two
+   previous ones do), through the real gate app on a real port in front of a stand-in PDS; the load
+   generator and the stand-in PDS run in processes of their own, so the gate's event loop is its own. Two
    configurations, measured interleaved (A B A B...) so load from elsewhere on the machine hits both:
    - ``log``: the gate as shipped, its ``DecisionLog`` writing to an embedded Postgres;
    - ``blackhole``: the same gate, its sink replaced by one that drops every record.
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from multiprocessing.queues import Queue
 from pathlib import Path
 
 import aiohttp
@@ -94,8 +97,23 @@ async def gate(settings: Settings, blackhole: bool) -> AsyncIterator[tuple[str, 
             yield url, deps.sink
 
 
-async def offered_load(url: str, uploads: list[bytes]) -> list[float]:
-    """Start one upload every 1/RATE s; return each one's latency (s)."""
+def _load_process(url: str, uploads: list[bytes], rate: int, out: Queue[list[float]]) -> None:
+    out.put(asyncio.run(offered_load(url, uploads, rate)))
+
+
+def measure(url: str, uploads: list[bytes]) -> list[float]:
+    """The load generator runs in its own process, so the gate's event loop is the gate's alone."""
+    ctx = multiprocessing.get_context("spawn")
+    out: Queue[list[float]] = ctx.Queue()
+    proc = ctx.Process(target=_load_process, args=(url, uploads, RATE, out))
+    proc.start()
+    latencies = out.get()
+    proc.join()
+    return latencies
+
+
+async def offered_load(url: str, uploads: list[bytes], rate: int) -> list[float]:
+    """Start one upload every 1/rate s; return each one's latency (s)."""
     latencies: list[float] = []
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -112,7 +130,7 @@ async def offered_load(url: str, uploads: list[bytes]) -> list[float]:
         tasks = []
         t0 = time.perf_counter()
         for i, body in enumerate(uploads):
-            delay = t0 + i / RATE - time.perf_counter()
+            delay = t0 + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(body)))
@@ -120,19 +138,44 @@ async def offered_load(url: str, uploads: list[bytes]) -> list[float]:
     return latencies
 
 
+def _upstream_process(out: Queue[int]) -> None:
+    async def main() -> None:
+        runner = web.AppRunner(rec_app(RecordingUpstream()), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        out.put(int(runner.addresses[0][1]))
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+@contextlib.contextmanager
+def upstream_process() -> Iterator[str]:
+    """The stand-in PDS in its own process too."""
+    ctx = multiprocessing.get_context("spawn")
+    out: Queue[int] = ctx.Queue()
+    proc = ctx.Process(target=_upstream_process, args=(out,), daemon=True)
+    proc.start()
+    try:
+        yield f"http://127.0.0.1:{out.get(timeout=60)}"
+    finally:
+        proc.terminate()
+        proc.join()
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000
 
 
 async def latency_bench(seconds: float, work: Path, dsn: str) -> None:
-    rec = RecordingUpstream()
     per_round = int(RATE * seconds)
     rounds = 4
     pool = bodies(per_round * rounds + 200)
     (work / "banks").mkdir()
     (work / "banks" / "blocklist.csv").write_text("\n")
     (work / "policy.toml").write_text(POLICY)
-    async with serve(rec_app(rec)) as upstream:
+    with upstream_process() as upstream:
         settings = Settings.from_env(
             {
                 "GATE_UPSTREAM": upstream,
@@ -148,12 +191,12 @@ async def latency_bench(seconds: float, work: Path, dsn: str) -> None:
         used = 0
         for name in ("log", "blackhole"):  # warm-up both: process pool, pool connections
             async with gate(settings, name == "blackhole") as (url, _):
-                await offered_load(url, pool[used : used + 100])
+                await asyncio.to_thread(measure, url, pool[used : used + 100])
                 used += 100
         for r in range(rounds):
             for name in ("log", "blackhole") if r % 2 == 0 else ("blackhole", "log"):
                 async with gate(settings, name == "blackhole") as (url, sink):
-                    results[name] += await offered_load(url, pool[used : used + per_round // 2])
+                    results[name] += await asyncio.to_thread(measure, url, pool[used : used + per_round // 2])
                     used += per_round // 2
                     if isinstance(sink, DecisionLog):
                         await sink.wait_idle()

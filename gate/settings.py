@@ -236,6 +236,12 @@ class Settings:
     decision_batch_size: int = env(
         "GATE_DECISION_BATCH_SIZE", parse_positive_int, "500", "most rows per insert"
     )
+    decision_flush_interval: float = env(
+        "GATE_DECISION_FLUSH_INTERVAL",
+        parse_seconds,
+        "0.2",
+        "longest a decision waits for its batch to fill before the writer inserts",
+    )
     decision_retry_interval: float = env(
         "GATE_DECISION_RETRY_INTERVAL", parse_seconds, "1", "how often an unreachable Postgres is retried"
     )

@@ -47,6 +47,7 @@ class DecisionLog:
         connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
         retry_interval: float = 1.0,
+        flush_interval: float = 0.2,
         drain_timeout: float = 10.0,
         spool_max_bytes: int = 1 << 30,
     ) -> None:
@@ -56,6 +57,7 @@ class DecisionLog:
         self._pool_sizes = (min(pool_min, pool_max), pool_max)
         self._connect_timeout, self._command_timeout = connect_timeout, command_timeout
         self._retry_interval, self._drain_timeout = retry_interval, drain_timeout
+        self._flush_interval = flush_interval
         self._buffer: collections.deque[DecisionRecord] = collections.deque()
         self._wake = asyncio.Event()
         self._pool: Any = None
@@ -79,6 +81,7 @@ class DecisionLog:
             connect_timeout=settings.db_connect_timeout,
             command_timeout=settings.db_command_timeout,
             retry_interval=settings.decision_retry_interval,
+            flush_interval=settings.decision_flush_interval,
             drain_timeout=settings.decision_drain_timeout,
             spool_max_bytes=settings.spool_max_bytes,
         )
@@ -171,6 +174,10 @@ class DecisionLog:
         if self._held:
             self._inflight, self._held = self._held, []
         else:
+            if len(self._buffer) < self.batch_size and not self._closing:
+                # Linger so a batch fills: a few commits a second instead of one per upload keeps
+                # the writer's (and Postgres's) CPU away from the uploads on a small machine.
+                await self._linger()
             batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
             self._inflight = _rows(batch)
         if self._inflight and not await self._persist(self._inflight):
@@ -185,6 +192,16 @@ class DecisionLog:
             log.error("decision log: Postgres and spool both failing; %d decisions held", len(self._held))
             await self._wait(self._retry_interval)
         return True
+
+    async def _linger(self) -> None:
+        deadline = time.monotonic() + self._flush_interval
+        while len(self._buffer) < self.batch_size and not self._closing:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
 
     async def _wait(self, seconds: float | None) -> None:
         self._wake.clear()
