@@ -15,7 +15,8 @@ from gate.deps import Deps
 from gate.errors import GateError
 from gate.pipeline import UploadPipeline
 from gate.proxy.forwarded import resolve
-from gate.proxy.routing import is_upload
+from gate.proxy.routing import is_get_blob, is_upload
+from gate.quarantine.withheld import not_found as withheld_not_found
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     # Routing on the raw path, case-folded: see gate.proxy.routing for the spellings the PDS accepts.
     if is_upload(request.method, request.raw_path):
         return await request.app[PIPELINE].handle(request, fwd)
+    if is_get_blob(request.method, request.raw_path) and deps.withheld.withholds(
+        request.query.getall("cid", [])
+    ):
+        # A blob the gate blocked is never fetched from the PDS: answered as the PDS answers a missing one.
+        return await withheld_not_found()
     if _is_websocket(request):
         return await deps.upstream.websocket(request, fwd)
     return await deps.upstream.passthrough(request, fwd)
@@ -73,7 +79,15 @@ def create_app(deps: Deps) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], handler_args={"auto_decompress": False})
     app[DEPS] = deps
     app[PIPELINE] = UploadPipeline(
-        deps.settings, deps.policy, deps.hasher, deps.matchers, deps.upstream, deps.sink, deps.verifier
+        deps.settings,
+        deps.policy,
+        deps.hasher,
+        deps.matchers,
+        deps.upstream,
+        deps.sink,
+        evidence=deps.evidence,
+        withheld=deps.withheld,
+        verifier=deps.verifier,
     )
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

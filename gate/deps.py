@@ -23,7 +23,11 @@ from gate.notify.webhook import Notifier, NullNotifier, Webhook
 from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
 from gate.proxy.upstream import Upstream
+from gate.quarantine import service as quarantine
+from gate.quarantine.evidence import EvidenceStore
+from gate.quarantine.keys import Keyring
 from gate.quarantine.verifier import UploaderVerifier
+from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionSink
 from gate.settings import Settings
 from gate.store.database import Database
@@ -52,6 +56,9 @@ class Deps:
     verifier: UploaderVerifier | None = None
     # Coroutines run for as long as the gate serves (file watchers, writers...).
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    database: Database | None = None  # Postgres (DATABASE_URL or the embedded one), started
+    evidence: EvidenceStore | None = None  # sealed evidence of blocked uploads (gate/quarantine)
+    withheld: WithheldBlobs = field(default_factory=WithheldBlobs)  # blobs getBlob answers "not found" for
 
 
 @contextlib.asynccontextmanager
@@ -62,6 +69,10 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         matchers: list[Matcher] = [banks]
         validators: list[PolicyValidator] = []
         readiness: dict[str, ReadinessCheck] = {}
+        # Keys come from a file or the environment, never the database. A policy that can quarantine
+        # is refused (at start-up and on reload) while no key is configured.
+        keyring = Keyring.configured(settings.evidence_keys_file, settings.evidence_key)
+        validators.append(quarantine.key_check(keyring))
 
         # HMA (optional): matcher, bank check for every policy load, readiness from its GET /status.
         hma = HmaMatcher.from_settings(settings)
@@ -84,6 +95,17 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         await decision_log.start()
         stack.push_async_callback(decision_log.close)
         sink: DecisionSink = decision_log
+        evidence = EvidenceStore(
+            database.dsn,
+            keyring,
+            pool_max=settings.db_pool_max,
+            connect_timeout=settings.db_connect_timeout,
+            retry_interval=settings.decision_retry_interval,
+        )
+        await evidence.start()
+        stack.push_async_callback(evidence.close)
+        readiness["evidence"] = quarantine.readiness(evidence)
+        withheld = WithheldBlobs()
 
         hasher = Hasher(settings.hash_workers)
         stack.push_async_callback(hasher.close)
@@ -120,6 +142,12 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         async def watch_policy() -> None:
             await policy.watch(settings.reload_interval)
 
+        async def purge_evidence() -> None:
+            await quarantine.purge_periodically(evidence, settings.evidence_purge_interval)
+
+        async def watch_withheld() -> None:
+            await withheld.watch(evidence.blocked_sha256, settings.withheld_refresh_interval)
+
         yield Deps(
             settings=settings,
             policy=policy,
@@ -131,5 +159,8 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
             readiness=readiness,
             notifier=notifier,
             verifier=verifier,
-            background=[watch_banks, watch_policy],
+            background=[watch_banks, watch_policy, purge_evidence, watch_withheld],
+            database=database,
+            evidence=evidence,
+            withheld=withheld,
         )

@@ -10,7 +10,8 @@
     ├── Overloaded (503 + Retry-After)      memory budget for buffered uploads exhausted
     ├── UpstreamFailure (502)               PDS unreachable
     ├── UpstreamTimeout (504)               PDS too slow
-    └── LogUnavailable (503)                decision log down and policy says reject
+    ├── LogUnavailable (503)                decision log down and policy says reject
+    └── EvidenceUnavailable (503)           evidence could not be stored and policy says "unavailable"
 
 One middleware (``gate.app``) turns these into ``{"error": name, "message": msg}`` JSON. Anything that
 is not a GateError becomes a bare 500 whose message never carries internals.
@@ -95,6 +96,18 @@ class LogUnavailable(GateError):
     status = 503
     error = "Overloaded"
     default_message = "Uploads are paused: the decision log is unavailable"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": "30"})
+
+
+class EvidenceUnavailable(GateError):
+    """A blocked upload whose evidence could not be stored: the client is asked to retry later, so the
+    evidence can be captured then (``[evidence] on_store_failure = "unavailable"``)."""
+
+    status = 503
+    error = "Overloaded"
+    default_message = "The upload could not be processed right now; retry shortly"
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message, headers={"Retry-After": "30"})

@@ -132,3 +132,13 @@ TAKEDOWNS = Counter(
 REVIEW_ACTIONS = Counter(
     "upload_gate_review_actions_total", "Review-queue accesses and decisions, by action.", ["action"]
 )
+
+# ---- evidence (gate/quarantine) ----
+EVIDENCE_STORED = Counter(
+    "upload_gate_evidence_total", "Evidence store attempts for blocked uploads.", ["verdict", "result"]
+)
+EVIDENCE_PURGED = Counter("upload_gate_evidence_purged_total", "Evidence items purged after their deadline.")
+WITHHELD_BLOBS = Gauge("upload_gate_withheld_blobs", "Blocked SHA-256s whose blobs getBlob withholds.")
+WITHHELD_REQUESTS = Counter(
+    "upload_gate_withheld_requests_total", "getBlob requests answered 'Blob not found' by the gate."
+)

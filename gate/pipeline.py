@@ -18,7 +18,7 @@ from datetime import datetime
 from aiohttp import web
 
 from gate import metrics
-from gate.errors import AuthMissing, BlockedUpload, GateError, LogUnavailable
+from gate.errors import AuthMissing, BlockedUpload, EvidenceUnavailable, GateError, LogUnavailable
 from gate.hashing.hasher import Hasher
 from gate.hashing.options import HashOptions
 from gate.identity import claimed_uploader
@@ -30,7 +30,11 @@ from gate.proxy.body import read_body
 from gate.proxy.budget import MemoryBudget, Reservation
 from gate.proxy.forwarded import Forwarded
 from gate.proxy.upstream import Upstream
+from gate.quarantine.evidence import EvidenceStore
+from gate.quarantine.evidence import EvidenceUnavailable as StoreUnavailable
+from gate.quarantine.retention import Retention
 from gate.quarantine.verifier import UploaderVerifier
+from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionRecord, DecisionSink, new_decision_id
 from gate.settings import Settings
 from gate.types import Decision, Hashes, Match, MatcherFailure, MatchResult, SignalType, Uploader, Verdict
@@ -99,6 +103,7 @@ class Attempt:
     cached: bool = False
     uploader: Uploader | None = None  # set once verified (held uploads only); else the claim is recorded
     verified_how: str | None = None  # "jwt_secret" | "get_session" | "none"
+    evidence_error: str | None = None
 
     def record(self, error: str | None) -> DecisionRecord:
         return DecisionRecord(
@@ -127,6 +132,8 @@ class UploadPipeline:
         upstream: Upstream,
         sink: DecisionSink,
         verifier: UploaderVerifier | None = None,
+        evidence: EvidenceStore | None = None,
+        withheld: WithheldBlobs | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
@@ -135,6 +142,8 @@ class UploadPipeline:
         self.upstream = upstream
         self.sink = sink
         self.verifier = verifier
+        self.evidence = evidence
+        self.withheld = withheld if withheld is not None else WithheldBlobs()
         self.budget = MemoryBudget(settings.memory_budget_bytes)
         self.cache = VerdictCache(settings.verdict_cache_size, settings.verdict_cache_ttl)
 
@@ -160,6 +169,7 @@ class UploadPipeline:
                     # Off the forward path: only a held upload pays for learning who really sent it,
                     # so a reviewer can later act on the account (gate.quarantine.verifier).
                     attempt.uploader, attempt.verified_how = await self.verifier.verify(authorization)
+                await self._keep_evidence(body, policy, attempt)
                 answer = policy.response_for(decision.verdict)
                 raise BlockedUpload(answer.status, answer.error, answer.message)
             response, attempt.upstream_status = await self.upstream.forward_upload(request, body, fwd)
@@ -168,13 +178,42 @@ class UploadPipeline:
             return response
         except GateError as exc:
             if isinstance(exc, BlockedUpload):
-                self._record(attempt, None)
+                self._record(attempt, attempt.evidence_error)
             else:
                 metrics.UPLOAD_ERRORS.labels(exc.error).inc()
                 self._record(attempt, f"{exc.error}: {exc.message}")
             raise
         finally:
             reservation.release()
+
+    async def _keep_evidence(self, body: bytes, policy: Policy, attempt: Attempt) -> None:
+        """Blocked: withhold the blob from getBlob at once, and seal the bytes as evidence *before* the
+        client is answered, so a quarantine never exists without its evidence unless the policy says so."""
+        assert attempt.hashes is not None and attempt.decision is not None
+        self.withheld.add(attempt.hashes.sha256)
+        verdict = attempt.decision.verdict
+        if verdict is Verdict.REJECT and not policy.evidence.keep_rejected:
+            return
+        try:
+            if self.evidence is None:
+                raise StoreUnavailable("no evidence store")
+            await self.evidence.keep(
+                attempt.record(None),
+                body,
+                Retention(policy.evidence.hold_days),
+                claimed_did=claimed_uploader(attempt.authorization).did,
+                verified_how=attempt.verified_how,
+            )
+        except StoreUnavailable as exc:
+            metrics.EVIDENCE_STORED.labels(verdict.value, "failed").inc()
+            attempt.evidence_error = f"EvidenceUnavailable: {exc}"
+            log.error("evidence for decision %s not stored: %s", attempt.id, exc)
+            if policy.evidence.on_store_failure == "unavailable":
+                raise EvidenceUnavailable() from None
+        else:
+            metrics.EVIDENCE_STORED.labels(verdict.value, "stored").inc()
+        finally:
+            attempt.timer.lap("evidence")
 
     async def _judge(self, body: bytes, policy: Policy, attempt: Attempt) -> Decision:
         hashes = attempt.hashes = await self.hasher.hash(body, hash_options(policy, self.settings))

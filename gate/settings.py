@@ -251,6 +251,29 @@ class Settings:
     spool_max_bytes: int = env(
         "GATE_SPOOL_MAX_BYTES", parse_size, "1G", "outage spool limit; past it the spool counts as failed"
     )
+    # ---- evidence (gate/quarantine) ----
+    evidence_keys_file: Path | None = env(
+        "GATE_EVIDENCE_KEYS_FILE",
+        parse_optional_path,
+        "",
+        "evidence keyring (JSON, mode 0600) from `upload-gate keys init`; needed when the policy quarantines",
+    )
+    evidence_key: str | None = env(
+        "GATE_EVIDENCE_KEY",
+        parse_optional_str,
+        "",
+        "alternative to the keyring file: one base64 AES-256 key (no rotation)",
+        secret=True,
+    )
+    evidence_purge_interval: float = env(
+        "GATE_EVIDENCE_PURGE_INTERVAL", parse_seconds, "3600", "how often expired evidence is purged"
+    )
+    withheld_refresh_interval: float = env(
+        "GATE_WITHHELD_REFRESH_INTERVAL",
+        parse_seconds,
+        "10",
+        "how often the set of blocked blobs (withheld from getBlob) is re-read from Postgres",
+    )
 
     # ---- review queue, admin API, PDS actions, notifications (gate/admin, gate/quarantine, gate/notify) ----
     admin_listen: tuple[str, int] | None = env(

@@ -49,6 +49,16 @@ class Hashing:
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """``[evidence]``: what is kept of blocked uploads, and for how long (see gate.quarantine.retention)."""
+
+    keep_rejected: bool = False  # also keep encrypted evidence of rejected uploads (quarantine always does)
+    hold_days: int = 30  # unreviewed (held) evidence is deleted this long after the upload
+    reported_days: int = 366  # kept this long after a report; never below 366 (18 U.S.C. §2258A(h))
+    on_store_failure: str = "unavailable"  # "unavailable" (503, client retries) | "block" (answer as usual)
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     version: str  # sha256 of the file's bytes, first 16 hex: recorded with every decision
     rules: tuple[Rule, ...]
@@ -63,9 +73,24 @@ class Policy:
     quarantine_response: Response
     hashing: Hashing
     hma_banks: frozenset[str] | None = None  # banks= sent to HMA; None = all
+    evidence: Evidence = Evidence()
 
     def response_for(self, verdict: Verdict) -> Response:
         return self.reject_response if verdict is Verdict.REJECT else self.quarantine_response
+
+    def can_act(self, verdict: Verdict) -> bool:
+        """Whether some enforced rule or built-in choice of this policy can reach ``verdict``."""
+        choices = [self.on_unhashable, self.on_unscannable, self.on_matcher_error, self.on_low_quality]
+        choices += [v for _, v in self.unscannable_by_type]
+        choices += [r.action for r in self.rules if not r.shadow]
+        return verdict in choices
+
+    @property
+    def keeps_evidence(self) -> bool:
+        """True when this policy can store encrypted evidence (so the gate needs an evidence key)."""
+        return self.can_act(Verdict.QUARANTINE) or (
+            self.evidence.keep_rejected and self.can_act(Verdict.REJECT)
+        )
 
     @property
     def perceptual_signals(self) -> frozenset[SignalType]:

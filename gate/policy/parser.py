@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from gate.policy.evidence import parse_evidence
 from gate.policy.model import Hashing, Policy, Response, Rule
 from gate.types import SignalType, Verdict
 
@@ -47,6 +48,7 @@ TOP_KEYS = frozenset(
         "hashing",
         "responses",
         "rules",
+        "evidence",
     }
 )
 RULE_KEYS = frozenset({"name", "source", "banks", "signal_types", "max_distance", "action", "shadow"})
@@ -127,6 +129,7 @@ class PolicyParser:
         hashing = self.hashing(raw.get("hashing", {}))
         reject, quarantine = self.responses(raw.get("responses", {}))
         rules = self.rules(raw.get("rules", []), allowlist or frozenset())
+        evidence = parse_evidence(raw.get("evidence", {}), self.err)
         if (
             on_unhashable is None
             or on_unscannable is None
@@ -149,6 +152,7 @@ class PolicyParser:
             quarantine_response=quarantine,
             hashing=hashing,
             hma_banks=hma_banks,
+            evidence=evidence,
         )
 
     def by_type(self, table: object) -> tuple[tuple[str, Verdict], ...]:

@@ -161,7 +161,7 @@ class EvidenceStore:
         try:
             async with pool.acquire() as conn, conn.transaction():
                 return await work(conn)
-        except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+        except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError) as exc:
             raise EvidenceUnavailable(f"Postgres failed: {type(exc).__name__}") from exc
 
     def _keyring(self) -> Keyring:
@@ -171,9 +171,21 @@ class EvidenceStore:
 
     # ---- the pipeline ----------------------------------------------------------------------------
 
-    async def keep(self, record: DecisionRecord, body: bytes, retention: Retention) -> None:
-        """Seal ``body`` and insert it with a snapshot of its decision, before the upload is answered."""
+    async def keep(
+        self,
+        record: DecisionRecord,
+        body: bytes,
+        retention: Retention,
+        *,
+        claimed_did: str | None = None,
+        verified_how: str | None = None,
+    ) -> None:
+        """Seal ``body`` and insert it with a snapshot of its decision, before the upload is answered.
+        When ``record.uploader`` is verified, its DID is stored as verified and ``claimed_did`` (the
+        token's claim) as claimed; otherwise the record's DID is only a claim."""
         h, d, u = record.hashes, record.decision, record.uploader
+        verified = u.did if u.verified else None
+        claimed = claimed_did if u.verified else u.did
         if h is None or d is None:
             raise ValueError("evidence needs a judged upload (hashes and decision)")
         keyring = self._keyring()
@@ -183,26 +195,24 @@ class EvidenceStore:
         args = (
             _uuid(record.id), record.time, d.verdict.value, h.sha256, h.md5, h.sha1, h.cid, h.size,
             h.media_type, record.declared_type, json.dumps(pdq), d.rule, d.reason,
-            json.dumps([m.to_json() for m in d.matches]), d.policy_version, record.client_ip, u.did,
+            json.dumps([m.to_json() for m in d.matches]), d.policy_version, record.client_ip, claimed,
             u.method, sealed.key_id, sealed.wrapped_key, sealed.nonce, sealed.ciphertext,
-            retention.held_until(record.time),
+            retention.held_until(record.time), verified, verified_how if verified else None,
         )  # fmt: skip
 
         async def work(conn: Any) -> None:
             await conn.execute(
                 "INSERT INTO evidence (decision_id, created_at, verdict, sha256, md5, sha1, cid, size,"
                 " media_type, declared_type, pdq, rule, reason, matches, policy_version, client_ip, did,"
-                " did_method, key_id, wrapped_key, nonce, ciphertext, expires_at, state_changed_at,"
-                " state_changed_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12,"
-                " $13, $14::jsonb, $15, $16::inet, $17, $18, $19, $20, $21, $22, $23, $2, 'gate')"
+                " did_method, key_id, wrapped_key, nonce, ciphertext, expires_at, verified_did, verified_how,"
+                " verified_at, state_changed_at, state_changed_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+                " $9, $10, $11::jsonb, $12, $13, $14::jsonb, $15, $16::inet, $17, $18, $19, $20, $21, $22,"
+                " $23, $24, $25, CASE WHEN $24::text IS NULL THEN NULL ELSE $2 END, $2, 'gate')"
                 " ON CONFLICT (decision_id) DO NOTHING",
                 *args,
             )
 
-        try:
-            await self._run(work)
-        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
-            raise EvidenceUnavailable(f"Postgres refused the evidence row: {type(exc).__name__}") from exc
+        await self._run(work)
 
     # ---- reading ---------------------------------------------------------------------------------
 

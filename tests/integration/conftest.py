@@ -3,6 +3,7 @@ upstream. Each test writes its own policy and banks into a temporary directory."
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -58,6 +59,9 @@ max_distance = 31
 action = "quarantine"
 """
 
+# A fixed test key (base64 of 32 bytes): tests can open the evidence the gate sealed.
+TEST_EVIDENCE_KEY = base64.b64encode(bytes(range(32))).decode()
+
 GateFactory = Callable[..., Awaitable[RunningGate]]
 
 
@@ -81,7 +85,9 @@ async def start_gate(
 
     Decisions go to a fresh schema on the session's Postgres (pass ``DATABASE_URL=""`` and a
     ``GATE_DATA_DIR`` for the gate's own embedded one). Each gate gets its own data directory: two gates
-    never share a spool (the second would refuse to start)."""
+    never share a spool (the second would refuse to start).
+    The gate also gets an evidence key (the test policy quarantines); pass ``GATE_EVIDENCE_KEY=""`` to
+    start it without one."""
     async with contextlib.AsyncExitStack() as stack:
         started = 0
 
@@ -105,6 +111,7 @@ async def start_gate(
                     "GATE_BANKS_DIR": str(banks_dir),
                     "GATE_HASH_WORKERS": "1",
                     "GATE_RELOAD_INTERVAL": "0.2",
+                    "GATE_EVIDENCE_KEY": TEST_EVIDENCE_KEY,
                     **env,
                 }
             )

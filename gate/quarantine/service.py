@@ -1,0 +1,73 @@
+"""How the evidence store runs inside the gate: the start-up key check, the purge job, readiness.
+
+``gate.deps.open_deps`` wires these; they live here so the quarantine rules stay in one package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from gate import metrics
+from gate.policy.model import Policy
+from gate.quarantine.evidence import EvidenceStore
+from gate.quarantine.keys import Keyring
+from gate.types import Verdict
+
+log = logging.getLogger("gate.evidence")
+
+
+def quarantining_parts(policy: Policy) -> list[str]:
+    """Where the policy can store evidence: rule names and built-in choices, for error messages."""
+    parts = [f"rules.{r.name}" for r in policy.rules if not r.shadow and r.action is Verdict.QUARANTINE]
+    for key in ("on_unhashable", "on_unscannable", "on_matcher_error", "on_low_quality"):
+        if getattr(policy, key) is Verdict.QUARANTINE:
+            parts.append(key)
+    parts += [
+        f'on_unscannable_by_type."{t}"' for t, v in policy.unscannable_by_type if v is Verdict.QUARANTINE
+    ]
+    if policy.evidence.keep_rejected and policy.can_act(Verdict.REJECT):
+        parts.append("evidence.keep_rejected")
+    return parts
+
+
+def key_check(keyring: Keyring | None) -> Callable[[Policy], Awaitable[list[str]]]:
+    """A policy validator: a policy that can keep evidence needs a key, at start-up and on reload."""
+
+    async def check(policy: Policy) -> list[str]:
+        if keyring is not None or not policy.keeps_evidence:
+            return []
+        where = ", ".join(quarantining_parts(policy)[:5])
+        return [
+            f"evidence: this policy stores encrypted evidence ({where}) but no evidence key is configured. "
+            "Create one with `upload-gate keys init var/evidence-keys.json` and set "
+            "GATE_EVIDENCE_KEYS_FILE to that path (or set GATE_EVIDENCE_KEY)"
+        ]
+
+    return check
+
+
+async def purge_periodically(store: EvidenceStore, interval: float) -> None:
+    """Purge expired evidence now and then every ``interval`` seconds, until cancelled."""
+    while True:
+        try:
+            purged = await store.purge()
+            metrics.EVIDENCE_PURGED.inc(len(purged))
+            if purged:
+                log.warning("evidence purge: %d expired item(s) deleted", len(purged))
+        except Exception as exc:  # the next round retries; a purge must never stop the gate
+            log.error("evidence purge failed: %s: %s", type(exc).__name__, exc)
+        await asyncio.sleep(interval)
+
+
+def readiness(store: EvidenceStore) -> Callable[[], Awaitable[tuple[bool, str]]]:
+    async def ready() -> tuple[bool, str]:
+        try:
+            usage = await store.key_usage()
+        except Exception as exc:
+            return False, f"evidence store unavailable: {type(exc).__name__}"
+        key = store.keyring.active.id if store.keyring else "no key"
+        return True, f"evidence store up (active key {key}, {sum(usage.values())} sealed items)"
+
+    return ready

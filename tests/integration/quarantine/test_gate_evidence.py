@@ -1,0 +1,185 @@
+"""Evidence through the real gate on real ports: what is sealed, what is refused, what is withheld."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from gate.policy.load import PolicyError
+from gate.quarantine.evidence import EvidenceState, EvidenceStore
+from gate.quarantine.keys import Keyring
+from tests.integration.conftest import POLICY, TEST_EVIDENCE_KEY, GateFactory
+from tests.support import images
+from tests.support.upstream import RecordingUpstream, cid_of
+
+AUTH = {"Authorization": "Bearer not-checked-by-the-fake-upstream", "Content-Type": "image/jpeg"}
+UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"
+Upstream = tuple[RecordingUpstream, str]
+HOLD_EXACT = (
+    POLICY
+    + '\n[[rules]]\nname = "hold-exact"\nsource = "local"\nbanks = ["review"]\nsignal_types = ["sha256"]\naction = "quarantine"\n'
+)
+PDS_NOT_FOUND = {"error": "InvalidRequest", "message": "Blob not found"}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def base58btc(raw: bytes) -> str:
+    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+    num, out = int.from_bytes(raw, "big"), ""
+    while num:
+        num, rem = divmod(num, 58)
+        out = alphabet[rem] + out
+    return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + out
+
+
+async def upload(url: str, body: bytes) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as s, s.post(url + UPLOAD, data=body, headers=AUTH) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def get_blob(url: str, cid: str) -> tuple[int, object]:
+    query = f"/xrpc/com.atproto.sync.getBlob?did=did:plc:abc&cid={cid}"
+    async with aiohttp.ClientSession() as s, s.get(url + query) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def test_quarantined_upload_is_sealed_before_the_answer(
+    start_gate: GateFactory, upstream: Upstream, fresh_dsn: str
+) -> None:
+    rec, _ = upstream
+    body = images.jpeg("coffee.png")
+    gate = await start_gate(policy=HOLD_EXACT, banks={"review": f"sha256,{sha(body)},t"})
+    status, answer = await upload(gate.url, body)
+    assert (status, answer) == (400, {"error": "BlobHeld", "message": "held for review"})
+    assert rec.uploads() == []
+    # The row exists as soon as the client has its answer; a separate store with the same key opens it.
+    store = EvidenceStore(fresh_dsn, Keyring.from_env(TEST_EVIDENCE_KEY))
+    try:
+        [item] = await store.list_items(EvidenceState.HELD)
+        assert (item.sha256, item.cid, item.rule, item.verdict) == (
+            sha(body),
+            cid_of(body),
+            "hold-exact",
+            "quarantine",
+        )
+        assert item.matches[0]["bank"] == "review"
+        assert await store.decrypt(item.decision_id, "test", "reveal") == body
+    finally:
+        await store.close()
+
+
+async def test_rejects_are_kept_only_when_the_policy_says_so(
+    start_gate: GateFactory, upstream: Upstream, fresh_dsn: str
+) -> None:
+    kept, dropped = images.jpeg("coffee.png"), images.jpeg()
+    policy = POLICY + "\n[evidence]\nkeep_rejected = true\n"
+    gate = await start_gate(policy=policy, banks={"blocklist": f"sha256,{sha(kept)},t"})
+    assert (await upload(gate.url, kept))[0] == 400
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        assert await conn.fetchval("SELECT verdict FROM evidence WHERE sha256 = $1", sha(kept)) == "reject"
+        assert await conn.fetchval("SELECT count(*) FROM evidence WHERE sha256 = $1", sha(dropped)) == 0
+    finally:
+        await conn.close()
+
+
+async def test_store_failure_answers_503_and_forwards_nothing(
+    start_gate: GateFactory, upstream: Upstream, fresh_dsn: str
+) -> None:
+    rec, _ = upstream
+    body = images.jpeg("coffee.png")
+    gate = await start_gate(policy=HOLD_EXACT, banks={"review": f"sha256,{sha(body)},t"})
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        await conn.execute("ALTER TABLE evidence RENAME TO evidence_gone")
+        status, answer = await upload(gate.url, body)
+    finally:
+        await conn.execute("ALTER TABLE evidence_gone RENAME TO evidence")
+        await conn.close()
+    assert status == 503 and answer["error"] == "Overloaded"
+    assert rec.uploads() == []
+
+
+async def test_gate_refuses_to_start_without_a_key(start_gate: GateFactory) -> None:
+    with pytest.raises(PolicyError, match="upload-gate keys init") as info:
+        await start_gate(GATE_EVIDENCE_KEY="")
+    assert "rules.hold-pdq" in str(info.value) and "on_unhashable" in str(info.value)
+
+
+def test_serve_without_a_key_says_how_to_make_one(tmp_path: Path) -> None:
+    (tmp_path / "banks").mkdir()
+    for name in ("blocklist", "review", "allowlist"):
+        (tmp_path / "banks" / f"{name}.csv").write_text("\n")
+    (tmp_path / "policy.toml").write_text(POLICY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATE_", "DATABASE_URL"))}
+    env.update(GATE_POLICY=str(tmp_path / "policy.toml"), GATE_BANKS_DIR=str(tmp_path / "banks"),
+               GATE_DATA_DIR=str(tmp_path / "var"), GATE_LISTEN="127.0.0.1:0", GATE_METRICS_LISTEN="127.0.0.1:0")  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "gate", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "no evidence key is configured" in done.stdout and "upload-gate keys init" in done.stdout
+    assert not (tmp_path / "var").exists()  # refused before anything was started or written
+
+
+async def test_get_blob_of_blocked_cid_never_reaches_upstream(
+    start_gate: GateFactory, upstream: Upstream
+) -> None:
+    rec, _ = upstream
+    blocked, clean = images.jpeg("coffee.png"), images.jpeg()
+    gate = await start_gate(banks={"blocklist": f"sha256,{sha(blocked)},t"})
+    assert (await upload(gate.url, blocked))[0] == 400
+    raw = bytes([0x01, 0x55, 0x12, 0x20]) + hashlib.sha256(blocked).digest()
+    spellings = [cid_of(blocked), "z" + base58btc(raw), "B" + cid_of(blocked)[1:].upper()]
+    for cid in spellings:
+        assert await get_blob(gate.url, cid) == (400, PDS_NOT_FOUND), cid
+    assert rec.seen == []
+    status, _ = await get_blob(gate.url, cid_of(clean))
+    assert status == 200 and [s.raw_path for s in rec.seen] == [
+        f"/xrpc/com.atproto.sync.getBlob?did=did:plc:abc&cid={cid_of(clean)}"
+    ]
+
+
+async def test_get_blob_withholds_what_postgres_says_was_blocked(
+    start_gate: GateFactory, upstream: Upstream, fresh_dsn: str
+) -> None:
+    rec, _ = upstream
+    old = b"blocked by an earlier gate run"
+    gate = await start_gate(GATE_WITHHELD_REFRESH_INTERVAL="0.1")
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO decisions (id, time, did_method, verdict, sha256, cid)"
+            " VALUES (gen_random_uuid(), now(), 'none', 'quarantine', $1, $2)",
+            sha(old),
+            cid_of(old),
+        )
+    finally:
+        await conn.close()
+    for _ in range(100):
+        if sha(old) in gate.deps.withheld:
+            break
+        await asyncio.sleep(0.05)
+    assert await get_blob(gate.url, cid_of(old)) == (400, PDS_NOT_FOUND)
+    assert rec.seen == []
+
+
+def test_test_key_is_a_real_key() -> None:
+    assert len(base64.b64decode(TEST_EVIDENCE_KEY)) == 32
