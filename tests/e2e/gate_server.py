@@ -6,6 +6,7 @@ this policy; the banks are built with ``python -m gate hash`` (the gate's own ha
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -140,6 +141,8 @@ def start(workdir: Path, upstream: str, banks: dict[str, list[Path]]) -> Gate:
         "GATE_BANKS_DIR": str(banks_dir),
         "GATE_TRUSTED_PROXIES": "127.0.0.1/32",
         "GATE_HASH_WORKERS": "1",
+        # The policy quarantines, so the gate needs an evidence key (base64 of 32 bytes).
+        "GATE_EVIDENCE_KEY": base64.b64encode(bytes(range(32))).decode(),
     }
     proc = Proc("gate", [sys.executable, "-m", "gate", "serve"], root / "gate.log", env=env, cwd=REPO)
     gate = Gate(proc, port, metrics_port, env)
