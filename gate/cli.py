@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "gate.matching.hma_command",  # hma check
     "gate.store.command",  # migrate, decisions, stats
     "gate.admin.command",  # admin token add/list/remove
+    "gate.quarantine.command",  # keys init/rotate/retire/list, evidence list/purge/export
 )
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -52,7 +53,7 @@ from gate.quarantine.item import (
     audit_from_row,
     item_from_row,
 )
-from gate.quarantine.keys import EvidenceUnreadable, Keyring, Sealed
+from gate.quarantine.keys import EvidenceUnreadable, Keyring, KeyringError, Sealed
 from gate.quarantine.retention import (
     EvidenceNotFound,
     InvalidTransition,
@@ -110,6 +111,7 @@ class EvidenceStore:
         self._pool: Any = None
         self._next_try = 0.0
         self._lock = asyncio.Lock()
+        self._key_stamp = self._stamp()
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -164,9 +166,27 @@ class EvidenceStore:
         except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError) as exc:
             raise EvidenceUnavailable(f"Postgres failed: {type(exc).__name__}") from exc
 
+    def _stamp(self) -> tuple[int, int, int] | None:
+        path = self.keyring.path if self.keyring else None
+        try:
+            st = os.stat(path) if path else None
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size) if st else None
+
     def _keyring(self) -> Keyring:
+        """The keyring, re-read when its file changed (``keys rotate`` while the gate runs): new items
+        then use the new active key and re-wrapped items keep opening."""
         if self.keyring is None:
             raise EvidenceUnavailable("no evidence key is configured (upload-gate keys init)")
+        stamp = self._stamp()
+        if stamp is not None and stamp != self._key_stamp and self.keyring.path is not None:
+            self._key_stamp = stamp
+            try:
+                self.keyring = Keyring.load(self.keyring.path)
+                log.warning("evidence keyring re-read: active key %s", self.keyring.active.id)
+            except KeyringError as exc:
+                log.error("evidence keyring changed but is unusable, keeping the loaded one: %s", exc)
         return self.keyring
 
     # ---- the pipeline ----------------------------------------------------------------------------
@@ -198,6 +218,7 @@ class EvidenceStore:
             json.dumps([m.to_json() for m in d.matches]), d.policy_version, record.client_ip, claimed,
             u.method, sealed.key_id, sealed.wrapped_key, sealed.nonce, sealed.ciphertext,
             retention.held_until(record.time), verified, verified_how if verified else None,
+            record.time if verified else None,
         )  # fmt: skip
 
         async def work(conn: Any) -> None:
@@ -207,7 +228,7 @@ class EvidenceStore:
                 " did_method, key_id, wrapped_key, nonce, ciphertext, expires_at, verified_did, verified_how,"
                 " verified_at, state_changed_at, state_changed_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
                 " $9, $10, $11::jsonb, $12, $13, $14::jsonb, $15, $16::inet, $17, $18, $19, $20, $21, $22,"
-                " $23, $24, $25, CASE WHEN $24::text IS NULL THEN NULL ELSE $2 END, $2, 'gate')"
+                " $23, $24, $25, $26, $2, 'gate')"
                 " ON CONFLICT (decision_id) DO NOTHING",
                 *args,
             )

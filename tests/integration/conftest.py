@@ -13,10 +13,7 @@ from aiohttp import web
 
 from gate.serve import RunningGate, run_gate
 from gate.settings import Settings
-from tests.support.postgres import fresh_dsn, pg_dsn
 from tests.support.upstream import RecordingUpstream
-
-__all__ = ["GateFactory", "fresh_dsn", "pg_dsn"]  # the Postgres fixtures, for every integration test
 
 POLICY = """
 on_unhashable = "quarantine"

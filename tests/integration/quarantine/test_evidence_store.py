@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import asyncpg
@@ -10,6 +11,7 @@ import pytest
 from gate.quarantine.evidence import EvidenceNotFound, EvidenceState, EvidenceStore
 from gate.quarantine.keys import EvidenceUnreadable, Keyring
 from gate.quarantine.retention import Retention
+from gate.types import Uploader
 
 from .conftest import DID, judged, make_keyring
 
@@ -102,3 +104,17 @@ async def test_release_deletes_bytes_and_audits(store: EvidenceStore) -> None:
     assert [(e.actor, e.action) for e in await store.audit_trail(item.decision_id)] == [("bob", "released")]
     assert [i.decision_id for i in await store.list_items(EvidenceState.RELEASED)] == [item.decision_id]
     assert await store.list_items(EvidenceState.HELD) == []
+
+
+async def test_verified_uploader_is_stored_apart_from_the_claim(store: EvidenceStore) -> None:
+    claimed = judged(BODY)
+    verified = dataclasses.replace(
+        judged(b"x"), uploader=Uploader("did:plc:real", "access_jwt", verified=True)
+    )
+    await store.keep(claimed, BODY, Retention())
+    await store.keep(verified, b"x", Retention(), claimed_did="did:plc:claimed", verified_how="get_session")
+    a, b = await store.get(claimed.id), await store.get(verified.id)
+    assert a is not None and b is not None
+    assert (a.did, a.verified_did, a.verified_how) == (DID, None, None)
+    assert (b.did, b.verified_did, b.verified_how) == ("did:plc:claimed", "did:plc:real", "get_session")
+    assert b.verified_at == verified.time

@@ -1,0 +1,288 @@
+"""``upload-gate keys …`` and ``upload-gate evidence …``: the keyring and the evidence from the shell.
+
+    keys init [PATH]        create a keyring (mode 0600) with one active key
+    keys rotate             add a new active key, then re-wrap every item onto it
+    keys retire ID          remove a key no item uses any more
+    keys list               key ids, which is active, how many items each seals
+    evidence list           items (metadata only), newest first
+    evidence purge          delete expired evidence now (the gate also does this periodically)
+    evidence export ID --out DIR   decrypted bytes + JSON manifest, for a report; audited
+
+Commands that touch items use ``DATABASE_URL`` or the embedded Postgres of GATE_DATA_DIR, like the
+other store commands. Plaintext is written only by ``export``, only into the directory the operator
+names, with mode 0600.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from gate.quarantine.evidence import EvidenceNotFound, EvidenceState, EvidenceStore, EvidenceUnavailable
+from gate.quarantine.keys import EvidenceUnreadable, Keyring, KeyringError, new_key
+from gate.settings import Settings, SettingsError
+from gate.store.database import Database
+
+# A string: argparse._SubParsersAction is not subscriptable at run time.
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def register(sub: Subparsers) -> None:
+    keys = sub.add_parser("keys", help="the evidence keyring: init, rotate, retire, list")
+    ks = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    p = ks.add_parser("init", help="create a keyring file (mode 0600) with one key")
+    p.add_argument("path", nargs="?", help="where to create it (default: GATE_EVIDENCE_KEYS_FILE)")
+    p.set_defaults(func=run_init)
+    p = ks.add_parser("rotate", help="add a new active key and re-wrap every item onto it")
+    p.set_defaults(func=run_rotate)
+    p = ks.add_parser("retire", help="remove a key once no item uses it")
+    p.add_argument("key_id")
+    p.set_defaults(func=run_retire)
+    p = ks.add_parser("list", help="key ids, the active one, and how many items each seals")
+    p.set_defaults(func=run_list_keys)
+
+    ev = sub.add_parser("evidence", help="encrypted evidence of quarantined uploads: list, purge, export")
+    es = ev.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
+    p = es.add_parser("list", help="evidence items (metadata only), newest first")
+    p.add_argument("--state", choices=[s.value for s in EvidenceState])
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=run_list)
+    p = es.add_parser("purge", help="delete expired evidence now (decision rows stay)")
+    p.set_defaults(func=run_purge)
+    p = es.add_parser("export", help="write the decrypted bytes and a JSON manifest to a directory")
+    p.add_argument("decision_id")
+    p.add_argument("--out", required=True, type=Path, help="directory to write into (created 0700)")
+    p.add_argument("--actor", default=None, help="who exports, for the audit trail (default: OS user)")
+    p.set_defaults(func=run_export)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(env_file=Path(args.env_file) if getattr(args, "env_file", None) else None)
+
+
+def _fail(message: str) -> int:
+    print(f"upload-gate: {message}", file=sys.stderr)
+    return 2
+
+
+def _keyring(settings: Settings) -> Keyring:
+    keyring = Keyring.configured(settings.evidence_keys_file, settings.evidence_key)
+    if keyring is None:
+        raise KeyringError("no evidence key is configured; create one with `upload-gate keys init PATH`")
+    return keyring
+
+
+def _with_store(args: argparse.Namespace, work: Callable[[EvidenceStore], Awaitable[int]]) -> int:
+    try:
+        settings = _settings(args)
+        keyring = Keyring.configured(settings.evidence_keys_file, settings.evidence_key)
+    except (SettingsError, KeyringError) as exc:
+        return _fail(str(exc))
+
+    async def run() -> int:
+        database = Database(settings)
+        await database.start()
+        store = EvidenceStore(database.dsn, keyring, connect_timeout=settings.db_connect_timeout)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+            await database.stop()
+
+    try:
+        return asyncio.run(run())
+    except (EvidenceUnavailable, EvidenceUnreadable, KeyringError, OSError) as exc:
+        return _fail(str(exc))
+    except EvidenceNotFound as exc:
+        return _fail(f"no evidence for decision {exc}")
+
+
+# ---- keys ----------------------------------------------------------------------------------------
+
+
+def run_init(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        return _fail(str(exc))
+    path = Path(args.path) if args.path else settings.evidence_keys_file
+    if path is None:
+        return _fail("say where: `upload-gate keys init PATH` (or set GATE_EVIDENCE_KEYS_FILE)")
+    key = new_key()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Keyring([key], key.id).save(path, create=True)
+    except (KeyringError, OSError) as exc:
+        return _fail(str(exc))
+    print(f"created {path} (mode 0600) with active key {key.id}")
+    print(f"set GATE_EVIDENCE_KEYS_FILE={path.resolve()} and keep a copy somewhere safe: without it the")
+    print("evidence cannot be read. Never store it with database backups.")
+    return 0
+
+
+def run_rotate(args: argparse.Namespace) -> int:
+    try:
+        keyring = _keyring(_settings(args))
+        if keyring.path is None:
+            raise KeyringError(
+                "rotation needs a keyring file (GATE_EVIDENCE_KEYS_FILE), not GATE_EVIDENCE_KEY"
+            )
+        key = new_key()
+        keyring.add_active(key)
+        keyring.save()  # the new key is on disk before any item depends on it
+    except (SettingsError, KeyringError, OSError) as exc:
+        return _fail(str(exc))
+    print(f"new active key {key.id} written to {keyring.path}")
+
+    async def work(store: EvidenceStore) -> int:
+        moved = await store.rewrap(keyring)
+        await store.audit(_actor(None), "keys_rotate", None, {"active": key.id, "rewrapped": moved})
+        usage = await store.key_usage()
+        print(f"re-wrapped {moved} item(s); items per key: {json.dumps(usage, sort_keys=True)}")
+        old = sorted(k for k in keyring.keys if k != key.id and not usage.get(k))
+        if old:
+            print("no longer used (retire with `upload-gate keys retire ID`): " + ", ".join(old))
+        return 0
+
+    return _with_store(args, work)
+
+
+def run_retire(args: argparse.Namespace) -> int:
+    async def work(store: EvidenceStore) -> int:
+        keyring = store.keyring
+        if keyring is None or keyring.path is None:
+            raise KeyringError("retiring needs a keyring file (GATE_EVIDENCE_KEYS_FILE)")
+        used = (await store.key_usage()).get(args.key_id, 0)
+        if used:
+            raise KeyringError(
+                f"{args.key_id} still seals {used} item(s); run `upload-gate keys rotate` first"
+            )
+        keyring.retire(args.key_id)
+        keyring.save()
+        await store.audit(_actor(None), "keys_retire", None, {"key_id": args.key_id})
+        print(f"retired {args.key_id}; {len(keyring.keys)} key(s) left, active {keyring.active.id}")
+        return 0
+
+    return _with_store(args, work)
+
+
+def run_list_keys(args: argparse.Namespace) -> int:
+    async def work(store: EvidenceStore) -> int:
+        keyring = store.keyring
+        if keyring is None:
+            raise KeyringError("no evidence key is configured; create one with `upload-gate keys init PATH`")
+        usage = await store.key_usage()
+        for key_id in sorted(set(keyring.keys) | set(usage)):
+            mark = (
+                "active "
+                if key_id == keyring.active.id
+                else ("MISSING" if key_id not in keyring.keys else "       ")
+            )
+            print(f"{mark} {key_id}  items={usage.get(key_id, 0)}")
+        return 0
+
+    return _with_store(args, work)
+
+
+# ---- evidence ------------------------------------------------------------------------------------
+
+
+def _actor(given: str | None) -> str:
+    if given:
+        return given
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    async def work(store: EvidenceStore) -> int:
+        state = EvidenceState(args.state) if args.state else None
+        items = await store.list_items(state, limit=args.limit)
+        await store.audit(_actor(None), "list", None, {"state": args.state, "count": len(items)})
+        for item in items:
+            expires = item.expires_at.isoformat(timespec="seconds") if item.expires_at else "-"
+            print(
+                f"{item.decision_id}  {item.created_at.isoformat(timespec='seconds')}  {item.state.value:9}"
+                f"  {item.rule or '-'}  {item.cid}  bytes={'yes' if item.has_bytes else 'no'}  expires={expires}"
+            )
+        return 0
+
+    return _with_store(args, work)
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    async def work(store: EvidenceStore) -> int:
+        purged = await store.purge(actor=_actor(None))
+        for p in purged:
+            print(
+                f"purged {p.decision_id} ({p.state}, sha256 {p.sha256}, expired {p.expired_at.isoformat()})"
+            )
+        print(f"{len(purged)} expired item(s) purged")
+        return 0
+
+    return _with_store(args, work)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    async def work(store: EvidenceStore) -> int:
+        item = await store.get(args.decision_id)
+        if item is None:
+            raise EvidenceNotFound(args.decision_id)
+        data = await store.decrypt(item.decision_id, _actor(args.actor), "export")
+        manifest = await export_manifest(store, item.decision_id, data, args.out)
+        _write_private(args.out / f"{item.decision_id}.bin", data)
+        _write_private(args.out / f"{item.decision_id}.json", json.dumps(manifest, indent=2).encode() + b"\n")
+        print(f"exported {item.decision_id} to {args.out} ({len(data)} bytes, sha256 {manifest['sha256']})")
+        return 0
+
+    return _with_store(args, work)
+
+
+async def export_manifest(store: EvidenceStore, decision_id: str, data: bytes, out: Path) -> dict[str, Any]:
+    item = await store.get(decision_id)
+    assert item is not None
+    trail = await store.audit_trail(decision_id)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != item.sha256:
+        raise EvidenceUnreadable(f"decrypted bytes hash {actual}, expected {item.sha256}; not exported")
+    viewers = sorted({e.actor for e in trail if e.action in ("reveal", "viewed", "export")})
+    return {
+        "format": "upload-gate-evidence-export/1",
+        "exported_at": datetime.now(UTC).isoformat(),
+        "file": f"{decision_id}.bin",
+        "sha256": actual,
+        "md5": hashlib.md5(data).hexdigest(),  # noqa: S324 (an identifier reporters ask for, not security)
+        "sha1": hashlib.sha1(data).hexdigest(),  # noqa: S324
+        "cid": item.cid,
+        "size": len(data),
+        "uploader": {
+            "did_claimed": item.did,
+            "did_method": item.did_method,
+            "did_verified": item.verified_did,
+            "verified_how": item.verified_how,
+            "verified_at": item.verified_at.isoformat() if item.verified_at else None,
+            "client_ip": item.client_ip,
+        },
+        "human_viewed": item.human_viewed,
+        "viewed_by": viewers,
+        "item": item.to_json(),
+        "audit": [e.to_json() for e in trail],
+    }
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
