@@ -104,7 +104,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         )
         await evidence.start()
         stack.push_async_callback(evidence.close)
-        readiness["evidence"] = quarantine.readiness(evidence)
+        readiness["evidence"] = quarantine.readiness(evidence, policy)
         withheld = WithheldBlobs()
 
         hasher = Hasher(settings.hash_workers)

@@ -9,7 +9,10 @@ The Python API the admin API / review page (and the CLI) build on — signatures
     await store.get(decision_id) -> EvidenceItem | None          # metadata only, never bytes
     await store.decrypt(decision_id, actor, purpose) -> bytes   # audited (action = purpose:
                                                                 # "preview", "reveal", "export", ...)
-    await store.release(decision_id, actor) -> EvidenceItem     # deletes the bytes at once
+    await store.release(decision_id, actor) -> EvidenceItem     # deletes the bytes at once; then call
+                                                                # deps.withheld.discard(item.sha256) so
+                                                                # getBlob serves it again now (else the
+                                                                # next refresh does)
     await store.confirm(decision_id, actor) -> EvidenceItem
     await store.mark_reported(decision_id, actor, report_id, retention) -> EvidenceItem
     await store.set_legal_hold(decision_id, actor, on) -> EvidenceItem
@@ -20,6 +23,7 @@ The Python API the admin API / review page (and the CLI) build on — signatures
     await store.purge(now=None) -> [Purged]                      # expired evidence only; audited
     await store.rewrap(keyring) -> int                           # re-wrap items onto the active key
     await store.key_usage() -> {key_id: items}
+    await store.ping() -> None                                   # readiness
     await store.blocked_sha256() -> set[str]                     # for getBlob withholding
 
 State changes, decrypts and purges write their own ``audit`` row in the same transaction, so none can
@@ -429,6 +433,12 @@ class EvidenceStore:
             total += done
             if done == 0:
                 return total
+
+    async def ping(self) -> None:
+        async def work(conn: Any) -> None:
+            await conn.fetchval("SELECT 1")
+
+        await self._run(work)
 
     async def key_usage(self) -> dict[str, int]:
         async def work(conn: Any) -> dict[str, int]:

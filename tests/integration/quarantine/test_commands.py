@@ -1,0 +1,145 @@
+"""``upload-gate keys …`` and ``upload-gate evidence …`` run as operators run them, against a real
+Postgres: init, rotation (old items stay readable), retire, purge and an audited export."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gate.quarantine.evidence import EvidenceStore
+from gate.quarantine.keys import Keyring, KeyringError
+from gate.quarantine.retention import Retention
+
+from .conftest import DID, judged
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def gate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gate", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path, fresh_dsn: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GATE_") and k != "DATABASE_URL"}
+    return base | {
+        "DATABASE_URL": fresh_dsn,
+        "GATE_DATA_DIR": str(tmp_path / "var"),
+        "GATE_EVIDENCE_KEYS_FILE": str(tmp_path / "keys.json"),
+    }
+
+
+def test_init_creates_a_private_keyring_once(env: dict[str, str]) -> None:
+    path = Path(env["GATE_EVIDENCE_KEYS_FILE"])
+    done = gate(env, "keys", "init")
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert Keyring.load(path).active.id in done.stdout
+    again = gate(env, "keys", "init")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    path.chmod(0o644)
+    with pytest.raises(KeyringError, match="chmod 600"):
+        Keyring.load(path)
+
+
+async def test_rotate_rewraps_and_old_items_stay_readable(env: dict[str, str], fresh_dsn: str) -> None:
+    assert gate(env, "keys", "init").returncode == 0
+    path = Path(env["GATE_EVIDENCE_KEYS_FILE"])
+    old = Keyring.load(path)
+    store = EvidenceStore(fresh_dsn, old)
+    try:
+        records = [judged(f"item {i}".encode()) for i in range(3)]
+        for r in records:
+            await store.keep(r, r.id.encode(), Retention())
+        retire_early = gate(env, "keys", "retire", old.active.id)
+        assert retire_early.returncode == 2 and "still seals 3 item(s)" in retire_early.stderr
+
+        rotated = gate(env, "keys", "rotate")
+        assert rotated.returncode == 0, rotated.stderr
+        assert "re-wrapped 3 item(s)" in rotated.stdout
+        new = Keyring.load(path)
+        assert new.active.id != old.active.id and old.active.id in new.keys
+        # The running store re-reads the changed keyring file: every item opens, under the new key.
+        for r in records:
+            assert await store.decrypt(r.id, "t", "reveal") == r.id.encode()
+            item = await store.get(r.id)
+            assert item is not None and item.key_id == new.active.id
+        # Nothing uses the old key any more: it can be retired, and the items still open without it.
+        retired = gate(env, "keys", "retire", old.active.id)
+        assert retired.returncode == 0, retired.stderr
+        assert old.active.id not in Keyring.load(path).keys
+        assert await store.decrypt(records[0].id, "t", "reveal") == records[0].id.encode()
+        listed = gate(env, "keys", "list")
+        assert listed.returncode == 0 and f"active  {new.active.id}  items=3" in listed.stdout
+    finally:
+        await store.close()
+
+
+async def test_purge_command_deletes_expired_and_says_what(env: dict[str, str], fresh_dsn: str) -> None:
+    assert gate(env, "keys", "init").returncode == 0
+    store = EvidenceStore(fresh_dsn, Keyring.load(Path(env["GATE_EVIDENCE_KEYS_FILE"])))
+    try:
+        expired = judged(b"old", when=datetime.now(UTC) - timedelta(days=31))
+        kept = judged(b"new")
+        await store.keep(expired, b"old", Retention(hold_days=30))
+        await store.keep(kept, b"new", Retention(hold_days=30))
+        done = gate(env, "evidence", "purge")
+        assert done.returncode == 0, done.stderr
+        assert f"purged {uuid.UUID(expired.id)}" in done.stdout and "1 expired item(s) purged" in done.stdout
+        assert await store.decrypt(kept.id, "t", "reveal") == b"new"
+    finally:
+        await store.close()
+
+
+async def test_export_writes_bytes_and_manifest_and_is_audited(
+    env: dict[str, str], fresh_dsn: str, tmp_path: Path
+) -> None:
+    assert gate(env, "keys", "init").returncode == 0
+    store = EvidenceStore(fresh_dsn, Keyring.load(Path(env["GATE_EVIDENCE_KEYS_FILE"])))
+    body = b"\x89PNG evidence bytes" * 100
+    record = judged(body)
+    item_id = str(uuid.UUID(record.id))
+    try:
+        await store.keep(record, body, Retention())
+        await store.decrypt(record.id, "reviewer-ann", "reveal")
+        await store.mark_viewed(record.id, "reviewer-ann")
+        out = tmp_path / "export"
+        done = gate(env, "evidence", "export", record.id, "--out", str(out), "--actor", "officer-bo")
+        assert done.returncode == 0, done.stderr
+        data = (out / f"{item_id}.bin").read_bytes()
+        manifest = json.loads((out / f"{item_id}.json").read_text())
+        assert data == body
+        assert stat.S_IMODE((out / f"{item_id}.bin").stat().st_mode) == 0o600
+        assert manifest["sha256"] == hashlib.sha256(body).hexdigest()
+        assert manifest["cid"] == (record.hashes.cid if record.hashes else None)
+        assert manifest["uploader"]["did_claimed"] == DID and manifest["uploader"]["did_verified"] is None
+        assert manifest["item"]["matches"][0]["bank"] == "review"
+        assert manifest["human_viewed"] is True
+        assert manifest["viewed_by"] == ["officer-bo", "reviewer-ann"]
+        trail = await store.audit_trail(item_id)
+        assert [(e.actor, e.action) for e in trail] == [
+            ("reviewer-ann", "reveal"),
+            ("reviewer-ann", "viewed"),
+            ("officer-bo", "export"),
+        ]
+        missing = gate(env, "evidence", "export", str(uuid.uuid4()), "--out", str(out))
+        assert missing.returncode == 2 and "no evidence" in missing.stderr
+    finally:
+        await store.close()

@@ -1,0 +1,86 @@
+"""Retention on a real Postgres: deadlines per state, legal hold, and a purge that deletes only expired
+evidence (never the decision row)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from gate.quarantine.evidence import EvidenceState, EvidenceStore, InvalidTransition
+from gate.quarantine.retention import MIN_REPORTED_DAYS, Retention
+
+from .conftest import judged
+
+DAY = timedelta(days=1)
+
+
+async def test_deadlines_follow_the_state(store: EvidenceStore) -> None:
+    record = judged(b"reported bytes")
+    await store.keep(record, b"reported bytes", Retention(hold_days=3))
+    confirmed = await store.confirm(record.id, "rev")
+    assert (confirmed.state, confirmed.expires_at) == (
+        EvidenceState.CONFIRMED,
+        None,
+    )  # no clock before the report
+    reported = await store.mark_reported(record.id, "rev", "CT-123", Retention(reported_days=10))
+    assert reported.state is EvidenceState.REPORTED and reported.report_id == "CT-123"
+    assert reported.reported_at is not None and reported.expires_at is not None
+    # A policy asking for less than the law is raised to one year (366 days) after the report.
+    assert reported.expires_at - reported.reported_at == timedelta(days=MIN_REPORTED_DAYS)
+    with pytest.raises(InvalidTransition):
+        await store.release(record.id, "rev")
+    assert [e.action for e in await store.audit_trail(reported.decision_id)] == ["confirmed", "reported"]
+
+
+async def test_legal_hold_blocks_release_and_purge(store: EvidenceStore) -> None:
+    old = datetime.now(UTC) - 40 * DAY
+    record = judged(b"on hold", when=old)
+    await store.keep(record, b"on hold", Retention(hold_days=30))
+    await store.set_legal_hold(record.id, "lawyer", True)
+    with pytest.raises(InvalidTransition, match="legal hold"):
+        await store.release(record.id, "rev")
+    assert await store.purge() == []
+    assert await store.decrypt(record.id, "lawyer", "reveal") == b"on hold"
+    await store.set_legal_hold(record.id, "lawyer", False)
+    assert [p.decision_id for p in await store.purge()] == [str(uuid.UUID(record.id))]
+
+
+async def test_purge_deletes_only_expired_evidence_and_keeps_decisions(
+    store: EvidenceStore, fresh_dsn: str
+) -> None:
+    now = datetime.now(UTC)
+    expired = judged(b"expired", when=now - 31 * DAY)
+    fresh = judged(b"fresh", when=now - 29 * DAY)
+    reported = judged(b"reported", when=now - 400 * DAY)
+    for rec, body in ((expired, b"expired"), (fresh, b"fresh"), (reported, b"reported")):
+        await store.keep(rec, body, Retention(hold_days=30))
+    await store.mark_reported(reported.id, "rev", "CT-9")
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO decisions (id, time, did_method, verdict, sha256) VALUES ($1, $2, 'none', 'quarantine', $3)",
+            uuid.UUID(expired.id),
+            expired.time,
+            expired.hashes.sha256 if expired.hashes else None,
+        )
+        purged = await store.purge()
+        assert [p.decision_id for p in purged] == [str(uuid.UUID(expired.id))]
+        assert await conn.fetchval("SELECT count(*) FROM decisions WHERE id = $1", uuid.UUID(expired.id)) == 1
+        row = await conn.fetchrow("SELECT * FROM evidence WHERE decision_id = $1", uuid.UUID(expired.id))
+    finally:
+        await conn.close()
+    assert row["ciphertext"] is None and row["wrapped_key"] is None and row["purge_reason"] == "expired"
+    assert row["sha256"] == (
+        expired.hashes.sha256 if expired.hashes else None
+    )  # the record of what it was stays
+    assert await store.decrypt(fresh.id, "t", "reveal") == b"fresh"
+    assert await store.decrypt(reported.id, "t", "reveal") == b"reported"
+    assert [(e.actor, e.action) for e in await store.audit_trail(str(uuid.UUID(expired.id)))] == [
+        ("gate", "purge")
+    ]
+    # A year and a day after the report, the reported item goes too.
+    later = [p.decision_id for p in await store.purge(now + 367 * DAY)]
+    assert str(uuid.UUID(reported.id)) in later
