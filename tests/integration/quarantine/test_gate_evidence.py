@@ -183,3 +183,33 @@ async def test_get_blob_withholds_what_postgres_says_was_blocked(
 
 def test_test_key_is_a_real_key() -> None:
     assert len(base64.b64decode(TEST_EVIDENCE_KEY)) == 32
+
+
+async def test_store_failure_can_answer_as_usual_when_the_policy_says_block(
+    start_gate: GateFactory, upstream: Upstream, fresh_dsn: str
+) -> None:
+    rec, _ = upstream
+    body = images.jpeg("coffee.png")
+    policy = HOLD_EXACT + '\n[evidence]\non_store_failure = "block"\n'
+    gate = await start_gate(policy=policy, banks={"review": f"sha256,{sha(body)},t"})
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        await conn.execute("ALTER TABLE evidence RENAME TO evidence_gone")
+        status, answer = await upload(gate.url, body)
+    finally:
+        await conn.execute("ALTER TABLE evidence_gone RENAME TO evidence")
+        await conn.close()
+    assert (status, answer) == (400, {"error": "BlobHeld", "message": "held for review"})
+    assert rec.uploads() == []
+
+
+async def test_reload_to_a_quarantining_policy_without_a_key_is_refused(start_gate: GateFactory) -> None:
+    calm = POLICY.replace('on_unhashable = "quarantine"', 'on_unhashable = "reject"').replace(
+        'action = "quarantine"', 'action = "reject"'
+    )
+    gate = await start_gate(policy=calm, GATE_EVIDENCE_KEY="")
+    version = gate.deps.policy.current.version
+    assert not gate.deps.policy.current.keeps_evidence
+    gate.deps.policy.path.write_text(POLICY)
+    assert await gate.deps.policy.reload() is False
+    assert gate.deps.policy.current.version == version
