@@ -20,6 +20,7 @@ from gate.admin.health import create_admin_app
 from gate.app import create_app
 from gate.deps import Deps, open_deps
 from gate.policy.load import PolicyError
+from gate.quarantine.keys import KeyringError
 from gate.settings import Settings, SettingsError
 from gate.workers import run_workers, worker_index
 
@@ -107,6 +108,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         asyncio.run(serve_forever(settings))
     except PolicyError as exc:
         print(f"upload-gate: the policy {settings.policy_path} is invalid, not starting:\n{exc}")
+        return 2
+    except KeyringError as exc:
+        print(f"upload-gate: the evidence keyring is unusable, not starting: {exc}")
         return 2
     except OSError as exc:
         print(f"upload-gate: cannot start: {exc}")

@@ -118,15 +118,17 @@ async def test_gate_refuses_to_start_without_a_key(start_gate: GateFactory) -> N
     assert "rules.hold-pdq" in str(info.value) and "on_unhashable" in str(info.value)
 
 
-def test_serve_without_a_key_says_how_to_make_one(tmp_path: Path) -> None:
-    (tmp_path / "banks").mkdir()
+def serve(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    """``python -m gate serve`` with the test policy; returns once it exits (these all refuse to start)."""
+    (tmp_path / "banks").mkdir(exist_ok=True)
     for name in ("blocklist", "review", "allowlist"):
         (tmp_path / "banks" / f"{name}.csv").write_text("\n")
     (tmp_path / "policy.toml").write_text(POLICY)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATE_", "DATABASE_URL"))}
     env.update(GATE_POLICY=str(tmp_path / "policy.toml"), GATE_BANKS_DIR=str(tmp_path / "banks"),
-               GATE_DATA_DIR=str(tmp_path / "var"), GATE_LISTEN="127.0.0.1:0", GATE_METRICS_LISTEN="127.0.0.1:0")  # fmt: skip
-    done = subprocess.run(
+               GATE_DATA_DIR=str(tmp_path / "var"), GATE_LISTEN="127.0.0.1:0", GATE_METRICS_LISTEN="127.0.0.1:0",
+               **extra)  # fmt: skip
+    return subprocess.run(
         [sys.executable, "-m", "gate", "serve"],
         env=env,
         capture_output=True,
@@ -134,6 +136,19 @@ def test_serve_without_a_key_says_how_to_make_one(tmp_path: Path) -> None:
         timeout=120,
         check=False,
     )
+
+
+def test_serve_refuses_a_keyring_others_can_read(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    Keyring.from_env(TEST_EVIDENCE_KEY).save(keys, create=True)
+    keys.chmod(0o644)
+    done = serve(tmp_path, GATE_EVIDENCE_KEYS_FILE=str(keys))
+    assert done.returncode == 2
+    assert "evidence keyring is unusable" in done.stdout and f"chmod 600 {keys}" in done.stdout
+
+
+def test_serve_without_a_key_says_how_to_make_one(tmp_path: Path) -> None:
+    done = serve(tmp_path)
     assert done.returncode == 2
     assert "no evidence key is configured" in done.stdout and "upload-gate keys init" in done.stdout
     assert not (tmp_path / "var").exists()  # refused before anything was started or written
