@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.integration.conftest import POLICY
+from tests.integration.conftest import POLICY, TEST_EVIDENCE_KEY
 from tests.support.images import encode, photo
 from tests.support.upstream import RecordingUpstream
 
@@ -83,6 +83,7 @@ async def test_two_workers_share_one_port(
         "GATE_DATA_DIR": str(tmp_path / "var"),
         "DATABASE_URL": fresh_dsn,
         "GATE_HASH_WORKERS": "1",
+        "GATE_EVIDENCE_KEY": TEST_EVIDENCE_KEY,  # the policy quarantines
     }
     log = tmp_path / "gate.log"
     with log.open("wb") as out:
