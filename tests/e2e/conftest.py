@@ -43,12 +43,11 @@ def pictures(e2e_dir: Path) -> Images:
 
 
 @pytest.fixture(scope="session")
-def gate(e2e_dir: Path, pds: pds_server.Pds, pictures: Images, pg_dsn: str) -> Iterator[gate_server.Gate]:
+def gate(e2e_dir: Path, pds: pds_server.Pds, pictures: Images) -> Iterator[gate_server.Gate]:
     server = gate_server.start(
         e2e_dir,
         pds.url,
         {"banned": [pictures.folder / "banned.png"], "held": [pictures.folder / "held.png"]},
-        database_url=pg_dsn,
     )
     try:
         yield server

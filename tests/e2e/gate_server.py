@@ -117,9 +117,7 @@ class Gate:
         return rows[::-1]  # the command lists newest first
 
 
-def start(
-    workdir: Path, upstream: str, banks: dict[str, list[Path]], database_url: str | None = None
-) -> Gate:
+def start(workdir: Path, upstream: str, banks: dict[str, list[Path]]) -> Gate:
     root = workdir / "gate"
     banks_dir = root / "banks"
     banks_dir.mkdir(parents=True)
@@ -146,8 +144,6 @@ def start(
         # The policy quarantines, so the gate needs an evidence key (base64 of 32 bytes).
         "GATE_EVIDENCE_KEY": base64.b64encode(bytes(range(32))).decode(),
     }
-    if database_url:  # the session Postgres: no embedded server to start under pytest's temp dir
-        env["DATABASE_URL"] = database_url
     proc = Proc("gate", [sys.executable, "-m", "gate", "serve"], root / "gate.log", env=env, cwd=REPO)
     gate = Gate(proc, port, metrics_port, env)
     try:
