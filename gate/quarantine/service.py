@@ -63,15 +63,18 @@ async def purge_periodically(store: EvidenceStore, interval: float) -> None:
 
 
 def readiness(store: EvidenceStore, policy: PolicyHolder) -> Callable[[], Awaitable[tuple[bool, str]]]:
-    """Not ready only while evidence cannot be stored *and* the policy in force needs it: a gate whose
-    policy never quarantines keeps serving through a database outage."""
+    """Informational: an unreachable evidence store never takes the gate out of service by itself. Like
+    the decision log (which spools), an outage is handled per upload by the policy's
+    ``[evidence] on_store_failure``, and clean uploads keep flowing; the detail says what is happening."""
 
     async def ready() -> tuple[bool, str]:
         try:
             await store.ping()
         except Exception as exc:
-            needed = policy.current.keeps_evidence
-            return not needed, f"evidence store unavailable ({type(exc).__name__})"
+            if not policy.current.keeps_evidence:
+                return True, f"evidence store unavailable ({type(exc).__name__}); this policy keeps none"
+            choice = policy.current.evidence.on_store_failure
+            return True, f"evidence store unavailable ({type(exc).__name__}); on_store_failure = {choice}"
         key = store.keyring.active.id if store.keyring else "no key"
         return True, f"evidence store up (active key {key})"
 
