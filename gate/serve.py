@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gate.admin.health import create_admin_app
+from gate.admin.review_app import create_review_app, install_review, open_review
 from gate.app import create_app
 from gate.deps import Deps, open_deps
 from gate.policy.load import PolicyError
@@ -32,6 +33,7 @@ class RunningGate:
     deps: Deps
     public: tuple[str, int]
     admin: tuple[str, int]
+    review: tuple[str, int] | None = None  # GATE_ADMIN_LISTEN, when the review site has its own listener
 
     @property
     def url(self) -> str:
@@ -40,6 +42,11 @@ class RunningGate:
     @property
     def admin_url(self) -> str:
         return f"http://{self.admin[0]}:{self.admin[1]}"
+
+    @property
+    def review_url(self) -> str:
+        """Where the admin API and review page are: their own listener, else the metrics listener."""
+        return f"http://{self.review[0]}:{self.review[1]}" if self.review else self.admin_url
 
 
 async def _start(
@@ -69,13 +76,27 @@ async def run_gate(settings: Settings) -> AsyncIterator[RunningGate]:
 
         stack.push_async_callback(stop_background)
         admin = ("", 0)
-        if worker in (None, 0):
-            admin = await _start(create_admin_app(deps), *settings.metrics_listen, stack)
+        review = None
+        if worker in (None, 0):  # one admin listener (and review site) per host, not per worker
+            admin_app = create_admin_app(deps)
+            review_app: web.Application | None = None
+            if deps.evidence is not None and deps.database is not None:
+                # The review site only ever joins a private listener (see gate.admin.review_app).
+                site = await open_review(
+                    settings, deps.evidence, deps.database.dsn, deps.policy, deps.banks, deps.notifier, stack
+                )
+                if settings.admin_listen is None:
+                    install_review(admin_app, site)
+                else:
+                    review_app = create_review_app(site)
+            admin = await _start(admin_app, *settings.metrics_listen, stack)
+            if review_app is not None and settings.admin_listen is not None:
+                review = await _start(review_app, *settings.admin_listen, stack)
         # The public listener starts last and (on exit) stops first, so in-flight uploads finish
         # while their dependencies are still open.
         public = await _start(create_app(deps), *settings.listen, stack, reuse_port=worker is not None)
         log.info("gate listening on %s:%d → %s (admin %s:%d)", *public, settings.upstream, *admin)
-        yield RunningGate(deps, public, admin)
+        yield RunningGate(deps, public, admin, review)
 
 
 async def serve_forever(settings: Settings) -> None:

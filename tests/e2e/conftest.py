@@ -48,6 +48,7 @@ def gate(e2e_dir: Path, pds: pds_server.Pds, pictures: Images) -> Iterator[gate_
         e2e_dir,
         pds.url,
         {"banned": [pictures.folder / "banned.png"], "held": [pictures.folder / "held.png"]},
+        pds_admin_password=pds.admin_password,
     )
     try:
         yield server

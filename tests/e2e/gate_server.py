@@ -95,6 +95,7 @@ class Gate:
     port: int
     metrics_port: int
     env: dict[str, str] = field(repr=False)
+    admin_token: str = field(default="", repr=False)  # an admin review token (upload-gate admin token add)
 
     @property
     def url(self) -> str:
@@ -117,7 +118,9 @@ class Gate:
         return rows[::-1]  # the command lists newest first
 
 
-def start(workdir: Path, upstream: str, banks: dict[str, list[Path]]) -> Gate:
+def start(
+    workdir: Path, upstream: str, banks: dict[str, list[Path]], pds_admin_password: str | None = None
+) -> Gate:
     root = workdir / "gate"
     banks_dir = root / "banks"
     banks_dir.mkdir(parents=True)
@@ -144,8 +147,14 @@ def start(workdir: Path, upstream: str, banks: dict[str, list[Path]]) -> Gate:
         # The policy quarantines, so the gate needs an evidence key (base64 of 32 bytes).
         "GATE_EVIDENCE_KEY": base64.b64encode(bytes(range(32))).decode(),
     }
+    if pds_admin_password:  # review actions may take accounts down on this PDS
+        env["GATE_PDS_ADMIN_PASSWORD"] = pds_admin_password
+    # A review token made the way an operator makes one; the gate reads the file it was written to.
+    env["GATE_ADMIN_TOKENS"] = str(root / "admin-tokens")
+    made = gate_command("admin", "token", "add", "e2e-admin", "--role", "admin", env=env)
+    assert made.returncode == 0, made.stderr
     proc = Proc("gate", [sys.executable, "-m", "gate", "serve"], root / "gate.log", env=env, cwd=REPO)
-    gate = Gate(proc, port, metrics_port, env)
+    gate = Gate(proc, port, metrics_port, env, admin_token=made.stdout.strip())
     try:
         proc.wait_http(f"{gate.metrics_url}/readyz", timeout=90)
     except BaseException:
