@@ -8,22 +8,14 @@ no look). Rows are only ever inserted.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
+
+from gate.quarantine.item import AuditEntry, audit_from_row
+
+__all__ = ["GATE_ACTOR", "AuditEntry", "AuditLog"]
 
 # The gate itself, when it acts without a person (automatic actions, purges).
 GATE_ACTOR = "gate"
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    subject: str | None
-    detail: dict[str, Any]
 
 
 class AuditLog:
@@ -56,7 +48,4 @@ class AuditLog:
             subject,
             limit,
         )
-        return [
-            AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["subject"], json.loads(r["detail"]))
-            for r in rows
-        ]
+        return [audit_from_row(r) for r in rows]
