@@ -16,8 +16,12 @@ $(VENV)/.dev: pyproject.toml $(BIN)/upload-gate
 	touch $@
 
 .PHONY: run test lint unit bench bench-quick
+# The bundled policy can quarantine, which needs an evidence key: the first run creates one (mode 0600)
+# in the data directory, unless the operator has configured their own.
+EVIDENCE_KEYS ?= $(or $(GATE_EVIDENCE_KEYS_FILE),var/evidence-keys.json)
 run: $(BIN)/upload-gate  ## run the gate on embedded defaults (embedded Postgres, local banks, bundled policy)
-	$(BIN)/upload-gate serve
+	@test -n "$$GATE_EVIDENCE_KEY" || test -f $(EVIDENCE_KEYS) || { mkdir -p $(dir $(EVIDENCE_KEYS)) && $(BIN)/upload-gate keys init $(EVIDENCE_KEYS); }
+	GATE_EVIDENCE_KEYS_FILE=$(EVIDENCE_KEYS) $(BIN)/upload-gate serve
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check gate tests bench
