@@ -37,6 +37,7 @@ from gate.settings import Settings
 from gate.store.decision_log import DecisionLog
 from gate.store.embedded import EmbeddedPostgres
 from tests.integration.store.records import forward, quarantine, reject, shadow
+from tests.support.serving import serving
 from tests.support.upstream import RecordingUpstream
 
 RATE = 200  # uploads per second offered (second argument overrides, to find the machine's knee)
@@ -76,24 +77,11 @@ def bodies(count: int) -> list[bytes]:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
-@contextlib.asynccontextmanager
 async def gate(settings: Settings, blackhole: bool) -> AsyncIterator[tuple[str, object]]:
     async with open_deps(settings) as deps:
         if blackhole:
             deps.sink = NullSink()  # the pipeline is built from deps below: it gets the blackhole
-        async with serve(create_app(deps)) as url:
+        async with serving(create_app(deps)) as url:
             yield url, deps.sink
 
 

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from gate.serve import RunningGate, run_gate
 from gate.settings import Settings
+from tests.support.serving import serving
 from tests.support.upstream import RecordingUpstream
 
 POLICY = """
@@ -65,13 +65,8 @@ GateFactory = Callable[..., Awaitable[RunningGate]]
 @pytest.fixture
 async def upstream() -> AsyncIterator[tuple[RecordingUpstream, str]]:
     rec = RecordingUpstream()
-    runner = web.AppRunner(rec.app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield rec, f"http://{host}:{port}"
-    await runner.cleanup()
+    async with serving(rec.app()) as url:
+        yield rec, url
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
+from tests.support.serving import serving
+
 
 @dataclass
 class Received:
@@ -48,13 +50,5 @@ async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    rec.url = f"http://{host}:{port}"
-    try:
+    async with serving(app) as rec.url:
         yield rec
-    finally:
-        await runner.cleanup()

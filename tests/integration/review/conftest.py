@@ -10,7 +10,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 from yarl import URL
 
 from gate.admin.review import Review
@@ -29,6 +28,7 @@ from gate.types import Verdict
 from tests.integration.quarantine.conftest import judged, make_keyring
 from tests.support import images
 from tests.support.receiver import Receiver, receiver
+from tests.support.serving import serving
 
 ADMIN_PASSWORD = "pds-admin-pw"
 WEBHOOK_SECRET = "hook-secret"
@@ -108,13 +108,8 @@ async def review_env(tmp_path: Path, dsn: str, *, daily_cap: int = 5) -> AsyncIt
         takedowns = Takedowns(dsn, PdsAdmin(URL(pds.url), ADMIN_PASSWORD), daily_cap)
         stack.push_async_callback(takedowns.close)
         review = Review(store, Allowlist(banks_dir, policy, banks), takedowns, webhook, reveal_seconds=30)
-        runner = web.AppRunner(create_review_app(ReviewSite(review, tokens)))
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield ReviewEnv(f"http://{host}:{port}", store, dsn, banks_dir, pds, hooks, reviewer, admin, review)
+        url = await stack.enter_async_context(serving(create_review_app(ReviewSite(review, tokens))))
+        yield ReviewEnv(url, store, dsn, banks_dir, pds, hooks, reviewer, admin, review)
 
 
 @pytest.fixture
