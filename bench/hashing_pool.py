@@ -7,9 +7,10 @@ ratio against baselines from the same run:
 Configurations (2 workers each, as on the 2-core target machine), measured interleaved so that load
 from elsewhere on the machine hits each alike:
 - ``thread``: digests and image work in a thread pool (pdqhash holds the GIL);
-- ``process``: digests in a thread, decode + PDQ in a process pool (the gate's default);
-- ``process-all``: all of ``hash_bytes`` in a process pool (digests travel with the body);
-- ``ipc only``: the bare cost of sending a body to a worker process and back.
+- ``process``: the gate's default: the event loop writes the body to a worker process's socket, which
+  decodes + PDQs it with the digests in a side thread, and answers in JSON (gate/hashing/pool.py);
+- ``ProcessPoolExecutor``: the previous design: digests in a thread of the gate, decode + PDQ in a
+  ``concurrent.futures`` process pool (pickled through its queue-management and feeder threads).
 Besides latency (concurrency 1) and throughput (concurrency 8), it reports how late the event loop
 wakes from a 1 ms sleep while hashing runs: the delay every other request through the gate would see.
 """
@@ -17,19 +18,23 @@ wakes from a 1 ms sleep while hashing runs: the delay every other request throug
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 from threatexchange.signal_type.pdq.pdq_hasher import pdq_from_bytes
 
-from gate.hashing.hasher import Hasher, hash_bytes, new_process_pool
+from gate.hashing.digests import digests
+from gate.hashing.hasher import Hasher, hash_bytes
+from gate.hashing.image import hash_image
 from gate.hashing.options import HashOptions
+from gate.hashing.worker import prepare_process
 from tests.unit.hashing_corpus import encode, photo
 
 OPTIONS = HashOptions()
@@ -49,10 +54,6 @@ def corpus() -> dict[str, bytes]:
         "12MP JPEG": encode(phone, "JPEG"),
         "12MP JPEG, grain": encode(grainy, "JPEG"),
     }
-
-
-def _size_of(body: bytes) -> int:
-    return len(body)
 
 
 @dataclass
@@ -76,11 +77,13 @@ class Sample:
 async def measure(body: bytes, rounds: int) -> dict[str, Sample]:
     loop = asyncio.get_running_loop()
     hashers = {pool: Hasher(workers=2, pool=pool) for pool in ("thread", "process")}  # type: ignore[arg-type]
-    processes: ProcessPoolExecutor = new_process_pool(2)
+    context = multiprocessing.get_context("forkserver")
+    processes = ProcessPoolExecutor(2, mp_context=context, initializer=prepare_process)
+    threads = ThreadPoolExecutor(2)
     try:
         for hasher in hashers.values():
             await hasher.warm_up()
-        await asyncio.gather(*(loop.run_in_executor(processes, _size_of, b"") for _ in range(2)))
+        await asyncio.gather(*(loop.run_in_executor(processes, prepare_process) for _ in range(2)))
 
         async def serial() -> object:
             return hash_bytes(body, OPTIONS)  # blocks the loop: that is what the baseline is
@@ -93,14 +96,12 @@ async def measure(body: bytes, rounds: int) -> dict[str, Sample]:
 
             configs[pool] = via_hasher
 
-        async def all_in_process() -> object:
-            return await loop.run_in_executor(processes, hash_bytes, body, OPTIONS)
+        async def executor() -> object:
+            digested = loop.run_in_executor(threads, digests, body)
+            image = await loop.run_in_executor(processes, hash_image, body, "image/jpeg", OPTIONS)
+            return image, await digested
 
-        async def ipc_only() -> object:
-            return await loop.run_in_executor(processes, _size_of, body)
-
-        configs["process-all"] = all_in_process
-        configs["ipc only (send body, get int)"] = ipc_only
+        configs["ProcessPoolExecutor (previous design)"] = executor
         samples = {name: Sample() for name in configs}
         for _ in range(rounds):
             for name, hash_one in configs.items():
@@ -115,6 +116,7 @@ async def measure(body: bytes, rounds: int) -> dict[str, Sample]:
         for hasher in hashers.values():
             await hasher.close()
         processes.shutdown()
+        threads.shutdown()
     return samples
 
 

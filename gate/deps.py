@@ -108,6 +108,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         withheld = WithheldBlobs()
 
         hasher = Hasher(settings.hash_workers)
+        hasher.start()
         stack.push_async_callback(hasher.close)
         upstream = Upstream(settings.upstream, settings.upstream_connect_timeout, settings.upstream_timeout)
         await upstream.start()

@@ -29,7 +29,7 @@ def cid_from_sha256(sha256: bytes) -> str:
     return "b" + b32encode(_CID_PREFIX + sha256).decode("ascii").lower().rstrip("=")
 
 
-def digests(body: bytes | memoryview) -> Digests:
+def digests(body: bytes | bytearray | memoryview) -> Digests:
     view = memoryview(body)
     sha256 = hashlib.sha256()
     # MD5 and SHA-1 identify content in hash banks; they are not used for security here.

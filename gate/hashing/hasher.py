@@ -1,45 +1,36 @@
 """The hashing stage: ``hash_bytes`` (pure, synchronous) and ``Hasher`` (the same, off the event loop).
 
-Where the CPU work runs: the exact digests run in a thread (hashlib releases the GIL, and the body
-is not copied), while decoding + PDQ runs in a process pool (``pdqhash.compute`` holds the GIL, so
-PDQ in threads serialises on one core and stalls the event loop). Only image bodies are sent to the
-worker processes; a 100 MB video is digested in a thread and never crosses a process boundary. A
-decoder that crashes or hangs its worker costs that upload an "unhashable" verdict, not the gate.
+Where the CPU work runs: an image goes whole to a worker process (gate/hashing/pool.py), which decodes
+and PDQs it with the exact digests in a side thread; ``pdqhash.compute`` holds the GIL, so PDQ in the
+gate's threads would serialise on one core and stall the event loop. Bodies that are not images (a
+100 MB video) are digested in a thread here and never cross a process boundary. A decoder that
+crashes or hangs its worker costs that upload an "unhashable" verdict, not the gate.
 
-Measured with ``python -m bench.hashing_pool`` (2 workers, concurrency 8) on the 2-core machine
-while other test suites kept its load average at 7-13, so absolute numbers are inflated and noisy.
-Latest run (load 7), process pool vs thread pool, ratios to serial ``hash_bytes`` in the same run:
-- throughput at c=8: 12 MP JPEG 1.33x vs 1.12x; 12 MP JPEG with grain (1.9 MB) 1.29x vs 0.98x;
-  1024 px JPEG 0.96x vs 0.99x (earlier runs at load 10+: processes 0.64-1.38x, threads 0.95-1.12x).
+Measured with ``python -m bench.hashing_pool 20`` (2 workers; idle 2-core machine, 2026-11-24), ratios
+to serial ``hash_bytes`` in the same run, for a 12 MP JPEG (0.9 MB) / with grain (1.9 MB) / 1024 px:
+- latency at c=1: worker sockets 1.08x / 1.01x / 1.12x; the previous ``ProcessPoolExecutor`` design
+  1.10x / 1.07x / 1.08x; threads 1.02x / 0.98x / 0.98x.
+- throughput at c=8: worker sockets 1.74x / 1.79x / 1.70x; executor 1.71x / 1.76x / 1.63x; threads
+  1.66x / 1.65x / 1.43x.
 - event-loop lag p99 while hashing (the delay every other request through the gate would see):
-  4.8-8.1 ms with processes vs 15-24 ms with threads (at load 10+: 15-26 ms vs 25-68 ms).
-- latency at c=1 is 10-20 ms worse with processes at this load (cross-process wake-ups on a busy
-  scheduler); the body's trip to the worker itself is 0.8 ms (0.1 MB) to 5 ms (1.9 MB).
-- "process-all" (digests in the worker too) was no better than digests in a thread.
-The process pool wins on what the proxy cares about (loop lag, throughput, isolation), so it is the
-default; ``pool="thread"`` remains for comparison. Bodies go to workers through the executor's pipe:
-a shared-memory segment would save a copy but is a plaintext file in /dev/shm, which the gate avoids.
+  1.9-4.7 ms with worker processes, 5.7-10.2 ms with threads.
+Through the whole gate (``python -m bench --only gate``) the worker sockets cut the gate process's CPU
+from ~5.5 to ~2.9 ms per 12 MP upload and the added latency at c=1 by ~3 ms: the executor's manager
+and feeder threads fought the event loop for the GIL. ``pool="thread"`` remains for comparison.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
-import signal
-import sys
-import threading
-import warnings
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
-
-from PIL import Image
 
 from gate.hashing.decode import decodable
 from gate.hashing.digests import Digests, digests
 from gate.hashing.image import ImageHashes, hash_image
 from gate.hashing.options import HashOptions
+from gate.hashing.pool import WorkerDied, WorkerPool
 from gate.hashing.sniff import sniff
 from gate.types import Hashes, Unhashable
 
@@ -101,116 +92,58 @@ class Hasher:
         self._workers = workers if workers > 0 else (os.cpu_count() or 1)
         self._pool_kind: Pool = pool
         self._decode_timeout = decode_timeout
+        # Digests of bodies that never go to a worker (video, unknown types: up to the upload limit,
+        # hashed where they lie), and image work when pool="thread".
         self._threads = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="gate-hash")
-        self._processes: ProcessPoolExecutor | None = None
+        self._processes = WorkerPool(self._workers, decode_timeout) if pool == "process" else None
         self._closed = False
-        self._lock = threading.Lock()
-        if pool == "process":
-            # Start the workers now, in the background: the first upload should not wait ~1 s for
-            # numpy / Pillow / pdqhash to import.
-            self._threads.submit(self._start_workers)
 
     @property
     def workers(self) -> int:
         return self._workers
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the hashing workers (empty with pool="thread" or before the first upload)."""
+        return self._processes.pids() if self._processes is not None else []
 
     async def hash(self, body: bytes, options: HashOptions) -> Hashes:
         if self._closed:
             raise RuntimeError("Hasher is closed")
         loop = asyncio.get_running_loop()
         media_type = sniff(body)  # reads the first few KB only: cheap enough for the loop
-        digested = loop.run_in_executor(self._threads, digests, body)
         if not decodable(media_type):
-            return combine(await digested, media_type, None)
-        image = await self._hash_image(loop, body, media_type, options)
-        return combine(await digested, media_type, image)
-
-    def _start_workers(self) -> None:
+            return combine(await loop.run_in_executor(self._threads, digests, body), media_type, None)
+        if self._processes is None:
+            digested = loop.run_in_executor(self._threads, digests, body)
+            image = await loop.run_in_executor(self._threads, hash_image, body, media_type, options)
+            return combine(await digested, media_type, image)
         try:
-            pool = self._process_pool()
-            for future in [pool.submit(_ready) for _ in range(self._workers)]:
-                future.result()
-        except Exception:  # noqa: S110  closed meanwhile, or a worker failed to start: hash() will retry
-            pass
+            found, image = await self._processes.run(body, media_type, options)
+        except WorkerDied:
+            if self._closed:  # the worker was stopped by close(), not by this body
+                raise RuntimeError("Hasher is closed") from None
+            # A decoder crash, the OOM killer, or the worker's own deadline (a body that takes longer
+            # than decode_timeout to decode, e.g. a progressive-JPEG scan bomb). Only this upload's
+            # worker is lost; the exact digests are still owed, so take them here.
+            image = ImageHashes(
+                unhashable=Unhashable.CORRUPT,
+                unhashable_detail=f"the image decoder crashed or ran longer than {self._decode_timeout:g} s",
+            )
+            found = await loop.run_in_executor(self._threads, digests, body)
+        return combine(found, media_type, image)
+
+    def start(self) -> None:
+        """Start the worker processes in the background (the first upload need not pay for it)."""
+        if self._processes is not None:
+            self._processes.start()
 
     async def warm_up(self) -> None:
-        """Start the worker processes now (imports take ~1 s) rather than on the first upload."""
-        if self._pool_kind == "process":
-            pool = self._process_pool()
-            loop = asyncio.get_running_loop()
-            await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(self._workers)))
+        """Start the worker processes and wait until every one is ready."""
+        if self._processes is not None:
+            await self._processes.start()
 
     async def close(self) -> None:
         self._closed = True
         await asyncio.to_thread(self._threads.shutdown, wait=True, cancel_futures=True)
-        with self._lock:
-            processes, self._processes = self._processes, None
-        if processes is not None:
-            await asyncio.to_thread(processes.shutdown, wait=True, cancel_futures=True)
-
-    async def _hash_image(
-        self, loop: asyncio.AbstractEventLoop, body: bytes, media_type: str, options: HashOptions
-    ) -> ImageHashes:
-        if self._pool_kind == "thread":
-            return await loop.run_in_executor(self._threads, hash_image, body, media_type, options)
-        for _attempt in range(2):
-            pool = self._process_pool()
-            try:
-                return await loop.run_in_executor(
-                    pool, _hash_image_in_worker, body, media_type, options, self._decode_timeout
-                )
-            except BrokenProcessPool:
-                # A worker died: a decoder crash, the OOM killer, or its own deadline (a body that
-                # takes longer than decode_timeout to decode, e.g. a progressive-JPEG scan bomb).
-                # Every upload in flight in that pool lands here, so each gets one more try in a
-                # fresh pool; the culprit fails again, the innocent ones do not.
-                with self._lock:
-                    if self._processes is pool:
-                        self._processes = None
-                pool.shutdown(wait=False, cancel_futures=True)
-        return ImageHashes(
-            unhashable=Unhashable.CORRUPT,
-            unhashable_detail=f"the image decoder crashed or ran longer than {self._decode_timeout:g} s",
-        )
-
-    def _process_pool(self) -> ProcessPoolExecutor:
-        with self._lock:  # the event loop and the start-up thread may both ask first
-            if self._closed:
-                raise RuntimeError("Hasher is closed")
-            if self._processes is None:
-                self._processes = new_process_pool(self._workers)
-            return self._processes
-
-
-def new_process_pool(workers: int) -> ProcessPoolExecutor:
-    # Never fork: the gate has threads (the event loop's executors) and forking a threaded process
-    # can deadlock the child. forkserver imports the hashing stack once and forks workers from it.
-    method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-    context = multiprocessing.get_context(method)
-    if method == "forkserver":
-        context.set_forkserver_preload(["gate.hashing.image"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
-
-
-def _init_worker() -> None:
-    # The gate applies its own pixel limit (HashOptions.max_image_pixels) from the header; Pillow's
-    # warning for the same condition would only be noise in this process.
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    # SIGALRM's default action ends the process, even deep inside a C decoder that never returns to
-    # Python: that is the per-task deadline (see _hash_image_in_worker).
-    signal.signal(signal.SIGALRM, signal.SIG_DFL)
-
-
-def _ready() -> bool:
-    return True
-
-
-def _hash_image_in_worker(body: bytes, media_type: str, options: HashOptions, timeout: float) -> ImageHashes:
-    # Pillow's bomb limit is a module global. This process is ours and single-threaded, so setting it
-    # per task is safe here (in the gate's own process, shared by threads, it is never touched).
-    Image.MAX_IMAGE_PIXELS = options.max_image_pixels
-    signal.setitimer(signal.ITIMER_REAL, timeout)
-    try:
-        return hash_image(body, media_type, options)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        if self._processes is not None:
+            await self._processes.close()
