@@ -2,7 +2,8 @@
 
 ``python -m bench.load JSON`` runs one job described by a JSON object and prints the result as JSON:
 - ``{"kind": "upload", "url": …, "files": [paths], "concurrency": C, "total": N}``: N uploadBlob POSTs,
-  C in flight, bodies read from the files once (round robin), each made unique by 8 trailing bytes;
+  C in flight, bodies read from the files once (round robin), each made unique by 12 trailing bytes (a per-job random salt and a serial: the gate
+  reuses the verdict of bytes it has already judged, which would flatter it);
 - ``{"kind": "get", "url": …, "concurrency": C, "total": N}``: small GETs;
 - ``{"kind": "download", "url": …, "total": N}``: N big downloads one after another;
 - ``{"kind": "ws", "url": …, "count": K, "size": B, "total": N}``: N rounds of K frames of B bytes.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -36,6 +38,7 @@ async def _uploads(job: dict[str, Any], session: aiohttp.ClientSession) -> dict[
         queue.put_nowait(next(cycle))
 
     serial = itertools.count()
+    salt = os.urandom(4)
 
     async def worker() -> None:
         while not queue.empty():
@@ -43,7 +46,7 @@ async def _uploads(job: dict[str, Any], session: aiohttp.ClientSession) -> dict[
             if job.get("unique", True) and len(body) < 16 * 1024 * 1024:
                 # Bytes after the image's end marker: every upload is new to the gate (no verdict-cache
                 # hit, every matcher runs), the picture and its PDQ hash are the same.
-                body = body + next(serial).to_bytes(8, "big")
+                body = body + salt + next(serial).to_bytes(8, "big")
             start = time.perf_counter()
             async with session.post(
                 job["url"] + UPLOAD,

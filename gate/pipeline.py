@@ -72,7 +72,14 @@ def hash_options(policy: Policy, settings: Settings) -> HashOptions:
 async def match_all(matchers: Sequence[Matcher], hashes: Hashes, policy: Policy) -> MatchResult:
     """Every matcher in parallel; their matches and failures merged. A matcher that raises anyway is a
     failure for this upload (so ``on_matcher_error`` decides), never a crash."""
-    results = await asyncio.gather(*(m.match(hashes, policy) for m in matchers), return_exceptions=True)
+    results: list[MatchResult | BaseException]
+    if len(matchers) == 1:  # the usual local-only set-up: no task to schedule and wait a turn for
+        try:
+            results = [await matchers[0].match(hashes, policy)]
+        except Exception as exc:
+            results = [exc]
+    else:
+        results = await asyncio.gather(*(m.match(hashes, policy) for m in matchers), return_exceptions=True)
     found: list[Match] = []
     failures: list[MatcherFailure] = []
     for matcher, result in zip(matchers, results, strict=True):
@@ -174,7 +181,9 @@ class UploadPipeline:
                 raise BlockedUpload(answer.status, answer.error, answer.message)
             response, attempt.upstream_status = await self.upstream.forward_upload(request, body, fwd)
             attempt.timer.lap("forward")
-            self._record(attempt, None)
+            # Recorded right after the answer is written (the next turn of the loop), as an access
+            # log is: the record is complete, and the uploader does not wait for its JSON.
+            asyncio.get_running_loop().call_soon(self._record, attempt, None)
             return response
         except GateError as exc:
             if isinstance(exc, BlockedUpload):
