@@ -124,8 +124,10 @@ def run(report: Report, photos: list[Sample], quick: bool) -> None:
         note=f"Pure hashing throughput (the gate's Hasher on {os.cpu_count()} cores, no HTTP, best of a "
         "measurement before and one after the gate's): "
         f"{pure_rate:.1f} uploads/s; Hasher latency at concurrency 1 (includes the hop to a worker "
-        f"process): {hasher_ms:.1f} ms. CPU per upload is read from /proc: the gate process (HTTP both "
-        "ways, body, digests thread, matching, decision log) and its hashing workers (decode + PDQ).",
+        f"process): {hasher_ms:.1f} ms. Direct and gate uploads run in alternating blocks; 'hashing ms' is "
+        "the median of `hash_bytes` (digests + PDQ, serially on one core) timed between the c=1 blocks. "
+        "CPU per upload is read from /proc: the gate process (HTTP both ways, the body to its worker, "
+        "matching, decision log) and its hashing workers (decode + PDQ + digests).",
     )
     for c in levels:
         d, t = direct[c], through[c]
