@@ -13,6 +13,7 @@ import numpy.typing as npt
 import pdqhash
 
 from gate.hashing.decode import Pixels
+from gate.hashing.pdq_native import pdq_of_grey
 from gate.types import PdqHash
 
 # The order pdqhash.compute_dihedral returns its 8 hashes in; these names go into PdqHash.transform.
@@ -49,7 +50,14 @@ def pdq_hashes(pixels: Pixels, *, dihedral: bool = False) -> tuple[tuple[PdqHash
     """The PDQ hash (or the 8 dihedral hashes, ``original`` first) and the quality (0–100)."""
     height, width = pixels.shape[:2]
     transposed = width % _SLOW_WIDTH == 0 and height % _SLOW_WIDTH != 0
-    rgb = _rgb(pixels.swapaxes(0, 1) if transposed else pixels)
+    oriented = pixels.swapaxes(0, 1) if transposed else pixels
+    native = pdq_of_grey(oriented) if pixels.ndim == 2 and not dihedral else None
+    if native is not None:  # a grey image (every JPEG): the same hash without pdqhash's float64 luma
+        bits: BitVector = native[0]
+        if transposed:
+            bits = _transpose_bits(bits)
+        return (PdqHash(hex=to_hex(bits), quality=native[1]),), native[1]
+    rgb = _rgb(oriented)
     if not dihedral:
         vector, quality = pdqhash.compute(rgb)
         if transposed:
