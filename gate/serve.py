@@ -23,6 +23,7 @@ from gate.deps import Deps, open_deps
 from gate.policy.load import PolicyError
 from gate.quarantine.keys import KeyringError
 from gate.settings import Settings, SettingsError
+from gate.store.spool import gather_orphans
 from gate.workers import run_workers, worker_index
 
 log = logging.getLogger("gate")
@@ -125,6 +126,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     if args.workers > 1 and worker_index() is None:
         return run_workers(settings, args.workers, _worker_args(args))
+    if worker_index() is None:  # workers are spared: their supervisor already did this for them
+        gather_orphans(settings.data_dir, 1, settings.spool_max_bytes)
     try:
         asyncio.run(serve_forever(settings))
     except PolicyError as exc:

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from gate.settings import Settings
+from gate.store.spool import gather_orphans
 
 log = logging.getLogger("gate.workers")
 
@@ -102,6 +103,7 @@ def run_workers(settings: Settings, workers: int, cli_args: list[str]) -> int:
 
             embedded = EmbeddedPostgres(settings.data_dir)
             dsn = embedded.start()
+        gather_orphans(settings.data_dir, workers, settings.spool_max_bytes)
         for i in range(workers):
             env = _worker_env(settings, i, workers, port, dsn, metrics_dir)
             procs.append(subprocess.Popen([sys.executable, "-m", "gate", *cli_args], env=env))  # noqa: S603  our own argv

@@ -20,6 +20,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+ADOPT_CHUNK = 1000
+
+
 class SpoolError(OSError):
     """The spool cannot take or give records (locked by another process, disk full, over the limit)."""
 
@@ -136,6 +139,33 @@ class Spool:
         self._offset = offset
         self.pending_records = max(0, self.pending_records - count)
 
+    def adopt(self, directory: Path) -> int:
+        """Move every unreplayed row of the spool in ``directory`` (left by a worker that no longer
+        runs) into this one, and remove its files once emptied. Returns how many rows moved.
+
+        Appended here (fsynced) before the other's offset advances: a crash in between leaves rows in
+        both, and replay keeps one of each (inserts are idempotent on id)."""
+        other = Spool(directory, self.max_bytes)
+        other.open()
+        moved = 0
+        try:
+            while True:
+                rows, bad, offset = other.read_chunk(ADOPT_CHUNK)
+                if not rows and not bad:
+                    break
+                if rows:
+                    self.append(rows)
+                if bad:
+                    self.reject(bad, f"unparseable line in {other.path}")
+                other.commit(offset, len(rows) + len(bad))
+                moved += len(rows)
+            if other.pending_bytes == 0:
+                other.path.unlink(missing_ok=True)
+                other.offset_path.unlink(missing_ok=True)
+        finally:
+            other.close()
+        return moved
+
     # ---- helpers ---------------------------------------------------------------------------------
 
     def _require_fd(self) -> int:
@@ -202,3 +232,37 @@ class Spool:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def spool_dirs(data_dir: Path, workers: int) -> list[Path]:
+    """The spools a gate with ``workers`` processes writes: ``<data>/spool`` for one process (what
+    DecisionLog.from_settings uses), ``<data>/workers/<i>/spool`` for each of several (gate.workers)."""
+    if workers <= 1:
+        return [data_dir / "spool"]
+    return [data_dir / "workers" / str(i) / "spool" for i in range(workers)]
+
+
+def gather_orphans(data_dir: Path, workers: int, max_bytes: int) -> int:
+    """Before a gate starts with ``workers`` processes: move the rows of every spool it will not open
+    (left by a run with more, fewer or no workers) into one it will, so they are replayed rather than
+    stranded until the old layout returns. Returns how many rows moved; a spool in use (another gate
+    on this data directory) or a full target is left as it is, and said so."""
+    live = spool_dirs(data_dir, workers)
+    found = [data_dir / "spool", *sorted(p.parent for p in data_dir.glob("workers/*/spool/decisions.spool"))]
+    orphans = [d for d in found if d not in live and (d / "decisions.spool").exists()]
+    moved = 0
+    for n, orphan in enumerate(orphans):
+        target = Spool(live[n % len(live)], max_bytes)
+        try:
+            target.open()
+            try:
+                count = target.adopt(orphan)
+            finally:
+                target.close()
+        except OSError as exc:
+            log.error("decisions in %s were not moved to %s: %s", orphan, target.directory, exc)
+            continue
+        if count:
+            log.warning("moved %d unreplayed decisions from %s into %s", count, orphan, target.directory)
+        moved += count
+    return moved

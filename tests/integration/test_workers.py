@@ -14,11 +14,16 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import aiohttp
 
+from gate.store.rows import record_to_row
+from gate.store.spool import Spool
 from tests.integration.conftest import POLICY, TEST_EVIDENCE_KEY
+from tests.integration.store import records as R
+from tests.integration.store.conftest import fetch_rows
 from tests.support.images import encode, photo
 from tests.support.upstream import RecordingUpstream
 
@@ -85,6 +90,13 @@ async def test_two_workers_share_one_port(
         "GATE_HASH_WORKERS": "1",
         "GATE_EVIDENCE_KEY": TEST_EVIDENCE_KEY,  # the policy quarantines
     }
+    # A previous single-process run left decisions in its outage spool: a worker must replay them.
+    left = Spool(tmp_path / "var" / "spool", 1 << 20)
+    left.open()
+    records = [R.forward(n) for n in range(3)]
+    left.append([record_to_row(r) for r in records])
+    left.close()
+    stranded = {uuid.UUID(hex=r.id) for r in records}
     log = tmp_path / "gate.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -120,6 +132,9 @@ async def test_two_workers_share_one_port(
             await asyncio.sleep(0.1)
         assert sum(judged.values()) == 24
         assert set(judged) == pids  # both workers judged uploads (each has a 1 in 2**23 chance of none)
+        while not stranded <= {r["id"] for r in await fetch_rows(fresh_dsn)}:
+            assert time.monotonic() < deadline, log.read_text()
+            await asyncio.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=90)
