@@ -90,11 +90,13 @@ def run(report: Report, photos: list[Sample], quick: bool) -> None:
             direct: dict[int, dict[str, float]] = {}
             through: dict[int, dict[str, float]] = {}
             hashing: list[float] = []
+            paced: dict[str, float] = {}
             with procs.gate(up) as g:
                 for c, total in levels.items():
-                    direct[c], through[c] = _interleaved(up, g, files, c, total, hashing if c == 1 else None)
-                # The median of the one-core hashing times taken between the c=1 blocks: the same
-                # statistic, over the same stretch of time, as the p50 it is compared with.
+                    measured = _interleaved(up, g, files, c, total, hashing if c == 1 else None)
+                    direct[c], through[c] = measured["direct"], measured["gate"]
+                    paced = measured.get("paced", paced)
+                # Taken between the c=1 blocks, over the same stretch of time as the p50s it meets.
                 one_core_ms = statistics.median(hashing)
                 _passthrough(report, up, g.url, quick)
                 _memory(report, g, files, str(big), quick)
@@ -125,7 +127,8 @@ def run(report: Report, photos: list[Sample], quick: bool) -> None:
         "measurement before and one after the gate's): "
         f"{pure_rate:.1f} uploads/s; Hasher latency at concurrency 1 (includes the hop to a worker "
         f"process): {hasher_ms:.1f} ms. Direct and gate uploads run in alternating blocks; 'hashing ms' is "
-        "the median of `hash_bytes` (digests + PDQ, serially on one core) timed between the c=1 blocks. "
+        "the median over photos of the best of three `hash_bytes` runs (digests + PDQ, serially on one "
+        "core), taken between the c=1 blocks. "
         "CPU per upload is read from /proc: the gate process (HTTP both ways, the body to its worker, "
         "matching, decision log) and its hashing workers (decode + PDQ + digests).",
     )
@@ -156,13 +159,40 @@ def run(report: Report, photos: list[Sample], quick: bool) -> None:
         f"{best:.1f} vs {pure_rate:.1f} uploads/s = {best / pure_rate:.0%}",
         best / pure_rate >= 0.7,
     )
-    over = through[1]["p50"] - direct[1]["p50"] - one_core_ms
+    over = through[1]["p50"] - paced["p50"] - one_core_ms
+    warm = through[1]["p50"] - direct[1]["p50"] - one_core_ms
     report.target(
         "gate-added latency at concurrency 1, above hashing cost",
         "≤ 3 ms",
-        f"{over:.1f} ms (added {through[1]['p50'] - direct[1]['p50']:.1f}, hashing {one_core_ms:.1f})",
+        f"{over:.1f} ms against paced direct uploads (added {through[1]['p50'] - paced['p50']:.1f}, hashing "
+        f"{one_core_ms:.1f}); {warm:.1f} ms against back-to-back ones",
         over <= 3,
     )
+    lone = report.table(
+        "Concurrency 1: what the gate adds to one upload",
+        [
+            "baseline",
+            "direct p50 ms",
+            "gate p50 ms",
+            "added ms",
+            "hashing ms (one core)",
+            "added − hashing ms",
+        ],
+        note="Paced: direct uploads that each wait one hashing time before the next, so the upstream is "
+        "as idle between them as it is behind the gate (a lone uploader finds its PDS idle). "
+        "Back to back: the upstream never idles, which a gate in front of it cannot match.",
+    )
+    for name, base in (("paced (the target's)", paced), ("back to back", direct[1])):
+        lone.add(
+            **{
+                "baseline": name,
+                "direct p50 ms": base["p50"],
+                "gate p50 ms": through[1]["p50"],
+                "added ms": through[1]["p50"] - base["p50"],
+                "hashing ms (one core)": one_core_ms,
+                "added − hashing ms": through[1]["p50"] - base["p50"] - one_core_ms,
+            }
+        )
     workers = report.table(
         "Worker processes (12 MP JPEG, concurrency 64)",
         ["workers", "gate uploads/s", "p50 ms", "p99 ms", "vs 1 worker"],
@@ -192,32 +222,47 @@ def run(report: Report, photos: list[Sample], quick: bool) -> None:
 
 def _interleaved(
     up: str, g: procs.Gate, files: list[str], c: int, total: int, hashing: list[float] | None
-) -> tuple[dict[str, float], dict[str, float]]:
+) -> dict[str, dict[str, float]]:
     """Direct and through-the-gate uploads in alternating blocks, so that a busy spell on a shared
-    machine falls on both alike; with ``hashing``, one-core hashing times are taken between blocks."""
+    machine falls on both alike. With ``hashing`` (concurrency 1), one-core hashing times (best of
+    three per photo) are taken between blocks, and a third run sends direct uploads *paced*: each waits as long as one hash
+    takes, so the upstream sits idle between uploads as it does behind the gate (a lone uploader's
+    PDS is idle; a back-to-back baseline keeps it warmer than any gate can)."""
     blocks = max(1, min(4, total // (2 * c)))
     per_block = total // blocks
     bodies = [Path(f).read_bytes() for f in files]
     for url in (up, g.url):
         procs.load(_upload_job(url, files, c, max(4, total // 4), "image/jpeg"))  # warm-up
+    gap = None
+    if hashing is not None:
+        gap = statistics.median(_timed(lambda b=b: hash_bytes(b, HashOptions())) for b in bodies) / 1000
     runs: dict[str, list[dict[str, Any]]] = {"direct": [], "gate": []}
+    if gap is not None:
+        runs["paced"] = []
     before = procs.cpu_split(g.pid)
     for _ in range(blocks):
         runs["direct"].append(procs.load(_upload_job(up, files, c, per_block, "image/jpeg")))
         runs["gate"].append(procs.load(_upload_job(g.url, files, c, per_block, "image/jpeg")))
         if hashing is not None:
-            hashing.extend(_timed(lambda b=b: hash_bytes(b, HashOptions())) for b in bodies)
+            runs["paced"].append(
+                procs.load(_upload_job(up, files, c, per_block, "image/jpeg") | {"gap": gap})
+            )
+            # Best of three in a row: the warm cost of a hash, the strictest baseline to hold the gate to.
+            hashing.extend(
+                min(_timed(lambda b=b: hash_bytes(b, HashOptions())) for _ in range(3)) for b in bodies
+            )
     after = procs.cpu_split(g.pid)
-    merged = {
-        name: {"latencies": [x for r in rs for x in r["latencies"]], "wall": sum(r["wall"] for r in rs)}
+    stats = {
+        name: _stats(
+            {"latencies": [x for r in rs for x in r["latencies"]], "wall": sum(r["wall"] for r in rs)}
+        )
         for name, rs in runs.items()
     }
-    d, t = _stats(merged["direct"]), _stats(merged["gate"])
     # CPU per upload: robust to other load on the machine, unlike wall time. The gate is idle during
     # the direct blocks.
-    t["proxy_cpu"] = (after[0] - before[0]) / (per_block * blocks) * 1000
-    t["hash_cpu"] = (after[1] - before[1]) / (per_block * blocks) * 1000
-    return d, t
+    stats["gate"]["proxy_cpu"] = (after[0] - before[0]) / (per_block * blocks) * 1000
+    stats["gate"]["hash_cpu"] = (after[1] - before[1]) / (per_block * blocks) * 1000
+    return stats
 
 
 def _timed(fn: object) -> float:

@@ -56,6 +56,8 @@ async def _uploads(job: dict[str, Any], session: aiohttp.ClientSession) -> dict[
                 await resp.read()
                 statuses[resp.status] += 1
             latencies.append(time.perf_counter() - start)
+            if job.get("gap"):  # paced uploads: each client waits this long before its next one
+                await asyncio.sleep(job["gap"])
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(job["concurrency"])))
