@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -58,6 +59,28 @@ action = "quarantine"
 
 # A fixed test key (base64 of 32 bytes): tests can open the evidence the gate sealed.
 TEST_EVIDENCE_KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def process_env(tmp_path: Path, upstream_url: str, dsn: str) -> dict[str, str]:
+    """The environment of a gate run as operators run it (``python -m gate serve``): the test policy,
+    its empty banks and a data directory under ``tmp_path``, any free ports, one hashing worker."""
+    (tmp_path / "banks").mkdir()
+    (tmp_path / "banks" / "blocklist.csv").write_text("\n")
+    (tmp_path / "banks" / "review.csv").write_text("\n")
+    (tmp_path / "policy.toml").write_text(POLICY)
+    return {
+        **os.environ,
+        "GATE_LISTEN": "127.0.0.1:0",
+        "GATE_METRICS_LISTEN": "127.0.0.1:0",
+        "GATE_UPSTREAM": upstream_url,
+        "GATE_POLICY": str(tmp_path / "policy.toml"),
+        "GATE_BANKS_DIR": str(tmp_path / "banks"),
+        "GATE_DATA_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": dsn,
+        "GATE_HASH_WORKERS": "1",
+        "GATE_EVIDENCE_KEY": TEST_EVIDENCE_KEY,  # the policy quarantines
+    }
+
 
 GateFactory = Callable[..., Awaitable[RunningGate]]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import subprocess
@@ -21,7 +20,7 @@ import aiohttp
 
 from gate.store.rows import record_to_row
 from gate.store.spool import Spool
-from tests.integration.conftest import POLICY, TEST_EVIDENCE_KEY
+from tests.integration.conftest import process_env
 from tests.integration.store import records as R
 from tests.integration.store.conftest import fetch_rows
 from tests.support.images import encode, photo
@@ -74,22 +73,7 @@ async def test_two_workers_share_one_port(
     tmp_path: Path, upstream: tuple[RecordingUpstream, str], fresh_dsn: str
 ) -> None:
     recorder, upstream_url = upstream
-    (tmp_path / "banks").mkdir()
-    (tmp_path / "banks" / "blocklist.csv").write_text("\n")
-    (tmp_path / "banks" / "review.csv").write_text("\n")
-    (tmp_path / "policy.toml").write_text(POLICY)
-    env = {
-        **os.environ,
-        "GATE_LISTEN": "127.0.0.1:0",
-        "GATE_METRICS_LISTEN": "127.0.0.1:0",
-        "GATE_UPSTREAM": upstream_url,
-        "GATE_POLICY": str(tmp_path / "policy.toml"),
-        "GATE_BANKS_DIR": str(tmp_path / "banks"),
-        "GATE_DATA_DIR": str(tmp_path / "var"),
-        "DATABASE_URL": fresh_dsn,
-        "GATE_HASH_WORKERS": "1",
-        "GATE_EVIDENCE_KEY": TEST_EVIDENCE_KEY,  # the policy quarantines
-    }
+    env = process_env(tmp_path, upstream_url, fresh_dsn)
     # A previous single-process run left decisions in its outage spool: a worker must replay them.
     left = Spool(tmp_path / "var" / "spool", 1 << 20)
     left.open()

@@ -21,7 +21,7 @@ import asyncpg
 
 from gate.store.rows import record_to_row
 from gate.store.spool import Spool, gather_orphans
-from tests.integration.conftest import POLICY, TEST_EVIDENCE_KEY
+from tests.integration.conftest import process_env
 
 from . import records as R
 from .conftest import fetch_rows
@@ -111,22 +111,7 @@ async def test_a_gate_started_with_fewer_workers_replays_what_the_others_spooled
 ) -> None:
     data = tmp_path / "var"
     stranded = _spool(data / "workers" / "1" / "spool", range(7))
-    (tmp_path / "banks").mkdir()
-    (tmp_path / "banks" / "blocklist.csv").write_text("\n")
-    (tmp_path / "banks" / "review.csv").write_text("\n")
-    (tmp_path / "policy.toml").write_text(POLICY)
-    env = {
-        **os.environ,
-        "GATE_LISTEN": "127.0.0.1:0",
-        "GATE_METRICS_LISTEN": "127.0.0.1:0",
-        "GATE_UPSTREAM": "http://127.0.0.1:9",
-        "GATE_POLICY": str(tmp_path / "policy.toml"),
-        "GATE_BANKS_DIR": str(tmp_path / "banks"),
-        "GATE_DATA_DIR": str(data),
-        "DATABASE_URL": fresh_dsn,
-        "GATE_HASH_WORKERS": "1",
-        "GATE_EVIDENCE_KEY": TEST_EVIDENCE_KEY,
-    }
+    env = process_env(tmp_path, "http://127.0.0.1:9", fresh_dsn)  # no upstream: none is needed
     log = tmp_path / "gate.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
