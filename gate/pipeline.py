@@ -72,14 +72,7 @@ def hash_options(policy: Policy, settings: Settings) -> HashOptions:
 async def match_all(matchers: Sequence[Matcher], hashes: Hashes, policy: Policy) -> MatchResult:
     """Every matcher in parallel; their matches and failures merged. A matcher that raises anyway is a
     failure for this upload (so ``on_matcher_error`` decides), never a crash."""
-    results: list[MatchResult | BaseException]
-    if len(matchers) == 1:  # the usual local-only set-up: no task to schedule and wait a turn for
-        try:
-            results = [await matchers[0].match(hashes, policy)]
-        except Exception as exc:
-            results = [exc]
-    else:
-        results = await asyncio.gather(*(m.match(hashes, policy) for m in matchers), return_exceptions=True)
+    results = await asyncio.gather(*(m.match(hashes, policy) for m in matchers), return_exceptions=True)
     found: list[Match] = []
     failures: list[MatcherFailure] = []
     for matcher, result in zip(matchers, results, strict=True):

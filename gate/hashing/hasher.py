@@ -54,15 +54,7 @@ def hash_bytes(body: bytes, options: HashOptions, *, full_resolution: bool = Fal
 
 
 def combine(found: Digests, media_type: str, image: ImageHashes | None) -> Hashes:
-    if image is None:
-        return Hashes(
-            sha256=found.sha256,
-            md5=found.md5,
-            sha1=found.sha1,
-            cid=found.cid,
-            size=found.size,
-            media_type=media_type,
-        )
+    image = image if image is not None else ImageHashes()  # its defaults are Hashes' "not an image"
     return Hashes(
         sha256=found.sha256,
         md5=found.md5,

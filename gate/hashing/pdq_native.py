@@ -8,7 +8,7 @@ gives the same float32 values, bit for bit, in a fraction of the time. The table
 handed to the very function ``compute`` calls next (``pdqHash256FromFloatLuma``, an exported symbol
 of pdqhash's extension module), so the hash is pdqhash's own.
 
-This reaches below pdqhash's Python API, so it proves itself before use: at import it hashes test
+This reaches below pdqhash's Python API, so it proves itself before use: on first use it hashes test
 images both ways and is used only if every hash and quality agree; otherwise (another pdqhash build,
 a missing symbol) ``pdq_of_grey`` returns None and the caller uses ``pdqhash.compute``. The foreign
 call also releases the GIL, which ``pdqhash.compute`` holds.
@@ -17,6 +17,7 @@ call also releases the GIL, which ``pdqhash.compute`` holds.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 from collections.abc import Callable
 
@@ -91,19 +92,23 @@ def _proven(function: Callable[..., None]) -> bool:
     return True
 
 
-_FUNCTION = _load()
-if _FUNCTION is not None and not _proven(_FUNCTION):
-    log.warning("pdqhash's native entry point disagrees with pdqhash.compute here; not using it")
-    _FUNCTION = None
+@functools.cache
+def _function() -> Callable[..., None] | None:
+    """The entry point once proven (on first use, not at import: the gate's own process, which hands
+    every image to a worker, never pays for the proof; workers run it as they start)."""
+    function = _load()
+    if function is not None and not _proven(function):
+        log.warning("pdqhash's native entry point disagrees with pdqhash.compute here; not using it")
+        return None
+    return function
 
 
 def available() -> bool:
-    return _FUNCTION is not None
+    return _function() is not None
 
 
 def pdq_of_grey(grey: npt.NDArray[np.uint8]) -> tuple[Bits, int] | None:
     """(256 bits, most significant first; quality) of a 2-D uint8 image, as ``pdqhash.compute`` gives
     for that image in three equal channels; None when the native path is not available."""
-    if _FUNCTION is None:
-        return None
-    return _hash(_FUNCTION, grey)
+    function = _function()
+    return None if function is None else _hash(function, grey)

@@ -28,6 +28,7 @@ from typing import Any
 
 from PIL import Image
 
+from gate.hashing import pdq_native
 from gate.hashing.digests import digests
 from gate.hashing.image import hash_image
 from gate.hashing.options import HashOptions
@@ -83,6 +84,7 @@ def prepare_process() -> None:
     # Ctrl-C in a terminal reaches the whole process group; the gate decides when workers end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _keep_heap_warm()
+    pdq_native.available()  # proves the grey-image fast path now, not on this worker's first upload
 
 
 def _keep_heap_warm() -> None:
