@@ -37,27 +37,21 @@ from gate.settings import Settings
 from gate.store.decision_log import DecisionLog
 from gate.store.embedded import EmbeddedPostgres
 from tests.integration.store.records import forward, quarantine, reject, shadow
+from tests.support.policies import RESPONSES
 from tests.support.serving import serving
 from tests.support.upstream import RecordingUpstream
 
 RATE = 200  # uploads per second offered (second argument overrides, to find the machine's knee)
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"
-POLICY = """
+POLICY = (
+    """
 on_unhashable = "quarantine"
 on_unscannable = "forward"
 on_matcher_error = "reject"
 on_log_failure = "forward"
-
-[responses.reject]
-status = 400
-error = "BlobRejected"
-message = "rejected by policy"
-
-[responses.quarantine]
-status = 400
-error = "BlobHeld"
-message = "held for review"
-
+"""
+    + RESPONSES
+    + """
 [[rules]]
 name = "block-exact"
 source = "local"
@@ -65,6 +59,7 @@ banks = ["blocklist"]
 signal_types = ["sha256"]
 action = "reject"
 """
+)
 
 
 def bodies(count: int) -> list[bytes]:

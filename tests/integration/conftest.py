@@ -13,26 +13,20 @@ import pytest
 
 from gate.serve import RunningGate, run_gate
 from gate.settings import Settings
+from tests.support.policies import RESPONSES
 from tests.support.serving import serving
 from tests.support.upstream import RecordingUpstream
 
-POLICY = """
+POLICY = (
+    """
 on_unhashable = "quarantine"
 on_low_quality = "forward"
 on_unscannable = "forward"
 on_matcher_error = "reject"
 on_log_failure = "forward"
-
-[responses.reject]
-status = 400
-error = "BlobRejected"
-message = "rejected by policy"
-
-[responses.quarantine]
-status = 400
-error = "BlobHeld"
-message = "held for review"
-
+"""
+    + RESPONSES
+    + """
 [[rules]]
 name = "block-exact"
 source = "local"
@@ -56,30 +50,47 @@ signal_types = ["pdq"]
 max_distance = 31
 action = "quarantine"
 """
+)
 
 # A fixed test key (base64 of 32 bytes): tests can open the evidence the gate sealed.
 TEST_EVIDENCE_KEY = base64.b64encode(bytes(range(32))).decode()
 
 
-def process_env(tmp_path: Path, upstream_url: str, dsn: str) -> dict[str, str]:
-    """The environment of a gate run as operators run it (``python -m gate serve``): the test policy,
-    its empty banks and a data directory under ``tmp_path``, any free ports, one hashing worker."""
-    (tmp_path / "banks").mkdir()
-    (tmp_path / "banks" / "blocklist.csv").write_text("\n")
-    (tmp_path / "banks" / "review.csv").write_text("\n")
-    (tmp_path / "policy.toml").write_text(POLICY)
+def write_config(
+    tmp_path: Path, policy: str = POLICY, banks: dict[str, str] | None = None
+) -> tuple[Path, Path]:
+    """The policy file and bank files (the test policy's banks, empty unless given) under ``tmp_path``."""
+    banks_dir = tmp_path / "banks"
+    banks_dir.mkdir(exist_ok=True)
+    for name, rows in {"blocklist": "", "review": "", "allowlist": "", **(banks or {})}.items():
+        (banks_dir / f"{name}.csv").write_text(rows + "\n")
+    policy_path = tmp_path / "policy.toml"
+    policy_path.write_text(policy)
+    return policy_path, banks_dir
+
+
+def gate_env(
+    upstream_url: str, dsn: str, policy_path: Path, banks_dir: Path, data_dir: Path
+) -> dict[str, str]:
+    """A test gate's settings: loopback on any free ports, one hashing worker, the test evidence key
+    (the test policy quarantines)."""
     return {
-        **os.environ,
         "GATE_LISTEN": "127.0.0.1:0",
         "GATE_METRICS_LISTEN": "127.0.0.1:0",
         "GATE_UPSTREAM": upstream_url,
-        "GATE_POLICY": str(tmp_path / "policy.toml"),
-        "GATE_BANKS_DIR": str(tmp_path / "banks"),
-        "GATE_DATA_DIR": str(tmp_path / "var"),
+        "GATE_POLICY": str(policy_path),
+        "GATE_BANKS_DIR": str(banks_dir),
+        "GATE_DATA_DIR": str(data_dir),
         "DATABASE_URL": dsn,
         "GATE_HASH_WORKERS": "1",
-        "GATE_EVIDENCE_KEY": TEST_EVIDENCE_KEY,  # the policy quarantines
+        "GATE_EVIDENCE_KEY": TEST_EVIDENCE_KEY,
     }
+
+
+def process_env(tmp_path: Path, upstream_url: str, dsn: str) -> dict[str, str]:
+    """The environment of a gate run as operators run it (``python -m gate serve``), its data
+    directory ``tmp_path / "var"``."""
+    return {**os.environ, **gate_env(upstream_url, dsn, *write_config(tmp_path), tmp_path / "var")}
 
 
 GateFactory = Callable[..., Awaitable[RunningGate]]
@@ -109,24 +120,12 @@ async def start_gate(
         async def start(policy: str = POLICY, banks: dict[str, str] | None = None, **env: str) -> RunningGate:
             nonlocal started
             started += 1
-            banks_dir = tmp_path / "banks"
-            banks_dir.mkdir(exist_ok=True)
-            for name, rows in {"blocklist": "", "review": "", "allowlist": "", **(banks or {})}.items():
-                (banks_dir / f"{name}.csv").write_text(rows + "\n")
-            policy_path = tmp_path / "policy.toml"
-            policy_path.write_text(policy)
+            policy_path, banks_dir = write_config(tmp_path, policy, banks)
+            data_dir = tmp_path / f"var{started}"
             settings = Settings.from_env(
                 {
-                    "GATE_LISTEN": "127.0.0.1:0",
-                    "GATE_METRICS_LISTEN": "127.0.0.1:0",
-                    "GATE_UPSTREAM": upstream[1],
-                    "GATE_DATA_DIR": str(tmp_path / f"var{started}"),
-                    "DATABASE_URL": fresh_dsn,
-                    "GATE_POLICY": str(policy_path),
-                    "GATE_BANKS_DIR": str(banks_dir),
-                    "GATE_HASH_WORKERS": "1",
+                    **gate_env(upstream[1], fresh_dsn, policy_path, banks_dir, data_dir),
                     "GATE_RELOAD_INTERVAL": "0.2",
-                    "GATE_EVIDENCE_KEY": TEST_EVIDENCE_KEY,
                     **env,
                 }
             )

@@ -18,30 +18,24 @@ from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import OTHER_PDQ, flip
 from tests.integration.conftest import GateFactory
 from tests.support import images
+from tests.support.policies import RESPONSES
 from tests.support.upstream import RecordingUpstream
 
 AUTH = {"Authorization": "Bearer not-checked-by-the-fake-upstream", "Content-Type": "image/jpeg"}
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"
 Upstream = tuple[RecordingUpstream, str]
 
-POLICY = """
+POLICY = (
+    """
 on_unhashable = "quarantine"
 on_low_quality = "forward"
 on_unscannable = "forward"
 on_matcher_error = "{on_error}"
 on_log_failure = "forward"
 hma_banks = {hma_banks}
-
-[responses.reject]
-status = 400
-error = "BlobRejected"
-message = "rejected by policy"
-
-[responses.quarantine]
-status = 400
-error = "BlobHeld"
-message = "held for review"
-
+"""
+    + RESPONSES
+    + """
 [[rules]]
 name = "local-exact"
 source = "local"
@@ -57,6 +51,7 @@ signal_types = ["pdq"]
 max_distance = 10
 action = "reject"
 """
+)
 
 
 def policy(on_error: str = "reject", hma_banks: str = '["HMA_BLOCK"]') -> str:

@@ -49,6 +49,17 @@ async def upload(url: str, body: bytes) -> tuple[int, dict[str, object]]:
         return r.status, await r.json(content_type=None)
 
 
+async def upload_without_evidence_table(dsn: str, url: str, body: bytes) -> tuple[int, dict[str, object]]:
+    """Upload while the evidence store cannot write (its table renamed away), then put it back."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("ALTER TABLE evidence RENAME TO evidence_gone")
+        return await upload(url, body)
+    finally:
+        await conn.execute("ALTER TABLE evidence_gone RENAME TO evidence")
+        await conn.close()
+
+
 async def get_blob(url: str, cid: str) -> tuple[int, object]:
     query = f"/xrpc/com.atproto.sync.getBlob?did=did:plc:abc&cid={cid}"
     async with aiohttp.ClientSession() as s, s.get(url + query) as r:
@@ -101,13 +112,7 @@ async def test_store_failure_answers_503_and_forwards_nothing(
     rec, _ = upstream
     body = images.jpeg("coffee.png")
     gate = await start_gate(policy=HOLD_EXACT, banks={"review": f"sha256,{sha(body)},t"})
-    conn = await asyncpg.connect(fresh_dsn)
-    try:
-        await conn.execute("ALTER TABLE evidence RENAME TO evidence_gone")
-        status, answer = await upload(gate.url, body)
-    finally:
-        await conn.execute("ALTER TABLE evidence_gone RENAME TO evidence")
-        await conn.close()
+    status, answer = await upload_without_evidence_table(fresh_dsn, gate.url, body)
     assert status == 503 and answer["error"] == "Overloaded"
     assert rec.uploads() == []
 
@@ -207,13 +212,7 @@ async def test_store_failure_can_answer_as_usual_when_the_policy_says_block(
     body = images.jpeg("coffee.png")
     policy = HOLD_EXACT + '\n[evidence]\non_store_failure = "block"\n'
     gate = await start_gate(policy=policy, banks={"review": f"sha256,{sha(body)},t"})
-    conn = await asyncpg.connect(fresh_dsn)
-    try:
-        await conn.execute("ALTER TABLE evidence RENAME TO evidence_gone")
-        status, answer = await upload(gate.url, body)
-    finally:
-        await conn.execute("ALTER TABLE evidence_gone RENAME TO evidence")
-        await conn.close()
+    status, answer = await upload_without_evidence_table(fresh_dsn, gate.url, body)
     assert (status, answer) == (400, {"error": "BlobHeld", "message": "held for review"})
     assert rec.uploads() == []
 
