@@ -23,8 +23,7 @@ from gate.deps import Deps, open_deps
 from gate.policy.load import PolicyError
 from gate.quarantine.keys import KeyringError
 from gate.settings import Settings, SettingsError
-from gate.store.spool import gather_orphans
-from gate.workers import run_workers, worker_index
+from gate.workers import gather_orphans, run_workers, worker_index
 
 log = logging.getLogger("gate")
 

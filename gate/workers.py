@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from gate.settings import Settings
-from gate.store.spool import gather_orphans
+from gate.store.spool import Spool, spool_dir
 
 log = logging.getLogger("gate.workers")
 
@@ -68,7 +68,7 @@ def _worker_env(
     env = dict(os.environ)
     env[WORKER_ENV] = str(index)
     env["GATE_LISTEN"] = f"{settings.listen[0]}:{port}"
-    env["GATE_DATA_DIR"] = str((settings.data_dir / "workers" / str(index)).absolute())
+    env["GATE_DATA_DIR"] = str(worker_data_dir(settings.data_dir, index).absolute())
     env["GATE_ADMIN_TOKENS"] = str(settings.admin_tokens_file.absolute())
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     if settings.hash_workers == 0:
@@ -160,3 +160,36 @@ def _stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 60.0) -> bo
             code = proc.wait()
         clean = clean and code == 0
     return clean
+
+
+def worker_data_dir(data_dir: Path, index: int) -> Path:
+    return data_dir / "workers" / str(index)
+
+
+def gather_orphans(data_dir: Path, workers: int, max_bytes: int) -> int:
+    """Before a gate starts with ``workers`` processes: move the rows of every spool it will not open
+    (left by a run with more, fewer or no workers) into one it will, so they are replayed rather than
+    stranded until the old layout returns. Returns how many rows moved; a spool in use (another gate
+    on this data directory) or a full target is left as it is, and said so."""
+    if workers <= 1:
+        live = [spool_dir(data_dir)]
+    else:
+        live = [spool_dir(worker_data_dir(data_dir, i)) for i in range(workers)]
+    found = [spool_dir(data_dir), *sorted(spool_dir(d) for d in data_dir.glob("workers/*"))]
+    orphans = [d for d in found if d not in live and (d / "decisions.spool").exists()]
+    moved = 0
+    for n, orphan in enumerate(orphans):
+        target = Spool(live[n % len(live)], max_bytes)
+        try:
+            target.open()
+            try:
+                count = target.adopt(orphan)
+            finally:
+                target.close()
+        except OSError as exc:
+            log.error("decisions in %s were not moved to %s: %s", orphan, target.directory, exc)
+            continue
+        if count:
+            log.warning("moved %d unreplayed decisions from %s into %s", count, orphan, target.directory)
+        moved += count
+    return moved

@@ -25,7 +25,7 @@ from gate.record import DecisionRecord
 from gate.settings import Settings
 from gate.store.migrate import MigrationError, migrate
 from gate.store.rows import INSERT_SQL, insert_args, record_to_row
-from gate.store.spool import Spool
+from gate.store.spool import Spool, spool_dir
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class DecisionLog:
     def from_settings(cls, settings: Settings, dsn: str) -> DecisionLog:
         return cls(
             dsn,
-            settings.data_dir / "spool",
+            spool_dir(settings.data_dir),
             queue_size=settings.decision_queue_size,
             batch_size=settings.decision_batch_size,
             pool_min=settings.db_pool_min,

@@ -234,35 +234,6 @@ class Spool:
             os.close(dfd)
 
 
-def spool_dirs(data_dir: Path, workers: int) -> list[Path]:
-    """The spools a gate with ``workers`` processes writes: ``<data>/spool`` for one process (what
-    DecisionLog.from_settings uses), ``<data>/workers/<i>/spool`` for each of several (gate.workers)."""
-    if workers <= 1:
-        return [data_dir / "spool"]
-    return [data_dir / "workers" / str(i) / "spool" for i in range(workers)]
-
-
-def gather_orphans(data_dir: Path, workers: int, max_bytes: int) -> int:
-    """Before a gate starts with ``workers`` processes: move the rows of every spool it will not open
-    (left by a run with more, fewer or no workers) into one it will, so they are replayed rather than
-    stranded until the old layout returns. Returns how many rows moved; a spool in use (another gate
-    on this data directory) or a full target is left as it is, and said so."""
-    live = spool_dirs(data_dir, workers)
-    found = [data_dir / "spool", *sorted(p.parent for p in data_dir.glob("workers/*/spool/decisions.spool"))]
-    orphans = [d for d in found if d not in live and (d / "decisions.spool").exists()]
-    moved = 0
-    for n, orphan in enumerate(orphans):
-        target = Spool(live[n % len(live)], max_bytes)
-        try:
-            target.open()
-            try:
-                count = target.adopt(orphan)
-            finally:
-                target.close()
-        except OSError as exc:
-            log.error("decisions in %s were not moved to %s: %s", orphan, target.directory, exc)
-            continue
-        if count:
-            log.warning("moved %d unreplayed decisions from %s into %s", count, orphan, target.directory)
-        moved += count
-    return moved
+def spool_dir(data_dir: Path) -> Path:
+    """Where the gate whose data directory is ``data_dir`` keeps its outage spool."""
+    return data_dir / "spool"

@@ -20,7 +20,8 @@ from pathlib import Path
 import asyncpg
 
 from gate.store.rows import record_to_row
-from gate.store.spool import Spool, gather_orphans
+from gate.store.spool import Spool
+from gate.workers import gather_orphans
 from tests.integration.conftest import process_env
 
 from . import records as R
