@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from gate.hashing.decode import DecodeFailure, decode
 from gate.hashing.options import HashOptions
-from gate.hashing.pdq import pdq_hashes
+from gate.hashing.pdq import pdq_of
 from gate.hashing.perceptual import perceptual
 from gate.types import PdqHash, Unhashable
 
@@ -32,7 +32,7 @@ def hash_image(body: bytes, media_type: str, options: HashOptions, *, reduce: bo
         decoded = decode(body, media_type, max_pixels=options.max_image_pixels, reduce=reduce)
     except DecodeFailure as failure:
         return ImageHashes(unhashable=failure.reason, unhashable_detail=failure.detail)
-    pdq, quality = pdq_hashes(decoded.pixels, dihedral=options.dihedral)
+    pdq, quality = pdq_of(decoded, dihedral=options.dihedral)
     if quality < options.min_pdq_quality:
         # A flat or featureless image: its hash is noise that would match other flat images.
         return ImageHashes(

@@ -12,8 +12,9 @@ import numpy as np
 import numpy.typing as npt
 import pdqhash
 
-from gate.hashing.decode import Pixels
-from gate.hashing.pdq_native import pdq_of_grey
+from gate.hashing.decode import Decoded, Pixels
+from gate.hashing.pdq_downsample import downsample
+from gate.hashing.pdq_native import pdq_of_grey, pdq_of_luma
 from gate.types import PdqHash
 
 # The order pdqhash.compute_dihedral returns its 8 hashes in; these names go into PdqHash.transform.
@@ -44,6 +45,24 @@ _UNDER_TRANSPOSE = {
 _SLOW_WIDTH = 256
 
 BitVector = npt.NDArray[np.integer]
+
+
+def pdq_of(decoded: Decoded, *, dihedral: bool = False) -> tuple[tuple[PdqHash, ...], int]:
+    """The PDQ hash (or the 8 dihedral hashes, ``original`` first) and quality of a decoded image: of
+    its full-resolution pixels, or of PDQ's downsample computed from its reduced ones."""
+    if decoded.scale is None:
+        return pdq_hashes(decoded.pixels, dihedral=dihedral)
+    luma = downsample(decoded.pixels, decoded.width, decoded.height, decoded.scale)
+    native = pdq_of_luma(luma, dihedral=dihedral)
+    if native is None:  # pdqhash's own API takes bytes: the downsample rounded (a bit or two, rarely)
+        return pdq_hashes(np.clip(np.rint(luma), 0, 255).astype(np.uint8), dihedral=dihedral)
+    vectors, quality = native
+    names = TRANSFORMS if dihedral else TRANSFORMS[:1]
+    hashes = tuple(
+        PdqHash(hex=to_hex(v), quality=quality, transform=name)
+        for name, v in zip(names, vectors, strict=True)
+    )
+    return hashes, quality
 
 
 def pdq_hashes(pixels: Pixels, *, dihedral: bool = False) -> tuple[tuple[PdqHash, ...], int]:

@@ -20,6 +20,7 @@ import ctypes
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,12 @@ log = logging.getLogger(__name__)
 # facebook::pdq::hashing::pdqHash256FromFloatLuma(float*, float*, int, int, float(*)[64],
 # float(*)[64], float(*)[16], Hash256&, int&), as the Itanium C++ ABI spells it.
 _SYMBOL = "_ZN8facebook3pdq7hashing23pdqHash256FromFloatLumaEPfS2_iiPA64_fS4_PA16_fRNS1_7Hash256ERi"
+# pdqDihedralHash256esFromFloatLuma(float*, float*, int, int, float(*)[64], float(*)[64], float(*)[16],
+# float(*)[16], Hash256* × 8, int&): the 8 dihedral hashes, in pdqhash.compute_dihedral's order.
+_DIHEDRAL = (
+    "_ZN8facebook3pdq7hashing33pdqDihedralHash256esFromFloatLumaEPfS2_iiPA64_fS4_PA16_fS6_"
+    "PNS1_7Hash256ES8_S8_S8_S8_S8_S8_S8_Ri"
+)
 
 _values = np.arange(256)
 # Exactly pdqhash's expression and evaluation order, per byte value.
@@ -40,43 +47,48 @@ _BIT = np.arange(16, dtype=np.uint16)
 Bits = npt.NDArray[np.uint8]
 
 
-def _load() -> Callable[..., None] | None:
+@dataclass(frozen=True, slots=True)
+class _Native:
+    single: Callable[..., None]
+    dihedral: Callable[..., bool]
+
+
+def _load() -> _Native | None:
     try:
-        function = ctypes.CDLL(bindings.__file__)[_SYMBOL]
+        library = ctypes.CDLL(bindings.__file__)
+        single, dihedral = library[_SYMBOL], library[_DIHEDRAL]
     except (OSError, AttributeError):
         return None
-    function.restype = None
     pointer, integer = ctypes.c_void_p, ctypes.c_int
-    function.argtypes = (pointer, pointer, integer, integer, pointer, pointer, pointer, pointer, pointer)
-    return function
+    single.restype = None
+    single.argtypes = (pointer, pointer, integer, integer, pointer, pointer, pointer, pointer, pointer)
+    dihedral.restype = ctypes.c_bool
+    dihedral.argtypes = (pointer, pointer, integer, integer, *(pointer,) * 4, *(pointer,) * 8, pointer)
+    return _Native(single, dihedral)
 
 
-def _hash(function: Callable[..., None], grey: npt.NDArray[np.uint8]) -> tuple[Bits, int]:
-    luma = np.ascontiguousarray(LUMA[grey])
+def _hash(native: _Native, luma: npt.NDArray[np.float32], dihedral: bool) -> tuple[list[Bits], int]:
+    """pdqhash's hashes of a float luma image (pdqhash blurs and overwrites its buffers: copies go in)."""
+    luma = np.array(luma, dtype=np.float32, order="C")
     scratch = np.zeros_like(luma)  # as pdqhash passes it
     b64x64 = np.empty((64, 64), np.float32)
     b16x64 = np.empty((16, 64), np.float32)
     b16x16 = np.empty((16, 16), np.float32)
-    words = np.zeros(16, np.uint16)
+    words = np.zeros((8 if dihedral else 1, 16), np.uint16)
     quality = ctypes.c_int(0)
     rows, cols = luma.shape
-    function(
-        luma.ctypes.data,
-        scratch.ctypes.data,
-        rows,
-        cols,
-        b64x64.ctypes.data,
-        b16x64.ctypes.data,
-        b16x16.ctypes.data,
-        words.ctypes.data,
-        ctypes.addressof(quality),
-    )
+    buffers = (luma.ctypes.data, scratch.ctypes.data, rows, cols, b64x64.ctypes.data, b16x64.ctypes.data)
+    if dihedral:
+        aux = np.empty((16, 16), np.float32)
+        hashes = (words[k].ctypes.data for k in range(8))
+        native.dihedral(*buffers, b16x16.ctypes.data, aux.ctypes.data, *hashes, ctypes.addressof(quality))
+    else:
+        native.single(*buffers, b16x16.ctypes.data, words.ctypes.data, ctypes.addressof(quality))
     # pdqhash's hash_to_vector: bit k is bit (k % 16) of word k // 16, listed from bit 255 down.
-    bits = ((words[:, None] >> _BIT) & 1).astype(np.uint8).reshape(256)[::-1]
-    return bits, quality.value
+    return [((w[:, None] >> _BIT) & 1).astype(np.uint8).reshape(256)[::-1] for w in words], quality.value
 
 
-def _proven(function: Callable[..., None]) -> bool:
+def _proven(native: _Native) -> bool:
     rng = np.random.default_rng(20261124)
     samples = [
         rng.integers(0, 256, (97, 131), dtype=np.uint8),
@@ -86,29 +98,46 @@ def _proven(function: Callable[..., None]) -> bool:
     for grey in samples:
         rgb = np.repeat(grey[:, :, None], 3, axis=2)
         want_bits, want_quality = pdqhash.compute(rgb)
-        bits, quality = _hash(function, grey)
+        (bits,), quality = _hash(native, LUMA[grey], dihedral=False)
         if quality != want_quality or not np.array_equal(bits, np.asarray(want_bits, dtype=np.uint8)):
+            return False
+        want_all, want_quality = pdqhash.compute_dihedral(rgb)
+        found, quality = _hash(native, LUMA[grey], dihedral=True)
+        if quality != want_quality or not all(
+            np.array_equal(a, np.asarray(b, dtype=np.uint8)) for a, b in zip(found, want_all, strict=True)
+        ):
             return False
     return True
 
 
 @functools.cache
-def _function() -> Callable[..., None] | None:
-    """The entry point once proven (on first use, not at import: the gate's own process, which hands
+def _native() -> _Native | None:
+    """The entry points once proven (on first use, not at import: the gate's own process, which hands
     every image to a worker, never pays for the proof; workers run it as they start)."""
-    function = _load()
-    if function is not None and not _proven(function):
-        log.warning("pdqhash's native entry point disagrees with pdqhash.compute here; not using it")
+    native = _load()
+    if native is not None and not _proven(native):
+        log.warning("pdqhash's native entry points disagree with pdqhash here; not using them")
         return None
-    return function
+    return native
 
 
 def available() -> bool:
-    return _function() is not None
+    return _native() is not None
 
 
 def pdq_of_grey(grey: npt.NDArray[np.uint8]) -> tuple[Bits, int] | None:
     """(256 bits, most significant first; quality) of a 2-D uint8 image, as ``pdqhash.compute`` gives
     for that image in three equal channels; None when the native path is not available."""
-    function = _function()
-    return None if function is None else _hash(function, grey)
+    native = _native()
+    if native is None:
+        return None
+    (bits,), quality = _hash(native, LUMA[grey], dihedral=False)
+    return bits, quality
+
+
+def pdq_of_luma(luma: npt.NDArray[np.float32], *, dihedral: bool) -> tuple[list[Bits], int] | None:
+    """pdqhash's hash (or its 8 dihedral hashes, in ``compute_dihedral``'s order) and quality of a
+    float luma image, such as the 64×64 downsample of gate/hashing/pdq_downsample.py (on which PDQ's
+    own blur has a window of 1 px: a no-op up to float rounding); None when the native path is not available."""
+    native = _native()
+    return None if native is None else _hash(native, luma, dihedral)
