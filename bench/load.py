@@ -7,7 +7,8 @@
 - ``{"kind": "get", "url": …, "concurrency": C, "total": N}``: small GETs;
 - ``{"kind": "download", "url": …, "total": N}``: N big downloads one after another;
 - ``{"kind": "ws", "url": …, "count": K, "size": B, "total": N}``: N rounds of K frames of B bytes.
-The result holds per-request latencies (seconds), the wall time and the status codes seen.
+The result holds per-request latencies (seconds), the wall time and the status codes seen; uploads
+and GETs also give each one's completion time from the job's start (``done``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ async def _uploads(job: dict[str, Any], session: aiohttp.ClientSession) -> dict[
 
     serial = itertools.count()
     salt = os.urandom(4)
+    done: list[float] = []  # completion times from the start: bench.report.steady_rate
+    start_all = [0.0]
 
     async def worker() -> None:
         while not queue.empty():
@@ -56,18 +59,22 @@ async def _uploads(job: dict[str, Any], session: aiohttp.ClientSession) -> dict[
                 await resp.read()
                 statuses[resp.status] += 1
             latencies.append(time.perf_counter() - start)
+            done.append(time.perf_counter() - start_all[0])
             if job.get("gap"):  # paced uploads: each client waits this long before its next one
                 await asyncio.sleep(job["gap"])
 
-    start = time.perf_counter()
+    start_all[0] = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(job["concurrency"])))
-    return {"latencies": latencies, "wall": time.perf_counter() - start, "statuses": dict(statuses)}
+    wall = time.perf_counter() - start_all[0]
+    return {"latencies": latencies, "wall": wall, "statuses": dict(statuses), "done": done}
 
 
 async def _gets(job: dict[str, Any], session: aiohttp.ClientSession) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     remaining = [job["total"]]
+    done: list[float] = []
+    start_all = time.perf_counter()
 
     async def worker() -> None:
         while remaining[0] > 0:
@@ -77,10 +84,11 @@ async def _gets(job: dict[str, Any], session: aiohttp.ClientSession) -> dict[str
                 await resp.read()
                 statuses[resp.status] += 1
             latencies.append(time.perf_counter() - start)
+            done.append(time.perf_counter() - start_all)
 
-    start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(job["concurrency"])))
-    return {"latencies": latencies, "wall": time.perf_counter() - start, "statuses": dict(statuses)}
+    wall = time.perf_counter() - start_all
+    return {"latencies": latencies, "wall": wall, "statuses": dict(statuses), "done": done}
 
 
 async def _downloads(job: dict[str, Any], session: aiohttp.ClientSession) -> dict[str, Any]:
