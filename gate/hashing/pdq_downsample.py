@@ -57,43 +57,42 @@ def downsample(pixels: Pixels, width: int, height: int, scale: int) -> Floats:
 
 @functools.lru_cache(maxsize=256)
 def band(full: int, reduced: int, scale: int) -> Band:
-    """The weights along one axis of ``full`` pixels, for an image reduced to ``reduced`` pixels."""
-    weights = _full_weights(full)
+    """The weights along one axis of ``full`` pixels, for an image reduced to ``reduced`` pixels.
+
+    PDQ's box filter (downscaling.cpp, box1DFloat) averages, for output ``o``, the inputs
+    ``o - (w - h) .. o + h - 1`` that exist, where ``w`` is the window and ``h = (w + 2) // 2``; it
+    runs twice; ``decimateFloat`` then keeps output ``int((i + 0.5) * full / 64)``. Each sample is
+    worked out over its own span only (~4 windows), so a very long side costs no full-length arrays.
+    """
     if -(-full // scale) == reduced:  # blocks of exactly ``scale`` pixels, the last one short
         starts = np.arange(0, full, scale)
     else:  # any other reduction: blocks in proportion
         starts = (np.arange(reduced) * full) // reduced
-    per_pixel = np.add.reduceat(weights, starts, axis=1)
-    nonzero = per_pixel != 0
-    first = nonzero.argmax(axis=1)
-    last = reduced - 1 - nonzero[:, ::-1].argmax(axis=1)
-    width = int((last - first).max()) + 1
-    first = np.minimum(first, reduced - width)
-    index = first[:, None] + np.arange(width)
-    return Band(index=index, weights=np.take_along_axis(per_pixel, index, axis=1).astype(np.float32))
-
-
-def _full_weights(full: int) -> npt.NDArray[np.float64]:
-    """64 × ``full``: the weight of each full-resolution pixel in each of PDQ's 64 samples.
-
-    PDQ's box filter (downscaling.cpp, box1DFloat) averages, for output ``o``, the inputs
-    ``o - (w - h) .. o + h - 1`` that exist, where ``w`` is the window and ``h = (w + 2) // 2``; it
-    runs twice; ``decimateFloat`` then keeps output ``int((i + 0.5) * full / 64)``.
-    """
     window = -(-full // (2 * OUT))
     half = (window + 2) // 2
-    at = np.arange(full)
-    lo = np.maximum(at - (window - half), 0)
-    hi = np.minimum(at + half, full)  # exclusive
     samples = ((np.arange(OUT) + 0.5) * full / OUT).astype(np.intp)
-    # Each sample reads the box around it; each pixel of that box is itself a box of the input. Add
-    # every inner box as +c at its start and -c past its end, then one cumulative sum lays them out.
-    steps = np.zeros((OUT, full + 1))
-    for i, sample in enumerate(samples):
-        inner = np.arange(lo[sample], hi[sample])
-        share = 1.0 / (hi[sample] - lo[sample]) / (hi[inner] - lo[inner])
-        np.add.at(steps[i], lo[inner], share)
-        np.add.at(steps[i], hi[inner], -share)
-    weights = np.cumsum(steps[:, :full], axis=1)
-    weights[np.abs(weights) < 1e-12] = 0.0  # the sum's rounding leaves dust where the tent is zero
-    return weights
+    firsts: list[int] = []
+    rows: list[npt.NDArray[np.float64]] = []
+    for sample in samples:
+        inner = np.arange(max(sample - (window - half), 0), min(sample + half, full))  # the first box
+        lo = np.maximum(inner - (window - half), 0)  # ...and the box around each of its pixels
+        hi = np.minimum(inner + half, full)
+        share = 1.0 / inner.size / (hi - lo)
+        # Each inner box adds +share from its start and -share past its end; a running sum lays them out.
+        origin, end = int(lo[0]), int(hi[-1])
+        steps = np.zeros(end - origin + 1)
+        np.add.at(steps, lo - origin, share)
+        np.add.at(steps, hi - origin, -share)
+        weights = np.cumsum(steps[:-1])
+        # Onto the reduced pixels: the block each full-resolution pixel falls in.
+        blocks = np.searchsorted(starts, np.arange(origin, end), side="right") - 1
+        firsts.append(int(blocks[0]))
+        rows.append(np.asarray(np.bincount(blocks - blocks[0], weights=weights), dtype=np.float64))
+    width = max(row.size for row in rows)
+    index = np.empty((OUT, width), np.intp)
+    out = np.zeros((OUT, width), np.float32)
+    for i, (block, row) in enumerate(zip(firsts, rows, strict=True)):
+        first = max(0, min(block, reduced - width))  # near the far edge: read further back, weight 0
+        index[i] = first + np.arange(width)
+        out[i, block - first : block - first + row.size] = row
+    return Band(index=index, weights=out)

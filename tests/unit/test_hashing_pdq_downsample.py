@@ -52,7 +52,7 @@ def _image(height: int, width: int) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("height", "width"),
-    [(1000, 1500), (1365, 2048), (768, 1024), (1001, 777), (600, 3000), (200, 131)],
+    [(1000, 1500), (1365, 2048), (768, 1024), (1001, 777), (600, 3000), (200, 131), (130, 20000)],
 )
 def test_weights_at_full_resolution_are_pdqs_own_blur_and_decimate(height: int, width: int) -> None:
     grey = _image(height, width)
@@ -69,7 +69,7 @@ def test_rgb_is_weighted_through_pdqs_luma() -> None:
     np.testing.assert_allclose(downsample(rgb, 900, 700, 1), _pdq_buffer(luma), atol=2e-3)
 
 
-@pytest.mark.parametrize("full", [513, 1000, 1024, 1365, 3024, 4031, 4032, 12345])
+@pytest.mark.parametrize("full", [513, 1000, 1024, 1365, 3024, 4031, 4032, 12345, 100_000])
 @pytest.mark.parametrize("scale", [1, 2, 3, 4, 8])
 def test_every_output_weighs_one_in_all(full: int, scale: int) -> None:
     # PDQ's box filter averages: each sample is a weighted mean, so its weights sum to 1.
