@@ -8,13 +8,15 @@ median is unchanged, so the hash is bit-identical (tests/unit/test_hashing_pdq.p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 import pdqhash
 
 from gate.hashing.decode import Decoded, Pixels
 from gate.hashing.pdq_downsample import downsample
-from gate.hashing.pdq_native import pdq_of_grey, pdq_of_luma
+from gate.hashing.pdq_native import LUMA, pdq_of_luma
 from gate.types import PdqHash
 
 # The order pdqhash.compute_dihedral returns its 8 hashes in; these names go into PdqHash.transform.
@@ -56,13 +58,7 @@ def pdq_of(decoded: Decoded, *, dihedral: bool = False) -> tuple[tuple[PdqHash, 
     native = pdq_of_luma(luma, dihedral=dihedral)
     if native is None:  # pdqhash's own API takes bytes: the downsample rounded (a bit or two, rarely)
         return pdq_hashes(np.clip(np.rint(luma), 0, 255).astype(np.uint8), dihedral=dihedral)
-    vectors, quality = native
-    names = TRANSFORMS if dihedral else TRANSFORMS[:1]
-    hashes = tuple(
-        PdqHash(hex=to_hex(v), quality=quality, transform=name)
-        for name, v in zip(names, vectors, strict=True)
-    )
-    return hashes, quality
+    return _as_hashes(*native, dihedral=dihedral, transposed=False)
 
 
 def pdq_hashes(pixels: Pixels, *, dihedral: bool = False) -> tuple[tuple[PdqHash, ...], int]:
@@ -70,28 +66,32 @@ def pdq_hashes(pixels: Pixels, *, dihedral: bool = False) -> tuple[tuple[PdqHash
     height, width = pixels.shape[:2]
     transposed = width % _SLOW_WIDTH == 0 and height % _SLOW_WIDTH != 0
     oriented = pixels.swapaxes(0, 1) if transposed else pixels
-    native = pdq_of_grey(oriented) if pixels.ndim == 2 and not dihedral else None
-    if native is not None:  # a grey image (every JPEG): the same hash without pdqhash's float64 luma
-        bits: BitVector = native[0]
-        if transposed:
-            bits = _transpose_bits(bits)
-        return (PdqHash(hex=to_hex(bits), quality=native[1]),), native[1]
+    # A grey image (every small JPEG): the same hashes without pdqhash's float64 luma pass.
+    native = pdq_of_luma(LUMA[oriented], dihedral=dihedral) if pixels.ndim == 2 else None
+    if native is not None:
+        return _as_hashes(*native, dihedral=dihedral, transposed=transposed)
     rgb = _rgb(oriented)
-    if not dihedral:
-        vector, quality = pdqhash.compute(rgb)
-        if transposed:
-            vector = _transpose_bits(vector)
-        return (PdqHash(hex=to_hex(vector), quality=int(quality)),), int(quality)
-    vectors, quality = pdqhash.compute_dihedral(rgb)
+    if dihedral:
+        vectors, quality = pdqhash.compute_dihedral(rgb)
+        return _as_hashes(vectors, quality, dihedral=True, transposed=transposed)
+    vector, quality = pdqhash.compute(rgb)
+    return _as_hashes([vector], quality, dihedral=False, transposed=transposed)
+
+
+def _as_hashes(
+    vectors: Sequence[BitVector], quality: int, *, dihedral: bool, transposed: bool
+) -> tuple[tuple[PdqHash, ...], int]:
+    """pdqhash's bit vectors (``compute_dihedral``'s order) as PdqHashes; ``transposed``: they are the
+    hashes of the transposed image, to be turned back."""
+    names = TRANSFORMS if dihedral else TRANSFORMS[:1]
     found: dict[str, str] = {}
-    for name, vector in zip(TRANSFORMS, vectors, strict=True):
+    for name, vector in zip(names, vectors, strict=True):
         if transposed:
             found[_UNDER_TRANSPOSE[name]] = to_hex(_transpose_bits(vector))
         else:
             found[name] = to_hex(vector)
-    return tuple(PdqHash(hex=found[name], quality=int(quality), transform=name) for name in TRANSFORMS), int(
-        quality
-    )
+    quality = int(quality)
+    return tuple(PdqHash(hex=found[name], quality=quality, transform=name) for name in names), quality
 
 
 def to_hex(vector: BitVector) -> str:

@@ -1,16 +1,17 @@
-"""PDQ of a grey image through pdqhash's own C++ entry point, without its float64 luma pass.
+"""PDQ through pdqhash's own exported C++ entry points, from float luma the gate prepares itself.
 
 ``pdqhash.compute`` first turns an RGB array into float luma with numpy
-(``R*0.299 + G*0.587 + B*0.114`` in float64, then float32): three float64 temporaries per pixel,
-~45 % of its time on the reduced images the gate hashes. Every JPEG the gate hashes is decoded
-straight to its Y plane, so R = G = B and that luma is a function of one byte: a 256-entry table
-gives the same float32 values, bit for bit, in a fraction of the time. The table's values are then
-handed to the very function ``compute`` calls next (``pdqHash256FromFloatLuma``, an exported symbol
-of pdqhash's extension module), so the hash is pdqhash's own.
+(``R*0.299 + G*0.587 + B*0.114`` in float64, then float32): three float64 temporaries per pixel.
+Two kinds of input need none of that:
+- grey images (every JPEG is decoded straight to its Y plane): R = G = B, so the luma is a function
+  of one byte, and a 256-entry table (``LUMA``) gives the same float32 values, bit for bit;
+- the 64×64 downsample of gate/hashing/pdq_downsample.py, already float luma.
+The luma is handed to the very functions ``compute`` and ``compute_dihedral`` call next
+(``pdqHash256FromFloatLuma``, ``pdqDihedralHash256esFromFloatLuma``), so the hashes are pdqhash's own.
 
 This reaches below pdqhash's Python API, so it proves itself before use: on first use it hashes test
 images both ways and is used only if every hash and quality agree; otherwise (another pdqhash build,
-a missing symbol) ``pdq_of_grey`` returns None and the caller uses ``pdqhash.compute``. The foreign
+a missing symbol) ``pdq_of_luma`` returns None and the caller uses pdqhash's Python API. The foreign
 call also releases the GIL, which ``pdqhash.compute`` holds.
 """
 
@@ -68,8 +69,9 @@ def _load() -> _Native | None:
 
 
 def _hash(native: _Native, luma: npt.NDArray[np.float32], dihedral: bool) -> tuple[list[Bits], int]:
-    """pdqhash's hashes of a float luma image (pdqhash blurs and overwrites its buffers: copies go in)."""
-    luma = np.array(luma, dtype=np.float32, order="C")
+    """pdqhash's hashes of a float luma image. pdqhash blurs in place: ``luma`` is consumed (every
+    caller passes a fresh array, so it is not copied again)."""
+    luma = np.ascontiguousarray(luma, dtype=np.float32)
     scratch = np.zeros_like(luma)  # as pdqhash passes it
     b64x64 = np.empty((64, 64), np.float32)
     b16x64 = np.empty((16, 64), np.float32)
@@ -125,19 +127,10 @@ def available() -> bool:
     return _native() is not None
 
 
-def pdq_of_grey(grey: npt.NDArray[np.uint8]) -> tuple[Bits, int] | None:
-    """(256 bits, most significant first; quality) of a 2-D uint8 image, as ``pdqhash.compute`` gives
-    for that image in three equal channels; None when the native path is not available."""
-    native = _native()
-    if native is None:
-        return None
-    (bits,), quality = _hash(native, LUMA[grey], dihedral=False)
-    return bits, quality
-
-
 def pdq_of_luma(luma: npt.NDArray[np.float32], *, dihedral: bool) -> tuple[list[Bits], int] | None:
     """pdqhash's hash (or its 8 dihedral hashes, in ``compute_dihedral``'s order) and quality of a
-    float luma image, such as the 64×64 downsample of gate/hashing/pdq_downsample.py (on which PDQ's
-    own blur has a window of 1 px: a no-op up to float rounding); None when the native path is not available."""
+    float luma image, which it consumes: ``LUMA[grey]`` gives pdqhash's luma of a grey image; on the
+    64×64 downsample of gate/hashing/pdq_downsample.py PDQ's own blur has a 1 px window, a no-op up
+    to float rounding. None when the native path is not available."""
     native = _native()
     return None if native is None else _hash(native, luma, dihedral)

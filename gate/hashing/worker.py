@@ -84,7 +84,7 @@ def prepare_process() -> None:
     # Ctrl-C in a terminal reaches the whole process group; the gate decides when workers end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _keep_heap_warm()
-    pdq_native.available()  # proves the grey-image fast path now, not on this worker's first upload
+    pdq_native.available()  # proves the native PDQ entry points now, not on this worker's first upload
 
 
 def _keep_heap_warm() -> None:
