@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from gate.admin.health import create_admin_app
 from gate.admin.review_app import create_review_app, install_review, open_review
 from gate.app import create_app
 from gate.deps import Deps, open_deps
+from gate.logging_setup import configure_logging
 from gate.policy.load import PolicyError
 from gate.quarantine.keys import KeyringError
 from gate.settings import Settings, SettingsError
@@ -110,34 +112,33 @@ async def serve_forever(settings: Settings) -> None:
         log.info("shutting down: draining in-flight uploads")
 
 
-def configure_logging(level: str) -> None:
-    # With --workers, every line says which worker process wrote it.
-    tag = " [%(process)d]" if worker_index() is not None else ""
-    logging.basicConfig(level=level.upper(), format=f"%(asctime)s %(levelname)s{tag} %(name)s %(message)s")
+def fatal(message: str) -> int:
+    """A reason not to start, on stderr (stdout is for what a command outputs, never for errors)."""
+    print(f"upload-gate: {message}", file=sys.stderr)
+    return 2
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env(env_file=Path(args.env_file) if args.env_file else None)
     except SettingsError as exc:
-        print(f"upload-gate: {exc}")
-        return 2
-    configure_logging(settings.log_level)
+        return fatal(str(exc))
+    configure_logging(settings.log_level, settings.log_format)
     if args.workers > 1 and worker_index() is None:
-        return run_workers(settings, args.workers, _worker_args(args))
+        try:
+            return run_workers(settings, args.workers, _worker_args(args))
+        except OSError as exc:  # e.g. the embedded Postgres, which the supervisor starts, would not
+            return fatal(f"cannot start: {exc}")
     if worker_index() is None:  # workers are spared: their supervisor already did this for them
         gather_orphans(settings.data_dir, 1, settings.spool_max_bytes)
     try:
         asyncio.run(serve_forever(settings))
     except PolicyError as exc:
-        print(f"upload-gate: the policy {settings.policy_path} is invalid, not starting:\n{exc}")
-        return 2
+        return fatal(f"the policy {settings.policy_path} is invalid, not starting:\n{exc}")
     except KeyringError as exc:
-        print(f"upload-gate: the evidence keyring is unusable, not starting: {exc}")
-        return 2
+        return fatal(f"the evidence keyring is unusable, not starting: {exc}")
     except OSError as exc:
-        print(f"upload-gate: cannot start: {exc}")
-        return 2
+        return fatal(f"cannot start: {exc}")
     return 0
 
 

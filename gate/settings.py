@@ -128,6 +128,24 @@ def parse_bool(raw: str) -> bool:
     raise ValueError("expected true or false")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+
+
+def parse_log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError("expected one of " + ", ".join(LOG_LEVELS))
+    return level
+
+
+def parse_log_format(raw: str) -> str:
+    fmt = raw.strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise ValueError("expected text or json")
+    return fmt
+
+
 def env(name: str, parser: Callable[[str], Any], default: str, help: str, secret: bool = False) -> Any:
     """Declare a setting: its variable, parser, default (as the string an operator would write)."""
     return field(metadata={"env": name, "parser": parser, "default": default, "help": help, "secret": secret})
@@ -176,7 +194,12 @@ class Settings:
     reload_interval: float = env(
         "GATE_RELOAD_INTERVAL", parse_seconds, "2", "how often policy and bank files are checked"
     )
-    log_level: str = env("GATE_LOG_LEVEL", str, "INFO", "logging level")
+    log_level: str = env(
+        "GATE_LOG_LEVEL", parse_log_level, "INFO", "least severe log lines written: " + ", ".join(LOG_LEVELS)
+    )
+    log_format: str = env(
+        "GATE_LOG_FORMAT", parse_log_format, "text", "text (one line each) or json (one object per line)"
+    )
     hma_url: URL | None = env(
         "GATE_HMA_URL", parse_optional_url, "", "HMA (OpenMediaMatch) base URL; unset = no HMA matcher"
     )

@@ -90,7 +90,7 @@ def run_workers(settings: Settings, workers: int, cli_args: list[str]) -> int:
     try:
         holder = reserve_port(*settings.listen)
     except OSError as exc:
-        print(f"upload-gate: cannot start: {exc}")
+        print(f"upload-gate: cannot start: {exc}", file=sys.stderr)
         return 2
     port = int(holder.getsockname()[1])
     embedded = None

@@ -56,7 +56,7 @@ async def purge_periodically(store: EvidenceStore, interval: float) -> None:
             purged = await store.purge()
             metrics.EVIDENCE_PURGED.inc(len(purged))
             if purged:
-                log.warning("evidence purge: %d expired item(s) deleted", len(purged))
+                log.info("evidence purge: %d expired item(s) deleted", len(purged))
         except Exception as exc:  # the next round retries; a purge must never stop the gate
             log.error("evidence purge failed: %s: %s", type(exc).__name__, exc)
         await asyncio.sleep(interval)

@@ -135,7 +135,7 @@ class WithheldBlobs:
             try:
                 await self.refresh(load)
                 if failing:
-                    log.warning("withheld blobs: refreshed again (%d blocked)", len(self._blocked))
+                    log.info("withheld blobs: refreshed again (%d blocked)", len(self._blocked))
                 failing = False
             except Exception as exc:  # keep serving the last known set
                 if not failing:

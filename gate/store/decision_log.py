@@ -243,7 +243,7 @@ class DecisionLog:
         await asyncio.to_thread(self.spool.commit, offset, len(rows) + len(bad))
         metrics.DECISION_LOG_RECORDS.labels("replayed").inc(len(rows))
         if not self.spool.pending_records:
-            log.warning("decision spool replayed into Postgres; spool empty")
+            log.info("decision spool replayed into Postgres; spool empty")
 
     async def _insert(self, rows: list[Row], target: str) -> bool:
         """Insert ``rows``; False on an outage (the caller spools). Rows Postgres refuses as data are
@@ -307,8 +307,10 @@ class DecisionLog:
             await self._db_failed("postgres", exc)
             return False
         self._pool = pool
-        if self._db_up is not True:
-            log.warning("decision log: Postgres reachable; writing decisions")
+        if self._db_up is None:
+            log.info("decision log: writing decisions to Postgres")
+        elif self._db_up is False:  # good news after the ERROR that said it was failing
+            log.info("decision log: Postgres reachable again; writing decisions")
         self._db_up = True
         return True
 

@@ -36,6 +36,9 @@ def _pgserver() -> Any:
         warnings.simplefilter("ignore")
         import pgserver  # deferred: only the embedded mode pays for it
 
+    # pgserver narrates every step at INFO (~45 lines per start, whole command outputs) and dumps the
+    # entire server log at ERROR on a failure; the gate says what matters itself, in one line each.
+    logging.getLogger("pgserver").setLevel(logging.CRITICAL + 1)
     return pgserver
 
 
@@ -50,13 +53,21 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Start (or join) the server and make sure the gate's database exists; returns its DSN."""
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        pgserver = _pgserver()
+        joined = self.pid() is not None and self.running()
         try:
-            self._server = _pgserver().get_server(self.pgdata, cleanup_mode="stop")
+            self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             raise EmbeddedPostgresError(
-                f"embedded Postgres in {self.pgdata} did not start; see {self.pgdata / 'log'}"
+                f"embedded Postgres in {self.pgdata} did not start{self._log_tail()}"
             ) from exc
         info = self._server.get_postmaster_info()
+        log.info(
+            "embedded Postgres %s in %s (pid %d, Unix socket only)",
+            "joined" if joined else "started",
+            self.pgdata,
+            info.pid,
+        )
         if info.socket_dir is not None and Path(info.socket_dir) != self.pgdata:
             # pgserver falls back to a shared runtime dir (mode 0777) when the path is too long for a socket.
             log.warning(
@@ -109,6 +120,38 @@ class EmbeddedPostgres:
     def _user(self) -> str | None:
         return "pgserver" if os.geteuid() == 0 else None
 
+    # ---- the server process, as its lock file and the kernel describe it ---------------------------
+
+    def lock_file(self) -> tuple[int, str] | None:
+        """(pid, status) from ``postmaster.pid``: the postmaster's pid and "starting", "ready" or
+        "stopping". None when there is no lock file (never started, or shut down cleanly)."""
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return None
+        if not lines or not lines[0].strip().isdigit():
+            return None
+        return int(lines[0]), (lines[7].strip() if len(lines) > 7 else "starting")
+
+    def pid(self) -> int | None:
+        lock = self.lock_file()
+        return lock[0] if lock else None
+
+    def running(self) -> bool:
+        """The postmaster named by the lock file is a live postgres process (not a zombie, not a pid
+        reused by something else). Read from the kernel on every call: nothing here is cached."""
+        pid = self.pid()
+        return pid is not None and _postgres_alive(pid)
+
+    def _log_tail(self, lines: int = 5) -> str:
+        """The end of the server's own log, for an error message (it says why it would not start)."""
+        try:
+            text = (self.pgdata / "log").read_text(errors="replace")
+        except OSError:
+            return ""
+        tail = [line for line in text.splitlines() if line.strip()][-lines:]
+        return "; its log ends:\n  " + "\n  ".join(tail) if tail else ""
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -118,3 +161,26 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # exists, owned by someone else
     return True
+
+
+def _postgres_alive(pid: int) -> bool:
+    """``pid`` is a running postgres process. A killed postmaster stays a zombie until its parent reaps
+    it; when that parent is this process (the gate as PID 1 in a container inherits the daemonised
+    postmaster), reap it here, or no restart could ever take its lock file."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (macOS): existence is all we can tell
+        return _alive(pid)
+    comm, _, rest = stat.partition(" (")[2].rpartition(")")
+    fields = rest.split()
+    if len(fields) < 2:
+        return False
+    state, ppid = fields[0], int(fields[1])
+    if state in ("Z", "X"):
+        if ppid == os.getpid():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        return False
+    return comm == "postgres"

@@ -32,7 +32,7 @@ def test_serve_refuses_bad_settings_with_a_clear_message() -> None:
         env={"GATE_LISTEN": "nowhere", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 2
-    assert "GATE_LISTEN='nowhere'" in result.stdout
+    assert "GATE_LISTEN='nowhere'" in result.stderr and result.stdout == ""
 
 
 def test_serve_refuses_an_invalid_policy_with_its_key_path(tmp_path: object) -> None:
@@ -56,4 +56,20 @@ def test_serve_refuses_an_invalid_policy_with_its_key_path(tmp_path: object) -> 
         [sys.executable, "-m", "gate", "serve"], capture_output=True, text=True, timeout=60, env=env
     )
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "on_matcher_error" in result.stdout and "invalid" in result.stdout
+    assert "on_matcher_error" in result.stderr and "invalid" in result.stderr and result.stdout == ""
+
+
+def test_a_bad_log_level_is_a_settings_error_not_a_traceback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gate", "serve"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"GATE_LOG_LEVEL": "verbose", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(
+        "upload-gate: invalid settings:\n  GATE_LOG_LEVEL='verbose': expected one of"
+    )

@@ -149,13 +149,13 @@ def test_serve_refuses_a_keyring_others_can_read(tmp_path: Path) -> None:
     keys.chmod(0o644)
     done = serve(tmp_path, GATE_EVIDENCE_KEYS_FILE=str(keys))
     assert done.returncode == 2
-    assert "evidence keyring is unusable" in done.stdout and f"chmod 600 {keys}" in done.stdout
+    assert "evidence keyring is unusable" in done.stderr and f"chmod 600 {keys}" in done.stderr
 
 
 def test_serve_without_a_key_says_how_to_make_one(tmp_path: Path) -> None:
     done = serve(tmp_path)
     assert done.returncode == 2
-    assert "no evidence key is configured" in done.stdout and "upload-gate keys init" in done.stdout
+    assert "no evidence key is configured" in done.stderr and "upload-gate keys init" in done.stderr
     assert not (tmp_path / "var").exists()  # refused before anything was started or written
 
 
