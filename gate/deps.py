@@ -70,9 +70,9 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         validators: list[PolicyValidator] = []
         readiness: dict[str, ReadinessCheck] = {}
         # Keys come from a file or the environment, never the database. A policy that can quarantine
-        # is refused (at start-up and on reload) while no key is configured.
+        # stops start-up while no key is configured (a missing key, checked once the policy is read),
+        # and is refused on reload.
         keyring = Keyring.configured(settings.evidence_keys_file, settings.evidence_key)
-        validators.append(quarantine.key_check(keyring))
 
         # HMA (optional): matcher, bank check for every policy load, readiness from its GET /status.
         hma = HmaMatcher.from_settings(settings)
@@ -85,6 +85,8 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
 
         policy = PolicyHolder(settings.policy_path, lambda: {"local": banks.names()}, validators)
         await policy.load_initial()
+        quarantine.require_key(keyring, policy.current)
+        policy.add_validator(quarantine.key_check(keyring))
 
         # The decision log: DATABASE_URL, else the embedded Postgres in GATE_DATA_DIR (started here,
         # stopped after the log has drained). Postgres being down is not fatal: decisions spool.
@@ -104,6 +106,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         )
         await evidence.start()
         stack.push_async_callback(evidence.close)
+        await quarantine.check_keys_cover_evidence(evidence)
         readiness["evidence"] = quarantine.readiness(evidence, policy)
         withheld = WithheldBlobs()
 

@@ -23,7 +23,7 @@ from gate.app import create_app
 from gate.deps import Deps, open_deps
 from gate.logging_setup import configure_logging
 from gate.policy.load import PolicyError
-from gate.quarantine.keys import KeyringError
+from gate.quarantine.keys import KeyringError, MissingEvidenceKey
 from gate.settings import Settings, SettingsError
 from gate.workers import gather_orphans, run_workers, worker_index
 
@@ -135,6 +135,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         asyncio.run(serve_forever(settings))
     except PolicyError as exc:
         return fatal(f"the policy {settings.policy_path} is invalid, not starting:\n{exc}")
+    except MissingEvidenceKey as exc:
+        return fatal(f"no evidence key, not starting: {exc}")
     except KeyringError as exc:
         return fatal(f"the evidence keyring is unusable, not starting: {exc}")
     except OSError as exc:

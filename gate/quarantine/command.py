@@ -1,6 +1,7 @@
 """``upload-gate keys …`` and ``upload-gate evidence …``: the keyring and the evidence from the shell.
 
-    keys init [PATH]        create a keyring (mode 0600) with one active key
+    keys init [PATH]        create a keyring (mode 0600) with one active key (--if-missing: keep one
+                            that is there, for start-up scripts and init containers)
     keys rotate             add a new active key, then re-wrap every item onto it
     keys retire ID          remove a key no item uses any more
     keys list               key ids, which is active, how many items each seals
@@ -41,6 +42,11 @@ def register(sub: Subparsers) -> None:
     ks = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     p = ks.add_parser("init", help="create a keyring file (mode 0600) with one key")
     p.add_argument("path", nargs="?", help="where to create it (default: GATE_EVIDENCE_KEYS_FILE)")
+    p.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="succeed without a change when a usable keyring is already there (for start-up scripts)",
+    )
     p.set_defaults(func=run_init)
     p = ks.add_parser("rotate", help="add a new active key and re-wrap every item onto it")
     p.set_defaults(func=run_rotate)
@@ -115,8 +121,19 @@ def run_init(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         return _fail(str(exc))
     path = Path(args.path) if args.path else settings.evidence_keys_file
+    if path is None and args.if_missing and settings.evidence_key:
+        print("GATE_EVIDENCE_KEY is set: no keyring file to create")
+        return 0
     if path is None:
         return _fail("say where: `upload-gate keys init PATH` (or set GATE_EVIDENCE_KEYS_FILE)")
+    if args.if_missing and (path.exists() or path.is_symlink()):
+        # Never replaced, only checked: a new key here would leave every sealed item unreadable.
+        try:
+            existing = Keyring.load(path)
+        except KeyringError as exc:
+            return _fail(str(exc))
+        print(f"{path} exists (active key {existing.active.id}); left as it is")
+        return 0
     key = new_key()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

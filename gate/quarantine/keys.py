@@ -2,7 +2,9 @@
 
 Keys come from a keyring file (``GATE_EVIDENCE_KEYS_FILE``, JSON, created by ``upload-gate keys init``
 with mode 0600) or from one key in ``GATE_EVIDENCE_KEY`` — never from the database, so a stolen
-database dump (or backup) holds only ciphertext. A keyring file readable by group or others is refused.
+database dump (or backup) holds only ciphertext. A keyring file others can read, or its group can write,
+is refused; its group may read it only when root owns it — PostgreSQL's rule for its server key, and
+what a Kubernetes Secret mounted with ``fsGroup`` looks like (root:fsGroup, mode 0440).
 
 Envelope: every item gets its own random 256-bit data key. The bytes are sealed with AES-256-GCM under
 that data key (random 96-bit nonce, the decision id as associated data), and the data key is wrapped with
@@ -42,6 +44,10 @@ INIT_HINT = "create one with `upload-gate keys init` and set GATE_EVIDENCE_KEYS_
 
 class KeyringError(Exception):
     """The keyring is missing, unreadable, malformed or unsafe; the message says what to do."""
+
+
+class MissingEvidenceKey(KeyringError):
+    """The policy can keep evidence and no key is configured: a missing key, not an invalid policy."""
 
 
 class EvidenceUnreadable(Exception):
@@ -86,6 +92,12 @@ def _decode_secret(text: object, where: str) -> bytes:
     return raw
 
 
+def _private(st: os.stat_result) -> bool:
+    """Owner-only; or, for a root-owned file, group-readable too (see the module docstring)."""
+    group_may = stat.S_IRGRP if st.st_uid == 0 else 0
+    return not st.st_mode & ((stat.S_IRWXG & ~group_may) | stat.S_IRWXO)
+
+
 class Keyring:
     def __init__(self, keys: list[Key], active: str, path: Path | None = None) -> None:
         self.keys = {k.id: k for k in keys}
@@ -122,9 +134,9 @@ class Keyring:
             raise KeyringError(
                 f"cannot read the evidence keyring {path}: {exc.strerror}; {INIT_HINT}"
             ) from None
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        if not _private(st):
             raise KeyringError(
-                f"the evidence keyring {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
+                f"the evidence keyring {path} is open to others (mode {stat.S_IMODE(st.st_mode):o}); "
                 f"run: chmod 600 {path}"
             )
         try:

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from gate import metrics
 from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
-from gate.quarantine.evidence import EvidenceStore
-from gate.quarantine.keys import Keyring
+from gate.quarantine.evidence import EvidenceStore, EvidenceUnavailable
+from gate.quarantine.keys import Keyring, MissingEvidenceKey
 from gate.types import Verdict
 
 log = logging.getLogger("gate.evidence")
@@ -33,20 +33,55 @@ def quarantining_parts(policy: Policy) -> list[str]:
     return parts
 
 
+def missing_key(policy: Policy) -> str | None:
+    """Why this policy needs an evidence key (None when it keeps no evidence): the parts that store it."""
+    if not policy.keeps_evidence:
+        return None
+    where = ", ".join(quarantining_parts(policy)[:5])
+    return (
+        f"the policy stores encrypted evidence ({where}) but no evidence key is configured. "
+        "Create one with `upload-gate keys init /path/to/evidence-keys.json` and set "
+        "GATE_EVIDENCE_KEYS_FILE to that path (or set GATE_EVIDENCE_KEY)"
+    )
+
+
+def require_key(keyring: Keyring | None, policy: Policy) -> None:
+    """At start-up: a policy that can keep evidence and no key stops the gate as a missing key."""
+    why = missing_key(policy) if keyring is None else None
+    if why is not None:
+        raise MissingEvidenceKey(why)
+
+
 def key_check(keyring: Keyring | None) -> Callable[[Policy], Awaitable[list[str]]]:
-    """A policy validator: a policy that can keep evidence needs a key, at start-up and on reload."""
+    """A policy validator for reloads: a new policy that can keep evidence needs a key; without one it
+    is refused and the last good policy stays in force."""
 
     async def check(policy: Policy) -> list[str]:
-        if keyring is not None or not policy.keeps_evidence:
-            return []
-        where = ", ".join(quarantining_parts(policy)[:5])
-        return [
-            f"evidence: this policy stores encrypted evidence ({where}) but no evidence key is configured. "
-            "Create one with `upload-gate keys init var/evidence-keys.json` and set "
-            "GATE_EVIDENCE_KEYS_FILE to that path (or set GATE_EVIDENCE_KEY)"
-        ]
+        why = missing_key(policy) if keyring is None else None
+        return [f"evidence: {why}"] if why else []
 
     return check
+
+
+async def check_keys_cover_evidence(store: EvidenceStore) -> dict[str, int]:
+    """At start-up: evidence sealed under keys this keyring lacks means the keyring was lost or swapped
+    (a volume not carried over, another environment's key). Said loudly, never fatal: new evidence is
+    still sealed, and the operator can restore the old keyring. Returns {missing key id: items}."""
+    try:
+        usage = await store.key_usage()
+    except EvidenceUnavailable:
+        return {}  # Postgres is down: the decision log says so
+    have = store.keyring.keys if store.keyring else {}
+    missing = {key: n for key, n in usage.items() if key not in have}
+    if missing:
+        log.error(
+            "%d evidence item(s) are sealed under key(s) this keyring does not hold (%s): they cannot be "
+            "reviewed or exported until the keyring they were sealed with is restored (%s)",
+            sum(missing.values()),
+            ", ".join(sorted(missing)),
+            store.keyring.path if store.keyring and store.keyring.path else "GATE_EVIDENCE_KEYS_FILE",
+        )
+    return missing
 
 
 async def purge_periodically(store: EvidenceStore, interval: float) -> None:

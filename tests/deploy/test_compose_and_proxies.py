@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from gate.settings import Settings, parse_size
+from tests.deploy import launch
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SETTINGS_ENV = {f.metadata["env"] for f in fields(Settings)}
@@ -94,6 +95,20 @@ def test_compose_gate_uses_known_settings_and_shipped_files() -> None:
         if source.startswith("."):
             assert (DEPLOY / "compose" / source).resolve().exists(), source
     assert (DEPLOY / "compose" / gate["build"]["context"] / "Dockerfile").exists()
+
+
+@pytest.mark.parametrize("file", ["compose.yaml", "installer.yaml"])
+def test_the_keyring_persists_on_a_mount_of_its_own(file: str) -> None:
+    """The image creates the keyring where GATE_EVIDENCE_KEYS_FILE points; the compose files keep that
+    directory on a writable volume apart from the data one (backed up apart from the database).
+    tests/e2e/test_deployments.py runs both files and recreates the container."""
+    deployment = launch.compose(file, "gate", {"GATE_DB_PASSWORD": "x", "HMA_DB_PASSWORD": "x"})
+    env = deployment.main.env
+    mounts = {m.target: m for m in deployment.main.mounts}  # a later mount hides an earlier one
+    keys = mounts[str(Path(env["GATE_EVIDENCE_KEYS_FILE"]).parent)]
+    data = mounts[env["GATE_DATA_DIR"]]
+    assert keys.kind in ("volume", "bind") and not keys.read_only
+    assert data.kind in ("volume", "bind") and keys.source != data.source
 
 
 def test_installer_overlay_matches_the_shipped_caddyfile() -> None:

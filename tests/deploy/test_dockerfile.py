@@ -69,8 +69,20 @@ def test_configuration_by_environment_only(final: Stage) -> None:
     for key in env:
         assert key in SETTINGS_ENV or key in ("PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"), key
     assert not any(re.search("PASSWORD|SECRET|TOKEN|DATABASE_URL", key) for key in env)
-    assert final.all("CMD")[-1].exec_form() == ["python", "-m", "gate", "serve"]
     assert not final.all("ENTRYPOINT")
+
+
+def test_the_command_creates_a_missing_keyring_then_becomes_the_gate(final: Stage) -> None:
+    """The bundled policy can quarantine, so the image provisions its evidence key: created on the
+    first start where GATE_EVIDENCE_KEYS_FILE points (a directory the image makes for its user, 0700),
+    never replaced; then ``exec`` makes the gate PID 1, so it gets SIGTERM and drains.
+    (tests/e2e/test_deployments.py runs this command.)"""
+    shell, flag, script = final.all("CMD")[-1].exec_form()
+    assert (shell, flag) == ("sh", "-c")
+    assert script.split(" && ") == ["upload-gate keys init --if-missing", "exec upload-gate serve"]
+    keys_dir = str(Path(final.env()["GATE_EVIDENCE_KEYS_FILE"]).parent)
+    made = [i.args for i in final.all("RUN") if f"install -d -m 0700 -o 10001 -g 10001 {keys_dir}" in i.args]
+    assert made, f"{keys_dir} is not made for the image's user"
 
 
 def test_healthcheck_asks_the_gate_for_healthz(final: Stage) -> None:

@@ -76,13 +76,28 @@ def test_prometheus_annotations_point_at_metrics() -> None:
 
 def test_only_known_settings_and_secrets_from_a_secret() -> None:
     gate = container()
-    secret = find("Secret")
     for var in gate["env"]:
         assert var["name"] in SETTINGS_ENV or var["name"] == "DATABASE_URL", var["name"]
         if var["name"] in SECRET_ENV:
             assert "value" not in var, f"{var['name']} must come from a Secret"
             ref = var["valueFrom"]["secretKeyRef"]
-            assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+            assert ref["key"] in find("Secret", ref["name"])["stringData"]
+
+
+def test_every_replica_mounts_the_one_keyring_secret_read_only() -> None:
+    """Evidence sealed by one replica is reviewed on another: the keyring is a Secret (documented in
+    secret.yaml), never made per pod; a missing Secret keeps pods from starting."""
+    gate = container()
+    env = {e["name"]: e.get("value") for e in gate["env"]}
+    keys = Path(env["GATE_EVIDENCE_KEYS_FILE"])
+    [mount] = [m for m in gate["volumeMounts"] if m["mountPath"] == str(keys.parent)]
+    assert mount["readOnly"] is True
+    volumes = {v["name"]: v for v in find("Deployment")["spec"]["template"]["spec"]["volumes"]}
+    source = volumes[mount["name"]]["secret"]
+    assert not source.get("optional") and source["defaultMode"] & 0o077 in (0, 0o040)
+    assert keys.name in find("Secret", source["secretName"])["stringData"]
+    # Not the image's command (which creates a keyring when there is none): the gate itself.
+    assert gate["command"] == ["upload-gate", "serve"]
 
 
 def test_hpa_scales_the_deployment_on_cpu() -> None:

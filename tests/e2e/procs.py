@@ -40,6 +40,7 @@ class Proc:
         cwd: Path | None = None,
         stdin_pipe: bool = False,
         stdout_pipe: bool = False,
+        user: tuple[int, int, list[int]] | None = None,  # uid, gid, extra groups (needs root)
     ) -> None:
         self.name = name
         self.log = log
@@ -52,6 +53,7 @@ class Proc:
             stdout=subprocess.PIPE if stdout_pipe else self._log_file,
             stderr=self._log_file,
             start_new_session=True,  # its own process group: stop() signals the server and its children
+            **({"user": user[0], "group": user[1], "extra_groups": user[2]} if user else {}),  # type: ignore[arg-type]
         )
 
     def output(self, limit: int | None = 4000) -> str:

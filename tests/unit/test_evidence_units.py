@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +74,34 @@ async def test_key_check_asks_for_a_key_only_when_evidence_can_be_kept(text: str
         assert "upload-gate keys init" in found[0]
     key = new_key()
     assert await key_check(Keyring([key], key.id))(policy) == []
+
+
+@pytest.mark.parametrize(
+    ("owner_is_root", "mode", "accepted"),
+    [
+        (False, 0o600, True),
+        (False, 0o400, True),
+        (False, 0o640, False),  # the gate's own file: nobody else reads it
+        (False, 0o604, False),
+        (True, 0o440, True),  # a Kubernetes Secret mounted with fsGroup: root:fsGroup, 0440
+        (True, 0o640, True),  # PostgreSQL's rule for a root-owned server key
+        (True, 0o660, False),  # group-writable: someone else could swap the key
+        (True, 0o644, False),
+    ],
+)
+def test_keyring_file_must_be_private(tmp_path: Path, owner_is_root: bool, mode: int, accepted: bool) -> None:
+    if owner_is_root and os.geteuid() != 0:
+        pytest.skip("needs root to make a root-owned file")  # the suite runs as root in CI
+    path = tmp_path / "keys.json"
+    Keyring([key := new_key()], key.id).save(path, create=True)
+    if os.geteuid() == 0:
+        os.chown(path, 0 if owner_is_root else 10001, 0 if owner_is_root else 10001)
+    path.chmod(mode)
+    if accepted:
+        assert Keyring.load(path).active.id == key.id
+    else:
+        with pytest.raises(KeyringError, match=f"open to others \\(mode {mode:o}\\); run: chmod 600"):
+            Keyring.load(path)
 
 
 def test_env_key_and_its_mistakes() -> None:

@@ -3,6 +3,7 @@ Postgres: init, rotation (old items stay readable), retire, purge and an audited
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ from gate.quarantine.retention import Retention
 from .conftest import DID, judged
 
 REPO = Path(__file__).resolve().parents[3]
+TEST_KEY = base64.b64encode(bytes(range(32))).decode()
 
 
 def gate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -57,6 +59,28 @@ def test_init_creates_a_private_keyring_once(env: dict[str, str]) -> None:
     path.chmod(0o644)
     with pytest.raises(KeyringError, match="chmod 600"):
         Keyring.load(path)
+
+
+def test_init_if_missing_creates_once_then_only_checks(env: dict[str, str]) -> None:
+    """The image's start-up step: run before every start, it creates the keyring the first time and
+    never replaces it (a new key would leave every sealed item unreadable)."""
+    path = Path(env["GATE_EVIDENCE_KEYS_FILE"])
+    first = gate(env, "keys", "init", "--if-missing")
+    assert first.returncode == 0, first.stderr
+    made = path.read_bytes()
+    active = Keyring.load(path).active.id
+    again = gate(env, "keys", "init", "--if-missing")
+    assert again.returncode == 0 and active in again.stdout and "left as it is" in again.stdout
+    assert path.read_bytes() == made
+    path.chmod(0o644)  # unusable: refused loudly, and still not replaced
+    refused = gate(env, "keys", "init", "--if-missing")
+    assert refused.returncode == 2 and "chmod 600" in refused.stderr
+    assert path.read_bytes() == made
+    path.unlink()
+    no_file = env | {"GATE_EVIDENCE_KEYS_FILE": "", "GATE_EVIDENCE_KEY": TEST_KEY}
+    done = gate(no_file, "keys", "init", "--if-missing")
+    assert done.returncode == 0 and "GATE_EVIDENCE_KEY is set" in done.stdout
+    assert not path.exists()
 
 
 async def test_rotate_rewraps_and_old_items_stay_readable(env: dict[str, str], fresh_dsn: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -14,12 +15,14 @@ import aiohttp
 import asyncpg
 import pytest
 
-from gate.policy.load import PolicyError
 from gate.quarantine.evidence import EvidenceState, EvidenceStore
-from gate.quarantine.keys import Keyring
+from gate.quarantine.keys import Keyring, MissingEvidenceKey
+from gate.quarantine.retention import Retention
 from tests.integration.conftest import POLICY, TEST_EVIDENCE_KEY, GateFactory
 from tests.support import images
 from tests.support.upstream import RecordingUpstream, cid_of
+
+from .conftest import judged
 
 AUTH = {"Authorization": "Bearer not-checked-by-the-fake-upstream", "Content-Type": "image/jpeg"}
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"
@@ -118,7 +121,7 @@ async def test_store_failure_answers_503_and_forwards_nothing(
 
 
 async def test_gate_refuses_to_start_without_a_key(start_gate: GateFactory) -> None:
-    with pytest.raises(PolicyError, match="upload-gate keys init") as info:
+    with pytest.raises(MissingEvidenceKey, match="upload-gate keys init") as info:
         await start_gate(GATE_EVIDENCE_KEY="")
     assert "rules.hold-pdq" in str(info.value) and "on_unhashable" in str(info.value)
 
@@ -155,7 +158,10 @@ def test_serve_refuses_a_keyring_others_can_read(tmp_path: Path) -> None:
 def test_serve_without_a_key_says_how_to_make_one(tmp_path: Path) -> None:
     done = serve(tmp_path)
     assert done.returncode == 2
+    # A missing key, said as such, on stderr: the policy itself is fine.
+    assert done.stderr.splitlines()[-1].startswith("upload-gate: no evidence key, not starting:")
     assert "no evidence key is configured" in done.stderr and "upload-gate keys init" in done.stderr
+    assert "invalid" not in done.stderr
     assert not (tmp_path / "var").exists()  # refused before anything was started or written
 
 
@@ -227,3 +233,20 @@ async def test_reload_to_a_quarantining_policy_without_a_key_is_refused(start_ga
     gate.deps.policy.path.write_text(POLICY)
     assert await gate.deps.policy.reload() is False
     assert gate.deps.policy.current.version == version
+
+
+async def test_a_keyring_that_lacks_the_sealing_key_is_said_at_start(
+    start_gate: GateFactory, fresh_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lost keyring volume (the image would make a new key on its next start) is not silent."""
+    lost = Keyring.from_env(base64.b64encode(b"\x07" * 32).decode())
+    store = EvidenceStore(fresh_dsn, lost)
+    try:
+        record = judged(b"sealed under the lost key")
+        await store.keep(record, b"sealed under the lost key", Retention())
+    finally:
+        await store.close()
+    with caplog.at_level(logging.ERROR, logger="gate.evidence"):
+        await start_gate()  # the test key, not the lost one
+    [line] = [r.getMessage() for r in caplog.records if "does not hold" in r.getMessage()]
+    assert f"1 evidence item(s) are sealed under key(s) this keyring does not hold ({lost.active.id})" in line
