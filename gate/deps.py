@@ -32,6 +32,7 @@ from gate.record import DecisionSink
 from gate.settings import Settings
 from gate.store.database import Database
 from gate.store.decision_log import DecisionLog
+from gate.store.keeper import PostgresKeeper
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,11 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         database = Database(settings)
         await database.start()
         stack.push_async_callback(database.stop)
+        background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        if database.embedded is not None:  # ours to keep running (and to report on)
+            keeper = PostgresKeeper(database.embedded)
+            readiness["postgres"] = keeper.readiness
+            background.append(keeper.watch)
         decision_log = DecisionLog.from_settings(settings, database.dsn)
         await decision_log.start()
         stack.push_async_callback(decision_log.close)
@@ -163,7 +169,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
             readiness=readiness,
             notifier=notifier,
             verifier=verifier,
-            background=[watch_banks, watch_policy, purge_evidence, watch_withheld],
+            background=[*background, watch_banks, watch_policy, purge_evidence, watch_withheld],
             database=database,
             evidence=evidence,
             withheld=withheld,

@@ -61,8 +61,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=True)
 
 
+def _not_a_pool_floor_retry(record: logging.LogRecord) -> bool:
+    # While Postgres is down, asyncpg warns with a full traceback at every retry of refilling a pool.
+    # The gate reports the outage itself, once, where it matters (decision log, evidence, keeper).
+    return not str(record.msg).startswith("Failed to restore the pool connection floor")
+
+
 def configure_logging(level: str, fmt: str = "text") -> None:
     """Send every log line at ``level`` or above to stderr in ``fmt`` (settings validated both)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.getLogger("asyncpg.pool").addFilter(_not_a_pool_floor_retry)

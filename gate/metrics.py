@@ -104,6 +104,11 @@ DECISION_LOG_ACCEPTING = Gauge(
     "upload_gate_decision_log_accepting",
     "1 while decisions can be kept (queue has room; Postgres or the spool writable), else 0.",
 )
+EMBEDDED_POSTGRES_RESTARTS = Counter(
+    "upload_gate_embedded_postgres_restarts_total",
+    "Attempts to restart the embedded Postgres after it died, by result (ok, failed).",
+    ["result"],
+)
 # ---- notifications (gate/notify) ----
 WEBHOOK_DELIVERIES = Counter(
     "upload_gate_webhook_deliveries_total",

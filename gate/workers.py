@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from gate.settings import Settings
+from gate.store.keeper import PostgresKeeper
 from gate.store.spool import Spool, spool_dir
 
 log = logging.getLogger("gate.workers")
@@ -114,7 +115,7 @@ def run_workers(settings: Settings, workers: int, cli_args: list[str]) -> int:
             workers,
             [p.pid for p in procs],
         )
-        return _supervise(procs, received)
+        return _supervise(procs, received, PostgresKeeper(embedded) if embedded is not None else None)
     finally:
         _stop_all(procs)
         holder.close()
@@ -123,8 +124,14 @@ def run_workers(settings: Settings, workers: int, cli_args: list[str]) -> int:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _supervise(procs: list[subprocess.Popen[bytes]], received: list[int]) -> int:
+def _supervise(
+    procs: list[subprocess.Popen[bytes]], received: list[int], keeper: PostgresKeeper | None = None
+) -> int:
+    next_look = time.monotonic()
     while True:
+        if keeper is not None and time.monotonic() >= next_look:
+            keeper.tick()  # the embedded Postgres is the supervisor's: it restarts it if it dies
+            next_look = time.monotonic() + 1.0
         while received:
             signum = received.pop(0)
             if signum in STOP_SIGNALS:

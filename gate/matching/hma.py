@@ -154,12 +154,19 @@ class HmaMatcher:
         return self._status is not None and self._status.ready
 
     async def readiness(self) -> tuple[bool, str]:
-        """For /readyz: HMA's last GET /status answer, and the breaker when it is not closed."""
-        status = self._status
-        detail = "not probed yet" if status is None else status.detail
-        if self.breaker.state is not BreakerState.CLOSED:
-            detail += f"; circuit breaker {self.breaker.state.name.lower()}"
-        return self.ready(), detail
+        """For /readyz: HMA's GET /status asked now (a poller's last answer can be seconds old) and the
+        breaker as it stands. Open: not ready, whatever /status says (lookups are what failed).
+        Half-open: as /status says; the next upload is the probe that closes it, and a probe must
+        be able to arrive (a not-ready gate gets no uploads behind a load balancer)."""
+        try:
+            status = await self.refresh_status()
+        except Exception as exc:  # never a 500 from /readyz
+            return False, f"GET /status failed: {type(exc).__name__}"
+        breaker = self.breaker.state
+        if breaker is BreakerState.CLOSED:
+            return status.ready, status.detail
+        detail = f"{status.detail}; circuit breaker {breaker.name.lower().replace('_', '-')}"
+        return status.ready and breaker is not BreakerState.OPEN, detail
 
     def version(self) -> str:
         """HMA's content can change at any time; the verdict cache must not outlive the answer cache."""
@@ -284,4 +291,9 @@ class HmaMatcher:
 def _breaker_changed(state: BreakerState) -> None:
     metrics.HMA_BREAKER_STATE.set(state)
     metrics.HMA_BREAKER_TRANSITIONS.labels(state.name.lower()).inc()
-    log.warning("HMA circuit breaker is now %s", state.name.lower())
+    # Opening is the news that needs a look; closing again is the good news after it.
+    log.log(
+        logging.INFO if state is BreakerState.CLOSED else logging.WARNING,
+        "HMA circuit breaker is now %s",
+        state.name.lower(),
+    )

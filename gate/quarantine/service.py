@@ -98,9 +98,10 @@ async def purge_periodically(store: EvidenceStore, interval: float) -> None:
 
 
 def readiness(store: EvidenceStore, policy: PolicyHolder) -> Callable[[], Awaitable[tuple[bool, str]]]:
-    """Informational: an unreachable evidence store never takes the gate out of service by itself. Like
-    the decision log (which spools), an outage is handled per upload by the policy's
-    ``[evidence] on_store_failure``, and clean uploads keep flowing; the detail says what is happening."""
+    """Asks Postgres on every call. Unreachable is not ready while the policy can keep evidence: held
+    uploads then get the policy's ``[evidence] on_store_failure`` answer instead of being held, which
+    is a gate doing less than its policy says (clean uploads still flow, as with a failing matcher).
+    A policy that keeps no evidence does not need the store: ready, with the outage in the detail."""
 
     async def ready() -> tuple[bool, str]:
         try:
@@ -109,7 +110,7 @@ def readiness(store: EvidenceStore, policy: PolicyHolder) -> Callable[[], Awaita
             if not policy.current.keeps_evidence:
                 return True, f"evidence store unavailable ({type(exc).__name__}); this policy keeps none"
             choice = policy.current.evidence.on_store_failure
-            return True, f"evidence store unavailable ({type(exc).__name__}); on_store_failure = {choice}"
+            return False, f"evidence store unavailable ({type(exc).__name__}); on_store_failure = {choice}"
         key = store.keyring.active.id if store.keyring else "no key"
         return True, f"evidence store up (active key {key})"
 

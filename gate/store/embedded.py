@@ -111,6 +111,20 @@ class EmbeddedPostgres:
         pg_ctl = _pgserver()._commands.pg_ctl  # generated per binary at import time
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._user())
 
+    def restart(self) -> int:
+        """Start the server again after it died (same data, socket and DSN); returns its new pid."""
+        if self._server is None:
+            raise RuntimeError("embedded Postgres not started")
+        try:
+            self._server.ensure_postgres_running()
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            raise EmbeddedPostgresError(f"embedded Postgres did not start{self._log_tail(3)}") from exc
+        pid = self.pid()
+        if pid is None or not self.running():
+            # pgserver counts a dead postmaster that nobody has reaped yet as running.
+            raise EmbeddedPostgresError(f"the old postmaster (pid {pid}) has not exited yet")
+        return pid
+
     def resume(self) -> None:
         """Start the server again after ``halt`` (same data, same socket, same DSN)."""
         if self._server is None:
