@@ -16,6 +16,7 @@ from gate.errors import GateError
 from gate.pipeline import UploadPipeline
 from gate.proxy.forwarded import resolve
 from gate.proxy.routing import is_get_blob, is_upload
+from gate.proxy.target import origin_form
 from gate.quarantine.withheld import not_found as withheld_not_found
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ async def errors_middleware(
 ) -> web.StreamResponse:
     """Map the error tree to XRPC JSON; anything unexpected is a bare 500 with no internals."""
     try:
+        # Before the router: a target it cannot match ("*") gets the same clear 400 as any other.
+        origin_form(request.raw_path)
         return await handler(request)
     except GateError as exc:
         return xrpc_error(exc)
@@ -61,12 +64,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         request.scheme,
         settings.trusted_proxies,
     )
-    # Routing on the raw path, case-folded: see gate.proxy.routing for the spellings the PDS accepts.
-    if is_upload(request.method, request.raw_path):
+    # Routing on the raw path (its origin form), case-folded: see gate.proxy.target and
+    # gate.proxy.routing for the spellings the PDS accepts.
+    target = origin_form(request.raw_path)
+    if is_upload(request.method, target):
         return await request.app[PIPELINE].handle(request, fwd)
-    if is_get_blob(request.method, request.raw_path) and deps.withheld.withholds(
-        request.query.getall("cid", [])
-    ):
+    if is_get_blob(request.method, target) and deps.withheld.withholds(request.query.getall("cid", [])):
         # A blob the gate blocked is never fetched from the PDS: answered as the PDS answers a missing one.
         return await withheld_not_found()
     if _is_websocket(request):

@@ -38,6 +38,11 @@ BUDGET_REJECTIONS = Counter(
 VERDICT_CACHE_HITS = Counter(
     "upload_gate_verdict_cache_hits_total", "Uploads answered from the verdict cache."
 )
+REFUSED_TARGETS = Counter(
+    "upload_gate_refused_targets_total",
+    "Requests answered 400 for their request target, by reason (fragment, backslash, characters, form).",
+    ["reason"],
+)
 PASSTHROUGH = Counter(
     "upload_gate_passthrough_requests_total", "Non-upload requests proxied, by kind.", ["kind"]
 )

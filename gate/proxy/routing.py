@@ -5,6 +5,8 @@ slash, with any query string. A gate that compared the exact path would be trivi
 ``/XRPC/com.atproto.repo.uploadblob/?x``, so the comparison is done on the *raw* path (before any
 normalisation aiohttp might do) and case-folded. Percent-encoded letters are decoded first because a
 path like ``/xrpc/com.atproto.repo.uploadBl%6Fb`` is another spelling the upstream router may accept.
+The path routed here is the origin form of the target (``gate.proxy.target``: absolute-form is routed
+on its path; fragments and backslashes never get this far).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ GET_BLOB_PATH = "/xrpc/com.atproto.sync.getblob"
 def normalised_path(raw_path: str) -> str:
     """Raw request target → case-folded path without query, fragment or one trailing slash."""
     path = raw_path.split("?", 1)[0].split("#", 1)[0]
-    path = unquote(path).lower()
+    # A decoded %5C is a backslash, which Node's legacy URL parser reads as "/".
+    path = unquote(path).lower().replace("\\", "/")
     # Over-catching is harmless (the upload is merely scanned); under-catching is a bypass.
     while "//" in path:
         path = path.replace("//", "/")

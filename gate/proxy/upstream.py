@@ -22,6 +22,7 @@ from gate import metrics
 from gate.errors import UpstreamFailure, UpstreamTimeout
 from gate.proxy.forwarded import Forwarded
 from gate.proxy.headers import FORWARDING, end_to_end
+from gate.proxy.target import origin_form
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,9 @@ class Upstream:
         assert self._session is not None, "Upstream.start() not called"
         return self._session
 
-    def url(self, raw_path: str) -> URL:
-        return URL(str(self.base).rstrip("/") + raw_path, encoded=True)
+    def url(self, raw_target: str) -> URL:
+        """The PDS URL for a request target: its origin form, as received (never re-encoded)."""
+        return URL(str(self.base).rstrip("/") + origin_form(raw_target), encoded=True)
 
     @staticmethod
     def _headers(request: web.BaseRequest, fwd: Forwarded, drop: frozenset[str]) -> CIMultiDict[str]:
