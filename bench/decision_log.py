@@ -167,6 +167,7 @@ async def latency_bench(seconds: float, work: Path, dsn: str) -> None:
                 "GATE_BANKS_DIR": str(work / "banks"),
                 "GATE_HASH_WORKERS": "1",
                 "GATE_VERDICT_CACHE_SIZE": "0",
+                "GATE_MAX_UPLOADS_PER_IP": "0",  # the offered load is many clients, all on loopback
                 "DATABASE_URL": dsn,
             }
         )

@@ -104,6 +104,8 @@ def gate(
             "GATE_POLICY": str(root / "policy.toml"),
             "GATE_BANKS_DIR": str(root / "banks"),
             "GATE_DATA_DIR": str(root / "var"),
+            # The load generator is every client at once, all from loopback: no per-address limit.
+            "GATE_MAX_UPLOADS_PER_IP": "0",
         }
         full_env = {**os.environ, **settings, **(env or {})}
         log = root / "gate.log"

@@ -11,10 +11,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gate import metrics
 from gate.deps import Deps
-from gate.errors import GateError
+from gate.errors import GateError, ShuttingDown
 from gate.pipeline import UploadPipeline
+from gate.proxy.drain import Drain
 from gate.proxy.forwarded import resolve
+from gate.proxy.ip_slots import IpSlots
+from gate.proxy.lifecycle import is_websocket, lifecycle_middleware
 from gate.proxy.routing import is_get_blob, is_upload
 from gate.proxy.target import origin_form
 from gate.quarantine.withheld import not_found as withheld_not_found
@@ -23,10 +27,15 @@ log = logging.getLogger(__name__)
 
 DEPS = web.AppKey("deps", Deps)
 PIPELINE = web.AppKey("pipeline", UploadPipeline)
+DRAIN = web.AppKey("drain", Drain)
+SLOTS = web.AppKey("upload_slots", IpSlots)
 
 
 def xrpc_error(exc: GateError) -> web.Response:
-    return web.json_response(exc.body(), status=exc.status, headers=exc.headers)
+    response = web.json_response(exc.body(), status=exc.status, headers=exc.headers)
+    if exc.closes_connection:
+        response.force_close()
+    return response
 
 
 @web.middleware
@@ -47,13 +56,6 @@ async def errors_middleware(
         return xrpc_error(GateError())
 
 
-def _is_websocket(request: web.Request) -> bool:
-    return (
-        request.headers.get("Upgrade", "").lower() == "websocket"
-        and "upgrade" in request.headers.get("Connection", "").lower()
-    )
-
-
 async def dispatch(request: web.Request) -> web.StreamResponse:
     deps = request.app[DEPS]
     settings = deps.settings
@@ -68,19 +70,30 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     # gate.proxy.routing for the spellings the PDS accepts.
     target = origin_form(request.raw_path)
     if is_upload(request.method, target):
-        return await request.app[PIPELINE].handle(request, fwd)
+        # Both refusals come before a byte of the body is read, so before any verdict.
+        if request.app[DRAIN].started:
+            metrics.SHUTDOWN_REFUSALS.labels("new").inc()
+            raise ShuttingDown()
+        with request.app[SLOTS].slot(fwd.client_ip):
+            return await request.app[PIPELINE].handle(request, fwd)
     if is_get_blob(request.method, target) and deps.withheld.withholds(request.query.getall("cid", [])):
         # A blob the gate blocked is never fetched from the PDS: answered as the PDS answers a missing one.
         return await withheld_not_found()
-    if _is_websocket(request):
+    if is_websocket(request):
         return await deps.upstream.websocket(request, fwd)
     return await deps.upstream.passthrough(request, fwd)
 
 
-def create_app(deps: Deps) -> web.Application:
+def create_app(deps: Deps, drain: Drain | None = None) -> web.Application:
+    drain = drain if drain is not None else Drain(deps.settings.drain_timeout)
     # client_max_size does not apply: bodies are streamed or read by gate.proxy.body with our own cap.
-    app = web.Application(middlewares=[errors_middleware], handler_args={"auto_decompress": False})
+    app = web.Application(
+        middlewares=[lifecycle_middleware(drain), errors_middleware],
+        handler_args={"auto_decompress": False},
+    )
     app[DEPS] = deps
+    app[DRAIN] = drain
+    app[SLOTS] = IpSlots(deps.settings.max_uploads_per_ip)
     app[PIPELINE] = UploadPipeline(
         deps.settings,
         deps.policy,
@@ -91,6 +104,7 @@ def create_app(deps: Deps) -> web.Application:
         evidence=deps.evidence,
         withheld=deps.withheld,
         verifier=deps.verifier,
+        drain=drain,
     )
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

@@ -5,9 +5,12 @@
     │   ├── AuthMissing (401)               upload without Authorization: answered unread
     │   ├── PayloadTooLarge (413)           Content-Length or decoded size over the limit
     │   ├── UnsupportedMediaType (415)      a Content-Encoding the PDS would refuse
-    │   ├── InvalidRequest (400)            malformed body (bad gzip stream, no body at all)
+    │   ├── InvalidRequest (400)            malformed body (bad gzip stream, no body at all) or target
+    │   ├── RequestTimeout (408)            upload body idle too long, or slower than the minimum rate
+    │   ├── TooManyUploads (429 + Retry-After)   the client IP's concurrent uploads at the limit
     │   └── BlockedUpload (status set by policy)   reject / quarantine answer
     ├── Overloaded (503 + Retry-After)      memory budget for buffered uploads exhausted
+    │   └── ShuttingDown (503 + Retry-After)    the gate is stopping and the body has not arrived
     ├── UpstreamFailure (502)               PDS unreachable
     ├── UpstreamTimeout (504)               PDS too slow
     ├── LogUnavailable (503)                decision log down and policy says reject
@@ -24,6 +27,8 @@ class GateError(Exception):
     status: int = 500
     error: str = "InternalServerError"
     default_message: str = "Internal Server Error"
+    # The gate stopped reading this request's body: the answer says "Connection: close".
+    closes_connection: bool = False
 
     def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None) -> None:
         self.message = message or self.default_message
@@ -62,6 +67,24 @@ class InvalidRequest(ClientError):
     pass
 
 
+class RequestTimeout(ClientError):
+    status = 408
+    error = "RequestTimeout"
+    default_message = "The upload body did not arrive in time"
+    closes_connection = True
+
+
+class TooManyUploads(ClientError):
+    """Answered before the body is read: the PDS's own name and shape for a rate limit."""
+
+    status = 429
+    error = "RateLimitExceeded"
+    default_message = "Too many uploads in progress from this address"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
 class BlockedUpload(ClientError):
     """The policy's answer to a rejected or quarantined upload; status/name/message come from the policy."""
 
@@ -78,6 +101,14 @@ class Overloaded(GateError):
 
     def __init__(self, message: str | None = None, *, retry_after: int = 2) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class ShuttingDown(Overloaded):
+    default_message = "The upload gate is shutting down; retry shortly"
+    closes_connection = True
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, retry_after=5)
 
 
 class UpstreamFailure(GateError):

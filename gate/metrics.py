@@ -35,6 +35,28 @@ BUDGET_REJECTIONS = Counter(
     "upload_gate_memory_budget_rejections_total",
     "Uploads refused with 503 because the memory budget was full.",
 )
+BODY_TIMEOUTS = Counter(
+    "upload_gate_body_timeouts_total",
+    "Uploads cut with 408 while their body arrived, by reason: idle (nothing for GATE_BODY_IDLE_TIMEOUT), "
+    "rate (behind GATE_BODY_MIN_RATE).",
+    ["reason"],
+)
+PER_IP_REFUSALS = Counter(
+    "upload_gate_per_ip_refusals_total",
+    "Uploads answered 429 unread: their client address had GATE_MAX_UPLOADS_PER_IP uploads in progress.",
+)
+HEADER_TIMEOUTS = Counter(
+    "upload_gate_header_timeouts_total",
+    "Connections dropped for a request head not complete within GATE_HEADER_TIMEOUT, by state: fresh "
+    "(a new connection), head (a later request on a kept-alive one).",
+    ["state"],
+)
+SHUTDOWN_REFUSALS = Counter(
+    "upload_gate_shutdown_refusals_total",
+    "Uploads answered 503 because the gate was stopping: arriving (body still arriving when the drain "
+    "window ended), new (started after SIGTERM on a connection still open).",
+    ["stage"],
+)
 VERDICT_CACHE_HITS = Counter(
     "upload_gate_verdict_cache_hits_total", "Uploads answered from the verdict cache."
 )

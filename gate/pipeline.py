@@ -26,8 +26,9 @@ from gate.matching.matcher import Matcher
 from gate.policy.evaluate import evaluate
 from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
-from gate.proxy.body import read_body
+from gate.proxy.body import BodyLimits, BodyReader
 from gate.proxy.budget import MemoryBudget, Reservation
+from gate.proxy.drain import Drain
 from gate.proxy.forwarded import Forwarded
 from gate.proxy.upstream import Upstream
 from gate.quarantine.evidence import EvidenceStore
@@ -134,6 +135,7 @@ class UploadPipeline:
         verifier: UploaderVerifier | None = None,
         evidence: EvidenceStore | None = None,
         withheld: WithheldBlobs | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
@@ -145,6 +147,7 @@ class UploadPipeline:
         self.evidence = evidence
         self.withheld = withheld if withheld is not None else WithheldBlobs()
         self.budget = MemoryBudget(settings.memory_budget_bytes)
+        self.body = BodyReader(BodyLimits.from_settings(settings), drain)
         self.cache = VerdictCache(settings.verdict_cache_size, settings.verdict_cache_ttl)
 
     async def handle(self, request: web.Request, fwd: Forwarded) -> web.StreamResponse:
@@ -156,7 +159,7 @@ class UploadPipeline:
         attempt = Attempt(fwd, authorization, request.headers.get("Content-Type"))
         reservation = Reservation(self.budget)
         try:
-            body = await read_body(request, self.settings.max_upload_bytes, reservation)
+            body = await self.body.read(request, reservation)
             attempt.timer.lap("read")
             policy = self.policy.current
             decision = await self._judge(body, policy, attempt)

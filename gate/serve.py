@@ -23,6 +23,8 @@ from gate.app import create_app
 from gate.deps import Deps, open_deps
 from gate.logging_setup import configure_logging
 from gate.policy.load import PolicyError
+from gate.proxy.drain import Drain, stop_bound
+from gate.proxy.listener import PublicListener
 from gate.quarantine.keys import KeyringError, MissingEvidenceKey
 from gate.settings import Settings, SettingsError
 from gate.workers import gather_orphans, run_workers, worker_index
@@ -94,9 +96,14 @@ async def run_gate(settings: Settings) -> AsyncIterator[RunningGate]:
             admin = await _start(admin_app, *settings.metrics_listen, stack)
             if review_app is not None and settings.admin_listen is not None:
                 review = await _start(review_app, *settings.admin_listen, stack)
-        # The public listener starts last and (on exit) stops first, so in-flight uploads finish
-        # while their dependencies are still open.
-        public = await _start(create_app(deps), *settings.listen, stack, reuse_port=worker is not None)
+        # The public listener starts last and (on exit) stops first: it drains (gate.proxy.drain), so
+        # in-flight uploads finish while their dependencies are still open.
+        drain = Drain(settings.drain_timeout)
+        listener = PublicListener(
+            create_app(deps, drain), drain, settings.header_timeout, stop_bound(settings)
+        )
+        public = await listener.start(*settings.listen, reuse_port=worker is not None)
+        stack.push_async_callback(listener.close)
         log.info("gate listening on %s:%d → %s (admin %s:%d)", *public, settings.upstream, *admin)
         yield RunningGate(deps, public, admin, review)
 
@@ -109,7 +116,7 @@ async def serve_forever(settings: Settings) -> None:
     async with run_gate(settings) as gate:
         gate.deps.policy.install_sighup(loop)
         await stop.wait()
-        log.info("shutting down: draining in-flight uploads")
+        log.info("shutting down: draining in-flight uploads (bodies get %g s)", settings.drain_timeout)
 
 
 def fatal(message: str) -> int:

@@ -57,6 +57,11 @@ def parse_size(raw: str) -> int:
     return int(number) * mult
 
 
+def parse_rate(raw: str) -> int:
+    """Bytes per second like a size (``1K``); ``0`` turns the limit off."""
+    return 0 if raw.strip() == "0" else parse_size(raw)
+
+
 def parse_positive_int(raw: str) -> int:
     if not raw.strip().isdigit() or int(raw) <= 0:
         raise ValueError("expected a positive integer")
@@ -160,6 +165,43 @@ class Settings:
     )
     memory_budget_bytes: int = env(
         "GATE_MEMORY_BUDGET_BYTES", parse_size, "512M", "upload bytes buffered at once; past it → 503"
+    )
+    body_idle_timeout: float = env(
+        "GATE_BODY_IDLE_TIMEOUT",
+        parse_seconds,
+        "15",
+        "an upload body that sends nothing for this many seconds is cut with 408",
+    )
+    body_min_rate: int = env(
+        "GATE_BODY_MIN_RATE",
+        parse_rate,
+        "1K",
+        "bytes/s an upload body must keep up (past GATE_BODY_RATE_GRACE behind it → 408); 0 = off",
+    )
+    body_rate_grace: float = env(
+        "GATE_BODY_RATE_GRACE",
+        parse_seconds,
+        "30",
+        "seconds an upload body may fall behind GATE_BODY_MIN_RATE (at the start, or in a stall)",
+    )
+    header_timeout: float = env(
+        "GATE_HEADER_TIMEOUT",
+        parse_seconds,
+        "10",
+        "a request head (line and headers) must arrive within this many seconds of the connection "
+        "or of its first byte; else the connection is dropped (slowloris)",
+    )
+    max_uploads_per_ip: int = env(
+        "GATE_MAX_UPLOADS_PER_IP",
+        parse_non_negative_int,
+        "16",
+        "concurrent uploads per client address (IPv6: per /64) per gate process; past it 429; 0 = no limit",
+    )
+    drain_timeout: float = env(
+        "GATE_DRAIN_TIMEOUT",
+        parse_seconds,
+        "10",
+        "on SIGTERM, seconds upload bodies still arriving may take to finish; then 503 + Retry-After",
     )
     metrics_listen: tuple[str, int] = env(
         "GATE_METRICS_LISTEN", parse_hostport, "127.0.0.1:9464", "metrics, health and admin listener"

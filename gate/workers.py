@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from gate.proxy.drain import stop_bound
 from gate.settings import Settings
 from gate.store.keeper import PostgresKeeper
 from gate.store.spool import Spool, spool_dir
@@ -115,17 +116,27 @@ def run_workers(settings: Settings, workers: int, cli_args: list[str]) -> int:
             workers,
             [p.pid for p in procs],
         )
-        return _supervise(procs, received, PostgresKeeper(embedded) if embedded is not None else None)
+        keeper = PostgresKeeper(embedded) if embedded is not None else None
+        return _supervise(procs, received, _stop_timeout(settings), keeper)
     finally:
-        _stop_all(procs)
+        _stop_all(procs, _stop_timeout(settings))
         holder.close()
         if embedded is not None:
             embedded.stop()
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+def _stop_timeout(settings: Settings) -> float:
+    """How long a worker may take to drain and exit before it is killed: its listener's bound, then
+    the decision log's drain, and a margin."""
+    return stop_bound(settings) + settings.decision_drain_timeout + 10
+
+
 def _supervise(
-    procs: list[subprocess.Popen[bytes]], received: list[int], keeper: PostgresKeeper | None = None
+    procs: list[subprocess.Popen[bytes]],
+    received: list[int],
+    stop_timeout: float,
+    keeper: PostgresKeeper | None = None,
 ) -> int:
     next_look = time.monotonic()
     while True:
@@ -136,7 +147,7 @@ def _supervise(
             signum = received.pop(0)
             if signum in STOP_SIGNALS:
                 log.info("stopping %d workers: draining in-flight uploads", len(procs))
-                return 0 if _stop_all(procs) else 1
+                return 0 if _stop_all(procs, stop_timeout) else 1
             if signum == signal.SIGHUP:
                 for proc in procs:
                     with contextlib.suppress(ProcessLookupError):
@@ -146,12 +157,12 @@ def _supervise(
                 # A worker that dies takes the gate down with it: a supervisor (systemd, k8s) restarts
                 # the whole gate rather than this one silently serving with fewer workers.
                 log.error("worker pid %d exited with %s: stopping the gate", proc.pid, proc.returncode)
-                _stop_all(procs)
+                _stop_all(procs, stop_timeout)
                 return 1
         time.sleep(0.2)  # woken early by any signal (SIGCHLD too)
 
 
-def _stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 60.0) -> bool:
+def _stop_all(procs: list[subprocess.Popen[bytes]], timeout: float) -> bool:
     """SIGTERM every live worker, wait for them to drain; True when all exited 0."""
     for proc in procs:
         if proc.poll() is None:

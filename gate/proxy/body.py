@@ -4,26 +4,39 @@ The decoded bytes are what the gate hashes *and* what it forwards (with identity
 the gate records is the CID the PDS stores. Every decoder is capped at the upload limit on its
 *output*: a 100 KB gzip that expands to 10 GB is a 413 after ``limit + 1`` bytes, never an OOM.
 
-Memory (issue 6): the body is held once. A declared length is read straight into one preallocated
-buffer (``readexactly`` would hold the chunks *and* their join, twice the body, at its peak); a chunked
-body grows one buffer in place. The buffer is a ``bytearray``: every consumer (hashlib, the sniffer,
-Pillow via the hashing pool, the upstream client) takes any bytes-like object, and nothing mutates it
-once read.
+Memory: the body is held once, in one buffer grown in place as bytes arrive (``readexactly`` would
+hold the chunks *and* their join, twice the body, at its peak), and reserved against the budget as it
+grows. A declared length reserves and allocates nothing up front: a client that declares 100 MB and
+sends one byte holds one byte (a preallocated ``bytearray(length)`` is zero-filled, so it costs the
+whole length at once). The buffer is a ``bytearray``: every consumer (hashlib, the sniffer, Pillow via
+the hashing pool, the upstream client) takes any bytes-like object, and nothing mutates it once read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 import brotli
 from aiohttp import web
 
-from gate.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from gate import metrics
+from gate.errors import (
+    GateError,
+    InvalidRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    ShuttingDown,
+    UnsupportedMediaType,
+)
 from gate.proxy.budget import Reservation
+from gate.proxy.drain import Drain
+from gate.proxy.pace import Pace, Reason
+from gate.settings import Settings
 
-READ_CHUNK = 256 * 1024
 DECODE_STEP = 1024 * 1024
 
 
@@ -115,49 +128,83 @@ def decode(data: bytes, encodings: list[str], limit: int, reservation: Reservati
     return data
 
 
-async def _read_exactly(request: web.Request, length: int) -> bytes:
-    """Exactly ``length`` body bytes into one buffer allocated up front (pages are only touched as
-    bytes arrive, so a client that stops early has not cost the whole length)."""
-    buffer = bytearray(length)
-    view = memoryview(buffer)
-    filled = 0
-    while filled < length:
-        chunk = await request.content.readany()
-        if not chunk:
+@dataclass(frozen=True)
+class BodyLimits:
+    max_bytes: int
+    idle_timeout: float
+    min_rate: int
+    rate_grace: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BodyLimits:
+        return cls(
+            settings.max_upload_bytes,
+            settings.body_idle_timeout,
+            settings.body_min_rate,
+            settings.body_rate_grace,
+        )
+
+
+class BodyReader:
+    """Reads upload bodies under the limits and the pace (``gate.proxy.pace``) and, once the gate is
+    stopping, the drain deadline (``gate.proxy.drain``)."""
+
+    def __init__(self, limits: BodyLimits, drain: Drain | None = None) -> None:
+        self.limits = limits
+        self.drain = drain if drain is not None else Drain(0)
+
+    async def read(self, request: web.Request, reservation: Reservation) -> bytes:
+        """Read, cap and decode an upload body. Raises 400/408/413/415/503 GateErrors."""
+        limit = self.limits.max_bytes
+        encodings = parse_encodings(request.headers.getall("Content-Encoding", []))
+        length = request.content_length
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        if length is None and not chunked:
+            raise InvalidRequest("A request body is expected but none was provided")  # the PDS's words
+        if length is not None and length > limit:
+            raise PayloadTooLarge()  # before reading a byte: the PDS never sees it either
+        data = await self._receive(request, reservation)
+        if length is not None and len(data) < length:
             raise InvalidRequest("request body ended before Content-Length")
-        take = min(len(chunk), length - filled)  # aiohttp stops the payload at Content-Length anyway
-        view[filled : filled + take] = chunk[:take] if take < len(chunk) else chunk
-        filled += take
-    view.release()
-    return _as_body(buffer)
+        if encodings:
+            data = decode(data, encodings, limit, reservation)
+        return data
+
+    async def _receive(self, request: web.Request, reservation: Reservation) -> bytes:
+        """The body as it arrives: reserved and grown chunk by chunk, so a declared length costs
+        nothing until its bytes come (aiohttp itself stops a body at its Content-Length)."""
+        loop = asyncio.get_running_loop()
+        limits = self.limits
+        pace = Pace(limits.idle_timeout, limits.min_rate, limits.rate_grace)
+        pace.start(loop.time())
+        buffer = bytearray()
+        while True:
+            when, reason = pace.deadline()
+            try:
+                async with asyncio.timeout_at(when) as timeout:
+                    with self.drain.bounding(timeout):
+                        chunk = await request.content.readany()
+            except TimeoutError:
+                raise self._cut(reason) from None
+            if not chunk:
+                return _as_body(buffer)
+            if len(buffer) + len(chunk) > limits.max_bytes:
+                raise PayloadTooLarge()
+            reservation.grow_to(len(buffer) + len(chunk))
+            buffer += chunk  # grows in place (realloc), amortised: no list of parts and no join
+            pace.arrived(len(chunk), loop.time())
+
+    def _cut(self, reason: Reason) -> GateError:
+        if self.drain.expired():
+            metrics.SHUTDOWN_REFUSALS.labels("arriving").inc()
+            return ShuttingDown()
+        metrics.BODY_TIMEOUTS.labels(reason).inc()
+        if reason == "idle":
+            return RequestTimeout(f"no upload bytes for {self.limits.idle_timeout:g} s")
+        return RequestTimeout(f"upload body slower than {self.limits.min_rate} bytes/s")
 
 
 def _as_body(buffer: bytearray) -> bytes:
     # Typed as bytes for its consumers: it is never mutated once read, and each of them takes any
     # buffer (converting with bytes() would be the very copy this module avoids).
     return cast(bytes, buffer)
-
-
-async def read_body(request: web.Request, limit: int, reservation: Reservation) -> bytes:
-    """Read, cap and decode an upload body. Raises 400/413/415/503 GateErrors."""
-    encodings = parse_encodings(request.headers.getall("Content-Encoding", []))
-    length = request.content_length
-    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if length is None and not chunked:
-        raise InvalidRequest("A request body is expected but none was provided")  # the PDS's words
-    if length is not None:
-        if length > limit:
-            raise PayloadTooLarge()  # before reading a byte: the PDS never sees it either
-        reservation.grow_to(length)
-        data: bytes = await _read_exactly(request, length)
-    else:
-        buffer = bytearray()
-        async for chunk in request.content.iter_chunked(READ_CHUNK):
-            if len(buffer) + len(chunk) > limit:
-                raise PayloadTooLarge()
-            reservation.grow_to(len(buffer) + len(chunk))
-            buffer += chunk  # grows in place (realloc), amortised: no list of parts and no join
-        data = _as_body(buffer)
-    if encodings:
-        data = decode(data, encodings, limit, reservation)
-    return data

@@ -338,12 +338,12 @@ async def test_memory_budget_answers_503_with_retry_after(
     rec, _ = upstream
     gate = await start_gate(GATE_MAX_UPLOAD_BYTES="1M", GATE_MEMORY_BUDGET_BYTES="1M")
     host, port = gate.public
-    # One slow upload announces 900 KiB and holds its reservation while it trickles in.
+    # One slow upload has sent 900 KiB of its 1000 KiB and holds them while the rest trickles in.
     _, writer = await asyncio.open_connection(host, port)
     writer.write(
         f"POST {UPLOAD} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
-        f"Content-Type: image/png\r\nContent-Length: {900 * 1024}\r\n\r\n".encode()
-        + b"\0" * 1024
+        f"Content-Type: image/png\r\nContent-Length: {1000 * 1024}\r\n\r\n".encode()
+        + b"\0" * (900 * 1024)
     )
     await writer.drain()
     await asyncio.sleep(0.3)

@@ -27,8 +27,20 @@ class GateProcess:
     url: str
     admin_url: str
 
+    @property
+    def public(self) -> tuple[str, int]:
+        host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        return host, int(port)
+
     def log(self) -> str:
         return self.stderr.read_text(errors="replace")
+
+    def rss(self) -> int:
+        """Resident memory of the gate process itself (not its hashing workers), in bytes."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS line")
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM, then the exit code once the gate has drained."""

@@ -62,3 +62,23 @@ async def exchange(
         return await read_response(reader)
     finally:
         writer.close()
+
+
+UPLOAD = b"/xrpc/com.atproto.repo.uploadBlob"
+
+
+def upload_head(length: int | None, extra: dict[str, str] | None = None) -> bytes:
+    """An upload's request head (a garbage token: these refusals never depend on it)."""
+    headers = {"Host": "pds.example.com", "Authorization": "Bearer garbage", "Content-Type": "image/png"}
+    headers |= {"Content-Length": str(length)} if length is not None else {"Transfer-Encoding": "chunked"}
+    return request_head("POST", UPLOAD, headers | (extra or {}))
+
+
+async def start_upload(
+    host: str, port: int, declared: int, sent: bytes = b"", extra: dict[str, str] | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a connection, declare ``declared`` body bytes and send only ``sent`` of them."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(upload_head(declared, extra) + sent)
+    await writer.drain()
+    return reader, writer

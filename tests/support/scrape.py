@@ -1,0 +1,19 @@
+"""Read one sample from a gate's /metrics over HTTP, as Prometheus would."""
+
+from __future__ import annotations
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+
+async def sample(admin_url: str, name: str, **labels: str) -> float:
+    """The value of ``name`` with exactly these labels (0 when absent); summed across a ``pid``
+    label (gauges of ``--workers`` gates)."""
+    async with aiohttp.ClientSession() as session, session.get(admin_url + "/metrics") as resp:
+        text = await resp.text()
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and {k: v for k, v in s.labels.items() if k != "pid"} == labels:
+                total += s.value
+    return total
