@@ -4,12 +4,13 @@ Shared by the JSON API (``review_api``) and the HTML page (``review_page``), so 
 same trail. Audit rows: ``list``, ``item`` (details page), ``preview`` (the blurred derivative: written
 by ``EvidenceStore.decrypt``), ``reveal_granted`` (a signed link was made), ``reveal`` + ``viewed`` (the
 original bytes went to a browser; the item is marked as seen by a human), ``released``, ``confirmed``,
-``reported``, and ``takedown*`` for account actions.
+``reported``, ``legal_hold`` / ``legal_hold_lifted`` (admins), and ``takedown*`` for account actions.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gate import metrics
@@ -56,7 +57,7 @@ class Review:
         *,
         reveal_seconds: float = 60.0,
         max_pixels: int = 89_478_485,
-        retention: Retention | None = None,
+        retention: Callable[[], Retention] = Retention,
         signer: Signer | None = None,
     ) -> None:
         self.evidence = evidence
@@ -65,7 +66,7 @@ class Review:
         self.notifier = notifier
         self.reveal_seconds = reveal_seconds
         self.max_pixels = max_pixels
-        self.retention = retention
+        self.retention = retention  # the deadlines in force now (the policy's, re-read at each report)
         self.signer = signer or Signer()
 
     async def queue(self, actor: str, state: EvidenceState | None, limit: int = 100) -> list[EvidenceItem]:
@@ -155,7 +156,7 @@ class Review:
         report_id = report_id.strip()
         if not report_id or len(report_id) > 100 or not report_id.isprintable():
             raise InvalidTransition("a CyberTipline report id is required (up to 100 characters)")
-        item = await self.evidence.mark_reported(item_id, actor, report_id, self.retention)
+        item = await self.evidence.mark_reported(item_id, actor, report_id, self.retention())
         metrics.REVIEW_ACTIONS.labels("reported").inc()
         self.notifier.submit(
             review_event(
@@ -167,6 +168,17 @@ class Review:
                 report_id=report_id,
             )
         )
+        return item
+
+    async def place_legal_hold(self, actor: str, item_id: str, reason: str) -> EvidenceItem:
+        """Admins only (the routes check): the bytes stay, whatever the deadline, until it is lifted."""
+        item = await self.evidence.set_legal_hold(item_id, actor, True, reason)
+        metrics.REVIEW_ACTIONS.labels("legal_hold").inc()
+        return item
+
+    async def lift_legal_hold(self, actor: str, item_id: str, reason: str | None = None) -> EvidenceItem:
+        item = await self.evidence.set_legal_hold(item_id, actor, False, reason)
+        metrics.REVIEW_ACTIONS.labels("legal_hold_lifted").inc()
         return item
 
     async def _get(self, item_id: str) -> EvidenceItem:

@@ -7,7 +7,9 @@ POST /admin/api/items/{id}/reveal             → {"url", "expires"}: a short-li
 GET  /admin/api/items/{id}/original?t=…       the original bytes (same token holder, before expiry)
 POST /admin/api/items/{id}/release            false positive: allowlist the SHA-256, delete evidence
 POST /admin/api/items/{id}/confirm            {"takedown": true} also takes the account down (admin)
-POST /admin/api/items/{id}/reported           {"report_id": "…"} starts the one-year clock
+POST /admin/api/items/{id}/reported           {"report_id": "…"} starts the preservation clock
+POST /admin/api/items/{id}/legal-hold         {"reason": "…"} never purged or released until lifted (admin)
+POST /admin/api/items/{id}/legal-hold/lift    {"reason": "…"} (optional) lifts it (admin)
 GET  /admin/api/audit?subject=ID              the audit trail (admin)
 """
 
@@ -172,6 +174,25 @@ async def reported(request: web.Request) -> web.Response:
     return web.json_response({"item": item.to_json()})
 
 
+async def legal_hold(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    actor = await _session_name(request, Role.ADMIN)
+    item = await site(request).review.place_legal_hold(
+        actor, request.match_info["id"], str(body.get("reason", ""))
+    )
+    return web.json_response({"item": item.to_json()})
+
+
+async def lift_legal_hold(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    actor = await _session_name(request, Role.ADMIN)
+    reason = body.get("reason")
+    item = await site(request).review.lift_legal_hold(
+        actor, request.match_info["id"], str(reason) if reason is not None else None
+    )
+    return web.json_response({"item": item.to_json()})
+
+
 async def audit(request: web.Request) -> web.Response:
     actor = await _session_name(request, Role.ADMIN)
     subject = request.query.get("subject")
@@ -193,4 +214,6 @@ def add_api_routes(app: web.Application) -> None:
     r.add_post("/admin/api/items/{id}/release", guarded(release))
     r.add_post("/admin/api/items/{id}/confirm", guarded(confirm))
     r.add_post("/admin/api/items/{id}/reported", guarded(reported))
+    r.add_post("/admin/api/items/{id}/legal-hold", guarded(legal_hold))
+    r.add_post("/admin/api/items/{id}/legal-hold/lift", guarded(lift_legal_hold))
     r.add_get("/admin/api/audit", guarded(audit))

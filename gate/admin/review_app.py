@@ -20,6 +20,7 @@ from gate.policy.reload import PolicyHolder
 from gate.quarantine.allowlist import Allowlist
 from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.pds_admin import PdsAdmin
+from gate.quarantine.retention import Retention
 from gate.quarantine.takedowns import Takedowns
 from gate.settings import Settings
 
@@ -60,5 +61,6 @@ async def open_review(
         notifier,
         reveal_seconds=settings.reveal_seconds,
         max_pixels=settings.max_image_pixels,
+        retention=lambda: Retention.of(policy.current.evidence),
     )
     return ReviewSite(review, TokenFile(settings.admin_tokens_file))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from html import escape
 
 from aiohttp import web
@@ -35,12 +36,15 @@ form.inline{display:inline-block;margin:.3em 1em .3em 0} .danger{color:#a00} nav
 MESSAGES = {
     "released": "Released: the SHA-256 is on the allowlist and the evidence is deleted.",
     "confirmed": "Confirmed: the evidence is kept under legal retention.",
-    "reported": "Marked reported: the one-year preservation clock has started.",
+    "reported": "Marked reported: the preservation clock (the policy's reported_days) has started.",
     "applied": "Confirmed, and the uploader's account was taken down on the PDS.",
     "unverified": "Confirmed, but the account was NOT taken down: the uploader's DID was never verified.",
     "capped": "Confirmed, but the account was NOT taken down: today's takedown cap is reached.",
     "disabled": "Confirmed, but PDS actions are not configured (GATE_PDS_ADMIN_PASSWORD).",
     "failed": "Confirmed, but the PDS refused or could not be reached for the takedown.",
+    "held": "Legal hold placed: the evidence is neither purged nor released until an admin lifts it.",
+    "lifted": "Legal hold lifted: the item's retention deadline applies again.",
+    "lifted-expired": "Legal hold lifted. Its retention deadline has passed: the next purge deletes the bytes.",
 }
 
 
@@ -110,7 +114,8 @@ def _queue_rows(items: Iterable[EvidenceItem]) -> str:
         out.append(
             f'<tr data-item="{escape(i.decision_id)}"><td>{preview_img}</td>'
             f'<td><a href="{link}">{escape(i.created_at.strftime("%Y-%m-%d %H:%M:%S"))}</a><br>'
-            f"{escape(i.state.value)}{' · viewed' if i.human_viewed else ''}</td>"
+            f"{escape(i.state.value)}{' · viewed' if i.human_viewed else ''}"
+            f"{' · legal hold' if i.legal_hold else ''}</td>"
             f"<td>{escape(i.rule or '')}<br><small>{escape(i.reason or '')}</small></td>"
             f"<td>{_matches(i)}</td><td>{_uploader(i)}</td>"
             f"<td><code>{escape(i.sha256[:16])}…</code><br><small>{escape(i.media_type or '')}, {i.size} B</small></td></tr>"
@@ -160,6 +165,7 @@ async def item_page(request: web.Request) -> web.Response:
         parts.append(f'<img class="preview" id="preview" alt="blurred preview" src="{link}/preview.jpg">')
     facts = [
         ("state", f"{item.state.value}{' (legal hold)' if item.legal_hold else ''}"),
+        ("legal hold", _hold(item)),
         ("held at", item.created_at.isoformat()),
         ("rule / reason", f"{item.rule} / {item.reason}"),
         ("uploader", None),
@@ -182,6 +188,33 @@ async def item_page(request: web.Request) -> web.Response:
     return _page(f"Item {item.decision_id}", "".join(parts), session, nonce)
 
 
+def _hold(item: EvidenceItem) -> str:
+    if not item.legal_hold:
+        return "none"
+    since = item.legal_hold_at.isoformat(timespec="seconds") if item.legal_hold_at else "?"
+    return f"since {since} by {item.legal_hold_by}: {item.legal_hold_reason}"
+
+
+def _hold_actions(item: EvidenceItem, session: Session, link: str) -> str:
+    """Admins place and lift legal holds; reviewers see the hold but not the forms."""
+    if not session.principal.may(Role.ADMIN):
+        return ""
+    csrf = _csrf(session)
+    if item.legal_hold:
+        return (
+            f'<form class="inline" method="post" action="{link}/lift-hold">{csrf}'
+            '<input name="reason" id="lift_reason" placeholder="why it is lifted (optional)" maxlength="200"> '
+            '<button id="lift-hold" type="submit">Lift legal hold</button></form>'
+        )
+    if not item.has_bytes:
+        return ""
+    return (
+        f'<form class="inline" method="post" action="{link}/legal-hold">{csrf}'
+        '<input name="reason" id="hold_reason" placeholder="matter (e.g. preservation request 2026-17)" '
+        'required maxlength="200"> <button id="legal-hold" type="submit">Place legal hold</button></form>'
+    )
+
+
 def _actions(item: EvidenceItem, session: Session, link: str) -> str:
     csrf = _csrf(session)
     out = ["<h2>Actions</h2>"]
@@ -190,7 +223,7 @@ def _actions(item: EvidenceItem, session: Session, link: str) -> str:
             f'<form class="inline" method="post" action="{link}/reveal">{csrf}'
             '<button id="reveal" type="submit">Reveal original (audited)</button></form>'
         )
-    if item.state in (EvidenceState.HELD, EvidenceState.CONFIRMED):
+    if item.state in (EvidenceState.HELD, EvidenceState.CONFIRMED) and not item.legal_hold:
         out.append(
             f'<form class="inline" method="post" action="{link}/release">{csrf}'
             '<button id="release" type="submit">Release (false positive)</button></form>'
@@ -212,6 +245,7 @@ def _actions(item: EvidenceItem, session: Session, link: str) -> str:
             '<input name="report_id" id="report_id" placeholder="CyberTipline report id" required maxlength="100"> '
             '<button id="reported" type="submit">Mark reported</button></form>'
         )
+    out.append(_hold_actions(item, session, link))
     return "".join(out)
 
 
@@ -219,7 +253,8 @@ async def action(request: web.Request) -> web.StreamResponse:
     kind = request.match_info["action"]
     form = await request.post()
     takedown = kind == "confirm" and form.get("takedown") == "1"
-    session = await _session(request, Role.ADMIN if takedown else Role.REVIEWER)
+    admin_only = takedown or kind in ("legal-hold", "lift-hold")
+    session = await _session(request, Role.ADMIN if admin_only else Role.REVIEWER)
     review = site(request).review
     item_id = request.match_info["id"]
     base = f"/review/item/{item_id}"
@@ -235,6 +270,13 @@ async def action(request: web.Request) -> web.StreamResponse:
     if kind == "reported":
         await review.mark_reported(session.name, item_id, str(form.get("report_id", "")))
         raise web.HTTPSeeOther(f"{base}?done=reported")
+    if kind == "legal-hold":
+        await review.place_legal_hold(session.name, item_id, str(form.get("reason", "")))
+        raise web.HTTPSeeOther(f"{base}?done=held")
+    if kind == "lift-hold":
+        item = await review.lift_legal_hold(session.name, item_id, str(form.get("reason", "")))
+        expired = item.has_bytes and item.expires_at is not None and item.expires_at <= datetime.now(UTC)
+        raise web.HTTPSeeOther(f"{base}?done={'lifted-expired' if expired else 'lifted'}")
     raise web.HTTPNotFound()
 
 
@@ -285,4 +327,6 @@ def add_page_routes(app: web.Application) -> None:
     r.add_get("/review/item/{id}", guarded(item_page))
     r.add_get("/review/item/{id}/preview.jpg", guarded(preview))
     r.add_get("/review/item/{id}/original", guarded(original))
-    r.add_post("/review/item/{id}/{action:reveal|release|confirm|reported}", guarded(action))
+    r.add_post(
+        "/review/item/{id}/{action:reveal|release|confirm|reported|legal-hold|lift-hold}", guarded(action)
+    )

@@ -8,6 +8,8 @@
     evidence list           items (metadata only), newest first
     evidence purge          delete expired evidence now (the gate also does this periodically)
     evidence export ID --out DIR   decrypted bytes + JSON manifest, for a report; audited
+    evidence hold ID --reason R    place a legal hold: never purged or released until lifted; audited
+    evidence lift-hold ID          lift it (the item's retention deadline applies again); audited
 
 Commands that touch items use ``DATABASE_URL`` or the embedded Postgres of GATE_DATA_DIR, like the
 other store commands. Plaintext is written only by ``export``, only into the directory the operator
@@ -28,7 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from gate.quarantine.evidence import EvidenceNotFound, EvidenceState, EvidenceStore, EvidenceUnavailable
+from gate.quarantine.evidence import (
+    EvidenceNotFound,
+    EvidenceState,
+    EvidenceStore,
+    EvidenceUnavailable,
+    InvalidTransition,
+)
 from gate.quarantine.keys import EvidenceUnreadable, Keyring, KeyringError, new_key
 from gate.settings import Settings, SettingsError
 from gate.store.database import Database
@@ -69,6 +77,18 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--out", required=True, type=Path, help="directory to write into (created 0700)")
     p.add_argument("--actor", default=None, help="who exports, for the audit trail (default: OS user)")
     p.set_defaults(func=run_export)
+    p = es.add_parser(
+        "hold", help="place a legal hold: the evidence is never purged or released until lifted"
+    )
+    p.add_argument("decision_id")
+    p.add_argument("--reason", required=True, help="the matter it is held for (e.g. a preservation request)")
+    p.add_argument("--actor", default=None, help="who places it, for the audit trail (default: OS user)")
+    p.set_defaults(func=run_hold)
+    p = es.add_parser("lift-hold", help="lift a legal hold (the item's retention deadline applies again)")
+    p.add_argument("decision_id")
+    p.add_argument("--reason", default=None, help="why it is lifted, for the audit trail")
+    p.add_argument("--actor", default=None, help="who lifts it, for the audit trail (default: OS user)")
+    p.set_defaults(func=run_lift_hold)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -110,6 +130,8 @@ def _with_store(args: argparse.Namespace, work: Callable[[EvidenceStore], Awaita
         return _fail(str(exc))
     except EvidenceNotFound as exc:
         return _fail(f"no evidence for decision {exc}")
+    except InvalidTransition as exc:
+        return _fail(str(exc))
 
 
 # ---- keys ----------------------------------------------------------------------------------------
@@ -232,6 +254,7 @@ def run_list(args: argparse.Namespace) -> int:
             print(
                 f"{item.decision_id}  {item.created_at.isoformat(timespec='seconds')}  {item.state.value:9}"
                 f"  {item.rule or '-'}  {item.cid}  bytes={'yes' if item.has_bytes else 'no'}  expires={expires}"
+                + ("  legal-hold" if item.legal_hold else "")
             )
         return 0
 
@@ -246,6 +269,28 @@ def run_purge(args: argparse.Namespace) -> int:
                 f"purged {p.decision_id} ({p.state}, sha256 {p.sha256}, expired {p.expired_at.isoformat()})"
             )
         print(f"{len(purged)} expired item(s) purged")
+        return 0
+
+    return _with_store(args, work)
+
+
+def run_hold(args: argparse.Namespace) -> int:
+    async def work(store: EvidenceStore) -> int:
+        item = await store.set_legal_hold(args.decision_id, _actor(args.actor), True, args.reason)
+        print(f"legal hold placed on {item.decision_id} by {item.legal_hold_by}: {item.legal_hold_reason}")
+        return 0
+
+    return _with_store(args, work)
+
+
+def run_lift_hold(args: argparse.Namespace) -> int:
+    async def work(store: EvidenceStore) -> int:
+        item = await store.set_legal_hold(args.decision_id, _actor(args.actor), False, args.reason)
+        print(f"legal hold lifted from {item.decision_id}")
+        if item.has_bytes and item.expires_at is not None and item.expires_at <= datetime.now(UTC):
+            print(
+                f"its retention deadline ({item.expires_at.isoformat()}) has passed: the next purge deletes it"
+            )
         return 0
 
     return _with_store(args, work)

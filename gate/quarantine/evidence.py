@@ -15,7 +15,7 @@ The Python API the admin API / review page (and the CLI) build on — signatures
                                                                 # next refresh does)
     await store.confirm(decision_id, actor) -> EvidenceItem
     await store.mark_reported(decision_id, actor, report_id, retention) -> EvidenceItem
-    await store.set_legal_hold(decision_id, actor, on) -> EvidenceItem
+    await store.set_legal_hold(decision_id, actor, on, reason) -> EvidenceItem   # reason: the matter
     await store.mark_viewed(decision_id, actor) -> None         # a human saw the original bytes
     await store.set_verified_did(decision_id, did, how) -> None
     await store.audit(actor, action, subject=None, detail=None) -> None
@@ -63,6 +63,7 @@ from gate.quarantine.retention import (
     InvalidTransition,
     Purged,
     Retention,
+    change_hold,
     change_state,
     purge_expired,
 )
@@ -345,19 +346,18 @@ class EvidenceStore:
             decision_id, EvidenceState.REPORTED, actor, retention or Retention(), report_id=report_id
         )
 
-    async def set_legal_hold(self, decision_id: str, actor: str, on: bool) -> EvidenceItem:
+    async def set_legal_hold(
+        self, decision_id: str, actor: str, on: bool, reason: str | None = None
+    ) -> EvidenceItem:
+        """Place (``on``, ``reason`` required: the matter) or lift a legal hold; audited as
+        ``legal_hold`` / ``legal_hold_lifted`` in the same transaction."""
         did = _uuid(decision_id)
+        now = datetime.now(UTC)
 
         async def work(conn: Any) -> EvidenceItem:
-            row = await conn.fetchrow(
-                f"UPDATE evidence SET legal_hold = $2 WHERE decision_id = $1 RETURNING {ITEM_COLUMNS}",  # noqa: S608
-                did,
-                on,
-            )
-            if row is None:
-                raise EvidenceNotFound(decision_id)
-            await _audit(conn, actor, "legal_hold" if on else "legal_hold_lifted", str(did), {})
-            return item_from_row(row)
+            item, detail = await change_hold(conn, did, on, actor, now, reason)
+            await _audit(conn, actor, "legal_hold" if on else "legal_hold_lifted", str(did), detail)
+            return item
 
         result: EvidenceItem = await self._run(work)
         return result

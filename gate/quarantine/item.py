@@ -45,7 +45,10 @@ class EvidenceItem:
     key_id: str | None
     has_bytes: bool  # False once released or purged
     expires_at: datetime | None  # None: no deadline (confirmed but not yet reported)
-    legal_hold: bool
+    legal_hold: bool  # while set, the bytes are never purged or released
+    legal_hold_reason: str | None  # the matter it is held for, as the admin who placed it wrote it
+    legal_hold_by: str | None
+    legal_hold_at: datetime | None
     report_id: str | None
     reported_at: datetime | None
     human_viewed: bool
@@ -66,7 +69,8 @@ ITEM_COLUMNS = (
     "decision_id, created_at, verdict, state, state_changed_at, state_changed_by, sha256, md5, sha1, cid,"
     " size, media_type, declared_type, pdq, rule, reason, matches, policy_version, client_ip, did,"
     " did_method, verified_did, verified_at, verified_how, key_id, ciphertext IS NOT NULL AS has_bytes,"
-    " expires_at, legal_hold, report_id, reported_at, human_viewed, purged_at, purge_reason"
+    " expires_at, legal_hold, legal_hold_reason, legal_hold_by, legal_hold_at, report_id, reported_at,"
+    " human_viewed, purged_at, purge_reason"
 )
 SELECT_ITEM = f"SELECT {ITEM_COLUMNS} FROM evidence WHERE decision_id = $1"  # noqa: S608 (constants only)
 
@@ -105,6 +109,9 @@ def item_from_row(row: Any) -> EvidenceItem:
         has_bytes=row["has_bytes"],
         expires_at=row["expires_at"],
         legal_hold=row["legal_hold"],
+        legal_hold_reason=row["legal_hold_reason"],
+        legal_hold_by=row["legal_hold_by"],
+        legal_hold_at=row["legal_hold_at"],
         report_id=row["report_id"],
         reported_at=row["reported_at"],
         human_viewed=row["human_viewed"],

@@ -10,7 +10,9 @@ Deadlines (``evidence.expires_at``), fixed when an item enters a state:
 - ``reported``: report time + ``reported_days`` (never less than 366 days, whatever the policy says:
   §2258A(h) as amended by the 2024 REPORT Act requires one year after the report; 366 days is one
   year even across a leap day).
-- ``legal_hold``: while set, nothing is purged, whatever the deadline.
+- ``legal_hold``: while set, nothing is purged or released, whatever the deadline. Placed by an admin
+  with the matter it is held for, lifted by an admin; both audited. Lifting leaves the deadline as it
+  was: an item whose deadline passed under the hold is purged by the next purge.
 
 Purging deletes only the sealed bytes (and the wrapped data key); the evidence row keeps its hashes,
 state and history and the decision row in ``decisions`` is never touched.
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from gate.policy.model import Evidence
 from gate.quarantine.item import SELECT_ITEM, EvidenceItem, EvidenceState, item_from_row
 
 log = logging.getLogger("gate.evidence")
@@ -51,6 +54,11 @@ class InvalidTransition(ValueError):
 class Retention:
     hold_days: int = DEFAULT_HOLD_DAYS
     reported_days: int = MIN_REPORTED_DAYS
+
+    @classmethod
+    def of(cls, evidence: Evidence) -> Retention:
+        """The deadlines the policy's ``[evidence]`` table sets."""
+        return cls(evidence.hold_days, evidence.reported_days)
 
     def held_until(self, created_at: datetime) -> datetime:
         return created_at + timedelta(days=self.hold_days)
@@ -112,6 +120,72 @@ async def change_state(
         )
         await conn.execute(sql, decision_id, now, actor, report_id.strip(), retention.reported_until(now))
     return item_from_row(await conn.fetchrow(SELECT_ITEM, decision_id))
+
+
+HOLD_REASON_LIMIT = 200
+
+
+def hold_reason(raw: str | None, *, required: bool) -> str | None:
+    """A legal hold's reason as stored: stripped, printable, at most 200 characters."""
+    text = (raw or "").strip()
+    if not text:
+        if required:
+            raise InvalidTransition("a legal hold needs a reason: the matter it is held for")
+        return None
+    if len(text) > HOLD_REASON_LIMIT or not text.isprintable():
+        raise InvalidTransition(f"a legal hold reason is one line of up to {HOLD_REASON_LIMIT} characters")
+    return text
+
+
+async def change_hold(
+    conn: Any, decision_id: uuid.UUID, on: bool, actor: str, now: datetime, reason: str | None
+) -> tuple[EvidenceItem, dict[str, Any]]:
+    """Place (``on``) or lift the legal hold of one item inside the caller's transaction; returns the
+    item and the detail its audit row records."""
+    row = await conn.fetchrow(
+        "SELECT legal_hold, legal_hold_reason, legal_hold_by, legal_hold_at, ciphertext IS NOT NULL AS has_bytes,"
+        " purge_reason FROM evidence WHERE decision_id = $1 FOR UPDATE",
+        decision_id,
+    )
+    if row is None:
+        raise EvidenceNotFound(decision_id)
+    if on:
+        text = hold_reason(reason, required=True)
+        if row["legal_hold"]:
+            raise InvalidTransition(
+                f"evidence {decision_id} is already under legal hold ({row['legal_hold_reason']}, placed by "
+                f"{row['legal_hold_by']}); lift it first to hold it for another matter"
+            )
+        if not row["has_bytes"]:
+            raise InvalidTransition(
+                f"evidence {decision_id} has no bytes left to hold (they were {row['purge_reason']})"
+            )
+        await conn.execute(
+            "UPDATE evidence SET legal_hold = true, legal_hold_reason = $2, legal_hold_by = $3,"
+            " legal_hold_at = $4 WHERE decision_id = $1",
+            decision_id,
+            text,
+            actor,
+            now,
+        )
+        detail: dict[str, Any] = {"reason": text}
+    else:
+        text = hold_reason(reason, required=False)
+        if not row["legal_hold"]:
+            raise InvalidTransition(f"evidence {decision_id} is not under legal hold")
+        await conn.execute(
+            "UPDATE evidence SET legal_hold = false, legal_hold_reason = NULL, legal_hold_by = NULL,"
+            " legal_hold_at = NULL WHERE decision_id = $1",
+            decision_id,
+        )
+        at = row["legal_hold_at"]
+        detail = {
+            "reason": text,
+            "held_for": row["legal_hold_reason"],
+            "held_by": row["legal_hold_by"],
+            "held_since": at.isoformat() if at else None,
+        }
+    return item_from_row(await conn.fetchrow(SELECT_ITEM, decision_id)), detail
 
 
 async def purge_expired(conn: Any, now: datetime) -> list[Purged]:

@@ -39,13 +39,43 @@ async def test_legal_hold_blocks_release_and_purge(store: EvidenceStore) -> None
     old = datetime.now(UTC) - 40 * DAY
     record = judged(b"on hold", when=old)
     await store.keep(record, b"on hold", Retention(hold_days=30))
-    await store.set_legal_hold(record.id, "lawyer", True)
+    held = await store.set_legal_hold(record.id, "lawyer", True, "preservation request PR-17")
+    assert (held.legal_hold, held.legal_hold_reason, held.legal_hold_by) == (
+        True,
+        "preservation request PR-17",
+        "lawyer",
+    )
     with pytest.raises(InvalidTransition, match="legal hold"):
         await store.release(record.id, "rev")
     assert await store.purge() == []
+    assert await store.purge(datetime.now(UTC) + 3650 * DAY) == []  # no deadline outlasts a hold
     assert await store.decrypt(record.id, "lawyer", "reveal") == b"on hold"
-    await store.set_legal_hold(record.id, "lawyer", False)
+    with pytest.raises(InvalidTransition, match="already under legal hold"):
+        await store.set_legal_hold(record.id, "other", True, "another matter")
+    lifted = await store.set_legal_hold(record.id, "lawyer", False, "matter closed")
+    assert (lifted.legal_hold, lifted.legal_hold_reason, lifted.legal_hold_by) == (False, None, None)
+    with pytest.raises(InvalidTransition, match="not under legal hold"):
+        await store.set_legal_hold(record.id, "lawyer", False)
     assert [p.decision_id for p in await store.purge()] == [str(uuid.UUID(record.id))]
+    trail = [(e.actor, e.action, e.detail) for e in await store.audit_trail(lifted.decision_id)]
+    assert trail[0] == ("lawyer", "legal_hold", {"reason": "preservation request PR-17"})
+    assert trail[2][:2] == ("lawyer", "legal_hold_lifted")
+    assert (
+        trail[2][2]["reason"] == "matter closed" and trail[2][2]["held_for"] == "preservation request PR-17"
+    )
+    with pytest.raises(InvalidTransition, match="no bytes left to hold"):
+        await store.set_legal_hold(record.id, "lawyer", True, "too late")
+
+
+@pytest.mark.parametrize("reason", [None, "", "   ", "two\nlines", "x" * 201])
+async def test_a_legal_hold_needs_a_one_line_reason(store: EvidenceStore, reason: str | None) -> None:
+    record = judged(b"reasons")
+    await store.keep(record, b"reasons", Retention())
+    with pytest.raises(InvalidTransition, match="reason"):
+        await store.set_legal_hold(record.id, "lawyer", True, reason)
+    item = await store.get(record.id)
+    assert item is not None and not item.legal_hold
+    assert await store.audit_trail(item.decision_id) == []
 
 
 async def test_purge_deletes_only_expired_evidence_and_keeps_decisions(
