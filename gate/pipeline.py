@@ -67,6 +67,8 @@ def hash_options(policy: Policy, settings: Settings) -> HashOptions:
         phash=SignalType.PHASH in wanted,
         dhash=SignalType.DHASH in wanted,
         max_image_pixels=settings.max_image_pixels,
+        max_frames=policy.hashing.max_frames,
+        max_total_pixels=policy.hashing.max_total_pixels,
     )
 
 

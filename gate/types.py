@@ -47,15 +47,36 @@ class Unhashable(StrEnum):
     CORRUPT = "corrupt"  # the decoder refused the bytes
     TRUNCATED = "truncated"  # the image ends early
     BOMB = "bomb"  # more pixels than the decompression-bomb limit
+    TOO_MANY_FRAMES = "too_many_frames"  # past [hashing] max_frames or max_total_pixels
+
+
+class Variant(StrEnum):
+    """Why the gate computed one of an upload's several perceptual hashes (a match on any counts)."""
+
+    STORED = "stored"  # the pixels as stored in the file: what HMA and threatexchange hash
+    DISPLAYED = "displayed"  # the picture as viewers show it, after its EXIF orientation
+    DIHEDRAL = "dihedral"  # a rotation or mirror image that [hashing] dihedral asks for
 
 
 @dataclass(frozen=True, slots=True)
 class PdqHash:
-    """One PDQ hash: 64 lowercase hex chars, its quality (0–100) and the dihedral transform it came from."""
+    """One PDQ hash: 64 lowercase hex chars, its quality (0–100), the dihedral transform of the stored
+    pixels it is the hash of, the frame it came from and why it was computed."""
 
     hex: str
     quality: int
     transform: str = "original"
+    frame: int = 0  # animation frame, page or icon size; 0 = the picture the file opens on
+    variant: Variant = Variant.STORED
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "hash": self.hex,
+            "quality": self.quality,
+            "transform": self.transform,
+            "frame": self.frame,
+            "variant": self.variant.value,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +88,9 @@ class Hashes:
     sha1: str
     cid: str  # CIDv1 raw sha2-256 base32: the key the PDS stores the blob under
     size: int
-    media_type: str  # sniffed from the bytes; "application/octet-stream" when unknown
+    # The type the bytes are judged as: the image type a decoder read them as (the sniffed one first),
+    # else the sniffed type; "application/octet-stream" when nothing recognises them.
+    media_type: str
     pdq: tuple[PdqHash, ...] = ()
     phash: str | None = None  # only when a policy rule asks for it
     dhash: str | None = None
@@ -76,6 +99,10 @@ class Hashes:
     unhashable_detail: str | None = None
     width: int | None = None
     height: int | None = None
+    # Every type the bytes satisfy: each image decoder that opened them, and what the magic bytes say
+    # (a JPEG that also sniffs as MP4 is both). Empty only in hand-made values.
+    media_types: tuple[str, ...] = ()
+    frames: int | None = None  # pictures decoded (frames, pages, sizes) across every decoder's reading
 
     @property
     def is_image(self) -> bool:
@@ -90,6 +117,11 @@ class Hashes:
             SignalType.CID: self.cid,
         }.get(signal)
 
+    def pdq_origin(self, value: str) -> PdqHash | None:
+        """The first of this upload's PDQ hashes equal to ``value`` (identical frames are listed once)."""
+        value = value.lower()
+        return next((p for p in self.pdq if p.hex.lower() == value), None)
+
 
 @dataclass(frozen=True, slots=True)
 class Match:
@@ -102,6 +134,8 @@ class Match:
     content_id: str | None = None
     label: str | None = None
     query_hash: str | None = None  # which of the upload's hashes matched (dihedral: several)
+    frame: int | None = None  # perceptual matches: the frame of the hash that matched (PdqHash.frame)
+    variant: Variant | None = None  # ...and why that hash was computed (PdqHash.variant)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -112,6 +146,8 @@ class Match:
             "content_id": self.content_id,
             "label": self.label,
             "query_hash": self.query_hash,
+            "frame": self.frame,
+            "variant": self.variant.value if self.variant else None,
         }
 
 

@@ -4,7 +4,8 @@ Less human exposure (field.md): the browser never receives the original bytes fo
 ≤ 160 px greyscale JPEG blurred hard enough to judge "is this the kind of thing the bank says" without
 seeing detail. The original goes out only through an audited, time-limited reveal.
 
-Decoding reuses the hasher's safe decoder (one format per sniffed type, bomb limit before any pixel).
+Decoding reuses the hasher's decoder for the formats viewers show (never Pillow's whole plugin list;
+bomb limit before any pixel), the sniffed one first: a JPEG that also sniffs as MP4 gets its preview.
 CPU-bound: callers run it in a thread.
 """
 
@@ -14,7 +15,8 @@ import io
 
 from PIL import Image, ImageFilter
 
-from gate.hashing.decode import DecodeFailure, decodable, decode
+from gate.hashing.decode import Decoded, DecodeFailure, decode
+from gate.hashing.formats import VIEWER_FORMATS
 from gate.hashing.sniff import sniff
 
 PREVIEW_SIDE = 160
@@ -23,12 +25,8 @@ BLUR_RADIUS = 8  # at 160 px: faces and text are gone, layout and tone remain
 
 def blurred_preview(body: bytes, max_pixels: int) -> bytes | None:
     """JPEG bytes of the blurred greyscale derivative, or None when the media is not a decodable image."""
-    media_type = sniff(body)
-    if not decodable(media_type):
-        return None
-    try:
-        decoded = decode(body, media_type, max_pixels=max_pixels, reduce=True)
-    except DecodeFailure:
+    decoded = _first_picture(body, max_pixels)
+    if decoded is None:
         return None
     im = Image.fromarray(decoded.pixels).convert("L")
     im.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BOX)
@@ -36,3 +34,13 @@ def blurred_preview(body: bytes, max_pixels: int) -> bytes | None:
     out = io.BytesIO()
     im.save(out, format="JPEG", quality=60)
     return out.getvalue()
+
+
+def _first_picture(body: bytes, max_pixels: int) -> Decoded | None:
+    for media_type in dict.fromkeys((sniff(body), *VIEWER_FORMATS)):
+        if media_type in VIEWER_FORMATS:
+            try:
+                return decode(body, media_type, max_pixels=max_pixels, reduce=True)
+            except DecodeFailure:
+                continue
+    return None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gate.hashing.hasher import hash_bytes
 from gate.hashing.options import HashOptions
-from gate.types import Hashes
+from gate.types import Hashes, PdqHash, Variant
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,6 +69,7 @@ def to_json(path: Path, hashes: Hashes) -> dict[str, object]:
     return {
         "file": str(path),
         "media_type": hashes.media_type,
+        "media_types": list(hashes.media_types),
         "size": hashes.size,
         "sha256": hashes.sha256,
         "md5": hashes.md5,
@@ -76,7 +77,8 @@ def to_json(path: Path, hashes: Hashes) -> dict[str, object]:
         "cid": hashes.cid,
         "width": hashes.width,
         "height": hashes.height,
-        "pdq": [{"hash": p.hex, "quality": p.quality, "transform": p.transform} for p in hashes.pdq],
+        "frames": hashes.frames,
+        "pdq": [p.to_json() for p in hashes.pdq],
         "phash": hashes.phash,
         "dhash": hashes.dhash,
         "unhashable": hashes.unhashable.value if hashes.unhashable else None,
@@ -86,7 +88,7 @@ def to_json(path: Path, hashes: Hashes) -> dict[str, object]:
 
 def to_text(path: Path, hashes: Hashes, *, first: bool) -> str:
     rows: list[tuple[str, str]] = [
-        ("media_type", hashes.media_type),
+        ("media_type", " + ".join(hashes.media_types) or hashes.media_type),
         ("size", str(hashes.size)),
         ("sha256", hashes.sha256),
         ("md5", hashes.md5),
@@ -95,9 +97,10 @@ def to_text(path: Path, hashes: Hashes, *, first: bool) -> str:
     ]
     if hashes.width is not None:
         rows.append(("dimensions", f"{hashes.width}x{hashes.height}"))
+    if hashes.frames is not None and hashes.frames > 1:
+        rows.append(("frames", str(hashes.frames)))
     for pdq in hashes.pdq:
-        label = "pdq" if pdq.transform == "original" else f"pdq {pdq.transform}"
-        rows.append((label, f"{pdq.hex}  quality {pdq.quality}"))
+        rows.append((_pdq_label(pdq), f"{pdq.hex}  quality {pdq.quality}"))
     if hashes.phash is not None:
         rows.append(("phash", hashes.phash))
     if hashes.dhash is not None:
@@ -110,6 +113,18 @@ def to_text(path: Path, hashes: Hashes, *, first: bool) -> str:
     lines = [("" if first else "\n") + str(path)]
     lines += [f"  {label.ljust(width)}  {value}" for label, value in rows]
     return "\n".join(lines)
+
+
+def _pdq_label(pdq: PdqHash) -> str:
+    """``pdq``, ``pdq frame 3``, ``pdq displayed rotate270``, ``pdq rotate90`` (a dihedral variant)..."""
+    words = ["pdq"]
+    if pdq.frame:
+        words.append(f"frame {pdq.frame}")
+    if pdq.variant is Variant.DISPLAYED:
+        words.append("displayed")
+    if pdq.transform != "original":
+        words.append(pdq.transform)
+    return " ".join(words)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,9 @@
 """Decode an image body, safely, into the small 8-bit pixel array the perceptual hashes need.
 
-Trust boundary: the bytes come from any authenticated account. Pillow only tries the one format the
-magic bytes named (never its whole plugin list, which includes EPS via Ghostscript), the pixel count
-is checked against the bomb limit from the header before a single pixel is decoded, and every
-decoder failure becomes a ``DecodeFailure`` with an ``Unhashable`` reason.
+Trust boundary: the bytes come from any authenticated account. Which decoders open them is
+gate/hashing/formats.py's business (never Pillow's whole plugin list, which includes EPS via
+Ghostscript); here the pixel count is checked against the bomb limit from the header before a single
+pixel is decoded, and every decoder failure becomes a ``DecodeFailure`` with an ``Unhashable`` reason.
 
 The fast path (issue 6, "hashing at the limit"): PDQ squeezes any image to 64×64 before its DCT, so
 decoding all 12 MP buys nothing but time. Images up to 1 MP are hashed at full resolution (exactly
@@ -20,9 +20,10 @@ Choices where Pillow and HMA disagree with a correct image (HMA hashes ``np.asar
   CMYK's C,M,Y planes as R,G,B and palette indices as grey levels; 1-bit images get quality 0).
 - Alpha is dropped, not composited: for RGBA this is exactly what HMA hashes (it reads channels 0–2),
   so hashes from HMA-built banks match bit for bit, and content hidden under alpha 0 is still hashed.
-- EXIF orientation is NOT applied: HMA and threatexchange do not apply it, so banks hold hashes of
-  the stored pixels. A copy that differs only by its orientation tag is caught by dihedral hashing.
-- Animated GIF / WebP / APNG: the first frame only.
+- EXIF orientation is not applied to the pixels decoded here: HMA and threatexchange hash the stored
+  grid, so that hash stays; the picture as displayed is hashed beside it (gate/hashing/orientation.py).
+- Frames after the first (gate/hashing/frames.py) always take the downsample path, at full resolution
+  up to 1 MP: within a bit or two of PDQ's own hash, at a fraction of its cost.
 """
 
 from __future__ import annotations
@@ -32,14 +33,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import pillow_heif
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
+from gate.hashing.formats import VIEWER_FORMATS, failure_of
 from gate.types import Unhashable
-
-# HEIC / HEIF come from pillow-heif (a maintained Pillow plugin); AVIF is Pillow's own since 11.2.
-# Registering an opener is a one-time, idempotent addition to Pillow's registry.
-pillow_heif.register_heif_opener()
 
 # Images up to this size are hashed at full resolution (bit-identical to HMA): PDQ on 1 MP takes
 # ~10-20 ms, and most uploads from the Bluesky app are larger than this anyway.
@@ -48,19 +45,6 @@ FULL_RESOLUTION_PIXELS = 1024 * 1024
 # up to 20 bits of PDQ), nor takes images with a side under MIN_REDUCED_SIDE (PDQ's own edge cases).
 MIN_SHORT_SIDE = 512
 MIN_REDUCED_SIDE = 64
-
-# The Pillow formats tried for each sniffed media type; anything else is not decoded at all.
-_FORMATS: dict[str, tuple[str, ...]] = {
-    "image/jpeg": ("JPEG",),  # MPO (multi-picture JPEG) is opened by the JPEG factory
-    "image/png": ("PNG",),
-    "image/gif": ("GIF",),
-    "image/webp": ("WEBP",),
-    "image/bmp": ("BMP",),
-    "image/tiff": ("TIFF",),
-    "image/heic": ("HEIF",),
-    "image/heif": ("HEIF",),
-    "image/avif": ("AVIF", "HEIF"),
-}
 
 Pixels = npt.NDArray[np.uint8]  # H×W (luma) or H×W×3 (RGB), C-contiguous
 
@@ -77,66 +61,50 @@ class Decoded:
     pixels: Pixels
     width: int  # the image's own size, before any reduction
     height: int
-    # None: ``pixels`` are the full-resolution image. Else each pixel is the mean of a scale × scale
-    # block of it (the last row and column of blocks may be short).
+    # None: ``pixels`` are the full-resolution image, for PDQ's own hash. Else each pixel is the mean
+    # of a scale × scale block of it (the last row and column of blocks may be short), for PDQ's
+    # downsample computed from them (gate/hashing/pdq_downsample.py); 1 is the full image that way.
     scale: int | None = None
 
 
-def decodable(media_type: str) -> bool:
-    return media_type in _FORMATS
-
-
 def decode(body: bytes, media_type: str, *, max_pixels: int, reduce: bool = True) -> Decoded:
-    """Decode the first frame of an image to 8-bit pixels, reduced unless ``reduce`` is False."""
-    formats = _FORMATS.get(media_type)
+    """Decode the first frame of an image with the decoders ``media_type`` names (JPEG for
+    ``image/jpeg``...) to 8-bit pixels, reduced unless ``reduce`` is False. For the review preview and
+    tests; uploads go through gate/hashing/image.py, which tries every decoder."""
+    formats = VIEWER_FORMATS.get(media_type)
     if formats is None:
         raise DecodeFailure(Unhashable.CORRUPT, f"no decoder for {media_type}")
     try:
         with Image.open(io.BytesIO(body), formats=list(formats)) as im:
-            width, height = im.size
-            # The gate's own limit, per call. Pillow's global one (Image.MAX_IMAGE_PIXELS) is only set
-            # per task inside the hashing worker processes; in a shared process it is left alone, and
-            # Pillow refusing first (over twice its limit) is reported as a bomb all the same.
-            if width * height > max_pixels:
-                raise DecodeFailure(
-                    Unhashable.BOMB,
-                    f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}",
-                )
-            if width < 1 or height < 1:
-                raise DecodeFailure(Unhashable.CORRUPT, f"empty image {width}x{height}")
-            scale = None
-            if reduce and width * height > FULL_RESOLUTION_PIXELS and min(width, height) >= MIN_REDUCED_SIDE:
-                loaded, scale = _reduced(im)
-            else:
-                loaded = _loaded(im)
-            pixels = _pixels(loaded)
+            return decode_frame(im, max_pixels=max_pixels, reduce=reduce, exact=True)
     except DecodeFailure:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DecodeFailure(Unhashable.BOMB, _short(exc)) from None
     except UnidentifiedImageError:
         raise DecodeFailure(Unhashable.CORRUPT, f"not a readable {media_type} image") from None
-    except MemoryError:
-        raise DecodeFailure(Unhashable.BOMB, "out of memory while decoding") from None
     except Exception as exc:
-        # Decoders of hostile input raise anything (OSError, SyntaxError, ValueError, struct.error...):
-        # every one of them is an explicit "unhashable", never an exception out of the hasher.
-        message = str(exc)
-        lowered = message.lower()
-        if "truncat" in lowered or "end of file" in lowered or isinstance(exc, EOFError) or _riff_short(body):
-            raise DecodeFailure(Unhashable.TRUNCATED, _short(exc)) from None
-        raise DecodeFailure(Unhashable.CORRUPT, _short(exc)) from None
-    return Decoded(pixels=pixels, width=width, height=height, scale=scale)
+        raise DecodeFailure(*failure_of(exc, body)) from None
 
 
-def _riff_short(body: bytes) -> bool:
-    """A RIFF (WebP) body shorter than its header says: libwebp only reports "cannot decode"."""
-    return body[:4] == b"RIFF" and int.from_bytes(body[4:8], "little") + 8 > len(body)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
+def decode_frame(im: Image.Image, *, max_pixels: int, reduce: bool, exact: bool) -> Decoded:
+    """The current frame of an open image as 8-bit pixels. ``exact``: up to 1 MP, the full-resolution
+    pixels for PDQ's own hash (``scale`` None); otherwise always the downsample path (``scale`` ≥ 1).
+    Decoder errors propagate; the caller maps them (``formats.failure_of``)."""
+    width, height = im.size
+    # The gate's own limit, per frame. Pillow's global one (Image.MAX_IMAGE_PIXELS) is only set per
+    # task inside the hashing worker processes; in a shared process it is left alone, and Pillow
+    # refusing first (over twice its limit) is reported as a bomb all the same.
+    if width * height > max_pixels:
+        raise DecodeFailure(
+            Unhashable.BOMB, f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}"
+        )
+    if width < 1 or height < 1:
+        raise DecodeFailure(Unhashable.CORRUPT, f"empty image {width}x{height}")
+    scale: int | None = None if exact else 1
+    if reduce and width * height > FULL_RESOLUTION_PIXELS and min(width, height) >= MIN_REDUCED_SIDE:
+        loaded, scale = _reduced(im)
+    else:
+        loaded = _loaded(im)
+    return Decoded(pixels=_pixels(loaded), width=width, height=height, scale=scale)
 
 
 def _loaded(im: Image.Image) -> Image.Image:

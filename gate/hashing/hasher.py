@@ -1,10 +1,12 @@
 """The hashing stage: ``hash_bytes`` (pure, synchronous) and ``Hasher`` (the same, off the event loop).
 
-Where the CPU work runs: an image goes whole to a worker process (gate/hashing/pool.py), which decodes
-and PDQs it with the exact digests in a side thread; ``pdqhash.compute`` holds the GIL, so PDQ in the
-gate's threads would serialise on one core and stall the event loop. Bodies that are not images (a
-100 MB video) are digested in a thread here and never cross a process boundary. A decoder that
-crashes or hangs its worker costs that upload an "unhashable" verdict, not the gate.
+Where the CPU work runs: every body goes whole to a worker process (gate/hashing/pool.py), which
+offers it to every image decoder and PDQs what they read, with the exact digests in a side thread;
+``pdqhash.compute`` holds the GIL, so PDQ in the gate's threads would serialise on one core and stall
+the event loop. Bodies that sniff as something else go too: some decoders (TGA, IM, PCD...) have no
+magic number to rule them out by, and a JPEG can sniff as MP4 (issue 12), so only a decoder can say a
+body is not an image, and decoders run only in workers. A decoder that crashes or hangs its worker
+costs that upload an "unhashable" verdict, not the gate.
 
 Measured with ``python -m bench.hashing_pool 20`` (2 workers; idle 2-core machine, 2026-11-24), ratios
 to serial ``hash_bytes`` in the same run, for a 12 MP JPEG (0.9 MB) / with grain (1.9 MB) / 1024 px:
@@ -26,12 +28,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
-from gate.hashing.decode import decodable
 from gate.hashing.digests import Digests, digests
 from gate.hashing.image import ImageHashes, hash_image
 from gate.hashing.options import HashOptions
 from gate.hashing.pool import WorkerDied, WorkerPool
-from gate.hashing.sniff import sniff
+from gate.hashing.sniff import OCTET_STREAM, sniff
 from gate.types import Hashes, Unhashable
 
 Pool = Literal["process", "thread"]
@@ -41,27 +42,32 @@ POOL_CHOICE: Pool = "process"
 
 
 def hash_bytes(body: bytes, options: HashOptions, *, full_resolution: bool = False) -> Hashes:
-    """Digests, the sniffed media type and, for images, PDQ (+ pHash / dHash on request).
+    """Digests, every media type the bytes satisfy and, for what image decoders read, PDQ of every frame
+    (+ pHash / dHash of the first on request).
 
     Pure and synchronous: runs in the caller's thread. Bad images never raise; they come back with
     ``unhashable`` set. ``full_resolution`` skips the fast path and hashes every pixel, as HMA does.
     """
-    media_type = sniff(body)
-    image = None
-    if decodable(media_type):
-        image = hash_image(body, media_type, options, reduce=not full_resolution)
-    return combine(digests(body), media_type, image)
+    sniffed = sniff(body)
+    image = hash_image(body, sniffed, options, reduce=not full_resolution)
+    return combine(digests(body), sniffed, image)
 
 
-def combine(found: Digests, media_type: str, image: ImageHashes | None) -> Hashes:
+def combine(found: Digests, sniffed: str, image: ImageHashes | None) -> Hashes:
     image = image if image is not None else ImageHashes()  # its defaults are Hashes' "not an image"
+    # What decoders read first (the sniffed type's own decoders are tried first), then the magic bytes.
+    types = tuple(dict.fromkeys((*image.media_types, sniffed)))
+    if len(types) > 1:
+        types = tuple(t for t in types if t != OCTET_STREAM)
     return Hashes(
         sha256=found.sha256,
         md5=found.md5,
         sha1=found.sha1,
         cid=found.cid,
         size=found.size,
-        media_type=media_type,
+        media_type=types[0],
+        media_types=types,
+        frames=image.frames,
         pdq=image.pdq,
         phash=image.phash,
         dhash=image.dhash,
@@ -84,8 +90,7 @@ class Hasher:
         self._workers = workers if workers > 0 else (os.cpu_count() or 1)
         self._pool_kind: Pool = pool
         self._decode_timeout = decode_timeout
-        # Digests of bodies that never go to a worker (video, unknown types: up to the upload limit,
-        # hashed where they lie), and image work when pool="thread".
+        # Digests of a body whose worker died (still owed), and all the work when pool="thread".
         self._threads = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="gate-hash")
         self._processes = WorkerPool(self._workers, decode_timeout) if pool == "process" else None
         self._closed = False
@@ -103,8 +108,6 @@ class Hasher:
             raise RuntimeError("Hasher is closed")
         loop = asyncio.get_running_loop()
         media_type = sniff(body)  # reads the first few KB only: cheap enough for the loop
-        if not decodable(media_type):
-            return combine(await loop.run_in_executor(self._threads, digests, body), media_type, None)
         if self._processes is None:
             digested = loop.run_in_executor(self._threads, digests, body)
             image = await loop.run_in_executor(self._threads, hash_image, body, media_type, options)

@@ -1,45 +1,161 @@
-"""All the perceptual hashes of one image body, as one picklable value (it crosses process pools)."""
+"""All the perceptual hashes of one body, as one plain value (it crosses the worker socket as JSON).
+
+Judge the picture every viewer sees (design.md): every decoder that opens the bytes
+(gate/hashing/formats.py), every frame of each reading (gate/hashing/frames.py), and each frame both as
+stored and as displayed after its EXIF orientation (gate/hashing/orientation.py). A match on any of
+these hashes is a match. Identical frames are hashed once, and a hash is listed once (at its first
+frame).
+
+When is an upload unhashable: when a decoder that opened the bytes could not decode one of its frames,
+when the bytes claim a format viewers show and its decoder cannot read them, past the frame budget, or
+when every frame is too flat for PDQ (``low_quality``). Hashes of the frames that did decode are kept
+either way: a match on them still counts. Bytes no decoder opens get no perceptual hash and no reason:
+they are the policy's ``on_unscannable``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import warnings
+from dataclasses import dataclass, replace
 
-from gate.hashing.decode import DecodeFailure, decode
+from gate.hashing.decode import Decoded, DecodeFailure
+from gate.hashing.formats import OpenFailure, failure_of, open_all, short
+from gate.hashing.frames import Budget, Frame, frames, reopener
 from gate.hashing.options import HashOptions
-from gate.hashing.pdq import pdq_of
+from gate.hashing.pdq import downsample_of, pdq_of, pdq_of_downsample
+from gate.hashing.pdq_downsample import Floats
 from gate.hashing.perceptual import perceptual
-from gate.types import PdqHash, Unhashable
+from gate.types import PdqHash, Unhashable, Variant
 
 
 @dataclass(frozen=True, slots=True)
 class ImageHashes:
     pdq: tuple[PdqHash, ...] = ()
-    phash: str | None = None
+    phash: str | None = None  # of the first frame
     dhash: str | None = None
     unhashable: Unhashable | None = None
     unhashable_detail: str | None = None
-    width: int | None = None
+    width: int | None = None  # of the first frame
     height: int | None = None
+    media_types: tuple[str, ...] = ()  # what the image decoders read the bytes as, in order
+    frames: int | None = None  # pictures decoded (identical frames included)
 
 
-def hash_image(body: bytes, media_type: str, options: HashOptions, *, reduce: bool = True) -> ImageHashes:
-    """PDQ (and pHash / dHash on request) of an image body. Never raises for bad input: a body that
-    cannot be hashed gives ``unhashable`` with its reason and a short detail.
+def hash_image(body: bytes, sniffed: str, options: HashOptions, *, reduce: bool = True) -> ImageHashes:
+    """Every perceptual hash of a body whose magic bytes say ``sniffed``. Never raises for bad input:
+    what cannot be hashed comes back as ``unhashable`` with its reason and a short detail.
 
-    ``reduce=False`` hashes the full-resolution image, as HMA does (slow; for tests and bank building).
+    ``reduce=False`` hashes every frame at full resolution, as HMA does (slow; for tests and banks).
     """
-    try:
-        decoded = decode(body, media_type, max_pixels=options.max_image_pixels, reduce=reduce)
-    except DecodeFailure as failure:
-        return ImageHashes(unhashable=failure.reason, unhashable_detail=failure.detail)
-    pdq, quality = pdq_of(decoded, dihedral=options.dihedral)
-    if quality < options.min_pdq_quality:
-        # A flat or featureless image: its hash is noise that would match other flat images.
+    hashes = _Hashes(options)
+    # Decoders of hostile files warn about everything (odd sizes, broken EXIF, truncated chunks). The
+    # answer is the same whether or not warnings are errors (as under pytest), and none is actionable.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for item in open_all(body, sniffed):
+            hashes.media_type(item.media_type)
+            if isinstance(item, OpenFailure):
+                hashes.fail(item.reason, item.detail, item.media_type)
+                continue
+            offset = hashes.frames
+            with item.image as im:
+                try:
+                    for frame in frames(im, reopener(body, item.name), hashes.budget, reduce=reduce):
+                        hashes.add(frame, offset + frame.index)
+                except DecodeFailure as failure:
+                    hashes.fail(failure.reason, failure.detail, item.media_type)
+                except Exception as exc:
+                    hashes.fail(*failure_of(exc, body), item.media_type)
+    return hashes.result()
+
+
+class _Hashes:
+    def __init__(self, options: HashOptions) -> None:
+        self.options = options
+        self.budget = Budget(options.max_frames, options.max_total_pixels, options.max_image_pixels)
+        self.pdq: dict[str, PdqHash] = {}  # by hex, in order: the first frame that gave a hash keeps it
+        self.seen: set[bytes] = set()  # digests of the downsamples already hashed
+        self.exact: Decoded | None = None  # a first frame hashed exactly, not yet in ``seen``
+        self.types: list[str] = []
+        self.failure: tuple[Unhashable, str] | None = None
+        self.flat: int | None = None  # the best quality of the frames too flat to hash
+        self.frames = 0
+        self.first: ImageHashes | None = None  # phash, dhash, size of the first frame
+
+    def media_type(self, media_type: str) -> None:
+        if media_type not in self.types:
+            self.types.append(media_type)
+
+    def fail(self, reason: Unhashable, detail: str, media_type: str) -> None:
+        if self.failure is None:  # the first failure is the reason; it was met first
+            where = "" if media_type == self.types[0] else f"{media_type}: "
+            self.failure = (reason, short(where + detail))
+
+    def add(self, frame: Frame, index: int) -> None:
+        self.frames += 1
+        decoded, dihedral = frame.decoded, self.options.dihedral
+        if decoded.scale is None:  # exact: PDQ's own hash of the full-resolution pixels
+            found, quality = pdq_of(decoded, dihedral=dihedral)
+            self.exact = decoded
+        else:
+            if self.exact is not None:  # an animation after all: later frames may repeat the first
+                self.seen.add(_digest(downsample_of(self.exact)))
+                self.exact = None
+            luma = downsample_of(decoded)
+            # Identical frames (a GIF holding a picture for several frame times) are hashed once; the
+            # digest is collision-resistant, so no frame can pass for another it differs from.
+            key = _digest(luma)
+            if key in self.seen:
+                return
+            self.seen.add(key)
+            found, quality = pdq_of_downsample(luma, dihedral=dihedral)
+        if self.first is None:
+            phash, dhash = (None, None)
+            if quality >= self.options.min_pdq_quality:
+                phash, dhash = perceptual(decoded.pixels, phash=self.options.phash, dhash=self.options.dhash)
+            self.first = ImageHashes(phash=phash, dhash=dhash, width=decoded.width, height=decoded.height)
+        if quality < self.options.min_pdq_quality:
+            # A flat or featureless frame: its hash is noise that would match other flat pictures.
+            self.flat = max(quality, self.flat or 0)
+            return
+        stored, *turned = found
+        self._keep(replace(stored, frame=index, variant=Variant.STORED))
+        if frame.orientation is not None:
+            (displayed,), seen_quality = pdq_of_downsample(downsample_of(decoded, frame.orientation))
+            if seen_quality >= self.options.min_pdq_quality:
+                self._keep(
+                    replace(
+                        displayed,
+                        transform=frame.orientation.transform,
+                        frame=index,
+                        variant=Variant.DISPLAYED,
+                    )
+                )
+        for other in turned:
+            self._keep(replace(other, frame=index, variant=Variant.DIHEDRAL))
+
+    def _keep(self, pdq: PdqHash) -> None:
+        self.pdq.setdefault(pdq.hex, pdq)
+
+    def result(self) -> ImageHashes:
+        first = self.first or ImageHashes()
+        reason, detail = self.failure if self.failure else (None, None)
+        if reason is None and not self.pdq and self.flat is not None:
+            reason = Unhashable.LOW_QUALITY
+            detail = f"PDQ quality {self.flat} is below {self.options.min_pdq_quality}"
         return ImageHashes(
-            unhashable=Unhashable.LOW_QUALITY,
-            unhashable_detail=f"PDQ quality {quality} is below {options.min_pdq_quality}",
-            width=decoded.width,
-            height=decoded.height,
+            pdq=tuple(self.pdq.values()),
+            phash=first.phash,
+            dhash=first.dhash,
+            unhashable=reason,
+            unhashable_detail=detail,
+            width=first.width,
+            height=first.height,
+            media_types=tuple(self.types),
+            frames=self.frames if self.types else None,
         )
-    phash, dhash = perceptual(decoded.pixels, phash=options.phash, dhash=options.dhash)
-    return ImageHashes(pdq=pdq, phash=phash, dhash=dhash, width=decoded.width, height=decoded.height)
+
+
+def _digest(luma: Floats) -> bytes:
+    return hashlib.blake2b(luma.tobytes(), digest_size=32).digest()

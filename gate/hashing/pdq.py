@@ -15,7 +15,8 @@ import numpy.typing as npt
 import pdqhash
 
 from gate.hashing.decode import Decoded, Pixels
-from gate.hashing.pdq_downsample import downsample
+from gate.hashing.orientation import Orientation
+from gate.hashing.pdq_downsample import Floats, downsample
 from gate.hashing.pdq_native import LUMA, pdq_of_luma
 from gate.types import PdqHash
 
@@ -54,7 +55,23 @@ def pdq_of(decoded: Decoded, *, dihedral: bool = False) -> tuple[tuple[PdqHash, 
     its full-resolution pixels, or of PDQ's downsample computed from its reduced ones."""
     if decoded.scale is None:
         return pdq_hashes(decoded.pixels, dihedral=dihedral)
-    luma = downsample(decoded.pixels, decoded.width, decoded.height, decoded.scale)
+    return pdq_of_downsample(downsample_of(decoded), dihedral=dihedral)
+
+
+def downsample_of(decoded: Decoded, orientation: Orientation | None = None) -> Floats:
+    """PDQ's 64×64 downsample of the decoded picture, or of the picture as displayed after
+    ``orientation`` (read through a view of the same pixels: nothing is decoded again)."""
+    if orientation is None:
+        return downsample(decoded.pixels, decoded.width, decoded.height, decoded.scale or 1)
+    width, height = (
+        (decoded.height, decoded.width) if orientation.transpose else (decoded.width, decoded.height)
+    )
+    mirrored = (orientation.flip_rows, orientation.flip_cols)
+    return downsample(orientation.view(decoded.pixels), width, height, decoded.scale or 1, mirrored=mirrored)
+
+
+def pdq_of_downsample(luma: Floats, *, dihedral: bool = False) -> tuple[tuple[PdqHash, ...], int]:
+    """The PDQ hash (or 8 dihedral ones) and quality of PDQ's 64×64 downsample, which it consumes."""
     native = pdq_of_luma(luma, dihedral=dihedral)
     if native is None:  # pdqhash's own API takes bytes: the downsample rounded (a bit or two, rarely)
         return pdq_hashes(np.clip(np.rint(luma), 0, 255).astype(np.uint8), dihedral=dihedral)

@@ -25,12 +25,20 @@ from gate.hashing.digests import Digests
 from gate.hashing.image import ImageHashes
 from gate.hashing.options import HashOptions
 from gate.hashing.worker import ANSWER, HEADER, job_meta, serve
-from gate.types import PdqHash, Unhashable
+from gate.types import PdqHash, Unhashable, Variant
 
 log = logging.getLogger(__name__)
 
-# An answer is a few hundred bytes (eight PDQ hashes at most); anything longer is not a worker's.
-MAX_ANSWER = 64 * 1024
+# An answer holds at most 9 PDQ hashes a frame (stored, displayed and 7 dihedral), each well under
+# 256 bytes of JSON, and a few hundred bytes besides; anything longer is not a worker's.
+ANSWER_BASE = 64 * 1024
+ANSWER_PER_FRAME = 9 * 256
+
+
+def max_answer(options: HashOptions) -> int:
+    return ANSWER_BASE + options.max_frames * ANSWER_PER_FRAME
+
+
 # Beyond the worker's own deadline (decode_timeout, enforced inside it by SIGALRM), how long the
 # gate waits before it kills the worker itself: the body's transfer and the digests are not covered
 # by the worker's timer.
@@ -100,7 +108,7 @@ class WorkerPool:
                 await loop.sock_sendall(worker.sock, HEADER.pack(len(meta), len(body)) + meta)
                 await loop.sock_sendall(worker.sock, memoryview(body))
                 (length,) = ANSWER.unpack(await _recv_exactly(loop, worker.sock, ANSWER.size))
-                if length > MAX_ANSWER:
+                if length > max_answer(options):
                     raise WorkerDied(f"an answer of {length} bytes")
                 answer = decode_answer(await _recv_exactly(loop, worker.sock, length))
         except (OSError, TimeoutError, WorkerDied) as exc:
@@ -227,8 +235,14 @@ def decode_answer(raw: bytes) -> tuple[Digests, ImageHashes]:
         )
         image = ImageHashes(
             pdq=tuple(
-                PdqHash(hex=_str(p["hex"]), quality=_int(p["quality"]), transform=_str(p["transform"]))
-                for p in i["pdq"]
+                PdqHash(
+                    hex=_str(p["hex"]),
+                    quality=_int(p["quality"]),
+                    transform=_str(p["transform"]),
+                    frame=_int(p["frame"]),
+                    variant=Variant(p["variant"]),
+                )
+                for p in _list(i["pdq"])
             ),
             phash=_opt_str(i["phash"]),
             dhash=_opt_str(i["dhash"]),
@@ -236,10 +250,18 @@ def decode_answer(raw: bytes) -> tuple[Digests, ImageHashes]:
             unhashable_detail=_opt_str(i["unhashable_detail"]),
             width=_opt_int(i["width"]),
             height=_opt_int(i["height"]),
+            media_types=tuple(_str(t) for t in _list(i["media_types"])),
+            frames=_opt_int(i["frames"]),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise WorkerDied(f"a malformed answer ({type(exc).__name__})") from None
     return found, image
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError("not a list")
+    return value
 
 
 def _str(value: Any) -> str:

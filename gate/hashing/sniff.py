@@ -30,6 +30,8 @@ _PREFIXES: tuple[tuple[bytes, str], ...] = (
     (b"II+\x00", "image/tiff"),  # BigTIFF
     (b"MM\x00+", "image/tiff"),
     (b"%PDF-", "application/pdf"),
+    (b"%!PS", "application/postscript"),  # never decoded: Pillow's EPS reader runs Ghostscript
+    (b"\xc5\xd0\xd3\xc6", "application/postscript"),  # DOS EPS binary header
     (b"PK\x03\x04", "application/zip"),
     (b"PK\x05\x06", "application/zip"),  # empty archive
     (b"\x1f\x8b", "application/gzip"),

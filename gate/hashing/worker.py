@@ -1,4 +1,4 @@
-"""A hashing worker process: the far end of one socket, hashing one image body at a time.
+"""A hashing worker process: the far end of one socket, hashing one upload body at a time.
 
 Why not ``ProcessPoolExecutor``: its round trip runs through a queue-management thread and a feeder
 thread in the gate, whose wake-ups and GIL hand-offs cost the event loop 2-4 ms per upload at
@@ -30,6 +30,7 @@ from PIL import Image
 
 from gate.hashing import pdq_native
 from gate.hashing.digests import digests
+from gate.hashing.formats import REFUSED
 from gate.hashing.image import hash_image
 from gate.hashing.options import HashOptions
 
@@ -83,6 +84,11 @@ def prepare_process() -> None:
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     # Ctrl-C in a terminal reaches the whole process group; the gate decides when workers end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Defence in depth: the gate names the formats it opens (gate/hashing/formats.py), but a plugin
+    # that opens embedded data with every registered format must not find Ghostscript there either.
+    Image.init()
+    for name in REFUSED:
+        Image.OPEN.pop(name, None)
     _keep_heap_warm()
     pdq_native.available()  # proves the native PDQ entry points now, not on this worker's first upload
 

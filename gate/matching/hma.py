@@ -1,8 +1,11 @@
 """``HmaMatcher``: an upload's hashes looked up in HMA (OpenMediaMatch) over HTTP.
 
-Every PDQ hash of the upload (all dihedral ones when the policy hashes them) and, for video, the file's
-MD5 as ``video_md5`` go to ``GET /m/lookup``, one hash per call (HMA has no batch lookup), concurrently
-and bounded by a semaphore shared by the whole gate. The upload's SHA-256 is the ``seed`` so HMA's
+Every distinct PDQ hash of the upload (every frame, the picture as displayed after its EXIF
+orientation, all dihedral ones when the policy hashes them) and, for video, the file's MD5 as
+``video_md5`` go to ``GET /m/lookup``, one hash per call (HMA has no batch lookup), concurrently and
+bounded by a semaphore shared by the whole gate. An animation costs one lookup per distinct frame
+hash, all within the same per-upload ``deadline``: lookups that do not finish are timeouts
+(``on_matcher_error``), never skipped. The upload's SHA-256 is the ``seed`` so HMA's
 per-bank coinflip is deterministic. HMA matches anything within 31 bits; the stricter per-bank limits
 are the policy's rules, applied by ``evaluate``.
 
@@ -191,7 +194,7 @@ class HmaMatcher:
                 outcomes.append(_Outcome(signal, value, hits=cached))
         if pending:
             outcomes.extend(await self._ask(pending, banks, seed=hashes.sha256.lower()))
-        return self._result(outcomes)
+        return self._result(outcomes, hashes)
 
     async def _ask(
         self, pending: list[tuple[SignalType, str]], banks: tuple[str, ...] | None, seed: str
@@ -263,12 +266,13 @@ class HmaMatcher:
         metrics.HMA_LOOKUPS.labels(label).inc()
         return outcome
 
-    def _result(self, outcomes: list[_Outcome]) -> MatchResult:
+    def _result(self, outcomes: list[_Outcome], hashes: Hashes) -> MatchResult:
         matches: list[Match] = []
         errors: dict[str, list[HmaCallError]] = {}
         for outcome in outcomes:
             if outcome.error is not None:
                 errors.setdefault(outcome.error.kind, []).append(outcome.error)
+            origin = hashes.pdq_origin(outcome.value) if outcome.signal is SignalType.PDQ else None
             for hit in outcome.hits:
                 matches.append(
                     Match(
@@ -278,6 +282,8 @@ class HmaMatcher:
                         distance=hit.distance,
                         content_id=str(hit.content_id),
                         query_hash=outcome.value,
+                        frame=origin.frame if origin else None,
+                        variant=origin.variant if origin else None,
                     )
                 )
         failures = []

@@ -41,13 +41,19 @@ def hma_signals_for(policy: Policy) -> frozenset[SignalType]:
 
 
 def queries_for(hashes: Hashes, signals: frozenset[SignalType]) -> list[tuple[SignalType, str]]:
-    """One (signal, lowercase hash) per lookup; identical dihedral hashes are asked once."""
+    """One (signal, lowercase hash) per lookup: every frame, orientation and dihedral variant of the
+    upload (never one skipped: that would be a way around HMA), identical hashes asked once."""
     out: list[tuple[SignalType, str]] = []
     if SignalType.PDQ in signals:
         for pdq in hashes.pdq:
             query = (SignalType.PDQ, pdq.hex.lower())
             if query not in out:
                 out.append(query)
-    if SignalType.VIDEO_MD5 in signals and hashes.media_type.startswith("video/"):
+    if SignalType.VIDEO_MD5 in signals and any(t.startswith("video/") for t in _types(hashes)):
         out.append((SignalType.VIDEO_MD5, hashes.md5.lower()))
     return out
+
+
+def _types(hashes: Hashes) -> tuple[str, ...]:
+    # A JPEG that also sniffs as MP4 is both: an HMA video bank may hold its MD5.
+    return hashes.media_types or (hashes.media_type,)

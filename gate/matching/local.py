@@ -25,7 +25,7 @@ from gate.matching.bank_file import BankFile, BankFileError, read_bank_file
 from gate.matching.matcher import Matcher
 from gate.matching.pdq_index import HammingIndex
 from gate.policy.model import Policy
-from gate.types import Hashes, Match, MatcherFailure, MatchResult, SignalType
+from gate.types import Hashes, Match, MatcherFailure, MatchResult, SignalType, Variant
 
 log = logging.getLogger(__name__)
 
@@ -267,10 +267,20 @@ class LocalBanks:
 
 
 def _queries(hashes: Hashes, signal: SignalType) -> list[str]:
+    """Each distinct hash of the upload for ``signal``: every frame, orientation and dihedral variant
+    is looked up (a match on any is a match); identical ones once."""
     if signal is SignalType.PDQ:
-        return [p.hex.lower() for p in hashes.pdq]
+        return list(dict.fromkeys(p.hex.lower() for p in hashes.pdq))
     value = hashes.phash if signal is SignalType.PHASH else hashes.dhash
     return [value.lower()] if value else []
+
+
+def _origin(hashes: Hashes, signal: SignalType, query: str) -> tuple[int | None, Variant | None]:
+    """Which frame, and which variant, the matching query hash is of (pHash/dHash: the first frame)."""
+    if signal is not SignalType.PDQ:
+        return 0, Variant.STORED
+    origin = hashes.pdq_origin(query)
+    return (origin.frame, origin.variant) if origin else (None, None)
 
 
 def _match(snapshot: BankSet, hashes: Hashes, limits: dict[SignalType, int]) -> list[Match]:
@@ -292,7 +302,8 @@ def _match(snapshot: BankSet, hashes: Hashes, limits: dict[SignalType, int]) -> 
         ranked = sorted(best.items(), key=lambda item: (item[1][0], item[0]))[:MAX_MATCHES]
         for i, (d, query) in ranked:
             bank, filename, line, label = part.entry(i)
-            found.append(Match("local", bank, signal, d, f"{filename}:{line}", label, query))
+            frame, variant = _origin(hashes, signal, query)
+            found.append(Match("local", bank, signal, d, f"{filename}:{line}", label, query, frame, variant))
     return found
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gate.hashing.options import MAX_FRAMES, MAX_TOTAL_PIXELS
 from gate.types import SignalType, Verdict
 
 
@@ -46,6 +47,8 @@ class Response:
 class Hashing:
     dihedral: bool = False  # also hash the 7 rotations/flips: catches rotated or mirrored copies
     min_pdq_quality: int = 50  # below it an image is "unhashable: low_quality" (HMA's own cut-off)
+    max_frames: int = MAX_FRAMES  # frames hashed per upload; more: "unhashable: too_many_frames"
+    max_total_pixels: int = MAX_TOTAL_PIXELS  # pixels of the frames after the first, together; ditto
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,10 @@ TOP_KEYS = frozenset(
 )
 RULE_KEYS = frozenset({"name", "source", "banks", "signal_types", "max_distance", "action", "shadow"})
 RESPONSE_KEYS = frozenset({"status", "error", "message"})
-HASHING_KEYS = frozenset({"dihedral", "min_pdq_quality"})
+HASHING_KEYS = frozenset({"dihedral", "min_pdq_quality", "max_frames", "max_total_pixels"})
+# Bounds of [hashing] max_frames and max_total_pixels: at least one frame, at most what a worker's
+# deadline could ever decode (a sanity bound on typos, not a recommendation).
+FRAME_LIMITS = {"max_frames": (1, 100_000), "max_total_pixels": (0, 100_000_000_000)}
 XRPC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
 MEDIA_GLOB = re.compile(r"^[a-z0-9*][a-z0-9.+*-]*/[a-z0-9*][a-z0-9.+*-]*$")
 
@@ -206,7 +209,17 @@ class PolicyParser:
         if not isinstance(quality, int) or isinstance(quality, bool) or not 0 <= quality <= 100:
             self.err("hashing.min_pdq_quality", f"{_show(quality)} is not an integer in 0–100")
             quality = default.min_pdq_quality
-        return Hashing(dihedral=dihedral, min_pdq_quality=quality)
+        frames = self.frame_limit(table, "max_frames", default.max_frames)
+        pixels = self.frame_limit(table, "max_total_pixels", default.max_total_pixels)
+        return Hashing(dihedral=dihedral, min_pdq_quality=quality, max_frames=frames, max_total_pixels=pixels)
+
+    def frame_limit(self, table: Mapping[str, Any], key: str, default: int) -> int:
+        low, high = FRAME_LIMITS[key]
+        value = table.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            self.err(f"hashing.{key}", f"{_show(value)} is not an integer in {low}–{high:_}")
+            return default
+        return value
 
     def responses(self, table: object) -> tuple[Response, Response]:
         if not isinstance(table, dict):

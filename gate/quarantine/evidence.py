@@ -216,7 +216,7 @@ class EvidenceStore:
         keyring = self._keyring()
         # AES-GCM over up to GATE_MAX_UPLOAD_BYTES: off the event loop (OpenSSL releases the GIL).
         sealed = await asyncio.to_thread(keyring.seal, body, record.id)
-        pdq = [{"hash": p.hex, "quality": p.quality, "transform": p.transform} for p in h.pdq]
+        pdq = [p.to_json() for p in h.pdq]
         args = (
             _uuid(record.id), record.time, d.verdict.value, h.sha256, h.md5, h.sha1, h.cid, h.size,
             h.media_type, record.declared_type, json.dumps(pdq), d.rule, d.reason,

@@ -89,7 +89,9 @@ def _json_value(key: str, value: Any) -> Any:
     return value
 
 
-JSONB_COLUMNS = frozenset({"pdq", "matches", "all_matches", "shadow_matches", "notes", "timings_ms"})
+JSONB_COLUMNS = frozenset(
+    {"pdq", "matches", "all_matches", "shadow_matches", "notes", "timings_ms", "media_types"}
+)
 
 _BLOCKED = "verdict IN ('reject', 'quarantine')"
 

@@ -13,6 +13,12 @@ def _cell(row: dict[str, Any], column: str) -> str:
     if column == "shadow":
         rule = row.get("shadow_rule")
         return f"{row['shadow_verdict']}:{rule}" if rule else "-"
+    if column == "media_type":
+        # Every type the bytes satisfy (a JPEG that also sniffs as MP4: image/jpeg+video/mp4), and how
+        # many pictures were hashed when more than one.
+        types = "+".join(row.get("media_types") or []) or str(row.get("media_type") or "-")
+        frames = row.get("frames")
+        return f"{types} ({frames} frames)" if isinstance(frames, int) and frames > 1 else types
     value = row.get(column)
     return "-" if value is None else str(value)
 

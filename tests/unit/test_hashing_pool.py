@@ -15,7 +15,7 @@ import pytest
 from gate.hashing.hasher import Hasher, hash_bytes
 from gate.hashing.options import HashOptions
 from gate.hashing.pool import WorkerDied, decode_answer
-from gate.types import Unhashable
+from gate.types import Unhashable, Variant
 from tests.unit.hashing_corpus import encode, photo, resized
 
 OPTIONS = HashOptions()
@@ -97,13 +97,17 @@ def _answer(**image: Any) -> dict[str, Any]:
     return {
         "digests": {"sha256": "a" * 64, "md5": "b" * 32, "sha1": "c" * 40, "cid": "bafk", "size": 3},
         "image": {
-            "pdq": [{"hex": "d" * 64, "quality": 90, "transform": "original"}],
+            "pdq": [
+                {"hex": "d" * 64, "quality": 90, "transform": "original", "frame": 2, "variant": "stored"}
+            ],
             "phash": None,
             "dhash": None,
             "unhashable": None,
             "unhashable_detail": None,
             "width": 10,
             "height": 20,
+            "media_types": ["image/gif"],
+            "frames": 3,
         }
         | image,
     }
@@ -114,6 +118,8 @@ def test_a_well_formed_answer_is_parsed() -> None:
     assert found.sha256 == "a" * 64 and found.size == 3
     assert image.pdq[0].hex == "d" * 64 and image.pdq[0].quality == 90
     assert (image.width, image.height) == (10, 20)
+    assert image.pdq[0].frame == 2 and image.pdq[0].variant is Variant.STORED
+    assert (image.media_types, image.frames) == (("image/gif",), 3)
     _, bad = decode_answer(json.dumps(_answer(pdq=[], unhashable="truncated")).encode())
     assert bad.unhashable is Unhashable.TRUNCATED
 
@@ -129,6 +135,17 @@ def test_a_well_formed_answer_is_parsed() -> None:
         json.dumps(_answer(unhashable="exploded")).encode(),
         json.dumps(_answer(pdq=[{"hex": 1, "quality": 90, "transform": "original"}])).encode(),
         json.dumps(_answer(pdq="d" * 64)).encode(),
+        json.dumps(_answer(pdq=[{"hex": "d" * 64, "quality": 90, "transform": "original"}])).encode(),
+        json.dumps(
+            _answer(
+                pdq=[{"hex": "d" * 64, "quality": 9, "transform": "x", "frame": True, "variant": "stored"}]
+            )
+        ).encode(),
+        json.dumps(
+            _answer(pdq=[{"hex": "d" * 64, "quality": 9, "transform": "x", "frame": 0, "variant": "rotated"}])
+        ).encode(),
+        json.dumps(_answer(media_types="image/gif")).encode(),
+        json.dumps(_answer(frames="3")).encode(),
     ],
 )
 def test_anything_else_from_a_worker_counts_as_a_dead_worker(raw: bytes) -> None:

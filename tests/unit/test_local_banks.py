@@ -18,7 +18,7 @@ from gate.matching.local import BankError, LocalBanks, thresholds
 from gate.policy.evaluate import evaluate
 from gate.policy.load import parse_policy
 from gate.policy.model import Policy
-from gate.types import Hashes, MatchResult, PdqHash, SignalType, Verdict
+from gate.types import Hashes, MatchResult, PdqHash, SignalType, Variant, Verdict
 
 rng = random.Random(7)
 
@@ -207,6 +207,29 @@ async def test_dihedral_reports_the_closest_query_per_entry(tmp_path: Path) -> N
     result = await banks.match(hashes(far, close, other), policy())
     got = sorted((m.content_id, m.distance, m.query_hash) for m in result.matches)
     assert got == [("b.csv:1", 4, close), ("b.csv:2", 12, other)]
+
+
+async def test_a_match_on_any_frame_or_orientation_says_which(tmp_path: Path) -> None:
+    (tmp_path / "b.csv").write_text(f"pdq,{BANKED_PDQ}\n")
+    banks = loaded(tmp_path)
+    nearest = flip(BANKED_PDQ, 2)
+    upload = replace(
+        hashes(),
+        pdq=(
+            PdqHash(rand_hex(256), 90),  # a clean first frame
+            PdqHash(flip(BANKED_PDQ, 3), 90, "original", frame=4),
+            PdqHash(nearest, 90, "rotate270", frame=6, variant=Variant.DISPLAYED),
+        ),
+    )
+    (match,) = (await banks.match(upload, policy())).matches
+    assert (match.distance, match.frame, match.variant, match.query_hash) == (
+        2,
+        6,
+        Variant.DISPLAYED,
+        nearest,
+    )
+    assert match.to_json()["frame"] == 6 and match.to_json()["variant"] == "displayed"
+    assert evaluate(policy(), upload, MatchResult((match,))).verdict is Verdict.REJECT
 
 
 async def test_phash_and_dhash_banks(tmp_path: Path) -> None:

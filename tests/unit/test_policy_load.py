@@ -142,6 +142,14 @@ INVALID = [
     ("dihedral not bool", doc('[hashing]\ndihedral = "yes"\n'), "hashing.dihedral: 'yes' is not true"),
     ("unknown hashing key", doc("[hashing]\nthreshold = 3\n"), "hashing.threshold: unknown key"),
     (
+        "no frames at all",
+        doc("[hashing]\nmax_frames = 0\n"),
+        "hashing.max_frames: 0 is not an integer in 1–100_000",
+    ),
+    ("frames not a number", doc('[hashing]\nmax_frames = "all"\n'), "hashing.max_frames: 'all' is not"),
+    ("frames as bool", doc("[hashing]\nmax_frames = true\n"), "hashing.max_frames: True is not"),
+    ("negative pixels", doc("[hashing]\nmax_total_pixels = -1\n"), "hashing.max_total_pixels: -1 is not"),
+    (
         "unknown allowlist bank",
         doc(top='allowlist_banks = ["goodies"]\n'),
         "allowlist_banks: unknown local bank 'goodies'",
@@ -255,6 +263,7 @@ def test_defaults_and_values() -> None:
     assert policy.hma_banks is None
     assert policy.hashing.dihedral is False
     assert policy.hashing.min_pdq_quality == 50
+    assert (policy.hashing.max_frames, policy.hashing.max_total_pixels) == (300, 300_000_000)
     text = doc(
         rule(source='"any"', banks='["extra"]', signal_types='["pdq", "md5"]', max_distance=12)
         + '[on_unscannable_by_type]\n"Video/*" = "reject"\n'

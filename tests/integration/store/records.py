@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from gate.record import DecisionRecord, new_decision_id
@@ -14,6 +15,7 @@ from gate.types import (
     SignalType,
     Unhashable,
     Uploader,
+    Variant,
     Verdict,
 )
 
@@ -33,6 +35,8 @@ def hashes(n: int, *, media_type: str = "image/png", pdq: bool = True) -> Hashes
         else (),
         width=64,
         height=48,
+        media_types=(media_type,),
+        frames=1,
     )
 
 
@@ -51,7 +55,7 @@ def forward(n: int = 1, *, at: datetime | None = None) -> DecisionRecord:
     )
 
 
-CSAM = Match("hma", "ncmec", SignalType.PDQ, 12, "c-881", "csam", "abc")
+CSAM = Match("hma", "ncmec", SignalType.PDQ, 12, "c-881", "csam", "abc", frame=2, variant=Variant.DISPLAYED)
 TERROR = Match("local", "tvec", SignalType.SHA256, None, "t-1", None, None)
 FAR = Match("hma", "stopncii", SignalType.PDQ, 70, "s-9", None, "abc")
 
@@ -64,7 +68,16 @@ def reject(n: int = 2) -> DecisionRecord:
         client_ip="2001:db8::5",
         uploader=Uploader("did:plc:bad", "service_auth", verified=False),
         declared_type="image/jpeg",
-        hashes=hashes(n, media_type="image/jpeg"),
+        # A JPEG that also sniffs as MP4, whose third frame (an MPO's) matched as displayed.
+        hashes=replace(
+            hashes(n, media_type="image/jpeg"),
+            pdq=(
+                PdqHash(f"{n:064x}"[::-1], 87),
+                PdqHash(f"{n + 1:064x}", 87, "rotate270", 2, Variant.DISPLAYED),
+            ),
+            media_types=("image/jpeg", "video/mp4"),
+            frames=3,
+        ),
         decision=decision,
         verdict=Verdict.REJECT,
         timings_ms={"read": 0.5, "hash": 6.0, "match": 15.0},

@@ -76,6 +76,9 @@ async def test_decisions_json_lists_every_row_newest_first(written: tuple[str, l
     assert reject["sha256"] == f"{2:064x}"
     assert reject["time"] == "2026-11-24T12:00:02.123456+00:00"
     assert [m["bank"] for m in reject["all_matches"]] == ["ncmec", "stopncii"]  # type: ignore[index]
+    assert reject["media_types"] == ["image/jpeg", "video/mp4"]
+    assert reject["frames"] == 3
+    assert [(m["frame"], m["variant"]) for m in reject["matches"]] == [(2, "displayed")]  # type: ignore[index]
     assert rows[0]["shadow_rule"] == "trial-terror"
     assert rows[0]["shadow_only"] is True
 
@@ -119,6 +122,8 @@ async def test_decisions_table(written: tuple[str, list[DecisionRecord]]) -> Non
         "2026-11-24", "12:00:03", records[2].id, "quarantine", "on_matcher_error", "-", "-", "image/png", "5",
         "bafkreitest00000003",
     ]  # fmt: skip
+    rejected = await asyncio.to_thread(run_cli, "decisions", "--verdict", "reject", dsn=dsn)
+    assert rejected.stdout.splitlines()[1].split()[7:9] == ["image/jpeg+video/mp4", "(3"]  # every type
     none = await asyncio.to_thread(run_cli, "decisions", "--did", "did:plc:nobody", dsn=dsn)
     assert none.stdout == "no decisions match\n"
 

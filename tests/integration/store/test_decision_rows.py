@@ -27,13 +27,23 @@ def _hash_columns(n: int, media_type: str) -> dict[str, object]:
         "dhash": None,
         "width": 64,
         "height": 48,
+        "media_types": [media_type],
+        "frames": 1,
         "unhashable": None,
         "unhashable_detail": None,
     }
 
 
 def _match(
-    source: str, bank: str, signal: str, distance: int | None, cid: str, label: str | None, query: str | None
+    source: str,
+    bank: str,
+    signal: str,
+    distance: int | None,
+    cid: str,
+    label: str | None,
+    query: str | None,
+    frame: int | None = None,
+    variant: str | None = None,
 ) -> dict[str, object]:
     return {
         "source": source,
@@ -43,10 +53,16 @@ def _match(
         "content_id": cid,
         "label": label,
         "query_hash": query,
+        "frame": frame,
+        "variant": variant,
     }
 
 
-CSAM = _match("hma", "ncmec", "pdq", 12, "c-881", "csam", "abc")
+def _pdq(value: str, transform: str, frame: int = 0, variant: str = "stored") -> dict[str, object]:
+    return {"hash": value, "quality": 87, "transform": transform, "frame": frame, "variant": variant}
+
+
+CSAM = _match("hma", "ncmec", "pdq", 12, "c-881", "csam", "abc", 2, "displayed")
 FAR = _match("hma", "stopncii", "pdq", 70, "s-9", None, "abc")
 TERROR = _match("local", "tvec", "sha256", None, "t-1", None, None)
 
@@ -64,10 +80,9 @@ def _expected(record: DecisionRecord) -> dict[str, object]:
                 "did_method": "service_auth",
                 "did_verified": False,
                 "declared_type": "image/jpeg",
-                "pdq": [
-                    {"hash": f"{2:064x}"[::-1], "quality": 87, "transform": "original"},
-                    {"hash": f"{3:064x}", "quality": 87, "transform": "rot90"},
-                ],
+                "media_types": ["image/jpeg", "video/mp4"],
+                "frames": 3,
+                "pdq": [_pdq(f"{2:064x}"[::-1], "original"), _pdq(f"{3:064x}", "rotate270", 2, "displayed")],
                 "verdict": "reject",
                 "rule": "csam-pdq",
                 "reason": "match",
@@ -103,6 +118,8 @@ def _expected(record: DecisionRecord) -> dict[str, object]:
             "dhash": None,
             "width": None,
             "height": None,
+            "media_types": [],
+            "frames": None,
             "unhashable": "low_quality",
             "unhashable_detail": "quality 12 < 50",
             "verdict": "quarantine",
@@ -158,10 +175,7 @@ def _expected(record: DecisionRecord) -> dict[str, object]:
             "did_method": "access_jwt",
             "did_verified": True,
             "declared_type": "image/png",
-            "pdq": [
-                {"hash": f"{1:064x}"[::-1], "quality": 87, "transform": "original"},
-                {"hash": f"{2:064x}", "quality": 87, "transform": "rot90"},
-            ],
+            "pdq": [_pdq(f"{1:064x}"[::-1], "original"), _pdq(f"{2:064x}", "rot90")],
             "verdict": "forward",
             "rule": "default",
             "reason": "no_match",
@@ -181,7 +195,7 @@ def _expected(record: DecisionRecord) -> dict[str, object]:
     )
 
 
-JSONB = ("pdq", "matches", "all_matches", "shadow_matches", "notes", "timings_ms")
+JSONB = ("pdq", "matches", "all_matches", "shadow_matches", "notes", "timings_ms", "media_types")
 
 
 async def test_every_field_for_forward_reject_quarantine_shadow(fresh_dsn: str, tmp_path: Path) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from gate.types import Match, SignalType, Verdict
+from gate.types import Match, PdqHash, SignalType, Variant, Verdict
 from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import (
     BASE_PDQ,
@@ -27,7 +29,16 @@ async def test_distances_are_parsed_and_hma_matches_up_to_31_bits(
     async with make_matcher(fake_hma.url) as matcher:
         result = await matcher.match(image_hashes(flip(BASE_PDQ, bits)), ANY_HMA)
     assert result.failures == ()
-    expected = Match("hma", "BANK_A", SignalType.PDQ, bits, "1", query_hash=flip(BASE_PDQ, bits))
+    expected = Match(
+        "hma",
+        "BANK_A",
+        SignalType.PDQ,
+        bits,
+        "1",
+        query_hash=flip(BASE_PDQ, bits),
+        frame=0,
+        variant=Variant.STORED,
+    )
     assert result.matches == ((expected,) if found else ())
 
 
@@ -60,6 +71,19 @@ async def test_every_dihedral_hash_is_asked_once_lowercase_with_the_upload_sha25
     assert {(m.bank, m.distance) for m in result.matches} == {("BANK_A", 0)} | {
         ("BANK_B", n) for n in range(1, 7)
     }
+
+
+async def test_a_later_frame_is_looked_up_and_its_match_says_which_frame(fake_hma: FakeHma) -> None:
+    hashes = replace(
+        image_hashes(OTHER_PDQ),
+        pdq=(PdqHash(OTHER_PDQ, 90), PdqHash(flip(BASE_PDQ, 5), 90, frame=7)),
+    )
+    async with make_matcher(fake_hma.url) as matcher:
+        result = await matcher.match(hashes, ANY_HMA)
+    assert sorted(q["signal"] for q in fake_hma.lookups) == sorted([OTHER_PDQ, flip(BASE_PDQ, 5)])
+    assert [(m.distance, m.frame, m.variant) for m in result.matches if m.bank == "BANK_A"] == [
+        (5, 7, Variant.STORED)
+    ]
 
 
 async def test_policy_hma_banks_are_sent_and_filter_the_answer(fake_hma: FakeHma) -> None:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from gate.matching.hma_plan import hma_banks_for, hma_signals_for, queries_for
 from gate.policy.model import Rule
-from gate.types import SignalType, Verdict
-from tests.fakes.hma_support import BASE_PDQ, hma_rule, image_hashes, make_policy, video_hashes
+from gate.types import PdqHash, SignalType, Variant, Verdict
+from tests.fakes.hma_support import (
+    BASE_PDQ,
+    OTHER_PDQ,
+    flip,
+    hma_rule,
+    image_hashes,
+    make_policy,
+    video_hashes,
+)
 
 PDQ, VMD5 = SignalType.PDQ, SignalType.VIDEO_MD5
 
@@ -50,3 +60,19 @@ def test_queries_lowercase_and_deduplicate_and_only_video_gets_video_md5() -> No
     video = video_hashes(b"video bytes")
     assert queries_for(video, both) == [(VMD5, video.md5)]
     assert queries_for(video, frozenset({PDQ})) == []
+
+
+def test_every_frame_and_orientation_is_asked_once_and_a_jpeg_that_is_also_video_gets_video_md5() -> None:
+    both = frozenset({PDQ, VMD5})
+    frames = replace(
+        image_hashes(BASE_PDQ),
+        pdq=(
+            PdqHash(BASE_PDQ, 90),
+            PdqHash(OTHER_PDQ, 90, frame=1),
+            PdqHash(OTHER_PDQ.upper(), 90, frame=2),  # listed twice by hand: still asked once
+            PdqHash(flip(BASE_PDQ, 3), 90, "rotate90", frame=0, variant=Variant.DISPLAYED),
+        ),
+    )
+    assert queries_for(frames, both) == [(PDQ, BASE_PDQ), (PDQ, OTHER_PDQ), (PDQ, flip(BASE_PDQ, 3))]
+    polyglot = replace(frames, media_type="image/jpeg", media_types=("image/jpeg", "video/mp4"))
+    assert queries_for(polyglot, both)[-1] == (VMD5, polyglot.md5)
