@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gate import metrics
+from gate import answers, metrics
 from gate.deps import Deps
 from gate.errors import GateError, ShuttingDown
 from gate.pipeline import UploadPipeline
@@ -32,7 +32,7 @@ SLOTS = web.AppKey("upload_slots", IpSlots)
 
 
 def xrpc_error(exc: GateError) -> web.Response:
-    response = web.json_response(exc.body(), status=exc.status, headers=exc.headers)
+    response = answers.xrpc_json(exc.body(), exc.status, exc.headers)
     if exc.closes_connection:
         response.force_close()
     return response
@@ -91,6 +91,7 @@ def create_app(deps: Deps, drain: Drain | None = None) -> web.Application:
         middlewares=[lifecycle_middleware(drain), errors_middleware],
         handler_args={"auto_decompress": False},
     )
+    app.on_response_prepare.append(answers.on_prepare)  # CORS and no banner on every answer
     app[DEPS] = deps
     app[DRAIN] = drain
     app[SLOTS] = IpSlots(deps.settings.max_uploads_per_ip)

@@ -12,6 +12,7 @@ import os
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
+from gate.answers import no_banner
 from gate.deps import Deps
 
 ADMIN_DEPS = web.AppKey("admin_deps", Deps)
@@ -52,6 +53,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 def create_admin_app(deps: Deps) -> web.Application:
     app = web.Application()
+    app.on_response_prepare.append(no_banner)  # no software version on the private listener either
     app[ADMIN_DEPS] = deps
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", healthz)

@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gate import metrics
+from gate.answers import RELAYED
 from gate.errors import UpstreamFailure, UpstreamTimeout
 from gate.proxy.forwarded import Forwarded
 from gate.proxy.headers import FORWARDING, end_to_end
@@ -120,6 +121,7 @@ class Upstream:
                 metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
                 raise UpstreamFailure() from None
             out = web.Response(status=resp.status, reason=resp.reason, body=payload)
+            out[RELAYED] = True
             out.headers.clear()
             out.headers.extend(self._response_headers(resp))
             return out, resp.status
@@ -132,6 +134,7 @@ class Upstream:
         resp = await self._open(request.method, self.url(request.raw_path), headers, data)
         async with resp:
             out = web.StreamResponse(status=resp.status, reason=resp.reason)
+            out[RELAYED] = True
             out.headers.extend(self._response_headers(resp))
             await out.prepare(request)
             try:

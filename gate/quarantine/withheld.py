@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiohttp import web
 
 from gate import metrics
+from gate.answers import xrpc_json
 
 log = logging.getLogger(__name__)
 
@@ -148,4 +149,4 @@ class WithheldBlobs:
 
 async def not_found() -> web.Response:
     metrics.WITHHELD_REQUESTS.inc()
-    return web.json_response(NOT_FOUND_BODY, status=NOT_FOUND_STATUS)
+    return xrpc_json(NOT_FOUND_BODY, NOT_FOUND_STATUS)

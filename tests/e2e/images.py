@@ -35,11 +35,11 @@ def png(seed: int) -> bytes:
     return out.getvalue()
 
 
-def near_duplicate(seed: int) -> bytes:
+def near_duplicate(seed: int, quality: int = 80) -> bytes:
     """The same picture resized and re-encoded as JPEG: every byte differs, the picture does not."""
     img = picture(seed).resize((SIZE - 16, SIZE - 16), Image.Resampling.LANCZOS)
     out = io.BytesIO()
-    img.save(out, "JPEG", quality=80)
+    img.save(out, "JPEG", quality=quality)
     return out.getvalue()
 
 

@@ -17,27 +17,15 @@ from playwright.async_api import Browser, Page, Response, async_playwright
 
 from tests.integration.review.conftest import TAKEDOWN, VERIFIED_DID, ReviewEnv
 from tests.support import images
+from tests.support.chromium import ARGS, chromium
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("headless Chromium is missing: apt-get install -y chromium (.ci/run does)", pytrace=False)
     async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = await p.chromium.launch(executable_path=chromium(), args=ARGS)
         yield b
         await b.close()
 
