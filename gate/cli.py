@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "gate.store.command",  # migrate, decisions, stats
     "gate.admin.command",  # admin token add/list/remove
     "gate.quarantine.command",  # keys init/rotate/retire/list, evidence list/purge/export
+    "gate.quarantine.allowlist_command",  # allowlist list/remove
 )
 
 

@@ -24,6 +24,7 @@ from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
 from gate.proxy.upstream import Upstream
 from gate.quarantine import service as quarantine
+from gate.quarantine.allowlist import Allowlist
 from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring
 from gate.quarantine.verifier import UploaderVerifier
@@ -60,6 +61,7 @@ class Deps:
     database: Database | None = None  # Postgres (DATABASE_URL or the embedded one), started
     evidence: EvidenceStore | None = None  # sealed evidence of blocked uploads (gate/quarantine)
     withheld: WithheldBlobs = field(default_factory=WithheldBlobs)  # blobs getBlob answers "not found" for
+    allowlist: Allowlist | None = None  # released hashes (a matcher too); the review site adds to it
 
 
 @contextlib.asynccontextmanager
@@ -113,6 +115,12 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         await evidence.start()
         stack.push_async_callback(evidence.close)
         await quarantine.check_keys_cover_evidence(evidence)
+        # Released hashes (reviewed false positives): rows of the policy's allowlist bank, in Postgres
+        # so that read-only bank files and other replicas are no obstacle (gate.quarantine.allowlist).
+        allowlist = Allowlist(database.dsn, policy, connect_timeout=settings.db_connect_timeout)
+        await allowlist.start()
+        stack.push_async_callback(allowlist.close)
+        matchers.append(allowlist)
         readiness["evidence"] = quarantine.readiness(evidence, policy)
         withheld = WithheldBlobs()
 
@@ -155,6 +163,9 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         async def purge_evidence() -> None:
             await quarantine.purge_periodically(evidence, settings.evidence_purge_interval)
 
+        async def watch_allowlist() -> None:
+            await allowlist.watch(settings.reload_interval)
+
         async def watch_withheld() -> None:
             await withheld.watch(evidence.blocked_sha256, settings.withheld_refresh_interval)
 
@@ -169,8 +180,16 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
             readiness=readiness,
             notifier=notifier,
             verifier=verifier,
-            background=[*background, watch_banks, watch_policy, purge_evidence, watch_withheld],
+            background=[
+                *background,
+                watch_banks,
+                watch_policy,
+                purge_evidence,
+                watch_withheld,
+                watch_allowlist,
+            ],
             database=database,
             evidence=evidence,
             withheld=withheld,
+            allowlist=allowlist,
         )

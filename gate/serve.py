@@ -84,10 +84,16 @@ async def run_gate(settings: Settings) -> AsyncIterator[RunningGate]:
         if worker in (None, 0):  # one admin listener (and review site) per host, not per worker
             admin_app = create_admin_app(deps)
             review_app: web.Application | None = None
-            if deps.evidence is not None and deps.database is not None:
+            if deps.evidence is not None and deps.database is not None and deps.allowlist is not None:
                 # The review site only ever joins a private listener (see gate.admin.review_app).
                 site = await open_review(
-                    settings, deps.evidence, deps.database.dsn, deps.policy, deps.banks, deps.notifier, stack
+                    settings,
+                    deps.evidence,
+                    deps.database.dsn,
+                    deps.policy,
+                    deps.allowlist,
+                    deps.notifier,
+                    stack,
                 )
                 if settings.admin_listen is None:
                     install_review(admin_app, site)

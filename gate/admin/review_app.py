@@ -14,7 +14,6 @@ from gate.admin.review import Review
 from gate.admin.review_api import REVIEW_SITE, ReviewSite, add_api_routes
 from gate.admin.review_page import add_page_routes
 from gate.admin.tokens import TokenFile
-from gate.matching.local import LocalBanks
 from gate.notify.webhook import Notifier
 from gate.policy.reload import PolicyHolder
 from gate.quarantine.allowlist import Allowlist
@@ -42,11 +41,12 @@ async def open_review(
     evidence: EvidenceStore,
     dsn: str,
     policy: PolicyHolder,
-    banks: LocalBanks,
+    allowlist: Allowlist,
     notifier: Notifier,
     stack: contextlib.AsyncExitStack,
 ) -> ReviewSite:
-    """The review site for a running gate: tokens file, allowlist bank, takedowns behind the cap."""
+    """The review site for a running gate: tokens file, the allowlist releases go to, takedowns behind
+    the cap."""
     pds = (
         PdsAdmin(settings.pds_admin_base, settings.pds_admin_password)
         if settings.pds_admin_password
@@ -56,7 +56,7 @@ async def open_review(
     stack.push_async_callback(takedowns.close)
     review = Review(
         evidence,
-        Allowlist(settings.banks_dir, policy, banks),
+        allowlist,
         takedowns,
         notifier,
         reveal_seconds=settings.reveal_seconds,

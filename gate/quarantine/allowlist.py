@@ -1,41 +1,178 @@
-"""``Allowlist``: a released false positive's SHA-256 appended to the policy's first allowlist bank file.
+"""``Allowlist``: reviewed false positives — the SHA-256 of every released upload — kept in Postgres and
+matched as rows of the policy's allowlist bank.
 
-Why the bank file and not a table: the policy already says what an allowlist means (an exact hit
-forwards, whatever else matched) and ``evaluate`` stays pure; the operator's reviewed false positives
-live in one place, in the format they already edit and diff; and the bank reload that every replica runs
-picks the row up. The row is reloaded at once here so the uploader's retry passes on this replica
-without waiting for the next poll. (Replicas on separate disks need the banks directory shared or synced
-— the same as for every other bank.)
+Why a table, not the bank file: the banks directory is read-only in every shipped deployment (a
+ConfigMap, a ``:ro`` mount, files the image's user does not own), and a release made on one replica must
+count on every other. Why still an allowlist *bank*: the policy already says what an allowlist means
+(an exact hit forwards, whatever else matched) and ``evaluate`` stays pure. A released hash comes back
+as a ``local`` match in the bank it was released into (the policy's first ``allowlist_banks`` at that
+time), exactly as a row of that bank's file would; a policy that stops listing the bank stops honouring
+its rows, as with the file.
+
+Each gate process keeps the rows in memory (a dict lookup per upload, never a query) and re-reads them
+when the table changes, checked every ``GATE_RELOAD_INTERVAL``; the process that releases re-reads at
+once, so the uploader's retry passes there without waiting. While Postgres is down the last rows stay
+in force.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import logging
 import re
-from datetime import UTC, datetime
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from gate.matching.local import LocalBanks
+import asyncpg
+
+from gate.admin.audit import AuditLog
+from gate.matching.matcher import Matcher
+from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
+from gate.types import Hashes, Match, MatchResult, SignalType
+
+log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_LABEL_SAFE = re.compile(r"[^A-Za-z0-9_.@:-]")
+_DB_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError)
+_COLUMNS = "sha256, bank, decision_id, added_by, added_at"
 
 
 class AllowlistUnavailable(RuntimeError):
-    """No allowlist bank in the policy, or its file cannot be written; the message says which."""
+    """No allowlist bank in the policy, or Postgres cannot take the row; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """One released (or hand-added) hash."""
+
+    sha256: str
+    bank: str
+    decision_id: str | None
+    added_by: str
+    added_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> Allowed:
+        decision = row["decision_id"]
+        return cls(
+            row["sha256"], row["bank"], str(decision) if decision else None, row["added_by"], row["added_at"]
+        )
+
+    def match(self) -> Match:
+        when = self.added_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        label = (
+            f"released {self.decision_id} by {self.added_by} {when}"
+            if self.decision_id
+            else (f"added by {self.added_by} {when}")
+        )
+        return Match(
+            "local", self.bank, SignalType.SHA256, None, f"allowlist:{self.sha256[:16]}", label, self.sha256
+        )
+
+    def to_json(self) -> dict[str, str | None]:
+        return {
+            "sha256": self.sha256,
+            "bank": self.bank,
+            "decision_id": self.decision_id,
+            "added_by": self.added_by,
+            "added_at": self.added_at.isoformat(),
+        }
 
 
 class Allowlist:
-    def __init__(self, banks_dir: Path, policy: PolicyHolder, banks: LocalBanks) -> None:
-        self.banks_dir = banks_dir
+    """The Matcher over the ``allowlist`` table, and the one place rows are added or removed."""
+
+    name = "allowlist"
+
+    def __init__(self, dsn: str, policy: PolicyHolder | None = None, *, connect_timeout: float = 5.0) -> None:
+        self._dsn = dsn
         self._policy = policy
-        self._banks = banks
+        self._connect_timeout = connect_timeout
+        self._pool: Any = None
+        self._rows: dict[str, Allowed] = {}
+        self._signature: tuple[int, int] | None = None
         self._lock = asyncio.Lock()
 
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read the rows now if Postgres answers; if not, the watcher keeps trying."""
+        try:
+            await self.refresh()
+        except AllowlistUnavailable as exc:
+            log.error("allowlist not loaded yet (released hashes are not honoured until it is): %s", exc)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _get_pool(self) -> Any:
+        if self._pool is None:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn, min_size=1, max_size=2, timeout=self._connect_timeout
+                )
+            except _DB_ERRORS as exc:
+                raise AllowlistUnavailable(f"Postgres unavailable: {type(exc).__name__}") from None
+        return self._pool
+
+    async def _run(self, query: str, *args: Any, fetch: str = "fetch") -> Any:
+        pool = await self._get_pool()
+        try:
+            return await getattr(pool, fetch)(query, *args)
+        except _DB_ERRORS as exc:
+            raise AllowlistUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
+
+    # ---- the matcher -----------------------------------------------------------------------------
+
+    def version(self) -> str:
+        count, total = self._signature or (0, 0)
+        return f"{count}.{total}"
+
+    async def match(self, hashes: Hashes, policy: Policy) -> MatchResult:
+        row = self._rows.get(hashes.sha256)
+        # Only while its bank is an allowlist: a policy that drops the bank drops its rows, and a row
+        # must never become a hit that a blocking rule over "every local bank" could select.
+        if row is None or row.bank not in policy.allowlist_banks:
+            return MatchResult()
+        return MatchResult(matches=(row.match(),))
+
+    def __contains__(self, sha256: str) -> bool:
+        return sha256 in self._rows
+
+    async def refresh(self) -> bool:
+        """Re-read the rows if the table changed; True when it did."""
+        async with self._lock:
+            row = await self._run(
+                "SELECT count(*) AS n, coalesce(sum(id), 0) AS s FROM allowlist", fetch="fetchrow"
+            )
+            signature = (int(row["n"]), int(row["s"]))
+            if signature == self._signature:
+                return False
+            rows = await self._run(f"SELECT {_COLUMNS} FROM allowlist")  # noqa: S608 - constant columns
+            self._rows = {r["sha256"]: Allowed.from_row(r) for r in rows}
+            self._signature = signature
+        log.info("allowlist: %d reviewed hash(es) in force", len(self._rows))
+        return True
+
+    async def watch(self, interval: float) -> None:
+        """Poll for rows added or removed elsewhere (another replica, the CLI) until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh()
+            except AllowlistUnavailable as exc:
+                log.warning("allowlist not re-read, keeping %d row(s): %s", len(self._rows), exc)
+            except Exception:  # a watcher must outlive surprises; the error is logged
+                log.exception("allowlist watch failed")
+
+    # ---- changes ---------------------------------------------------------------------------------
+
     def bank(self) -> str:
-        names = sorted(self._policy.current.allowlist_banks)
+        names = sorted(self._policy.current.allowlist_banks) if self._policy is not None else []
         if not names:
             raise AllowlistUnavailable(
                 'the policy has no allowlist_banks: add one (e.g. allowlist_banks = ["allowlist"]) '
@@ -43,33 +180,47 @@ class Allowlist:
             )
         return names[0]
 
-    async def add_sha256(self, sha256: str, decision_id: str, actor: str) -> str:
-        """Append ``sha256,<hex>,<label>`` and reload the banks; returns the bank name."""
+    async def add_sha256(self, sha256: str, decision_id: str | None, actor: str) -> str:
+        """Allowlist ``sha256`` in the policy's first allowlist bank (kept if already there); returns
+        the bank it counts in. In force in this process when this returns."""
         if not _SHA256.match(sha256):
             raise ValueError("not a lowercase hex SHA-256")
         bank = self.bank()
-        path = self.banks_dir / f"{bank}.csv"
-        when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        label = f"released {_LABEL_SAFE.sub('_', decision_id)} by {_LABEL_SAFE.sub('_', actor)} {when}"
-        async with self._lock:
-            try:
-                await asyncio.to_thread(_append, path, f"sha256,{sha256},{label}\n")
-            except OSError as exc:
-                raise AllowlistUnavailable(f"cannot append to {path}: {exc.strerror or exc}") from None
-            await self._banks.reload_if_changed()
-        return bank
+        row = await self._run(
+            "INSERT INTO allowlist (sha256, bank, decision_id, added_by) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (sha256) DO UPDATE SET sha256 = EXCLUDED.sha256 RETURNING bank",
+            sha256,
+            bank,
+            decision_id,
+            actor,
+            fetch="fetchrow",
+        )
+        await self.refresh()
+        return str(row["bank"])
+
+    async def remove(self, sha256: str, actor: str) -> Allowed | None:
+        """Stop allowlisting ``sha256`` (its next upload is judged again); audited with the row."""
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    f"DELETE FROM allowlist WHERE sha256 = $1 RETURNING {_COLUMNS}",  # noqa: S608
+                    sha256.lower(),
+                )
+                if row is not None:
+                    removed = Allowed.from_row(row)
+                    await AuditLog(None).record(
+                        actor, "allowlist_removed", removed.decision_id, removed.to_json(), conn=conn
+                    )
+        except _DB_ERRORS as exc:
+            raise AllowlistUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
+        await self.refresh()
+        return removed if row is not None else None
+
+    async def rows(self) -> list[Allowed]:
+        rows = await self._run(f"SELECT {_COLUMNS} FROM allowlist ORDER BY id")  # noqa: S608
+        return [Allowed.from_row(r) for r in rows]
 
 
-def _append(path: Path, row: str) -> None:
-    fd = os.open(path, os.O_RDWR | os.O_APPEND)
-    try:
-        size = os.fstat(fd).st_size
-        if size:
-            # A hand-edited file may lack its last newline: never glue our row onto the operator's.
-            last = os.pread(fd, 1, size - 1)
-            if last != b"\n":
-                row = "\n" + row
-        os.write(fd, row.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+if TYPE_CHECKING:  # Allowlist satisfies the Matcher protocol (checked by mypy, free at run time)
+    _matcher: Matcher = Allowlist("")

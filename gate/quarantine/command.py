@@ -184,7 +184,7 @@ def run_rotate(args: argparse.Namespace) -> int:
 
     async def work(store: EvidenceStore) -> int:
         moved = await store.rewrap(keyring)
-        await store.audit(_actor(None), "keys_rotate", None, {"active": key.id, "rewrapped": moved})
+        await store.audit(operator_name(None), "keys_rotate", None, {"active": key.id, "rewrapped": moved})
         usage = await store.key_usage()
         print(f"re-wrapped {moved} item(s); items per key: {json.dumps(usage, sort_keys=True)}")
         old = sorted(k for k in keyring.keys if k != key.id and not usage.get(k))
@@ -207,7 +207,7 @@ def run_retire(args: argparse.Namespace) -> int:
             )
         keyring.retire(args.key_id)
         keyring.save()
-        await store.audit(_actor(None), "keys_retire", None, {"key_id": args.key_id})
+        await store.audit(operator_name(None), "keys_retire", None, {"key_id": args.key_id})
         print(f"retired {args.key_id}; {len(keyring.keys)} key(s) left, active {keyring.active.id}")
         return 0
 
@@ -235,7 +235,7 @@ def run_list_keys(args: argparse.Namespace) -> int:
 # ---- evidence ------------------------------------------------------------------------------------
 
 
-def _actor(given: str | None) -> str:
+def operator_name(given: str | None) -> str:
     if given:
         return given
     try:
@@ -248,7 +248,7 @@ def run_list(args: argparse.Namespace) -> int:
     async def work(store: EvidenceStore) -> int:
         state = EvidenceState(args.state) if args.state else None
         items = await store.list_items(state, limit=args.limit)
-        await store.audit(_actor(None), "list", None, {"state": args.state, "count": len(items)})
+        await store.audit(operator_name(None), "list", None, {"state": args.state, "count": len(items)})
         for item in items:
             expires = item.expires_at.isoformat(timespec="seconds") if item.expires_at else "-"
             print(
@@ -263,7 +263,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_purge(args: argparse.Namespace) -> int:
     async def work(store: EvidenceStore) -> int:
-        purged = await store.purge(actor=_actor(None))
+        purged = await store.purge(actor=operator_name(None))
         for p in purged:
             print(
                 f"purged {p.decision_id} ({p.state}, sha256 {p.sha256}, expired {p.expired_at.isoformat()})"
@@ -276,7 +276,7 @@ def run_purge(args: argparse.Namespace) -> int:
 
 def run_hold(args: argparse.Namespace) -> int:
     async def work(store: EvidenceStore) -> int:
-        item = await store.set_legal_hold(args.decision_id, _actor(args.actor), True, args.reason)
+        item = await store.set_legal_hold(args.decision_id, operator_name(args.actor), True, args.reason)
         print(f"legal hold placed on {item.decision_id} by {item.legal_hold_by}: {item.legal_hold_reason}")
         return 0
 
@@ -285,7 +285,7 @@ def run_hold(args: argparse.Namespace) -> int:
 
 def run_lift_hold(args: argparse.Namespace) -> int:
     async def work(store: EvidenceStore) -> int:
-        item = await store.set_legal_hold(args.decision_id, _actor(args.actor), False, args.reason)
+        item = await store.set_legal_hold(args.decision_id, operator_name(args.actor), False, args.reason)
         print(f"legal hold lifted from {item.decision_id}")
         if item.has_bytes and item.expires_at is not None and item.expires_at <= datetime.now(UTC):
             print(
@@ -301,7 +301,7 @@ def run_export(args: argparse.Namespace) -> int:
         item = await store.get(args.decision_id)
         if item is None:
             raise EvidenceNotFound(args.decision_id)
-        data = await store.decrypt(item.decision_id, _actor(args.actor), "export")
+        data = await store.decrypt(item.decision_id, operator_name(args.actor), "export")
         manifest = await export_manifest(store, item.decision_id, data, args.out)
         _write_private(args.out / f"{item.decision_id}.bin", data)
         _write_private(args.out / f"{item.decision_id}.json", json.dumps(manifest, indent=2).encode() + b"\n")

@@ -145,3 +145,39 @@ def _with_database(
             await db.stop()
 
     return asyncio.run(main())
+
+
+def with_dsn(
+    args: argparse.Namespace, work: Callable[[str], Awaitable[int]], errors: tuple[type[Exception], ...] = ()
+) -> int:
+    """Run ``work(dsn)`` against the gate's Postgres (DATABASE_URL, or the embedded one of GATE_DATA_DIR),
+    schema migrated first; for commands whose objects hold their own pool. ``errors`` are printed, exit 1."""
+    try:
+        settings = Settings.from_env(env_file=Path(args.env_file) if args.env_file else None)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+    async def main() -> int:
+        db = Database(settings)
+        try:
+            await db.start()
+            conn = await db.connect()
+            try:
+                await migrate(conn)
+            finally:
+                await conn.close()
+            return await work(db.dsn)
+        except (OSError, asyncpg.PostgresError) as exc:
+            print(f"upload-gate: cannot use {db.description}: {exc}", file=sys.stderr)
+            return 1
+        except MigrationError as exc:
+            print(f"upload-gate: {exc}", file=sys.stderr)
+            return 1
+        except errors as exc:
+            print(f"upload-gate: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await db.stop()
+
+    return asyncio.run(main())

@@ -6,7 +6,8 @@ the Kubernetes Deployment: the command, environment, user and mounts come from t
 this machine). The gate must start with the shipped policy and banks, judge uploads from the real
 ``atproto`` SDK in front of the real PDS, and after the operator's edit (a bank of their own and a
 quarantine rule, in the read-only files the deployment mounts) hold an upload with its evidence sealed
-under the key the deployment provisioned — which survives a restart — and open it for review.
+under the key the deployment provisioned — which survives a restart — open it for review, and release
+it: the retry passes (the release is kept where the gate can write, though the banks are read-only).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ from gate.policy.load import policy_version
 from gate.store.embedded import EmbeddedPostgres
 from tests.deploy import launch
 from tests.e2e import deployed
-from tests.e2e.endpoints import Endpoint, new_user
+from tests.e2e.endpoints import Endpoint, User, new_user
 from tests.e2e.images import png, sha256
 from tests.e2e.pds_server import Pds
 from tests.fakes.hma import fake_hma_in_thread
@@ -177,9 +179,9 @@ def keyring_id(path: Path) -> str:
     return str(json.loads(path.read_text())["active"])
 
 
-def judge_and_hold(host: Host, running: deployed.Running, pds: Pds, seed: int) -> tuple[bytes, str]:
+def judge_and_hold(host: Host, running: deployed.Running, pds: Pds, seed: int) -> tuple[bytes, str, User]:
     """Start-up with the shipped files, a clean upload forwarded, the operator's edit, a held upload.
-    Returns the held bytes and an admin token."""
+    Returns the held bytes, an admin token and the uploader."""
     user = new_user(Endpoint("gate", running.url, True))
     try:
         clean = png(seed)
@@ -195,9 +197,10 @@ def judge_and_hold(host: Host, running: deployed.Running, pds: Pds, seed: int) -
         expected = shipped_quarantine_error(host.policy_host_path(running).read_text())
         assert refused.value.response.content.error == expected
         assert pds.blob_files() == before
-    finally:
+    except BaseException:
         user.client.request.close()
-    return held, add_token(host, running, "alice")
+        raise
+    return held, add_token(host, running, "alice"), user
 
 
 def review_opens(running: deployed.Running, token: str, held: bytes) -> dict[str, Any]:
@@ -231,7 +234,7 @@ def exercise(
 ) -> deployed.Running:
     """What every deployment must do, from its first start to a recreated container; returns the
     container running at the end."""
-    held, token = judge_and_hold(host, running, pds, seed)
+    held, token, user = judge_and_hold(host, running, pds, seed)
     frozen = read_only_state(host, running)  # (the operator's edit is theirs; from here, nobody writes)
     review_opens(running, token, held)
     check_keyring_file(host, running)
@@ -246,9 +249,33 @@ def exercise(
     assert keyring_id(keyring_of(host, running)) == active
     if not tokens_persist:
         token = add_token(host, running, "bob")
-    review_opens(running, token, held)
+    item = review_opens(running, token, held)
+
+    # A false positive: released (the banks are read-only: the allowlist is the gate's own), and the
+    # uploader's retry is forwarded — through every replica.
+    r = admin(running, token, "POST", f"/admin/api/items/{item['decision_id']}/release")
+    assert r.status_code == 200 and r.json()["item"]["state"] == "released", r.text
+    for pod in host.pods:
+        retry(user, pod, held)
+    assert sha256(held) in pds.blob_files().values()
     assert read_only_state(host, running) == frozen
+    user.client.request.close()
     return running
+
+
+def retry(user: User, running: deployed.Running, held: bytes, timeout: float = 30) -> None:
+    """The uploader tries again until the gate forwards it (other replicas re-read the allowlist every
+    GATE_RELOAD_INTERVAL)."""
+    user.client.update_base_url(running.url)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            user.post_image(held)
+            return
+        except BadRequestError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 # ---- the deployments ----------------------------------------------------------------------------------

@@ -107,7 +107,10 @@ async def review_env(tmp_path: Path, dsn: str, *, daily_cap: int = 5) -> AsyncIt
         stack.push_async_callback(webhook.close)
         takedowns = Takedowns(dsn, PdsAdmin(URL(pds.url), ADMIN_PASSWORD), daily_cap)
         stack.push_async_callback(takedowns.close)
-        review = Review(store, Allowlist(banks_dir, policy, banks), takedowns, webhook, reveal_seconds=30)
+        allowlist = Allowlist(dsn, policy)
+        await allowlist.start()
+        stack.push_async_callback(allowlist.close)
+        review = Review(store, allowlist, takedowns, webhook, reveal_seconds=30)
         url = await stack.enter_async_context(serving(create_review_app(ReviewSite(review, tokens))))
         yield ReviewEnv(url, store, dsn, banks_dir, pds, hooks, reviewer, admin, review)
 

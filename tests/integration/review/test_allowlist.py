@@ -1,44 +1,191 @@
-"""Releasing to the allowlist bank file: the row the bank loader reads, reloaded at once."""
+"""Released hashes in Postgres, matched as rows of the policy's allowlist bank: what ``evaluate`` sees,
+another replica's view, a policy that drops the bank, and ``upload-gate allowlist list|remove``."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from gate.matching.local import LocalBanks
+from gate.policy.evaluate import evaluate
 from gate.policy.reload import PolicyHolder
 from gate.quarantine.allowlist import Allowlist, AllowlistUnavailable
+from gate.store.embedded import EmbeddedPostgres
+from gate.store.migrate import migrate
+from gate.types import Hashes, MatchResult, SignalType, Verdict
 from tests.integration.review.conftest import POLICY
+from tests.support.postgres import server_dir
+
+REPO = Path(__file__).resolve().parents[3]
+# Every local bank's exact hashes: a release must never turn into a hit this rule could select.
+BLOCK_ANY_LOCAL = (
+    '\n[[rules]]\nname = "any-local"\nsource = "local"\nsignal_types = ["sha256"]\naction = "reject"\n'
+)
 
 
-async def allowlist(tmp_path: Path, policy_text: str, allow_rows: str) -> tuple[Allowlist, LocalBanks]:
+async def holder(tmp_path: Path, text: str) -> PolicyHolder:
     banks_dir = tmp_path / "banks"
-    banks_dir.mkdir()
-    (banks_dir / "allowlist.csv").write_text(allow_rows)
+    banks_dir.mkdir(exist_ok=True)
+    for name in ("allowlist", "blocklist"):
+        (banks_dir / f"{name}.csv").write_text("")
     banks = LocalBanks(banks_dir)
     banks.load()
-    (tmp_path / "policy.toml").write_text(policy_text)
+    (tmp_path / "policy.toml").write_text(text)
     policy = PolicyHolder(tmp_path / "policy.toml", lambda: {"local": banks.names()}, [])
     await policy.load_initial()
-    return Allowlist(banks_dir, policy, banks), banks
+    return policy
 
 
-async def test_row_is_appended_after_a_file_without_a_final_newline(tmp_path: Path) -> None:
-    other = hashlib.sha256(b"other").hexdigest()
-    allow, banks = await allowlist(tmp_path, POLICY, f"sha256,{other},hand-edited")
-    sha = hashlib.sha256(b"x").hexdigest()
-    assert await allow.add_sha256(sha, "0190-abc", "rita") == "allowlist"
-    lines = (tmp_path / "banks" / "allowlist.csv").read_text().splitlines()
-    assert lines[0] == f"sha256,{other},hand-edited"
-    assert lines[1].startswith(f"sha256,{sha},released 0190-abc by rita ")
-    assert banks.problems == ()
-    assert sum(banks.banks.counts["allowlist"].values()) == 2  # reloaded already
+def hashes_of(body: bytes) -> Hashes:
+    sha = hashlib.sha256(body).hexdigest()
+    return Hashes(
+        sha256=sha,
+        md5="0" * 32,
+        sha1="0" * 40,
+        cid="bafkrei" + sha[:52],
+        size=len(body),
+        media_type="image/jpeg",
+    )
 
 
-async def test_without_an_allowlist_bank_release_is_refused(tmp_path: Path) -> None:
-    allow, _ = await allowlist(tmp_path, POLICY.replace('allowlist_banks = ["allowlist"]', ""), "")
-    with pytest.raises(AllowlistUnavailable, match="allowlist_banks"):
-        await allow.add_sha256(hashlib.sha256(b"x").hexdigest(), "id", "rita")
-    assert (tmp_path / "banks" / "allowlist.csv").read_text() == ""
+async def migrated(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
+async def test_a_release_is_an_exact_allowlist_hit_here_at_once_and_elsewhere_on_refresh(
+    tmp_path: Path, fresh_dsn: str
+) -> None:
+    await migrated(fresh_dsn)
+    policy = await holder(tmp_path, POLICY + BLOCK_ANY_LOCAL)
+    here, there = Allowlist(fresh_dsn, policy), Allowlist(fresh_dsn, policy)
+    try:
+        await here.start()
+        await there.start()
+        body = b"a reviewed false positive"
+        hashes = hashes_of(body)
+        assert await here.match(hashes, policy.current) == MatchResult()
+        version = there.version()
+
+        assert (
+            await here.add_sha256(hashes.sha256, "0190aaaa-0000-7000-8000-000000000001", "rita")
+            == "allowlist"
+        )
+        [hit] = (await here.match(hashes, policy.current)).matches
+        assert (hit.source, hit.bank, hit.signal_type, hit.distance) == (
+            "local",
+            "allowlist",
+            SignalType.SHA256,
+            None,
+        )
+        assert "rita" in (hit.label or "")
+        decision = evaluate(policy.current, hashes, MatchResult(matches=(hit,)))
+        assert (decision.verdict, decision.rule) == (Verdict.FORWARD, "allowlist")
+
+        assert await there.match(hashes, policy.current) == MatchResult()  # not yet re-read
+        assert await there.refresh() is True
+        assert await there.match(hashes, policy.current) != MatchResult()
+        assert there.version() != version  # a new verdict-cache key
+        # Released twice (two held copies of the same bytes): one row, in force.
+        assert await here.add_sha256(hashes.sha256, None, "adam") == "allowlist"
+        assert len(await here.rows()) == 1
+    finally:
+        await here.close()
+        await there.close()
+
+
+async def test_a_row_counts_only_while_its_bank_is_an_allowlist(tmp_path: Path, fresh_dsn: str) -> None:
+    await migrated(fresh_dsn)
+    policy = await holder(tmp_path, POLICY + BLOCK_ANY_LOCAL)
+    allow = Allowlist(fresh_dsn, policy)
+    try:
+        hashes = hashes_of(b"x")
+        await allow.add_sha256(hashes.sha256, None, "rita")
+        (tmp_path / "policy.toml").write_text(
+            POLICY.replace('allowlist_banks = ["allowlist"]', "") + BLOCK_ANY_LOCAL
+        )
+        assert await policy.reload()
+        result = await allow.match(hashes, policy.current)
+        assert result == MatchResult()  # not a hit "any-local" could reject on
+        assert evaluate(policy.current, hashes, result).verdict is Verdict.FORWARD
+        with pytest.raises(AllowlistUnavailable, match="allowlist_banks"):
+            await allow.add_sha256(hashes_of(b"y").sha256, None, "rita")
+        assert [r.sha256 for r in await allow.rows()] == [hashes.sha256]
+    finally:
+        await allow.close()
+
+
+async def test_postgres_down_keeps_the_rows_in_force(tmp_path: Path) -> None:
+    policy = await holder(tmp_path, POLICY)
+    with server_dir() as path:
+        server = EmbeddedPostgres(path)
+        dsn = await asyncio.to_thread(server.start)
+        allow = Allowlist(dsn, policy)
+        try:
+            await migrated(dsn)
+            hashes = hashes_of(b"kept")
+            await allow.add_sha256(hashes.sha256, None, "rita")
+            await asyncio.to_thread(server.halt)
+            with pytest.raises(AllowlistUnavailable):
+                await allow.refresh()
+            assert await allow.match(hashes, policy.current) != MatchResult()
+        finally:
+            await allow.close()
+            await asyncio.to_thread(server.stop)
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gate", "allowlist", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_list_and_remove_commands(tmp_path: Path, fresh_dsn: str) -> None:
+    await migrated(fresh_dsn)
+    policy = await holder(tmp_path, POLICY)
+    allow = Allowlist(fresh_dsn, policy)
+    sha = hashlib.sha256(b"listed").hexdigest()
+    try:
+        await allow.add_sha256(sha, "0190aaaa-0000-7000-8000-000000000002", "rita")
+    finally:
+        await allow.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATE_")} | {
+        "DATABASE_URL": fresh_dsn,
+        "GATE_DATA_DIR": str(tmp_path / "var"),
+    }
+    listed = cli(env, "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [row] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (row["sha256"], row["bank"], row["added_by"]) == (sha, "allowlist", "rita")
+
+    assert cli(env, "remove", "nothex").returncode == 2
+    removed = cli(env, "remove", sha.upper(), "--actor", "olga")
+    assert removed.returncode == 0 and sha in removed.stdout, removed.stderr
+    again = cli(env, "remove", sha)
+    assert again.returncode == 1 and "not on the allowlist" in again.stderr
+    assert cli(env, "list").stdout == ""
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        audit = await conn.fetchrow(
+            "SELECT actor, action, detail FROM audit WHERE action = 'allowlist_removed'"
+        )
+    finally:
+        await conn.close()
+    assert audit["actor"] == "olga" and json.loads(audit["detail"])["sha256"] == sha

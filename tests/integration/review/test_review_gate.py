@@ -3,6 +3,7 @@ on retry; the review routes never exist on the public listener."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -19,6 +20,10 @@ HOLD_EXACT = (
     + POLICY
     + '\n[[rules]]\nname = "hold-exact"\nsource = "local"\nbanks = ["review"]\nsignal_types = ["sha256"]\naction = "quarantine"\n'
 )
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.iterdir())}
 
 
 async def upload(url: str, body: bytes) -> tuple[int, dict[str, object]]:
@@ -38,6 +43,8 @@ async def test_released_upload_passes_on_retry(
     gate = await start_gate(
         policy=HOLD_EXACT, banks={"review": f"sha256,{sha},t"}, GATE_ADMIN_TOKENS=str(tokens)
     )
+    banks = Path(gate.deps.settings.banks_dir)
+    before = snapshot(banks)
 
     status, answer = await upload(gate.url, body)
     assert (status, answer["error"]) == (400, "BlobHeld")
@@ -56,6 +63,41 @@ async def test_released_upload_passes_on_retry(
     assert status == 200, answer
     [seen] = rec.uploads()
     assert seen.body == body
+    # The release went to Postgres, not to the bank files (read-only in every shipped deployment).
+    assert snapshot(banks) == before
+
+
+async def test_a_release_counts_on_every_replica(
+    start_gate: GateFactory, upstream: tuple[RecordingUpstream, str], tmp_path: Path
+) -> None:
+    """Two gates on one database (replicas, or workers): a release on one is honoured by the other
+    within its reload interval, and the other's cached verdict does not outlive it."""
+    rec, _ = upstream
+    body = images.jpeg("coffee.png")
+    sha = hashlib.sha256(body).hexdigest()
+    tokens = tmp_path / "tokens"
+    token = TokenFile(tokens).add("rita", Role.REVIEWER)
+    first = await start_gate(
+        policy=HOLD_EXACT, banks={"review": f"sha256,{sha},t"}, GATE_ADMIN_TOKENS=str(tokens)
+    )
+    second = await start_gate(policy=HOLD_EXACT, banks={"review": f"sha256,{sha},t"})
+    assert (await upload(second.url, body))[0] == 400  # held there too (and its verdict cached)
+    status, _ = await upload(first.url, body)
+    assert status == 400
+    auth = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(base_url=first.admin_url, headers=auth) as admin:
+        async with admin.get("/admin/api/items") as r:
+            items = (await r.json())["items"]
+        for item in items:
+            async with admin.post(f"/admin/api/items/{item['decision_id']}/release") as r:
+                assert r.status in (200, 409)  # the second item of the same bytes may already be done
+    for _ in range(50):
+        status, _ = await upload(second.url, body)
+        if status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert status == 200
+    assert [u.body for u in rec.uploads()] == [body]
 
 
 async def test_review_routes_are_not_on_the_public_listener(start_gate: GateFactory, tmp_path: Path) -> None:
