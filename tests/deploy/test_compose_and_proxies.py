@@ -1,8 +1,9 @@
 """deploy/compose, deploy/caddy and deploy/nginx: the properties the README promises, checked offline.
 
 The proxies are also run for real by tests/e2e; here: the compose topology (PDS unpublished, HMA and
-Postgres private), the Caddyfiles accepted by Debian's Caddy, the installer's Caddyfile changed in
-exactly one line, and the nginx directives the facts file calls for.
+Postgres private), the Caddyfiles accepted by Debian's Caddy, the installer's Caddyfile turned into
+the shipped ones (by the README's own command for the default), and the nginx directives the facts
+file calls for.
 """
 
 from __future__ import annotations
@@ -124,22 +125,40 @@ def test_installer_overlay_matches_the_shipped_caddyfile() -> None:
     assert f"ask http://localhost:{upstream_port}/tls-check" in caddyfile  # still answered by the PDS
 
 
-def test_caddyfile_is_the_installers_with_one_line_changed() -> None:
-    shipped = [
-        line for line in (DEPLOY / "caddy" / "Caddyfile").read_text().splitlines() if not line.startswith("#")
-    ]
+def uncommented(path: Path) -> str:
+    return "".join(line + "\n" for line in path.read_text().splitlines() if not line.startswith("#"))
+
+
+def test_whole_site_caddyfile_is_the_installers_with_one_line_changed() -> None:
+    shipped = uncommented(DEPLOY / "caddy" / "Caddyfile.whole-site").splitlines()
     original = INSTALLER_CADDYFILE.splitlines()
     assert len(shipped) == len(original)
     changed = [(a, b) for a, b in zip(original, shipped, strict=True) if a != b]
     assert changed == [("\treverse_proxy http://localhost:3000", "\treverse_proxy http://localhost:3100")]
 
 
+def test_the_readmes_install_step_turns_the_installers_caddyfile_into_the_shipped_one(tmp_path: Path) -> None:
+    """Step 4 of "Adding the gate to an installer-based PDS", run as written on the installer's file."""
+    readme = (DEPLOY.parent / "README.md").read_text()
+    start = readme.index("sudo sed -i.before-upload-gate")
+    command = readme[start : readme.index("/pds/caddy/etc/caddy/Caddyfile", start)].replace("\\\n", " ")
+    caddyfile = tmp_path / "Caddyfile"
+    caddyfile.write_text(INSTALLER_CADDYFILE)
+    sed = command.removeprefix("sudo ") + str(caddyfile)
+    result = subprocess.run(["bash", "-c", sed], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert caddyfile.read_text() == uncommented(DEPLOY / "caddy" / "Caddyfile")
+    # Backing out, as the README says: the original comes back from the copy sed kept.
+    assert (tmp_path / "Caddyfile.before-upload-gate").read_text() == INSTALLER_CADDYFILE
+
+
 def test_caddyfiles_are_accepted_by_caddy() -> None:
     adapt(DEPLOY / "caddy" / "Caddyfile")
+    adapt(DEPLOY / "caddy" / "Caddyfile.whole-site")
     adapt(DEPLOY / "compose" / "Caddyfile", PDS_HOSTNAME="pds.example.com", PDS_ADMIN_EMAIL="a@example.com")
 
 
-@pytest.mark.parametrize("variant", ["upload-gate.conf", "upload-gate-route-only.conf"])
+@pytest.mark.parametrize("variant", ["upload-gate.conf", "upload-gate-whole-site.conf"])
 def test_nginx_site_has_what_the_pds_path_needs(variant: str) -> None:
     text = (DEPLOY / "nginx" / variant).read_text()
     body_limit = re.search(r"client_max_body_size (\w+);", text)
@@ -158,14 +177,24 @@ def test_nginx_site_has_what_the_pds_path_needs(variant: str) -> None:
     assert "proxy_add_x_forwarded_for" not in text
 
 
-def test_route_only_nginx_matches_the_upload_route_case_insensitively() -> None:
-    text = (DEPLOY / "nginx" / "upload-gate-route-only.conf").read_text()
+def test_default_nginx_sends_the_judged_routes_to_the_gate_and_the_rest_to_the_pds() -> None:
+    """The location regex against the decoded paths nginx matches (tests/e2e runs the real thing)."""
+    text = (DEPLOY / "nginx" / "upload-gate.conf").read_text()
     match = re.search(r"location ~\* (\S+) \{\s*proxy_pass http://upload_gate;", text)
     assert match is not None
+    assert re.search(r"location / \{\s*proxy_pass http://pds;", text)
     pattern = re.compile(match.group(1), re.IGNORECASE)
     for path in (
         "/xrpc/com.atproto.repo.uploadBlob",
         "/XRPC/COM.ATPROTO.REPO.UPLOADBLOB/",
-        "/xrpc/com.atproto.repo.uploadblob",
+        "/xrpc\\com.atproto.repo.uploadblob",
+        "/xrpc/com.atproto.sync.getBlob",
+        "/xrpc/COM.ATPROTO.SYNC.GETBLOB/",
     ):
         assert pattern.search(path), path
+    for path in (
+        "/xrpc/com.atproto.sync.subscribeRepos",
+        "/xrpc/com.atproto.repo.createRecord",
+        "/oauth/par",
+    ):
+        assert not pattern.search(path), path

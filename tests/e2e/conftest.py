@@ -31,7 +31,9 @@ def pictures(e2e_dir: Path) -> Images:
     folder = e2e_dir / "images"
     folder.mkdir()
     pics = Images(
-        clean=[images.png(seed) for seed in (1, 5, 6, 7, 8, 9, 10, 11)],  # two per front, all distinct
+        clean=[
+            images.png(seed) for seed in (1, 5, 6, 7, 8, 9, 10, 11, 12, 13)
+        ],  # two per front, all distinct
         banned=images.png(2),
         banned_near=images.near_duplicate(2),
         held=images.png(3),
@@ -65,10 +67,11 @@ def front(
     if name == "gate":
         yield Endpoint(name, gate.url, True)
         return
-    if name == "caddy":
-        server = fronts.start_caddy(e2e_dir, gate.port, pds.port)
+    if name.startswith("caddy"):
+        variant = "Caddyfile.whole-site" if name.endswith("whole-site") else "Caddyfile"
+        server = fronts.start_caddy(variant, e2e_dir, gate.port, pds.port)
     else:
-        variant = "upload-gate-route-only.conf" if name == "nginx-route-only" else "upload-gate.conf"
+        variant = "upload-gate-whole-site.conf" if name.endswith("whole-site") else "upload-gate.conf"
         server = fronts.start_nginx(variant, e2e_dir, gate.port, pds.port)
     try:
         yield Endpoint(name, server.url, server.ssl_context)

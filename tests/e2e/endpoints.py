@@ -10,8 +10,9 @@ from pathlib import Path
 from atproto import Client, Session, models
 from atproto_client.request import Request
 
-# Where clients connect: the gate itself, nginx (whole site / upload route only) and Caddy.
-FRONTS = ("gate", "nginx", "nginx-route-only", "caddy")
+# Where clients connect: the gate itself, and nginx and Caddy with the shipped configs — the defaults
+# (only uploads and blob reads through the gate) and the whole-site variants.
+FRONTS = ("gate", "nginx", "nginx-whole-site", "caddy", "caddy-whole-site")
 
 
 @dataclass(frozen=True)

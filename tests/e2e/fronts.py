@@ -88,7 +88,7 @@ def self_signed(workdir: Path) -> tuple[Path, Path]:
 
 
 def start_nginx(variant: str, workdir: Path, gate_port: int, pds_port: int) -> Front:
-    """``variant`` is a file in deploy/nginx/ (the full site or the upload-route-only one)."""
+    """``variant`` is a file in deploy/nginx/ (the default, gate routes only, or the whole site)."""
     binary = need("nginx")
     root = workdir / f"nginx-{Path(variant).stem}"
     root.mkdir()
@@ -103,7 +103,7 @@ def start_nginx(variant: str, workdir: Path, gate_port: int, pds_port: int) -> F
             "/etc/letsencrypt/live/pds.example.com/fullchain.pem": str(cert),
             "/etc/letsencrypt/live/pds.example.com/privkey.pem": str(key),
         }
-        | ({"server 127.0.0.1:3000;": f"server {LOOPBACK}:{pds_port};"} if "route-only" in variant else {}),
+        | ({} if "whole-site" in variant else {"server 127.0.0.1:3000;": f"server {LOOPBACK}:{pds_port};"}),
     )
     (root / "site.conf").write_text(site)
     # The part of /etc/nginx/nginx.conf a distribution provides, pointed at a private directory.
@@ -146,14 +146,15 @@ http {{
     return front
 
 
-def start_caddy(workdir: Path, gate_port: int, pds_port: int) -> Front:
-    """The shipped Caddyfile with the installer's on-demand TLS, issued by Caddy's own local CA here."""
+def start_caddy(variant: str, workdir: Path, gate_port: int, pds_port: int) -> Front:
+    """``variant`` is a file in deploy/caddy/ (the default, gate routes only, or the whole site): the
+    installer's on-demand TLS, issued by Caddy's own local CA here."""
     binary = need("caddy")
-    root = workdir / "caddy"
+    root = workdir / variant.lower().replace(".", "-")
     root.mkdir()
     https_port, http_port = free_port(), free_port()
     caddyfile = template(
-        (DEPLOY / "caddy" / "Caddyfile").read_text(),
+        (DEPLOY / "caddy" / variant).read_text(),
         {
             "pds.example.com": HOST,
             "http://localhost:3000/tls-check": f"http://{LOOPBACK}:{pds_port}/tls-check",
@@ -166,7 +167,12 @@ def start_caddy(workdir: Path, gate_port: int, pds_port: int) -> Front:
                 f"\thttp_port {http_port}\n\thttps_port {https_port}\n"
                 f"\tstorage file_system {root / 'storage'}\n\ton_demand_tls {{"
             ),
-        },
+        }
+        | (
+            {}
+            if "whole-site" in variant
+            else {"reverse_proxy http://localhost:3000": f"reverse_proxy http://{LOOPBACK}:{pds_port}"}
+        ),
     )
     (root / "Caddyfile").write_text(caddyfile)
     env = dict(
@@ -187,7 +193,7 @@ def start_caddy(workdir: Path, gate_port: int, pds_port: int) -> Front:
     proc.wait_until(lambda: _tls_ready(https_port, unverified) and root_cert.exists())
     context = ssl.create_default_context(cafile=str(root_cert))
     proc.wait_until(lambda: _tls_ready(https_port, context))
-    return Front("caddy", proc, https_port, context)
+    return Front(f"caddy:{variant}", proc, https_port, context)
 
 
 def _tls_ready(port: int, context: ssl.SSLContext) -> bool:

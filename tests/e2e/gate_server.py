@@ -112,7 +112,7 @@ class Gate:
     def decisions(self, cid: str) -> list[dict[str, object]]:
         """The decision log's rows for a CID, oldest first, read the way an operator would: with
         ``upload-gate decisions``, which joins the gate's embedded Postgres in GATE_DATA_DIR."""
-        result = gate_command("decisions", "--cid", cid, "--json", env=self.env)
+        result = gate_command("decisions", "--cid", cid, "--json", "--limit", "10000", env=self.env)
         assert result.returncode == 0, result.stderr
         rows = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
         return rows[::-1]  # the command lists newest first

@@ -1,12 +1,13 @@
 """A Bluesky user's uploads, through the gate alone and through real nginx and Caddy in front of it.
 
-Every case runs once per front (``front`` fixture): the gate itself, nginx with the whole site through
-the gate, nginx sending only the upload route to the gate, and the installer's Caddyfile with the gate
-inserted. The client is the real ``atproto`` SDK; the PDS is the real ``@atproto/pds``.
+Every case runs once per front (``front`` fixture): the gate itself, and nginx and Caddy running the
+shipped files — the defaults, which send only uploads and blob reads through the gate, and the
+whole-site variants. The client is the real ``atproto`` SDK; the PDS is the real ``@atproto/pds``.
 """
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 from collections.abc import Callable
@@ -17,10 +18,13 @@ from atproto import firehose_models, models, parse_subscribe_repos_message
 from atproto_client.exceptions import BadRequestError
 from websockets.sync.client import connect
 
+from tests.e2e import images
 from tests.e2e.endpoints import FRONTS, Endpoint, Images, User
 from tests.e2e.gate_server import REJECT_ERROR, Gate
 from tests.e2e.images import cid_of, png, sha256
 from tests.e2e.pds_server import Pds
+from tests.e2e.spellings import GATE_JUDGED, GET_BLOB_SPELLINGS, UPLOAD_SPELLINGS
+from tests.e2e.wire import send
 
 pytestmark = [
     pytest.mark.e2e,
@@ -29,6 +33,7 @@ pytestmark = [
 ]
 
 POST = "app.bsky.feed.post"
+WITHHELD = {"error": "InvalidRequest", "message": "Blob not found"}
 
 
 def clean_image(pictures: Images, front: Endpoint, offset: int = 0) -> bytes:
@@ -87,37 +92,64 @@ def test_banked_image_is_refused_and_never_stored(
     assert "reject" in verdicts(gate, cid_of(image))
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/XRPC/com.atproto.repo.uploadBlob",
-        "/xrpc/com.atproto.repo.uploadblob",
-        "/xrpc/COM.ATPROTO.REPO.UPLOADBLOB",
-        "/xrpc/com.atproto.repo.uploadBlob/",
-        "/xrpc/com.atproto.repo.uploadBlob?x=1",
-    ],
-)
-def test_upload_path_variants_are_caught(
-    front: Endpoint,
-    gate: Gate,
-    pds: Pds,
-    pictures: Images,
-    make_user: Callable[[Endpoint], User],
-    path: str,
+def test_no_spelling_of_the_upload_route_gets_past_the_gate(
+    front: Endpoint, gate: Gate, pds: Pds, pictures: Images, make_user: Callable[[Endpoint], User]
 ) -> None:
-    """Spellings the PDS accepts as uploadBlob: through every front they still reach the gate."""
+    """Spellings the PDS accepts, and ones a front could normalise into them, sent byte for byte: the
+    banned picture is never stored, and every spelling the gate matches is judged and recorded."""
     user = make_user(front)
+    headers = {"Authorization": f"Bearer {user.access_jwt}", "Content-Type": "image/jpeg"}
+    banned = images.near_duplicate(2, quality=85 + FRONTS.index(front.name))  # its own CID per front
     before = pds.blob_files()
-    answer = httpx.post(
-        front.url + path,
-        content=pictures.banned,
-        headers={"Authorization": f"Bearer {user.access_jwt}", "Content-Type": "image/png"},
-        verify=front.verify,
-        timeout=30,
+    refused = 0
+    for target in UPLOAD_SPELLINGS:
+        answer = send(front, "POST", target, headers, banned)
+        assert answer.status >= 400, (target, answer)
+        if target in GATE_JUDGED:
+            assert (answer.status, answer.error()) == (400, REJECT_ERROR), (target, answer)
+        refused += answer.error() == REJECT_ERROR
+    assert pds.blob_files() == before, "the PDS stored the banned picture"
+    assert refused >= len(GATE_JUDGED)
+    # One reject row per refusal the policy gave (the decision log is written just after the answer).
+    deadline = time.monotonic() + 10
+    while len(rows := verdicts(gate, cid_of(banned))) < refused and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert rows == ["reject"] * refused
+
+
+def test_a_blob_the_gate_blocked_is_not_served(
+    front: Endpoint, gate: Gate, pds: Pds, make_user: Callable[[Endpoint], User]
+) -> None:
+    """A copy of banked content that reached the PDS another way (an older upload, straight to the PDS)
+    is withheld from getBlob once the gate has blocked it: through every front, in every spelling."""
+    owner = make_user(Endpoint("pds", pds.url, True))
+    copy = images.near_duplicate(2, quality=70 + FRONTS.index(front.name))  # its own bytes per front
+    post = owner.post_image(copy)  # stored for good on the PDS, the gate never saw it
+    cid = (
+        owner.client.com.atproto.repo.get_record(
+            {"repo": owner.did, "collection": POST, "rkey": post.uri.rsplit("/", 1)[1]}
+        )
+        .value.embed.images[0]
+        .image.cid.encode()
     )
-    assert answer.status_code == 400, answer.text
-    assert answer.json()["error"] == REJECT_ERROR
-    assert pds.blob_files() == before
+    assert cid == cid_of(copy)
+    direct = httpx.get(f"{pds.url}/xrpc/com.atproto.sync.getBlob", params={"did": owner.did, "cid": cid})
+    assert direct.content == copy  # the PDS itself would serve it
+    # The same bytes uploaded through the front: refused, and from then on withheld.
+    refused = send(
+        front,
+        "POST",
+        "/xrpc/com.atproto.repo.uploadBlob",
+        {"Authorization": f"Bearer {owner.access_jwt}", "Content-Type": "image/jpeg"},
+        copy,
+    )
+    assert refused.error() == REJECT_ERROR, refused
+    for spelling in GET_BLOB_SPELLINGS:
+        target = spelling.format(did=owner.did, cid=cid)
+        answer = send(front, "GET", target, {})
+        assert answer.status >= 400 and copy not in answer.body, target
+        if "\\" not in spelling:  # the gate's own answer: the PDS's for a blob it does not have
+            assert (answer.status, json.loads(answer.body)) == (400, WITHHELD), target
 
 
 # Not through the gate alone: the suite's client is on loopback, which the gate trusts as a proxy.
