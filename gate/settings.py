@@ -351,7 +351,8 @@ class Settings:
         "GATE_ADMIN_TOKENS",
         parse_optional_path,
         "",
-        "reviewer/admin tokens file (sha256-hashed); empty = GATE_DATA_DIR/admin-tokens",
+        "an old reviewer/admin tokens file, imported into Postgres at start-up and renamed *.imported;"
+        " empty = GATE_DATA_DIR/admin-tokens",
     )
     reveal_seconds: float = env(
         "GATE_REVEAL_SECONDS", parse_seconds, "60", "how long a reviewer's reveal link shows the original"

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
 from aiohttp import web
 
 from gate.admin.signing import Signer
-from gate.admin.tokens import Principal, Role, TokenFile, TokenFileError
+from gate.admin.tokens import Principal, Role, TokenStore, TokensUnavailable
 
 COOKIE = "ug_review"
 CSRF_FIELD = "csrf"
@@ -41,24 +42,32 @@ def _presented(request: web.Request) -> tuple[str, bool] | None:
     return (cookie, True) if cookie else None
 
 
-def authenticate(request: web.Request, tokens: TokenFile) -> Session | None:
+UNAVAILABLE = '{"error": "Unavailable", "message": "the review database is unavailable; try again shortly"}'
+
+
+async def authenticate(request: web.Request, tokens: TokenStore) -> Session | None:
     presented = _presented(request)
     if presented is None:
         return None
     try:
-        principal = tokens.authenticate(presented[0])
-    except (TokenFileError, OSError):
-        # A broken tokens file lets nobody in (the operator sees why in `upload-gate admin token list`).
-        return None
+        principal = await tokens.authenticate(presented[0])
+    except TokensUnavailable:
+        # Nobody is let in while Postgres cannot say who holds a token; the caller is told why.
+        raise web.HTTPServiceUnavailable(text=UNAVAILABLE, content_type="application/json") from None
     return Session(principal, presented[0], presented[1]) if principal else None
 
 
 async def require(
-    request: web.Request, tokens: TokenFile, signer: Signer, role: Role = Role.REVIEWER, *, page: bool = False
+    request: web.Request,
+    tokens: TokenStore,
+    signer: Signer,
+    role: Role = Role.REVIEWER,
+    *,
+    page: bool = False,
 ) -> Session:
     """The caller's session, or an HTTP error: 401 (or a redirect to the login form for pages), 403 for
-    the wrong role or a POST without its CSRF token."""
-    session = authenticate(request, tokens)
+    the wrong role or a POST without its CSRF token, 503 while Postgres cannot answer."""
+    session = await authenticate(request, tokens)
     if session is None:
         if page:
             raise web.HTTPSeeOther("/review/login")
@@ -69,6 +78,10 @@ async def require(
         )
     if not session.principal.may(role):
         raise web.HTTPForbidden(text=f"this needs the {role.value} role")
+    try:
+        await signer.ready()  # the key every replica shares (gate.admin.signing)
+    except (OSError, TimeoutError, TokensUnavailable, asyncpg.InterfaceError, asyncpg.PostgresError):
+        raise web.HTTPServiceUnavailable(text=UNAVAILABLE, content_type="application/json") from None
     session = Session(session.principal, session.token, session.via_cookie, signer.csrf(session.token))
     if request.method == "POST" and session.via_cookie:
         form = await request.post()

@@ -95,6 +95,7 @@ class Review:
         item = await self._get(item_id)
         if not item.has_bytes:
             raise EvidenceNotFound(item_id)
+        await self.signer.ready()
         token, expires = self.signer.reveal(actor, item.decision_id, self.reveal_seconds)
         await self.evidence.audit(actor, "reveal_granted", item.decision_id, {"expires": expires})
         metrics.REVIEW_ACTIONS.labels("reveal").inc()
@@ -103,6 +104,7 @@ class Review:
     async def open_reveal(self, actor: str, item_id: str, token: str) -> Revealed | None:
         """The original bytes if ``token`` is ``actor``'s unexpired link for this item, else None."""
         item = await self._get(item_id)
+        await self.signer.ready()
         if not self.signer.check_reveal(token, actor, item.decision_id):
             await self.evidence.audit(
                 actor, "reveal_denied", item.decision_id, {"why": "expired or not yours"}

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from gate.admin.auth import require
 from gate.admin.review import INLINE_TYPES, Review
-from gate.admin.tokens import Role, TokenFile
+from gate.admin.tokens import Role, TokenStore
 from gate.quarantine.allowlist import AllowlistUnavailable
 from gate.quarantine.evidence import EvidenceNotFound, EvidenceState, EvidenceUnavailable, EvidenceUnreadable
 from gate.quarantine.retention import InvalidTransition
@@ -38,7 +38,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @dataclass(frozen=True, slots=True)
 class ReviewSite:
     review: Review
-    tokens: TokenFile
+    tokens: TokenStore
 
 
 REVIEW_SITE = web.AppKey("review_site", ReviewSite)

@@ -7,13 +7,15 @@ never on the public listener (``gate.app`` serves nothing of its own).
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from aiohttp import web
 
 from gate.admin.review import Review
 from gate.admin.review_api import REVIEW_SITE, ReviewSite, add_api_routes
 from gate.admin.review_page import add_page_routes
-from gate.admin.tokens import TokenFile
+from gate.admin.signing import Signer, shared_key
+from gate.admin.tokens import TokenError, TokenStore, TokensUnavailable
 from gate.notify.webhook import Notifier
 from gate.policy.reload import PolicyHolder
 from gate.quarantine.allowlist import Allowlist
@@ -22,6 +24,8 @@ from gate.quarantine.pds_admin import PdsAdmin
 from gate.quarantine.retention import Retention
 from gate.quarantine.takedowns import Takedowns
 from gate.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def install_review(app: web.Application, site: ReviewSite) -> None:
@@ -45,8 +49,8 @@ async def open_review(
     notifier: Notifier,
     stack: contextlib.AsyncExitStack,
 ) -> ReviewSite:
-    """The review site for a running gate: tokens file, the allowlist releases go to, takedowns behind
-    the cap."""
+    """The review site for a running gate: tokens and signing key, the allowlist releases go to,
+    takedowns behind the cap."""
     pds = (
         PdsAdmin(settings.pds_admin_base, settings.pds_admin_password)
         if settings.pds_admin_password
@@ -54,6 +58,18 @@ async def open_review(
     )
     takedowns = Takedowns(dsn, pds, settings.takedown_daily_cap)
     stack.push_async_callback(takedowns.close)
+    # Tokens and the form/link signing key live in Postgres: every replica shares them, a restart
+    # keeps them (gate.admin.tokens, gate.admin.signing).
+    tokens = TokenStore(dsn, connect_timeout=settings.db_connect_timeout)
+    stack.push_async_callback(tokens.close)
+    try:
+        await tokens.import_file(settings.admin_tokens_file)
+    except (TokenError, TokensUnavailable) as exc:
+        log.error("review tokens file %s not imported: %s", settings.admin_tokens_file, exc)
+
+    async def signing_key() -> bytes:
+        return await shared_key(await tokens.pool())
+
     review = Review(
         evidence,
         allowlist,
@@ -62,5 +78,6 @@ async def open_review(
         reveal_seconds=settings.reveal_seconds,
         max_pixels=settings.max_image_pixels,
         retention=lambda: Retention.of(policy.current.evidence),
+        signer=Signer(load=signing_key),
     )
-    return ReviewSite(review, TokenFile(settings.admin_tokens_file))
+    return ReviewSite(review, tokens)

@@ -20,7 +20,7 @@ from yarl import URL
 
 from gate.admin.auth import CSRF_FIELD, Session, clear_login_cookie, require, set_login_cookie
 from gate.admin.review_api import NO_STORE, guarded, original, preview, site
-from gate.admin.tokens import Role
+from gate.admin.tokens import Role, TokensUnavailable
 from gate.quarantine.evidence import EvidenceItem, EvidenceState
 
 STYLE = """
@@ -300,9 +300,11 @@ async def login(request: web.Request) -> web.StreamResponse:
     token = str(form.get("token", "")).strip()
     tokens = site(request).tokens
     try:
-        ok = tokens.authenticate(token) is not None
-    except Exception:
-        ok = False
+        ok = await tokens.authenticate(token) is not None
+    except TokensUnavailable:
+        raise web.HTTPServiceUnavailable(
+            text="the review database is unavailable; try again shortly"
+        ) from None
     if not ok:
         raise web.HTTPSeeOther("/review/login?failed=1")
     response = web.HTTPSeeOther("/review")

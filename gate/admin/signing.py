@@ -1,23 +1,58 @@
 """``Signer``: short HMAC tokens for the review page — CSRF tokens and time-limited reveal links.
 
-The key is random per process (reveal links and CSRF tokens die with a restart, which is what a reviewer
-expects of a "just now" link). Every token is bound to who it was made for: a reveal link copied to
-someone else does not open for them, and a CSRF token is tied to one login.
+Every token is bound to who it was made for: a reveal link copied to someone else does not open for
+them, and a CSRF token is tied to one login. The key is shared by every replica and kept across restarts
+(``shared_key``: one random 256-bit key in Postgres, made by whichever process needs it first), so a form
+served by one replica can be posted to another behind a Service, and a reveal link made a moment ago
+still opens after a rolling restart. Keeping it in the database gives a reader of the database nothing
+on its own: a CSRF token only counts alongside the login token it is bound to, and a reveal link only
+for the reviewer (the bearer of that reviewer's token) it was made for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+KEY_NAME = "signing"
+
+
+async def shared_key(pool: Any) -> bytes:
+    """The signing key every replica uses: created once (a race is settled by the primary key)."""
+    await pool.execute(
+        "INSERT INTO review_keys (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        KEY_NAME,
+        secrets.token_bytes(32),
+    )
+    key: bytes = await pool.fetchval("SELECT secret FROM review_keys WHERE name = $1", KEY_NAME)
+    return key
 
 
 class Signer:
-    def __init__(self, key: bytes | None = None) -> None:
-        self._key = key or secrets.token_bytes(32)
+    def __init__(
+        self, key: bytes | None = None, *, load: Callable[[], Awaitable[bytes]] | None = None
+    ) -> None:
+        """A fixed ``key``, a ``load``-ed one (fetched on first use, kept), or else a random one."""
+        self._key = key if key is not None or load is not None else secrets.token_bytes(32)
+        self._load = load
+        self._lock = asyncio.Lock()
+
+    async def ready(self) -> None:
+        """Make sure the key is loaded; raises what ``load`` raises (the caller answers 503)."""
+        if self._key is not None:
+            return
+        async with self._lock:
+            if self._key is None and self._load is not None:
+                self._key = await self._load()
 
     def _mac(self, *parts: str) -> str:
+        if self._key is None:
+            raise RuntimeError("Signer.ready() has not run")
         return hmac.new(self._key, "|".join(parts).encode(), hashlib.sha256).hexdigest()
 
     def csrf(self, session_token: str) -> str:

@@ -1,30 +1,37 @@
-"""Reviewer and admin bearer tokens: an operator-managed file of SHA-256 hashes, never the tokens.
+"""Reviewer and admin bearer tokens, kept in Postgres (table ``review_tokens``) as SHA-256 hashes only.
 
-File format, one token per line (``#`` comments allowed)::
+``upload-gate admin token add NAME --role reviewer`` creates a token, stores its hash and prints the
+token once; ``remove`` revokes it at once. Postgres, because every replica must accept the same tokens
+and a restart must keep them (they used to be a file in GATE_DATA_DIR: an ``emptyDir`` on Kubernetes,
+a different file behind every replica). A tokens file from those days (``GATE_ADMIN_TOKENS``, default
+``GATE_DATA_DIR/admin-tokens``) is imported once at start-up and renamed ``*.imported``.
 
-    NAME ROLE sha256:HEX CREATED
-
-``upload-gate admin token add NAME --role reviewer`` creates a token, appends its hash and prints the
-token once. The file is re-read when it changes, so adding or removing a token needs no restart.
-
-Trust boundary: whoever holds a token can see quarantined material (blurred) and reveal it. Tokens
-are 256 random bits; only their hash is stored, so the file leaks nothing usable. A hash lookup
-(not a compare loop) means timing reveals nothing about other tokens.
+Trust boundary: whoever holds a token can see quarantined material (blurred) and reveal it. Tokens are
+256 random bits; only their hash is stored, so the table (or a database backup) leaks nothing usable. A
+lookup by hash (not a compare loop) means timing reveals nothing about other tokens.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import os
+import logging
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from gate.admin.audit import AuditLog
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "ugt_"  # noqa: S105 -- a public marker, not a secret
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+_DB_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError)
 
 
 class Role(StrEnum):
@@ -32,8 +39,12 @@ class Role(StrEnum):
     ADMIN = "admin"  # all of the above, plus account takedowns on the PDS and the audit log
 
 
-class TokenFileError(ValueError):
-    """The tokens file is unreadable or has a malformed line; the message names the line."""
+class TokenError(ValueError):
+    """A token name or a legacy tokens file line is not acceptable; the message says why."""
+
+
+class TokensUnavailable(RuntimeError):
+    """Postgres cannot answer who a token belongs to: nobody is let in, and the caller says so."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +62,9 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _parse(text: str, path: Path) -> dict[str, Principal]:
-    by_hash: dict[str, Principal] = {}
+def parse_legacy_file(text: str, path: Path) -> list[tuple[str, Role, str]]:
+    """``NAME ROLE sha256:HEX [CREATED]`` lines of an old tokens file: (name, role, hash)."""
+    out: list[tuple[str, Role, str]] = []
     names: set[str] = set()
     for lineno, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
@@ -60,75 +72,144 @@ def _parse(text: str, path: Path) -> dict[str, Principal]:
             continue
         parts = stripped.split()
         if len(parts) < 3 or not parts[2].startswith("sha256:") or len(parts[2]) != 71:
-            raise TokenFileError(f"{path}:{lineno}: expected NAME ROLE sha256:HEX [CREATED]")
-        name, role, digest = parts[0], parts[1], parts[2].removeprefix("sha256:")
+            raise TokenError(f"{path}:{lineno}: expected NAME ROLE sha256:HEX [CREATED]")
+        name, role, digest = parts[0], parts[1], parts[2].removeprefix("sha256:").lower()
         if role not in Role.__members__.values():
-            raise TokenFileError(f"{path}:{lineno}: role must be reviewer or admin, not {role!r}")
-        if name in names:
-            raise TokenFileError(f"{path}:{lineno}: duplicate token name {name!r}")
+            raise TokenError(f"{path}:{lineno}: role must be reviewer or admin, not {role!r}")
+        if name in names or not _NAME.match(name) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise TokenError(f"{path}:{lineno}: duplicate or malformed name or hash")
         names.add(name)
-        by_hash[digest.lower()] = Principal(name, Role(role))
-    return by_hash
+        out.append((name, Role(role), digest))
+    return out
 
 
-class TokenFile:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._stamp: tuple[int, int] | None = None
-        self._by_hash: dict[str, Principal] = {}
+class TokenStore:
+    """The ``review_tokens`` table: its own two connections (a login must not queue behind uploads)."""
 
-    def _refresh(self) -> None:
-        """Re-read when the file changed. A missing file means no tokens (nobody gets in); a broken one
-        also means nobody gets in — never a stale or partial set of tokens."""
+    def __init__(self, dsn: str, *, connect_timeout: float = 5.0) -> None:
+        self._dsn = dsn
+        self._connect_timeout = connect_timeout
+        self._pool: Any = None
+        self._lock = asyncio.Lock()
+
+    async def pool(self) -> Any:
+        async with self._lock:
+            if self._pool is None:
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn, min_size=1, max_size=2, timeout=self._connect_timeout
+                    )
+                except _DB_ERRORS as exc:
+                    raise TokensUnavailable(f"Postgres unavailable: {type(exc).__name__}") from None
+            return self._pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _fetch(self, query: str, *args: Any) -> list[Any]:
+        pool = await self.pool()
         try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            self._stamp, self._by_hash = None, {}
-            return
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp == self._stamp:
-            return
-        self._stamp = stamp
-        try:
-            self._by_hash = _parse(self.path.read_text(encoding="utf-8"), self.path)
-        except (OSError, TokenFileError):
-            self._by_hash = {}
-            raise
+            return list(await pool.fetch(query, *args))
+        except _DB_ERRORS as exc:
+            raise TokensUnavailable(f"Postgres failed: {type(exc).__name__}") from None
 
-    def principals(self) -> list[Principal]:
-        self._refresh()
-        return sorted(self._by_hash.values(), key=lambda p: p.name)
-
-    def authenticate(self, token: str) -> Principal | None:
+    async def authenticate(self, token: str) -> Principal | None:
+        """Who holds ``token``, or None. Raises ``TokensUnavailable`` when Postgres cannot say."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        self._refresh()
-        return self._by_hash.get(token_hash(token))
+        rows = await self._fetch(
+            "SELECT name, role FROM review_tokens WHERE token_sha256 = $1", token_hash(token)
+        )
+        return Principal(rows[0]["name"], Role(rows[0]["role"])) if rows else None
 
-    def add(self, name: str, role: Role) -> str:
+    async def principals(self) -> list[Principal]:
+        rows = await self._fetch("SELECT name, role FROM review_tokens ORDER BY name")
+        return [Principal(r["name"], Role(r["role"])) for r in rows]
+
+    async def add(self, name: str, role: Role, actor: str) -> str:
         """Create a token for ``name``; returns it (the only time it exists outside the holder's hands)."""
         if not _NAME.match(name):
-            raise TokenFileError(f"token name {name!r}: letters, digits and _.@- only, at most 64")
-        if any(p.name == name for p in self.principals()):
-            raise TokenFileError(f"a token named {name!r} exists; remove it first")
+            raise TokenError(f"token name {name!r}: letters, digits and _.@- only, at most 64")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # 0600: hashes are not secrets, but the file says who may review; keep it the operator's.
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as f:
-            f.write(f"{name} {role.value} sha256:{token_hash(token)} {created}\n")
+        pool = await self.pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                added = await conn.fetchval(
+                    "INSERT INTO review_tokens (name, role, token_sha256) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (name) DO NOTHING RETURNING name",
+                    name,
+                    role.value,
+                    token_hash(token),
+                )
+                if added is None:
+                    raise TokenError(f"a token named {name!r} exists; remove it first")
+                await AuditLog(None).record(
+                    actor, "token_added", None, {"name": name, "role": role.value}, conn=conn
+                )
+        except _DB_ERRORS as exc:
+            raise TokensUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
         return token
 
-    def remove(self, name: str) -> bool:
-        self._refresh()
-        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True) if self.path.exists() else []
-        kept = [ln for ln in lines if ln.split()[:1] != [name]]
-        if len(kept) == len(lines):
-            return False
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(kept)
-        tmp.replace(self.path)
-        return True
+    async def remove(self, name: str, actor: str) -> bool:
+        pool = await self.pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                role = await conn.fetchval("DELETE FROM review_tokens WHERE name = $1 RETURNING role", name)
+                if role is not None:
+                    await AuditLog(None).record(
+                        actor, "token_removed", None, {"name": name, "role": role}, conn=conn
+                    )
+        except _DB_ERRORS as exc:
+            raise TokensUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
+        return role is not None
+
+    async def import_file(self, path: Path) -> int:
+        """Move a legacy tokens file's hashes into the table (names already there are kept as they are),
+        then rename the file ``*.imported`` so it is not read again; returns how many were added."""
+        try:
+            text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            log.error("review tokens file %s not imported: %s", path, exc.strerror or exc)
+            return 0
+        rows = parse_legacy_file(text, path)
+        pool = await self.pool()
+        added = 0
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                for name, role, digest in rows:
+                    done = await conn.fetchval(
+                        "INSERT INTO review_tokens (name, role, token_sha256) VALUES ($1, $2, $3)"
+                        " ON CONFLICT DO NOTHING RETURNING name",
+                        name,
+                        role.value,
+                        digest,
+                    )
+                    added += done is not None
+                await AuditLog(None).record(
+                    "gate", "tokens_imported", None, {"file": str(path), "added": added}, conn=conn
+                )
+        except _DB_ERRORS as exc:
+            raise TokensUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
+        target = path.with_name(path.name + ".imported")
+        try:
+            await asyncio.to_thread(path.rename, target)
+        except OSError as exc:
+            log.warning(
+                "review tokens imported from %s but the file could not be renamed (%s): remove it, or a "
+                "token revoked later comes back at the next start",
+                path,
+                exc.strerror or exc,
+            )
+            return added
+        log.warning(
+            "review tokens file %s imported into Postgres (%d added) and renamed %s: tokens live in the "
+            "database now (`upload-gate admin token list`)",
+            path,
+            added,
+            target.name,
+        )
+        return added

@@ -153,9 +153,14 @@ class Allowlist:
             if signature == self._signature:
                 return False
             rows = await self._run(f"SELECT {_COLUMNS} FROM allowlist")  # noqa: S608 - constant columns
+            first, self._signature = self._signature is None, signature
             self._rows = {r["sha256"]: Allowed.from_row(r) for r in rows}
-            self._signature = signature
-        log.info("allowlist: %d reviewed hash(es) in force", len(self._rows))
+        # A change is news; an empty table at start-up is not.
+        log.log(
+            logging.DEBUG if first and not self._rows else logging.INFO,
+            "allowlist: %d reviewed hash(es) in force",
+            len(self._rows),
+        )
         return True
 
     async def watch(self, interval: float) -> None:

@@ -76,7 +76,6 @@ class Deployment:
     init: list[Container] = field(default_factory=list)
     replicas: int = 1
     config_maps: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> key -> text
-    network_host: bool = False
     source: Path = REPO
 
 
@@ -93,6 +92,7 @@ class Image:
     mounts: list[Mount]  # what the image itself holds: COPYs, the build, directories made for the user
     username: str
     groupname: str
+    home: str
     healthcheck: list[str] | None
 
     @property
@@ -104,10 +104,10 @@ def _expand(value: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), value)
 
 
-def _user_dirs(stage: Stage, uid: int) -> tuple[list[Mount], str, str]:
-    """Directories a RUN makes for the image's user, and that user's and group's names."""
+def _user_dirs(stage: Stage, uid: int) -> tuple[list[Mount], str, str, str]:
+    """Directories a RUN makes for the image's user, and that user's name, group and home."""
     dirs: list[Mount] = []
-    username = groupname = ""
+    username = groupname = home = ""
     for inst in stage.all("RUN"):
         for command in re.split(r"\s*&&\s*", inst.args):
             words = shlex.split(command)
@@ -115,13 +115,14 @@ def _user_dirs(stage: Stage, uid: int) -> tuple[list[Mount], str, str]:
                 groupname = words[-1]
             if words[:1] == ["useradd"] and words[words.index("--uid") + 1] == str(uid):
                 username = words[-1]
+                home = words[words.index("--home-dir") + 1]
                 if "--create-home" in words:
-                    dirs.append(Mount(words[words.index("--home-dir") + 1], "image-dir", False))
+                    dirs.append(Mount(home, "image-dir", False))
             if words[:2] == ["install", "-d"] and words[words.index("-o") + 1] == str(uid):
                 mode = int(words[words.index("-m") + 1], 8) if "-m" in words else None
                 dirs.append(Mount(words[-1], "image-dir", False, mode=mode))
-    assert username and groupname, "the Dockerfile's useradd/groupadd were not recognised"
-    return dirs, username, groupname
+    assert username and groupname and home, "the Dockerfile's useradd/groupadd were not recognised"
+    return dirs, username, groupname, home
 
 
 def image() -> Image:
@@ -131,7 +132,7 @@ def image() -> Image:
         env[key] = _expand(value, env)
     uid, _, gid = final.all("USER")[-1].args.partition(":")
     user = (int(uid), int(gid or uid))
-    mounts, username, groupname = _user_dirs(final, user[0])
+    mounts, username, groupname, home = _user_dirs(final, user[0])
     for inst in final.all("COPY"):
         *sources, target = inst.args.split()
         if sources[0].startswith("--from="):
@@ -150,6 +151,7 @@ def image() -> Image:
         mounts=mounts,
         username=username,
         groupname=groupname,
+        home=home,
         healthcheck=checks[-1].exec_form() if checks else None,
     )
 
@@ -231,7 +233,8 @@ def compose(file: str, service: str, dotenv: dict[str, str]) -> Deployment:
         svc.get("working_dir", img.workdir),
         healthcheck=img.healthcheck,
     )
-    return Deployment(f"compose:{file}", main, network_host=svc.get("network_mode") == "host", source=path)
+    # network_mode: host changes nothing for these tests: every address a file names is mapped anyway.
+    return Deployment(f"compose:{file}", main, source=path)
 
 
 def compose_service(file: str, service: str) -> dict[str, Any]:

@@ -96,15 +96,26 @@ def make_private_root() -> Path:
 
 
 def read_only_tree(path: Path) -> None:
-    """Owned by root (when root), nobody else may write: what a read-only mount is to the gate's user."""
+    """What a read-only mount is to the gate's user: owned by root, writable by nobody else (run as a
+    normal user: not writable by that user either)."""
+    root = os.geteuid() == 0
     for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
         if p.is_symlink():
             continue
-        if os.geteuid() == 0:
+        if root:
             os.chown(p, 0, 0)
-        p.chmod(0o755 if p.is_dir() else 0o444 if os.geteuid() != 0 else 0o644)
-        if os.geteuid() != 0 and p.is_dir():
-            p.chmod(0o555)
+        p.chmod((0o755 if root else 0o555) if p.is_dir() else (0o644 if root else 0o444))
+
+
+@contextlib.contextmanager
+def operator_writes(folder: Path) -> Iterator[None]:
+    """The operator (root, or here the test's own user) changing files in a read-only mount's source."""
+    mode = folder.stat().st_mode
+    folder.chmod(mode | 0o200)
+    try:
+        yield
+    finally:
+        folder.chmod(mode)
 
 
 def snapshot(path: Path) -> dict[str, tuple[int, int, bytes]]:
@@ -240,7 +251,7 @@ def _translate(value: str, sandbox_paths: list[tuple[str, Path]], addresses: dic
     return value
 
 
-def materialize(world: World, container: Container, pod: Path, *, network_host: bool = False) -> Sandbox:
+def materialize(world: World, container: Container, pod: Path) -> Sandbox:
     """Lay ``container``'s filesystem out under ``pod`` and compute its environment."""
     pod.mkdir(parents=True, exist_ok=True)
     pod.chmod(0o755)
@@ -298,10 +309,9 @@ def materialize(world: World, container: Container, pod: Path, *, network_host: 
             env[key] = ":".join(_translate(part, paths, {}) for part in value.split(":"))
         else:
             env[key] = _translate(value, paths, addresses)
-    home = "/var/lib/upload-gate"  # the image user's home (useradd --home-dir): Docker/K8s set HOME
-    env.setdefault("HOME", _translate(home, paths, {}))
+    # Docker and the kubelet set HOME from the image's passwd entry for the user.
+    env.setdefault("HOME", _translate(world.image.home, paths, {}))
     cwd = Path(_translate(container.workdir, paths, {}))
-    del network_host  # host networking changes nothing here: every address is already mapped
     return Sandbox(container, paths, env, cwd, ports)
 
 

@@ -149,8 +149,7 @@ def start(
     }
     if pds_admin_password:  # review actions may take accounts down on this PDS
         env["GATE_PDS_ADMIN_PASSWORD"] = pds_admin_password
-    # A review token made the way an operator makes one; the gate reads the file it was written to.
-    env["GATE_ADMIN_TOKENS"] = str(root / "admin-tokens")
+    # A review token made the way an operator makes one (in the gate's own embedded Postgres).
     made = gate_command("admin", "token", "add", "e2e-admin", "--role", "admin", env=env)
     assert made.returncode == 0, made.stderr
     proc = Proc("gate", [sys.executable, "-m", "gate", "serve"], root / "gate.log", env=env, cwd=REPO)

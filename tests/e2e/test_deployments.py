@@ -6,8 +6,9 @@ the Kubernetes Deployment: the command, environment, user and mounts come from t
 this machine). The gate must start with the shipped policy and banks, judge uploads from the real
 ``atproto`` SDK in front of the real PDS, and after the operator's edit (a bank of their own and a
 quarantine rule, in the read-only files the deployment mounts) hold an upload with its evidence sealed
-under the key the deployment provisioned — which survives a restart — open it for review, and release
-it: the retry passes (the release is kept where the gate can write, though the banks are read-only).
+under the key the deployment provisioned, open it for review — after a restart too, with the same token
+and reveal link, and across Kubernetes replicas with one replica's form posted to the other — and
+release it: the retry passes everywhere (the allowlist is the gate's own, the banks stay read-only).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -127,12 +129,12 @@ class Host:
 
 
 def replace_file(path: Path, text: str) -> None:
+    """As an editor saves: a new file renamed over the old one."""
     tmp = path.with_name(f".{path.name}.new")
-    tmp.write_text(text)
-    deployed.read_only_tree(tmp)
-    os.replace(tmp, path)
-    with contextlib.suppress(PermissionError):
-        path.parent.chmod(path.parent.stat().st_mode)  # (non-root: the directory stays read-only)
+    with deployed.operator_writes(path.parent):
+        tmp.write_text(text)
+        deployed.read_only_tree(tmp)
+        os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -229,38 +231,64 @@ def check_keyring_file(host: Host, running: deployed.Running) -> None:
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (host.world.user[0], 0o600)
 
 
-def exercise(
-    host: Host, running: deployed.Running, pds: Pds, seed: int, *, tokens_persist: bool = True
-) -> deployed.Running:
+def exercise(host: Host, running: deployed.Running, pds: Pds, seed: int) -> deployed.Running:
     """What every deployment must do, from its first start to a recreated container; returns the
     container running at the end."""
     held, token, user = judge_and_hold(host, running, pds, seed)
     frozen = read_only_state(host, running)  # (the operator's edit is theirs; from here, nobody writes)
-    review_opens(running, token, held)
+    item = review_opens(running, token, held)
     check_keyring_file(host, running)
     assert read_only_state(host, running) == frozen
+    link = admin(running, token, "POST", f"/admin/api/items/{item['decision_id']}/reveal").json()["url"]
 
     # The container is recreated (`docker compose up -d`, a new pod): the keyring in its volume (or
-    # Secret) is the same, so the held evidence still opens.
+    # Secret) is the same, so the held evidence still opens; the token made before still works and a
+    # reveal link made a moment ago still opens (both live in Postgres, not in the container).
     active = keyring_id(keyring_of(host, running))
     host.stop_pod(running)
     running = host.start_pod()
     frozen = read_only_state(host, running)
     assert keyring_id(keyring_of(host, running)) == active
-    if not tokens_persist:
-        token = add_token(host, running, "bob")
-    item = review_opens(running, token, held)
+    review_opens(running, token, held)
+    assert admin(running, token, "GET", link).content == held
 
     # A false positive: released (the banks are read-only: the allowlist is the gate's own), and the
     # uploader's retry is forwarded — through every replica.
-    r = admin(running, token, "POST", f"/admin/api/items/{item['decision_id']}/release")
-    assert r.status_code == 200 and r.json()["item"]["state"] == "released", r.text
+    others = [pod for pod in host.pods if pod is not running]
+    if others:
+        release_across_replicas(running, others[0], token, item["decision_id"], held)
+    else:
+        r = admin(running, token, "POST", f"/admin/api/items/{item['decision_id']}/release")
+        assert r.status_code == 200 and r.json()["item"]["state"] == "released", r.text
     for pod in host.pods:
         retry(user, pod, held)
     assert sha256(held) in pds.blob_files().values()
     assert read_only_state(host, running) == frozen
     user.client.request.close()
     return running
+
+
+def release_across_replicas(
+    first: deployed.Running, second: deployed.Running, token: str, item_id: str, held: bytes
+) -> None:
+    """Behind a Service a reviewer's requests land on any replica: a reveal link made by one opens on
+    another, and a form served by one (its CSRF token) is accepted when posted to another."""
+    link = admin(first, token, "POST", f"/admin/api/items/{item_id}/reveal").json()["url"]
+    assert admin(second, token, "GET", link).content == held
+    login = httpx.post(first.admin_url + "/review/login", data={"token": token}, timeout=30)
+    assert login.status_code == 303 and login.headers["Location"] == "/review", login.text
+    cookie = {"Cookie": login.headers["Set-Cookie"].split(";", 1)[0]}
+    page = httpx.get(f"{first.admin_url}/review/item/{item_id}", headers=cookie, timeout=30)
+    assert page.status_code == 200, page.text
+    match = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+    assert match is not None, page.text
+    posted = httpx.post(
+        f"{second.admin_url}/review/item/{item_id}/release",
+        data={"csrf": match.group(1)},
+        headers=cookie,
+        timeout=30,
+    )
+    assert posted.status_code == 303 and posted.headers["Location"].endswith("done=released"), posted.text
 
 
 def retry(user: User, running: deployed.Running, held: bytes, timeout: float = 30) -> None:
@@ -412,7 +440,7 @@ def test_kubernetes_replicas_run_as_the_manifests_say(pds: Pds, pg_dsn: str, tmp
         ) as host:
             pods = [host.start_pod() for _ in range(deployment.replicas)]
             assert len(pods) == 2
-            first = exercise(host, pods[0], pds, seed=131, tokens_persist=False)
+            first = exercise(host, pods[0], pds, seed=131)
             # The keyring is the Secret's (0440, root:fsGroup), the same file in every replica.
             made = json.loads(secrets["upload-gate-evidence-keys"]["evidence-keys.json"])["active"]
             assert {keyring_id(keyring_of(host, pod)) for pod in (first, pods[1])} == {made}

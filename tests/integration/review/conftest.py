@@ -4,6 +4,7 @@ receiver (both real aiohttp servers on real ports)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ from yarl import URL
 from gate.admin.review import Review
 from gate.admin.review_api import ReviewSite
 from gate.admin.review_app import create_review_app
-from gate.admin.tokens import Role, TokenFile
+from gate.admin.signing import Signer, shared_key
+from gate.admin.tokens import Role, TokenStore
 from gate.matching.local import LocalBanks
 from gate.notify.webhook import Webhook
 from gate.policy.reload import PolicyHolder
@@ -73,7 +75,10 @@ class ReviewEnv:
 
         conn = await asyncpg.connect(self.dsn)
         try:
-            rows = await conn.fetch("SELECT actor, action, subject FROM audit ORDER BY id")
+            # From the review site's use on: the set-up's own rows (the two tokens made) are not it.
+            rows = await conn.fetch(
+                "SELECT actor, action, subject FROM audit WHERE action NOT IN ('token_added') ORDER BY id"
+            )
         finally:
             await conn.close()
         return [(r["actor"], r["action"], r["subject"]) for r in rows]
@@ -81,6 +86,10 @@ class ReviewEnv:
     def client(self, token: str | None) -> aiohttp.ClientSession:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return aiohttp.ClientSession(base_url=self.url, headers=headers)
+
+
+async def signing_key(tokens: TokenStore) -> bytes:
+    return await shared_key(await tokens.pool())
 
 
 @contextlib.asynccontextmanager
@@ -94,12 +103,16 @@ async def review_env(tmp_path: Path, dsn: str, *, daily_cap: int = 5) -> AsyncIt
     banks.load()
     policy = PolicyHolder(tmp_path / "policy.toml", lambda: {"local": banks.names()}, [])
     await policy.load_initial()
-    tokens = TokenFile(tmp_path / "tokens")
-    reviewer, admin = tokens.add("rita", Role.REVIEWER), tokens.add("adam", Role.ADMIN)
     store = EvidenceStore(dsn, make_keyring())
-    await store.start()
+    await store.start()  # (migrates)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
+        tokens = TokenStore(dsn)
+        stack.push_async_callback(tokens.close)
+        reviewer, admin = (
+            await tokens.add("rita", Role.REVIEWER, "t"),
+            await tokens.add("adam", Role.ADMIN, "t"),
+        )
         pds = await stack.enter_async_context(receiver())
         hooks = await stack.enter_async_context(receiver())
         webhook = Webhook(URL(hooks.url), WEBHOOK_SECRET, backoff=0.01)
@@ -110,7 +123,8 @@ async def review_env(tmp_path: Path, dsn: str, *, daily_cap: int = 5) -> AsyncIt
         allowlist = Allowlist(dsn, policy)
         await allowlist.start()
         stack.push_async_callback(allowlist.close)
-        review = Review(store, allowlist, takedowns, webhook, reveal_seconds=30)
+        signer = Signer(load=functools.partial(signing_key, tokens))
+        review = Review(store, allowlist, takedowns, webhook, reveal_seconds=30, signer=signer)
         url = await stack.enter_async_context(serving(create_review_app(ReviewSite(review, tokens))))
         yield ReviewEnv(url, store, dsn, banks_dir, pds, hooks, reviewer, admin, review)
 

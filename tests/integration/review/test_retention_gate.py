@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from gate.admin.tokens import Role, TokenFile
+from gate.admin.tokens import Role, TokenStore
 from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring
 from tests.integration.conftest import POLICY, TEST_EVIDENCE_KEY, GateFactory
@@ -62,9 +62,12 @@ def days(item: dict[str, Any]) -> timedelta:
 async def test_reported_days_and_legal_hold_through_the_gate(
     start_gate: GateFactory, tmp_path: Path, fresh_dsn: str
 ) -> None:
-    tokens = TokenFile(tmp_path / "tokens")
-    rita, adam = tokens.add("rita", Role.REVIEWER), tokens.add("adam", Role.ADMIN)
-    gate = await start_gate(policy=policy(400), GATE_ADMIN_TOKENS=str(tmp_path / "tokens"))
+    gate = await start_gate(policy=policy(400))
+    tokens = TokenStore(fresh_dsn)  # as `upload-gate admin token add` does, in the gate's database
+    try:
+        rita, adam = await tokens.add("rita", Role.REVIEWER, "t"), await tokens.add("adam", Role.ADMIN, "t")
+    finally:
+        await tokens.close()
     reviewer = aiohttp.ClientSession(base_url=gate.admin_url, headers={"Authorization": f"Bearer {rita}"})
     admin = aiohttp.ClientSession(base_url=gate.admin_url, headers={"Authorization": f"Bearer {adam}"})
     store = EvidenceStore(fresh_dsn, Keyring.from_env(TEST_EVIDENCE_KEY))

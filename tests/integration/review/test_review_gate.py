@@ -9,7 +9,8 @@ from pathlib import Path
 
 import aiohttp
 
-from gate.admin.tokens import Role, TokenFile
+from gate.admin.tokens import Role, TokenStore
+from gate.serve import RunningGate
 from tests.integration.conftest import POLICY, GateFactory
 from tests.support import images
 from tests.support.upstream import RecordingUpstream
@@ -20,6 +21,16 @@ HOLD_EXACT = (
     + POLICY
     + '\n[[rules]]\nname = "hold-exact"\nsource = "local"\nbanks = ["review"]\nsignal_types = ["sha256"]\naction = "quarantine"\n'
 )
+
+
+async def add_token(gate: RunningGate, name: str, role: Role) -> str:
+    """As ``upload-gate admin token add`` does, in the gate's database."""
+    assert gate.deps.database is not None
+    tokens = TokenStore(gate.deps.database.dsn)
+    try:
+        return await tokens.add(name, role, "test")
+    finally:
+        await tokens.close()
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
@@ -38,11 +49,8 @@ async def test_released_upload_passes_on_retry(
     rec, _ = upstream
     body = images.jpeg("coffee.png")
     sha = hashlib.sha256(body).hexdigest()
-    tokens = tmp_path / "tokens"
-    token = TokenFile(tokens).add("rita", Role.REVIEWER)
-    gate = await start_gate(
-        policy=HOLD_EXACT, banks={"review": f"sha256,{sha},t"}, GATE_ADMIN_TOKENS=str(tokens)
-    )
+    gate = await start_gate(policy=HOLD_EXACT, banks={"review": f"sha256,{sha},t"})
+    token = await add_token(gate, "rita", Role.REVIEWER)
     banks = Path(gate.deps.settings.banks_dir)
     before = snapshot(banks)
 
@@ -75,11 +83,8 @@ async def test_a_release_counts_on_every_replica(
     rec, _ = upstream
     body = images.jpeg("coffee.png")
     sha = hashlib.sha256(body).hexdigest()
-    tokens = tmp_path / "tokens"
-    token = TokenFile(tokens).add("rita", Role.REVIEWER)
-    first = await start_gate(
-        policy=HOLD_EXACT, banks={"review": f"sha256,{sha},t"}, GATE_ADMIN_TOKENS=str(tokens)
-    )
+    first = await start_gate(policy=HOLD_EXACT, banks={"review": f"sha256,{sha},t"})
+    token = await add_token(first, "rita", Role.REVIEWER)
     second = await start_gate(policy=HOLD_EXACT, banks={"review": f"sha256,{sha},t"})
     assert (await upload(second.url, body))[0] == 400  # held there too (and its verdict cached)
     status, _ = await upload(first.url, body)
@@ -101,9 +106,8 @@ async def test_a_release_counts_on_every_replica(
 
 
 async def test_review_routes_are_not_on_the_public_listener(start_gate: GateFactory, tmp_path: Path) -> None:
-    tokens = tmp_path / "tokens"
-    token = TokenFile(tokens).add("rita", Role.ADMIN)
-    gate = await start_gate(GATE_ADMIN_TOKENS=str(tokens))
+    gate = await start_gate()
+    token = await add_token(gate, "rita", Role.ADMIN)
     auth = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(headers=auth) as s:
         async with s.get(gate.admin_url + "/admin/api/items") as r:
@@ -119,9 +123,8 @@ async def test_review_routes_are_not_on_the_public_listener(start_gate: GateFact
 async def test_admin_listen_gives_the_review_site_its_own_listener(
     start_gate: GateFactory, tmp_path: Path
 ) -> None:
-    tokens = tmp_path / "tokens"
-    token = TokenFile(tokens).add("rita", Role.REVIEWER)
-    gate = await start_gate(GATE_ADMIN_TOKENS=str(tokens), GATE_ADMIN_LISTEN="127.0.0.1:0")
+    gate = await start_gate(GATE_ADMIN_LISTEN="127.0.0.1:0")
+    token = await add_token(gate, "rita", Role.REVIEWER)
     assert gate.review is not None and gate.review_url != gate.admin_url
     auth = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(headers=auth) as s:

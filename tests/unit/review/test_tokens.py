@@ -1,53 +1,13 @@
-"""Reviewer/admin tokens: the file keeps hashes only, roles gate actions, changes need no restart."""
+"""Reviewer/admin tokens without a database: roles, and the old tokens file the gate imports once.
+(The table itself: tests/integration/review/test_tokens.py.)"""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from gate.admin.tokens import Principal, Role, TokenFile, TokenFileError, token_hash
-
-
-def test_add_stores_only_the_hash_and_authenticates(tmp_path: Path) -> None:
-    tokens = TokenFile(tmp_path / "tokens")
-    token = tokens.add("alice", Role.REVIEWER)
-    text = (tmp_path / "tokens").read_text()
-    assert token not in text
-    assert f"sha256:{token_hash(token)}" in text
-    assert (tmp_path / "tokens").stat().st_mode & 0o077 == 0
-    assert tokens.authenticate(token) == Principal("alice", Role.REVIEWER)
-    assert tokens.authenticate(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
-    assert tokens.authenticate("") is None
-
-
-def test_a_second_process_sees_new_and_removed_tokens(tmp_path: Path) -> None:
-    path = tmp_path / "tokens"
-    reader = TokenFile(path)
-    assert reader.principals() == []
-    token = TokenFile(path).add("bob", Role.ADMIN)
-    assert reader.authenticate(token) == Principal("bob", Role.ADMIN)
-    assert TokenFile(path).remove("bob")
-    assert reader.authenticate(token) is None
-
-
-@pytest.mark.parametrize(
-    ("line", "problem"),
-    [
-        ("alice reviewer abc", "expected NAME ROLE"),
-        ("alice superuser sha256:" + "0" * 64, "role must be reviewer or admin"),
-    ],
-)
-def test_a_malformed_file_lets_nobody_in(tmp_path: Path, line: str, problem: str) -> None:
-    path = tmp_path / "tokens"
-    token = TokenFile(path).add("ok", Role.ADMIN)
-    with path.open("a") as f:
-        f.write(line + "\n")
-    tokens = TokenFile(path)
-    with pytest.raises(TokenFileError, match=problem):
-        tokens.authenticate(token)
+from gate.admin.tokens import Principal, Role, TokenError, parse_legacy_file, token_hash
 
 
 def test_roles() -> None:
@@ -56,39 +16,24 @@ def test_roles() -> None:
     assert admin.may(Role.REVIEWER) and admin.may(Role.ADMIN)
 
 
-def test_duplicate_and_bad_names_are_refused(tmp_path: Path) -> None:
-    tokens = TokenFile(tmp_path / "tokens")
-    tokens.add("alice", Role.REVIEWER)
-    with pytest.raises(TokenFileError, match="exists"):
-        tokens.add("alice", Role.ADMIN)
-    with pytest.raises(TokenFileError, match="letters, digits"):
-        tokens.add("al ice", Role.ADMIN)
-
-
-def test_cli_prints_the_token_once(tmp_path: Path) -> None:
-    path = tmp_path / "tokens"
-    cmd = [
-        sys.executable,
-        "-m",
-        "gate",
-        "admin",
-        "token",
-        "add",
-        "carol",
-        "--role",
-        "reviewer",
-        "--file",
-        str(path),
+def test_a_legacy_file_gives_names_roles_and_hashes() -> None:
+    digest = token_hash("ugt_x")
+    text = f"# tokens\nalice reviewer sha256:{digest} 2026-01-01T00:00:00Z\n\nbob admin sha256:{'A' * 64}\n"
+    assert parse_legacy_file(text, Path("t")) == [
+        ("alice", Role.REVIEWER, digest),
+        ("bob", Role.ADMIN, "a" * 64),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    token = done.stdout.strip()
-    assert token.startswith("ugt_")
-    assert TokenFile(path).authenticate(token) == Principal("carol", Role.REVIEWER)
-    listed = subprocess.run(
-        [sys.executable, "-m", "gate", "admin", "token", "list", "--file", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert listed.stdout == "carol\treviewer\n"
-    assert token not in listed.stdout + listed.stderr
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("alice reviewer abc", "t:1: expected NAME ROLE"),
+        ("alice superuser sha256:" + "0" * 64, "t:1: role must be reviewer or admin"),
+        ("al!ce admin sha256:" + "0" * 64, "t:1: duplicate or malformed"),
+        ("alice admin sha256:" + "g" * 64, "t:1: duplicate or malformed"),
+    ],
+)
+def test_a_malformed_legacy_file_is_refused_whole(line: str, problem: str) -> None:
+    with pytest.raises(TokenError, match=problem):
+        parse_legacy_file(line + "\n", Path("t"))
