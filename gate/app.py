@@ -104,7 +104,7 @@ def create_app(deps: Deps, drain: Drain | None = None) -> web.Application:
         deps.sink,
         evidence=deps.evidence,
         withheld=deps.withheld,
-        verifier=deps.verifier,
+        offline=deps.offline,
         drain=drain,
     )
     app.router.add_route("*", "/{tail:.*}", dispatch)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from gate.auth.offline import OfflineCheck, PdsFacts
 from gate.hashing.hasher import Hasher
 from gate.matching.hma import HmaMatcher
 from gate.matching.hma_banks import HmaBankCheck
@@ -27,7 +28,6 @@ from gate.quarantine import service as quarantine
 from gate.quarantine.allowlist import Allowlist
 from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring
-from gate.quarantine.verifier import UploaderVerifier
 from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionSink
 from gate.settings import Settings
@@ -54,8 +54,8 @@ class Deps:
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
     # Signed webhooks on quarantine/reject/review events (NullNotifier when GATE_WEBHOOK_URL is unset).
     notifier: Notifier = field(default_factory=NullNotifier)
-    # Verifies the uploader DID of held uploads (PDS_JWT_SECRET offline, else getSession on the PDS).
-    verifier: UploaderVerifier | None = None
+    # Checks upload credentials before a body is read, with the PDS's secret (None: no secret given).
+    offline: OfflineCheck | None = None
     # Coroutines run for as long as the gate serves (file watchers, writers...).
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     database: Database | None = None  # Postgres (DATABASE_URL or the embedded one), started
@@ -131,9 +131,11 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         await upstream.start()
         stack.push_async_callback(upstream.close)
 
-        verifier = UploaderVerifier(settings.upstream, settings.pds_jwt_secret, settings.verify_timeout)
-        await verifier.start()
-        stack.push_async_callback(verifier.close)
+        offline = None
+        if settings.pds_jwt_secret:
+            offline = OfflineCheck(
+                PdsFacts(settings.pds_jwt_secret, settings.pds_service_did, settings.pds_public_url)
+            )
 
         notifier: Notifier = NullNotifier()
         webhook = Webhook.from_settings(settings)
@@ -179,7 +181,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
             sink=sink,
             readiness=readiness,
             notifier=notifier,
-            verifier=verifier,
+            offline=offline,
             background=[
                 *background,
                 watch_banks,

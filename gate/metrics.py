@@ -136,6 +136,14 @@ EMBEDDED_POSTGRES_RESTARTS = Counter(
     "Attempts to restart the embedded Postgres after it died, by result (ok, failed).",
     ["result"],
 )
+# ---- credentials: who may learn a verdict (gate/auth, gate/pipeline) ----
+CREDENTIAL_CHECKS = Counter(
+    "upload_gate_credential_checks_total",
+    "Upload credentials checked, by stage and outcome. offline: passed, refused, unchecked (service "
+    "auth), disagreed (the PDS accepted what the offline check refused). pds: accepted, refused (the "
+    "PDS's answer to the forwarded upload or to the empty-body probe of a blocked one).",
+    ["stage", "outcome"],
+)
 # ---- notifications (gate/notify) ----
 WEBHOOK_DELIVERIES = Counter(
     "upload_gate_webhook_deliveries_total",
@@ -150,11 +158,6 @@ WEBHOOK_DEAD_LETTERS = Counter(
 )
 WEBHOOK_QUEUE = Gauge("upload_gate_webhook_queue_depth", "Webhook events waiting or between retries.")
 # ---- review queue and PDS actions (gate/admin, gate/quarantine) ----
-UPLOADER_VERIFICATIONS = Counter(
-    "upload_gate_uploader_verifications_total",
-    "Held uploads whose uploader DID was checked, by method (jwt_secret, get_session, none) and result.",
-    ["method", "result"],
-)
 TAKEDOWNS = Counter(
     "upload_gate_takedowns_total",
     "Account takedowns on the PDS by outcome: applied, capped (daily cap reached), refused "
@@ -167,7 +170,10 @@ REVIEW_ACTIONS = Counter(
 
 # ---- evidence (gate/quarantine) ----
 EVIDENCE_STORED = Counter(
-    "upload_gate_evidence_total", "Evidence store attempts for blocked uploads.", ["verdict", "result"]
+    "upload_gate_evidence_total",
+    "Evidence store attempts for blocked uploads, by result: stored, failed, capped (the uploader's "
+    "[evidence] max_held_per_did_per_hour was reached: the verdict stood, nothing was kept).",
+    ["verdict", "result"],
 )
 EVIDENCE_PURGED = Counter("upload_gate_evidence_purged_total", "Evidence items purged after their deadline.")
 WITHHELD_BLOBS = Gauge("upload_gate_withheld_blobs", "Blocked SHA-256s whose blobs getBlob withholds.")

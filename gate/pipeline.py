@@ -2,7 +2,8 @@
 
 Each stage is explicit code, not a hook registry. ``evaluate`` returns an immutable Decision; this
 module carries it out. Trust boundary: everything about the request is attacker-controlled; the only
-things believed are the bytes themselves (hashed and sniffed here) and the operator's policy.
+things believed are the bytes themselves (hashed and sniffed here), the operator's policy, and the PDS's
+own answer about the caller (see ``UploadPipeline``).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from datetime import datetime
 from aiohttp import web
 
 from gate import metrics
+from gate.auth.credential import Credential
+from gate.auth.offline import OfflineCheck, Outcome
 from gate.errors import AuthMissing, BlockedUpload, EvidenceUnavailable, GateError, LogUnavailable
 from gate.hashing.hasher import Hasher
 from gate.hashing.options import HashOptions
-from gate.identity import claimed_uploader
 from gate.matching.matcher import Matcher
 from gate.policy.evaluate import evaluate
 from gate.policy.model import Policy
@@ -31,10 +33,9 @@ from gate.proxy.budget import MemoryBudget, Reservation
 from gate.proxy.drain import Drain
 from gate.proxy.forwarded import Forwarded
 from gate.proxy.upstream import Upstream
-from gate.quarantine.evidence import EvidenceStore
+from gate.quarantine.evidence import EvidenceCapped, EvidenceStore
 from gate.quarantine.evidence import EvidenceUnavailable as StoreUnavailable
 from gate.quarantine.retention import Retention
-from gate.quarantine.verifier import UploaderVerifier
 from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionRecord, DecisionSink, new_decision_id
 from gate.settings import Settings
@@ -90,12 +91,17 @@ async def match_all(matchers: Sequence[Matcher], hashes: Hashes, policy: Policy)
     return MatchResult(tuple(found), tuple(failures))
 
 
+def accepted(status: int | None) -> bool:
+    """Whether the PDS's answer says it accepted the caller (and, for a forward, stored the upload)."""
+    return status is not None and 200 <= status < 300
+
+
 @dataclass
 class Attempt:
     """What is known about one upload so far; becomes its DecisionRecord whatever happens."""
 
     fwd: Forwarded
-    authorization: str
+    credential: Credential
     declared_type: str | None
     id: str = field(default_factory=new_decision_id)
     time: datetime = field(default_factory=DecisionRecord.now)
@@ -104,16 +110,23 @@ class Attempt:
     decision: Decision | None = None
     upstream_status: int | None = None
     cached: bool = False
-    uploader: Uploader | None = None  # set once verified (held uploads only); else the claim is recorded
-    verified_how: str | None = None  # "jwt_secret" | "get_session" | "none"
+    verified: bool = False  # the PDS accepted this credential (forwarded upload or empty-body probe)
     evidence_error: str | None = None
+
+    @property
+    def uploader(self) -> Uploader:
+        cred = self.credential
+        if not self.verified or cred.claimed_did is None:
+            # Names no DID: an unproven claim is attacker-written text, never an attribution.
+            return Uploader(did=None, method=cred.kind.value)
+        return Uploader(cred.claimed_did, cred.kind.value, verified_how="pds", claimed_did=cred.claimed_did)
 
     def record(self, error: str | None) -> DecisionRecord:
         return DecisionRecord(
             id=self.id,
             time=self.time,
             client_ip=self.fwd.client_ip,
-            uploader=self.uploader or claimed_uploader(self.authorization),
+            uploader=self.uploader,
             declared_type=self.declared_type,
             hashes=self.hashes,
             decision=self.decision,
@@ -126,6 +139,19 @@ class Attempt:
 
 
 class UploadPipeline:
+    """Trust boundary, in the order the stages run:
+
+    1. No ``Authorization``: answered unread (the PDS's own AuthMissing).
+    2. With the PDS's secret (``offline``), a credential the gate can prove invalid is answered unread,
+       with the PDS's own refusal (asked with an empty body).
+    3. The body is read, hashed and judged. A verdict to forward goes to the PDS, which judges the
+       credential itself; its answer is relayed.
+    4. A block verdict is revealed only to a caller the PDS accepts: the same request with an empty
+       body asks it. A refusal is relayed unchanged, exactly what a clean picture would have got.
+    Until the PDS has accepted the caller, nothing is recorded about the body and no DID is named:
+    no decision row, no evidence, no withheld blob, no verdict metric.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -134,7 +160,7 @@ class UploadPipeline:
         matchers: Sequence[Matcher],
         upstream: Upstream,
         sink: DecisionSink,
-        verifier: UploaderVerifier | None = None,
+        offline: OfflineCheck | None = None,
         evidence: EvidenceStore | None = None,
         withheld: WithheldBlobs | None = None,
         drain: Drain | None = None,
@@ -145,7 +171,7 @@ class UploadPipeline:
         self.matchers = list(matchers)
         self.upstream = upstream
         self.sink = sink
-        self.verifier = verifier
+        self.offline = offline
         self.evidence = evidence
         self.withheld = withheld if withheld is not None else WithheldBlobs()
         self.budget = MemoryBudget(settings.memory_budget_bytes)
@@ -158,7 +184,15 @@ class UploadPipeline:
             # Answered unread and unscanned: an anonymous caller must not learn whether bytes are banked.
             metrics.UPLOAD_ERRORS.labels(AuthMissing.error).inc()
             raise AuthMissing()
-        attempt = Attempt(fwd, authorization, request.headers.get("Content-Type"))
+        credential = Credential.parse(authorization, request.headers.getall("DPoP", []))
+        attempt = Attempt(fwd, credential, request.headers.get("Content-Type"))
+        if self.offline is not None and self.offline.check(credential, request.method, request.raw_path) is (
+            Outcome.REFUSED
+        ):
+            refusal = await self._ask_pds(request, fwd, attempt)
+            if refusal is not None:
+                return refusal  # the body was never read
+            self.offline.disagreed(credential)
         reservation = Reservation(self.budget)
         try:
             body = await self.body.read(request, reservation)
@@ -168,21 +202,27 @@ class UploadPipeline:
             if not self.sink.accepting() and policy.on_log_failure is Verdict.REJECT:
                 # The decision could not be kept: the operator chose not to let unlogged uploads through.
                 raise LogUnavailable()
+            if decision.verdict is Verdict.FORWARD:
+                response, attempt.upstream_status = await self.upstream.forward_upload(request, body, fwd)
+                attempt.timer.lap("forward")
+                if not accepted(attempt.upstream_status):
+                    metrics.CREDENTIAL_CHECKS.labels("pds", "refused").inc()
+                    return response  # relayed; nothing about the body is kept
+                metrics.CREDENTIAL_CHECKS.labels("pds", "accepted").inc()
+                attempt.verified = True
+                self._count(decision)
+                # Recorded right after the answer is written (the next turn of the loop), as an access
+                # log is: the record is complete, and the uploader does not wait for its JSON.
+                asyncio.get_running_loop().call_soon(self._record, attempt, None)
+                return response
+            if not attempt.verified:
+                refusal = await self._ask_pds(request, fwd, attempt)
+                if refusal is not None:
+                    return refusal
             self._count(decision)
-            if decision.verdict is not Verdict.FORWARD:
-                if decision.verdict is Verdict.QUARANTINE and self.verifier is not None:
-                    # Off the forward path: only a held upload pays for learning who really sent it,
-                    # so a reviewer can later act on the account (gate.quarantine.verifier).
-                    attempt.uploader, attempt.verified_how = await self.verifier.verify(authorization)
-                await self._keep_evidence(body, policy, attempt)
-                answer = policy.response_for(decision.verdict)
-                raise BlockedUpload(answer.status, answer.error, answer.message)
-            response, attempt.upstream_status = await self.upstream.forward_upload(request, body, fwd)
-            attempt.timer.lap("forward")
-            # Recorded right after the answer is written (the next turn of the loop), as an access
-            # log is: the record is complete, and the uploader does not wait for its JSON.
-            asyncio.get_running_loop().call_soon(self._record, attempt, None)
-            return response
+            await self._keep_evidence(body, policy, attempt)
+            answer = policy.response_for(decision.verdict)
+            raise BlockedUpload(answer.status, answer.error, answer.message)
         except GateError as exc:
             if isinstance(exc, BlockedUpload):
                 self._record(attempt, attempt.evidence_error)
@@ -193,24 +233,39 @@ class UploadPipeline:
         finally:
             reservation.release()
 
+    async def _ask_pds(self, request: web.Request, fwd: Forwarded, attempt: Attempt) -> web.Response | None:
+        """Whether the PDS accepts this caller, asked with the same request and an empty body: None when
+        it does (the caller is then verified), else the PDS's refusal, to be relayed as it came."""
+        response, status = await self.upstream.probe(request, fwd)
+        attempt.timer.lap("probe")
+        if accepted(status):
+            metrics.CREDENTIAL_CHECKS.labels("pds", "accepted").inc()
+            attempt.verified = True
+            return None
+        metrics.CREDENTIAL_CHECKS.labels("pds", "refused").inc()
+        return response
+
     async def _keep_evidence(self, body: bytes, policy: Policy, attempt: Attempt) -> None:
-        """Blocked: withhold the blob from getBlob at once, and seal the bytes as evidence *before* the
-        client is answered, so a quarantine never exists without its evidence unless the policy says so."""
+        """Blocked, for a caller the PDS accepted: withhold the blob from getBlob at once, and seal the
+        bytes as evidence *before* the client is answered, so a quarantine never exists without its
+        evidence unless the policy says so."""
         assert attempt.hashes is not None and attempt.decision is not None
         self.withheld.add(attempt.hashes.sha256)
         verdict = attempt.decision.verdict
         if verdict is Verdict.REJECT and not policy.evidence.keep_rejected:
             return
+        record = attempt.record(None)
         try:
             if self.evidence is None:
                 raise StoreUnavailable("no evidence store")
             await self.evidence.keep(
-                attempt.record(None),
-                body,
-                Retention(policy.evidence.hold_days),
-                claimed_did=claimed_uploader(attempt.authorization).did,
-                verified_how=attempt.verified_how,
-            )
+                record, body, Retention(policy.evidence.hold_days),
+                hourly_cap=policy.evidence.max_held_per_did_per_hour,
+            )  # fmt: skip
+        except EvidenceCapped as exc:
+            metrics.EVIDENCE_STORED.labels(verdict.value, "capped").inc()
+            attempt.evidence_error = f"evidence not kept: per-uploader cap ({exc})"
+            log.warning("evidence for decision %s not kept: the uploader's hourly cap is reached", attempt.id)
         except StoreUnavailable as exc:
             metrics.EVIDENCE_STORED.labels(verdict.value, "failed").inc()
             attempt.evidence_error = f"EvidenceUnavailable: {exc}"

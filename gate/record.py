@@ -31,7 +31,7 @@ class DecisionRecord:
     id: str
     time: datetime
     client_ip: str | None
-    uploader: Uploader
+    uploader: Uploader  # names a DID only when the PDS accepted the caller
     declared_type: str | None
     hashes: Hashes | None  # None when the body could not be read (413, 415...)
     decision: Decision | None  # None when no decision was reached (error before evaluate)
@@ -56,6 +56,7 @@ class DecisionRecord:
             "shadow": d.shadow.rule if d and d.shadow else None,
             "did": self.uploader.did,
             "did_method": self.uploader.method,
+            "verified_how": self.uploader.verified_how,
             "client_ip": self.client_ip,
             "size": h.size if h else None,
             "media_type": h.media_type if h else None,

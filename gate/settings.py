@@ -124,6 +124,13 @@ def parse_optional_database_url(raw: str) -> str | None:
     return text
 
 
+def parse_optional_did(raw: str) -> str | None:
+    text = raw.strip()
+    if text and (not text.startswith("did:") or any(c.isspace() for c in text)):
+        raise ValueError("expected a DID, e.g. did:web:pds.example.com")
+    return text or None
+
+
 def parse_bool(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -357,12 +364,34 @@ class Settings:
     reveal_seconds: float = env(
         "GATE_REVEAL_SECONDS", parse_seconds, "60", "how long a reviewer's reveal link shows the original"
     )
+    # ---- the PDS's credentials, checked before a body is read (gate/auth/offline.py) ----
+    pds_env_file: Path | None = env(
+        "GATE_PDS_ENV_FILE",
+        parse_optional_path,
+        "",
+        "the PDS's env file (the installer's /pds/pds.env): PDS_JWT_SECRET, PDS_HOSTNAME, PDS_PORT and "
+        "PDS_SERVICE_DID are read from it unless set below",
+    )
     pds_jwt_secret: str | None = env(
         "GATE_PDS_JWT_SECRET",
         parse_optional_str,
         "",
-        "the PDS's PDS_JWT_SECRET: verifies uploader DIDs offline (HS256); empty = ask the PDS",
+        "the PDS's PDS_JWT_SECRET: upload tokens are checked before the body is read; empty = the PDS "
+        "alone judges them (after the gate has read the body)",
         secret=True,
+    )
+    pds_service_did: str | None = env(
+        "GATE_PDS_SERVICE_DID",
+        parse_optional_did,
+        "",
+        "the PDS's service DID (tokens' aud); empty = from GATE_PDS_ENV_FILE, else not checked offline",
+    )
+    pds_public_url: URL | None = env(
+        "GATE_PDS_PUBLIC_URL",
+        parse_optional_url,
+        "",
+        "the PDS's public URL (OAuth issuer, DPoP htu origin); empty = from GATE_PDS_ENV_FILE, else not "
+        "checked offline",
     )
     pds_admin_password: str | None = env(
         "GATE_PDS_ADMIN_PASSWORD",
@@ -373,9 +402,6 @@ class Settings:
     )
     pds_admin_url: URL | None = env(
         "GATE_PDS_ADMIN_URL", parse_optional_url, "", "where the PDS admin API is; empty = GATE_UPSTREAM"
-    )
-    verify_timeout: float = env(
-        "GATE_VERIFY_TIMEOUT", parse_seconds, "3", "asking the PDS who a held upload's token belongs to"
     )
     takedown_daily_cap: int = env(
         "GATE_TAKEDOWN_DAILY_CAP",
@@ -435,9 +461,34 @@ class Settings:
             problems.append("GATE_DB_POOL_MIN must not exceed GATE_DB_POOL_MAX")
         if not problems and kwargs["webhook_url"] is not None and not kwargs["webhook_secret"]:
             problems.append("GATE_WEBHOOK_URL needs GATE_WEBHOOK_SECRET: webhooks are always signed")
+        if not problems and kwargs["pds_env_file"] is not None:
+            try:
+                kwargs.update(_from_pds_env(kwargs))
+            except SettingsError as exc:
+                problems.append(f"GATE_PDS_ENV_FILE: {exc}")
         if problems:
             raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
         return cls(**kwargs)
+
+
+def _from_pds_env(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The PDS's secret, service DID and public URL from its own env file, derived as the PDS derives
+    them (@atproto/pds config.ts: hostname "localhost" → http://localhost:PORT, else https://HOSTNAME;
+    service DID PDS_SERVICE_DID, else did:web:HOSTNAME). A GATE_PDS_* value set explicitly wins."""
+    pds = read_env_file(kwargs["pds_env_file"])
+    hostname = pds.get("PDS_HOSTNAME") or "localhost"
+    port = pds.get("PDS_PORT") or "2583"
+    try:
+        derived: dict[str, Any] = {
+            "pds_jwt_secret": pds.get("PDS_JWT_SECRET") or None,
+            "pds_service_did": parse_optional_did(pds.get("PDS_SERVICE_DID") or f"did:web:{hostname}"),
+            "pds_public_url": parse_url(
+                f"http://localhost:{port}" if hostname == "localhost" else f"https://{hostname}"
+            ),
+        }
+    except ValueError as exc:
+        raise SettingsError(f"{kwargs['pds_env_file']}: {exc}") from None
+    return {k: v for k, v in derived.items() if kwargs[k] is None}
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -197,8 +197,15 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Uploader:
-    """Who the upload claims to come from. A claim is not an identity until ``verified``."""
+    """Who sent an upload. A token's DID is a claim, never an identity, until the PDS accepts the
+    credential: ``did`` (and ``claimed_did``, the token's own words) are set only then, with
+    ``verified_how`` saying how; for anyone else the record names no DID at all."""
 
     did: str | None
     method: str  # "access_jwt" | "service_auth" | "oauth" | "unknown" | "none"
-    verified: bool = False
+    verified_how: str | None = None  # "pds": the PDS accepted the credential
+    claimed_did: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.did is not None and self.verified_how is not None

@@ -9,7 +9,9 @@ from collections.abc import Callable
 
 from gate.policy.model import Evidence
 
-EVIDENCE_KEYS = frozenset({"keep_rejected", "hold_days", "reported_days", "on_store_failure"})
+EVIDENCE_KEYS = frozenset(
+    {"keep_rejected", "hold_days", "reported_days", "on_store_failure", "max_held_per_did_per_hour"}
+)
 MIN_REPORTED_DAYS = 366  # one year after the report, leap day included: 18 U.S.C. §2258A(h)
 STORE_FAILURE_CHOICES = ("unavailable", "block")
 
@@ -46,4 +48,14 @@ def parse_evidence(table: object, err: Callable[[str, str], None]) -> Evidence:
     if failure not in STORE_FAILURE_CHOICES:
         err("evidence.on_store_failure", f'{failure!r} is not one of "unavailable", "block"')
         failure = default.on_store_failure
-    return Evidence(keep_rejected=keep, hold_days=hold, reported_days=reported, on_store_failure=failure)
+    cap = table.get("max_held_per_did_per_hour", default.max_held_per_did_per_hour)
+    if not _int_in(cap, 1, 100_000):
+        err("evidence.max_held_per_did_per_hour", f"{cap!r} is not a number of items in 1–100000")
+        cap = default.max_held_per_did_per_hour
+    return Evidence(
+        keep_rejected=keep,
+        hold_days=hold,
+        reported_days=reported,
+        on_store_failure=failure,
+        max_held_per_did_per_hour=cap,
+    )

@@ -59,6 +59,9 @@ class Evidence:
     hold_days: int = 30  # unreviewed (held) evidence is deleted this long after the upload
     reported_days: int = 366  # kept this long after a report; never below 366 (18 U.S.C. §2258A(h))
     on_store_failure: str = "unavailable"  # "unavailable" (503, client retries) | "block" (answer as usual)
+    # Evidence items kept per verified uploader per hour; past it the verdict stands and nothing is kept
+    # (one real account must not be able to fill the store).
+    max_held_per_did_per_hour: int = 20
 
 
 @dataclass(frozen=True, slots=True)

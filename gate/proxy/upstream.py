@@ -126,6 +126,16 @@ class Upstream:
             out.headers.extend(self._response_headers(resp))
             return out, resp.status
 
+    async def probe(self, request: web.BaseRequest, fwd: Forwarded) -> tuple[web.Response, int]:
+        """Ask the PDS whether it accepts this upload's caller: the same request with an empty body.
+
+        The PDS checks credentials (every kind it knows, today's and future ones) before it reads a
+        body, so its answer to the empty upload is its answer to the caller; the judged bytes never
+        reach it, and a DPoP proof is still spent exactly once. An accepted probe leaves a 0-byte
+        temporary blob on the PDS (never referenced, like any unused upload).
+        """
+        return await self.forward_upload(request, b"", fwd)
+
     async def passthrough(self, request: web.Request, fwd: Forwarded) -> web.StreamResponse:
         """Stream any non-upload request both ways without buffering it."""
         metrics.PASSTHROUGH.labels("http").inc()

@@ -4,7 +4,8 @@ The Python API the admin API / review page (and the CLI) build on — signatures
 
     store = EvidenceStore(dsn, keyring)             # keyring: gate.quarantine.keys.Keyring | None
     await store.start() / await store.close()       # pool + schema migrations (advisory lock)
-    await store.keep(record, body, retention)       # the pipeline: seal and insert (EvidenceUnavailable)
+    await store.keep(record, body, retention, hourly_cap=None)  # the pipeline: seal and insert
+                                                   # (EvidenceUnavailable, EvidenceCapped)
     await store.list_items(state=None, limit=100, before=None, with_bytes_only=False) -> [EvidenceItem]
     await store.get(decision_id) -> EvidenceItem | None          # metadata only, never bytes
     await store.decrypt(decision_id, actor, purpose) -> bytes   # audited (action = purpose:
@@ -17,7 +18,6 @@ The Python API the admin API / review page (and the CLI) build on — signatures
     await store.mark_reported(decision_id, actor, report_id, retention) -> EvidenceItem
     await store.set_legal_hold(decision_id, actor, on, reason) -> EvidenceItem   # reason: the matter
     await store.mark_viewed(decision_id, actor) -> None         # a human saw the original bytes
-    await store.set_verified_did(decision_id, did, how) -> None
     await store.audit(actor, action, subject=None, detail=None) -> None
     await store.audit_trail(subject) -> [AuditEntry]
     await store.purge(now=None) -> [Purged]                      # expired evidence only; audited
@@ -43,7 +43,7 @@ import logging
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -73,6 +73,7 @@ from gate.store.migrate import MigrationError, migrate
 log = logging.getLogger("gate.evidence")
 
 __all__ = [
+    "EvidenceCapped",
     "EvidenceItem",
     "EvidenceNotFound",
     "EvidenceState",
@@ -88,6 +89,13 @@ _DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceErr
 
 class EvidenceUnavailable(Exception):
     """Postgres (or the keyring) could not take or give evidence right now."""
+
+
+class EvidenceCapped(Exception):
+    """The uploader reached the policy's evidence cap for this hour: nothing was stored."""
+
+
+HOUR = timedelta(hours=1)
 
 
 def _uuid(decision_id: str) -> uuid.UUID:
@@ -197,22 +205,18 @@ class EvidenceStore:
     # ---- the pipeline ----------------------------------------------------------------------------
 
     async def keep(
-        self,
-        record: DecisionRecord,
-        body: bytes,
-        retention: Retention,
-        *,
-        claimed_did: str | None = None,
-        verified_how: str | None = None,
+        self, record: DecisionRecord, body: bytes, retention: Retention, *, hourly_cap: int | None = None
     ) -> None:
         """Seal ``body`` and insert it with a snapshot of its decision, before the upload is answered.
-        When ``record.uploader`` is verified, its DID is stored as verified and ``claimed_did`` (the
-        token's claim) as claimed; otherwise the record's DID is only a claim."""
+
+        The pipeline keeps evidence only for callers the PDS accepted; the item names the uploader's
+        verified DID (and the token's claim beside it), never a bare claim. ``hourly_cap``: at most that
+        many items per verified DID in the hour before the upload; past it nothing is stored and
+        ``EvidenceCapped`` is raised (the verdict stands)."""
         h, d, u = record.hashes, record.decision, record.uploader
-        verified = u.did if u.verified else None
-        claimed = claimed_did if u.verified else u.did
         if h is None or d is None:
             raise ValueError("evidence needs a judged upload (hashes and decision)")
+        verified_did = u.did if u.verified else None
         keyring = self._keyring()
         # AES-GCM over up to GATE_MAX_UPLOAD_BYTES: off the event loop (OpenSSL releases the GIL).
         sealed = await asyncio.to_thread(keyring.seal, body, record.id)
@@ -220,13 +224,24 @@ class EvidenceStore:
         args = (
             _uuid(record.id), record.time, d.verdict.value, h.sha256, h.md5, h.sha1, h.cid, h.size,
             h.media_type, record.declared_type, json.dumps(pdq), d.rule, d.reason,
-            json.dumps([m.to_json() for m in d.matches]), d.policy_version, record.client_ip, claimed,
-            u.method, sealed.key_id, sealed.wrapped_key, sealed.nonce, sealed.ciphertext,
-            retention.held_until(record.time), verified, verified_how if verified else None,
-            record.time if verified else None,
+            json.dumps([m.to_json() for m in d.matches]), d.policy_version, record.client_ip,
+            u.claimed_did if verified_did else None, u.method, sealed.key_id, sealed.wrapped_key, sealed.nonce,
+            sealed.ciphertext, retention.held_until(record.time), verified_did,
+            u.verified_how if verified_did else None, record.time if verified_did else None,
         )  # fmt: skip
 
         async def work(conn: Any) -> None:
+            if hourly_cap is not None and verified_did is not None:
+                # One account's uploads are counted one at a time (concurrent uploads of one DID would
+                # otherwise all see the same count and all pass).
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 12))", verified_did)
+                recent = await conn.fetchval(
+                    "SELECT count(*) FROM evidence WHERE verified_did = $1 AND created_at > $2",
+                    verified_did,
+                    record.time - HOUR,
+                )
+                if recent >= hourly_cap:
+                    raise EvidenceCapped(f"{recent} items kept for this uploader in the last hour")
             await conn.execute(
                 "INSERT INTO evidence (decision_id, created_at, verdict, sha256, md5, sha1, cid, size,"
                 " media_type, declared_type, pdq, rule, reason, matches, policy_version, client_ip, did,"
@@ -370,21 +385,6 @@ class EvidenceStore:
             if done.endswith(" 0"):
                 raise EvidenceNotFound(decision_id)
             await _audit(conn, actor, "viewed", str(did), {})
-
-        await self._run(work)
-
-    async def set_verified_did(self, decision_id: str, did: str, how: str) -> None:
-        key = _uuid(decision_id)
-
-        async def work(conn: Any) -> None:
-            done = await conn.execute(
-                "UPDATE evidence SET verified_did = $2, verified_how = $3, verified_at = now() WHERE decision_id = $1",
-                key,
-                did,
-                how,
-            )
-            if done.endswith(" 0"):
-                raise EvidenceNotFound(decision_id)
 
         await self._run(work)
 

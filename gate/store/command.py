@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--since", type=_when, help="e.g. 30m, 24h, 7d or 2026-01-31T12:00")
     p.add_argument("--until", type=_when, help="same forms as --since")
     p.add_argument("--verdict", choices=("forward", "quarantine", "reject"))
-    p.add_argument("--did", help="uploader DID (as claimed)")
+    p.add_argument("--did", help="uploader DID (verified: the PDS accepted the caller)")
     p.add_argument("--cid", help="blob CID")
     p.add_argument("--sha256", help="SHA-256 of the decoded upload (hex)")
     p.add_argument("--rule", help="the rule that decided")
@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("stats", help="verdict counts and block rates per rule and bank over a window")
     p.add_argument("--since", type=_when, default="24h", help="window start (default 24h ago)")
     p.add_argument("--until", type=_when, help="window end (default now)")
+    p.add_argument(
+        "--include-unverified",
+        action="store_true",
+        help="also count judged uploads whose caller the PDS never accepted (left out by default)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=run_stats)
 
@@ -103,7 +108,7 @@ def run_stats(args: argparse.Namespace) -> int:
     since = args.since if isinstance(args.since, datetime) else parse_when(args.since)
 
     async def work(conn: Any) -> int:
-        stats = await fetch_stats(conn, since, until)
+        stats = await fetch_stats(conn, since, until, include_unverified=args.include_unverified)
         sys.stdout.write(json.dumps(stats, sort_keys=True) + "\n" if args.json else stats_text(stats))
         return 0
 

@@ -96,9 +96,25 @@ JSONB_COLUMNS = frozenset(
 _BLOCKED = "verdict IN ('reject', 'quarantine')"
 
 
-async def fetch_stats(conn: Any, since: datetime, until: datetime) -> dict[str, Any]:
-    """Verdict counts, and per rule / per bank how much was blocked, over ``[since, until)``."""
+# A judged upload whose caller the PDS never accepted (the PDS unreachable when asked, or a row written
+# before verification existed) names nobody and proves nothing about an account: by default the
+# statistics leave such rows out. Rows without a verdict (413, 415, ...) never name anyone and stay in.
+_ATTRIBUTED = "(did_verified OR verdict IS NULL)"
+
+
+async def fetch_stats(
+    conn: Any, since: datetime, until: datetime, *, include_unverified: bool = False
+) -> dict[str, Any]:
+    """Verdict counts, and per rule / per bank how much was blocked, over ``[since, until)``; judged
+    uploads of callers the PDS never accepted only with ``include_unverified``."""
     window = "time >= $1 AND time < $2"
+    unverified = await conn.fetchval(
+        f"SELECT count(*) FROM decisions WHERE {window} AND NOT {_ATTRIBUTED}",  # noqa: S608
+        since,
+        until,
+    )
+    if not include_unverified:
+        window += f" AND {_ATTRIBUTED}"
     total = await conn.fetchval(f"SELECT count(*) FROM decisions WHERE {window}", since, until)  # noqa: S608
     verdicts = await conn.fetch(
         f"SELECT coalesce(verdict, 'none') AS verdict, count(*) AS n FROM decisions "  # noqa: S608
@@ -128,7 +144,7 @@ async def fetch_stats(conn: Any, since: datetime, until: datetime) -> dict[str, 
         until,
     )
     unscanned = await conn.fetchval(
-        f"SELECT count(*) FROM decisions WHERE {window} AND full_scan IS FALSE",  # noqa: S608
+        f"SELECT count(*) FROM decisions WHERE {window} AND verdict = 'forward' AND full_scan IS FALSE",  # noqa: S608
         since,
         until,
     )
@@ -144,6 +160,9 @@ async def fetch_stats(conn: Any, since: datetime, until: datetime) -> dict[str, 
         "blocked": blocked,
         "block_rate": rate(blocked, total),
         "unscanned_forwards": unscanned,
+        # judged uploads of callers the PDS never accepted; counted above only with include_unverified
+        "unverified": unverified,
+        "include_unverified": include_unverified,
         "verdicts": {r["verdict"]: r["n"] for r in verdicts},
         # share: this rule's blocks among all uploads in the window
         "rules": [

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-TABLE_COLUMNS = ("time", "id", "verdict", "rule", "shadow", "did", "media_type", "size", "cid")
+TABLE_COLUMNS = ("time", "id", "verdict", "rule", "shadow", "did", "verified", "media_type", "size", "cid")
 
 
 def _cell(row: dict[str, Any], column: str) -> str:
     if column == "time":
         return str(row["time"])[:19].replace("T", " ")
+    if column == "verified":
+        # How the DID was verified ("pds"); a row names a DID only once the PDS accepted the caller.
+        return str(row.get("verified_how") or "-")
     if column == "shadow":
         rule = row.get("shadow_rule")
         return f"{row['shadow_verdict']}:{rule}" if rule else "-"
@@ -45,6 +48,10 @@ def stats_text(stats: dict[str, Any]) -> str:
         f"window   {stats['since']} .. {stats['until']}",
         f"uploads  {stats['total']}   blocked {stats['blocked']} ({_pct(stats['block_rate'])})"
         f"   forwarded without a full scan {stats['unscanned_forwards']}",
+        (
+            f"judged uploads of callers the PDS never accepted: {stats['unverified']}"
+            + ("" if stats["include_unverified"] else " (not counted above; --include-unverified)")
+        ),
         "",
         table(("verdict", "count"), [(v, str(n)) for v, n in stats["verdicts"].items()]),
         table(

@@ -58,6 +58,23 @@ def gate(e2e_dir: Path, pds: pds_server.Pds, pictures: Images) -> Iterator[gate_
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def checking_gate(e2e_dir: Path, pds: pds_server.Pds, pictures: Images) -> Iterator[gate_server.Gate]:
+    """A second gate, given the PDS's env file (GATE_PDS_ENV_FILE) as an operator of an installer-based
+    PDS gives it: it checks credentials before reading a body."""
+    server = gate_server.start(
+        e2e_dir,
+        pds.url,
+        {"banned": [pictures.folder / "banned.png"], "held": [pictures.folder / "held.png"]},
+        name="checking-gate",
+        extra_env={"GATE_PDS_ENV_FILE": str(pds.env_file)},
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session", params=FRONTS)
 def front(
     request: pytest.FixtureRequest, e2e_dir: Path, pds: pds_server.Pds, gate: gate_server.Gate

@@ -119,9 +119,15 @@ class Gate:
 
 
 def start(
-    workdir: Path, upstream: str, banks: dict[str, list[Path]], pds_admin_password: str | None = None
+    workdir: Path,
+    upstream: str,
+    banks: dict[str, list[Path]],
+    pds_admin_password: str | None = None,
+    *,
+    name: str = "gate",
+    extra_env: dict[str, str] | None = None,
 ) -> Gate:
-    root = workdir / "gate"
+    root = workdir / name
     banks_dir = root / "banks"
     banks_dir.mkdir(parents=True)
     for bank, files in banks.items():
@@ -149,10 +155,11 @@ def start(
     }
     if pds_admin_password:  # review actions may take accounts down on this PDS
         env["GATE_PDS_ADMIN_PASSWORD"] = pds_admin_password
+    env |= extra_env or {}
     # A review token made the way an operator makes one (in the gate's own embedded Postgres).
     made = gate_command("admin", "token", "add", "e2e-admin", "--role", "admin", env=env)
     assert made.returncode == 0, made.stderr
-    proc = Proc("gate", [sys.executable, "-m", "gate", "serve"], root / "gate.log", env=env, cwd=REPO)
+    proc = Proc(name, [sys.executable, "-m", "gate", "serve"], root / "gate.log", env=env, cwd=REPO)
     gate = Gate(proc, port, metrics_port, env, admin_token=made.stdout.strip())
     try:
         proc.wait_http(f"{gate.metrics_url}/readyz", timeout=90)

@@ -13,63 +13,18 @@ and the gate sits behind it. The proofs only verify if the gate forwards method 
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import secrets
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from tests.support.tokens import DpopKey, b64url
 
 API = "/@atproto/oauth-provider/~api"
 REDIRECT_URI = "http://127.0.0.1/callback"
 SCOPE = "atproto transition:generic"
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-@dataclass
-class DpopKey:
-    """A P-256 key that signs DPoP proofs (RFC 9449), and the nonce the server last handed out."""
-
-    key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
-    nonce: str | None = None
-
-    def jwk(self) -> dict[str, str]:
-        numbers = self.key.public_key().public_numbers()
-        return {
-            "kty": "EC",
-            "crv": "P-256",
-            "x": b64url(numbers.x.to_bytes(32, "big")),
-            "y": b64url(numbers.y.to_bytes(32, "big")),
-        }
-
-    def proof(self, method: str, url: str, access_token: str | None = None) -> str:
-        header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk()}
-        payload: dict[str, object] = {
-            "jti": secrets.token_urlsafe(16),
-            "htm": method,
-            "htu": url,
-            "iat": int(time.time()),
-        }
-        if self.nonce:
-            payload["nonce"] = self.nonce
-        if access_token:
-            payload["ath"] = b64url(hashlib.sha256(access_token.encode()).digest())
-        signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(payload).encode())}"
-        r, s = decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
-        return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
-
-    def remember(self, response: httpx.Response) -> None:
-        if nonce := response.headers.get("DPoP-Nonce"):
-            self.nonce = nonce
 
 
 def needs_nonce(response: httpx.Response) -> bool:

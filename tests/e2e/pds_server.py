@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from gate.settings import read_env_file
 from tests.e2e.procs import LOOPBACK, Proc
 
 HERE = Path(__file__).parent
@@ -71,10 +72,16 @@ class Pds:
     admin_password: str
     data_dir: Path
     blobstore: Path
+    env_file: Path  # the PDS's env file, as the installer's /pds/pds.env (its JWT secret among them)
 
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def jwt_secret(self) -> str:
+        """PDS_JWT_SECRET (tests sign expired or refresh tokens with it, as only the PDS could)."""
+        return read_env_file(self.env_file)["PDS_JWT_SECRET"]
 
     @property
     def public_url(self) -> str:
@@ -86,6 +93,14 @@ class Pds:
         return {
             p: hashlib.sha256(p.read_bytes()).hexdigest() for p in self.blobstore.rglob("*") if p.is_file()
         }
+
+    def stored_since(self, before: dict[Path, str]) -> dict[Path, str]:
+        """Files the blob store gained since ``before``, except empty ones: the PDS keeps a 0-byte
+        temporary blob for each empty-body probe the gate sends before revealing a block verdict."""
+        return {p: h for p, h in self.blob_files().items() if p not in before and h != EMPTY_SHA256}
+
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 def start(workdir: Path) -> Pds:
@@ -113,6 +128,7 @@ def start(workdir: Path) -> Pds:
         admin_password=info["admin_password"],
         data_dir=Path(info["data_dir"]),
         blobstore=Path(info["blobstore"]),
+        env_file=Path(info["env_file"]),
     )
     proc.wait_http(f"{pds.url}/xrpc/_health", timeout=30)
     return pds

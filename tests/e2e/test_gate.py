@@ -51,9 +51,8 @@ def test_quarantined_image_is_held_recorded_and_never_stored(
 
     assert held.value.response is not None
     assert held.value.response.content.error == QUARANTINE_ERROR
-    after = pds.blob_files()
-    assert after == before
-    assert sha256(pictures.held) not in after.values()
+    assert pds.stored_since(before) == {}
+    assert sha256(pictures.held) not in pds.blob_files().values()
     rows = gate.decisions(cid_of(pictures.held))
     assert [row["verdict"] for row in rows] == ["quarantine"]
 
@@ -66,7 +65,7 @@ def test_gzip_encoded_upload_is_decoded_and_judged(
     refused = upload(gate, gzip.compress(pictures.banned), user.access_jwt, **{"Content-Encoding": "gzip"})
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"] == REJECT_ERROR
-    assert pds.blob_files() == before
+    assert pds.stored_since(before) == {}
 
     # A clean gzip upload is forwarded and stored as its decoded bytes, under the CID the gate recorded.
     clean = png(21)
@@ -91,7 +90,7 @@ def test_service_auth_upload_is_scanned_like_any_other(
     refused = upload(gate, pictures.banned, token)
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"] == REJECT_ERROR
-    assert pds.blob_files() == before
+    assert pds.stored_since(before) == {}
 
     clean = png(22)
     accepted = upload(gate, clean, token)

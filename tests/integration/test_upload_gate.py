@@ -9,14 +9,16 @@ import zlib
 import aiohttp
 import brotli
 import pytest
+from yarl import URL
 
 from gate.hashing.hasher import hash_bytes
 from gate.hashing.options import HashOptions
 from tests.integration.conftest import GateFactory
 from tests.support import images
+from tests.support.tokens import ALICE_BEARER
 from tests.support.upstream import RecordingUpstream, cid_of
 
-AUTH = {"Authorization": "Bearer not-checked-by-the-fake-upstream"}
+AUTH = {"Authorization": ALICE_BEARER}
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"
 Upstream = tuple[RecordingUpstream, str]
 
@@ -126,10 +128,13 @@ async def test_every_path_variant_is_intercepted(
     rec, _ = upstream
     body = images.noise_png()
     gate = await start_gate(banks={"blocklist": f"sha256,{hashlib.sha256(body).hexdigest()},x"})
-    async with aiohttp.ClientSession() as s, s.post(gate.url + path, data=body, headers=AUTH) as r:
+    # encoded=True: sent as spelt (a plain str URL would be normalised by the client: %6F -> o).
+    target = URL(gate.url + path, encoded=True)
+    async with aiohttp.ClientSession() as s, s.post(target, data=body, headers=AUTH) as r:
         assert r.status == 400
         assert (await r.json())["error"] == "BlobRejected"
-    assert rec.seen == []
+    # Only the empty-body probe reached the PDS, on the path exactly as the client spelt it.
+    assert rec.uploads() == [] and [p.raw_path for p in rec.probes()] == [path]
 
 
 @pytest.mark.parametrize(
@@ -165,7 +170,9 @@ async def test_encoded_banked_image_is_still_caught(start_gate: GateFactory, ups
     body = images.noise_png()
     gate = await start_gate(banks={"blocklist": f"sha256,{hashlib.sha256(body).hexdigest()},x"})
     status, _ = await post(gate.url + UPLOAD, gzip.compress(body), {"Content-Encoding": "gzip"})
-    assert status == 400 and rec.seen == []
+    assert status == 400 and rec.uploads() == []
+    [probe] = rec.probes()  # asked with no body, so with no encoding either
+    assert "Content-Encoding" not in probe.headers and probe.headers["Content-Length"] == "0"
 
 
 async def test_gzip_bomb_is_413(start_gate: GateFactory, upstream: Upstream) -> None:
@@ -266,8 +273,8 @@ async def test_empty_body_is_forwarded(start_gate: GateFactory, upstream: Upstre
     status, answer = await post(gate.url + UPLOAD, b"")
     assert status == 200, answer
     assert answer["blob"]["size"] == 0  # type: ignore[index]
-    [seen] = rec.uploads()
-    assert seen.body == b""
+    [seen] = rec.seen
+    assert seen.body == b"" and seen.headers["Content-Length"] == "0"
 
 
 async def test_no_authorization_gets_auth_missing_unread(start_gate: GateFactory, upstream: Upstream) -> None:
@@ -299,7 +306,7 @@ async def test_unhashable_and_unscannable_follow_the_policy(
     assert status == expected, answer
     if expected == 400:
         assert answer["error"] == "BlobHeld"  # on_unhashable = quarantine
-        assert rec.seen == []
+        assert rec.uploads() == []
     else:
         assert len(rec.uploads()) == 1
 
@@ -310,7 +317,7 @@ async def test_decompression_bomb_image_is_unhashable(start_gate: GateFactory, u
     big = images.noise_png(size=200)  # 40k pixels > 10k limit
     status, answer = await post(gate.url + UPLOAD, big)
     assert (status, answer["error"]) == (400, "BlobHeld")
-    assert rec.seen == []
+    assert rec.uploads() == []
 
 
 async def test_upstream_down_is_502(start_gate: GateFactory) -> None:

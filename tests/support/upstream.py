@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
+from gate.proxy.routing import is_upload_path
+
 
 def cid_of(data: bytes) -> str:
     raw = bytes([0x01, 0x55, 0x12, 0x20]) + hashlib.sha256(data).digest()
@@ -26,15 +28,27 @@ class Seen:
     peer: str | None
 
 
+# What the PDS answers an upload whose token it cannot verify (auth-verifier.ts), before reading a byte.
+INVALID_TOKEN = {"error": "InvalidToken", "message": "Token could not be verified"}
+
+
 @dataclass
 class RecordingUpstream:
     seen: list[Seen] = field(default_factory=list)
     delay: float = 0.0  # seconds before answering (to test timeouts)
     status: int = 200
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # Authorization values it accepts on uploads (None: any), as the PDS checks credentials: the others
+    # get the PDS's 400 InvalidToken, whatever the body.
+    accepted_auth: set[str] | None = None
 
     def uploads(self) -> list[Seen]:
-        return [s for s in self.seen if "uploadblob" in s.raw_path.lower()]
+        """Upload requests that carried bytes (what could have been stored)."""
+        return [s for s in self.seen if is_upload_path(s.raw_path) and s.body]
+
+    def probes(self) -> list[Seen]:
+        """Empty-body upload requests: the gate asking whether the PDS accepts a caller."""
+        return [s for s in self.seen if is_upload_path(s.raw_path) and not s.body]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == "/stream":
@@ -45,7 +59,10 @@ class RecordingUpstream:
         self.seen.append(Seen(request.method, request.raw_path, request.headers, body, request.remote))
         if self.delay:
             await asyncio.sleep(self.delay)
-        if "uploadblob" in request.raw_path.lower():
+        if is_upload_path(request.raw_path):
+            auth = request.headers.get("Authorization")
+            if self.accepted_auth is not None and auth not in self.accepted_auth:
+                return web.json_response(INVALID_TOKEN, status=400, headers={"Cache-Control": "private"})
             blob = {
                 "blob": {
                     "$type": "blob",

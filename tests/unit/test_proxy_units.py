@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import gzip
-import json
 import zlib
 from pathlib import Path
 
@@ -12,7 +10,6 @@ import brotli
 import pytest
 
 from gate.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from gate.identity import claimed_uploader
 from gate.proxy.body import decode, parse_encodings
 from gate.proxy.budget import MemoryBudget, Reservation
 from gate.proxy.forwarded import resolve
@@ -60,43 +57,6 @@ def test_forwarded_resolution(peer: str, xff: str | None, client: str, chain: st
     fwd = resolve(peer, xff, "https", "http", TRUSTED)
     assert (fwd.client_ip, fwd.x_forwarded_for) == (client, chain)
     assert fwd.x_forwarded_proto == ("http" if peer == "203.0.113.9" else "https")
-
-
-def jwt(header: dict[str, object], payload: dict[str, object]) -> str:
-    enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
-    return f"{enc(header)}.{enc(payload)}.sig"
-
-
-@pytest.mark.parametrize(
-    ("authorization", "did", "method"),
-    [
-        (None, None, "none"),
-        (
-            "Bearer " + jwt({"typ": "at+jwt", "alg": "HS256"}, {"sub": "did:plc:alice"}),
-            "did:plc:alice",
-            "access_jwt",
-        ),
-        (
-            "Bearer "
-            + jwt(
-                {"typ": "JWT", "alg": "ES256K"}, {"iss": "did:plc:vid", "lxm": "com.atproto.repo.uploadBlob"}
-            ),
-            "did:plc:vid",
-            "service_auth",
-        ),
-        (
-            "DPoP " + jwt({"typ": "at+jwt"}, {"sub": "did:plc:bob", "cnf": {"jkt": "x"}}),
-            "did:plc:bob",
-            "oauth",
-        ),
-        ("Bearer not.a.jwt", None, "unknown"),
-        ("Bearer garbage", None, "unknown"),
-        ("Bearer " + jwt({"typ": "at+jwt"}, {"sub": "not-a-did"}), None, "access_jwt"),
-    ],
-)
-def test_claimed_uploader(authorization: str | None, did: str | None, method: str) -> None:
-    claim = claimed_uploader(authorization)
-    assert (claim.did, claim.method, claim.verified) == (did, method, False)
 
 
 def test_encodings_parse_and_refuse_unknown() -> None:

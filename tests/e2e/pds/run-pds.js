@@ -4,7 +4,7 @@
 //   node run-pds.js DATA_DIR
 //
 // Prints one JSON line when both answer ({"pds_port", "plc_port", "admin_password", "data_dir",
-// "blobstore"}), then runs until SIGTERM/SIGINT or until stdin closes (so a dead test runner never
+// "blobstore", "env_file"}), then runs until SIGTERM/SIGINT or until stdin closes (so a dead test runner never
 // leaves a PDS behind).
 'use strict'
 
@@ -89,6 +89,12 @@ async function main() {
     PDS_CRAWLERS: '',
   })
 
+  // The PDS's env file as the official installer writes it (/pds/pds.env): what an operator points the
+  // gate's GATE_PDS_ENV_FILE at.
+  const envFile = path.join(dataDir, 'pds.env')
+  const keys = ['PDS_HOSTNAME', 'PDS_PORT', 'PDS_JWT_SECRET', 'PDS_ADMIN_PASSWORD', 'PDS_DATA_DIRECTORY']
+  fs.writeFileSync(envFile, keys.map((k) => `${k}=${process.env[k]}\n`).join(''), { mode: 0o600 })
+
   const env = pds.readEnv()
   env.version ||= require('@atproto/pds/package.json').version
   const cfg = pds.envToCfg(env)
@@ -121,6 +127,7 @@ async function main() {
       admin_password: adminPassword,
       data_dir: dataDir,
       blobstore,
+      env_file: envFile,
     }) + '\n',
   )
 }

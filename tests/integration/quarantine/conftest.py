@@ -40,7 +40,7 @@ def judged(
         id=new_decision_id(),
         time=when or datetime.now(UTC),
         client_ip="127.0.0.1",
-        uploader=Uploader(DID, "access_jwt"),
+        uploader=Uploader(DID, "access_jwt", "pds", DID),
         declared_type="image/jpeg",
         hashes=hashes,
         decision=decision,

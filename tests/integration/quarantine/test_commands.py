@@ -153,7 +153,8 @@ async def test_export_writes_bytes_and_manifest_and_is_audited(
         assert stat.S_IMODE((out / f"{item_id}.bin").stat().st_mode) == 0o600
         assert manifest["sha256"] == hashlib.sha256(body).hexdigest()
         assert manifest["cid"] == (record.hashes.cid if record.hashes else None)
-        assert manifest["uploader"]["did_claimed"] == DID and manifest["uploader"]["did_verified"] is None
+        assert manifest["uploader"]["did_claimed"] == DID and manifest["uploader"]["did_verified"] == DID
+        assert manifest["uploader"]["verified_how"] == "pds"
         assert manifest["item"]["matches"][0]["bank"] == "review"
         assert manifest["human_viewed"] is True
         assert manifest["viewed_by"] == ["officer-bo", "reviewer-ann"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
+from datetime import timedelta
 
 import asyncpg
 import pytest
 
-from gate.quarantine.evidence import EvidenceNotFound, EvidenceState, EvidenceStore
+from gate.quarantine.evidence import EvidenceCapped, EvidenceNotFound, EvidenceState, EvidenceStore
 from gate.quarantine.keys import EvidenceUnreadable, Keyring
 from gate.quarantine.retention import Retention
 from gate.types import Uploader
@@ -26,7 +28,7 @@ async def test_round_trip_and_metadata(store: EvidenceStore, fresh_dsn: str) -> 
     assert item is not None
     assert item.decision_id == str(uuid.UUID(record.id))
     assert (item.state, item.sha256, item.did, item.verified_did) == (
-        EvidenceState.HELD, record.hashes.sha256 if record.hashes else None, DID, None,
+        EvidenceState.HELD, record.hashes.sha256 if record.hashes else None, DID, DID,
     )  # fmt: skip
     assert item.has_bytes and item.key_id == store.keyring.active.id if store.keyring else False
     assert item.expires_at is not None and (item.expires_at - record.time).days == 7
@@ -106,15 +108,35 @@ async def test_release_deletes_bytes_and_audits(store: EvidenceStore) -> None:
     assert await store.list_items(EvidenceState.HELD) == []
 
 
-async def test_verified_uploader_is_stored_apart_from_the_claim(store: EvidenceStore) -> None:
-    claimed = judged(BODY)
-    verified = dataclasses.replace(
-        judged(b"x"), uploader=Uploader("did:plc:real", "access_jwt", verified=True)
+async def test_the_verified_uploader_is_stored_with_its_claim_kept_apart(store: EvidenceStore) -> None:
+    verified = judged(BODY)
+    await store.keep(verified, BODY, Retention())
+    item = await store.get(verified.id)
+    assert item is not None
+    assert (item.did, item.verified_did, item.verified_how, item.verified_at) == (
+        DID,
+        DID,
+        "pds",
+        verified.time,
     )
-    await store.keep(claimed, BODY, Retention())
-    await store.keep(verified, b"x", Retention(), claimed_did="did:plc:claimed", verified_how="get_session")
-    a, b = await store.get(claimed.id), await store.get(verified.id)
-    assert a is not None and b is not None
-    assert (a.did, a.verified_did, a.verified_how) == (DID, None, None)
-    assert (b.did, b.verified_did, b.verified_how) == ("did:plc:claimed", "did:plc:real", "get_session")
-    assert b.verified_at == verified.time
+    # A token the PDS accepted but whose subject the gate cannot read: kept, naming nobody.
+    nameless = dataclasses.replace(judged(b"x"), uploader=Uploader(None, "unknown"))
+    await store.keep(nameless, b"x", Retention(), hourly_cap=1)
+    other = await store.get(nameless.id)
+    assert other is not None and (other.did, other.verified_did, other.verified_how) == (None, None, None)
+
+
+async def test_the_hourly_cap_counts_one_uploader_and_stores_nothing_past_it(store: EvidenceStore) -> None:
+    kept = [judged(bytes([i])) for i in range(3)]
+    await asyncio.gather(*(store.keep(r, r.id.encode(), Retention(), hourly_cap=2) for r in kept[:2]))
+    with pytest.raises(EvidenceCapped):
+        await store.keep(kept[2], b"third", Retention(), hourly_cap=2)
+    assert await store.get(kept[2].id) is None
+    # Another account has its own allowance, and an hour later the first one has its own again.
+    other = dataclasses.replace(
+        judged(b"o"), uploader=Uploader("did:plc:other", "oauth", "pds", "did:plc:other")
+    )
+    await store.keep(other, b"o", Retention(), hourly_cap=2)
+    later = dataclasses.replace(judged(b"l"), time=kept[0].time + timedelta(hours=1, seconds=1))
+    await store.keep(later, b"l", Retention(), hourly_cap=2)
+    assert all([await store.get(other.id), await store.get(later.id)])

@@ -4,12 +4,15 @@ receiver (both real aiohttp servers on real ports)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 from yarl import URL
 
@@ -26,8 +29,8 @@ from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.pds_admin import PdsAdmin
 from gate.quarantine.retention import Retention
 from gate.quarantine.takedowns import Takedowns
-from gate.types import Verdict
-from tests.integration.quarantine.conftest import judged, make_keyring
+from gate.types import Uploader, Verdict
+from tests.integration.quarantine.conftest import DID, judged, make_keyring
 from tests.support import images
 from tests.support.receiver import Receiver, receiver
 from tests.support.serving import serving
@@ -61,13 +64,26 @@ class ReviewEnv:
     async def hold(
         self, body: bytes, *, verified: bool = False, verdict: Verdict = Verdict.QUARANTINE
     ) -> str:
-        """A held upload, as the pipeline stores it; returns its decision id (canonical UUID)."""
-        record = judged(body, verdict)
+        """A held upload, as the pipeline stores it (its uploader verified by the PDS); ``verified=False``
+        makes an item as gates before verification existed stored it: a claimed DID only. Returns its
+        decision id (canonical UUID)."""
+        record = dataclasses.replace(
+            judged(body, verdict), uploader=Uploader(VERIFIED_DID, "access_jwt", "pds", VERIFIED_DID)
+        )
         await self.store.keep(record, body, Retention())
         item = await self.store.get(record.id)
         assert item is not None
-        if verified:
-            await self.store.set_verified_did(item.decision_id, VERIFIED_DID, "jwt_secret")
+        if not verified:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                await conn.execute(
+                    "UPDATE evidence SET did = $2, verified_did = NULL, verified_how = NULL, verified_at = NULL"
+                    " WHERE decision_id = $1",
+                    uuid.UUID(item.decision_id),
+                    DID,
+                )
+            finally:
+                await conn.close()
         return item.decision_id
 
     async def audit(self) -> list[tuple[str, str, str | None]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -45,7 +46,7 @@ def forward(n: int = 1, *, at: datetime | None = None) -> DecisionRecord:
         id=new_decision_id(),
         time=at or BASE_TIME + timedelta(seconds=n),
         client_ip="203.0.113.7",
-        uploader=Uploader(f"did:plc:user{n}", "access_jwt", verified=True),
+        uploader=Uploader(f"did:plc:user{n}", "access_jwt", "pds", f"did:plc:user{n}"),
         declared_type="image/png",
         hashes=hashes(n),
         decision=Decision(Verdict.FORWARD, "default", "no_match", (), "p-2026-11-24"),
@@ -66,7 +67,7 @@ def reject(n: int = 2) -> DecisionRecord:
         id=new_decision_id(),
         time=BASE_TIME + timedelta(seconds=n),
         client_ip="2001:db8::5",
-        uploader=Uploader("did:plc:bad", "service_auth", verified=False),
+        uploader=Uploader("did:plc:bad", "service_auth", "pds", "did:plc:bad"),
         declared_type="image/jpeg",
         # A JPEG that also sniffs as MP4, whose third frame (an MPO's) matched as displayed.
         hashes=replace(
@@ -108,7 +109,7 @@ def quarantine(n: int = 3) -> DecisionRecord:
         id=new_decision_id(),
         time=BASE_TIME + timedelta(seconds=n),
         client_ip=None,
-        uploader=Uploader(None, "none"),
+        uploader=Uploader(None, "none"),  # the PDS was never asked (unreachable): no DID is named
         declared_type=None,
         hashes=h,
         decision=decision,
@@ -134,7 +135,7 @@ def shadow(n: int = 4) -> DecisionRecord:
         id=new_decision_id(),
         time=BASE_TIME + timedelta(seconds=n),
         client_ip="198.51.100.9",
-        uploader=Uploader("did:web:example.com", "oauth", verified=False),
+        uploader=Uploader("did:web:example.com", "oauth", "pds", "did:web:example.com"),
         declared_type="image/webp",
         hashes=hashes(n, media_type="image/webp", pdq=False),
         decision=decision,
@@ -143,3 +144,11 @@ def shadow(n: int = 4) -> DecisionRecord:
         upstream_status=200,
         cached=True,
     )
+
+
+def unscanned(n: int = 5) -> DecisionRecord:
+    """Forwarded without a full scan (HMA down, the policy said forward)."""
+    decision = Decision(
+        Verdict.FORWARD, "on_matcher_error", "matcher_error", (), "p-2026-11-24", full_scan=False
+    )
+    return dataclasses.replace(forward(n), decision=decision)

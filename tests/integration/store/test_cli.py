@@ -54,7 +54,7 @@ async def _write(dsn: str, spool: Path, records: list[DecisionRecord]) -> None:
 
 @pytest.fixture
 async def written(fresh_dsn: str, tmp_path: Path) -> tuple[str, list[DecisionRecord]]:
-    records = [R.forward(1), R.reject(2), R.quarantine(3), R.shadow(4)]
+    records = [R.forward(1), R.reject(2), R.quarantine(3), R.shadow(4), R.unscanned(5)]
     await _write(fresh_dsn, tmp_path / "spool", records)
     return fresh_dsn, records
 
@@ -68,7 +68,7 @@ async def test_decisions_json_lists_every_row_newest_first(written: tuple[str, l
     dsn, records = written
     rows = _lines(await asyncio.to_thread(run_cli, "decisions", "--json", dsn=dsn))
     assert [r["id"] for r in rows] == [r.id for r in reversed(records)]
-    reject = rows[2]
+    reject = rows[3]
     assert reject["verdict"] == "reject"
     assert reject["rule"] == "csam-pdq"
     assert reject["did"] == "did:plc:bad"
@@ -79,20 +79,25 @@ async def test_decisions_json_lists_every_row_newest_first(written: tuple[str, l
     assert reject["media_types"] == ["image/jpeg", "video/mp4"]
     assert reject["frames"] == 3
     assert [(m["frame"], m["variant"]) for m in reject["matches"]] == [(2, "displayed")]  # type: ignore[index]
-    assert rows[0]["shadow_rule"] == "trial-terror"
-    assert rows[0]["shadow_only"] is True
+    assert (reject["did_verified"], reject["verified_how"], reject["claimed_did"]) == (
+        True,
+        "pds",
+        "did:plc:bad",
+    )
+    assert rows[1]["shadow_rule"] == "trial-terror"
+    assert rows[1]["shadow_only"] is True
 
 
 FILTERS = [
     (("--verdict", "reject"), [2]),
-    (("--verdict", "forward"), [4, 1]),
+    (("--verdict", "forward"), [5, 4, 1]),
     (("--did", "did:plc:bad"), [2]),
     (("--sha256", f"{3:064X}"), [3]),
     (("--cid", "bafkreitest00000004"), [4]),
     (("--rule", "default"), [4, 1]),
     (("--shadow",), [4]),
     (("--since", "2026-11-24T12:00:02", "--until", "2026-11-24T12:00:04"), [3, 2]),
-    (("--limit", "1"), [4]),
+    (("--limit", "1"), [5]),
     (("--verdict", "reject", "--did", "did:plc:user1"), []),
 ]
 
@@ -116,14 +121,22 @@ async def test_decisions_table(written: tuple[str, list[DecisionRecord]]) -> Non
     result = await asyncio.to_thread(run_cli, "decisions", "--verdict", "quarantine", dsn=dsn)
     assert result.returncode == 0, result.stderr
     header, *lines = result.stdout.splitlines()
-    assert header.split() == ["TIME", "ID", "VERDICT", "RULE", "SHADOW", "DID", "MEDIA_TYPE", "SIZE", "CID"]
+    assert header.split() == [
+        "TIME", "ID", "VERDICT", "RULE", "SHADOW", "DID", "VERIFIED", "MEDIA_TYPE", "SIZE", "CID"
+    ]  # fmt: skip
     assert len(lines) == 1
     assert lines[0].split() == [
-        "2026-11-24", "12:00:03", records[2].id, "quarantine", "on_matcher_error", "-", "-", "image/png", "5",
-        "bafkreitest00000003",
+        "2026-11-24", "12:00:03", records[2].id, "quarantine", "on_matcher_error", "-", "-", "-", "image/png",
+        "5", "bafkreitest00000003",
     ]  # fmt: skip
     rejected = await asyncio.to_thread(run_cli, "decisions", "--verdict", "reject", dsn=dsn)
-    assert rejected.stdout.splitlines()[1].split()[7:9] == ["image/jpeg+video/mp4", "(3"]  # every type
+    # The verified DID and how, then every type the bytes satisfy.
+    assert rejected.stdout.splitlines()[1].split()[6:10] == [
+        "did:plc:bad",
+        "pds",
+        "image/jpeg+video/mp4",
+        "(3",
+    ]
     none = await asyncio.to_thread(run_cli, "decisions", "--did", "did:plc:nobody", dsn=dsn)
     assert none.stdout == "no decisions match\n"
 
@@ -134,17 +147,15 @@ async def test_stats_counts_and_block_rates(written: tuple[str, list[DecisionRec
     result = await asyncio.to_thread(run_cli, "stats", "--json", *window, dsn=dsn)
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout)
-    assert (stats["total"], stats["blocked"], stats["block_rate"], stats["unscanned_forwards"]) == (
-        4,
-        2,
-        0.5,
-        1,
-    )
-    assert stats["verdicts"] == {"forward": 2, "reject": 1, "quarantine": 1}
+    # The quarantine of a caller the PDS never accepted (3) is left out: it names no account.
+    assert (stats["total"], stats["blocked"], stats["block_rate"], stats["unverified"]) == (4, 1, 0.25, 1)
+    # Only forwarded rows count as forwarded without a full scan (5; the held 3 is not forwarded).
+    assert stats["unscanned_forwards"] == 1
+    assert stats["verdicts"] == {"forward": 3, "reject": 1}
     assert {r["rule"]: (r["decisions"], r["blocked"], r["share"]) for r in stats["rules"]} == {
         "default": (2, 0, 0.0),
         "csam-pdq": (1, 1, 0.25),
-        "on_matcher_error": (1, 1, 0.25),
+        "on_matcher_error": (1, 0, 0.0),
     }
     assert {
         (b["source"], b["bank"]): (b["matched"], b["blocked"], b["block_rate"]) for b in stats["banks"]
@@ -155,6 +166,16 @@ async def test_stats_counts_and_block_rates(written: tuple[str, list[DecisionRec
     }
     assert stats["shadow"] == [{"rule": "trial-terror", "verdict": "reject", "hits": 1, "shadow_only": 1}]
 
+    everything = await asyncio.to_thread(run_cli, "stats", "--json", "--include-unverified", *window, dsn=dsn)
+    every = json.loads(everything.stdout)
+    assert (every["total"], every["blocked"], every["block_rate"], every["unscanned_forwards"]) == (
+        5,
+        2,
+        0.4,
+        1,
+    )
+    assert every["verdicts"] == {"forward": 3, "reject": 1, "quarantine": 1}
+
     text = await asyncio.to_thread(run_cli, "stats", *window, dsn=dsn)
     assert text.returncode == 0, text.stderr
     lines = [line.split() for line in text.stdout.splitlines()]
@@ -162,8 +183,8 @@ async def test_stats_counts_and_block_rates(written: tuple[str, list[DecisionRec
         "uploads",
         "4",
         "blocked",
-        "2",
-        "(50.0%)",
+        "1",
+        "(25.0%)",
         "forwarded",
         "without",
         "a",
@@ -174,6 +195,10 @@ async def test_stats_counts_and_block_rates(written: tuple[str, list[DecisionRec
     assert ["csam-pdq", "1", "1", "25.0%"] in lines
     assert ["local", "tvec", "1", "0", "0.0%"] in lines
     assert ["trial-terror", "reject", "1", "1"] in lines
+    assert (
+        "judged uploads of callers the PDS never accepted: 1 (not counted above; --include-unverified)"
+        in (text.stdout)
+    )
     empty = await asyncio.to_thread(
         run_cli, "stats", "--json", "--since", "2020-01-01", "--until", "2020-01-02", dsn=dsn
     )

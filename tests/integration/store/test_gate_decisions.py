@@ -29,7 +29,7 @@ def _b64(value: dict[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
 
 
-# An access token whose ``sub`` the gate records as a claim (the fake upstream checks nothing).
+# An access token naming did:plc:alice (the fake upstream accepts any credential, so it is verified).
 TOKEN = ".".join([_b64({"typ": "at+jwt", "alg": "HS256"}), _b64({"sub": "did:plc:alice"}), "c2ln"])
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -113,7 +113,10 @@ async def test_forward_reject_quarantine_shadow_rows(
         assert row["sha1"] == hashlib.sha1(body).hexdigest()
         assert row["cid"] == cid_of(body)
         assert row["size"] == len(body)
-        assert (row["did"], row["did_method"], row["did_verified"]) == ("did:plc:alice", "access_jwt", False)
+        # The fake PDS accepted the caller (forwarded, or the probe of a blocked upload): a verified DID.
+        assert (row["did"], row["did_method"], row["did_verified"], row["verified_how"]) == (
+            "did:plc:alice", "access_jwt", True, "pds",
+        )  # fmt: skip
         assert str(row["client_ip"]) == "127.0.0.1"
         assert row["policy_version"]
         assert {"hash"} <= set(json.loads(str(row["timings_ms"])))
