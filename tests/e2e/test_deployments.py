@@ -198,7 +198,7 @@ def judge_and_hold(host: Host, running: deployed.Running, pds: Pds, seed: int) -
         assert refused.value.response is not None
         expected = shipped_quarantine_error(host.policy_host_path(running).read_text())
         assert refused.value.response.content.error == expected
-        assert pds.blob_files() == before
+        assert pds.stored_since(before) == {}
     except BaseException:
         user.client.request.close()
         raise

@@ -54,6 +54,8 @@ def bearer(token: str) -> Credential:
 
 
 def dpop(token: str, proof: str | None = None, **override: Any) -> Credential:
+    # Every time in this module is NOW (the module may be imported minutes before a test runs).
+    override = {"iat": int(NOW), **override}
     proof = proof if proof is not None else KEY.proof("POST", str(PUBLIC) + UPLOAD, token, **override)
     return Credential.parse(f"DPoP {token}", [proof])
 
@@ -103,7 +105,8 @@ CASES: list[tuple[str, Case, Outcome]] = [
     ("stale proof", lambda: dpop(GOOD_OAUTH, iat=int(NOW) - 3600), Outcome.REFUSED),
     ("proof from the future", lambda: dpop(GOOD_OAUTH, iat=int(NOW) + 3600), Outcome.REFUSED),
     ("proof without jti", lambda: dpop(GOOD_OAUTH, jti=""), Outcome.REFUSED),
-    ("proof by another key", lambda: dpop(GOOD_OAUTH, DpopKey().proof("POST", str(PUBLIC) + UPLOAD, GOOD_OAUTH)),
+    ("proof by another key",
+     lambda: dpop(GOOD_OAUTH, DpopKey().proof("POST", str(PUBLIC) + UPLOAD, GOOD_OAUTH, iat=int(NOW))),
      Outcome.REFUSED),
     ("proof garbage", lambda: dpop(GOOD_OAUTH, "garbage"), Outcome.REFUSED),
     ("token of another issuer", lambda: dpop(hs256(oauth(iss="https://other"), SECRET)), Outcome.REFUSED),
@@ -124,26 +127,28 @@ def test_offline_check(name: str, credential: Case, outcome: Outcome) -> None:
 
 def test_without_known_did_and_url_those_claims_are_not_checked() -> None:
     lenient = OfflineCheck(PdsFacts(SECRET))
-    assert lenient.check(bearer(hs256(access(aud="did:web:other"), SECRET)), "POST", UPLOAD) is Outcome.PASSED
-    assert lenient.check(dpop(GOOD_OAUTH, htu="https://elsewhere" + UPLOAD), "POST", UPLOAD) is Outcome.PASSED
+    other_aud = bearer(hs256(access(aud="did:web:other"), SECRET))
+    assert lenient.check(other_aud, "POST", UPLOAD, now=NOW) is Outcome.PASSED
+    elsewhere = dpop(GOOD_OAUTH, htu="https://elsewhere" + UPLOAD)
+    assert lenient.check(elsewhere, "POST", UPLOAD, now=NOW) is Outcome.PASSED
     # ... but the signature still is.
-    assert lenient.check(bearer(hs256(access(), "f" * 32)), "POST", UPLOAD) is Outcome.REFUSED
+    assert lenient.check(bearer(hs256(access(), "f" * 32)), "POST", UPLOAD, now=NOW) is Outcome.REFUSED
 
 
 def test_an_absolute_form_target_is_resolved_as_the_pds_resolves_it() -> None:
     # Node: new URL("http://other/xrpc/...", publicUrl) keeps the target's own origin.
     target = "http://other.example" + UPLOAD
     assert CHECK.check(dpop(GOOD_OAUTH), "POST", target, now=NOW) is Outcome.REFUSED
-    proof = KEY.proof("POST", target, GOOD_OAUTH)
+    proof = KEY.proof("POST", target, GOOD_OAUTH, iat=int(NOW))
     assert CHECK.check(dpop(GOOD_OAUTH, proof), "POST", target, now=NOW) is Outcome.PASSED
 
 
 def test_a_disagreement_with_the_pds_switches_that_scheme_off() -> None:
     check = OfflineCheck(PdsFacts(SECRET, "did:web:misconfigured", PUBLIC))
     token = bearer(hs256(access(), SECRET))
-    assert check.check(token, "POST", UPLOAD) is Outcome.REFUSED
+    assert check.check(token, "POST", UPLOAD, now=NOW) is Outcome.REFUSED
     check.disagreed(token)
-    assert check.check(token, "POST", UPLOAD) is Outcome.UNCHECKED
+    assert check.check(token, "POST", UPLOAD, now=NOW) is Outcome.UNCHECKED
     assert (
         check.check(dpop(GOOD_OAUTH, htm="GET"), "POST", UPLOAD, now=NOW) is Outcome.REFUSED
     )  # DPoP still on
