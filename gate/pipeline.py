@@ -32,6 +32,7 @@ from gate.proxy.body import BodyLimits, BodyReader
 from gate.proxy.budget import MemoryBudget, Reservation
 from gate.proxy.drain import Drain
 from gate.proxy.forwarded import Forwarded
+from gate.proxy.target import origin_form
 from gate.proxy.upstream import Upstream
 from gate.quarantine.evidence import EvidenceCapped, EvidenceStore
 from gate.quarantine.evidence import EvidenceUnavailable as StoreUnavailable
@@ -186,7 +187,8 @@ class UploadPipeline:
             raise AuthMissing()
         credential = Credential.parse(authorization, request.headers.getall("DPoP", []))
         attempt = Attempt(fwd, credential, request.headers.get("Content-Type"))
-        if self.offline is not None and self.offline.check(credential, request.method, request.raw_path) is (
+        target = origin_form(request.raw_path)  # what the PDS will receive
+        if self.offline is not None and self.offline.check(credential, request.method, target) is (
             Outcome.REFUSED
         ):
             refusal = await self._ask_pds(request, fwd, attempt)

@@ -84,9 +84,8 @@ class OfflineCheck:
         self._leeway = leeway
         self._disabled: set[Scheme] = set()
 
-    def check(
-        self, credential: Credential, method: str, raw_target: str, now: float | None = None
-    ) -> Outcome:
+    def check(self, credential: Credential, method: str, target: str, now: float | None = None) -> Outcome:
+        """``target``: the request target in the origin form the PDS will receive."""
         at = time.time() if now is None else now
         if credential.scheme in self._disabled:
             return self._counted(Outcome.UNCHECKED)
@@ -97,7 +96,7 @@ class OfflineCheck:
                 return self._counted(Outcome.UNCHECKED)
             claims = self._access_token(credential, at)
             if credential.scheme is Scheme.DPOP:
-                self._dpop(credential, claims, method, raw_target, at)
+                self._dpop(credential, claims, method, target, at)
         except Refused as exc:
             log.debug("credential refused offline: %s", exc)
             return self._counted(Outcome.REFUSED)
@@ -174,7 +173,7 @@ class OfflineCheck:
     # ---- the DPoP proof (RFC 9449 §4.3, as oauth-provider checks it, nonce and replay aside) -------
 
     def _dpop(
-        self, credential: Credential, claims: Mapping[str, Any], method: str, raw_target: str, at: float
+        self, credential: Credential, claims: Mapping[str, Any], method: str, target: str, at: float
     ) -> None:
         if len(credential.proofs) != 1 or not credential.proofs[0]:
             raise Refused("not exactly one DPoP proof")
@@ -205,9 +204,7 @@ class OfflineCheck:
         htu = payload.get("htu")
         if not isinstance(htu, str):
             raise Refused("DPoP proof htu")
-        if self.facts.public_url is not None and _htu(htu) != _htu_of_request(
-            self.facts.public_url, raw_target
-        ):
+        if self.facts.public_url is not None and _htu(htu) != _htu_of_request(self.facts.public_url, target):
             raise Refused("DPoP proof htu is not this request")
         if payload.get("ath") != _b64(hashlib.sha256(credential.token.encode()).digest()):
             raise Refused("DPoP proof ath")
@@ -242,9 +239,7 @@ def _htu(url: str) -> str | None:
     return f"{parsed.origin()}{path}"
 
 
-def _htu_of_request(public_url: URL, raw_target: str) -> str | None:
-    # The PDS builds the URL from the target as received, resolved against its public URL: an
-    # absolute-form target keeps its own origin.
-    if "://" in raw_target.split("?", 1)[0]:
-        return _htu(raw_target)
-    return _htu(str(public_url.origin()) + "/" + raw_target.split("?", 1)[0].lstrip("/"))
+def _htu_of_request(public_url: URL, target: str) -> str | None:
+    # The PDS resolves the target it receives (always origin form: the gate forwards absolute-form
+    # targets that way) against its public URL.
+    return _htu(str(public_url.origin()) + "/" + target.split("?", 1)[0].lstrip("/"))

@@ -135,12 +135,13 @@ def test_without_known_did_and_url_those_claims_are_not_checked() -> None:
     assert lenient.check(bearer(hs256(access(), "f" * 32)), "POST", UPLOAD, now=NOW) is Outcome.REFUSED
 
 
-def test_an_absolute_form_target_is_resolved_as_the_pds_resolves_it() -> None:
-    # Node: new URL("http://other/xrpc/...", publicUrl) keeps the target's own origin.
-    target = "http://other.example" + UPLOAD
-    assert CHECK.check(dpop(GOOD_OAUTH), "POST", target, now=NOW) is Outcome.REFUSED
-    proof = KEY.proof("POST", target, GOOD_OAUTH, iat=int(NOW))
-    assert CHECK.check(dpop(GOOD_OAUTH, proof), "POST", target, now=NOW) is Outcome.PASSED
+def test_a_target_is_resolved_against_the_public_url_as_the_pds_resolves_it() -> None:
+    # The PDS builds the URL a proof must name from its public URL and the path it receives.
+    sub = "/xrpc/../xrpc/com.atproto.repo.uploadBlob?x=1"
+    proof = KEY.proof("POST", str(PUBLIC) + UPLOAD, GOOD_OAUTH, iat=int(NOW))
+    assert CHECK.check(dpop(GOOD_OAUTH, proof), "POST", sub, now=NOW) is Outcome.PASSED
+    other = KEY.proof("POST", "http://other.example" + UPLOAD, GOOD_OAUTH, iat=int(NOW))
+    assert CHECK.check(dpop(GOOD_OAUTH, other), "POST", UPLOAD, now=NOW) is Outcome.REFUSED
 
 
 def test_a_disagreement_with_the_pds_switches_that_scheme_off() -> None:
