@@ -67,7 +67,7 @@ async def test_an_absolute_form_upload_is_judged(gate: Gate, pds: Pds, pictures:
     banned = pictures.banned
     refused = await exchange(*address(gate.url), "POST", target, headers(user.access_jwt, banned), banned)
     assert (refused.status, refused.json()["error"]) == (400, REJECT_ERROR)  # type: ignore[index]
-    assert pds.blob_files() == before
+    assert pds.stored_since(before) == {}
 
     clean = png(70)
     stored = await exchange(*address(gate.url), "POST", target, headers(user.access_jwt, clean), clean)

@@ -49,13 +49,15 @@ async def test_absolute_form_upload_is_judged_on_its_path(
         400,
         {"error": "BlobRejected", "message": "rejected by policy"},
     )
-    assert rec.seen == []  # the banked picture never reached the PDS
+    assert rec.uploads() == []  # the banked picture never reached the PDS
+    path = target.decode().split("://", 1)[1]
+    # Only the empty-body probe did, in origin form like every forward.
+    assert [p.raw_path for p in rec.probes()] == [path[path.index("/") :]]
 
     answer = await exchange(*gate.public, "POST", target, upload_headers(CLEAN), CLEAN)
     assert answer.status == 200, answer.body
     [seen] = rec.uploads()
     assert seen.body == CLEAN
-    path = target.decode().split("://", 1)[1]
     assert seen.raw_path == path[path.index("/") :]  # forwarded in origin form
     assert seen.headers["Host"] == "pds.example.com"  # the Host header, as for every request
 
