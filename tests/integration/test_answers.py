@@ -74,7 +74,9 @@ async def test_every_gate_made_answer_is_readable_cross_origin(
         for path, body, headers, status, reason, error in cases:
             method = "POST" if body is not None else "GET"
             assert_gate_answer(await answer(s, method, gate.url + path, body, headers), status, reason, error)
-    assert rec.seen == []  # every one of them was the gate's own answer
+    # Every one of them was the gate's own answer: the PDS saw only the empty-body probes that asked
+    # whether it accepts the caller before the two block verdicts were revealed.
+    assert rec.uploads() == [] and len(rec.probes()) == 2 and len(rec.seen) == 2
 
 
 async def test_upstream_failure_answers_are_readable_too(start_gate: GateFactory) -> None:
