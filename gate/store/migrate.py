@@ -73,7 +73,7 @@ async def migrate(conn: Any) -> list[Migration]:
                         "(checksum differs); add a new migration instead of editing an old one"
                     )
                 continue
-            log.info("applying migration %03d_%s", mig.version, mig.name)
+            log.debug("applying migration %03d_%s", mig.version, mig.name)
             await conn.execute(mig.sql)
             await conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
@@ -86,6 +86,9 @@ async def migrate(conn: Any) -> list[Migration]:
         if unknown:
             # A newer gate migrated this database; older code keeps working on the columns it knows.
             log.warning("database has migrations this gate does not ship: %s", unknown)
+    if applied_now:
+        # One line however many there are: a fresh database is not news worth a line per file.
+        log.info("schema migrated: %s", ", ".join(f"{m.version:03d}_{m.name}" for m in applied_now))
     return applied_now
 
 
