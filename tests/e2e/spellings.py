@@ -41,13 +41,19 @@ GET_BLOB_SPELLINGS = [
     "//xrpc/com.atproto.sync.getBlob?did={did}&cid={cid}",
     "/xrpc\\com.atproto.sync.getBlob?did={did}&cid={cid}#",
 ]
-# Spellings the gate itself judges, alone and behind every front: the policy's refusal, a decision row.
-# The others above are refused too (the PDS, or the gate's check of the request target, turns them
-# away), but never stored.
+# Spellings the gate judges that the PDS also routes to uploadBlob, alone and behind every front: the
+# policy's refusal and a decision row.
 GATE_JUDGED = [
     "/xrpc/com.atproto.repo.uploadBlob",
     "/XRPC/COM.ATPROTO.REPO.UPLOADBLOB/",
     "/xrpc/com.atproto.repo.uploadblob?",
+    "http://localhost/xrpc/com.atproto.repo.uploadBlob",
+]
+# Spellings the gate matches too (over-catching costs a scan) that the PDS itself does not route to
+# uploadBlob. Before it reveals a verdict the gate asks the PDS with an empty body on the same path; the
+# PDS refuses the path, so the caller gets the PDS's own answer — as a clean picture would — and nothing
+# is recorded. The other spellings above are refused by the gate's check of the request target.
+GATE_MATCHED_PDS_REFUSES = [
     "/xrpc/com.atproto.repo.uploadBl%6Fb",
     "/xrpc/com.atproto.repo.upload%42lob",
     "/%78rpc/com.atproto.repo.uploadBlob",
@@ -56,5 +62,4 @@ GATE_JUDGED = [
     "/xrpc/%2E/com.atproto.repo.uploadBlob",
     "/xrpc%2Fcom.atproto.repo.uploadBlob",
     "/xrpc%5Ccom.atproto.repo.uploadBlob",
-    "http://localhost/xrpc/com.atproto.repo.uploadBlob",
 ]
