@@ -100,7 +100,9 @@ def cid_sha256(cid: str) -> str | None:
 class WithheldBlobs:
     def __init__(self) -> None:
         self._blocked: set[str] = set()
-        self._recent: set[str] = set()  # added since the last refresh began (a refresh must not drop them)
+        # Blocked here but not yet seen in Postgres (the decision row is written after the answer): a
+        # refresh keeps them until a load contains them, so a refresh racing the write cannot drop one.
+        self._recent: set[str] = set()
 
     def __contains__(self, sha256: str) -> bool:
         return sha256 in self._blocked
@@ -124,8 +126,8 @@ class WithheldBlobs:
         return any((sha := cid_sha256(v)) is not None and sha in self._blocked for v in cids)
 
     async def refresh(self, load: Callable[[], Awaitable[set[str]]]) -> None:
-        self._recent = set()
         fresh = await load()
+        self._recent -= fresh  # durable now: the database speaks for them from here on
         self._blocked = fresh | self._recent
         metrics.WITHHELD_BLOBS.set(len(self._blocked))
 

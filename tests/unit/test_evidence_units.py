@@ -177,6 +177,29 @@ def test_every_cid_spelling_names_the_same_sha256() -> None:
     assert not withheld.withholds([cid_of(data)])
 
 
+async def test_a_refresh_racing_the_decision_write_keeps_the_blob_withheld() -> None:
+    """The pipeline blocks a blob (withheld at once) and its decision row is written a moment later; a
+    refresh that reads Postgres in between must not drop it. Once a load contains it, the database
+    speaks for it (a release then lets it go)."""
+    withheld = WithheldBlobs()
+    blocked, older = "ab" * 32, "cd" * 32
+    database = {older}
+
+    async def load() -> set[str]:
+        return set(database)
+
+    withheld.add(blocked)  # blocked by the pipeline; its row is not written yet
+    await withheld.refresh(load)
+    assert blocked in withheld and older in withheld
+    database.add(blocked)  # the row is written: the next refresh finds it in the database
+    await withheld.refresh(load)
+    assert blocked in withheld and older in withheld
+    withheld.discard(blocked)  # a release
+    database.discard(blocked)
+    await withheld.refresh(load)
+    assert blocked not in withheld and older in withheld
+
+
 @pytest.mark.parametrize(
     ("method", "path", "expected"),
     [
