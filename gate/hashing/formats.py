@@ -106,7 +106,8 @@ def open_all(body: bytes, sniffed: str) -> Iterator[Opened | OpenFailure]:
         if isinstance(result, Opened) or (result is not None and result.reason is Unhashable.BOMB):
             opened_named = True
             yield result
-        elif result is not None:
+            break  # the named decoders are alternatives for one format (AVIF: Pillow's, else libheif's)
+        if result is not None:
             refusals.append(result)
     if named and not opened_named:
         # Bytes that claim a format viewers show, which its decoder cannot read: broken as an image

@@ -14,6 +14,7 @@ from threatexchange.signal_type.pdq.pdq_hasher import pdq_from_bytes
 
 from gate.hashing.digests import digests
 from gate.hashing.pdq import TRANSFORMS
+from tests.support.media import exif, save
 from tests.unit.hashing_corpus import encode, resized
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,14 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "photo.jpg": encode(resized("astronaut.png", 1500), "JPEG"),
         "flat.png": encode(Image.new("RGB", (300, 300), "white"), "PNG"),
         "notes.txt": b"hello",
+        # Two frames, the second stored turned with Orientation = 6: the picture as displayed too.
+        "moving.webp": save(
+            resized("coffee.png", 300),
+            "WEBP",
+            resized("astronaut.png", 300).resize((300, 200)),
+            lossless=True,
+            exif=exif(6),
+        ),
     }
     for name, body in written.items():
         (folder / name).write_bytes(body)
@@ -90,3 +99,20 @@ def test_unreadable_files_fail_clearly_and_the_rest_are_hashed(
     assert f"{missing}: No such file or directory" in result.stderr
     assert f"{tmp_path}: Is a directory" in result.stderr
     assert digests(files["photo.png"].read_bytes()).sha256 in result.stdout
+
+
+def test_every_frame_and_orientation_is_printed_and_listed(files: dict[str, Path]) -> None:
+    text = _run(files["moving.webp"])
+    assert text.returncode == 0, text.stderr
+    rows = [line.split() for line in text.stdout.splitlines() if line.strip().startswith("pdq")]
+    labels = [" ".join(words[: next(i for i, w in enumerate(words) if len(w) == 64)]) for words in rows]
+    assert labels == ["pdq", "pdq displayed rotate270", "pdq frame 1", "pdq frame 1 displayed rotate270"]
+    assert "frames" in text.stdout
+    (doc,) = json.loads(_run("--json", files["moving.webp"]).stdout)
+    assert (doc["media_types"], doc["frames"]) == (["image/webp"], 2)
+    assert [(p["frame"], p["variant"]) for p in doc["pdq"]] == [
+        (0, "stored"),
+        (0, "displayed"),
+        (1, "stored"),
+        (1, "displayed"),
+    ]

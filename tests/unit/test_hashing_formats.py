@@ -12,19 +12,10 @@ from gate.hashing.hasher import hash_bytes
 from gate.hashing.options import HashOptions
 from gate.hashing.sniff import sniff
 from gate.types import Unhashable
+from tests.support.media import BOXES, polyglot
 from tests.unit.hashing_corpus import bits, encode, gif, resized
 
 OPTIONS = HashOptions()
-BOXES = (b"ftyp", b"free", b"mdat", b"moov", b"skip", b"wide", b"pnot")
-
-
-def polyglot(jpeg: bytes, box: bytes) -> bytes:
-    """Issue 12's body: one APP1 segment whose length bytes and first payload bytes put ``box`` at
-    bytes 4–7, where ISO media (MP4, QuickTime) keeps its first box type. The segment is exactly as long
-    as its length bytes say, so every JPEG decoder skips it."""
-    length = int.from_bytes(box[:2], "big")  # includes the two length bytes themselves
-    payload = (box[2:] + b"isom" + b"\x00\x00\x02\x00" + b"isomiso2mp41").ljust(length - 2, b"\x00")
-    return b"\xff\xd8\xff\xe1" + box[:2] + payload + jpeg[2:]
 
 
 def test_every_pillow_format_is_either_tried_or_refused_with_a_reason() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ from PIL import Image
 from gate.hashing.hasher import hash_bytes
 from gate.hashing.options import HashOptions
 from gate.types import Hashes, Unhashable, Variant
+from tests.support.media import TEN_MS_FIRST, save
 from tests.unit.hashing_corpus import bits, encode, resized
 
 OPTIONS = HashOptions()
@@ -29,20 +29,12 @@ def reference() -> str:
     return hash_bytes(encode(banned(), "PNG"), OPTIONS).pdq[0].hex
 
 
-def save(first: Image.Image, fmt: str, *others: Image.Image, **params: Any) -> bytes:
-    buffer = io.BytesIO()
-    if fmt != "ICO":  # an ICO's other sizes are its appended images, without save_all
-        params["save_all"] = True
-    first.save(buffer, fmt, append_images=list(others), **params)
-    return buffer.getvalue()
-
-
 def closest(hashes: Hashes, target: str) -> tuple[int, int]:
     """(bits, frame) of the upload's hash nearest ``target``."""
     return min((bits(p.hex, target), p.frame) for p in hashes.pdq)
 
 
-TEN_MS = {"duration": [10, 1000], "loop": 0}
+TEN_MS = TEN_MS_FIRST
 # (name, body, media type, frames, the frame the banned picture is in)
 CONTAINERS = [
     ("gif", lambda: save(clean(), "GIF", banned(), **TEN_MS), "image/gif", 2, 1),

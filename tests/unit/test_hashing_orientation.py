@@ -14,27 +14,11 @@ from gate.hashing.options import HashOptions
 from gate.hashing.orientation import ORIENTATIONS
 from gate.hashing.pdq import TRANSFORMS, to_hex
 from gate.types import Variant
+from tests.support.media import STORED, exif, oriented, save
 from tests.unit.hashing_corpus import PHOTOS, bits, encode, resized
 
 OPTIONS = HashOptions()
 TAGS = range(2, 9)
-
-# What a file stored with each tag holds, for the upright picture to be displayed: the inverse turn.
-STORED = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
-
-
-def exif(tag: int) -> bytes:
-    data = Image.Exif()
-    data[0x0112] = tag
-    return data.tobytes()
 
 
 def tagged(im: Image.Image, tag: int) -> Image.Image:
@@ -77,7 +61,7 @@ FILES = [("JPEG", 600, 0), ("JPEG", 2048, 6), ("PNG", 600, 0), ("PNG", 2048, 6),
 @pytest.mark.parametrize("tag", TAGS)
 def test_the_displayed_picture_is_hashed(fmt: str, side: int, most: int, tag: int) -> None:
     upright = resized("astronaut.png", side).crop((0, 0, side, side * 3 // 4))
-    body = encode(upright.transpose(STORED[tag]), fmt, exif=exif(tag))
+    body = oriented(upright, tag, fmt)
     hashes = hash_bytes(body, OPTIONS)
     stored, displayed = hashes.pdq
     assert (stored.variant, stored.transform) == (Variant.STORED, "original")  # HMA's hash stays first
@@ -90,7 +74,7 @@ def test_the_displayed_picture_is_hashed(fmt: str, side: int, most: int, tag: in
 def test_tiff_is_handed_over_upright_and_hashed_once() -> None:
     # Pillow's TIFF reader applies the orientation itself and drops the tag: nothing is turned twice.
     upright = resized("astronaut.png", 600).crop((0, 0, 600, 450))
-    body = encode(upright.transpose(STORED[6]), "TIFF", exif=exif(6))
+    body = oriented(upright, 6, "TIFF")
     (only,) = hash_bytes(body, OPTIONS).pdq
     assert bits(only.hex, _displayed_reference(body)) == 0
 
@@ -121,11 +105,8 @@ def test_no_usable_orientation_means_the_stored_grid_only(metadata: bytes) -> No
 
 def test_every_frame_of_an_oriented_animation_is_hashed_as_displayed() -> None:
     a, b = (resized(n, 400).crop((0, 0, 400, 300)) for n in ("astronaut.png", "coffee.png"))
-    buffer = io.BytesIO()
-    a.transpose(STORED[6]).save(
-        buffer, "WEBP", save_all=True, append_images=[b.transpose(STORED[6])], lossless=True, exif=exif(6)
-    )
-    hashes = hash_bytes(buffer.getvalue(), OPTIONS)
+    body = save(a.transpose(STORED[6]), "WEBP", b.transpose(STORED[6]), lossless=True, exif=exif(6))
+    hashes = hash_bytes(body, OPTIONS)
     shown = {(p.frame, p.variant) for p in hashes.pdq}
     assert shown == {(0, Variant.STORED), (0, Variant.DISPLAYED), (1, Variant.STORED), (1, Variant.DISPLAYED)}
     upright_b = hash_bytes(encode(b, "PNG"), OPTIONS).pdq[0].hex

@@ -7,8 +7,8 @@ import io
 from PIL import Image
 
 from gate.admin.preview import PREVIEW_SIDE, blurred_preview
+from tests.support.media import polyglot
 from tests.unit.hashing_corpus import encode, resized
-from tests.unit.test_hashing_formats import polyglot
 
 
 def test_a_jpeg_that_sniffs_as_video_gets_its_preview() -> None:

@@ -1,0 +1,104 @@
+"""What judging every picture costs (issue 12): animations, EXIF orientation, multi-format bytes.
+
+Each row is measured against a baseline in the same run, on one core (this thread's CPU time, median):
+- a 100-frame 500 px GIF (every frame distinct: a pan across a photo) against its first frame alone as
+  a still GIF, which is what the gate hashed before; and the same 100 frames showing 10 pictures in
+  turn, where identical frames are hashed once;
+- a 100-frame animated WebP (lossy) against its first frame;
+- a 12 MP JPEG tagged ``Orientation = 6`` against the same JPEG untagged (the displayed picture's hash
+  is the only extra work: no second decode);
+- a 12 MP JPEG that sniffs as MP4 (issue 12's APP1 segment) against the plain JPEG.
+The "hashes" column is the number of distinct PDQ hashes: the HMA lookups the upload costs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+from PIL import Image
+
+from bench.corpus import SIZES, photos
+from bench.report import Report
+from gate.hashing.hasher import hash_bytes
+from gate.hashing.options import HashOptions
+from tests.support.media import exif, polyglot, save
+
+OPTIONS = HashOptions()
+FRAMES = 100
+SIDE = 500
+
+
+def _cpu_ms(work: Callable[[], object], rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.thread_time()
+        work()
+        times.append(time.thread_time() - start)
+    return statistics.median(times) * 1000
+
+
+def _pan(photo: Image.Image, count: int) -> list[Image.Image]:
+    """``count`` distinct SIDE × SIDE frames: a window sliding across the photo, as a GIF tool quantizes."""
+    wide = photo.resize((SIDE * 2, SIDE), Image.Resampling.BICUBIC)
+    step = SIDE / count
+    return [
+        wide.crop((int(i * step), 0, int(i * step) + SIDE, SIDE)).quantize(
+            256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
+        )
+        for i in range(count)
+    ]
+
+
+def run(report: Report, rounds: int) -> None:
+    (name, photo), *_ = photos(1)
+    frames = _pan(photo, FRAMES)
+    ten = [frames[i * (FRAMES // 10)] for i in range(10)]
+    big = photo.resize(SIZES["12MP"], Image.Resampling.BICUBIC)
+    jpeg = save(big, "JPEG", quality=85)
+    cases = [
+        (f"GIF, {FRAMES} distinct frames of {SIDE} px", save(frames[0], "GIF", *frames[1:], duration=40, loop=0),
+         "first frame as a still GIF", save(frames[0], "GIF")),
+        (f"GIF, {FRAMES} frames of {SIDE} px, 10 pictures repeated",
+         save(ten[0], "GIF", *(ten[i % 10] for i in range(1, FRAMES)), duration=40, loop=0),
+         "first frame as a still GIF", save(ten[0], "GIF")),
+        (f"WebP, {FRAMES} distinct frames of {SIDE} px",
+         save(frames[0].convert("RGB"), "WEBP", *(f.convert("RGB") for f in frames[1:]), quality=80, duration=40),
+         "first frame as a still WebP", save(frames[0].convert("RGB"), "WEBP", quality=80)),
+        ("12 MP JPEG, EXIF Orientation = 6", save(big, "JPEG", quality=85, exif=exif(6)),
+         "the same JPEG untagged", jpeg),
+        ("12 MP JPEG that sniffs as MP4", polyglot(jpeg, b"ftyp"), "the plain JPEG", jpeg),
+    ]  # fmt: skip
+    table = report.table(
+        "Judging every picture: animations, orientation, polyglots (one core, CPU ms per upload)",
+        ["upload", "bytes", "frames", "hashes", "ms", "baseline", "baseline ms", "ratio", "ms per frame"],
+        note=f"Photo: {name}. hashes: distinct PDQ hashes, i.e. HMA lookups. ms per frame: the upload's "
+        "cost beyond its baseline, over its frames after the first.",
+    )
+    for label, body, base_label, base in cases:
+        hash_bytes(body, OPTIONS), hash_bytes(base, OPTIONS)  # warm caches outside the timing
+        hashes = hash_bytes(body, OPTIONS)
+        ms = _cpu_ms(lambda b=body: hash_bytes(b, OPTIONS), rounds)
+        base_ms = _cpu_ms(lambda b=base: hash_bytes(b, OPTIONS), rounds)
+        frames_n = hashes.frames or 1
+        table.add(
+            **{
+                "upload": label,
+                "bytes": len(body),
+                "frames": frames_n,
+                "hashes": len(hashes.pdq),
+                "ms": ms,
+                "baseline": base_label,
+                "baseline ms": base_ms,
+                "ratio": f"{ms / base_ms:.2f}×",
+                "ms per frame": (ms - base_ms) / (frames_n - 1) if frames_n > 1 else "-",
+            }
+        )
+        if label.startswith(f"GIF, {FRAMES} distinct"):
+            report.target(
+                f"{FRAMES}-frame {SIDE} px GIF, every frame hashed (reported, no target)",
+                "reported",
+                f"{ms:.0f} ms CPU, {len(hashes.pdq)} hashes",
+                None,
+            )
