@@ -15,7 +15,7 @@ $(VENV)/.dev: pyproject.toml $(BIN)/upload-gate
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-.PHONY: run test lint unit bench bench-quick
+.PHONY: run test prereqs lint unit bench bench-quick
 # The bundled policy can quarantine, which needs an evidence key: the first run creates one (mode 0600)
 # in the data directory, unless the operator has configured their own.
 EVIDENCE_KEYS ?= $(or $(GATE_EVIDENCE_KEYS_FILE),var/evidence-keys.json)
@@ -28,7 +28,13 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check gate tests bench
 	$(BIN)/mypy
 
-test: lint  ## everything CI runs: lint, types, unit, integration and end-to-end tests
+# What the tests need beyond Python packages (nginx, Caddy, Chromium, Node 20, compilers): installed as
+# root with apt-get, else named, and make test stops before running anything.
+prereqs:
+	@PY=$(PY) $(SHELL) tests/prereqs.sh
+
+test: prereqs  ## everything CI runs: lint, types, unit, integration and end-to-end tests
+	@$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -p no:cacheprovider
 
 unit: $(VENV)/.dev
