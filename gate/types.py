@@ -56,6 +56,9 @@ class Variant(StrEnum):
     STORED = "stored"  # the pixels as stored in the file: what HMA and threatexchange hash
     DISPLAYED = "displayed"  # the picture as viewers show it, after its EXIF orientation
     DIHEDRAL = "dihedral"  # a rotation or mirror image that [hashing] dihedral asks for
+    # The first frame as HMA's own hasher reads it, where that is not the picture (palette indices,
+    # CMYK's C,M,Y planes): files banked through HMA's POST /c/bank/X/content match (gate/hashing/hma_view.py).
+    AS_HMA = "as_hma"
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,12 +116,13 @@ def to_text(path: Path, hashes: Hashes, *, first: bool) -> str:
 
 
 def _pdq_label(pdq: PdqHash) -> str:
-    """``pdq``, ``pdq frame 3``, ``pdq displayed rotate270``, ``pdq rotate90`` (a dihedral variant)..."""
+    """``pdq``, ``pdq frame 3``, ``pdq displayed rotate270``, ``pdq rotate90`` (a dihedral variant),
+    ``pdq as_hma`` (HMA's own hash of a CMYK or palette picture)..."""
     words = ["pdq"]
     if pdq.frame:
         words.append(f"frame {pdq.frame}")
-    if pdq.variant is Variant.DISPLAYED:
-        words.append("displayed")
+    if pdq.variant in (Variant.DISPLAYED, Variant.AS_HMA):
+        words.append(pdq.variant.value)
     if pdq.transform != "original":
         words.append(pdq.transform)
     return " ".join(words)

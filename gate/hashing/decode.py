@@ -17,7 +17,9 @@ full-resolution hash; this one is a median of 0 and a max of 2, and ~4 ms faster
 
 Choices where Pillow and HMA disagree with a correct image (HMA hashes ``np.asarray(image)`` as is):
 - Colour: CMYK, palette, 1-bit and 16-bit images are converted to 8-bit RGB or luma first (HMA hashes
-  CMYK's C,M,Y planes as R,G,B and palette indices as grey levels; 1-bit images get quality 0).
+  CMYK's C,M,Y planes as R,G,B and palette indices as grey levels; 1-bit images get quality 0). What
+  HMA reads instead is taken from the same decode beside them (``Decoded.hma``,
+  gate/hashing/hma_view.py), so files banked through HMA's hasher still match.
 - Alpha is dropped, not composited: for RGBA this is exactly what HMA hashes (it reads channels 0–2),
   so hashes from HMA-built banks match bit for bit, and content hidden under alpha 0 is still hashed.
 - EXIF orientation is not applied to the pixels decoded here: HMA and threatexchange hash the stored
@@ -36,6 +38,7 @@ import numpy.typing as npt
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from gate.hashing.formats import VIEWER_FORMATS, failure_of
+from gate.hashing.hma_view import hma_pixels
 from gate.types import Unhashable
 
 # Images up to this size are hashed at full resolution (bit-identical to HMA): PDQ on 1 MP takes
@@ -65,6 +68,9 @@ class Decoded:
     # of a scale × scale block of it (the last row and column of blocks may be short), for PDQ's
     # downsample computed from them (gate/hashing/pdq_downsample.py); 1 is the full image that way.
     scale: int | None = None
+    # The same frame as HMA's hasher reads it, where that is not ``pixels`` (palette indices, CMYK's
+    # C, M, Y planes: gate/hashing/hma_view.py), at the same scale; None otherwise or not asked for.
+    hma: Pixels | None = None
 
 
 def decode(body: bytes, media_type: str, *, max_pixels: int, reduce: bool = True) -> Decoded:
@@ -85,9 +91,12 @@ def decode(body: bytes, media_type: str, *, max_pixels: int, reduce: bool = True
         raise DecodeFailure(*failure_of(exc, body)) from None
 
 
-def decode_frame(im: Image.Image, *, max_pixels: int, reduce: bool, exact: bool) -> Decoded:
+def decode_frame(
+    im: Image.Image, *, max_pixels: int, reduce: bool, exact: bool, as_hma: bool = False
+) -> Decoded:
     """The current frame of an open image as 8-bit pixels. ``exact``: up to 1 MP, the full-resolution
     pixels for PDQ's own hash (``scale`` None); otherwise always the downsample path (``scale`` ≥ 1).
+    ``as_hma``: also the pixels HMA's hasher would read, from the same decode (``Decoded.hma``).
     Decoder errors propagate; the caller maps them (``formats.failure_of``)."""
     width, height = im.size
     # The gate's own limit, per frame. Pillow's global one (Image.MAX_IMAGE_PIXELS) is only set per
@@ -99,37 +108,39 @@ def decode_frame(im: Image.Image, *, max_pixels: int, reduce: bool, exact: bool)
         )
     if width < 1 or height < 1:
         raise DecodeFailure(Unhashable.CORRUPT, f"empty image {width}x{height}")
-    scale: int | None = None if exact else 1
-    if reduce and width * height > FULL_RESOLUTION_PIXELS and min(width, height) >= MIN_REDUCED_SIDE:
-        loaded, scale = _reduced(im)
-    else:
-        loaded = _loaded(im)
-    return Decoded(pixels=_pixels(loaded), width=width, height=height, scale=scale)
-
-
-def _loaded(im: Image.Image) -> Image.Image:
+    if not (reduce and width * height > FULL_RESOLUTION_PIXELS and min(width, height) >= MIN_REDUCED_SIDE):
+        im.load()
+        hma = hma_pixels(im) if as_hma else None
+        return Decoded(_pixels(im), width, height, scale=None if exact else 1, hma=hma)
+    scale = _drafted(im)
     im.load()
-    return im
+    # Both readings are averaged over the same blocks: PDQ's luma is linear in the values averaged.
+    factor = min(im.size) // MIN_SHORT_SIDE
+    hma = hma_pixels(im) if as_hma else None
+    pixels = _pixels(_reduce(_plain(im), factor))
+    if hma is not None:
+        hma = _pixels(_reduce(Image.fromarray(hma), factor))
+    return Decoded(pixels, width, height, scale=scale * max(factor, 1), hma=hma)
 
 
-def _reduced(im: Image.Image) -> tuple[Image.Image, int]:
-    """The image reduced by the largest integer scale that keeps its short side ≥ MIN_SHORT_SIDE."""
+def _drafted(im: Image.Image) -> int:
+    """A JPEG set to decode by the largest DCT scale that keeps its short side ≥ MIN_SHORT_SIDE;
+    returns that scale (1 for other formats, which are reduced after decoding)."""
+    if not isinstance(im, JpegImagePlugin.JpegImageFile):
+        return 1
     width, height = im.size
     short = min(width, height)
-    scale = 1
-    if isinstance(im, JpegImagePlugin.JpegImageFile):
-        # libjpeg scales by the largest of 1/2, 1/4, 1/8 that keeps both sides ≥ the size asked for;
-        # "L" asks for the Y plane only (Y is 0.299R + 0.587G + 0.114B, the luma PDQ computes). CMYK
-        # keeps its mode. The decoded size is the full size divided by the scale, rounded up.
-        im.draft("L", (-(-width * MIN_SHORT_SIDE // short), -(-height * MIN_SHORT_SIDE // short)))
-        scale = round(width / im.size[0])
-    im.load()
-    img = _plain(im)
-    factor = min(img.size) // MIN_SHORT_SIDE
-    if factor >= 2:
-        img = img.reduce(factor)  # integer box average: fast, and exact about what it averages
-        scale *= factor
-    return img, scale
+    # libjpeg scales by the largest of 1/2, 1/4, 1/8 that keeps both sides ≥ the size asked for;
+    # "L" asks for the Y plane only (Y is 0.299R + 0.587G + 0.114B, the luma PDQ computes). CMYK
+    # keeps its mode. The decoded size is the full size divided by the scale, rounded up.
+    im.draft("L", (-(-width * MIN_SHORT_SIDE // short), -(-height * MIN_SHORT_SIDE // short)))
+    return round(width / im.size[0])
+
+
+def _reduce(img: Image.Image, factor: int) -> Image.Image:
+    # An integer box average (the largest that keeps the short side ≥ MIN_SHORT_SIDE): fast, and
+    # exact about what it averages.
+    return img.reduce(factor) if factor >= 2 else img
 
 
 def _plain(im: Image.Image) -> Image.Image:

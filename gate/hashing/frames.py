@@ -79,16 +79,17 @@ class Budget:
 
 
 def frames(
-    im: Image.Image, reopen: Callable[[], Image.Image], budget: Budget, *, reduce: bool
+    im: Image.Image, reopen: Callable[[], Image.Image], budget: Budget, *, reduce: bool, as_hma: bool = True
 ) -> Iterator[Frame]:
     """Decode each frame of ``im`` in turn. ``reopen`` gives a fresh copy of the same reading (JPEG's
-    reduced decode leaves an MPO unable to seek). Raises ``DecodeFailure`` for the budget; decoder
-    errors propagate."""
+    reduced decode leaves an MPO unable to seek). ``as_hma``: the picture ``im`` opened on also comes
+    with the pixels HMA's hasher reads from it (``Decoded.hma``; HMA hashes that picture only).
+    Raises ``DecodeFailure`` for the budget; decoder errors propagate."""
     declared = im.__dict__.get("n_frames")  # read from the header; a property would walk the whole file
     if isinstance(declared, int) and not isinstance(declared, bool):
         budget.check_declared(declared)
     budget.take(im.size)
-    yield _frame(im, 0, budget, reduce=reduce)
+    yield _frame(im, 0, budget, reduce=reduce, as_hma=as_hma)
     if isinstance(im, IcoImagePlugin.IcoImageFile):
         yield from _ico_sizes(im, budget, reduce=reduce)
         return
@@ -126,9 +127,10 @@ def _ico_sizes(im: IcoImagePlugin.IcoImageFile, budget: Budget, *, reduce: bool)
         yield _frame(im, index, budget, reduce=reduce)
 
 
-def _frame(im: Image.Image, index: int, budget: Budget, *, reduce: bool) -> Frame:
+def _frame(im: Image.Image, index: int, budget: Budget, *, reduce: bool, as_hma: bool = False) -> Frame:
     # The first frame is hashed as HMA hashes it (exactly, up to 1 MP); later ones on the fast path.
-    decoded = decode_frame(im, max_pixels=budget.max_pixels, reduce=reduce, exact=index == 0 or not reduce)
+    exact = index == 0 or not reduce
+    decoded = decode_frame(im, max_pixels=budget.max_pixels, reduce=reduce, exact=exact, as_hma=as_hma)
     return Frame(index, decoded, orientation_of(im))
 
 

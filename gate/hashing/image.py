@@ -2,14 +2,15 @@
 
 Judge the picture every viewer sees (design.md): every decoder that opens the bytes
 (gate/hashing/formats.py), every frame of each reading (gate/hashing/frames.py), and each frame both as
-stored and as displayed after its EXIF orientation (gate/hashing/orientation.py). A match on any of
-these hashes is a match. Identical frames are hashed once, and a hash is listed once (at its first
-frame).
+stored and as displayed after its EXIF orientation (gate/hashing/orientation.py), and each reading's
+first frame as HMA's own hasher reads it where that differs (``as_hma``: palette indices, CMYK's C, M,
+Y planes; gate/hashing/hma_view.py). A match on any of these hashes is a match. Identical frames are
+hashed once, and a hash is listed once (at its first frame).
 
 When is an upload unhashable: when a decoder that opened the bytes could not decode one of its frames,
 when the bytes claim a format viewers show and its decoder cannot read them, past the frame budget, or
-when every frame is too flat for PDQ (``low_quality``). Hashes of the frames that did decode are kept
-either way: a match on them still counts. Bytes no decoder opens get no perceptual hash and no reason:
+when every frame is too flat for PDQ (``low_quality``: judged on the picture, never on HMA's reading
+of it). Hashes of the frames that did decode are kept either way: a match on them still counts. Bytes no decoder opens get no perceptual hash and no reason:
 they are the policy's ``on_unscannable``.
 """
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, replace
 from gate.hashing.decode import Decoded, DecodeFailure
 from gate.hashing.formats import OpenFailure, failure_of, open_all, short
 from gate.hashing.frames import Budget, Frame, frames, reopener
+from gate.hashing.hma_view import HMA_MIN_QUALITY
 from gate.hashing.options import HashOptions
 from gate.hashing.pdq import downsample_of, pdq_of, pdq_of_downsample
 from gate.hashing.pdq_downsample import Floats
@@ -62,7 +64,8 @@ def hash_image(body: bytes, sniffed: str, options: HashOptions, *, reduce: bool 
             offset = hashes.frames
             with item.image as im:
                 try:
-                    for frame in frames(im, reopener(body, item.name), hashes.budget, reduce=reduce):
+                    reopen = reopener(body, item.name)
+                    for frame in frames(im, reopen, hashes.budget, reduce=reduce, as_hma=options.as_hma):
                         hashes.add(frame, offset + frame.index)
                 except DecodeFailure as failure:
                     hashes.fail(failure.reason, failure.detail, item.media_type)
@@ -95,6 +98,11 @@ class _Hashes:
 
     def add(self, frame: Frame, index: int) -> None:
         self.frames += 1
+        self._add_picture(frame, index)
+        if frame.decoded.hma is not None:  # after the picture's own hashes: a hash keeps its first label
+            self._add_as_hma(frame.decoded, index)
+
+    def _add_picture(self, frame: Frame, index: int) -> None:
         decoded, dihedral = frame.decoded, self.options.dihedral
         if decoded.scale is None:  # exact: PDQ's own hash of the full-resolution pixels
             found, quality = pdq_of(decoded, dihedral=dihedral)
@@ -136,13 +144,24 @@ class _Hashes:
         for other in turned:
             self._keep(replace(other, frame=index, variant=Variant.DIHEDRAL))
 
+    def _add_as_hma(self, decoded: Decoded, index: int) -> None:
+        """HMA's hash of the frame (the pixels its hasher reads), kept under HMA's own rule: quality 50,
+        whatever the policy's cut-off (HMA stores nothing below it, and banks anything above). Neither
+        dihedral nor displayed: HMA hashes the stored grid as it is, and this hash exists only so that a
+        file banked through HMA matches itself."""
+        assert decoded.hma is not None
+        (found,), quality = pdq_of(replace(decoded, pixels=decoded.hma))
+        if quality >= HMA_MIN_QUALITY:
+            self._keep(replace(found, frame=index, variant=Variant.AS_HMA))
+
     def _keep(self, pdq: PdqHash) -> None:
         self.pdq.setdefault(pdq.hex, pdq)
 
     def result(self) -> ImageHashes:
         first = self.first or ImageHashes()
         reason, detail = self.failure if self.failure else (None, None)
-        if reason is None and not self.pdq and self.flat is not None:
+        pictured = any(p.variant is not Variant.AS_HMA for p in self.pdq.values())
+        if reason is None and not pictured and self.flat is not None:
             reason = Unhashable.LOW_QUALITY
             detail = f"PDQ quality {self.flat} is below {self.options.min_pdq_quality}"
         return ImageHashes(

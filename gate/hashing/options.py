@@ -18,3 +18,6 @@ class HashOptions:
     max_image_pixels: int = 89_478_485  # Pillow's default bomb limit, per frame
     max_frames: int = MAX_FRAMES  # more frames: unhashable "too_many_frames"
     max_total_pixels: int = MAX_TOTAL_PIXELS  # pixels of every frame after the first, together
+    # Also HMA's own hash of the first frame where HMA reads other pixels than the picture (palette
+    # indices, CMYK's C, M, Y planes: gate/hashing/hma_view.py). Always on; off only to measure it.
+    as_hma: bool = True

@@ -14,12 +14,14 @@ from threatexchange.signal_type.pdq.pdq_hasher import pdq_from_bytes
 
 from gate.hashing.digests import digests
 from gate.hashing.pdq import TRANSFORMS
+from tests.support.hma_files import KINDS, hma_hash
 from tests.support.media import exif, save
 from tests.unit.hashing_corpus import encode, resized
 
 ROOT = Path(__file__).resolve().parents[2]
 
 COMMAND = [sys.executable, "-m", "gate", "hash"]
+CMYK = next(k for k in KINDS if k.name == "cmyk_jpeg")
 
 
 def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -44,6 +46,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             lossless=True,
             exif=exif(6),
         ),
+        "cmyk.jpg": CMYK.make(resized("chelsea.png", 500)),
     }
     for name, body in written.items():
         (folder / name).write_bytes(body)
@@ -116,3 +119,13 @@ def test_every_frame_and_orientation_is_printed_and_listed(files: dict[str, Path
         (1, "stored"),
         (1, "displayed"),
     ]
+
+
+def test_hmas_own_hash_of_a_cmyk_picture_is_printed_beside_the_pictures(files: dict[str, Path]) -> None:
+    text = _run(files["cmyk.jpg"])
+    assert text.returncode == 0, text.stderr
+    (row,) = [line.split() for line in text.stdout.splitlines() if line.strip().startswith("pdq as_hma")]
+    assert row[2] == hma_hash(files["cmyk.jpg"].read_bytes())
+    (doc,) = json.loads(_run("--json", files["cmyk.jpg"]).stdout)
+    assert [p["variant"] for p in doc["pdq"]] == ["stored", "as_hma"]
+    assert doc["pdq"][1]["hash"] == hma_hash(files["cmyk.jpg"].read_bytes())

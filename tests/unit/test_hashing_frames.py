@@ -80,7 +80,8 @@ def test_identical_frames_are_hashed_once() -> None:
     a, b = clean(), banned()
     hashes = hash_bytes(save(a, "GIF", b, a, b, duration=50), OPTIONS)
     assert hashes.frames == 4
-    assert [p.frame for p in hashes.pdq] == [0, 1]  # frames 2 and 3 repeat them
+    pictures = [p.frame for p in hashes.pdq if p.variant is Variant.STORED]
+    assert pictures == [0, 1]  # frames 2 and 3 repeat them
 
 
 @pytest.mark.parametrize(
@@ -136,6 +137,7 @@ def test_a_truncated_animation_keeps_the_frames_it_has_and_is_unhashable() -> No
 
 def test_dihedral_hashes_come_for_every_frame() -> None:
     hashes = hash_bytes(save(clean(), "GIF", banned(), **TEN_MS), HashOptions(dihedral=True))
-    per_frame = {f: [p.transform for p in hashes.pdq if p.frame == f] for f in (0, 1)}
+    turned = [p for p in hashes.pdq if p.variant is not Variant.AS_HMA]  # (HMA's reading: not turned)
+    per_frame = {f: [p.transform for p in turned if p.frame == f] for f in (0, 1)}
     assert all(len(names) == 8 and names[0] == "original" for names in per_frame.values())
-    assert {p.variant for p in hashes.pdq} == {Variant.STORED, Variant.DIHEDRAL}
+    assert {p.variant for p in turned} == {Variant.STORED, Variant.DIHEDRAL}
