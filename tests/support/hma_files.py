@@ -45,6 +45,14 @@ KINDS = (
 )
 # HMA stores no hash for a 1-bit image: pdqhash reads its pixels as luma 0 or 1, always quality 0.
 HMA_CANNOT_BANK = frozenset({"one_bit_png"})
+# Per kind, the photograph (tests/support/images.py) a banned file is made of and its clean sibling's: a
+# different photograph for each banned file, so a match can only be on that file's own bank entry.
+PHOTOS = {
+    "cmyk_jpeg": ("astronaut.png", "chelsea.png"),
+    "palette_png": ("coffee.png", "motorcycle_left.png"),
+    "palette_gif": ("rocket.jpg", "retina.jpg"),
+    "one_bit_png": ("camera.png", "moon.png"),
+}
 
 
 def hma_hash(body: bytes) -> str:
