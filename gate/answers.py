@@ -28,8 +28,9 @@ RELAYED = web.ResponseKey("relayed", bool)
 ALLOW_ORIGIN = "Access-Control-Allow-Origin"
 EXPOSE_HEADERS = "Access-Control-Expose-Headers"
 # A browser script may read only "safelisted" response headers unless exposed: the gate's 503s say
-# when to retry (the PDS exposes DPoP-Nonce and WWW-Authenticate the same way on its own answers).
-EXPOSED = ("Retry-After",)
+# when to retry, and a block answer to a DPoP upload carries the PDS's next nonce (the PDS exposes
+# DPoP-Nonce and WWW-Authenticate the same way on its own answers).
+EXPOSED = ("Retry-After", "DPoP-Nonce")
 
 # Node's http.STATUS_CODES (what Express sends) where it differs from Python's phrase for the status.
 NODE_REASONS = {413: "Payload Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable"}

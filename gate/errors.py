@@ -88,8 +88,10 @@ class TooManyUploads(ClientError):
 class BlockedUpload(ClientError):
     """The policy's answer to a rejected or quarantined upload; status/name/message come from the policy."""
 
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(
+        self, status: int, error: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, headers=headers)
         self.status = status
         self.error = error
 

@@ -92,6 +92,10 @@ async def match_all(matchers: Sequence[Matcher], hashes: Hashes, policy: Policy)
     return MatchResult(tuple(found), tuple(failures))
 
 
+# From the PDS's acceptance of a probe onto the gate's block answer.
+PASSED_ON = ("DPoP-Nonce",)
+
+
 def accepted(status: int | None) -> bool:
     """Whether the PDS's answer says it accepted the caller (and, for a forward, stored the upload)."""
     return status is not None and 200 <= status < 300
@@ -112,6 +116,9 @@ class Attempt:
     upstream_status: int | None = None
     cached: bool = False
     verified: bool = False  # the PDS accepted this credential (forwarded upload or empty-body probe)
+    # Headers of the PDS's acceptance that the client needs on the gate's own answer: the next DPoP
+    # nonce (an OAuth client tracks it from every answer, as it would from the PDS's).
+    pds_headers: dict[str, str] = field(default_factory=dict)
     evidence_error: str | None = None
 
     @property
@@ -224,7 +231,7 @@ class UploadPipeline:
             self._count(decision)
             await self._keep_evidence(body, policy, attempt)
             answer = policy.response_for(decision.verdict)
-            raise BlockedUpload(answer.status, answer.error, answer.message)
+            raise BlockedUpload(answer.status, answer.error, answer.message, headers=attempt.pds_headers)
         except GateError as exc:
             if isinstance(exc, BlockedUpload):
                 self._record(attempt, attempt.evidence_error)
@@ -243,6 +250,7 @@ class UploadPipeline:
         if accepted(status):
             metrics.CREDENTIAL_CHECKS.labels("pds", "accepted").inc()
             attempt.verified = True
+            attempt.pds_headers = {h: response.headers[h] for h in PASSED_ON if h in response.headers}
             return None
         metrics.CREDENTIAL_CHECKS.labels("pds", "refused").inc()
         return response

@@ -241,6 +241,9 @@ def test_a_real_caller_gets_the_verdict_recorded_under_its_verified_did(
     before = pds.blob_files()
     refused = send(pictures.banned_near)
     assert (refused.status_code, refused.json()["error"]) == (400, REJECT_ERROR), refused.text
+    if kind == "oauth":  # the PDS's next nonce reaches the client, readable by a browser script too
+        assert refused.headers["DPoP-Nonce"]
+        assert "DPoP-Nonce" in refused.headers["Access-Control-Expose-Headers"]
     assert images.sha256(pictures.banned_near) not in pds.blob_files().values()
     rows = [r for r in gate.decisions(images.cid_of(pictures.banned_near)) if r["did"] == account.did]
     assert rows and rows[-1]["verdict"] == "reject"

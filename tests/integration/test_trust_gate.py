@@ -77,9 +77,12 @@ async def test_a_refused_caller_gets_the_pds_answer_and_leaves_nothing(
     assert rec.uploads()[0].body == clean  # the clean one was forwarded (and refused there)
     assert [p.headers["Authorization"] for p in rec.probes()] == ["Bearer someone-else"]
 
-    # The same picture from the caller the PDS accepts is held, and only that is recorded.
+    # The same picture from the caller the PDS accepts is held, and only that is recorded; the PDS's
+    # next DPoP nonce, sent with its acceptance, reaches the client on the gate's answer.
+    rec.extra_headers = {"DPoP-Nonce": "nonce-2"}
     held = await upload(gate.url, banned, ALICE_BEARER)
     assert (held[0], json.loads(held[1])) == (400, {"error": "BlobHeld", "message": "held for review"})
+    assert held[2]["DPoP-Nonce"] == "nonce-2"
     assert await rows_settled(fresh_dsn, 1) == 1
     assert await scalar(fresh_dsn, "SELECT did FROM decisions") == ALICE
     assert await scalar(fresh_dsn, "SELECT count(*) FROM evidence") == 1
