@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gate import answers, metrics
 from gate.deps import Deps
-from gate.errors import GateError, ShuttingDown
+from gate.errors import ShuttingDown, XrpcError
 from gate.pipeline import UploadPipeline
 from gate.proxy.drain import Drain
 from gate.proxy.forwarded import resolve
@@ -31,7 +31,7 @@ DRAIN = web.AppKey("drain", Drain)
 SLOTS = web.AppKey("upload_slots", IpSlots)
 
 
-def xrpc_error(exc: GateError) -> web.Response:
+def xrpc_error(exc: XrpcError) -> web.Response:
     response = answers.xrpc_json(exc.body(), exc.status, exc.headers)
     if exc.closes_connection:
         response.force_close()
@@ -47,13 +47,13 @@ async def errors_middleware(
         # Before the router: a target it cannot match ("*") gets the same clear 400 as any other.
         origin_form(request.raw_path)
         return await handler(request)
-    except GateError as exc:
+    except XrpcError as exc:
         return xrpc_error(exc)
     except web.HTTPException:
         raise
     except Exception:
         log.exception("unhandled error on %s", request.method)
-        return xrpc_error(GateError())
+        return xrpc_error(XrpcError())
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:

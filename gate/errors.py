@@ -1,29 +1,77 @@
-"""The gate's error tree. Each class knows its HTTP status and its XRPC error name.
+"""The gate's error tree: every exception the gate raises on purpose is a ``GateError``.
 
-    GateError (500 InternalServerError)
-    ├── ClientError
-    │   ├── AuthMissing (401)               upload without Authorization: answered unread
-    │   ├── PayloadTooLarge (413)           Content-Length or decoded size over the limit
-    │   ├── UnsupportedMediaType (415)      a Content-Encoding the PDS would refuse
-    │   ├── InvalidRequest (400)            malformed body (bad gzip stream, no body at all) or target
-    │   ├── RequestTimeout (408)            upload body idle too long, or slower than the minimum rate
-    │   ├── TooManyUploads (429 + Retry-After)   the client IP's concurrent uploads at the limit
-    │   └── BlockedUpload (status set by policy)   reject / quarantine answer
-    ├── Overloaded (503 + Retry-After)      memory budget for buffered uploads exhausted
-    │   └── ShuttingDown (503 + Retry-After)    the gate is stopping and the body has not arrived
-    ├── UpstreamFailure (502)               PDS unreachable
-    ├── UpstreamTimeout (504)               PDS too slow
-    ├── LogUnavailable (503)                decision log down and policy says reject
-    └── EvidenceUnavailable (503)           evidence could not be stored and policy says "unavailable"
+    GateError                               catch this for "one of ours"; anything else is a bug
+    ├── XrpcError (500 InternalServerError) an answer to the client: status, XRPC name, safe message
+    │   ├── ClientError (400)
+    │   │   ├── AuthMissing (401)               upload without Authorization: answered unread
+    │   │   ├── PayloadTooLarge (413)           Content-Length or decoded size over the limit
+    │   │   ├── UnsupportedMediaType (415)      a Content-Encoding the PDS would refuse
+    │   │   ├── InvalidRequest (400)            malformed body (bad gzip stream, no body at all) or target
+    │   │   ├── RequestTimeout (408)            upload body idle too long, or slower than the minimum rate
+    │   │   ├── TooManyUploads (429 + Retry-After)   the client IP's concurrent uploads at the limit
+    │   │   └── BlockedUpload (status set by policy)   reject / quarantine answer
+    │   ├── Overloaded (503 + Retry-After)      memory budget for buffered uploads exhausted
+    │   │   └── ShuttingDown (503 + Retry-After)    the gate is stopping and the body has not arrived
+    │   ├── UpstreamFailure (502)               PDS unreachable
+    │   ├── UpstreamTimeout (504)               PDS too slow
+    │   ├── LogUnavailable (503)                decision log down and policy says reject
+    │   └── EvidenceUnavailable (503)           evidence could not be stored and policy says "unavailable"
+    ├── ConfigError                         something the operator configured is wrong: start-up stops,
+    │   │                                   a reload keeps the last good
+    │   ├── SettingsError                       gate.settings (also a ValueError)
+    │   ├── PolicyError                         gate.policy.load (also a ValueError)
+    │   ├── BankError                           gate.matching.local: the banks directory
+    │   ├── BankFileError                       gate.matching.bank_file: one bank file
+    │   ├── KeyringError                        gate.quarantine.keys: missing, unreadable or unsafe
+    │   │   └── MissingEvidenceKey              the policy keeps evidence and no key is configured
+    │   └── TokenError                          gate.admin.tokens: a token name or legacy file line
+    ├── Unavailable                         a part the gate relies on cannot answer now; asked again later
+    │   ├── StoreUnavailable                    gate.store.pool: Postgres, for evidence, audit, tokens,
+    │   │                                       allowlist and takedowns
+    │   ├── MigrationError                      gate.store.migrate: the schema cannot be brought up to date
+    │   ├── EmbeddedPostgresError               gate.store.embedded (also an OSError)
+    │   ├── SpoolError                          gate.store.spool (also an OSError)
+    │   ├── HmaCallError                        gate.matching.hma_client: one HMA call, with its kind
+    │   ├── PdsActionError                      gate.quarantine.pds_admin: the PDS's admin API refused or is unreachable
+    │   └── WorkerDied                          gate.hashing.pool: a hashing process ended mid-job
+    ├── Refusal                             the gate will not do this; the message says why
+    │   ├── EvidenceNotFound                    no such item, or its bytes are gone (also a LookupError)
+    │   ├── InvalidTransition                   the item's state or legal hold forbids it (also a ValueError)
+    │   ├── EvidenceCapped                      the uploader's hourly evidence cap is reached
+    │   ├── NoAllowlistBank                     a release needs an allowlist bank in the policy
+    │   ├── TakedownRefused                     unverified DID, daily cap, PDS actions off or failed
+    │   └── Refused                             gate.auth.offline: one offline credential check failed
+    ├── DecodeFailure                       gate.hashing.decode: no decoder could read the image
+    ├── ImagehashMissing                    gate.hashing.perceptual: pHash/dHash without the extra
+    └── EvidenceUnreadable                  gate.quarantine.keys: a sealed item does not open
 
-One middleware (``gate.app``) turns these into ``{"error": name, "message": msg}`` JSON. Anything that
-is not a GateError becomes a bare 500 whose message never carries internals.
+Each class lives beside the code that raises it and names its branch here as its base. One middleware
+(``gate.app``) turns an ``XrpcError`` into ``{"error": name, "message": msg}`` JSON. Anything else that
+reaches it — another ``GateError`` included, whose message may carry internals — becomes a bare 500.
 """
 
 from __future__ import annotations
 
 
 class GateError(Exception):
+    """The root: every error the gate raises on purpose."""
+
+
+class ConfigError(GateError):
+    """Something the operator configured (a setting, the policy, a bank, the keyring) is wrong."""
+
+
+class Unavailable(GateError):
+    """A part the gate relies on (Postgres, HMA, the PDS, a hashing process) cannot answer now."""
+
+
+class Refusal(GateError):
+    """The gate will not do what was asked; the message says why and is safe to show an operator."""
+
+
+class XrpcError(GateError):
+    """An answer to the client. The message is shown to the client: it never carries internals."""
+
     status: int = 500
     error: str = "InternalServerError"
     default_message: str = "Internal Server Error"
@@ -39,7 +87,7 @@ class GateError(Exception):
         return {"error": self.error, "message": self.message}
 
 
-class ClientError(GateError):
+class ClientError(XrpcError):
     status = 400
     error = "InvalidRequest"
     default_message = "Invalid request"
@@ -96,7 +144,7 @@ class BlockedUpload(ClientError):
         self.error = error
 
 
-class Overloaded(GateError):
+class Overloaded(XrpcError):
     status = 503
     error = "Overloaded"
     default_message = "The upload gate is busy; retry shortly"
@@ -113,19 +161,19 @@ class ShuttingDown(Overloaded):
         super().__init__(message, retry_after=5)
 
 
-class UpstreamFailure(GateError):
+class UpstreamFailure(XrpcError):
     status = 502
     error = "UpstreamFailure"
     default_message = "The PDS could not be reached"
 
 
-class UpstreamTimeout(GateError):
+class UpstreamTimeout(XrpcError):
     status = 504
     error = "UpstreamTimeout"
     default_message = "The PDS did not answer in time"
 
 
-class LogUnavailable(GateError):
+class LogUnavailable(XrpcError):
     status = 503
     error = "Overloaded"
     default_message = "Uploads are paused: the decision log is unavailable"
@@ -134,7 +182,7 @@ class LogUnavailable(GateError):
         super().__init__(message, headers={"Retry-After": "30"})
 
 
-class EvidenceUnavailable(GateError):
+class EvidenceUnavailable(XrpcError):
     """A blocked upload whose evidence could not be stored: the client is asked to retry later, so the
     evidence can be captured then (``[evidence] on_store_failure = "unavailable"``)."""
 

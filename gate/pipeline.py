@@ -21,7 +21,7 @@ from aiohttp import web
 from gate import metrics
 from gate.auth.credential import Credential
 from gate.auth.offline import OfflineCheck, Outcome
-from gate.errors import AuthMissing, BlockedUpload, EvidenceUnavailable, GateError, LogUnavailable
+from gate.errors import AuthMissing, BlockedUpload, EvidenceUnavailable, LogUnavailable, XrpcError
 from gate.hashing.hasher import Hasher
 from gate.hashing.options import HashOptions
 from gate.matching.matcher import Matcher
@@ -35,11 +35,11 @@ from gate.proxy.forwarded import Forwarded
 from gate.proxy.target import origin_form
 from gate.proxy.upstream import Upstream
 from gate.quarantine.evidence import EvidenceCapped, EvidenceStore
-from gate.quarantine.evidence import EvidenceUnavailable as StoreUnavailable
 from gate.quarantine.retention import Retention
 from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionRecord, DecisionSink, new_decision_id
 from gate.settings import Settings
+from gate.store.pool import StoreUnavailable
 from gate.types import Decision, Hashes, Match, MatcherFailure, MatchResult, SignalType, Uploader, Verdict
 from gate.verdict_cache import VerdictCache
 
@@ -232,7 +232,7 @@ class UploadPipeline:
             await self._keep_evidence(body, policy, attempt)
             answer = policy.response_for(decision.verdict)
             raise BlockedUpload(answer.status, answer.error, answer.message, headers=attempt.pds_headers)
-        except GateError as exc:
+        except XrpcError as exc:
             if isinstance(exc, BlockedUpload):
                 self._record(attempt, attempt.evidence_error)
             else:

@@ -18,11 +18,13 @@ from typing import Any
 
 from yarl import URL
 
+from gate.errors import ConfigError
+
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MiB = 1024 * 1024
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError, ValueError):
     """One or more settings are invalid; the message lists every problem."""
 
 

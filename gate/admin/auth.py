@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
 from aiohttp import web
 
 from gate.admin.signing import Signer
-from gate.admin.tokens import Principal, Role, TokenStore, TokensUnavailable
+from gate.admin.tokens import Principal, Role, TokenStore
+from gate.store.pool import DB_ERRORS, StoreUnavailable
 
 COOKIE = "ug_review"
 CSRF_FIELD = "csrf"
@@ -51,7 +51,7 @@ async def authenticate(request: web.Request, tokens: TokenStore) -> Session | No
         return None
     try:
         principal = await tokens.authenticate(presented[0])
-    except TokensUnavailable:
+    except StoreUnavailable:
         # Nobody is let in while Postgres cannot say who holds a token; the caller is told why.
         raise web.HTTPServiceUnavailable(text=UNAVAILABLE, content_type="application/json") from None
     return Session(principal, presented[0], presented[1]) if principal else None
@@ -80,7 +80,7 @@ async def require(
         raise web.HTTPForbidden(text=f"this needs the {role.value} role")
     try:
         await signer.ready()  # the key every replica shares (gate.admin.signing)
-    except (OSError, TimeoutError, TokensUnavailable, asyncpg.InterfaceError, asyncpg.PostgresError):
+    except (*DB_ERRORS, StoreUnavailable):
         raise web.HTTPServiceUnavailable(text=UNAVAILABLE, content_type="application/json") from None
     session = Session(session.principal, session.token, session.via_cookie, signer.csrf(session.token))
     if request.method == "POST" and session.via_cookie:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gate.admin.tokens import Role, TokenError, TokenStore, TokensUnavailable
+from gate.admin.tokens import Role, TokenError, TokenStore
 from gate.quarantine.command import operator_name
 from gate.store.command import with_dsn
+from gate.store.pool import StoreUnavailable
 
-ERRORS = (TokenError, TokensUnavailable)
+ERRORS = (TokenError, StoreUnavailable)
 
 
 def cmd_add(args: argparse.Namespace) -> int:

@@ -26,9 +26,10 @@ from aiohttp import web
 from gate.admin.auth import require
 from gate.admin.review import INLINE_TYPES, Review
 from gate.admin.tokens import Role, TokenStore
-from gate.quarantine.allowlist import AllowlistUnavailable
-from gate.quarantine.evidence import EvidenceNotFound, EvidenceState, EvidenceUnavailable, EvidenceUnreadable
+from gate.quarantine.allowlist import NoAllowlistBank
+from gate.quarantine.evidence import EvidenceNotFound, EvidenceState, EvidenceUnreadable
 from gate.quarantine.retention import InvalidTransition
+from gate.store.pool import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,9 @@ def guarded(handler: Handler) -> Handler:
             return _error(404, "NotFound", "no such item, or its evidence is gone")
         except InvalidTransition as exc:
             return _error(409, "InvalidTransition", str(exc))
-        except AllowlistUnavailable as exc:
+        except NoAllowlistBank as exc:
             return _error(409, "AllowlistUnavailable", str(exc))
-        except EvidenceUnavailable:
+        except StoreUnavailable:
             log.exception("review: evidence store unavailable")
             return _error(503, "Unavailable", "the evidence store is unavailable; nothing was changed")
         except EvidenceUnreadable:

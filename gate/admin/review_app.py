@@ -15,7 +15,7 @@ from gate.admin.review import Review
 from gate.admin.review_api import REVIEW_SITE, ReviewSite, add_api_routes
 from gate.admin.review_page import add_page_routes
 from gate.admin.signing import Signer, shared_key
-from gate.admin.tokens import TokenError, TokenStore, TokensUnavailable
+from gate.admin.tokens import TokenError, TokenStore
 from gate.notify.webhook import Notifier
 from gate.policy.reload import PolicyHolder
 from gate.quarantine.allowlist import Allowlist
@@ -24,6 +24,7 @@ from gate.quarantine.pds_admin import PdsAdmin
 from gate.quarantine.retention import Retention
 from gate.quarantine.takedowns import Takedowns
 from gate.settings import Settings
+from gate.store.pool import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ async def open_review(
     stack.push_async_callback(tokens.close)
     try:
         await tokens.import_file(settings.admin_tokens_file)
-    except (TokenError, TokensUnavailable) as exc:
+    except (TokenError, StoreUnavailable) as exc:
         log.error("review tokens file %s not imported: %s", settings.admin_tokens_file, exc)
 
     async def signing_key() -> bytes:

@@ -20,8 +20,9 @@ from yarl import URL
 
 from gate.admin.auth import CSRF_FIELD, Session, clear_login_cookie, require, set_login_cookie
 from gate.admin.review_api import NO_STORE, guarded, original, preview, site
-from gate.admin.tokens import Role, TokensUnavailable
+from gate.admin.tokens import Role
 from gate.quarantine.evidence import EvidenceItem, EvidenceState
+from gate.store.pool import StoreUnavailable
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f4f4f4;color:#222}
@@ -301,7 +302,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     tokens = site(request).tokens
     try:
         ok = await tokens.authenticate(token) is not None
-    except TokensUnavailable:
+    except StoreUnavailable:
         raise web.HTTPServiceUnavailable(
             text="the review database is unavailable; try again shortly"
         ) from None

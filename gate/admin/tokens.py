@@ -26,12 +26,13 @@ from typing import Any
 import asyncpg
 
 from gate.admin.audit import AuditLog
+from gate.errors import ConfigError
+from gate.store.pool import DB_ERRORS, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "ugt_"  # noqa: S105 -- a public marker, not a secret
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError)
 
 
 class Role(StrEnum):
@@ -39,12 +40,8 @@ class Role(StrEnum):
     ADMIN = "admin"  # all of the above, plus account takedowns on the PDS and the audit log
 
 
-class TokenError(ValueError):
+class TokenError(ConfigError, ValueError):
     """A token name or a legacy tokens file line is not acceptable; the message says why."""
-
-
-class TokensUnavailable(RuntimeError):
-    """Postgres cannot answer who a token belongs to: nobody is let in, and the caller says so."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +96,8 @@ class TokenStore:
                     self._pool = await asyncpg.create_pool(
                         self._dsn, min_size=1, max_size=2, timeout=self._connect_timeout
                     )
-                except _DB_ERRORS as exc:
-                    raise TokensUnavailable(f"Postgres unavailable: {type(exc).__name__}") from None
+                except DB_ERRORS as exc:
+                    raise StoreUnavailable(f"Postgres unavailable: {type(exc).__name__}") from None
             return self._pool
 
     async def close(self) -> None:
@@ -112,11 +109,11 @@ class TokenStore:
         pool = await self.pool()
         try:
             return list(await pool.fetch(query, *args))
-        except _DB_ERRORS as exc:
-            raise TokensUnavailable(f"Postgres failed: {type(exc).__name__}") from None
+        except DB_ERRORS as exc:
+            raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}") from None
 
     async def authenticate(self, token: str) -> Principal | None:
-        """Who holds ``token``, or None. Raises ``TokensUnavailable`` when Postgres cannot say."""
+        """Who holds ``token``, or None. Raises ``StoreUnavailable`` when Postgres cannot say."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
         rows = await self._fetch(
@@ -148,8 +145,8 @@ class TokenStore:
                 await AuditLog(None).record(
                     actor, "token_added", None, {"name": name, "role": role.value}, conn=conn
                 )
-        except _DB_ERRORS as exc:
-            raise TokensUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
+        except DB_ERRORS as exc:
+            raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
         return token
 
     async def remove(self, name: str, actor: str) -> bool:
@@ -161,8 +158,8 @@ class TokenStore:
                     await AuditLog(None).record(
                         actor, "token_removed", None, {"name": name, "role": role}, conn=conn
                     )
-        except _DB_ERRORS as exc:
-            raise TokensUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
+        except DB_ERRORS as exc:
+            raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
         return role is not None
 
     async def import_file(self, path: Path) -> int:
@@ -192,8 +189,8 @@ class TokenStore:
                 await AuditLog(None).record(
                     "gate", "tokens_imported", None, {"file": str(path), "added": added}, conn=conn
                 )
-        except _DB_ERRORS as exc:
-            raise TokensUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
+        except DB_ERRORS as exc:
+            raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
         target = path.with_name(path.name + ".imported")
         try:
             await asyncio.to_thread(path.rename, target)

@@ -41,6 +41,7 @@ from yarl import URL
 
 from gate import metrics
 from gate.auth.credential import Credential, Kind, Scheme
+from gate.errors import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class PdsFacts:
     public_url: URL | None = None
 
 
-class Refused(Exception):
+class Refused(Refusal):
     """One check failed; the message is for the operator's debug log, never for the client."""
 
 

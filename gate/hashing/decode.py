@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
+from gate.errors import GateError
 from gate.hashing.formats import VIEWER_FORMATS, failure_of
 from gate.hashing.hma_view import hma_pixels
 from gate.types import Unhashable
@@ -52,7 +53,7 @@ MIN_REDUCED_SIDE = 64
 Pixels = npt.NDArray[np.uint8]  # H×W (luma) or H×W×3 (RGB), C-contiguous
 
 
-class DecodeFailure(Exception):
+class DecodeFailure(GateError):
     def __init__(self, reason: Unhashable, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason

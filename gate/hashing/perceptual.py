@@ -11,10 +11,11 @@ from types import ModuleType
 
 from PIL import Image
 
+from gate.errors import GateError
 from gate.hashing.decode import Pixels
 
 
-class ImagehashMissing(RuntimeError):
+class ImagehashMissing(GateError):
     def __init__(self) -> None:
         super().__init__(
             "pHash/dHash need the optional 'imagehash' package: pip install 'upload-gate[imagehash]'"

@@ -21,6 +21,7 @@ from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from gate.errors import Unavailable
 from gate.hashing.digests import Digests
 from gate.hashing.image import ImageHashes
 from gate.hashing.options import HashOptions
@@ -46,7 +47,7 @@ GRACE_SECONDS = 10.0
 RESPAWN_DELAY = 1.0
 
 
-class WorkerDied(Exception):
+class WorkerDied(Unavailable):
     """The worker holding a job ended, or answered something that is not an answer."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from gate.errors import ConfigError
 from gate.types import SignalType
 
 _HEX = {n: re.compile(rf"^[0-9a-f]{{{n}}}$") for n in (16, 32, 40, 64)}
@@ -22,7 +23,7 @@ CID_PREFIX = bytes([0x01, 0x55, 0x12, 0x20])  # CIDv1, raw codec, sha2-256, 32-b
 MAX_LABEL = 500
 
 
-class BankFileError(Exception):
+class BankFileError(ConfigError):
     """A whole bank file could not be read."""
 
 

@@ -15,13 +15,14 @@ from typing import Any
 
 import httpx
 
+from gate.errors import Unavailable
 from gate.matching.answer_cache import Hit
 from gate.types import SignalType
 
 MESSAGE_LIMIT = 200  # characters of an HMA error message kept in a failure detail
 
 
-class HmaCallError(Exception):
+class HmaCallError(Unavailable):
     """One HMA call failed. ``kind`` is a bounded ``MatcherFailure.kind``."""
 
     def __init__(self, kind: str, detail: str) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gate import metrics
+from gate.errors import ConfigError
 from gate.matching.bank_file import BankFile, BankFileError, read_bank_file
 from gate.matching.matcher import Matcher
 from gate.matching.pdq_index import HammingIndex
@@ -36,7 +37,7 @@ THREAD_THRESHOLD = 50_000  # perceptual hashes above which a query runs off the 
 LOGGED_PROBLEMS = 1000  # invalid rows logged one by one per file; beyond that a count
 
 
-class BankError(Exception):
+class BankError(ConfigError):
     """The bank directory (or a file in it) cannot be loaded."""
 
 

@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
+from gate.errors import ConfigError
 from gate.policy.model import Policy
 from gate.policy.parser import DEFAULT_QUARANTINE, DEFAULT_REJECT, SOURCE_SIGNALS, PolicyParser
 
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 
-class PolicyError(ValueError):
+class PolicyError(ConfigError, ValueError):
     """The policy file is invalid. ``problems`` lists every mistake, each with its key path."""
 
     def __init__(self, source: str, problems: list[str]) -> None:

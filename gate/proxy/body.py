@@ -25,12 +25,12 @@ from aiohttp import web
 
 from gate import metrics
 from gate.errors import (
-    GateError,
     InvalidRequest,
     PayloadTooLarge,
     RequestTimeout,
     ShuttingDown,
     UnsupportedMediaType,
+    XrpcError,
 )
 from gate.proxy.budget import Reservation
 from gate.proxy.drain import Drain
@@ -154,7 +154,7 @@ class BodyReader:
         self.drain = drain if drain is not None else Drain(0)
 
     async def read(self, request: web.Request, reservation: Reservation) -> bytes:
-        """Read, cap and decode an upload body. Raises 400/408/413/415/503 GateErrors."""
+        """Read, cap and decode an upload body. Raises 400/408/413/415/503 XrpcErrors."""
         limit = self.limits.max_bytes
         encodings = parse_encodings(request.headers.getall("Content-Encoding", []))
         length = request.content_length
@@ -194,7 +194,7 @@ class BodyReader:
             buffer += chunk  # grows in place (realloc), amortised: no list of parts and no join
             pace.arrived(len(chunk), loop.time())
 
-    def _cut(self, reason: Reason) -> GateError:
+    def _cut(self, reason: Reason) -> XrpcError:
         if self.drain.expired():
             metrics.SHUTDOWN_REFUSALS.labels("arriving").inc()
             return ShuttingDown()

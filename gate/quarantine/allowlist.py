@@ -27,20 +27,21 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from gate.admin.audit import AuditLog
+from gate.errors import Refusal
 from gate.matching.matcher import Matcher
 from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
+from gate.store.pool import DB_ERRORS, StoreUnavailable
 from gate.types import Hashes, Match, MatchResult, SignalType
 
 log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError)
 _COLUMNS = "sha256, bank, decision_id, added_by, added_at"
 
 
-class AllowlistUnavailable(RuntimeError):
-    """No allowlist bank in the policy, or Postgres cannot take the row; the message says which."""
+class NoAllowlistBank(Refusal):
+    """A release needs somewhere to go: the policy names no allowlist bank."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,7 @@ class Allowlist:
         """Read the rows now if Postgres answers; if not, the watcher keeps trying."""
         try:
             await self.refresh()
-        except AllowlistUnavailable as exc:
+        except StoreUnavailable as exc:
             log.error("allowlist not loaded yet (released hashes are not honoured until it is): %s", exc)
 
     async def close(self) -> None:
@@ -115,16 +116,16 @@ class Allowlist:
                 self._pool = await asyncpg.create_pool(
                     self._dsn, min_size=1, max_size=2, timeout=self._connect_timeout
                 )
-            except _DB_ERRORS as exc:
-                raise AllowlistUnavailable(f"Postgres unavailable: {type(exc).__name__}") from None
+            except DB_ERRORS as exc:
+                raise StoreUnavailable(f"Postgres unavailable: {type(exc).__name__}") from None
         return self._pool
 
     async def _run(self, query: str, *args: Any, fetch: str = "fetch") -> Any:
         pool = await self._get_pool()
         try:
             return await getattr(pool, fetch)(query, *args)
-        except _DB_ERRORS as exc:
-            raise AllowlistUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
+        except DB_ERRORS as exc:
+            raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
 
     # ---- the matcher -----------------------------------------------------------------------------
 
@@ -169,7 +170,7 @@ class Allowlist:
             await asyncio.sleep(interval)
             try:
                 await self.refresh()
-            except AllowlistUnavailable as exc:
+            except StoreUnavailable as exc:
                 log.warning("allowlist not re-read, keeping %d row(s): %s", len(self._rows), exc)
             except Exception:  # a watcher must outlive surprises; the error is logged
                 log.exception("allowlist watch failed")
@@ -179,7 +180,7 @@ class Allowlist:
     def bank(self) -> str:
         names = sorted(self._policy.current.allowlist_banks) if self._policy is not None else []
         if not names:
-            raise AllowlistUnavailable(
+            raise NoAllowlistBank(
                 'the policy has no allowlist_banks: add one (e.g. allowlist_banks = ["allowlist"]) '
                 "so a released upload can pass on retry"
             )
@@ -217,8 +218,8 @@ class Allowlist:
                     await AuditLog(None).record(
                         actor, "allowlist_removed", removed.decision_id, removed.to_json(), conn=conn
                     )
-        except _DB_ERRORS as exc:
-            raise AllowlistUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
+        except DB_ERRORS as exc:
+            raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
         await self.refresh()
         return removed if row is not None else None
 

@@ -14,9 +14,10 @@ import json
 import re
 import sys
 
-from gate.quarantine.allowlist import Allowlist, AllowlistUnavailable
+from gate.quarantine.allowlist import Allowlist, NoAllowlistBank
 from gate.quarantine.command import operator_name
 from gate.store.command import with_dsn
+from gate.store.pool import StoreUnavailable
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -48,7 +49,7 @@ def run_list(args: argparse.Namespace) -> int:
                 print(f"{row.sha256}  {row.bank}  {row.decision_id or '-'}  {row.added_by}  {when}")
         return 0
 
-    return with_dsn(args, work, (AllowlistUnavailable,))
+    return with_dsn(args, work, (NoAllowlistBank, StoreUnavailable))
 
 
 def run_remove(args: argparse.Namespace) -> int:
@@ -68,4 +69,4 @@ def run_remove(args: argparse.Namespace) -> int:
         print(f"removed {removed.sha256} (bank {removed.bank}, released {removed.decision_id or '-'})")
         return 0
 
-    return with_dsn(args, work, (AllowlistUnavailable,))
+    return with_dsn(args, work, (NoAllowlistBank, StoreUnavailable))

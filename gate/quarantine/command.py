@@ -34,12 +34,12 @@ from gate.quarantine.evidence import (
     EvidenceNotFound,
     EvidenceState,
     EvidenceStore,
-    EvidenceUnavailable,
     InvalidTransition,
 )
 from gate.quarantine.keys import EvidenceUnreadable, Keyring, KeyringError, new_key
 from gate.settings import Settings, SettingsError
 from gate.store.database import Database
+from gate.store.pool import StoreUnavailable
 
 # A string: argparse._SubParsersAction is not subscriptable at run time.
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -126,7 +126,7 @@ def _with_store(args: argparse.Namespace, work: Callable[[EvidenceStore], Awaita
 
     try:
         return asyncio.run(run())
-    except (EvidenceUnavailable, EvidenceUnreadable, KeyringError, OSError) as exc:
+    except (StoreUnavailable, EvidenceUnreadable, KeyringError, OSError) as exc:
         return _fail(str(exc))
     except EvidenceNotFound as exc:
         return _fail(f"no evidence for decision {exc}")

@@ -5,7 +5,7 @@ The Python API the admin API / review page (and the CLI) build on — signatures
     store = EvidenceStore(dsn, keyring)             # keyring: gate.quarantine.keys.Keyring | None
     await store.start() / await store.close()       # pool + schema migrations (advisory lock)
     await store.keep(record, body, retention, hourly_cap=None)  # the pipeline: seal and insert
-                                                   # (EvidenceUnavailable, EvidenceCapped)
+                                                   # (StoreUnavailable, EvidenceCapped)
     await store.list_items(state=None, limit=100, before=None, with_bytes_only=False) -> [EvidenceItem]
     await store.get(decision_id) -> EvidenceItem | None          # metadata only, never bytes
     await store.decrypt(decision_id, actor, purpose) -> bytes   # audited (action = purpose:
@@ -28,7 +28,7 @@ The Python API the admin API / review page (and the CLI) build on — signatures
 
 State changes, decrypts and purges write their own ``audit`` row in the same transaction, so none can
 happen unrecorded; callers audit only their own accesses (list, preview page views, ...). Failures to
-reach Postgres raise ``EvidenceUnavailable``; unknown ids ``EvidenceNotFound``; a forbidden change
+reach Postgres raise ``StoreUnavailable``; unknown ids ``EvidenceNotFound``; a forbidden change
 ``InvalidTransition``; a ciphertext that does not open ``EvidenceUnreadable``.
 
 Trust boundary: the plaintext exists only in memory: from the request body to the cipher to Postgres,
@@ -48,6 +48,7 @@ from typing import Any
 
 import asyncpg
 
+from gate.errors import Refusal
 from gate.quarantine.item import (
     ITEM_COLUMNS,
     SELECT_ITEM,
@@ -69,6 +70,7 @@ from gate.quarantine.retention import (
 )
 from gate.record import DecisionRecord
 from gate.store.migrate import MigrationError, migrate
+from gate.store.pool import StoreUnavailable
 
 log = logging.getLogger("gate.evidence")
 
@@ -78,20 +80,16 @@ __all__ = [
     "EvidenceNotFound",
     "EvidenceState",
     "EvidenceStore",
-    "EvidenceUnavailable",
     "EvidenceUnreadable",
     "InvalidTransition",
     "Retention",
+    "StoreUnavailable",
 ]
 
 _DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, MigrationError)
 
 
-class EvidenceUnavailable(Exception):
-    """Postgres (or the keyring) could not take or give evidence right now."""
-
-
-class EvidenceCapped(Exception):
+class EvidenceCapped(Refusal):
     """The uploader reached the policy's evidence cap for this hour: nothing was stored."""
 
 
@@ -132,7 +130,7 @@ class EvidenceStore:
         """Connect and migrate now if Postgres answers; if not, the first use retries."""
         try:
             await self._get_pool()
-        except EvidenceUnavailable as exc:
+        except StoreUnavailable as exc:
             log.error("evidence store: %s; will retry on first use", exc)
 
     async def close(self) -> None:
@@ -147,7 +145,7 @@ class EvidenceStore:
             if self._pool is not None:
                 return self._pool
             if time.monotonic() < self._next_try:
-                raise EvidenceUnavailable("Postgres unreachable (retrying shortly)")
+                raise StoreUnavailable("Postgres unreachable (retrying shortly)")
             pool = None
             try:
                 pool = await asyncio.wait_for(
@@ -166,18 +164,18 @@ class EvidenceStore:
                 if pool is not None:
                     pool.terminate()
                 self._next_try = time.monotonic() + self._retry_interval
-                raise EvidenceUnavailable(f"Postgres unavailable: {type(exc).__name__}: {exc}") from exc
+                raise StoreUnavailable(f"Postgres unavailable: {type(exc).__name__}: {exc}") from exc
             self._pool = pool
             return pool
 
     async def _run(self, work: Any) -> Any:
-        """Run ``work(conn)`` in a transaction; database failures become EvidenceUnavailable."""
+        """Run ``work(conn)`` in a transaction; database failures become StoreUnavailable."""
         pool = await self._get_pool()
         try:
             async with pool.acquire() as conn, conn.transaction():
                 return await work(conn)
         except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError) as exc:
-            raise EvidenceUnavailable(f"Postgres failed: {type(exc).__name__}") from exc
+            raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}") from exc
 
     def _stamp(self) -> tuple[int, int, int] | None:
         path = self.keyring.path if self.keyring else None
@@ -191,7 +189,7 @@ class EvidenceStore:
         """The keyring, re-read when its file changed (``keys rotate`` while the gate runs): new items
         then use the new active key and re-wrapped items keep opening."""
         if self.keyring is None:
-            raise EvidenceUnavailable("no evidence key is configured (upload-gate keys init)")
+            raise StoreUnavailable("no evidence key is configured (upload-gate keys init)")
         stamp = self._stamp()
         if stamp is not None and stamp != self._key_stamp and self.keyring.path is not None:
             self._key_stamp = stamp

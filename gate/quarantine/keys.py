@@ -36,13 +36,15 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from gate.errors import ConfigError, GateError
+
 FORMAT = "upload-gate-keyring/1"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 INIT_HINT = "create one with `upload-gate keys init` and set GATE_EVIDENCE_KEYS_FILE to its path"
 
 
-class KeyringError(Exception):
+class KeyringError(ConfigError):
     """The keyring is missing, unreadable, malformed or unsafe; the message says what to do."""
 
 
@@ -50,7 +52,7 @@ class MissingEvidenceKey(KeyringError):
     """The policy can keep evidence and no key is configured: a missing key, not an invalid policy."""
 
 
-class EvidenceUnreadable(Exception):
+class EvidenceUnreadable(GateError):
     """A sealed item did not open: wrong or retired key, tampered bytes, or another item's data."""
 
 

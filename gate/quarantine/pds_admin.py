@@ -13,10 +13,12 @@ import logging
 import aiohttp
 from yarl import URL
 
+from gate.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 
-class PdsActionError(RuntimeError):
+class PdsActionError(Unavailable):
     """The PDS refused or could not be reached; the message is safe to show a reviewer."""
 
 

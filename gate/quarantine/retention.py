@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from gate.errors import Refusal
 from gate.policy.model import Evidence
 from gate.quarantine.item import SELECT_ITEM, EvidenceItem, EvidenceState, item_from_row
 
@@ -42,11 +43,11 @@ TRANSITIONS: dict[EvidenceState, frozenset[EvidenceState]] = {
 }
 
 
-class EvidenceNotFound(LookupError):
+class EvidenceNotFound(Refusal, LookupError):
     """No evidence item has this decision id."""
 
 
-class InvalidTransition(ValueError):
+class InvalidTransition(Refusal, ValueError):
     """The item's state (or legal hold) does not allow this change; the message says why."""
 
 

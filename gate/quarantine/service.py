@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 from gate import metrics
 from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
-from gate.quarantine.evidence import EvidenceStore, EvidenceUnavailable
+from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring, MissingEvidenceKey
+from gate.store.pool import StoreUnavailable
 from gate.types import Verdict
 
 log = logging.getLogger("gate.evidence")
@@ -69,7 +70,7 @@ async def check_keys_cover_evidence(store: EvidenceStore) -> dict[str, int]:
     still sealed, and the operator can restore the old keyring. Returns {missing key id: items}."""
     try:
         usage = await store.key_usage()
-    except EvidenceUnavailable:
+    except StoreUnavailable:
         return {}  # Postgres is down: the decision log says so
     have = store.keyring.keys if store.keyring else {}
     missing = {key: n for key, n in usage.items() if key not in have}

@@ -16,6 +16,7 @@ import asyncpg
 
 from gate import metrics
 from gate.admin.audit import AuditLog
+from gate.errors import Refusal
 from gate.quarantine.pds_admin import PdsActionError, PdsAdmin
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ _TODAY = (
 )
 
 
-class TakedownRefused(Exception):
+class TakedownRefused(Refusal):
     """Not taken down; ``reason`` is bounded (unverified, capped, disabled, failed), the message human."""
 
     def __init__(self, reason: str, message: str) -> None:

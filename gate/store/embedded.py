@@ -20,12 +20,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from gate.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 DATABASE = "upload_gate"
 
 
-class EmbeddedPostgresError(OSError):
+class EmbeddedPostgresError(Unavailable, OSError):
     """The embedded server would not start (an OSError: the gate reports it as "cannot start")."""
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from gate.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 # Arbitrary but fixed: the advisory-lock key every gate replica agrees on ("upload-gate migrate").
@@ -21,7 +23,7 @@ LOCK_KEY = 0x75706C6F_61646D67
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 
-class MigrationError(RuntimeError):
+class MigrationError(Unavailable):
     """The database and the shipped migrations disagree; never guessed around."""
 
 

@@ -17,13 +17,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gate.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 
 ADOPT_CHUNK = 1000
 
 
-class SpoolError(OSError):
+class SpoolError(Unavailable, OSError):
     """The spool cannot take or give records (locked by another process, disk full, over the limit)."""
 
 

@@ -17,9 +17,10 @@ import pytest
 from gate.matching.local import LocalBanks
 from gate.policy.evaluate import evaluate
 from gate.policy.reload import PolicyHolder
-from gate.quarantine.allowlist import Allowlist, AllowlistUnavailable
+from gate.quarantine.allowlist import Allowlist, NoAllowlistBank
 from gate.store.embedded import EmbeddedPostgres
 from gate.store.migrate import migrate
+from gate.store.pool import StoreUnavailable
 from gate.types import Hashes, MatchResult, SignalType, Verdict
 from tests.integration.review.conftest import POLICY
 from tests.support.postgres import server_dir
@@ -119,7 +120,7 @@ async def test_a_row_counts_only_while_its_bank_is_an_allowlist(tmp_path: Path, 
         result = await allow.match(hashes, policy.current)
         assert result == MatchResult()  # not a hit "any-local" could reject on
         assert evaluate(policy.current, hashes, result).verdict is Verdict.FORWARD
-        with pytest.raises(AllowlistUnavailable, match="allowlist_banks"):
+        with pytest.raises(NoAllowlistBank, match="allowlist_banks"):
             await allow.add_sha256(hashes_of(b"y").sha256, None, "rita")
         assert [r.sha256 for r in await allow.rows()] == [hashes.sha256]
     finally:
@@ -137,7 +138,7 @@ async def test_postgres_down_keeps_the_rows_in_force(tmp_path: Path) -> None:
             hashes = hashes_of(b"kept")
             await allow.add_sha256(hashes.sha256, None, "rita")
             await asyncio.to_thread(server.halt)
-            with pytest.raises(AllowlistUnavailable):
+            with pytest.raises(StoreUnavailable):
                 await allow.refresh()
             assert await allow.match(hashes, policy.current) != MatchResult()
         finally:
