@@ -36,6 +36,7 @@ from gate.record import DecisionRecord, NullSink
 from gate.settings import Settings
 from gate.store.decision_log import DecisionLog
 from gate.store.embedded import EmbeddedPostgres
+from gate.store.pool import Pool
 from tests.integration.store.records import forward, quarantine, reject, shadow
 from tests.support.policies import RESPONSES
 from tests.support.serving import serving
@@ -209,7 +210,8 @@ async def writer_bench(dsn: str, work: Path) -> None:
     print(f"\nwriter alone: {count} decisions submitted at once, rows/s until the last commit")
     for batch in (100, 500, 2000):
         records: list[DecisionRecord] = [makers[n % 4](n) for n in range(count)]
-        log = DecisionLog(dsn, work / f"spool-{batch}", queue_size=count, batch_size=batch)
+        db = Pool(dsn)
+        log = DecisionLog(db, work / f"spool-{batch}", queue_size=count, batch_size=batch)
         await log.start()
         started = time.perf_counter()
         for record in records:
@@ -217,6 +219,7 @@ async def writer_bench(dsn: str, work: Path) -> None:
         await log.wait_idle(limit=600)
         elapsed = time.perf_counter() - started
         await log.close()
+        await db.close()
         print(f"  batch {batch:5}: {count / elapsed:9.0f} rows/s")
 
 

@@ -101,25 +101,17 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
             keeper = PostgresKeeper(database.embedded)
             readiness["postgres"] = keeper.readiness
             background.append(keeper.watch)
-        decision_log = DecisionLog.from_settings(settings, database.dsn)
+        decision_log = DecisionLog.from_settings(settings, database.pool)
         await decision_log.start()
         stack.push_async_callback(decision_log.close)
         sink: DecisionSink = decision_log
-        evidence = EvidenceStore(
-            database.dsn,
-            keyring,
-            pool_max=settings.db_pool_max,
-            connect_timeout=settings.db_connect_timeout,
-            retry_interval=settings.decision_retry_interval,
-        )
+        evidence = EvidenceStore(database.pool, keyring)
         await evidence.start()
-        stack.push_async_callback(evidence.close)
         await quarantine.check_keys_cover_evidence(evidence)
         # Released hashes (reviewed false positives): rows of the policy's allowlist bank, in Postgres
         # so that read-only bank files and other replicas are no obstacle (gate.quarantine.allowlist).
-        allowlist = Allowlist(database.dsn, policy, connect_timeout=settings.db_connect_timeout)
+        allowlist = Allowlist(database.pool, policy)
         await allowlist.start()
-        stack.push_async_callback(allowlist.close)
         matchers.append(allowlist)
         readiness["evidence"] = quarantine.readiness(evidence, policy)
         withheld = WithheldBlobs()

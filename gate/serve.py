@@ -89,11 +89,10 @@ async def run_gate(settings: Settings) -> AsyncIterator[RunningGate]:
                 site = await open_review(
                     settings,
                     deps.evidence,
-                    deps.database.dsn,
+                    deps.database.pool,
                     deps.policy,
                     deps.allowlist,
                     deps.notifier,
-                    stack,
                 )
                 if settings.admin_listen is None:
                     install_review(admin_app, site)

@@ -294,7 +294,12 @@ class Settings:
         secret=True,
     )
     db_pool_min: int = env("GATE_DB_POOL_MIN", parse_positive_int, "1", "asyncpg pool: connections kept open")
-    db_pool_max: int = env("GATE_DB_POOL_MAX", parse_positive_int, "4", "asyncpg pool: most connections")
+    db_pool_max: int = env(
+        "GATE_DB_POOL_MAX",
+        parse_positive_int,
+        "10",
+        "asyncpg pool (one per process, every part): most connections",
+    )
     db_connect_timeout: float = env(
         "GATE_DB_CONNECT_TIMEOUT", parse_seconds, "5", "connecting to Postgres (and embedded start-up waits)"
     )

@@ -13,53 +13,44 @@ import sys
 
 from gate.admin.tokens import Role, TokenError, TokenStore
 from gate.quarantine.command import operator_name
-from gate.store.command import with_dsn
-from gate.store.pool import StoreUnavailable
+from gate.store.command import with_pool
+from gate.store.pool import Pool, StoreUnavailable
 
 ERRORS = (TokenError, StoreUnavailable)
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    async def work(dsn: str) -> int:
-        tokens = TokenStore(dsn)
-        try:
-            token = await tokens.add(args.name, Role(args.role), operator_name(None))
-        finally:
-            await tokens.close()
+    async def work(db: Pool) -> int:
+        tokens = TokenStore(db)
+        token = await tokens.add(args.name, Role(args.role), operator_name(None))
         print(f"added {args.role} {args.name!r}; the token (shown once):", file=sys.stderr)
         print(token)
         return 0
 
-    return with_dsn(args, work, ERRORS)
+    return with_pool(args, work, ERRORS)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    async def work(dsn: str) -> int:
-        tokens = TokenStore(dsn)
-        try:
-            for p in await tokens.principals():
-                print(f"{p.name}\t{p.role.value}")
-        finally:
-            await tokens.close()
+    async def work(db: Pool) -> int:
+        tokens = TokenStore(db)
+        for p in await tokens.principals():
+            print(f"{p.name}\t{p.role.value}")
         return 0
 
-    return with_dsn(args, work, ERRORS)
+    return with_pool(args, work, ERRORS)
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    async def work(dsn: str) -> int:
-        tokens = TokenStore(dsn)
-        try:
-            removed = await tokens.remove(args.name, operator_name(None))
-        finally:
-            await tokens.close()
+    async def work(db: Pool) -> int:
+        tokens = TokenStore(db)
+        removed = await tokens.remove(args.name, operator_name(None))
         if not removed:
             print(f"upload-gate: no token named {args.name!r}", file=sys.stderr)
             return 1
         print(f"removed {args.name!r}: it no longer opens the review site", file=sys.stderr)
         return 0
 
-    return with_dsn(args, work, ERRORS)
+    return with_pool(args, work, ERRORS)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,7 +6,6 @@ never on the public listener (``gate.app`` serves nothing of its own).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 from aiohttp import web
@@ -24,7 +23,7 @@ from gate.quarantine.pds_admin import PdsAdmin
 from gate.quarantine.retention import Retention
 from gate.quarantine.takedowns import Takedowns
 from gate.settings import Settings
-from gate.store.pool import StoreUnavailable
+from gate.store.pool import Pool, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +43,10 @@ def create_review_app(site: ReviewSite) -> web.Application:
 async def open_review(
     settings: Settings,
     evidence: EvidenceStore,
-    dsn: str,
+    db: Pool,
     policy: PolicyHolder,
     allowlist: Allowlist,
     notifier: Notifier,
-    stack: contextlib.AsyncExitStack,
 ) -> ReviewSite:
     """The review site for a running gate: tokens and signing key, the allowlist releases go to,
     takedowns behind the cap."""
@@ -57,19 +55,17 @@ async def open_review(
         if settings.pds_admin_password
         else None
     )
-    takedowns = Takedowns(dsn, pds, settings.takedown_daily_cap)
-    stack.push_async_callback(takedowns.close)
+    takedowns = Takedowns(db, pds, settings.takedown_daily_cap)
     # Tokens and the form/link signing key live in Postgres: every replica shares them, a restart
     # keeps them (gate.admin.tokens, gate.admin.signing).
-    tokens = TokenStore(dsn, connect_timeout=settings.db_connect_timeout)
-    stack.push_async_callback(tokens.close)
+    tokens = TokenStore(db)
     try:
         await tokens.import_file(settings.admin_tokens_file)
     except (TokenError, StoreUnavailable) as exc:
         log.error("review tokens file %s not imported: %s", settings.admin_tokens_file, exc)
 
     async def signing_key() -> bytes:
-        return await shared_key(await tokens.pool())
+        return await shared_key(db)
 
     review = Review(
         evidence,

@@ -17,19 +17,20 @@ import hmac
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+
+from gate.store.pool import Pool
 
 KEY_NAME = "signing"
 
 
-async def shared_key(pool: Any) -> bytes:
+async def shared_key(db: Pool) -> bytes:
     """The signing key every replica uses: created once (a race is settled by the primary key)."""
-    await pool.execute(
+    await db.execute(
         "INSERT INTO review_keys (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         KEY_NAME,
         secrets.token_bytes(32),
     )
-    key: bytes = await pool.fetchval("SELECT secret FROM review_keys WHERE name = $1", KEY_NAME)
+    key: bytes = await db.fetchval("SELECT secret FROM review_keys WHERE name = $1", KEY_NAME)
     return key
 
 

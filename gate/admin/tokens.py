@@ -21,13 +21,10 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
-import asyncpg
-
-from gate.admin.audit import AuditLog
 from gate.errors import ConfigError
-from gate.store.pool import DB_ERRORS, StoreUnavailable
+from gate.store.audit import record_audit
+from gate.store.pool import Pool
 
 log = logging.getLogger(__name__)
 
@@ -81,48 +78,22 @@ def parse_legacy_file(text: str, path: Path) -> list[tuple[str, Role, str]]:
 
 
 class TokenStore:
-    """The ``review_tokens`` table: its own two connections (a login must not queue behind uploads)."""
+    """The ``review_tokens`` table."""
 
-    def __init__(self, dsn: str, *, connect_timeout: float = 5.0) -> None:
-        self._dsn = dsn
-        self._connect_timeout = connect_timeout
-        self._pool: Any = None
-        self._lock = asyncio.Lock()
-
-    async def pool(self) -> Any:
-        async with self._lock:
-            if self._pool is None:
-                try:
-                    self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=2, timeout=self._connect_timeout
-                    )
-                except DB_ERRORS as exc:
-                    raise StoreUnavailable(f"Postgres unavailable: {type(exc).__name__}") from None
-            return self._pool
-
-    async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-    async def _fetch(self, query: str, *args: Any) -> list[Any]:
-        pool = await self.pool()
-        try:
-            return list(await pool.fetch(query, *args))
-        except DB_ERRORS as exc:
-            raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}") from None
+    def __init__(self, db: Pool) -> None:
+        self.db = db
 
     async def authenticate(self, token: str) -> Principal | None:
         """Who holds ``token``, or None. Raises ``StoreUnavailable`` when Postgres cannot say."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        rows = await self._fetch(
+        rows = await self.db.fetch(
             "SELECT name, role FROM review_tokens WHERE token_sha256 = $1", token_hash(token)
         )
         return Principal(rows[0]["name"], Role(rows[0]["role"])) if rows else None
 
     async def principals(self) -> list[Principal]:
-        rows = await self._fetch("SELECT name, role FROM review_tokens ORDER BY name")
+        rows = await self.db.fetch("SELECT name, role FROM review_tokens ORDER BY name")
         return [Principal(r["name"], Role(r["role"])) for r in rows]
 
     async def add(self, name: str, role: Role, actor: str) -> str:
@@ -130,36 +101,24 @@ class TokenStore:
         if not _NAME.match(name):
             raise TokenError(f"token name {name!r}: letters, digits and _.@- only, at most 64")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        pool = await self.pool()
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                added = await conn.fetchval(
-                    "INSERT INTO review_tokens (name, role, token_sha256) VALUES ($1, $2, $3)"
-                    " ON CONFLICT (name) DO NOTHING RETURNING name",
-                    name,
-                    role.value,
-                    token_hash(token),
-                )
-                if added is None:
-                    raise TokenError(f"a token named {name!r} exists; remove it first")
-                await AuditLog(None).record(
-                    actor, "token_added", None, {"name": name, "role": role.value}, conn=conn
-                )
-        except DB_ERRORS as exc:
-            raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
+        async with self.db.transaction() as conn:
+            added = await conn.fetchval(
+                "INSERT INTO review_tokens (name, role, token_sha256) VALUES ($1, $2, $3)"
+                " ON CONFLICT (name) DO NOTHING RETURNING name",
+                name,
+                role.value,
+                token_hash(token),
+            )
+            if added is None:
+                raise TokenError(f"a token named {name!r} exists; remove it first")
+            await record_audit(conn, actor, "token_added", None, {"name": name, "role": role.value})
         return token
 
     async def remove(self, name: str, actor: str) -> bool:
-        pool = await self.pool()
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                role = await conn.fetchval("DELETE FROM review_tokens WHERE name = $1 RETURNING role", name)
-                if role is not None:
-                    await AuditLog(None).record(
-                        actor, "token_removed", None, {"name": name, "role": role}, conn=conn
-                    )
-        except DB_ERRORS as exc:
-            raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
+        async with self.db.transaction() as conn:
+            role = await conn.fetchval("DELETE FROM review_tokens WHERE name = $1 RETURNING role", name)
+            if role is not None:
+                await record_audit(conn, actor, "token_removed", None, {"name": name, "role": role})
         return role is not None
 
     async def import_file(self, path: Path) -> int:
@@ -173,24 +132,18 @@ class TokenStore:
             log.error("review tokens file %s not imported: %s", path, exc.strerror or exc)
             return 0
         rows = parse_legacy_file(text, path)
-        pool = await self.pool()
         added = 0
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                for name, role, digest in rows:
-                    done = await conn.fetchval(
-                        "INSERT INTO review_tokens (name, role, token_sha256) VALUES ($1, $2, $3)"
-                        " ON CONFLICT DO NOTHING RETURNING name",
-                        name,
-                        role.value,
-                        digest,
-                    )
-                    added += done is not None
-                await AuditLog(None).record(
-                    "gate", "tokens_imported", None, {"file": str(path), "added": added}, conn=conn
+        async with self.db.transaction() as conn:
+            for name, role, digest in rows:
+                done = await conn.fetchval(
+                    "INSERT INTO review_tokens (name, role, token_sha256) VALUES ($1, $2, $3)"
+                    " ON CONFLICT DO NOTHING RETURNING name",
+                    name,
+                    role.value,
+                    digest,
                 )
-        except DB_ERRORS as exc:
-            raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
+                added += done is not None
+            await record_audit(conn, "gate", "tokens_imported", None, {"file": str(path), "added": added})
         target = path.with_name(path.name + ".imported")
         try:
             await asyncio.to_thread(path.rename, target)

@@ -22,16 +22,16 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gate.admin.audit import AuditLog
 from gate.errors import Refusal
 from gate.matching.matcher import Matcher
 from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
-from gate.store.pool import DB_ERRORS, StoreUnavailable
+from gate.store.audit import record_audit
+from gate.store.pool import Pool, StoreUnavailable
 from gate.types import Hashes, Match, MatchResult, SignalType
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class Allowed:
     added_at: datetime
 
     @classmethod
-    def from_row(cls, row: Any) -> Allowed:
+    def from_row(cls, row: asyncpg.Record) -> Allowed:
         decision = row["decision_id"]
         return cls(
             row["sha256"], row["bank"], str(decision) if decision else None, row["added_by"], row["added_at"]
@@ -87,11 +87,9 @@ class Allowlist:
 
     name = "allowlist"
 
-    def __init__(self, dsn: str, policy: PolicyHolder | None = None, *, connect_timeout: float = 5.0) -> None:
-        self._dsn = dsn
+    def __init__(self, db: Pool, policy: PolicyHolder | None = None) -> None:
+        self.db = db
         self._policy = policy
-        self._connect_timeout = connect_timeout
-        self._pool: Any = None
         self._rows: dict[str, Allowed] = {}
         self._signature: tuple[int, int] | None = None
         self._lock = asyncio.Lock()
@@ -104,28 +102,6 @@ class Allowlist:
             await self.refresh()
         except StoreUnavailable as exc:
             log.error("allowlist not loaded yet (released hashes are not honoured until it is): %s", exc)
-
-    async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-    async def _get_pool(self) -> Any:
-        if self._pool is None:
-            try:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=1, max_size=2, timeout=self._connect_timeout
-                )
-            except DB_ERRORS as exc:
-                raise StoreUnavailable(f"Postgres unavailable: {type(exc).__name__}") from None
-        return self._pool
-
-    async def _run(self, query: str, *args: Any, fetch: str = "fetch") -> Any:
-        pool = await self._get_pool()
-        try:
-            return await getattr(pool, fetch)(query, *args)
-        except DB_ERRORS as exc:
-            raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
 
     # ---- the matcher -----------------------------------------------------------------------------
 
@@ -147,13 +123,12 @@ class Allowlist:
     async def refresh(self) -> bool:
         """Re-read the rows if the table changed; True when it did."""
         async with self._lock:
-            row = await self._run(
-                "SELECT count(*) AS n, coalesce(sum(id), 0) AS s FROM allowlist", fetch="fetchrow"
-            )
+            row = await self.db.fetchrow("SELECT count(*) AS n, coalesce(sum(id), 0) AS s FROM allowlist")
+            assert row is not None  # an aggregate always answers one row
             signature = (int(row["n"]), int(row["s"]))
             if signature == self._signature:
                 return False
-            rows = await self._run(f"SELECT {_COLUMNS} FROM allowlist")  # noqa: S608 - constant columns
+            rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM allowlist")  # noqa: S608 - constant columns
             first, self._signature = self._signature is None, signature
             self._rows = {r["sha256"]: Allowed.from_row(r) for r in rows}
         # A change is news; an empty table at start-up is not.
@@ -192,41 +167,35 @@ class Allowlist:
         if not _SHA256.match(sha256):
             raise ValueError("not a lowercase hex SHA-256")
         bank = self.bank()
-        row = await self._run(
+        kept = await self.db.fetchval(
             "INSERT INTO allowlist (sha256, bank, decision_id, added_by) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (sha256) DO UPDATE SET sha256 = EXCLUDED.sha256 RETURNING bank",
             sha256,
             bank,
             decision_id,
             actor,
-            fetch="fetchrow",
         )
         await self.refresh()
-        return str(row["bank"])
+        return str(kept)
 
     async def remove(self, sha256: str, actor: str) -> Allowed | None:
         """Stop allowlisting ``sha256`` (its next upload is judged again); audited with the row."""
-        pool = await self._get_pool()
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(
-                    f"DELETE FROM allowlist WHERE sha256 = $1 RETURNING {_COLUMNS}",  # noqa: S608
-                    sha256.lower(),
-                )
-                if row is not None:
-                    removed = Allowed.from_row(row)
-                    await AuditLog(None).record(
-                        actor, "allowlist_removed", removed.decision_id, removed.to_json(), conn=conn
-                    )
-        except DB_ERRORS as exc:
-            raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}: {exc}") from None
+        removed = None
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow(
+                f"DELETE FROM allowlist WHERE sha256 = $1 RETURNING {_COLUMNS}",  # noqa: S608
+                sha256.lower(),
+            )
+            if row is not None:
+                removed = Allowed.from_row(row)
+                await record_audit(conn, actor, "allowlist_removed", removed.decision_id, removed.to_json())
         await self.refresh()
-        return removed if row is not None else None
+        return removed
 
     async def rows(self) -> list[Allowed]:
-        rows = await self._run(f"SELECT {_COLUMNS} FROM allowlist ORDER BY id")  # noqa: S608
+        rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM allowlist ORDER BY id")  # noqa: S608
         return [Allowed.from_row(r) for r in rows]
 
 
 if TYPE_CHECKING:  # Allowlist satisfies the Matcher protocol (checked by mypy, free at run time)
-    _matcher: Matcher = Allowlist("")
+    _matcher: Matcher = Allowlist(Pool(""))

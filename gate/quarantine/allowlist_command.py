@@ -16,8 +16,8 @@ import sys
 
 from gate.quarantine.allowlist import Allowlist, NoAllowlistBank
 from gate.quarantine.command import operator_name
-from gate.store.command import with_dsn
-from gate.store.pool import StoreUnavailable
+from gate.store.command import with_pool
+from gate.store.pool import Pool, StoreUnavailable
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -35,12 +35,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    async def work(dsn: str) -> int:
-        allow = Allowlist(dsn)
-        try:
-            rows = await allow.rows()
-        finally:
-            await allow.close()
+    async def work(db: Pool) -> int:
+        allow = Allowlist(db)
+        rows = await allow.rows()
         for row in rows:
             if args.json:
                 sys.stdout.write(json.dumps(row.to_json(), sort_keys=True) + "\n")
@@ -49,7 +46,7 @@ def run_list(args: argparse.Namespace) -> int:
                 print(f"{row.sha256}  {row.bank}  {row.decision_id or '-'}  {row.added_by}  {when}")
         return 0
 
-    return with_dsn(args, work, (NoAllowlistBank, StoreUnavailable))
+    return with_pool(args, work, (NoAllowlistBank, StoreUnavailable))
 
 
 def run_remove(args: argparse.Namespace) -> int:
@@ -57,16 +54,13 @@ def run_remove(args: argparse.Namespace) -> int:
         print("upload-gate: expected a SHA-256 (64 hex digits)", file=sys.stderr)
         return 2
 
-    async def work(dsn: str) -> int:
-        allow = Allowlist(dsn)
-        try:
-            removed = await allow.remove(args.sha256, operator_name(args.actor))
-        finally:
-            await allow.close()
+    async def work(db: Pool) -> int:
+        allow = Allowlist(db)
+        removed = await allow.remove(args.sha256, operator_name(args.actor))
         if removed is None:
             print(f"upload-gate: {args.sha256.lower()} is not on the allowlist", file=sys.stderr)
             return 1
         print(f"removed {removed.sha256} (bank {removed.bank}, released {removed.decision_id or '-'})")
         return 0
 
-    return with_dsn(args, work, (NoAllowlistBank, StoreUnavailable))
+    return with_pool(args, work, (NoAllowlistBank, StoreUnavailable))

@@ -117,11 +117,9 @@ def _with_store(args: argparse.Namespace, work: Callable[[EvidenceStore], Awaita
     async def run() -> int:
         database = Database(settings)
         await database.start()
-        store = EvidenceStore(database.dsn, keyring, connect_timeout=settings.db_connect_timeout)
         try:
-            return await work(store)
+            return await work(EvidenceStore(database.pool, keyring))
         finally:
-            await store.close()
             await database.stop()
 
     try:

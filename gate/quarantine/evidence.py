@@ -2,8 +2,8 @@
 
 The Python API the admin API / review page (and the CLI) build on — signatures are kept stable:
 
-    store = EvidenceStore(dsn, keyring)             # keyring: gate.quarantine.keys.Keyring | None
-    await store.start() / await store.close()       # pool + schema migrations (advisory lock)
+    store = EvidenceStore(pool, keyring)            # pool: gate.store.pool.Pool; keyring: Keyring | None
+    await store.start()                             # connect + schema migrations, if Postgres answers
     await store.keep(record, body, retention, hourly_cap=None)  # the pipeline: seal and insert
                                                    # (StoreUnavailable, EvidenceCapped)
     await store.list_items(state=None, limit=100, before=None, with_bytes_only=False) -> [EvidenceItem]
@@ -41,12 +41,10 @@ import asyncio
 import json
 import logging
 import os
-import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gate.errors import Refusal
 from gate.quarantine.item import (
@@ -55,7 +53,6 @@ from gate.quarantine.item import (
     AuditEntry,
     EvidenceItem,
     EvidenceState,
-    audit_from_row,
     item_from_row,
 )
 from gate.quarantine.keys import EvidenceUnreadable, Keyring, KeyringError, Sealed
@@ -69,8 +66,11 @@ from gate.quarantine.retention import (
     purge_expired,
 )
 from gate.record import DecisionRecord
-from gate.store.migrate import MigrationError, migrate
-from gate.store.pool import StoreUnavailable
+from gate.store.audit import Audit, record_audit
+from gate.store.pool import Pool, StoreUnavailable
+
+if TYPE_CHECKING:
+    from gate.store.pool import Connection
 
 log = logging.getLogger("gate.evidence")
 
@@ -86,7 +86,7 @@ __all__ = [
     "StoreUnavailable",
 ]
 
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, MigrationError)
+T = TypeVar("T")
 
 
 class EvidenceCapped(Refusal):
@@ -104,24 +104,10 @@ def _uuid(decision_id: str) -> uuid.UUID:
 
 
 class EvidenceStore:
-    def __init__(
-        self,
-        dsn: str,
-        keyring: Keyring | None,
-        *,
-        pool_max: int = 4,
-        connect_timeout: float = 5.0,
-        command_timeout: float = 30.0,
-        retry_interval: float = 1.0,
-    ) -> None:
-        self._dsn = dsn
+    def __init__(self, db: Pool, keyring: Keyring | None) -> None:
+        self.db = db
         self.keyring = keyring
-        self._pool_max = pool_max
-        self._connect_timeout, self._command_timeout = connect_timeout, command_timeout
-        self._retry_interval = retry_interval
-        self._pool: Any = None
-        self._next_try = 0.0
-        self._lock = asyncio.Lock()
+        self._audit = Audit(db)
         self._key_stamp = self._stamp()
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -129,53 +115,14 @@ class EvidenceStore:
     async def start(self) -> None:
         """Connect and migrate now if Postgres answers; if not, the first use retries."""
         try:
-            await self._get_pool()
+            await self.db.get()
         except StoreUnavailable as exc:
             log.error("evidence store: %s; will retry on first use", exc)
 
-    async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-    async def _get_pool(self) -> Any:
-        if self._pool is not None:
-            return self._pool
-        async with self._lock:
-            if self._pool is not None:
-                return self._pool
-            if time.monotonic() < self._next_try:
-                raise StoreUnavailable("Postgres unreachable (retrying shortly)")
-            pool = None
-            try:
-                pool = await asyncio.wait_for(
-                    asyncpg.create_pool(
-                        self._dsn,
-                        min_size=1,
-                        max_size=self._pool_max,
-                        timeout=self._connect_timeout,
-                        command_timeout=self._command_timeout,
-                    ),
-                    self._connect_timeout * 2,
-                )
-                async with pool.acquire() as conn:
-                    await migrate(conn)
-            except _DB_ERRORS as exc:
-                if pool is not None:
-                    pool.terminate()
-                self._next_try = time.monotonic() + self._retry_interval
-                raise StoreUnavailable(f"Postgres unavailable: {type(exc).__name__}: {exc}") from exc
-            self._pool = pool
-            return pool
-
-    async def _run(self, work: Any) -> Any:
+    async def _run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
         """Run ``work(conn)`` in a transaction; database failures become StoreUnavailable."""
-        pool = await self._get_pool()
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                return await work(conn)
-        except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError) as exc:
-            raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}") from exc
+        async with self.db.transaction() as conn:
+            return await work(conn)
 
     def _stamp(self) -> tuple[int, int, int] | None:
         path = self.keyring.path if self.keyring else None
@@ -228,7 +175,7 @@ class EvidenceStore:
             u.verified_how if verified_did else None, record.time if verified_did else None,
         )  # fmt: skip
 
-        async def work(conn: Any) -> None:
+        async def work(conn: Connection) -> None:
             if hourly_cap is not None and verified_did is not None:
                 # One account's uploads are counted one at a time (concurrent uploads of one DID would
                 # otherwise all see the same count and all pass).
@@ -265,7 +212,7 @@ class EvidenceStore:
     ) -> list[EvidenceItem]:
         """Newest first; ``before`` pages on created_at."""
 
-        async def work(conn: Any) -> list[EvidenceItem]:
+        async def work(conn: Connection) -> list[EvidenceItem]:
             rows = await conn.fetch(
                 f"SELECT {ITEM_COLUMNS} FROM evidence WHERE ($1::text IS NULL OR state = $1)"  # noqa: S608
                 " AND ($2::timestamptz IS NULL OR created_at < $2) AND (NOT $3 OR ciphertext IS NOT NULL)"
@@ -277,11 +224,10 @@ class EvidenceStore:
             )
             return [item_from_row(r) for r in rows]
 
-        result: list[EvidenceItem] = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def get(self, decision_id: str) -> EvidenceItem | None:
-        async def work(conn: Any) -> EvidenceItem | None:
+        async def work(conn: Connection) -> EvidenceItem | None:
             row = await conn.fetchrow(
                 SELECT_ITEM,
                 _uuid(decision_id),
@@ -300,13 +246,13 @@ class EvidenceStore:
         keyring = self._keyring()
         did = _uuid(decision_id)
 
-        async def work(conn: Any) -> Sealed:
+        async def work(conn: Connection) -> Sealed:
             row = await conn.fetchrow(
                 "SELECT key_id, wrapped_key, nonce, ciphertext FROM evidence WHERE decision_id = $1", did
             )
             if row is None or row["ciphertext"] is None:
                 raise EvidenceNotFound(decision_id)
-            await _audit(conn, actor, purpose, str(did), {"key_id": row["key_id"]})
+            await record_audit(conn, actor, purpose, str(did), {"key_id": row["key_id"]})
             return Sealed(row["key_id"], row["wrapped_key"], row["nonce"], row["ciphertext"])
 
         sealed: Sealed = await self._run(work)
@@ -315,18 +261,10 @@ class EvidenceStore:
     async def audit(
         self, actor: str, action: str, subject: str | None = None, detail: dict[str, Any] | None = None
     ) -> None:
-        async def work(conn: Any) -> None:
-            await _audit(conn, actor, action, subject, detail or {})
-
-        await self._run(work)
+        await self._audit.record(actor, action, subject, detail)
 
     async def audit_trail(self, subject: str) -> list[AuditEntry]:
-        async def work(conn: Any) -> list[AuditEntry]:
-            rows = await conn.fetch("SELECT * FROM audit WHERE subject = $1 ORDER BY at, id", subject)
-            return [audit_from_row(r) for r in rows]
-
-        result: list[AuditEntry] = await self._run(work)
-        return result
+        return await self._audit.trail(subject)
 
     # ---- state changes (each audited in its own transaction) -------------------------------------
 
@@ -336,15 +274,14 @@ class EvidenceStore:
         did = _uuid(decision_id)
         now = datetime.now(UTC)
 
-        async def work(conn: Any) -> EvidenceItem:
+        async def work(conn: Connection) -> EvidenceItem:
             item = await change_state(conn, did, target, actor, now, retention, **extra)
-            await _audit(
+            await record_audit(
                 conn, actor, target.value, str(did), {k: v for k, v in extra.items() if v is not None}
             )
             return item
 
-        result: EvidenceItem = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def release(self, decision_id: str, actor: str) -> EvidenceItem:
         return await self._change(decision_id, EvidenceState.RELEASED, actor, Retention())
@@ -367,22 +304,21 @@ class EvidenceStore:
         did = _uuid(decision_id)
         now = datetime.now(UTC)
 
-        async def work(conn: Any) -> EvidenceItem:
+        async def work(conn: Connection) -> EvidenceItem:
             item, detail = await change_hold(conn, did, on, actor, now, reason)
-            await _audit(conn, actor, "legal_hold" if on else "legal_hold_lifted", str(did), detail)
+            await record_audit(conn, actor, "legal_hold" if on else "legal_hold_lifted", str(did), detail)
             return item
 
-        result: EvidenceItem = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def mark_viewed(self, decision_id: str, actor: str) -> None:
         did = _uuid(decision_id)
 
-        async def work(conn: Any) -> None:
+        async def work(conn: Connection) -> None:
             done = await conn.execute("UPDATE evidence SET human_viewed = true WHERE decision_id = $1", did)
             if done.endswith(" 0"):
                 raise EvidenceNotFound(decision_id)
-            await _audit(conn, actor, "viewed", str(did), {})
+            await record_audit(conn, actor, "viewed", str(did), {})
 
         await self._run(work)
 
@@ -391,10 +327,10 @@ class EvidenceStore:
     async def purge(self, now: datetime | None = None, actor: str = "gate") -> list[Purged]:
         at = now or datetime.now(UTC)
 
-        async def work(conn: Any) -> list[Purged]:
+        async def work(conn: Connection) -> list[Purged]:
             purged = await purge_expired(conn, at)
             for p in purged:
-                await _audit(
+                await record_audit(
                     conn,
                     actor,
                     "purge",
@@ -403,15 +339,14 @@ class EvidenceStore:
                 )
             return purged
 
-        result: list[Purged] = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def rewrap(self, keyring: Keyring) -> int:
         """Re-wrap every item not under the active key (one short transaction per batch)."""
         total = 0
         while True:
 
-            async def work(conn: Any) -> int:
+            async def work(conn: Connection) -> int:
                 rows = await conn.fetch(
                     "SELECT decision_id, key_id, wrapped_key FROM evidence WHERE ciphertext IS NOT NULL"
                     " AND key_id <> $1 LIMIT 200 FOR UPDATE SKIP LOCKED",
@@ -433,25 +368,24 @@ class EvidenceStore:
                 return total
 
     async def ping(self) -> None:
-        async def work(conn: Any) -> None:
+        async def work(conn: Connection) -> None:
             await conn.fetchval("SELECT 1")
 
         await self._run(work)
 
     async def key_usage(self) -> dict[str, int]:
-        async def work(conn: Any) -> dict[str, int]:
+        async def work(conn: Connection) -> dict[str, int]:
             rows = await conn.fetch(
                 "SELECT key_id, count(*) AS n FROM evidence WHERE key_id IS NOT NULL GROUP BY key_id"
             )
             return {r["key_id"]: r["n"] for r in rows}
 
-        result: dict[str, int] = await self._run(work)
-        return result
+        return await self._run(work)
 
     async def blocked_sha256(self) -> set[str]:
         """SHA-256 of every upload the gate rejected, quarantined or confirmed, less released ones."""
 
-        async def work(conn: Any) -> set[str]:
+        async def work(conn: Connection) -> set[str]:
             rows = await conn.fetch(
                 "(SELECT sha256 FROM decisions WHERE verdict IN ('reject', 'quarantine') AND sha256 IS NOT NULL"
                 " UNION SELECT sha256 FROM evidence WHERE state <> 'released')"
@@ -460,15 +394,4 @@ class EvidenceStore:
             )
             return {r["sha256"] for r in rows}
 
-        result: set[str] = await self._run(work)
-        return result
-
-
-async def _audit(conn: Any, actor: str, action: str, subject: str | None, detail: dict[str, Any]) -> None:
-    await conn.execute(
-        "INSERT INTO audit (actor, action, subject, detail) VALUES ($1, $2, $3, $4::jsonb)",
-        actor,
-        action,
-        subject,
-        json.dumps(detail),
-    )
+        return await self._run(work)

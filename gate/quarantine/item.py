@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import asyncpg
+
 
 class EvidenceState(StrEnum):
     HELD = "held"  # waiting for review; expires after the policy's hold period
@@ -79,7 +81,7 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def item_from_row(row: Any) -> EvidenceItem:
+def item_from_row(row: asyncpg.Record) -> EvidenceItem:
     return EvidenceItem(
         decision_id=str(row["decision_id"]),
         created_at=row["created_at"],
@@ -140,5 +142,5 @@ class AuditEntry:
         }
 
 
-def audit_from_row(row: Any) -> AuditEntry:
+def audit_from_row(row: asyncpg.Record) -> AuditEntry:
     return AuditEntry(row["id"], row["at"], row["actor"], row["action"], row["subject"], _json(row["detail"]))

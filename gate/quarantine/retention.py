@@ -24,11 +24,14 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gate.errors import Refusal
 from gate.policy.model import Evidence
 from gate.quarantine.item import SELECT_ITEM, EvidenceItem, EvidenceState, item_from_row
+
+if TYPE_CHECKING:
+    from gate.store.pool import Connection
 
 log = logging.getLogger("gate.evidence")
 
@@ -77,7 +80,7 @@ class Purged:
 
 
 async def change_state(
-    conn: Any,
+    conn: Connection,
     decision_id: uuid.UUID,
     target: EvidenceState,
     actor: str,
@@ -120,7 +123,15 @@ async def change_state(
             " state_changed_at = $2, state_changed_by = $3 WHERE decision_id = $1"
         )
         await conn.execute(sql, decision_id, now, actor, report_id.strip(), retention.reported_until(now))
-    return item_from_row(await conn.fetchrow(SELECT_ITEM, decision_id))
+    return await _reread(conn, decision_id)
+
+
+async def _reread(conn: Connection, decision_id: uuid.UUID) -> EvidenceItem:
+    """The item as the caller's transaction has just changed it."""
+    row = await conn.fetchrow(SELECT_ITEM, decision_id)
+    if row is None:  # it was locked above: only a concurrent DELETE could do this, and nothing deletes
+        raise EvidenceNotFound(decision_id)
+    return item_from_row(row)
 
 
 HOLD_REASON_LIMIT = 200
@@ -139,7 +150,7 @@ def hold_reason(raw: str | None, *, required: bool) -> str | None:
 
 
 async def change_hold(
-    conn: Any, decision_id: uuid.UUID, on: bool, actor: str, now: datetime, reason: str | None
+    conn: Connection, decision_id: uuid.UUID, on: bool, actor: str, now: datetime, reason: str | None
 ) -> tuple[EvidenceItem, dict[str, Any]]:
     """Place (``on``) or lift the legal hold of one item inside the caller's transaction; returns the
     item and the detail its audit row records."""
@@ -186,10 +197,10 @@ async def change_hold(
             "held_by": row["legal_hold_by"],
             "held_since": at.isoformat() if at else None,
         }
-    return item_from_row(await conn.fetchrow(SELECT_ITEM, decision_id)), detail
+    return await _reread(conn, decision_id), detail
 
 
-async def purge_expired(conn: Any, now: datetime) -> list[Purged]:
+async def purge_expired(conn: Connection, now: datetime) -> list[Purged]:
     """Delete the sealed bytes of every item past its deadline and not on legal hold; return them."""
     rows = await conn.fetch(
         "UPDATE evidence SET key_id = NULL, wrapped_key = NULL, nonce = NULL, ciphertext = NULL,"

@@ -12,12 +12,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import asyncpg
-
 from gate import metrics
-from gate.admin.audit import AuditLog
 from gate.errors import Refusal
 from gate.quarantine.pds_admin import PdsActionError, PdsAdmin
+from gate.store.audit import Audit, record_audit
+from gate.store.pool import Pool
 
 log = logging.getLogger(__name__)
 
@@ -49,49 +48,34 @@ class Target:
 
 
 class Takedowns:
-    def __init__(self, dsn: str, pds: PdsAdmin | None, daily_cap: int) -> None:
-        self._dsn = dsn
+    def __init__(self, db: Pool, pds: PdsAdmin | None, daily_cap: int) -> None:
+        self._db = db
         self._pds = pds
         self.daily_cap = daily_cap
-        self._pool: Any = None
-        self._audit = AuditLog(None)
+        self._audit = Audit(db)
 
     @property
     def enabled(self) -> bool:
         return self._pds is not None and self.daily_cap > 0
 
-    async def _get_pool(self) -> Any:
-        # Its own two connections: a takedown must not queue behind evidence uploads for a connection.
-        if self._pool is None:
-            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=2, timeout=10)
-            self._audit = AuditLog(self._pool)
-        return self._pool
-
-    async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
     async def used_today(self) -> int:
-        pool = await self._get_pool()
-        return int(await pool.fetchval(_TODAY))
+        return int(await self._db.fetchval(_TODAY))
 
     async def take_down(self, target: Target, actor: str, *, automatic: bool = False) -> None:
         """Take the uploader's account down on the PDS, or raise TakedownRefused saying why not."""
         detail: dict[str, Any] = {"did": target.did, "automatic": automatic}
-        pool = await self._get_pool()
         if not target.verified or target.did is None:
             # A claimed DID is whatever the uploader wrote into a token: acting on it would let anyone
             # get someone else's account taken down.
             await self._refuse(target, actor, detail, "unverified", "the uploader's DID was never verified")
         if self._pds is None:
             await self._refuse(target, actor, detail, "disabled", "PDS actions are off (no admin password)")
-        async with pool.acquire() as conn, conn.transaction():
+        async with self._db.transaction() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", CAP_LOCK_KEY)
             capped = int(await conn.fetchval(_TODAY)) >= self.daily_cap
             if not capped:
                 # The slot is taken (and audited) before the PDS is called: a crash mid-call keeps it.
-                await self._audit.record(actor, "takedown", target.decision_id, detail, conn=conn)
+                await record_audit(conn, actor, "takedown", target.decision_id, detail)
         if capped:
             await self._audit.record(
                 actor, "takedown_capped", target.decision_id, {**detail, "cap": self.daily_cap}

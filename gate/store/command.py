@@ -13,15 +13,19 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from gate.settings import Settings, SettingsError
 from gate.store.database import Database
 from gate.store.migrate import MigrationError, migrate, schema_ready
+from gate.store.pool import Pool, StoreUnavailable
 from gate.store.query import Filters, fetch_decisions, fetch_stats, parse_when
 from gate.store.render import decisions_table, stats_text
+
+if TYPE_CHECKING:
+    from gate.store.pool import Connection
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,7 +71,7 @@ def _positive(raw: str) -> int:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    async def work(conn: Any) -> int:
+    async def work(conn: Connection) -> int:
         applied = await migrate(conn)
         for mig in applied:
             print(f"applied {mig.version:03d}_{mig.name}")
@@ -91,7 +95,7 @@ def run_decisions(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
 
-    async def work(conn: Any) -> int:
+    async def work(conn: Connection) -> int:
         rows = await fetch_decisions(conn, filters)
         if args.json:
             for row in rows:
@@ -107,7 +111,7 @@ def run_stats(args: argparse.Namespace) -> int:
     until = args.until or datetime.now(UTC)
     since = args.since if isinstance(args.since, datetime) else parse_when(args.since)
 
-    async def work(conn: Any) -> int:
+    async def work(conn: Connection) -> int:
         stats = await fetch_stats(conn, since, until, include_unverified=args.include_unverified)
         sys.stdout.write(json.dumps(stats, sort_keys=True) + "\n" if args.json else stats_text(stats))
         return 0
@@ -152,11 +156,11 @@ def _with_database(
     return asyncio.run(main())
 
 
-def with_dsn(
-    args: argparse.Namespace, work: Callable[[str], Awaitable[int]], errors: tuple[type[Exception], ...] = ()
+def with_pool(
+    args: argparse.Namespace, work: Callable[[Pool], Awaitable[int]], errors: tuple[type[Exception], ...] = ()
 ) -> int:
-    """Run ``work(dsn)`` against the gate's Postgres (DATABASE_URL, or the embedded one of GATE_DATA_DIR),
-    schema migrated first; for commands whose objects hold their own pool. ``errors`` are printed, exit 1."""
+    """Run ``work(pool)`` against the gate's Postgres (DATABASE_URL, or the embedded one of GATE_DATA_DIR),
+    schema migrated first. ``errors`` (and Postgres failing) are printed, exit 1."""
     try:
         settings = Settings.from_env(env_file=Path(args.env_file) if args.env_file else None)
     except SettingsError as exc:
@@ -167,17 +171,10 @@ def with_dsn(
         db = Database(settings)
         try:
             await db.start()
-            conn = await db.connect()
-            try:
-                await migrate(conn)
-            finally:
-                await conn.close()
-            return await work(db.dsn)
-        except (OSError, asyncpg.PostgresError) as exc:
+            await db.pool.get()
+            return await work(db.pool)
+        except (OSError, StoreUnavailable) as exc:
             print(f"upload-gate: cannot use {db.description}: {exc}", file=sys.stderr)
-            return 1
-        except MigrationError as exc:
-            print(f"upload-gate: {exc}", file=sys.stderr)
             return 1
         except errors as exc:
             print(f"upload-gate: {exc}", file=sys.stderr)

@@ -23,7 +23,8 @@ import asyncpg
 from gate import metrics
 from gate.record import DecisionRecord
 from gate.settings import Settings
-from gate.store.migrate import MigrationError, migrate
+from gate.store.migrate import MigrationError
+from gate.store.pool import DB_ERRORS, Pool, StoreUnavailable
 from gate.store.rows import INSERT_SQL, insert_args, record_to_row
 from gate.store.spool import Spool, spool_dir
 
@@ -37,30 +38,25 @@ _DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 class DecisionLog:
     def __init__(
         self,
-        dsn: str,
+        db: Pool,
         spool_dir: Path,
         *,
         queue_size: int = 10_000,
         batch_size: int = 500,
-        pool_min: int = 1,
-        pool_max: int = 4,
-        connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
         retry_interval: float = 1.0,
         flush_interval: float = 0.2,
         drain_timeout: float = 10.0,
         spool_max_bytes: int = 1 << 30,
     ) -> None:
-        self._dsn = dsn
+        self.db = db
         self.spool = Spool(spool_dir, spool_max_bytes)
         self.queue_size, self.batch_size = queue_size, batch_size
-        self._pool_sizes = (min(pool_min, pool_max), pool_max)
-        self._connect_timeout, self._command_timeout = connect_timeout, command_timeout
+        self._command_timeout = command_timeout
         self._retry_interval, self._drain_timeout = retry_interval, drain_timeout
         self._flush_interval = flush_interval
         self._buffer: collections.deque[DecisionRecord] = collections.deque()
         self._wake = asyncio.Event()
-        self._pool: Any = None
         self._next_try = 0.0
         self._db_up: bool | None = None  # None until the first attempt
         self._held: list[Row] = []  # rows neither Postgres nor the spool would take; retried first
@@ -70,15 +66,12 @@ class DecisionLog:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, dsn: str) -> DecisionLog:
+    def from_settings(cls, settings: Settings, db: Pool) -> DecisionLog:
         return cls(
-            dsn,
+            db,
             spool_dir(settings.data_dir),
             queue_size=settings.decision_queue_size,
             batch_size=settings.decision_batch_size,
-            pool_min=settings.db_pool_min,
-            pool_max=settings.db_pool_max,
-            connect_timeout=settings.db_connect_timeout,
             command_timeout=settings.db_command_timeout,
             retry_interval=settings.decision_retry_interval,
             flush_interval=settings.decision_flush_interval,
@@ -136,9 +129,6 @@ class DecisionLog:
                     len(leftover),
                     exc,
                 )
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
         self.spool.close()
         self._publish()
 
@@ -232,7 +222,7 @@ class DecisionLog:
         return True
 
     async def _replay_chunk(self) -> None:
-        if not await self._ensure_pool():
+        if await self._ensure_pool() is None:
             return
         rows, bad, offset = await asyncio.to_thread(self.spool.read_chunk, self.batch_size)
         if bad:
@@ -248,14 +238,15 @@ class DecisionLog:
     async def _insert(self, rows: list[Row], target: str) -> bool:
         """Insert ``rows``; False on an outage (the caller spools). Rows Postgres refuses as data are
         set aside one by one so a single bad row never blocks the rest."""
-        if not await self._ensure_pool():
+        pool = await self._ensure_pool()
+        if pool is None:
             return False
         started = time.perf_counter()
         try:
-            await self._pool.execute(INSERT_SQL, *insert_args(rows), timeout=self._command_timeout)
+            await pool.execute(INSERT_SQL, *insert_args(rows), timeout=self._command_timeout)
         except _DATA_ERRORS:
-            return await self._insert_each(rows, target)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            return await self._insert_each(pool, rows, target)
+        except DB_ERRORS as exc:
             await self._db_failed(target, exc)
             return False
         metrics.DECISION_LOG_WRITE_SECONDS.labels(target).observe(time.perf_counter() - started)
@@ -263,10 +254,10 @@ class DecisionLog:
             metrics.DECISION_LOG_RECORDS.labels("inserted").inc(len(rows))
         return True
 
-    async def _insert_each(self, rows: list[Row], target: str) -> bool:
+    async def _insert_each(self, pool: asyncpg.Pool[asyncpg.Record], rows: list[Row], target: str) -> bool:
         for row in rows:
             try:
-                await self._pool.execute(INSERT_SQL, *insert_args([row]), timeout=self._command_timeout)
+                await pool.execute(INSERT_SQL, *insert_args([row]), timeout=self._command_timeout)
             except _DATA_ERRORS as exc:
                 metrics.DECISION_LOG_WRITE_FAILURES.labels(target, "data").inc()
                 metrics.DECISION_LOG_RECORDS.labels("rejected").inc()
@@ -277,42 +268,26 @@ class DecisionLog:
                     self.spool.rejected_path,
                 )
                 await asyncio.to_thread(self.spool.reject, [str(row)], str(exc))
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DB_ERRORS as exc:
                 await self._db_failed(target, exc)
                 return False
         return True
 
-    async def _ensure_pool(self) -> bool:
-        if self._pool is not None:
-            return True
+    async def _ensure_pool(self) -> asyncpg.Pool[asyncpg.Record] | None:
+        """The shared pool, unless Postgres failed less than a retry interval ago (spool meanwhile)."""
         if time.monotonic() < self._next_try:
-            return False
-        pool = None
+            return None
         try:
-            pool = await asyncio.wait_for(
-                asyncpg.create_pool(
-                    self._dsn,
-                    min_size=self._pool_sizes[0],
-                    max_size=self._pool_sizes[1],
-                    timeout=self._connect_timeout,
-                    command_timeout=self._command_timeout,
-                ),
-                self._connect_timeout * 2,
-            )
-            async with pool.acquire() as conn:
-                await migrate(conn)  # the schema a replica needs, applied under the advisory lock
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, MigrationError) as exc:
-            if pool is not None:
-                pool.terminate()
-            await self._db_failed("postgres", exc)
-            return False
-        self._pool = pool
+            pool = await self.db.get()  # the schema a replica needs, applied under the advisory lock
+        except StoreUnavailable as exc:
+            await self._db_failed("postgres", exc.__cause__ or exc)
+            return None
         if self._db_up is None:
             log.info("decision log: writing decisions to Postgres")
         elif self._db_up is False:  # good news after the ERROR that said it was failing
             log.info("decision log: Postgres reachable again; writing decisions")
         self._db_up = True
-        return True
+        return pool
 
     async def _db_failed(self, target: str, exc: BaseException) -> None:
         kind = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
@@ -321,9 +296,9 @@ class DecisionLog:
             log.error("decision log: Postgres failing (%s: %s); spooling decisions", type(exc).__name__, exc)
         self._db_up = False
         self._next_try = time.monotonic() + self._retry_interval
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.terminate()  # connections to a restarted server are dead; start afresh next time
+        if not isinstance(exc, StoreUnavailable | MigrationError):
+            # Connections to a restarted server are dead, and the database may have come back empty.
+            await self.db.failed()
 
     def _publish(self) -> None:
         metrics.DECISION_LOG_QUEUE.set(len(self._buffer))

@@ -12,9 +12,12 @@ import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gate.errors import Unavailable
+
+if TYPE_CHECKING:
+    from gate.store.pool import Connection
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ def shipped_migrations() -> list[Migration]:
     return out
 
 
-async def migrate(conn: Any) -> list[Migration]:
+async def migrate(conn: Connection) -> list[Migration]:
     """Apply pending migrations on ``conn`` (an asyncpg connection); returns the ones applied here."""
     applied_now: list[Migration] = []
     async with conn.transaction():
@@ -94,7 +97,7 @@ async def migrate(conn: Any) -> list[Migration]:
     return applied_now
 
 
-async def schema_ready(conn: Any) -> bool:
+async def schema_ready(conn: Connection) -> bool:
     """True when every shipped migration is applied (readers use this to give a clear error)."""
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     if not exists:

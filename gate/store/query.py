@@ -6,7 +6,10 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gate.store.pool import Connection
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -65,7 +68,7 @@ class Filters:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
-async def fetch_decisions(conn: Any, filters: Filters) -> list[dict[str, Any]]:
+async def fetch_decisions(conn: Connection, filters: Filters) -> list[dict[str, Any]]:
     """Matching rows, newest first, as JSON-ready dicts (id as 32 hex chars, like ``DecisionRecord.id``)."""
     where, args = filters.where()
     args.append(filters.limit)
@@ -103,7 +106,7 @@ _ATTRIBUTED = "(did_verified OR verdict IS NULL)"
 
 
 async def fetch_stats(
-    conn: Any, since: datetime, until: datetime, *, include_unverified: bool = False
+    conn: Connection, since: datetime, until: datetime, *, include_unverified: bool = False
 ) -> dict[str, Any]:
     """Verdict counts, and per rule / per bank how much was blocked, over ``[since, until)``; judged
     uploads of callers the PDS never accepted only with ``include_unverified``."""

@@ -11,6 +11,7 @@ import pytest
 from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring, new_key
 from gate.record import DecisionRecord, new_decision_id
+from gate.store.pool import Pool
 from gate.types import Decision, Hashes, Match, SignalType, Uploader, Verdict
 
 DID = "did:plc:uploaderclaimed00000000"
@@ -55,7 +56,7 @@ def keyring() -> Keyring:
 
 @pytest.fixture
 async def store(fresh_dsn: str, keyring: Keyring) -> AsyncIterator[EvidenceStore]:
-    s = EvidenceStore(fresh_dsn, keyring)
+    s = EvidenceStore(Pool(fresh_dsn), keyring)
     await s.start()
     yield s
-    await s.close()
+    await s.db.close()

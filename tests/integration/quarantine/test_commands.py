@@ -19,6 +19,7 @@ import pytest
 from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring, KeyringError
 from gate.quarantine.retention import Retention
+from gate.store.pool import Pool
 
 from .conftest import DID, judged
 
@@ -87,7 +88,7 @@ async def test_rotate_rewraps_and_old_items_stay_readable(env: dict[str, str], f
     assert gate(env, "keys", "init").returncode == 0
     path = Path(env["GATE_EVIDENCE_KEYS_FILE"])
     old = Keyring.load(path)
-    store = EvidenceStore(fresh_dsn, old)
+    store = EvidenceStore(Pool(fresh_dsn), old)
     try:
         records = [judged(f"item {i}".encode()) for i in range(3)]
         for r in records:
@@ -113,12 +114,12 @@ async def test_rotate_rewraps_and_old_items_stay_readable(env: dict[str, str], f
         listed = gate(env, "keys", "list")
         assert listed.returncode == 0 and f"active  {new.active.id}  items=3" in listed.stdout
     finally:
-        await store.close()
+        await store.db.close()
 
 
 async def test_purge_command_deletes_expired_and_says_what(env: dict[str, str], fresh_dsn: str) -> None:
     assert gate(env, "keys", "init").returncode == 0
-    store = EvidenceStore(fresh_dsn, Keyring.load(Path(env["GATE_EVIDENCE_KEYS_FILE"])))
+    store = EvidenceStore(Pool(fresh_dsn), Keyring.load(Path(env["GATE_EVIDENCE_KEYS_FILE"])))
     try:
         expired = judged(b"old", when=datetime.now(UTC) - timedelta(days=31))
         kept = judged(b"new")
@@ -129,14 +130,14 @@ async def test_purge_command_deletes_expired_and_says_what(env: dict[str, str], 
         assert f"purged {uuid.UUID(expired.id)}" in done.stdout and "1 expired item(s) purged" in done.stdout
         assert await store.decrypt(kept.id, "t", "reveal") == b"new"
     finally:
-        await store.close()
+        await store.db.close()
 
 
 async def test_export_writes_bytes_and_manifest_and_is_audited(
     env: dict[str, str], fresh_dsn: str, tmp_path: Path
 ) -> None:
     assert gate(env, "keys", "init").returncode == 0
-    store = EvidenceStore(fresh_dsn, Keyring.load(Path(env["GATE_EVIDENCE_KEYS_FILE"])))
+    store = EvidenceStore(Pool(fresh_dsn), Keyring.load(Path(env["GATE_EVIDENCE_KEYS_FILE"])))
     body = b"\x89PNG evidence bytes" * 100
     record = judged(body)
     item_id = str(uuid.UUID(record.id))
@@ -167,4 +168,4 @@ async def test_export_writes_bytes_and_manifest_and_is_audited(
         missing = gate(env, "evidence", "export", str(uuid.uuid4()), "--out", str(out))
         assert missing.returncode == 2 and "no evidence" in missing.stderr
     finally:
-        await store.close()
+        await store.db.close()

@@ -18,6 +18,7 @@ import pytest
 from gate.quarantine.evidence import EvidenceState, EvidenceStore
 from gate.quarantine.keys import Keyring, MissingEvidenceKey
 from gate.quarantine.retention import Retention
+from gate.store.pool import Pool
 from tests.integration.conftest import POLICY, TEST_EVIDENCE_KEY, GateFactory
 from tests.support import images
 from tests.support.tokens import ALICE_BEARER
@@ -80,7 +81,7 @@ async def test_quarantined_upload_is_sealed_before_the_answer(
     assert (status, answer) == (400, {"error": "BlobHeld", "message": "held for review"})
     assert rec.uploads() == []
     # The row exists as soon as the client has its answer; a separate store with the same key opens it.
-    store = EvidenceStore(fresh_dsn, Keyring.from_env(TEST_EVIDENCE_KEY))
+    store = EvidenceStore(Pool(fresh_dsn), Keyring.from_env(TEST_EVIDENCE_KEY))
     try:
         [item] = await store.list_items(EvidenceState.HELD)
         assert (item.sha256, item.cid, item.rule, item.verdict) == (
@@ -92,7 +93,7 @@ async def test_quarantined_upload_is_sealed_before_the_answer(
         assert item.matches[0]["bank"] == "review"
         assert await store.decrypt(item.decision_id, "test", "reveal") == body
     finally:
-        await store.close()
+        await store.db.close()
 
 
 async def test_rejects_are_kept_only_when_the_policy_says_so(
@@ -241,12 +242,12 @@ async def test_a_keyring_that_lacks_the_sealing_key_is_said_at_start(
 ) -> None:
     """A lost keyring volume (the image would make a new key on its next start) is not silent."""
     lost = Keyring.from_env(base64.b64encode(b"\x07" * 32).decode())
-    store = EvidenceStore(fresh_dsn, lost)
+    store = EvidenceStore(Pool(fresh_dsn), lost)
     try:
         record = judged(b"sealed under the lost key")
         await store.keep(record, b"sealed under the lost key", Retention())
     finally:
-        await store.close()
+        await store.db.close()
     with caplog.at_level(logging.ERROR, logger="gate.evidence"):
         await start_gate()  # the test key, not the lost one
     [line] = [r.getMessage() for r in caplog.records if "does not hold" in r.getMessage()]

@@ -12,6 +12,7 @@ from pathlib import Path
 from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring
 from gate.quarantine.retention import Retention
+from gate.store.pool import Pool
 
 from .conftest import judged
 from .test_commands import env, gate
@@ -21,7 +22,7 @@ __all__ = ["env"]  # the fixture, shared with the other command tests
 
 async def test_hold_keeps_purge_away_until_lifted(env: dict[str, str], fresh_dsn: str) -> None:
     assert gate(env, "keys", "init").returncode == 0
-    store = EvidenceStore(fresh_dsn, Keyring.load(Path(env["GATE_EVIDENCE_KEYS_FILE"])))
+    store = EvidenceStore(Pool(fresh_dsn), Keyring.load(Path(env["GATE_EVIDENCE_KEYS_FILE"])))
     try:
         expired = judged(b"expired but wanted", when=datetime.now(UTC) - timedelta(days=31))
         await store.keep(expired, b"expired but wanted", Retention(hold_days=30))
@@ -58,4 +59,4 @@ async def test_hold_keeps_purge_away_until_lifted(env: dict[str, str], fresh_dsn
         assert (actor, "legal_hold") in trail and ("counsel", "legal_hold_lifted") in trail
         assert trail.index(("counsel", "legal_hold_lifted")) < trail.index((actor, "purge"))
     finally:
-        await store.close()
+        await store.db.close()

@@ -29,6 +29,7 @@ from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.pds_admin import PdsAdmin
 from gate.quarantine.retention import Retention
 from gate.quarantine.takedowns import Takedowns
+from gate.store.pool import Pool
 from gate.types import Uploader, Verdict
 from tests.integration.quarantine.conftest import DID, judged, make_keyring
 from tests.support import images
@@ -105,7 +106,7 @@ class ReviewEnv:
 
 
 async def signing_key(tokens: TokenStore) -> bytes:
-    return await shared_key(await tokens.pool())
+    return await shared_key(tokens.db)
 
 
 @contextlib.asynccontextmanager
@@ -119,12 +120,12 @@ async def review_env(tmp_path: Path, dsn: str, *, daily_cap: int = 5) -> AsyncIt
     banks.load()
     policy = PolicyHolder(tmp_path / "policy.toml", lambda: {"local": banks.names()}, [])
     await policy.load_initial()
-    store = EvidenceStore(dsn, make_keyring())
+    db = Pool(dsn)
+    store = EvidenceStore(db, make_keyring())
     await store.start()  # (migrates)
     async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(store.close)
-        tokens = TokenStore(dsn)
-        stack.push_async_callback(tokens.close)
+        stack.push_async_callback(db.close)
+        tokens = TokenStore(db)
         reviewer, admin = (
             await tokens.add("rita", Role.REVIEWER, "t"),
             await tokens.add("adam", Role.ADMIN, "t"),
@@ -134,11 +135,9 @@ async def review_env(tmp_path: Path, dsn: str, *, daily_cap: int = 5) -> AsyncIt
         webhook = Webhook(URL(hooks.url), WEBHOOK_SECRET, backoff=0.01)
         await webhook.start()
         stack.push_async_callback(webhook.close)
-        takedowns = Takedowns(dsn, PdsAdmin(URL(pds.url), ADMIN_PASSWORD), daily_cap)
-        stack.push_async_callback(takedowns.close)
-        allowlist = Allowlist(dsn, policy)
+        takedowns = Takedowns(db, PdsAdmin(URL(pds.url), ADMIN_PASSWORD), daily_cap)
+        allowlist = Allowlist(db, policy)
         await allowlist.start()
-        stack.push_async_callback(allowlist.close)
         signer = Signer(load=functools.partial(signing_key, tokens))
         review = Review(store, allowlist, takedowns, webhook, reveal_seconds=30, signer=signer)
         url = await stack.enter_async_context(serving(create_review_app(ReviewSite(review, tokens))))

@@ -20,7 +20,7 @@ from gate.policy.reload import PolicyHolder
 from gate.quarantine.allowlist import Allowlist, NoAllowlistBank
 from gate.store.embedded import EmbeddedPostgres
 from gate.store.migrate import migrate
-from gate.store.pool import StoreUnavailable
+from gate.store.pool import Pool, StoreUnavailable
 from gate.types import Hashes, MatchResult, SignalType, Verdict
 from tests.integration.review.conftest import POLICY
 from tests.support.postgres import server_dir
@@ -70,7 +70,7 @@ async def test_a_release_is_an_exact_allowlist_hit_here_at_once_and_elsewhere_on
 ) -> None:
     await migrated(fresh_dsn)
     policy = await holder(tmp_path, POLICY + BLOCK_ANY_LOCAL)
-    here, there = Allowlist(fresh_dsn, policy), Allowlist(fresh_dsn, policy)
+    here, there = Allowlist(Pool(fresh_dsn), policy), Allowlist(Pool(fresh_dsn), policy)
     try:
         await here.start()
         await there.start()
@@ -102,14 +102,14 @@ async def test_a_release_is_an_exact_allowlist_hit_here_at_once_and_elsewhere_on
         assert await here.add_sha256(hashes.sha256, None, "adam") == "allowlist"
         assert len(await here.rows()) == 1
     finally:
-        await here.close()
-        await there.close()
+        await here.db.close()
+        await there.db.close()
 
 
 async def test_a_row_counts_only_while_its_bank_is_an_allowlist(tmp_path: Path, fresh_dsn: str) -> None:
     await migrated(fresh_dsn)
     policy = await holder(tmp_path, POLICY + BLOCK_ANY_LOCAL)
-    allow = Allowlist(fresh_dsn, policy)
+    allow = Allowlist(Pool(fresh_dsn), policy)
     try:
         hashes = hashes_of(b"x")
         await allow.add_sha256(hashes.sha256, None, "rita")
@@ -124,7 +124,7 @@ async def test_a_row_counts_only_while_its_bank_is_an_allowlist(tmp_path: Path, 
             await allow.add_sha256(hashes_of(b"y").sha256, None, "rita")
         assert [r.sha256 for r in await allow.rows()] == [hashes.sha256]
     finally:
-        await allow.close()
+        await allow.db.close()
 
 
 async def test_postgres_down_keeps_the_rows_in_force(tmp_path: Path) -> None:
@@ -132,7 +132,7 @@ async def test_postgres_down_keeps_the_rows_in_force(tmp_path: Path) -> None:
     with server_dir() as path:
         server = EmbeddedPostgres(path)
         dsn = await asyncio.to_thread(server.start)
-        allow = Allowlist(dsn, policy)
+        allow = Allowlist(Pool(dsn), policy)
         try:
             await migrated(dsn)
             hashes = hashes_of(b"kept")
@@ -142,7 +142,7 @@ async def test_postgres_down_keeps_the_rows_in_force(tmp_path: Path) -> None:
                 await allow.refresh()
             assert await allow.match(hashes, policy.current) != MatchResult()
         finally:
-            await allow.close()
+            await allow.db.close()
             await asyncio.to_thread(server.stop)
 
 
@@ -161,12 +161,12 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 async def test_list_and_remove_commands(tmp_path: Path, fresh_dsn: str) -> None:
     await migrated(fresh_dsn)
     policy = await holder(tmp_path, POLICY)
-    allow = Allowlist(fresh_dsn, policy)
+    allow = Allowlist(Pool(fresh_dsn), policy)
     sha = hashlib.sha256(b"listed").hexdigest()
     try:
         await allow.add_sha256(sha, "0190aaaa-0000-7000-8000-000000000002", "rita")
     finally:
-        await allow.close()
+        await allow.db.close()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATE_")} | {
         "DATABASE_URL": fresh_dsn,
         "GATE_DATA_DIR": str(tmp_path / "var"),

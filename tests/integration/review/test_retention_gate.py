@@ -17,6 +17,7 @@ import asyncpg
 from gate.admin.tokens import Role, TokenStore
 from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring
+from gate.store.pool import Pool
 from tests.integration.conftest import POLICY, TEST_EVIDENCE_KEY, GateFactory
 
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"
@@ -63,14 +64,14 @@ async def test_reported_days_and_legal_hold_through_the_gate(
     start_gate: GateFactory, tmp_path: Path, fresh_dsn: str
 ) -> None:
     gate = await start_gate(policy=policy(400))
-    tokens = TokenStore(fresh_dsn)  # as `upload-gate admin token add` does, in the gate's database
+    tokens = TokenStore(Pool(fresh_dsn))  # as `upload-gate admin token add` does, in the gate's database
     try:
         rita, adam = await tokens.add("rita", Role.REVIEWER, "t"), await tokens.add("adam", Role.ADMIN, "t")
     finally:
-        await tokens.close()
+        await tokens.db.close()
     reviewer = aiohttp.ClientSession(base_url=gate.admin_url, headers={"Authorization": f"Bearer {rita}"})
     admin = aiohttp.ClientSession(base_url=gate.admin_url, headers={"Authorization": f"Bearer {adam}"})
-    store = EvidenceStore(fresh_dsn, Keyring.from_env(TEST_EVIDENCE_KEY))
+    store = EvidenceStore(Pool(fresh_dsn), Keyring.from_env(TEST_EVIDENCE_KEY))
     try:
         first = await held(gate.url, reviewer, unhashable(1))
 
@@ -121,7 +122,7 @@ async def test_reported_days_and_legal_hold_through_the_gate(
     finally:
         await reviewer.close()
         await admin.close()
-        await store.close()
+        await store.db.close()
 
     conn = await asyncpg.connect(fresh_dsn)
     try:

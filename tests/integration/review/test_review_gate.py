@@ -26,11 +26,7 @@ HOLD_EXACT = (
 async def add_token(gate: RunningGate, name: str, role: Role) -> str:
     """As ``upload-gate admin token add`` does, in the gate's database."""
     assert gate.deps.database is not None
-    tokens = TokenStore(gate.deps.database.dsn)
-    try:
-        return await tokens.add(name, role, "test")
-    finally:
-        await tokens.close()
+    return await TokenStore(gate.deps.database.pool).add(name, role, "test")
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:

@@ -17,6 +17,7 @@ from gate.admin.review_app import create_review_app
 from gate.admin.signing import Signer, shared_key
 from gate.admin.tokens import Principal, Role, TokenError, TokenStore, token_hash
 from gate.store.migrate import migrate
+from gate.store.pool import Pool
 from tests.integration.conftest import GateFactory
 from tests.integration.review.conftest import ReviewEnv
 from tests.support.serving import serving
@@ -34,7 +35,7 @@ async def migrated(dsn: str) -> None:
 
 async def test_tokens_are_hashes_shared_by_every_process(fresh_dsn: str) -> None:
     await migrated(fresh_dsn)
-    here, there = TokenStore(fresh_dsn), TokenStore(fresh_dsn)
+    here, there = TokenStore(Pool(fresh_dsn)), TokenStore(Pool(fresh_dsn))
     try:
         token = await here.add("alice", Role.REVIEWER, "olga")
         assert await there.authenticate(token) == Principal("alice", Role.REVIEWER)  # another replica
@@ -58,13 +59,13 @@ async def test_tokens_are_hashes_shared_by_every_process(fresh_dsn: str) -> None
         assert not await here.remove("alice", "olga")
         assert actions == ["token_added"]
     finally:
-        await here.close()
-        await there.close()
+        await here.db.close()
+        await there.db.close()
 
 
 async def test_one_signing_key_for_every_replica_kept_across_restarts(fresh_dsn: str) -> None:
     await migrated(fresh_dsn)
-    first, second = TokenStore(fresh_dsn), TokenStore(fresh_dsn)
+    first, second = TokenStore(Pool(fresh_dsn)), TokenStore(Pool(fresh_dsn))
     try:
         a, b = Signer(load=functools.partial(_key, first)), Signer(load=functools.partial(_key, second))
         await a.ready()
@@ -73,19 +74,19 @@ async def test_one_signing_key_for_every_replica_kept_across_restarts(fresh_dsn:
         assert b.check_reveal(link, "rita", "item-1")
         assert b.check_csrf("login-token", a.csrf("login-token"))
     finally:
-        await first.close()
-        await second.close()
-    later = TokenStore(fresh_dsn)  # a restarted gate
+        await first.db.close()
+        await second.db.close()
+    later = TokenStore(Pool(fresh_dsn))  # a restarted gate
     try:
         c = Signer(load=functools.partial(_key, later))
         await c.ready()
         assert c.check_reveal(link, "rita", "item-1")
     finally:
-        await later.close()
+        await later.db.close()
 
 
 async def _key(store: TokenStore) -> bytes:
-    return await shared_key(await store.pool())
+    return await shared_key(store.db)
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -109,11 +110,11 @@ async def test_cli_prints_the_token_once(fresh_dsn: str, tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip()
     assert token.startswith("ugt_")
-    store = TokenStore(fresh_dsn)
+    store = TokenStore(Pool(fresh_dsn))
     try:
         assert await store.authenticate(token) == Principal("carol", Role.REVIEWER)
     finally:
-        await store.close()
+        await store.db.close()
     listed = cli(env, "list")
     assert listed.stdout == "carol\treviewer\n"
     assert token not in listed.stdout + listed.stderr
@@ -139,7 +140,7 @@ async def test_a_starting_gate_imports_an_old_tokens_file_once(
 
 async def test_nobody_gets_in_while_postgres_cannot_say_who_a_token_is(env: ReviewEnv) -> None:
     """The tokens' database unreachable: 503 with an XRPC-shaped error, never a 500, never a way in."""
-    dead = TokenStore("postgresql://nobody@127.0.0.1:1/none", connect_timeout=1)
+    dead = TokenStore(Pool("postgresql://nobody@127.0.0.1:1/none", connect_timeout=1))
     app = create_review_app(ReviewSite(env.review, dead))
     async with serving(app) as url, aiohttp.ClientSession(base_url=url) as s:
         async with s.get("/admin/api/items", headers={"Authorization": f"Bearer {env.admin}"}) as r:
@@ -147,4 +148,4 @@ async def test_nobody_gets_in_while_postgres_cannot_say_who_a_token_is(env: Revi
             assert (await r.json())["error"] == "Unavailable"
         async with s.post("/review/login", data={"token": env.admin}, allow_redirects=False) as r:
             assert r.status == 503 and "Set-Cookie" not in r.headers
-    await dead.close()
+    await dead.db.close()

@@ -8,12 +8,22 @@ from pathlib import Path
 import asyncpg
 
 from gate.store.decision_log import DecisionLog
+from gate.store.pool import Pool
+
+
+class OwnPoolLog(DecisionLog):
+    """A decision log alone in its process: closing it closes its pool too."""
+
+    async def close(self) -> None:
+        await super().close()
+        await self.db.close()
 
 
 def make_log(dsn: str, spool_dir: Path, **kwargs: object) -> DecisionLog:
-    options: dict[str, object] = {"retry_interval": 0.1, "connect_timeout": 2.0, "command_timeout": 5.0}
+    options: dict[str, object] = {"retry_interval": 0.1, "command_timeout": 5.0}
     options.update(kwargs)
-    return DecisionLog(dsn, spool_dir, **options)  # type: ignore[arg-type]
+    db = Pool(dsn, connect_timeout=2.0, retry_interval=0.1)
+    return OwnPoolLog(db, spool_dir, **options)  # type: ignore[arg-type]
 
 
 async def fetch_rows(dsn: str) -> list[dict[str, object]]:
