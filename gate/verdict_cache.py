@@ -8,35 +8,20 @@ cached (the next try may get a full scan).
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
-
+from gate.ttl_cache import TtlCache
 from gate.types import Decision, Hashes
 
 Key = tuple[str, ...]
 
 
 class VerdictCache:
+    """``size`` verdicts at most (least recently used out first), each for ``ttl`` seconds."""
+
     def __init__(self, size: int, ttl: float) -> None:
-        self._size = size
-        self._ttl = ttl
-        self._items: OrderedDict[Key, tuple[float, Hashes, Decision]] = OrderedDict()
+        self._items: TtlCache[Key, tuple[Hashes, Decision]] = TtlCache(size, ttl)
 
     def get(self, key: Key) -> tuple[Hashes, Decision] | None:
-        item = self._items.get(key)
-        if item is None:
-            return None
-        expires, hashes, decision = item
-        if expires < time.monotonic():
-            del self._items[key]
-            return None
-        self._items.move_to_end(key)
-        return hashes, decision
+        return self._items.get(key)
 
     def put(self, key: Key, hashes: Hashes, decision: Decision) -> None:
-        if self._size <= 0:
-            return
-        self._items[key] = (time.monotonic() + self._ttl, hashes, decision)
-        self._items.move_to_end(key)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
+        self._items.put(key, (hashes, decision))

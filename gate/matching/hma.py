@@ -33,6 +33,7 @@ from gate.matching.hma_plan import SOURCE, hma_banks_for, hma_signals_for, queri
 from gate.policy.model import Policy
 from gate.settings import Settings
 from gate.types import Hashes, Match, MatcherFailure, MatchResult, SignalType
+from gate.watch import every
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +141,8 @@ class HmaMatcher:
         return status
 
     async def _poll_status(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.refresh_status()
-            except Exception:  # the poller must outlive any surprise; readiness keeps the last answer
-                log.exception("HMA status probe failed")
+        # A surprise is logged and the next probe goes on; readiness keeps the last answer.
+        await every(interval, self.refresh_status, what="HMA status probe")
 
     @property
     def status(self) -> HmaStatus | None:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from gate.errors import Unavailable
 from gate.matching.answer_cache import Hit
@@ -105,7 +105,22 @@ def parse_index_status(body: object) -> dict[str, IndexStatus]:
     return out
 
 
-def _message(response: httpx.Response) -> str:
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One HMA answer, read whole (they are small: a lookup, a bank list, a status line)."""
+
+    status: int
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def _message(response: Answer) -> str:
     """HMA's ``{"message": ...}`` if there is one, else the start of the body, shortened."""
     try:
         body = response.json()
@@ -117,7 +132,7 @@ def _message(response: httpx.Response) -> str:
 
 
 class HmaClient:
-    """One pooled ``httpx.AsyncClient`` to one HMA. Calls never outlive ``timeout`` seconds."""
+    """One pooled aiohttp session to one HMA (opened on first use). Calls never outlive ``timeout``."""
 
     def __init__(
         self,
@@ -126,39 +141,44 @@ class HmaClient:
         connect_timeout: float = 0.5,
         timeout: float = 2.0,
         max_connections: int = 16,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        # trust_env=False: HMA lives on a private network; an HTTP(S)_PROXY meant for the outside
-        # world must not carry hashes elsewhere.
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            trust_env=False,
-            transport=transport,
-        )
+        self._connect_timeout = connect_timeout
+        self._max_connections = max_connections
+        self._http: aiohttp.ClientSession | None = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            # trust_env stays False: HMA lives on a private network; an HTTP(S)_PROXY meant for the
+            # outside world must not carry hashes elsewhere.
+            self._http = aiohttp.ClientSession(
+                self.base_url + "/",
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                timeout=aiohttp.ClientTimeout(sock_connect=self._connect_timeout, sock_read=self.timeout),
+            )
+        return self._http
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
 
-    async def _get(self, path: str, params: dict[str, str] | None, within: float | None) -> httpx.Response:
+    async def _get(self, path: str, params: dict[str, str] | None, within: float | None) -> Answer:
         limit = self.timeout if within is None else within
         try:
             async with asyncio.timeout(limit):
-                return await self._http.get(path, params=params)
+                async with self._session().get(path.lstrip("/"), params=params) as response:
+                    return Answer(response.status, await response.read())
         except TimeoutError:
             raise HmaCallError("timeout", f"GET {path}: no answer within {limit:.3g}s") from None
-        except httpx.TimeoutException:
-            raise HmaCallError("timeout", f"GET {path}: timed out") from None
-        except httpx.ConnectError as exc:
+        except aiohttp.ClientConnectorError as exc:
             raise HmaCallError("refused", f"GET {path}: cannot connect ({type(exc).__name__})") from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise HmaCallError("error", f"GET {path}: {type(exc).__name__}") from None
 
-    def _raise_for_status(self, path: str, response: httpx.Response) -> None:
-        status = response.status_code
+    def _raise_for_status(self, path: str, response: Answer) -> None:
+        status = response.status
         if status == 503:
             raise HmaCallError("not_ready", f"GET {path}: 503 {_message(response)}")
         if status >= 500:
@@ -206,9 +226,9 @@ class HmaClient:
         except HmaCallError as exc:
             return HmaStatus(ready=False, detail=exc.detail, reachable=False)
         text = response.text.strip()[:MESSAGE_LIMIT]
-        if response.status_code == 200:
+        if response.status == 200:
             return HmaStatus(ready=True, detail=text or "I-AM-ALIVE")
-        return HmaStatus(ready=False, detail=f"{response.status_code} {text}".strip())
+        return HmaStatus(ready=False, detail=f"{response.status} {text}".strip())
 
     async def live(self, within: float | None = None) -> None:
         """``GET /status/live``: raises unless HMA's process answers 200."""

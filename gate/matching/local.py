@@ -27,6 +27,7 @@ from gate.matching.matcher import Matcher
 from gate.matching.pdq_index import HammingIndex
 from gate.policy.model import Policy
 from gate.types import Hashes, Match, MatcherFailure, MatchResult, SignalType, Variant
+from gate.watch import FileWatch, Stamp, every
 
 log = logging.getLogger(__name__)
 
@@ -73,27 +74,18 @@ class BankSet:
     perceptual: dict[SignalType, _Perceptual]
     counts: dict[str, dict[SignalType, int]]
     problems: tuple[str, ...] = ()
-    signature: tuple[tuple[str, int, int, int], ...] = field(default=())
+    signature: Stamp = field(default=())
 
 
-def _signature(directory: Path) -> tuple[tuple[str, int, int, int], ...]:
-    out = []
-    for path in sorted(directory.glob("*.csv")):
-        if path.name.startswith("."):
-            continue
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        out.append((path.name, st.st_mtime_ns, st.st_size, st.st_ino))
-    return tuple(out)
+def _bank_files(directory: Path) -> FileWatch:
+    return FileWatch(directory, "*.csv")
 
 
 def build_bank_set(directory: Path) -> BankSet:
     """Read every bank file. Raises ``BankError`` when a whole file or the directory is unreadable."""
     if not directory.is_dir():
         raise BankError(f"banks directory {directory} does not exist")
-    signature = _signature(directory)
+    signature = _bank_files(directory).look() or ()
     files: list[BankFile] = []
     problems: list[str] = []
     for name, *_ in signature:
@@ -179,7 +171,8 @@ class LocalBanks:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self._set: BankSet | None = None
-        self._failed_signature: tuple[tuple[str, int, int, int], ...] | None = None
+        self._files = _bank_files(self.directory)
+        self._failed_signature: Stamp | None = None
 
     @property
     def banks(self) -> BankSet:
@@ -223,7 +216,7 @@ class LocalBanks:
 
     async def reload_if_changed(self) -> bool:
         """Reload when any ``*.csv`` changed (mtime, size, inode, added, removed); True if reloaded."""
-        signature = await asyncio.to_thread(_signature, self.directory)
+        signature = await asyncio.to_thread(self._files.look) or ()
         if signature in (self.banks.signature, self._failed_signature):
             return False
         try:
@@ -243,14 +236,14 @@ class LocalBanks:
     async def watch(
         self, interval: float = 2.0, on_change: Callable[[], Awaitable[object]] | None = None
     ) -> None:
-        """Poll the directory for changes until cancelled; ``on_change`` runs after each reload."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                if await self.reload_if_changed() and on_change is not None:
-                    await on_change()
-            except Exception:  # a watcher must outlive surprises; the error is logged
-                log.exception("local bank watch failed")
+        """Check the directory every ``interval`` seconds until cancelled; ``on_change`` runs after each
+        reload."""
+
+        async def step() -> None:
+            if await self.reload_if_changed() and on_change is not None:
+                await on_change()
+
+        await every(interval, step, what="local bank watch")
 
     async def match(self, hashes: Hashes, policy: Policy) -> MatchResult:
         snapshot = self.banks

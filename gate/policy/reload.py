@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,19 +19,11 @@ from pathlib import Path
 from gate import metrics
 from gate.policy.load import PolicyError, parse_policy
 from gate.policy.model import Policy
+from gate.watch import FileWatch, every
 
 log = logging.getLogger(__name__)
 
 Validator = Callable[[Policy], Awaitable[list[str]]]
-FileKey = tuple[int, int, int, int]  # inode, device, size, mtime_ns
-
-
-def _file_key(path: Path) -> FileKey | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
 
 
 class PolicyHolder:
@@ -46,7 +37,8 @@ class PolicyHolder:
         self._known_banks = known_banks
         self._validators = tuple(validators)
         self._current: Policy | None = None
-        self._seen: FileKey | None = None
+        self._file = FileWatch(self.path)
+        self._missing = False
         self._lock = asyncio.Lock()
         self._pending: set[asyncio.Task[bool]] = set()
 
@@ -61,12 +53,12 @@ class PolicyHolder:
         self._validators += (validator,)
 
     async def _parse(self) -> Policy:
-        key = _file_key(self.path)
+        stamp = await asyncio.to_thread(self._file.look)
         try:
             data = await asyncio.to_thread(self.path.read_bytes)
         except OSError as exc:
             raise PolicyError(str(self.path), [f"cannot read the file: {exc.strerror or exc}"]) from exc
-        self._seen = key
+        self._file.seen(stamp)
         policy = parse_policy(data, source=str(self.path), known_banks=self._known_banks())
         problems: list[str] = []
         for validator in self._validators:
@@ -123,20 +115,19 @@ class PolicyHolder:
         task.add_done_callback(self._pending.discard)
 
     async def watch(self, interval: float = 2.0) -> None:
-        """Poll the file until cancelled; reload when inode, size or mtime change.
+        """Check the file every ``interval`` seconds until cancelled; reload when it changed.
 
-        Editors that save by writing a new file and renaming it over the old one change the inode; a
-        moment where the file is missing is skipped rather than treated as an (invalid) empty policy.
-        """
-        missing = False
-        while True:
-            await asyncio.sleep(interval)
-            key = await asyncio.to_thread(_file_key, self.path)
-            if key is None:
-                if not missing:
-                    log.warning("policy file %s is missing; the last good policy stays in force", self.path)
-                missing = True
-                continue
-            missing = False
-            if key != self._seen:
-                await self.reload()
+        A moment where the file is missing (an editor between writing and renaming) is skipped rather
+        than treated as an (invalid) empty policy."""
+        await every(interval, self.reload_if_changed, what=f"policy watch of {self.path}")
+
+    async def reload_if_changed(self) -> bool:
+        if await asyncio.to_thread(self._file.look) is None:
+            if not self._missing:
+                log.warning("policy file %s is missing; the last good policy stays in force", self.path)
+            self._missing = True
+            return False
+        self._missing = False
+        if await asyncio.to_thread(self._file.changed) is None:
+            return False
+        return await self.reload()

@@ -33,6 +33,7 @@ from gate.policy.reload import PolicyHolder
 from gate.store.audit import record_audit
 from gate.store.pool import Pool, StoreUnavailable
 from gate.types import Hashes, Match, MatchResult, SignalType
+from gate.watch import every
 
 log = logging.getLogger(__name__)
 
@@ -141,14 +142,14 @@ class Allowlist:
 
     async def watch(self, interval: float) -> None:
         """Poll for rows added or removed elsewhere (another replica, the CLI) until cancelled."""
-        while True:
-            await asyncio.sleep(interval)
+
+        async def step() -> None:
             try:
                 await self.refresh()
             except StoreUnavailable as exc:
                 log.warning("allowlist not re-read, keeping %d row(s): %s", len(self._rows), exc)
-            except Exception:  # a watcher must outlive surprises; the error is logged
-                log.exception("allowlist watch failed")
+
+        await every(interval, step, what="allowlist watch")
 
     # ---- changes ---------------------------------------------------------------------------------
 

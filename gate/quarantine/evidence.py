@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -68,6 +67,7 @@ from gate.quarantine.retention import (
 from gate.record import DecisionRecord
 from gate.store.audit import Audit, record_audit
 from gate.store.pool import Pool, StoreUnavailable
+from gate.watch import FileWatch
 
 if TYPE_CHECKING:
     from gate.store.pool import Connection
@@ -108,7 +108,10 @@ class EvidenceStore:
         self.db = db
         self.keyring = keyring
         self._audit = Audit(db)
-        self._key_stamp = self._stamp()
+        # `keys rotate` while the gate runs: the file is re-read when it changes.
+        self._key_file = FileWatch(keyring.path) if keyring is not None and keyring.path else None
+        if self._key_file is not None:
+            self._key_file.seen(self._key_file.look())
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -124,22 +127,15 @@ class EvidenceStore:
         async with self.db.transaction() as conn:
             return await work(conn)
 
-    def _stamp(self) -> tuple[int, int, int] | None:
-        path = self.keyring.path if self.keyring else None
-        try:
-            st = os.stat(path) if path else None
-        except OSError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size) if st else None
-
     def _keyring(self) -> Keyring:
         """The keyring, re-read when its file changed (``keys rotate`` while the gate runs): new items
         then use the new active key and re-wrapped items keep opening."""
         if self.keyring is None:
             raise StoreUnavailable("no evidence key is configured (upload-gate keys init)")
-        stamp = self._stamp()
-        if stamp is not None and stamp != self._key_stamp and self.keyring.path is not None:
-            self._key_stamp = stamp
+        watch = self._key_file
+        stamp = watch.changed() if watch is not None else None
+        if watch is not None and stamp is not None and self.keyring.path is not None:
+            watch.seen(stamp)  # a bad file is reported once, not at every use
             try:
                 self.keyring = Keyring.load(self.keyring.path)
                 log.warning("evidence keyring re-read: active key %s", self.keyring.active.id)

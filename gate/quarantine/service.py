@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -16,6 +15,7 @@ from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring, MissingEvidenceKey
 from gate.store.pool import StoreUnavailable
 from gate.types import Verdict
+from gate.watch import every
 
 log = logging.getLogger("gate.evidence")
 
@@ -87,7 +87,8 @@ async def check_keys_cover_evidence(store: EvidenceStore) -> dict[str, int]:
 
 async def purge_periodically(store: EvidenceStore, interval: float) -> None:
     """Purge expired evidence now and then every ``interval`` seconds, until cancelled."""
-    while True:
+
+    async def step() -> None:
         try:
             purged = await store.purge()
             metrics.EVIDENCE_PURGED.inc(len(purged))
@@ -95,7 +96,8 @@ async def purge_periodically(store: EvidenceStore, interval: float) -> None:
                 log.info("evidence purge: %d expired item(s) deleted", len(purged))
         except Exception as exc:  # the next round retries; a purge must never stop the gate
             log.error("evidence purge failed: %s: %s", type(exc).__name__, exc)
-        await asyncio.sleep(interval)
+
+    await every(interval, step, what="evidence purge", now=True)
 
 
 def readiness(store: EvidenceStore, policy: PolicyHolder) -> Callable[[], Awaitable[tuple[bool, str]]]:

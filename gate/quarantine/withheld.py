@@ -11,21 +11,19 @@ from Postgres (``EvidenceStore.blocked_sha256``) in the background.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
+import libipld
 from aiohttp import web
 
 from gate import metrics
 from gate.answers import xrpc_json
+from gate.watch import every
 
 log = logging.getLogger(__name__)
 
-_B32 = "abcdefghijklmnopqrstuvwxyz234567"
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-SHA2_256 = 0x12
+SHA2_256 = 0x12  # the multihash code of SHA-256
 
 # What the PDS answers for a blob it does not have (InvalidRequestError('Blob not found') in
 # @atproto/pds api/com/atproto/sync/getBlob.js): status 400, this body.
@@ -33,68 +31,21 @@ NOT_FOUND_STATUS = 400
 NOT_FOUND_BODY = {"error": "InvalidRequest", "message": "Blob not found"}
 
 
-def _b32(text: str) -> bytes:
-    bits = value = 0
-    out = bytearray()
-    for ch in text.lower().rstrip("="):
-        value = (value << 5) | _B32.index(ch)
-        bits += 5
-        if bits >= 8:
-            bits -= 8
-            out.append((value >> bits) & 0xFF)
-    return bytes(out)
-
-
-def _base_n(text: str, alphabet: str) -> bytes:
-    num = 0
-    for ch in text:
-        num = num * len(alphabet) + alphabet.index(ch)
-    zeros = len(text) - len(text.lstrip(alphabet[0]))
-    body = num.to_bytes((num.bit_length() + 7) // 8, "big") if num else b""
-    return b"\0" * zeros + body
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
 def cid_sha256(cid: str) -> str | None:
-    """The SHA-256 digest (hex) a CID string names, or None when it names none / does not parse."""
-    text = cid.strip()
+    """The SHA-256 digest (hex) a CID string names, or None when it names none / does not parse.
+
+    Parsed by libipld (the atproto SDK's IPLD library, Rust's ``cid`` and ``multibase`` crates): every
+    multibase the PDS's parser knows and more (base32 in either case, base58btc, base36, base16, a v0
+    ``Qm…``), whatever the codec."""
     try:
-        if text.startswith("Qm") and len(text) == 46:
-            raw = _base_n(text, _B58)  # CIDv0: the bare multihash
-        elif text[:1] in ("b", "B"):
-            raw = _b32(text[1:])
-        elif text[:1] == "z":
-            raw = _base_n(text[1:], _B58)
-        elif text[:1] in ("k", "K"):
-            raw = _base_n(text[1:].lower(), _B36)
-        elif text[:1] in ("f", "F"):
-            raw = bytes.fromhex(text[1:])
-        else:
-            return None
-        pos = 0
-        if raw[:1] != bytes([SHA2_256]):  # CIDv1: version, codec, then the multihash
-            _, pos = _varint(raw, pos)
-            _, pos = _varint(raw, pos)
-        code, pos = _varint(raw, pos)
-        length, pos = _varint(raw, pos)
-        digest = raw[pos : pos + length]
-    except (ValueError, IndexError):
+        parsed = libipld.decode_cid(cid.strip())
+    except ValueError:
         return None
-    if code != SHA2_256 or length != 32 or len(digest) != 32:
+    multihash = parsed["hash"]
+    digest = multihash["digest"]
+    if multihash["code"] != SHA2_256 or len(digest) != 32:
         return None
-    return digest.hex()
+    return bytes(digest).hex()
 
 
 class WithheldBlobs:
@@ -134,7 +85,9 @@ class WithheldBlobs:
     async def watch(self, load: Callable[[], Awaitable[set[str]]], interval: float) -> None:
         """Refresh until cancelled. A failing database keeps the last set (never an empty one)."""
         failing = False
-        while True:
+
+        async def step() -> None:
+            nonlocal failing
             try:
                 await self.refresh(load)
                 if failing:
@@ -146,7 +99,8 @@ class WithheldBlobs:
                         "withheld blobs: refresh failed (%s); keeping %d", type(exc).__name__, len(self)
                     )
                 failing = True
-            await asyncio.sleep(interval)
+
+        await every(interval, step, what="withheld blobs refresh", now=True)
 
 
 async def not_found() -> web.Response:

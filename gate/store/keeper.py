@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from gate import metrics
 from gate.store.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from gate.watch import every
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +113,10 @@ class PostgresKeeper:
         self._down_since, self._attempts, self._last_error = None, 0, ""
 
     async def watch(self, interval: float = 1.0) -> None:
-        """Tick every ``interval`` seconds until cancelled (the gate's shutdown cancels it first)."""
-        while True:
-            try:
-                await asyncio.to_thread(self.tick)
-            except Exception:  # the keeper must outlive any surprise; readiness still reads live state
-                log.exception("embedded Postgres keeper failed; retrying")
-            await asyncio.sleep(interval)
+        """Tick every ``interval`` seconds until cancelled (the gate's shutdown cancels it first); a
+        surprise is logged and the next tick goes on (readiness still reads live state)."""
+
+        async def step() -> None:
+            await asyncio.to_thread(self.tick)
+
+        await every(interval, step, what="embedded Postgres keeper", now=True)

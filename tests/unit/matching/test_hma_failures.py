@@ -33,7 +33,7 @@ def failures_counted(kind: str) -> float:
         ("wrong_shape", "malformed", "not a JSON object"),
         ("bad_distance", "malformed", "distance 'near'"),
         ("http_400", "http_4xx", "400 invalid signal"),
-        ("drop", "error", "RemoteProtocolError"),
+        ("drop", "error", "ServerDisconnectedError"),
     ],
 )
 async def test_a_failing_hma_gives_a_failure_of_a_bounded_kind(
