@@ -64,3 +64,12 @@ async def no_banner(request: web.Request, response: web.StreamResponse) -> None:
     """For the private listener (metrics, health, review): no software banner, and no CORS."""
     if response.headers.get(hdrs.SERVER) == SERVER_SOFTWARE:
         del response.headers[hdrs.SERVER]
+
+
+# What the PDS answers for a blob it does not have (InvalidRequestError('Blob not found') in
+# @atproto/pds api/com/atproto/sync/getBlob.js); a blob the gate withholds gets exactly this.
+BLOB_NOT_FOUND = {"error": "InvalidRequest", "message": "Blob not found"}
+
+
+def blob_not_found() -> web.Response:
+    return xrpc_json(BLOB_NOT_FOUND, 400)

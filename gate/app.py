@@ -21,7 +21,6 @@ from gate.proxy.ip_slots import IpSlots
 from gate.proxy.lifecycle import is_websocket, lifecycle_middleware
 from gate.proxy.routing import is_get_blob, is_upload
 from gate.proxy.target import origin_form
-from gate.quarantine.withheld import not_found as withheld_not_found
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             return await request.app[PIPELINE].handle(request, fwd)
     if is_get_blob(request.method, target) and deps.withheld.withholds(request.query.getall("cid", [])):
         # A blob the gate blocked is never fetched from the PDS: answered as the PDS answers a missing one.
-        return await withheld_not_found()
+        metrics.WITHHELD_REQUESTS.inc()
+        return answers.blob_not_found()
     if is_websocket(request):
         return await deps.upstream.websocket(request, fwd)
     return await deps.upstream.passthrough(request, fwd)
@@ -102,7 +102,7 @@ def create_app(deps: Deps, drain: Drain | None = None) -> web.Application:
         deps.matchers,
         deps.upstream,
         deps.sink,
-        evidence=deps.evidence,
+        evidence=deps.evidence.vault if deps.evidence is not None else None,
         withheld=deps.withheld,
         offline=deps.offline,
         drain=drain,

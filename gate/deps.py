@@ -8,6 +8,7 @@ a background task) adds it here, so the order of start-up is explicit: parts tha
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -26,14 +27,16 @@ from gate.policy.reload import PolicyHolder
 from gate.proxy.upstream import Upstream
 from gate.quarantine import service as quarantine
 from gate.quarantine.allowlist import Allowlist
-from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring
 from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionSink
 from gate.settings import Settings
+from gate.store.blocked import blocked_sha256
 from gate.store.database import Database
 from gate.store.decision_log import DecisionLog
+from gate.store.evidence import Evidence
 from gate.store.keeper import PostgresKeeper
+from gate.store.purge import purge_periodically
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ class Deps:
     # Coroutines run for as long as the gate serves (file watchers, writers...).
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     database: Database | None = None  # Postgres (DATABASE_URL or the embedded one), started
-    evidence: EvidenceStore | None = None  # sealed evidence of blocked uploads (gate/quarantine)
+    evidence: Evidence | None = None  # sealed evidence of blocked uploads (gate/store/evidence.py)
     withheld: WithheldBlobs = field(default_factory=WithheldBlobs)  # blobs getBlob answers "not found" for
     allowlist: Allowlist | None = None  # released hashes (a matcher too); the review site adds to it
 
@@ -105,8 +108,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         await decision_log.start()
         stack.push_async_callback(decision_log.close)
         sink: DecisionSink = decision_log
-        evidence = EvidenceStore(database.pool, keyring)
-        await evidence.start()
+        evidence = Evidence.on(database.pool, keyring)
         await quarantine.check_keys_cover_evidence(evidence)
         # Released hashes (reviewed false positives): rows of the policy's allowlist bank, in Postgres
         # so that read-only bank files and other replicas are no obstacle (gate.quarantine.allowlist).
@@ -155,13 +157,15 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
             await policy.watch(settings.reload_interval)
 
         async def purge_evidence() -> None:
-            await quarantine.purge_periodically(evidence, settings.evidence_purge_interval)
+            await purge_periodically(database.pool, settings.evidence_purge_interval)
 
         async def watch_allowlist() -> None:
             await allowlist.watch(settings.reload_interval)
 
         async def watch_withheld() -> None:
-            await withheld.watch(evidence.blocked_sha256, settings.withheld_refresh_interval)
+            await withheld.watch(
+                functools.partial(blocked_sha256, database.pool), settings.withheld_refresh_interval
+            )
 
         yield Deps(
             settings=settings,

@@ -32,7 +32,7 @@
     │   ├── EmbeddedPostgresError               gate.store.embedded (also an OSError)
     │   ├── SpoolError                          gate.store.spool (also an OSError)
     │   ├── HmaCallError                        gate.matching.hma_client: one HMA call, with its kind
-    │   ├── PdsActionError                      gate.quarantine.pds_admin: the PDS's admin API refused or is unreachable
+    │   ├── PdsActionError                      gate.pds_admin: the PDS's admin API refused or is unreachable
     │   └── WorkerDied                          gate.hashing.pool: a hashing process ended mid-job
     ├── Refusal                             the gate will not do this; the message says why
     │   ├── EvidenceNotFound                    no such item, or its bytes are gone (also a LookupError)

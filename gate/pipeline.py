@@ -34,12 +34,12 @@ from gate.proxy.drain import Drain
 from gate.proxy.forwarded import Forwarded
 from gate.proxy.target import origin_form
 from gate.proxy.upstream import Upstream
-from gate.quarantine.evidence import EvidenceCapped, EvidenceStore
-from gate.quarantine.retention import Retention
 from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionRecord, DecisionSink, new_decision_id
 from gate.settings import Settings
 from gate.store.pool import StoreUnavailable
+from gate.store.retention import Retention
+from gate.store.vault import EvidenceCapped, Vault
 from gate.types import Decision, Hashes, Match, MatcherFailure, MatchResult, SignalType, Uploader, Verdict
 from gate.verdict_cache import VerdictCache
 
@@ -169,7 +169,7 @@ class UploadPipeline:
         upstream: Upstream,
         sink: DecisionSink,
         offline: OfflineCheck | None = None,
-        evidence: EvidenceStore | None = None,
+        evidence: Vault | None = None,
         withheld: WithheldBlobs | None = None,
         drain: Drain | None = None,
     ) -> None:

@@ -2,7 +2,7 @@
 
 Shared by the JSON API (``review_api``) and the HTML page (``review_page``), so both record exactly the
 same trail. Audit rows: ``list``, ``item`` (details page), ``preview`` (the blurred derivative: written
-by ``EvidenceStore.decrypt``), ``reveal_granted`` (a signed link was made), ``reveal`` + ``viewed`` (the
+by ``Vault.decrypt``), ``reveal_granted`` (a signed link was made), ``reveal`` + ``viewed`` (the
 original bytes went to a browser; the item is marked as seen by a human), ``released``, ``confirmed``,
 ``reported``, ``legal_hold`` / ``legal_hold_lifted`` (admins), and ``takedown*`` for account actions.
 """
@@ -26,9 +26,11 @@ from gate.notify.event import (
 )
 from gate.notify.webhook import Notifier
 from gate.quarantine.allowlist import Allowlist
-from gate.quarantine.evidence import EvidenceItem, EvidenceNotFound, EvidenceState, EvidenceStore
-from gate.quarantine.retention import InvalidTransition, Retention
 from gate.quarantine.takedowns import TakedownRefused, Takedowns, Target
+from gate.store.evidence import Evidence
+from gate.store.item import EvidenceItem, EvidenceState
+from gate.store.retention import Retention
+from gate.store.transitions import EvidenceNotFound, InvalidTransition
 
 # Media types a browser may render inline on reveal; anything else is offered as a download only.
 INLINE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -50,7 +52,7 @@ class ConfirmOutcome:
 class Review:
     def __init__(
         self,
-        evidence: EvidenceStore,
+        evidence: Evidence,
         allowlist: Allowlist,
         takedowns: Takedowns | None,
         notifier: Notifier,
@@ -70,16 +72,16 @@ class Review:
         self.signer = signer or Signer()
 
     async def queue(self, actor: str, state: EvidenceState | None, limit: int = 100) -> list[EvidenceItem]:
-        items = await self.evidence.list_items(state, limit=limit)
+        items = await self.evidence.items.list_items(state, limit=limit)
         metrics.REVIEW_ACTIONS.labels("list").inc()
-        await self.evidence.audit(
+        await self.evidence.audit.record(
             actor, "list", None, {"state": state.value if state else None, "shown": len(items)}
         )
         return items
 
     async def item(self, actor: str, item_id: str) -> EvidenceItem:
         item = await self._get(item_id)
-        await self.evidence.audit(actor, "item", item.decision_id, {})
+        await self.evidence.audit.record(actor, "item", item.decision_id, {})
         return item
 
     async def preview(self, actor: str, item_id: str) -> bytes | None:
@@ -87,7 +89,7 @@ class Review:
         item = await self._get(item_id)
         if not item.has_bytes:
             return None
-        body = await self.evidence.decrypt(item.decision_id, actor, "preview")
+        body = await self.evidence.vault.decrypt(item.decision_id, actor, "preview")
         metrics.REVIEW_ACTIONS.labels("preview").inc()
         return await asyncio.to_thread(blurred_preview, body, self.max_pixels)
 
@@ -97,7 +99,7 @@ class Review:
             raise EvidenceNotFound(item_id)
         await self.signer.ready()
         token, expires = self.signer.reveal(actor, item.decision_id, self.reveal_seconds)
-        await self.evidence.audit(actor, "reveal_granted", item.decision_id, {"expires": expires})
+        await self.evidence.audit.record(actor, "reveal_granted", item.decision_id, {"expires": expires})
         metrics.REVIEW_ACTIONS.labels("reveal").inc()
         return token, expires
 
@@ -106,12 +108,12 @@ class Review:
         item = await self._get(item_id)
         await self.signer.ready()
         if not self.signer.check_reveal(token, actor, item.decision_id):
-            await self.evidence.audit(
+            await self.evidence.audit.record(
                 actor, "reveal_denied", item.decision_id, {"why": "expired or not yours"}
             )
             return None
-        body = await self.evidence.decrypt(item.decision_id, actor, "reveal")
-        await self.evidence.mark_viewed(item.decision_id, actor)
+        body = await self.evidence.vault.decrypt(item.decision_id, actor, "reveal")
+        await self.evidence.items.mark_viewed(item.decision_id, actor)
         return Revealed(body, sniff(body))
 
     async def release(self, actor: str, item_id: str) -> EvidenceItem:
@@ -122,9 +124,9 @@ class Review:
         if item.legal_hold:
             raise InvalidTransition("the item is under legal hold")
         bank = await self.allowlist.add_sha256(item.sha256, item.decision_id, actor)
-        released = await self.evidence.release(item.decision_id, actor)
+        released = await self.evidence.items.release(item.decision_id, actor)
         metrics.REVIEW_ACTIONS.labels("release").inc()
-        await self.evidence.audit(
+        await self.evidence.audit.record(
             actor, "allowlisted", item.decision_id, {"bank": bank, "sha256": item.sha256}
         )
         self.notifier.submit(
@@ -135,7 +137,7 @@ class Review:
         return released
 
     async def confirm(self, actor: str, item_id: str, *, takedown: bool = False) -> ConfirmOutcome:
-        item = await self.evidence.confirm(item_id, actor)
+        item = await self.evidence.items.confirm(item_id, actor)
         metrics.REVIEW_ACTIONS.labels("confirm").inc()
         self.notifier.submit(
             review_event(
@@ -158,7 +160,7 @@ class Review:
         report_id = report_id.strip()
         if not report_id or len(report_id) > 100 or not report_id.isprintable():
             raise InvalidTransition("a CyberTipline report id is required (up to 100 characters)")
-        item = await self.evidence.mark_reported(item_id, actor, report_id, self.retention())
+        item = await self.evidence.items.mark_reported(item_id, actor, report_id, self.retention())
         metrics.REVIEW_ACTIONS.labels("reported").inc()
         self.notifier.submit(
             review_event(
@@ -174,17 +176,17 @@ class Review:
 
     async def place_legal_hold(self, actor: str, item_id: str, reason: str) -> EvidenceItem:
         """Admins only (the routes check): the bytes stay, whatever the deadline, until it is lifted."""
-        item = await self.evidence.set_legal_hold(item_id, actor, True, reason)
+        item = await self.evidence.items.set_legal_hold(item_id, actor, True, reason)
         metrics.REVIEW_ACTIONS.labels("legal_hold").inc()
         return item
 
     async def lift_legal_hold(self, actor: str, item_id: str, reason: str | None = None) -> EvidenceItem:
-        item = await self.evidence.set_legal_hold(item_id, actor, False, reason)
+        item = await self.evidence.items.set_legal_hold(item_id, actor, False, reason)
         metrics.REVIEW_ACTIONS.labels("legal_hold_lifted").inc()
         return item
 
     async def _get(self, item_id: str) -> EvidenceItem:
-        item = await self.evidence.get(item_id)
+        item = await self.evidence.items.get(item_id)
         if item is None:
             raise EvidenceNotFound(item_id)
         return item

@@ -27,9 +27,10 @@ from gate.admin.auth import require
 from gate.admin.review import INLINE_TYPES, Review
 from gate.admin.tokens import Role, TokenStore
 from gate.quarantine.allowlist import NoAllowlistBank
-from gate.quarantine.evidence import EvidenceNotFound, EvidenceState, EvidenceUnreadable
-from gate.quarantine.retention import InvalidTransition
+from gate.quarantine.keys import EvidenceUnreadable
+from gate.store.item import EvidenceState
 from gate.store.pool import StoreUnavailable
+from gate.store.transitions import EvidenceNotFound, InvalidTransition
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ async def get_item(request: web.Request) -> web.Response:
     actor = await _session_name(request)
     review = site(request).review
     item = await review.item(actor, request.match_info["id"])
-    trail = await review.evidence.audit_trail(item.decision_id)
+    trail = await review.evidence.audit.trail(item.decision_id)
     return web.json_response({"item": item.to_json(), "audit": [e.to_json() for e in trail]})
 
 
@@ -200,8 +201,8 @@ async def audit(request: web.Request) -> web.Response:
     if not subject:
         return _error(400, "InvalidRequest", "subject (an item id) is required")
     review = site(request).review
-    trail = await review.evidence.audit_trail(subject)
-    await review.evidence.audit(actor, "audit_read", subject, {})
+    trail = await review.evidence.audit.trail(subject)
+    await review.evidence.audit.record(actor, "audit_read", subject, {})
     return web.json_response({"audit": [e.to_json() for e in trail]})
 
 

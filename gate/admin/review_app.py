@@ -16,14 +16,14 @@ from gate.admin.review_page import add_page_routes
 from gate.admin.signing import Signer, shared_key
 from gate.admin.tokens import TokenError, TokenStore
 from gate.notify.webhook import Notifier
+from gate.pds_admin import PdsAdmin
 from gate.policy.reload import PolicyHolder
 from gate.quarantine.allowlist import Allowlist
-from gate.quarantine.evidence import EvidenceStore
-from gate.quarantine.pds_admin import PdsAdmin
-from gate.quarantine.retention import Retention
 from gate.quarantine.takedowns import Takedowns
 from gate.settings import Settings
+from gate.store.evidence import Evidence
 from gate.store.pool import Pool, StoreUnavailable
+from gate.store.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def create_review_app(site: ReviewSite) -> web.Application:
 
 async def open_review(
     settings: Settings,
-    evidence: EvidenceStore,
+    evidence: Evidence,
     db: Pool,
     policy: PolicyHolder,
     allowlist: Allowlist,

@@ -23,7 +23,7 @@ from yarl import URL
 from gate.admin.auth import CSRF_FIELD, Session, clear_login_cookie, require, set_login_cookie
 from gate.admin.review_api import NO_STORE, guarded, original, preview, site
 from gate.admin.tokens import Role
-from gate.quarantine.evidence import EvidenceItem, EvidenceState
+from gate.store.item import EvidenceItem, EvidenceState
 from gate.store.pool import StoreUnavailable
 
 MESSAGES = {

@@ -1,6 +1,6 @@
 """The policy's ``[evidence]`` table: what is kept of blocked uploads, and for how long.
 
-See ``config/policy.toml`` for each key and ``gate.quarantine.retention`` for what the numbers do.
+See ``config/policy.toml`` for each key and ``gate.store.retention`` for what the numbers do.
 """
 
 from __future__ import annotations

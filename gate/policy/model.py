@@ -53,7 +53,7 @@ class Hashing:
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """``[evidence]``: what is kept of blocked uploads, and for how long (see gate.quarantine.retention)."""
+    """``[evidence]``: what is kept of blocked uploads, and for how long (see gate.store.retention)."""
 
     keep_rejected: bool = False  # also keep encrypted evidence of rejected uploads (quarantine always does)
     hold_days: int = 30  # unreviewed (held) evidence is deleted this long after the upload

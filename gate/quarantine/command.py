@@ -30,16 +30,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from gate.quarantine.evidence import (
-    EvidenceNotFound,
-    EvidenceState,
-    EvidenceStore,
-    InvalidTransition,
-)
 from gate.quarantine.keys import EvidenceUnreadable, Keyring, KeyringError, new_key
 from gate.settings import Settings, SettingsError
 from gate.store.database import Database
+from gate.store.evidence import Evidence
+from gate.store.item import EvidenceState
 from gate.store.pool import StoreUnavailable
+from gate.store.purge import purge
+from gate.store.rewrap import key_usage, rewrap
+from gate.store.transitions import EvidenceNotFound, InvalidTransition
 
 # A string: argparse._SubParsersAction is not subscriptable at run time.
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -107,7 +106,7 @@ def _keyring(settings: Settings) -> Keyring:
     return keyring
 
 
-def _with_store(args: argparse.Namespace, work: Callable[[EvidenceStore], Awaitable[int]]) -> int:
+def _with_store(args: argparse.Namespace, work: Callable[[Evidence], Awaitable[int]]) -> int:
     try:
         settings = _settings(args)
         keyring = Keyring.configured(settings.evidence_keys_file, settings.evidence_key)
@@ -118,7 +117,7 @@ def _with_store(args: argparse.Namespace, work: Callable[[EvidenceStore], Awaita
         database = Database(settings)
         await database.start()
         try:
-            return await work(EvidenceStore(database.pool, keyring))
+            return await work(Evidence.on(database.pool, keyring))
         finally:
             await database.stop()
 
@@ -180,10 +179,12 @@ def run_rotate(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     print(f"new active key {key.id} written to {keyring.path}")
 
-    async def work(store: EvidenceStore) -> int:
-        moved = await store.rewrap(keyring)
-        await store.audit(operator_name(None), "keys_rotate", None, {"active": key.id, "rewrapped": moved})
-        usage = await store.key_usage()
+    async def work(store: Evidence) -> int:
+        moved = await rewrap(store.db, keyring)
+        await store.audit.record(
+            operator_name(None), "keys_rotate", None, {"active": key.id, "rewrapped": moved}
+        )
+        usage = await key_usage(store.db)
         print(f"re-wrapped {moved} item(s); items per key: {json.dumps(usage, sort_keys=True)}")
         old = sorted(k for k in keyring.keys if k != key.id and not usage.get(k))
         if old:
@@ -194,18 +195,18 @@ def run_rotate(args: argparse.Namespace) -> int:
 
 
 def run_retire(args: argparse.Namespace) -> int:
-    async def work(store: EvidenceStore) -> int:
-        keyring = store.keyring
+    async def work(store: Evidence) -> int:
+        keyring = store.vault.keyring
         if keyring is None or keyring.path is None:
             raise KeyringError("retiring needs a keyring file (GATE_EVIDENCE_KEYS_FILE)")
-        used = (await store.key_usage()).get(args.key_id, 0)
+        used = (await key_usage(store.db)).get(args.key_id, 0)
         if used:
             raise KeyringError(
                 f"{args.key_id} still seals {used} item(s); run `upload-gate keys rotate` first"
             )
         keyring.retire(args.key_id)
         keyring.save()
-        await store.audit(operator_name(None), "keys_retire", None, {"key_id": args.key_id})
+        await store.audit.record(operator_name(None), "keys_retire", None, {"key_id": args.key_id})
         print(f"retired {args.key_id}; {len(keyring.keys)} key(s) left, active {keyring.active.id}")
         return 0
 
@@ -213,11 +214,11 @@ def run_retire(args: argparse.Namespace) -> int:
 
 
 def run_list_keys(args: argparse.Namespace) -> int:
-    async def work(store: EvidenceStore) -> int:
-        keyring = store.keyring
+    async def work(store: Evidence) -> int:
+        keyring = store.vault.keyring
         if keyring is None:
             raise KeyringError("no evidence key is configured; create one with `upload-gate keys init PATH`")
-        usage = await store.key_usage()
+        usage = await key_usage(store.db)
         for key_id in sorted(set(keyring.keys) | set(usage)):
             mark = (
                 "active "
@@ -243,10 +244,12 @@ def operator_name(given: str | None) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    async def work(store: EvidenceStore) -> int:
+    async def work(store: Evidence) -> int:
         state = EvidenceState(args.state) if args.state else None
-        items = await store.list_items(state, limit=args.limit)
-        await store.audit(operator_name(None), "list", None, {"state": args.state, "count": len(items)})
+        items = await store.items.list_items(state, limit=args.limit)
+        await store.audit.record(
+            operator_name(None), "list", None, {"state": args.state, "count": len(items)}
+        )
         for item in items:
             expires = item.expires_at.isoformat(timespec="seconds") if item.expires_at else "-"
             print(
@@ -260,8 +263,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_purge(args: argparse.Namespace) -> int:
-    async def work(store: EvidenceStore) -> int:
-        purged = await store.purge(actor=operator_name(None))
+    async def work(store: Evidence) -> int:
+        purged = await purge(store.db, actor=operator_name(None))
         for p in purged:
             print(
                 f"purged {p.decision_id} ({p.state}, sha256 {p.sha256}, expired {p.expired_at.isoformat()})"
@@ -273,8 +276,10 @@ def run_purge(args: argparse.Namespace) -> int:
 
 
 def run_hold(args: argparse.Namespace) -> int:
-    async def work(store: EvidenceStore) -> int:
-        item = await store.set_legal_hold(args.decision_id, operator_name(args.actor), True, args.reason)
+    async def work(store: Evidence) -> int:
+        item = await store.items.set_legal_hold(
+            args.decision_id, operator_name(args.actor), True, args.reason
+        )
         print(f"legal hold placed on {item.decision_id} by {item.legal_hold_by}: {item.legal_hold_reason}")
         return 0
 
@@ -282,8 +287,10 @@ def run_hold(args: argparse.Namespace) -> int:
 
 
 def run_lift_hold(args: argparse.Namespace) -> int:
-    async def work(store: EvidenceStore) -> int:
-        item = await store.set_legal_hold(args.decision_id, operator_name(args.actor), False, args.reason)
+    async def work(store: Evidence) -> int:
+        item = await store.items.set_legal_hold(
+            args.decision_id, operator_name(args.actor), False, args.reason
+        )
         print(f"legal hold lifted from {item.decision_id}")
         if item.has_bytes and item.expires_at is not None and item.expires_at <= datetime.now(UTC):
             print(
@@ -295,11 +302,11 @@ def run_lift_hold(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    async def work(store: EvidenceStore) -> int:
-        item = await store.get(args.decision_id)
+    async def work(store: Evidence) -> int:
+        item = await store.items.get(args.decision_id)
         if item is None:
             raise EvidenceNotFound(args.decision_id)
-        data = await store.decrypt(item.decision_id, operator_name(args.actor), "export")
+        data = await store.vault.decrypt(item.decision_id, operator_name(args.actor), "export")
         manifest = await export_manifest(store, item.decision_id, data, args.out)
         _write_private(args.out / f"{item.decision_id}.bin", data)
         _write_private(args.out / f"{item.decision_id}.json", json.dumps(manifest, indent=2).encode() + b"\n")
@@ -309,10 +316,10 @@ def run_export(args: argparse.Namespace) -> int:
     return _with_store(args, work)
 
 
-async def export_manifest(store: EvidenceStore, decision_id: str, data: bytes, out: Path) -> dict[str, Any]:
-    item = await store.get(decision_id)
+async def export_manifest(store: Evidence, decision_id: str, data: bytes, out: Path) -> dict[str, Any]:
+    item = await store.items.get(decision_id)
     assert item is not None
-    trail = await store.audit_trail(decision_id)
+    trail = await store.audit.trail(decision_id)
     actual = hashlib.sha256(data).hexdigest()
     if actual != item.sha256:
         raise EvidenceUnreadable(f"decrypted bytes hash {actual}, expected {item.sha256}; not exported")

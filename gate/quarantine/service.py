@@ -8,14 +8,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from gate import metrics
 from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
-from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring, MissingEvidenceKey
+from gate.store.evidence import Evidence
 from gate.store.pool import StoreUnavailable
+from gate.store.rewrap import key_usage
 from gate.types import Verdict
-from gate.watch import every
 
 log = logging.getLogger("gate.evidence")
 
@@ -64,15 +63,16 @@ def key_check(keyring: Keyring | None) -> Callable[[Policy], Awaitable[list[str]
     return check
 
 
-async def check_keys_cover_evidence(store: EvidenceStore) -> dict[str, int]:
+async def check_keys_cover_evidence(evidence: Evidence) -> dict[str, int]:
     """At start-up: evidence sealed under keys this keyring lacks means the keyring was lost or swapped
     (a volume not carried over, another environment's key). Said loudly, never fatal: new evidence is
     still sealed, and the operator can restore the old keyring. Returns {missing key id: items}."""
     try:
-        usage = await store.key_usage()
+        usage = await key_usage(evidence.db)
     except StoreUnavailable:
         return {}  # Postgres is down: the decision log says so
-    have = store.keyring.keys if store.keyring else {}
+    keyring = evidence.vault.keyring
+    have = keyring.keys if keyring else {}
     missing = {key: n for key, n in usage.items() if key not in have}
     if missing:
         log.error(
@@ -80,27 +80,12 @@ async def check_keys_cover_evidence(store: EvidenceStore) -> dict[str, int]:
             "reviewed or exported until the keyring they were sealed with is restored (%s)",
             sum(missing.values()),
             ", ".join(sorted(missing)),
-            store.keyring.path if store.keyring and store.keyring.path else "GATE_EVIDENCE_KEYS_FILE",
+            keyring.path if keyring and keyring.path else "GATE_EVIDENCE_KEYS_FILE",
         )
     return missing
 
 
-async def purge_periodically(store: EvidenceStore, interval: float) -> None:
-    """Purge expired evidence now and then every ``interval`` seconds, until cancelled."""
-
-    async def step() -> None:
-        try:
-            purged = await store.purge()
-            metrics.EVIDENCE_PURGED.inc(len(purged))
-            if purged:
-                log.info("evidence purge: %d expired item(s) deleted", len(purged))
-        except Exception as exc:  # the next round retries; a purge must never stop the gate
-            log.error("evidence purge failed: %s: %s", type(exc).__name__, exc)
-
-    await every(interval, step, what="evidence purge", now=True)
-
-
-def readiness(store: EvidenceStore, policy: PolicyHolder) -> Callable[[], Awaitable[tuple[bool, str]]]:
+def readiness(evidence: Evidence, policy: PolicyHolder) -> Callable[[], Awaitable[tuple[bool, str]]]:
     """Asks Postgres on every call. Unreachable is not ready while the policy can keep evidence: held
     uploads then get the policy's ``[evidence] on_store_failure`` answer instead of being held, which
     is a gate doing less than its policy says (clean uploads still flow, as with a failing matcher).
@@ -108,13 +93,14 @@ def readiness(store: EvidenceStore, policy: PolicyHolder) -> Callable[[], Awaita
 
     async def ready() -> tuple[bool, str]:
         try:
-            await store.ping()
+            await evidence.db.fetchval("SELECT 1")
         except Exception as exc:
             if not policy.current.keeps_evidence:
                 return True, f"evidence store unavailable ({type(exc).__name__}); this policy keeps none"
             choice = policy.current.evidence.on_store_failure
             return False, f"evidence store unavailable ({type(exc).__name__}); on_store_failure = {choice}"
-        key = store.keyring.active.id if store.keyring else "no key"
+        keyring = evidence.vault.keyring
+        key = keyring.active.id if keyring else "no key"
         return True, f"evidence store up (active key {key})"
 
     return ready

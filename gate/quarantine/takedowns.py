@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from gate import metrics
 from gate.errors import Refusal
-from gate.quarantine.pds_admin import PdsActionError, PdsAdmin
+from gate.pds_admin import PdsActionError, PdsAdmin
 from gate.store.audit import Audit, record_audit
 from gate.store.pool import Pool
 

@@ -6,7 +6,8 @@ The set holds SHA-256 digests, not CID strings: the PDS parses the ``cid`` param
 base36, a v0 ``Qm…`` CID), so one blob has many spellings. Any CID whose multihash is a blocked SHA-256
 is withheld whatever its codec or version — over-withholding is harmless, under-withholding is a bypass.
 The set is in memory (a lookup costs one dict probe), filled by the pipeline as it blocks and refreshed
-from Postgres (``EvidenceStore.blocked_sha256``) in the background.
+from Postgres (``gate.store.blocked``) in the background. The answer for a withheld blob is the PDS's own
+for a missing one (``gate.answers.blob_not_found``).
 """
 
 from __future__ import annotations
@@ -15,20 +16,13 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 import libipld
-from aiohttp import web
 
 from gate import metrics
-from gate.answers import xrpc_json
 from gate.watch import every
 
 log = logging.getLogger(__name__)
 
 SHA2_256 = 0x12  # the multihash code of SHA-256
-
-# What the PDS answers for a blob it does not have (InvalidRequestError('Blob not found') in
-# @atproto/pds api/com/atproto/sync/getBlob.js): status 400, this body.
-NOT_FOUND_STATUS = 400
-NOT_FOUND_BODY = {"error": "InvalidRequest", "message": "Blob not found"}
 
 
 def cid_sha256(cid: str) -> str | None:
@@ -101,8 +95,3 @@ class WithheldBlobs:
                 failing = True
 
         await every(interval, step, what="withheld blobs refresh", now=True)
-
-
-async def not_found() -> web.Response:
-    metrics.WITHHELD_REQUESTS.inc()
-    return xrpc_json(NOT_FOUND_BODY, NOT_FOUND_STATUS)

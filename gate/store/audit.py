@@ -9,12 +9,43 @@ refused: an unrecorded look at evidence is worse than no look. Rows are only eve
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gate.quarantine.item import AuditEntry, audit_from_row
+import asyncpg
+
+from gate.store.item import json_value
 
 if TYPE_CHECKING:
     from gate.store.pool import Connection, Pool
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str | None
+    detail: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "subject": self.subject,
+            "detail": self.detail,
+        }
+
+
+def audit_from_row(row: asyncpg.Record) -> AuditEntry:
+    return AuditEntry(
+        row["id"], row["at"], row["actor"], row["action"], row["subject"], json_value(row["detail"])
+    )
+
 
 # The gate itself, when it acts without a person (automatic actions, purges).
 GATE_ACTOR = "gate"

@@ -6,6 +6,8 @@ is unreachable, slow or missing its schema, the batch goes to the spool file ins
 replayed, in order and idempotently, once Postgres answers again — also after a restart. Only when
 neither Postgres nor the spool can take a batch does ``accepting()`` turn False (the policy's
 ``on_log_failure`` then decides); the batch stays in memory and is retried.
+
+(Over 300 lines on purpose: one writer whose queue, spool and pool states must be read together.)
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring, new_key
 from gate.record import DecisionRecord, new_decision_id
+from gate.store.evidence import Evidence
 from gate.store.pool import Pool
 from gate.types import Decision, Hashes, Match, SignalType, Uploader, Verdict
 
@@ -55,8 +55,8 @@ def keyring() -> Keyring:
 
 
 @pytest.fixture
-async def store(fresh_dsn: str, keyring: Keyring) -> AsyncIterator[EvidenceStore]:
-    s = EvidenceStore(Pool(fresh_dsn), keyring)
-    await s.start()
+async def store(fresh_dsn: str, keyring: Keyring) -> AsyncIterator[Evidence]:
+    s = Evidence.on(Pool(fresh_dsn), keyring)
+    await s.db.get()  # (migrates)
     yield s
     await s.db.close()

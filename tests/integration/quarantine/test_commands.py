@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring, KeyringError
-from gate.quarantine.retention import Retention
+from gate.store.evidence import Evidence
 from gate.store.pool import Pool
+from gate.store.retention import Retention
 
 from .conftest import DID, judged
 
@@ -88,11 +88,11 @@ async def test_rotate_rewraps_and_old_items_stay_readable(env: dict[str, str], f
     assert gate(env, "keys", "init").returncode == 0
     path = Path(env["GATE_EVIDENCE_KEYS_FILE"])
     old = Keyring.load(path)
-    store = EvidenceStore(Pool(fresh_dsn), old)
+    store = Evidence.on(Pool(fresh_dsn), old)
     try:
         records = [judged(f"item {i}".encode()) for i in range(3)]
         for r in records:
-            await store.keep(r, r.id.encode(), Retention())
+            await store.vault.keep(r, r.id.encode(), Retention())
         retire_early = gate(env, "keys", "retire", old.active.id)
         assert retire_early.returncode == 2 and "still seals 3 item(s)" in retire_early.stderr
 
@@ -103,14 +103,14 @@ async def test_rotate_rewraps_and_old_items_stay_readable(env: dict[str, str], f
         assert new.active.id != old.active.id and old.active.id in new.keys
         # The running store re-reads the changed keyring file: every item opens, under the new key.
         for r in records:
-            assert await store.decrypt(r.id, "t", "reveal") == r.id.encode()
-            item = await store.get(r.id)
+            assert await store.vault.decrypt(r.id, "t", "reveal") == r.id.encode()
+            item = await store.items.get(r.id)
             assert item is not None and item.key_id == new.active.id
         # Nothing uses the old key any more: it can be retired, and the items still open without it.
         retired = gate(env, "keys", "retire", old.active.id)
         assert retired.returncode == 0, retired.stderr
         assert old.active.id not in Keyring.load(path).keys
-        assert await store.decrypt(records[0].id, "t", "reveal") == records[0].id.encode()
+        assert await store.vault.decrypt(records[0].id, "t", "reveal") == records[0].id.encode()
         listed = gate(env, "keys", "list")
         assert listed.returncode == 0 and f"active  {new.active.id}  items=3" in listed.stdout
     finally:
@@ -119,16 +119,16 @@ async def test_rotate_rewraps_and_old_items_stay_readable(env: dict[str, str], f
 
 async def test_purge_command_deletes_expired_and_says_what(env: dict[str, str], fresh_dsn: str) -> None:
     assert gate(env, "keys", "init").returncode == 0
-    store = EvidenceStore(Pool(fresh_dsn), Keyring.load(Path(env["GATE_EVIDENCE_KEYS_FILE"])))
+    store = Evidence.on(Pool(fresh_dsn), Keyring.load(Path(env["GATE_EVIDENCE_KEYS_FILE"])))
     try:
         expired = judged(b"old", when=datetime.now(UTC) - timedelta(days=31))
         kept = judged(b"new")
-        await store.keep(expired, b"old", Retention(hold_days=30))
-        await store.keep(kept, b"new", Retention(hold_days=30))
+        await store.vault.keep(expired, b"old", Retention(hold_days=30))
+        await store.vault.keep(kept, b"new", Retention(hold_days=30))
         done = gate(env, "evidence", "purge")
         assert done.returncode == 0, done.stderr
         assert f"purged {uuid.UUID(expired.id)}" in done.stdout and "1 expired item(s) purged" in done.stdout
-        assert await store.decrypt(kept.id, "t", "reveal") == b"new"
+        assert await store.vault.decrypt(kept.id, "t", "reveal") == b"new"
     finally:
         await store.db.close()
 
@@ -137,14 +137,14 @@ async def test_export_writes_bytes_and_manifest_and_is_audited(
     env: dict[str, str], fresh_dsn: str, tmp_path: Path
 ) -> None:
     assert gate(env, "keys", "init").returncode == 0
-    store = EvidenceStore(Pool(fresh_dsn), Keyring.load(Path(env["GATE_EVIDENCE_KEYS_FILE"])))
+    store = Evidence.on(Pool(fresh_dsn), Keyring.load(Path(env["GATE_EVIDENCE_KEYS_FILE"])))
     body = b"\x89PNG evidence bytes" * 100
     record = judged(body)
     item_id = str(uuid.UUID(record.id))
     try:
-        await store.keep(record, body, Retention())
-        await store.decrypt(record.id, "reviewer-ann", "reveal")
-        await store.mark_viewed(record.id, "reviewer-ann")
+        await store.vault.keep(record, body, Retention())
+        await store.vault.decrypt(record.id, "reviewer-ann", "reveal")
+        await store.items.mark_viewed(record.id, "reviewer-ann")
         out = tmp_path / "export"
         done = gate(env, "evidence", "export", record.id, "--out", str(out), "--actor", "officer-bo")
         assert done.returncode == 0, done.stderr
@@ -159,7 +159,7 @@ async def test_export_writes_bytes_and_manifest_and_is_audited(
         assert manifest["item"]["matches"][0]["bank"] == "review"
         assert manifest["human_viewed"] is True
         assert manifest["viewed_by"] == ["officer-bo", "reviewer-ann"]
-        trail = await store.audit_trail(item_id)
+        trail = await store.audit.trail(item_id)
         assert [(e.actor, e.action) for e in trail] == [
             ("reviewer-ann", "reveal"),
             ("reviewer-ann", "viewed"),

@@ -10,9 +10,12 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from gate.quarantine.evidence import EvidenceCapped, EvidenceNotFound, EvidenceState, EvidenceStore
 from gate.quarantine.keys import EvidenceUnreadable, Keyring
-from gate.quarantine.retention import Retention
+from gate.store.evidence import Evidence
+from gate.store.item import EvidenceState
+from gate.store.retention import Retention
+from gate.store.transitions import EvidenceNotFound
+from gate.store.vault import EvidenceCapped
 from gate.types import Uploader
 
 from .conftest import DID, judged, make_keyring
@@ -20,19 +23,19 @@ from .conftest import DID, judged, make_keyring
 BODY = b"\xff\xd8\xff\xe0 not really a jpeg but bytes all the same" * 50
 
 
-async def test_round_trip_and_metadata(store: EvidenceStore, fresh_dsn: str) -> None:
+async def test_round_trip_and_metadata(store: Evidence, fresh_dsn: str) -> None:
     record = judged(BODY)
-    await store.keep(record, BODY, Retention(hold_days=7))
-    assert await store.decrypt(record.id, "alice", "reveal") == BODY
-    item = await store.get(record.id)
+    await store.vault.keep(record, BODY, Retention(hold_days=7))
+    assert await store.vault.decrypt(record.id, "alice", "reveal") == BODY
+    item = await store.items.get(record.id)
     assert item is not None
     assert item.decision_id == str(uuid.UUID(record.id))
     assert (item.state, item.sha256, item.did, item.verified_did) == (
         EvidenceState.HELD, record.hashes.sha256 if record.hashes else None, DID, DID,
     )  # fmt: skip
-    assert item.has_bytes and item.key_id == store.keyring.active.id if store.keyring else False
+    assert item.has_bytes and item.key_id == store.vault.keyring.active.id if store.vault.keyring else False
     assert item.expires_at is not None and (item.expires_at - record.time).days == 7
-    assert [e.action for e in await store.audit_trail(item.decision_id)] == ["reveal"]
+    assert [e.action for e in await store.audit.trail(item.decision_id)] == ["reveal"]
     # What sits in Postgres is not the bytes.
     conn = await asyncpg.connect(fresh_dsn)
     try:
@@ -42,27 +45,28 @@ async def test_round_trip_and_metadata(store: EvidenceStore, fresh_dsn: str) -> 
     assert BODY[:32] not in stored and len(stored) == len(BODY) + 16
 
 
-async def test_wrong_key_does_not_open(store: EvidenceStore) -> None:
+async def test_wrong_key_does_not_open(store: Evidence) -> None:
     record = judged(BODY)
-    await store.keep(record, BODY, Retention())
+    await store.vault.keep(record, BODY, Retention())
     other = make_keyring()
     # Same key id, different secret: the wrapped data key does not unwrap.
-    assert store.keyring is not None
+    assert store.vault.keyring is not None
     impostor = Keyring(
-        [type(other.active)(store.keyring.active.id, other.active.secret)], store.keyring.active.id
+        [type(other.active)(store.vault.keyring.active.id, other.active.secret)],
+        store.vault.keyring.active.id,
     )
-    store.keyring = impostor
+    store.vault.keyring = impostor
     with pytest.raises(EvidenceUnreadable):
-        await store.decrypt(record.id, "alice", "reveal")
-    store.keyring = other  # a keyring without the item's key at all
+        await store.vault.decrypt(record.id, "alice", "reveal")
+    store.vault.keyring = other  # a keyring without the item's key at all
     with pytest.raises(EvidenceUnreadable):
-        await store.decrypt(record.id, "alice", "reveal")
+        await store.vault.decrypt(record.id, "alice", "reveal")
 
 
 @pytest.mark.parametrize("column", ["ciphertext", "nonce", "wrapped_key"])
-async def test_tampered_item_does_not_open(store: EvidenceStore, fresh_dsn: str, column: str) -> None:
+async def test_tampered_item_does_not_open(store: Evidence, fresh_dsn: str, column: str) -> None:
     record = judged(BODY)
-    await store.keep(record, BODY, Retention())
+    await store.vault.keep(record, BODY, Retention())
     conn = await asyncpg.connect(fresh_dsn)
     try:
         value = bytearray(await conn.fetchval(f"SELECT {column} FROM evidence"))
@@ -71,15 +75,13 @@ async def test_tampered_item_does_not_open(store: EvidenceStore, fresh_dsn: str,
     finally:
         await conn.close()
     with pytest.raises(EvidenceUnreadable):
-        await store.decrypt(record.id, "alice", "reveal")
+        await store.vault.decrypt(record.id, "alice", "reveal")
 
 
-async def test_ciphertext_moved_to_another_decision_does_not_open(
-    store: EvidenceStore, fresh_dsn: str
-) -> None:
+async def test_ciphertext_moved_to_another_decision_does_not_open(store: Evidence, fresh_dsn: str) -> None:
     first, second = judged(BODY), judged(b"other bytes")
-    await store.keep(first, BODY, Retention())
-    await store.keep(second, b"other bytes", Retention())
+    await store.vault.keep(first, BODY, Retention())
+    await store.vault.keep(second, b"other bytes", Retention())
     conn = await asyncpg.connect(fresh_dsn)
     try:
         # Copy the first item's sealed bytes onto the second row: the associated data no longer fits.
@@ -92,26 +94,26 @@ async def test_ciphertext_moved_to_another_decision_does_not_open(
     finally:
         await conn.close()
     with pytest.raises(EvidenceUnreadable):
-        await store.decrypt(second.id, "alice", "reveal")
-    assert await store.decrypt(first.id, "alice", "reveal") == BODY
+        await store.vault.decrypt(second.id, "alice", "reveal")
+    assert await store.vault.decrypt(first.id, "alice", "reveal") == BODY
 
 
-async def test_release_deletes_bytes_and_audits(store: EvidenceStore) -> None:
+async def test_release_deletes_bytes_and_audits(store: Evidence) -> None:
     record = judged(BODY)
-    await store.keep(record, BODY, Retention())
-    item = await store.release(record.id, "bob")
+    await store.vault.keep(record, BODY, Retention())
+    item = await store.items.release(record.id, "bob")
     assert (item.state, item.has_bytes, item.purge_reason) == (EvidenceState.RELEASED, False, "released")
     with pytest.raises(EvidenceNotFound):
-        await store.decrypt(record.id, "bob", "reveal")
-    assert [(e.actor, e.action) for e in await store.audit_trail(item.decision_id)] == [("bob", "released")]
-    assert [i.decision_id for i in await store.list_items(EvidenceState.RELEASED)] == [item.decision_id]
-    assert await store.list_items(EvidenceState.HELD) == []
+        await store.vault.decrypt(record.id, "bob", "reveal")
+    assert [(e.actor, e.action) for e in await store.audit.trail(item.decision_id)] == [("bob", "released")]
+    assert [i.decision_id for i in await store.items.list_items(EvidenceState.RELEASED)] == [item.decision_id]
+    assert await store.items.list_items(EvidenceState.HELD) == []
 
 
-async def test_the_verified_uploader_is_stored_with_its_claim_kept_apart(store: EvidenceStore) -> None:
+async def test_the_verified_uploader_is_stored_with_its_claim_kept_apart(store: Evidence) -> None:
     verified = judged(BODY)
-    await store.keep(verified, BODY, Retention())
-    item = await store.get(verified.id)
+    await store.vault.keep(verified, BODY, Retention())
+    item = await store.items.get(verified.id)
     assert item is not None
     assert (item.did, item.verified_did, item.verified_how, item.verified_at) == (
         DID,
@@ -121,22 +123,22 @@ async def test_the_verified_uploader_is_stored_with_its_claim_kept_apart(store: 
     )
     # A token the PDS accepted but whose subject the gate cannot read: kept, naming nobody.
     nameless = dataclasses.replace(judged(b"x"), uploader=Uploader(None, "unknown"))
-    await store.keep(nameless, b"x", Retention(), hourly_cap=1)
-    other = await store.get(nameless.id)
+    await store.vault.keep(nameless, b"x", Retention(), hourly_cap=1)
+    other = await store.items.get(nameless.id)
     assert other is not None and (other.did, other.verified_did, other.verified_how) == (None, None, None)
 
 
-async def test_the_hourly_cap_counts_one_uploader_and_stores_nothing_past_it(store: EvidenceStore) -> None:
+async def test_the_hourly_cap_counts_one_uploader_and_stores_nothing_past_it(store: Evidence) -> None:
     kept = [judged(bytes([i])) for i in range(3)]
-    await asyncio.gather(*(store.keep(r, r.id.encode(), Retention(), hourly_cap=2) for r in kept[:2]))
+    await asyncio.gather(*(store.vault.keep(r, r.id.encode(), Retention(), hourly_cap=2) for r in kept[:2]))
     with pytest.raises(EvidenceCapped):
-        await store.keep(kept[2], b"third", Retention(), hourly_cap=2)
-    assert await store.get(kept[2].id) is None
+        await store.vault.keep(kept[2], b"third", Retention(), hourly_cap=2)
+    assert await store.items.get(kept[2].id) is None
     # Another account has its own allowance, and an hour later the first one has its own again.
     other = dataclasses.replace(
         judged(b"o"), uploader=Uploader("did:plc:other", "oauth", "pds", "did:plc:other")
     )
-    await store.keep(other, b"o", Retention(), hourly_cap=2)
+    await store.vault.keep(other, b"o", Retention(), hourly_cap=2)
     later = dataclasses.replace(judged(b"l"), time=kept[0].time + timedelta(hours=1, seconds=1))
-    await store.keep(later, b"l", Retention(), hourly_cap=2)
-    assert all([await store.get(other.id), await store.get(later.id)])
+    await store.vault.keep(later, b"l", Retention(), hourly_cap=2)
+    assert all([await store.items.get(other.id), await store.items.get(later.id)])

@@ -15,10 +15,11 @@ import aiohttp
 import asyncpg
 import pytest
 
-from gate.quarantine.evidence import EvidenceState, EvidenceStore
 from gate.quarantine.keys import Keyring, MissingEvidenceKey
-from gate.quarantine.retention import Retention
+from gate.store.evidence import Evidence
+from gate.store.item import EvidenceState
 from gate.store.pool import Pool
+from gate.store.retention import Retention
 from tests.integration.conftest import POLICY, TEST_EVIDENCE_KEY, GateFactory
 from tests.support import images
 from tests.support.tokens import ALICE_BEARER
@@ -81,9 +82,9 @@ async def test_quarantined_upload_is_sealed_before_the_answer(
     assert (status, answer) == (400, {"error": "BlobHeld", "message": "held for review"})
     assert rec.uploads() == []
     # The row exists as soon as the client has its answer; a separate store with the same key opens it.
-    store = EvidenceStore(Pool(fresh_dsn), Keyring.from_env(TEST_EVIDENCE_KEY))
+    store = Evidence.on(Pool(fresh_dsn), Keyring.from_env(TEST_EVIDENCE_KEY))
     try:
-        [item] = await store.list_items(EvidenceState.HELD)
+        [item] = await store.items.list_items(EvidenceState.HELD)
         assert (item.sha256, item.cid, item.rule, item.verdict) == (
             sha(body),
             cid_of(body),
@@ -91,7 +92,7 @@ async def test_quarantined_upload_is_sealed_before_the_answer(
             "quarantine",
         )
         assert item.matches[0]["bank"] == "review"
-        assert await store.decrypt(item.decision_id, "test", "reveal") == body
+        assert await store.vault.decrypt(item.decision_id, "test", "reveal") == body
     finally:
         await store.db.close()
 
@@ -242,10 +243,10 @@ async def test_a_keyring_that_lacks_the_sealing_key_is_said_at_start(
 ) -> None:
     """A lost keyring volume (the image would make a new key on its next start) is not silent."""
     lost = Keyring.from_env(base64.b64encode(b"\x07" * 32).decode())
-    store = EvidenceStore(Pool(fresh_dsn), lost)
+    store = Evidence.on(Pool(fresh_dsn), lost)
     try:
         record = judged(b"sealed under the lost key")
-        await store.keep(record, b"sealed under the lost key", Retention())
+        await store.vault.keep(record, b"sealed under the lost key", Retention())
     finally:
         await store.db.close()
     with caplog.at_level(logging.ERROR, logger="gate.evidence"):

@@ -9,10 +9,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring
-from gate.quarantine.retention import Retention
+from gate.store.evidence import Evidence
 from gate.store.pool import Pool
+from gate.store.retention import Retention
 
 from .conftest import judged
 from .test_commands import env, gate
@@ -22,10 +22,10 @@ __all__ = ["env"]  # the fixture, shared with the other command tests
 
 async def test_hold_keeps_purge_away_until_lifted(env: dict[str, str], fresh_dsn: str) -> None:
     assert gate(env, "keys", "init").returncode == 0
-    store = EvidenceStore(Pool(fresh_dsn), Keyring.load(Path(env["GATE_EVIDENCE_KEYS_FILE"])))
+    store = Evidence.on(Pool(fresh_dsn), Keyring.load(Path(env["GATE_EVIDENCE_KEYS_FILE"])))
     try:
         expired = judged(b"expired but wanted", when=datetime.now(UTC) - timedelta(days=31))
-        await store.keep(expired, b"expired but wanted", Retention(hold_days=30))
+        await store.vault.keep(expired, b"expired but wanted", Retention(hold_days=30))
         item_id = str(uuid.UUID(expired.id))
 
         refused = gate(env, "evidence", "hold", item_id)
@@ -44,7 +44,7 @@ async def test_hold_keeps_purge_away_until_lifted(env: dict[str, str], fresh_dsn
 
         purge = gate(env, "evidence", "purge")
         assert purge.returncode == 0 and "0 expired item(s) purged" in purge.stdout
-        assert await store.decrypt(item_id, "t", "check") == b"expired but wanted"
+        assert await store.vault.decrypt(item_id, "t", "check") == b"expired but wanted"
 
         lifted = gate(
             env, "evidence", "lift-hold", item_id, "--reason", "case dismissed", "--actor", "counsel"
@@ -55,7 +55,7 @@ async def test_hold_keeps_purge_away_until_lifted(env: dict[str, str], fresh_dsn
         purge = gate(env, "evidence", "purge")
         assert f"purged {item_id}" in purge.stdout
 
-        trail = [(e.actor, e.action) for e in await store.audit_trail(item_id)]
+        trail = [(e.actor, e.action) for e in await store.audit.trail(item_id)]
         assert (actor, "legal_hold") in trail and ("counsel", "legal_hold_lifted") in trail
         assert trail.index(("counsel", "legal_hold_lifted")) < trail.index((actor, "purge"))
     finally:

@@ -23,13 +23,13 @@ from gate.admin.signing import Signer, shared_key
 from gate.admin.tokens import Role, TokenStore
 from gate.matching.local import LocalBanks
 from gate.notify.webhook import Webhook
+from gate.pds_admin import PdsAdmin
 from gate.policy.reload import PolicyHolder
 from gate.quarantine.allowlist import Allowlist
-from gate.quarantine.evidence import EvidenceStore
-from gate.quarantine.pds_admin import PdsAdmin
-from gate.quarantine.retention import Retention
 from gate.quarantine.takedowns import Takedowns
+from gate.store.evidence import Evidence
 from gate.store.pool import Pool
+from gate.store.retention import Retention
 from gate.types import Uploader, Verdict
 from tests.integration.quarantine.conftest import DID, judged, make_keyring
 from tests.support import images
@@ -53,7 +53,7 @@ TAKEDOWN = "/xrpc/com.atproto.admin.updateSubjectStatus"
 @dataclass
 class ReviewEnv:
     url: str
-    store: EvidenceStore
+    store: Evidence
     dsn: str
     banks_dir: Path
     pds: Receiver
@@ -71,8 +71,8 @@ class ReviewEnv:
         record = dataclasses.replace(
             judged(body, verdict), uploader=Uploader(VERIFIED_DID, "access_jwt", "pds", VERIFIED_DID)
         )
-        await self.store.keep(record, body, Retention())
-        item = await self.store.get(record.id)
+        await self.store.vault.keep(record, body, Retention())
+        item = await self.store.items.get(record.id)
         assert item is not None
         if not verified:
             conn = await asyncpg.connect(self.dsn)
@@ -121,8 +121,8 @@ async def review_env(tmp_path: Path, dsn: str, *, daily_cap: int = 5) -> AsyncIt
     policy = PolicyHolder(tmp_path / "policy.toml", lambda: {"local": banks.names()}, [])
     await policy.load_initial()
     db = Pool(dsn)
-    store = EvidenceStore(db, make_keyring())
-    await store.start()  # (migrates)
+    store = Evidence.on(db, make_keyring())
+    await db.get()  # (migrates)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(db.close)
         tokens = TokenStore(db)

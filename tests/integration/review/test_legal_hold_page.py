@@ -46,7 +46,7 @@ async def test_admins_place_and_lift_a_legal_hold_on_the_page(env: ReviewEnv, br
     await admin.wait_for_selector("#msg")
     assert "Legal hold lifted" in await admin.inner_text("#msg")
     assert await admin.locator("#release").count() == 1
-    item = await env.store.get(item_id)
+    item = await env.store.items.get(item_id)
     assert item is not None and not item.legal_hold
     trail = await env.audit()
     assert ("adam", "legal_hold", item_id) in trail and ("adam", "legal_hold_lifted", item_id) in trail

@@ -15,9 +15,10 @@ import aiohttp
 import asyncpg
 
 from gate.admin.tokens import Role, TokenStore
-from gate.quarantine.evidence import EvidenceStore
 from gate.quarantine.keys import Keyring
+from gate.store.evidence import Evidence
 from gate.store.pool import Pool
+from gate.store.purge import purge
 from tests.integration.conftest import POLICY, TEST_EVIDENCE_KEY, GateFactory
 
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"
@@ -71,7 +72,7 @@ async def test_reported_days_and_legal_hold_through_the_gate(
         await tokens.db.close()
     reviewer = aiohttp.ClientSession(base_url=gate.admin_url, headers={"Authorization": f"Bearer {rita}"})
     admin = aiohttp.ClientSession(base_url=gate.admin_url, headers={"Authorization": f"Bearer {adam}"})
-    store = EvidenceStore(Pool(fresh_dsn), Keyring.from_env(TEST_EVIDENCE_KEY))
+    store = Evidence.on(Pool(fresh_dsn), Keyring.from_env(TEST_EVIDENCE_KEY))
     try:
         first = await held(gate.url, reviewer, unhashable(1))
 
@@ -100,12 +101,12 @@ async def test_reported_days_and_legal_hold_through_the_gate(
 
         # No deadline outlasts a hold; once lifted, the deadline applies again.
         later = datetime.now(UTC) + timedelta(days=401)
-        assert await store.purge(later) == []
+        assert await purge(store.db, later) == []
         status, _ = await post(reviewer, f"{ITEMS}/{first}/legal-hold/lift")
         assert status == 403
         status, answer = await post(admin, f"{ITEMS}/{first}/legal-hold/lift", {"reason": "matter closed"})
         assert status == 200 and answer["item"]["legal_hold"] is False
-        assert [p.decision_id for p in await store.purge(later)] == [first]
+        assert [p.decision_id for p in await purge(store.db, later)] == [first]
 
         # The policy is re-read: a report after the reload gets the new reported_days.
         before = await policy_in_force(admin)

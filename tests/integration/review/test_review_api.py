@@ -88,7 +88,7 @@ async def test_reveal_is_audited_time_limited_and_personal(env: ReviewEnv, photo
         ("adam", "reveal_denied"),
     ]:
         assert (*entry, item_id) in trail
-    item = await env.store.get(item_id)
+    item = await env.store.items.get(item_id)
     assert item is not None and item.human_viewed
 
 
@@ -107,7 +107,7 @@ async def test_release_allowlists_the_hash_and_deletes_the_evidence(env: ReviewE
     assert (row.sha256, row.bank, row.decision_id, row.added_by) == (sha, "allowlist", item_id, "rita")
     assert sha in env.review.allowlist  # in force in this process already
     assert "sha256," not in (env.banks_dir / "allowlist.csv").read_text()  # the bank files are not written
-    item = await env.store.get(item_id)
+    item = await env.store.items.get(item_id)
     assert item is not None and not item.has_bytes and item.state.value == "released"
     await wait_for(lambda: any(json.loads(h.body)["type"] == "review.released" for h in env.hooks.got))
     [hook] = [h for h in env.hooks.got if json.loads(h.body)["type"] == "review.released"]
@@ -151,7 +151,7 @@ async def test_a_reviewer_cannot_take_accounts_down(env: ReviewEnv, photo: bytes
     async with env.client(env.reviewer) as c:
         async with c.post(f"{API}/{item_id}/confirm", json={"takedown": True}) as r:
             assert r.status == 403
-    item = await env.store.get(item_id)
+    item = await env.store.items.get(item_id)
     assert item is not None and item.state.value == "held"
     assert env.pds.got == []
 
@@ -207,7 +207,7 @@ async def test_no_token_or_a_wrong_token_sees_nothing(env: ReviewEnv, photo: byt
                 async with c.request(method, path) as r:
                     assert r.status == 401
     assert await env.audit() == []  # nothing was accessed
-    item = await env.store.get(item_id)
+    item = await env.store.items.get(item_id)
     assert item is not None and item.state.value == "held"
 
 

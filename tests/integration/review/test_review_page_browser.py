@@ -98,7 +98,7 @@ async def test_review_in_a_real_browser(env: ReviewEnv, browser: Browser) -> Non
     assert not originals & {h for u, h in seen if "/original?" not in u}
     trail = await env.audit()
     assert ("adam", "reveal_granted", released_id) in trail and ("adam", "reveal", released_id) in trail
-    item = await env.store.get(released_id)
+    item = await env.store.items.get(released_id)
     assert item is not None and item.human_viewed
 
     # Release it: the hash goes to the allowlist, the evidence is deleted.
@@ -107,7 +107,7 @@ async def test_review_in_a_real_browser(env: ReviewEnv, browser: Browser) -> Non
     assert "Released" in await page.inner_text("#msg")
     sha = hashlib.sha256(released_body).hexdigest()
     assert sha in env.review.allowlist and [r.sha256 for r in await env.review.allowlist.rows()] == [sha]
-    item = await env.store.get(released_id)
+    item = await env.store.items.get(released_id)
     assert item is not None and not item.has_bytes
 
     # Confirm the other with a takedown: its DID was verified, so the PDS gets the account action.
@@ -135,7 +135,7 @@ async def test_a_form_post_without_its_csrf_token_is_refused(env: ReviewEnv) -> 
             f"/review/item/{item_id}/release", data={"csrf": "0" * 64}, allow_redirects=False
         ) as r:
             assert r.status == 403
-    item = await env.store.get(item_id)
+    item = await env.store.items.get(item_id)
     assert item is not None and item.state.value == "held"
     assert await env.review.allowlist.rows() == []
 

@@ -10,7 +10,7 @@ import html
 import aiohttp
 from playwright.async_api import Browser, Dialog
 
-from gate.quarantine.retention import Retention
+from gate.store.retention import Retention
 from gate.types import Match, SignalType, Uploader
 from tests.integration.quarantine.conftest import judged
 from tests.integration.review.conftest import ReviewEnv
@@ -36,8 +36,8 @@ async def _hostile_item(env: ReviewEnv) -> str:
         record.decision, rule=RULE, reason=REASON, matches=(match,), all_matches=(match,)
     )
     record = dataclasses.replace(record, uploader=Uploader(DID, "access_jwt", "pds", DID), decision=decision)
-    await env.store.keep(record, body, Retention())
-    item = await env.store.get(record.id)
+    await env.store.vault.keep(record, body, Retention())
+    item = await env.store.items.get(record.id)
     assert item is not None
     return item.decision_id
 

@@ -1,42 +1,27 @@
-"""How long evidence is kept, which state changes are allowed, and the purge of expired evidence.
+"""The evidence item's state machine: which changes are allowed from which state, and each change made
+inside the caller's transaction (the row locked first). Deadlines: ``gate.store.retention``.
 
-Deadlines (``evidence.expires_at``), fixed when an item enters a state:
+    held ──▶ confirmed ──▶ reported
+      │         │
+      └────┬────┴──▶ released (the bytes deleted at once)
+      held ───────▶ reported
 
-- ``held``: decision time + the policy's ``[evidence] hold_days``. Unreviewed evidence is not kept
-  forever: it is the most sensitive data the gate holds.
-- ``released``: none — a false positive's bytes are deleted in the same transaction.
-- ``confirmed``: none until reported. A confirmed match must be reported "as soon as reasonably possible"
-  (18 U.S.C. §2258A(a)); the preservation clock starts at the report, so nothing may expire before it.
-- ``reported``: report time + ``reported_days`` (never less than 366 days, whatever the policy says:
-  §2258A(h) as amended by the 2024 REPORT Act requires one year after the report; 366 days is one
-  year even across a leap day).
-- ``legal_hold``: while set, nothing is purged or released, whatever the deadline. Placed by an admin
-  with the matter it is held for, lifted by an admin; both audited. Lifting leaves the deadline as it
-  was: an item whose deadline passed under the hold is purged by the next purge.
-
-Purging deletes only the sealed bytes (and the wrapped data key); the evidence row keeps its hashes,
-state and history and the decision row in ``decisions`` is never touched.
+A legal hold (admins, with the matter it is held for) blocks release and purge until it is lifted.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gate.errors import Refusal
-from gate.policy.model import Evidence
-from gate.quarantine.item import SELECT_ITEM, EvidenceItem, EvidenceState, item_from_row
+from gate.store.item import SELECT_ITEM, EvidenceItem, EvidenceState, item_from_row
+from gate.store.retention import Retention
 
 if TYPE_CHECKING:
     from gate.store.pool import Connection
 
-log = logging.getLogger("gate.evidence")
-
-MIN_REPORTED_DAYS = 366
-DEFAULT_HOLD_DAYS = 30
 
 # target state → states it may be entered from
 TRANSITIONS: dict[EvidenceState, frozenset[EvidenceState]] = {
@@ -52,31 +37,6 @@ class EvidenceNotFound(Refusal, LookupError):
 
 class InvalidTransition(Refusal, ValueError):
     """The item's state (or legal hold) does not allow this change; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Retention:
-    hold_days: int = DEFAULT_HOLD_DAYS
-    reported_days: int = MIN_REPORTED_DAYS
-
-    @classmethod
-    def of(cls, evidence: Evidence) -> Retention:
-        """The deadlines the policy's ``[evidence]`` table sets."""
-        return cls(evidence.hold_days, evidence.reported_days)
-
-    def held_until(self, created_at: datetime) -> datetime:
-        return created_at + timedelta(days=self.hold_days)
-
-    def reported_until(self, reported_at: datetime) -> datetime:
-        return reported_at + timedelta(days=max(self.reported_days, MIN_REPORTED_DAYS))
-
-
-@dataclass(frozen=True, slots=True)
-class Purged:
-    decision_id: str
-    state: str
-    sha256: str
-    expired_at: datetime
 
 
 async def change_state(
@@ -198,24 +158,3 @@ async def change_hold(
             "held_since": at.isoformat() if at else None,
         }
     return await _reread(conn, decision_id), detail
-
-
-async def purge_expired(conn: Connection, now: datetime) -> list[Purged]:
-    """Delete the sealed bytes of every item past its deadline and not on legal hold; return them."""
-    rows = await conn.fetch(
-        "UPDATE evidence SET key_id = NULL, wrapped_key = NULL, nonce = NULL, ciphertext = NULL,"
-        " purged_at = $1, purge_reason = 'expired'"
-        " WHERE ciphertext IS NOT NULL AND NOT legal_hold AND expires_at IS NOT NULL AND expires_at <= $1"
-        " RETURNING decision_id, state, sha256, expires_at",
-        now,
-    )
-    purged = [Purged(str(r["decision_id"]), r["state"], r["sha256"], r["expires_at"]) for r in rows]
-    for p in purged:  # retention working as configured: worth a line, not a warning
-        log.info(
-            "evidence purged: decision %s (%s, sha256 %s) expired %s",
-            p.decision_id,
-            p.state,
-            p.sha256,
-            p.expired_at.isoformat(),
-        )
-    return purged

@@ -1,4 +1,4 @@
-"""What the evidence store hands out: an item's metadata (never its bytes) and audit entries."""
+"""An evidence item as the store hands it out: its metadata and state, never its bytes."""
 
 from __future__ import annotations
 
@@ -77,7 +77,8 @@ ITEM_COLUMNS = (
 SELECT_ITEM = f"SELECT {ITEM_COLUMNS} FROM evidence WHERE decision_id = $1"  # noqa: S608 (constants only)
 
 
-def _json(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A jsonb column as Python (asyncpg hands jsonb over as text unless told otherwise)."""
     return json.loads(value) if isinstance(value, str) else value
 
 
@@ -96,10 +97,10 @@ def item_from_row(row: asyncpg.Record) -> EvidenceItem:
         size=row["size"],
         media_type=row["media_type"],
         declared_type=row["declared_type"],
-        pdq=_json(row["pdq"]),
+        pdq=json_value(row["pdq"]),
         rule=row["rule"],
         reason=row["reason"],
-        matches=_json(row["matches"]),
+        matches=json_value(row["matches"]),
         policy_version=row["policy_version"],
         client_ip=str(row["client_ip"]) if row["client_ip"] is not None else None,
         did=row["did"],
@@ -120,27 +121,3 @@ def item_from_row(row: asyncpg.Record) -> EvidenceItem:
         purged_at=row["purged_at"],
         purge_reason=row["purge_reason"],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    subject: str | None
-    detail: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": self.at.isoformat(),
-            "actor": self.actor,
-            "action": self.action,
-            "subject": self.subject,
-            "detail": self.detail,
-        }
-
-
-def audit_from_row(row: asyncpg.Record) -> AuditEntry:
-    return AuditEntry(row["id"], row["at"], row["actor"], row["action"], row["subject"], _json(row["detail"]))
