@@ -19,7 +19,8 @@ COMMAND_MODULES = (
     "gate.matching.hma_command",  # hma check
     "gate.store.command",  # migrate, decisions, stats
     "gate.admin.command",  # admin token add/list/remove
-    "gate.quarantine.command",  # keys init/rotate/retire/list, evidence list/purge/export
+    "gate.quarantine.keys_command",  # keys init/rotate/retire/list
+    "gate.quarantine.evidence_command",  # evidence list/purge/export/hold/lift-hold
     "gate.quarantine.allowlist_command",  # allowlist list/remove
 )
 

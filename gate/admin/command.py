@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from gate.admin.tokens import Role, TokenError, TokenStore
-from gate.quarantine.command import operator_name
+from gate.quarantine.evidence_command import operator_name
 from gate.store.command import with_pool
 from gate.store.pool import Pool, StoreUnavailable
 

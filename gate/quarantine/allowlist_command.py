@@ -15,7 +15,7 @@ import re
 import sys
 
 from gate.quarantine.allowlist import Allowlist, NoAllowlistBank
-from gate.quarantine.command import operator_name
+from gate.quarantine.evidence_command import operator_name
 from gate.store.command import with_pool
 from gate.store.pool import Pool, StoreUnavailable
 
