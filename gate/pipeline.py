@@ -37,10 +37,11 @@ from gate.proxy.upstream import Upstream
 from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionRecord, DecisionSink, new_decision_id
 from gate.settings import Settings
+from gate.signals import SignalType
 from gate.store.pool import StoreUnavailable
 from gate.store.retention import Retention
 from gate.store.vault import EvidenceCapped, Vault
-from gate.types import Decision, Hashes, Match, MatcherFailure, MatchResult, SignalType, Uploader, Verdict
+from gate.types import Decision, Hashes, Match, MatcherFailure, MatchResult, Uploader, Verdict
 from gate.verdict_cache import VerdictCache
 
 log = logging.getLogger("gate.decisions")

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gate.signals import SignalType
 
 
 class Verdict(StrEnum):
@@ -20,24 +24,6 @@ class Verdict(StrEnum):
 
 # Precedence when several rules fire: reject > quarantine > forward.
 SEVERITY: dict[Verdict, int] = {Verdict.FORWARD: 0, Verdict.QUARANTINE: 1, Verdict.REJECT: 2}
-
-
-class SignalType(StrEnum):
-    """Hash kinds a bank entry or a match can carry."""
-
-    PDQ = "pdq"
-    MD5 = "md5"
-    SHA1 = "sha1"
-    SHA256 = "sha256"
-    CID = "cid"
-    PHASH = "phash"
-    DHASH = "dhash"
-    VIDEO_MD5 = "video_md5"  # HMA's exact type for video: the MD5 of the whole file
-
-    @property
-    def exact(self) -> bool:
-        """Exact types match by equality; the others by Hamming distance."""
-        return self not in (SignalType.PDQ, SignalType.PHASH, SignalType.DHASH)
 
 
 class Unhashable(StrEnum):
@@ -110,15 +96,6 @@ class Hashes:
     @property
     def is_image(self) -> bool:
         return self.media_type.startswith("image/")
-
-    def exact(self, signal: SignalType) -> str | None:
-        """The exact-hash value for ``signal`` (sha256, md5, sha1, cid), else None."""
-        return {
-            SignalType.SHA256: self.sha256,
-            SignalType.MD5: self.md5,
-            SignalType.SHA1: self.sha1,
-            SignalType.CID: self.cid,
-        }.get(signal)
 
     def pdq_origin(self, value: str) -> PdqHash | None:
         """The first of this upload's PDQ hashes equal to ``value`` (identical frames are listed once)."""

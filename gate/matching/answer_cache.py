@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gate.signals import SignalType
 from gate.ttl_cache import TtlCache
-from gate.types import SignalType
 
 
 @dataclass(frozen=True, slots=True)

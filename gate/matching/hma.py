@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,12 +31,12 @@ from gate.matching.hma_client import HmaCallError, HmaClient, HmaStatus
 from gate.matching.hma_plan import SOURCE, hma_banks_for, hma_signals_for, queries_for
 from gate.policy.model import Policy
 from gate.settings import Settings
-from gate.types import Hashes, Match, MatcherFailure, MatchResult, SignalType
+from gate.signals import SignalType
+from gate.types import Hashes, Match, MatcherFailure, MatchResult
 from gate.watch import every
 
 log = logging.getLogger(__name__)
 
-VALID = {SignalType.PDQ: re.compile(r"[0-9a-f]{64}"), SignalType.VIDEO_MD5: re.compile(r"[0-9a-f]{32}")}
 # Failures that say something about HMA's health (a 4xx only says something about one request).
 SERVICE_FAILURES = frozenset({"refused", "timeout", "http_5xx", "not_ready", "malformed", "error"})
 # A refused or dropped connection (often a pooled keep-alive HMA closed) is worth one more try;
@@ -54,7 +53,7 @@ class _Outcome:
 
 
 class HmaMatcher:
-    name = SOURCE
+    name: str = SOURCE
 
     def __init__(
         self,
@@ -231,7 +230,7 @@ class HmaMatcher:
     async def _lookup(
         self, signal: SignalType, value: str, banks: tuple[str, ...] | None, seed: str, deadline: float
     ) -> _Outcome:
-        if not VALID[signal].fullmatch(value):
+        if signal.facts.problem(value) is not None:
             error = HmaCallError("error", f"the gate computed an invalid {signal.value} hash")
             return self._count(_Outcome(signal, value, error=error))
         loop = asyncio.get_running_loop()

@@ -17,7 +17,7 @@ import aiohttp
 
 from gate.errors import Unavailable
 from gate.matching.answer_cache import Hit
-from gate.types import SignalType
+from gate.signals import SignalType
 
 MESSAGE_LIMIT = 200  # characters of an HMA error message kept in a failure detail
 

@@ -6,10 +6,11 @@ Pure functions of the policy and the hashes: no I/O.
 from __future__ import annotations
 
 from gate.policy.model import Policy
-from gate.types import Hashes, SignalType
+from gate.signals import MatchSource, SignalType, supported_by
+from gate.types import Hashes
 
-SOURCE = "hma"
-HMA_SIGNALS = frozenset({SignalType.PDQ, SignalType.VIDEO_MD5})
+SOURCE = MatchSource.HMA
+HMA_SIGNALS = frozenset(supported_by(SOURCE))
 
 
 def hma_banks_for(policy: Policy) -> tuple[str, ...] | None:
@@ -43,17 +44,4 @@ def hma_signals_for(policy: Policy) -> frozenset[SignalType]:
 def queries_for(hashes: Hashes, signals: frozenset[SignalType]) -> list[tuple[SignalType, str]]:
     """One (signal, lowercase hash) per lookup: every frame, orientation and dihedral variant of the
     upload (never one skipped: that would be a way around HMA), identical hashes asked once."""
-    out: list[tuple[SignalType, str]] = []
-    if SignalType.PDQ in signals:
-        for pdq in hashes.pdq:
-            query = (SignalType.PDQ, pdq.hex.lower())
-            if query not in out:
-                out.append(query)
-    if SignalType.VIDEO_MD5 in signals and any(t.startswith("video/") for t in _types(hashes)):
-        out.append((SignalType.VIDEO_MD5, hashes.md5.lower()))
-    return out
-
-
-def _types(hashes: Hashes) -> tuple[str, ...]:
-    # A JPEG that also sniffs as MP4 is both: an HMA video bank may hold its MD5.
-    return hashes.media_types or (hashes.media_type,)
+    return [(s, v) for s in supported_by(SOURCE) if s in signals for v in s.facts.values(hashes)]

@@ -22,17 +22,18 @@ import numpy.typing as npt
 
 from gate import metrics
 from gate.errors import ConfigError
-from gate.matching.bank_file import BankFile, BankFileError, read_bank_file
+from gate.matching.bank_file import LOCAL, BankFile, BankFileError, read_bank_file
 from gate.matching.matcher import Matcher
 from gate.matching.pdq_index import HammingIndex
 from gate.policy.model import Policy
-from gate.types import Hashes, Match, MatcherFailure, MatchResult, SignalType, Variant
+from gate.signals import SignalType
+from gate.types import Hashes, Match, MatcherFailure, MatchResult, Variant
 from gate.watch import FileWatch, Stamp, every
 
 log = logging.getLogger(__name__)
 
-EXACT = (SignalType.SHA256, SignalType.MD5, SignalType.SHA1, SignalType.CID)
-PERCEPTUAL_BITS = {SignalType.PDQ: 256, SignalType.PHASH: 64, SignalType.DHASH: 64}
+EXACT = tuple(s for s in LOCAL if s.exact)  # in dicts
+PERCEPTUAL = tuple(s for s in LOCAL if not s.exact)  # in Hamming indexes
 MAX_MATCHES = 1000  # per signal type and upload: a max_distance of 256 must not return a whole bank
 THREAD_THRESHOLD = 50_000  # perceptual hashes above which a query runs off the event loop
 LOGGED_PROBLEMS = 1000  # invalid rows logged one by one per file; beyond that a count
@@ -97,9 +98,9 @@ def build_bank_set(directory: Path) -> BankSet:
         raise BankError("; ".join(problems))
     fingerprint = hashlib.sha256()
     exact: dict[SignalType, dict[str, list[_Entry]]] = {s: defaultdict(list) for s in EXACT}
-    hexes: dict[SignalType, list[str]] = {s: [] for s in PERCEPTUAL_BITS}
+    hexes: dict[SignalType, list[str]] = {s: [] for s in PERCEPTUAL}
     origin: dict[SignalType, tuple[list[int], list[int], list[str | None]]] = {
-        s: ([], [], []) for s in PERCEPTUAL_BITS
+        s: ([], [], []) for s in PERCEPTUAL
     }
     interned: dict[str, str] = {}
     counts: dict[str, dict[SignalType, int]] = {}
@@ -110,7 +111,7 @@ def build_bank_set(directory: Path) -> BankSet:
         per_signal: dict[SignalType, int] = defaultdict(int)
         for row in bank.rows:
             per_signal[row.signal] += 1
-            if row.signal in PERCEPTUAL_BITS:
+            if not row.signal.exact:
                 file_of, line_of, labels = origin[row.signal]
                 labels.append(interned.setdefault(row.label, row.label) if row.label else None)
                 hexes[row.signal].append(row.hash)
@@ -122,13 +123,13 @@ def build_bank_set(directory: Path) -> BankSet:
     names = [(b.name, b.filename) for b in files]
     perceptual = {
         s: _Perceptual(
-            HammingIndex(hexes[s], bits),
+            HammingIndex(hexes[s], s.facts.bits),
             names,
             np.array(origin[s][0], dtype=np.int32),
             np.array(origin[s][1], dtype=np.int32),
             origin[s][2],
         )
-        for s, bits in PERCEPTUAL_BITS.items()
+        for s in PERCEPTUAL
     }
     return BankSet(
         version=fingerprint.hexdigest()[:16],
@@ -157,7 +158,7 @@ def thresholds(policy: Policy) -> dict[SignalType, int]:
     for rule in policy.rules:
         if "local" not in rule.sources:
             continue
-        for signal in PERCEPTUAL_BITS:
+        for signal in PERCEPTUAL:
             if rule.signal_types is None or signal in rule.signal_types:
                 out[signal] = max(out.get(signal, 0), rule.max_distance)
     return out
@@ -260,15 +261,6 @@ class LocalBanks:
         return MatchResult(matches=tuple(matches))
 
 
-def _queries(hashes: Hashes, signal: SignalType) -> list[str]:
-    """Each distinct hash of the upload for ``signal``: every frame, orientation and dihedral variant
-    is looked up (a match on any is a match); identical ones once."""
-    if signal is SignalType.PDQ:
-        return list(dict.fromkeys(p.hex.lower() for p in hashes.pdq))
-    value = hashes.phash if signal is SignalType.PHASH else hashes.dhash
-    return [value.lower()] if value else []
-
-
 def _origin(hashes: Hashes, signal: SignalType, query: str) -> tuple[int | None, Variant | None]:
     """Which frame, and which variant, the matching query hash is of (pHash/dHash: the first frame)."""
     if signal is not SignalType.PDQ:
@@ -280,15 +272,15 @@ def _origin(hashes: Hashes, signal: SignalType, query: str) -> tuple[int | None,
 def _match(snapshot: BankSet, hashes: Hashes, limits: dict[SignalType, int]) -> list[Match]:
     found: list[Match] = []
     for signal in EXACT:
-        value = hashes.exact(signal)
-        for bank, filename, line, label in snapshot.exact[signal].get(value.lower(), []) if value else []:
-            found.append(Match("local", bank, signal, None, f"{filename}:{line}", label, value))
+        for value in signal.facts.values(hashes):
+            for bank, filename, line, label in snapshot.exact[signal].get(value, []):
+                found.append(Match("local", bank, signal, None, f"{filename}:{line}", label, value))
     for signal, limit in limits.items():
         part = snapshot.perceptual[signal]
         if not len(part.index):
             continue
         best: dict[int, tuple[int, str]] = {}  # entry -> (closest distance, the query hash that got it)
-        for query in _queries(hashes, signal):
+        for query in signal.facts.values(hashes):
             idx, dist = part.index.search(query, limit)
             for i, d in zip(idx.tolist(), dist.tolist(), strict=True):
                 if i not in best or d < best[i][0]:

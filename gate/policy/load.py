@@ -14,12 +14,11 @@ from pathlib import Path
 
 from gate.errors import ConfigError
 from gate.policy.model import Policy
-from gate.policy.parser import DEFAULT_QUARANTINE, DEFAULT_REJECT, SOURCE_SIGNALS, PolicyParser
+from gate.policy.parser import DEFAULT_QUARANTINE, DEFAULT_REJECT, PolicyParser
 
 __all__ = [
     "DEFAULT_QUARANTINE",
     "DEFAULT_REJECT",
-    "SOURCE_SIGNALS",
     "PolicyError",
     "load_policy",
     "parse_policy",

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gate.hashing.options import MAX_FRAMES, MAX_TOTAL_PIXELS
-from gate.types import SignalType, Verdict
+from gate.signals import SignalType
+from gate.types import Verdict
 
 
 @dataclass(frozen=True, slots=True)

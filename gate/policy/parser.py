@@ -12,25 +12,8 @@ from typing import Any
 
 from gate.policy.evidence import parse_evidence
 from gate.policy.model import Hashing, Policy, Response, Rule
-from gate.types import SignalType, Verdict
-
-SOURCES = ("local", "hma")
-# What each matcher can return. HMA stores only PDQ and video MD5; local banks take any file hash.
-SOURCE_SIGNALS: dict[str, frozenset[SignalType]] = {
-    "local": frozenset(
-        {
-            SignalType.PDQ,
-            SignalType.MD5,
-            SignalType.SHA1,
-            SignalType.SHA256,
-            SignalType.CID,
-            SignalType.PHASH,
-            SignalType.DHASH,
-        }
-    ),
-    "hma": frozenset({SignalType.PDQ, SignalType.VIDEO_MD5}),
-}
-IMAGEHASH_SIGNALS = frozenset({SignalType.PHASH, SignalType.DHASH})
+from gate.signals import MatchSource, SignalType, supported_by
+from gate.types import Verdict
 
 DEFAULT_REJECT = Response(400, "UploadRejected", "This upload is not allowed on this server.")
 DEFAULT_QUARANTINE = Response(400, "UploadHeld", "This upload is being held for review.")
@@ -59,15 +42,6 @@ HASHING_KEYS = frozenset({"dihedral", "min_pdq_quality", "max_frames", "max_tota
 FRAME_LIMITS = {"max_frames": (1, 100_000), "max_total_pixels": (0, 100_000_000_000)}
 XRPC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
 MEDIA_GLOB = re.compile(r"^[a-z0-9*][a-z0-9.+*-]*/[a-z0-9*][a-z0-9.+*-]*$")
-
-
-def imagehash_available() -> bool:
-    """phash/dhash rules need imagehash (an optional extra: it pulls SciPy)."""
-    try:
-        import imagehash  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _show(value: object) -> str:
@@ -279,7 +253,7 @@ class PolicyParser:
         if source not in ("local", "hma", "any"):
             self.err(f"{path}.source", f'{_show(source)} is not one of "local", "hma", "any"')
             return None
-        sources = frozenset(SOURCES) if source == "any" else frozenset({source})
+        sources = frozenset(MatchSource) if source == "any" else frozenset({MatchSource(source)})
         action = self.verdict(item, "action", f"{path}.action", required=True)
         shadow = item.get("shadow", False)
         if not isinstance(shadow, bool):
@@ -296,9 +270,7 @@ class PolicyParser:
                 self.check_banks(names, sources, f"{path}.banks")
                 banks = frozenset(names)
         signals = self.signals(item, path, sources)
-        possible = (
-            signals if signals is not None else frozenset().union(*(SOURCE_SIGNALS[s] for s in sources))
-        )
+        possible = signals if signals is not None else supported_by(*sources)
         perceptual = any(not s.exact for s in possible)
         distance = item.get("max_distance")
         if distance is None:
@@ -331,7 +303,7 @@ class PolicyParser:
         if not isinstance(raw, list) or not raw or not all(isinstance(v, str) for v in raw):
             self.err(key, 'expected a non-empty list such as ["pdq", "sha256"]')
             return None
-        allowed = frozenset().union(*(SOURCE_SIGNALS[s] for s in sources))
+        allowed = supported_by(*sources)
         out: set[SignalType] = set()
         for value in raw:
             try:
@@ -343,8 +315,9 @@ class PolicyParser:
                 where = " or ".join(sorted(sources))
                 self.err(key, f"{value!r} is not a signal type of {where} banks")
                 continue
-            if signal in IMAGEHASH_SIGNALS and not imagehash_available():
-                self.err(key, f"{value!r} needs the imagehash package (pip install 'upload-gate[imagehash]')")
+            package = signal.facts.package
+            if not signal.facts.available():
+                self.err(key, f"{value!r} needs the {package} package (pip install 'upload-gate[{package}]')")
                 continue
             out.add(signal)
         return frozenset(out)

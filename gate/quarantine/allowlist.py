@@ -30,9 +30,10 @@ from gate.errors import Refusal
 from gate.matching.matcher import Matcher
 from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
+from gate.signals import SignalType
 from gate.store.audit import record_audit
 from gate.store.pool import Pool, StoreUnavailable
-from gate.types import Hashes, Match, MatchResult, SignalType
+from gate.types import Hashes, Match, MatchResult
 from gate.watch import every
 
 log = logging.getLogger(__name__)

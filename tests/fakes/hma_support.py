@@ -10,7 +10,8 @@ from gate.matching.breaker import CircuitBreaker
 from gate.matching.hma import HmaMatcher
 from gate.matching.hma_client import HmaClient
 from gate.policy.model import Hashing, Policy, Response, Rule
-from gate.types import Hashes, PdqHash, SignalType, Verdict
+from gate.signals import SignalType
+from gate.types import Hashes, PdqHash, Verdict
 
 BASE_PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 OTHER_PDQ = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"

@@ -37,7 +37,8 @@ from gate.matching.hma_banks import HmaBankCheck
 from gate.matching.hma_client import HmaCallError, HmaClient
 from gate.matching.hma_command import check
 from gate.policy.evaluate import evaluate
-from gate.types import PdqHash, SignalType, Verdict
+from gate.signals import SignalType
+from gate.types import PdqHash, Verdict
 from tests.fakes.hma import fake_hma_in_thread
 from tests.fakes.hma_support import flip, hma_rule, image_hashes, make_matcher, make_policy
 from tests.integration.conftest import GateFactory

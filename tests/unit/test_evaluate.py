@@ -9,16 +9,8 @@ import pytest
 from gate.policy.evaluate import evaluate
 from gate.policy.load import DEFAULT_QUARANTINE, DEFAULT_REJECT
 from gate.policy.model import Hashing, Policy, Rule
-from gate.types import (
-    Hashes,
-    Match,
-    MatcherFailure,
-    MatchResult,
-    PdqHash,
-    SignalType,
-    Unhashable,
-    Verdict,
-)
+from gate.signals import SignalType
+from gate.types import Hashes, Match, MatcherFailure, MatchResult, PdqHash, Unhashable, Verdict
 
 F, Q, R = Verdict.FORWARD, Verdict.QUARANTINE, Verdict.REJECT
 PDQ = SignalType.PDQ

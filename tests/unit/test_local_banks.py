@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from gate.matching.bank_file import check_cid
 from gate.matching.local import BankError, LocalBanks, thresholds
 from gate.policy.evaluate import evaluate
 from gate.policy.load import parse_policy
 from gate.policy.model import Policy
-from gate.types import Hashes, MatchResult, PdqHash, SignalType, Variant, Verdict
+from gate.signals import SignalType
+from gate.types import Hashes, MatchResult, PdqHash, Variant, Verdict
 
 rng = random.Random(7)
 
@@ -160,11 +160,6 @@ def test_invalid_rows_are_reported_with_file_and_line(
     assert "mixed.csv:3" in caplog.text
     assert counter("upload_gate_bank_invalid_rows_total", bank="mixed") == before + 1
     assert banks.banks.counts["mixed"] == {SignalType.MD5: 1, SignalType.SHA1: 1}
-
-
-def test_valid_cid_check() -> None:
-    assert check_cid(CID) is None
-    assert check_cid(CID[:-1]) is not None
 
 
 async def test_pdq_threshold_is_inclusive(bank_dir: Path) -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from gate.matching.local import build_bank_set
 from gate.policy.load import DEFAULT_QUARANTINE, DEFAULT_REJECT, PolicyError, load_policy, parse_policy
-from gate.types import SignalType, Verdict
+from gate.signals import SignalType
+from gate.types import Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = {

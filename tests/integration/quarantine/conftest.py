@@ -10,9 +10,10 @@ import pytest
 
 from gate.quarantine.keys import Keyring, new_key
 from gate.record import DecisionRecord, new_decision_id
+from gate.signals import SignalType
 from gate.store.evidence import Evidence
 from gate.store.pool import Pool
-from gate.types import Decision, Hashes, Match, SignalType, Uploader, Verdict
+from gate.types import Decision, Hashes, Match, Uploader, Verdict
 
 DID = "did:plc:uploaderclaimed00000000"
 

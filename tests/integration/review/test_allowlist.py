@@ -18,10 +18,11 @@ from gate.matching.local import LocalBanks
 from gate.policy.evaluate import evaluate
 from gate.policy.reload import PolicyHolder
 from gate.quarantine.allowlist import Allowlist, NoAllowlistBank
+from gate.signals import SignalType
 from gate.store.embedded import EmbeddedPostgres
 from gate.store.migrate import migrate
 from gate.store.pool import Pool, StoreUnavailable
-from gate.types import Hashes, MatchResult, SignalType, Verdict
+from gate.types import Hashes, MatchResult, Verdict
 from tests.integration.review.conftest import POLICY
 from tests.support.postgres import server_dir
 

@@ -7,18 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from gate.record import DecisionRecord, new_decision_id
-from gate.types import (
-    Decision,
-    Hashes,
-    Match,
-    PdqHash,
-    ShadowOutcome,
-    SignalType,
-    Unhashable,
-    Uploader,
-    Variant,
-    Verdict,
-)
+from gate.signals import SignalType
+from gate.types import Decision, Hashes, Match, PdqHash, ShadowOutcome, Unhashable, Uploader, Variant, Verdict
 
 BASE_TIME = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
 

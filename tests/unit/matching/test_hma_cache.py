@@ -5,7 +5,8 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from gate.matching.answer_cache import AnswerCache, Hit
-from gate.types import SignalType, Verdict
+from gate.signals import SignalType
+from gate.types import Verdict
 from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import BASE_PDQ, OTHER_PDQ, hma_rule, image_hashes, make_matcher, make_policy
 

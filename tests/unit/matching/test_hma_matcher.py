@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from gate.types import Match, PdqHash, SignalType, Variant, Verdict
+from gate.signals import SignalType
+from gate.types import Match, PdqHash, Variant, Verdict
 from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import (
     BASE_PDQ,

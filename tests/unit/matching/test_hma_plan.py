@@ -8,7 +8,8 @@ import pytest
 
 from gate.matching.hma_plan import hma_banks_for, hma_signals_for, queries_for
 from gate.policy.model import Rule
-from gate.types import PdqHash, SignalType, Variant, Verdict
+from gate.signals import SignalType
+from gate.types import PdqHash, Variant, Verdict
 from tests.fakes.hma_support import (
     BASE_PDQ,
     OTHER_PDQ,

@@ -13,7 +13,8 @@ from gate.matching.hma_client import HmaClient
 from gate.policy.evaluate import evaluate
 from gate.policy.load import PolicyError
 from gate.policy.reload import PolicyHolder
-from gate.types import SignalType, Verdict
+from gate.signals import SignalType
+from gate.types import Verdict
 from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import (
     BASE_PDQ,
