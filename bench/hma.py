@@ -32,12 +32,13 @@ from gate.matching.answer_cache import AnswerCache
 from gate.matching.breaker import CircuitBreaker
 from gate.matching.hma import HmaMatcher
 from gate.matching.hma_client import HmaClient
+from gate.policy.plan import compile_plan
 from gate.types import PdqHash, Verdict
 from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import BASE_PDQ, OTHER_PDQ, flip, hma_rule, image_hashes, make_policy
 
 SERVICE = 0.008
-POLICY = make_policy([hma_rule("hma", Verdict.REJECT, 31)], dihedral=True)
+PLAN = compile_plan(make_policy([hma_rule("hma", Verdict.REJECT, 31)], dihedral=True))
 
 
 def _serve(port_queue: multiprocessing.Queue[int], serialise: bool) -> None:
@@ -83,7 +84,7 @@ async def measure(url: str, pdqs: list[str], uploads: int, cache: bool) -> tuple
             hashes = image_hashes(*pdqs[:1], body=b"same image" if cache else str(n).encode())
             hashes = replace(hashes, pdq=tuple(PdqHash(p, 100, frame=i) for i, p in enumerate(pdqs)))
             started = time.perf_counter()
-            result = await matcher.match(hashes, POLICY)
+            result = await matcher.match(hashes, PLAN)
             step.append(time.perf_counter() - started)
             assert not result.failures and result.matches, result
             seed = hashlib.sha256(str(n).encode()).hexdigest()

@@ -18,6 +18,7 @@ import numpy as np
 from gate.matching.local import LocalBanks
 from gate.matching.pdq_index import HammingIndex, hex_to_words
 from gate.policy.load import parse_policy
+from gate.policy.plan import compile_plan
 from gate.types import Hashes, PdqHash
 
 POLICY = b"""
@@ -75,12 +76,12 @@ def main() -> None:
         start = time.perf_counter()
         banks.load()
         print(f"LocalBanks.load of a {n:,}-row CSV:   {time.perf_counter() - start:7.2f} s")
-        policy = parse_policy(POLICY, source="bench")
+        plan = compile_plan(parse_policy(POLICY, source="bench"))
         dihedral = tuple(PdqHash(hexes[i], 100) for i in range(8))
         upload = Hashes("0" * 64, "0" * 32, "0" * 40, "b", 1, "image/png", pdq=dihedral)
 
         async def eight() -> None:
-            await banks.match(upload, policy)
+            await banks.match(upload, plan)
 
         loop = asyncio.new_event_loop()
         ms = timed(lambda: loop.run_until_complete(eight()), 5)

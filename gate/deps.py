@@ -89,7 +89,12 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
             validators.append(HmaBankCheck(hma.client, settings.hma_timeout, local_banks=banks.names))
             readiness["hma"] = hma.readiness
 
-        policy = PolicyHolder(settings.policy_path, lambda: {"local": banks.names()}, validators)
+        policy = PolicyHolder(
+            settings.policy_path,
+            lambda: {"local": banks.names()},
+            validators,
+            max_image_pixels=settings.max_image_pixels,
+        )
         await policy.load_initial()
         quarantine.require_key(keyring, policy.current)
         policy.add_validator(quarantine.key_check(keyring))

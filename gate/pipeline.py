@@ -23,10 +23,10 @@ from gate.auth.credential import Credential
 from gate.auth.offline import OfflineCheck, Outcome
 from gate.errors import AuthMissing, BlockedUpload, EvidenceUnavailable, LogUnavailable, XrpcError
 from gate.hashing.hasher import Hasher
-from gate.hashing.options import HashOptions
 from gate.matching.matcher import Matcher
 from gate.policy.evaluate import evaluate
 from gate.policy.model import Policy
+from gate.policy.plan import Plan
 from gate.policy.reload import PolicyHolder
 from gate.proxy.body import BodyLimits, BodyReader
 from gate.proxy.budget import MemoryBudget, Reservation
@@ -37,7 +37,6 @@ from gate.proxy.upstream import Upstream
 from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionRecord, DecisionSink, new_decision_id
 from gate.settings import Settings
-from gate.signals import SignalType
 from gate.store.pool import StoreUnavailable
 from gate.store.retention import Retention
 from gate.store.vault import EvidenceCapped, Vault
@@ -62,23 +61,10 @@ class Timer:
         metrics.STAGE_SECONDS.labels(stage).observe(elapsed)
 
 
-def hash_options(policy: Policy, settings: Settings) -> HashOptions:
-    wanted = policy.perceptual_signals
-    return HashOptions(
-        dihedral=policy.hashing.dihedral,
-        min_pdq_quality=policy.hashing.min_pdq_quality,
-        phash=SignalType.PHASH in wanted,
-        dhash=SignalType.DHASH in wanted,
-        max_image_pixels=settings.max_image_pixels,
-        max_frames=policy.hashing.max_frames,
-        max_total_pixels=policy.hashing.max_total_pixels,
-    )
-
-
-async def match_all(matchers: Sequence[Matcher], hashes: Hashes, policy: Policy) -> MatchResult:
+async def match_all(matchers: Sequence[Matcher], hashes: Hashes, plan: Plan) -> MatchResult:
     """Every matcher in parallel; their matches and failures merged. A matcher that raises anyway is a
     failure for this upload (so ``on_matcher_error`` decides), never a crash."""
-    results = await asyncio.gather(*(m.match(hashes, policy) for m in matchers), return_exceptions=True)
+    results = await asyncio.gather(*(m.match(hashes, plan) for m in matchers), return_exceptions=True)
     found: list[Match] = []
     failures: list[MatcherFailure] = []
     for matcher, result in zip(matchers, results, strict=True):
@@ -207,8 +193,9 @@ class UploadPipeline:
         try:
             body = await self.body.read(request, reservation)
             attempt.timer.lap("read")
-            policy = self.policy.current
-            decision = await self._judge(body, policy, attempt)
+            plan = self.policy.plan
+            policy = plan.policy
+            decision = await self._judge(body, plan, attempt)
             if not self.sink.accepting() and policy.on_log_failure is Verdict.REJECT:
                 # The decision could not be kept: the operator chose not to let unlogged uploads through.
                 raise LogUnavailable()
@@ -288,8 +275,9 @@ class UploadPipeline:
         finally:
             attempt.timer.lap("evidence")
 
-    async def _judge(self, body: bytes, policy: Policy, attempt: Attempt) -> Decision:
-        hashes = attempt.hashes = await self.hasher.hash(body, hash_options(policy, self.settings))
+    async def _judge(self, body: bytes, plan: Plan, attempt: Attempt) -> Decision:
+        policy = plan.policy
+        hashes = attempt.hashes = await self.hasher.hash(body, plan.hashing)
         attempt.timer.lap("hash")
         key = (hashes.sha256, policy.version, *(m.version() for m in self.matchers))
         hit = self.cache.get(key)
@@ -298,7 +286,7 @@ class UploadPipeline:
             metrics.VERDICT_CACHE_HITS.inc()
             attempt.decision = hit[1]
             return hit[1]
-        result = await match_all(self.matchers, hashes, policy)
+        result = await match_all(self.matchers, hashes, plan)
         attempt.timer.lap("match")
         decision = attempt.decision = evaluate(policy, hashes, result)
         attempt.timer.lap("evaluate")

@@ -28,10 +28,9 @@ from gate import metrics
 from gate.matching.answer_cache import AnswerCache, Hit
 from gate.matching.breaker import BreakerState, CircuitBreaker
 from gate.matching.hma_client import HmaCallError, HmaClient, HmaStatus
-from gate.matching.hma_plan import SOURCE, hma_banks_for, hma_signals_for, queries_for
-from gate.policy.model import Policy
+from gate.policy.plan import Plan
 from gate.settings import Settings
-from gate.signals import SignalType
+from gate.signals import MatchSource, SignalType
 from gate.types import Hashes, Match, MatcherFailure, MatchResult
 from gate.watch import every
 
@@ -53,7 +52,7 @@ class _Outcome:
 
 
 class HmaMatcher:
-    name: str = SOURCE
+    name: str = MatchSource.HMA
 
     def __init__(
         self,
@@ -173,9 +172,10 @@ class HmaMatcher:
 
     # ---- matching ----------------------------------------------------------------------------------
 
-    async def match(self, hashes: Hashes, policy: Policy) -> MatchResult:
-        banks = hma_banks_for(policy)
-        queries = queries_for(hashes, hma_signals_for(policy))
+    async def match(self, hashes: Hashes, plan: Plan) -> MatchResult:
+        banks = plan.hma.banks
+        # Every frame, orientation and dihedral variant of the upload, identical hashes asked once.
+        queries = [(s, v) for s in plan.hma.signals for v in s.facts.values(hashes)]
         if banks == () or not queries:
             return MatchResult()  # no rule relies on HMA, or nothing HMA can look up
         outcomes: list[_Outcome] = []
@@ -272,7 +272,7 @@ class HmaMatcher:
             for hit in outcome.hits:
                 matches.append(
                     Match(
-                        source=SOURCE,
+                        source=MatchSource.HMA,
                         bank=hit.bank,
                         signal_type=outcome.signal,
                         distance=hit.distance,
@@ -286,7 +286,7 @@ class HmaMatcher:
         for kind, errs in errors.items():
             metrics.HMA_FAILURES.labels(kind).inc()
             detail = f"{len(errs)} of {len(outcomes)} lookups: {errs[0].detail}"
-            failures.append(MatcherFailure(matcher=SOURCE, kind=kind, detail=detail))
+            failures.append(MatcherFailure(matcher=self.name, kind=kind, detail=detail))
         return MatchResult(matches=tuple(matches), failures=tuple(failures))
 
 

@@ -18,8 +18,9 @@ from collections.abc import Callable
 
 from gate import metrics
 from gate.matching.hma_client import HmaBank, HmaCallError, HmaClient
-from gate.matching.hma_plan import SOURCE, hma_banks_for
 from gate.policy.model import Policy
+from gate.policy.plan import hma_banks
+from gate.signals import MatchSource
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def required_banks(policy: Policy) -> dict[str, str]:
     for name in sorted(policy.hma_banks or ()):
         where[name] = "hma_banks"
     for rule in policy.rules:
-        if rule.sources == frozenset({SOURCE}):
+        if rule.sources == frozenset({MatchSource.HMA}):
             for name in sorted(rule.banks or ()):
                 where.setdefault(name, f"rule {rule.name!r}")
     return where
@@ -52,13 +53,13 @@ def check_banks(
     ]
     if local is not None:
         for rule in policy.rules:
-            if len(rule.sources) > 1 and SOURCE in rule.sources:
+            if len(rule.sources) > 1 and MatchSource.HMA in rule.sources:
                 problems.extend(
                     f"rule {rule.name!r} names bank {name!r}, which neither HMA nor the local banks have"
                     for name in sorted(rule.banks or ())
                     if name not in by_name and name not in local
                 )
-    relied = hma_banks_for(policy)
+    relied = hma_banks(policy)
     names = sorted(by_name) if relied is None else [n for n in relied if n in by_name]
     warnings = []
     for name in names:
@@ -86,7 +87,7 @@ class HmaBankCheck:
         self.local_banks = local_banks
 
     async def __call__(self, policy: Policy) -> list[str]:
-        if hma_banks_for(policy) == ():
+        if hma_banks(policy) == ():
             return []  # nothing in this policy relies on HMA
         try:
             banks = await self.client.banks(within=self.within)

@@ -25,8 +25,8 @@ from gate.errors import ConfigError
 from gate.matching.bank_file import LOCAL, BankFile, BankFileError, read_bank_file
 from gate.matching.matcher import Matcher
 from gate.matching.pdq_index import HammingIndex
-from gate.policy.model import Policy
-from gate.signals import SignalType
+from gate.policy.plan import Lookup, Plan
+from gate.signals import MatchSource, SignalType
 from gate.types import Hashes, Match, MatcherFailure, MatchResult, Variant
 from gate.watch import FileWatch, Stamp, every
 
@@ -152,22 +152,10 @@ def _broken_banks(old: BankSet, new: BankSet) -> list[str]:
     return broken
 
 
-def thresholds(policy: Policy) -> dict[SignalType, int]:
-    """The widest distance any rule (shadow too) could select local matches at, per perceptual type."""
-    out: dict[SignalType, int] = {}
-    for rule in policy.rules:
-        if "local" not in rule.sources:
-            continue
-        for signal in PERCEPTUAL:
-            if rule.signal_types is None or signal in rule.signal_types:
-                out[signal] = max(out.get(signal, 0), rule.max_distance)
-    return out
-
-
 class LocalBanks:
     """The Matcher over the CSV banks in one directory (bank name = file name without ``.csv``)."""
 
-    name = "local"
+    name: str = MatchSource.LOCAL
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
@@ -246,15 +234,14 @@ class LocalBanks:
 
         await every(interval, step, what="local bank watch")
 
-    async def match(self, hashes: Hashes, policy: Policy) -> MatchResult:
-        snapshot = self.banks
+    async def match(self, hashes: Hashes, plan: Plan) -> MatchResult:
+        snapshot, lookup = self.banks, plan.local
         try:
-            limits = thresholds(policy)
-            size = sum(len(snapshot.perceptual[s].index) for s in limits)
+            size = sum(len(snapshot.perceptual[s].index) for s in lookup.max_distance)
             if size > THREAD_THRESHOLD:
-                matches = await asyncio.to_thread(_match, snapshot, hashes, limits)
+                matches = await asyncio.to_thread(_match, snapshot, hashes, lookup)
             else:
-                matches = _match(snapshot, hashes, limits)
+                matches = _match(snapshot, hashes, lookup)
         except Exception as exc:  # a matcher never raises for an upload; the policy decides
             log.exception("local bank match failed")
             return MatchResult(failures=(MatcherFailure(self.name, "error", type(exc).__name__),))
@@ -269,27 +256,41 @@ def _origin(hashes: Hashes, signal: SignalType, query: str) -> tuple[int | None,
     return (origin.frame, origin.variant) if origin else (None, None)
 
 
-def _match(snapshot: BankSet, hashes: Hashes, limits: dict[SignalType, int]) -> list[Match]:
+def _match(snapshot: BankSet, hashes: Hashes, lookup: Lookup) -> list[Match]:
     found: list[Match] = []
-    for signal in EXACT:
-        for value in signal.facts.values(hashes):
-            for bank, filename, line, label in snapshot.exact[signal].get(value, []):
-                found.append(Match("local", bank, signal, None, f"{filename}:{line}", label, value))
-    for signal, limit in limits.items():
-        part = snapshot.perceptual[signal]
-        if not len(part.index):
-            continue
-        best: dict[int, tuple[int, str]] = {}  # entry -> (closest distance, the query hash that got it)
-        for query in signal.facts.values(hashes):
-            idx, dist = part.index.search(query, limit)
-            for i, d in zip(idx.tolist(), dist.tolist(), strict=True):
-                if i not in best or d < best[i][0]:
-                    best[i] = (d, query)
-        ranked = sorted(best.items(), key=lambda item: (item[1][0], item[0]))[:MAX_MATCHES]
-        for i, (d, query) in ranked:
-            bank, filename, line, label = part.entry(i)
-            frame, variant = _origin(hashes, signal, query)
-            found.append(Match("local", bank, signal, d, f"{filename}:{line}", label, query, frame, variant))
+    for signal in lookup.signals:
+        if signal.exact:
+            found += _equal(snapshot, hashes, signal)
+        else:
+            found += _near(snapshot, hashes, signal, lookup.max_distance[signal])
+    return found
+
+
+def _equal(snapshot: BankSet, hashes: Hashes, signal: SignalType) -> list[Match]:
+    return [
+        Match(MatchSource.LOCAL, bank, signal, None, f"{filename}:{line}", label, value)
+        for value in signal.facts.values(hashes)
+        for bank, filename, line, label in snapshot.exact[signal].get(value, [])
+    ]
+
+
+def _near(snapshot: BankSet, hashes: Hashes, signal: SignalType, limit: int) -> list[Match]:
+    part = snapshot.perceptual[signal]
+    if not len(part.index):
+        return []
+    best: dict[int, tuple[int, str]] = {}  # entry -> (closest distance, the query hash that got it)
+    for query in signal.facts.values(hashes):
+        idx, dist = part.index.search(query, limit)
+        for i, d in zip(idx.tolist(), dist.tolist(), strict=True):
+            if i not in best or d < best[i][0]:
+                best[i] = (d, query)
+    found = []
+    for i, (d, query) in sorted(best.items(), key=lambda item: (item[1][0], item[0]))[:MAX_MATCHES]:
+        bank, filename, line, label = part.entry(i)
+        frame, variant = _origin(hashes, signal, query)
+        found.append(
+            Match(MatchSource.LOCAL, bank, signal, d, f"{filename}:{line}", label, query, frame, variant)
+        )
     return found
 
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from gate.policy.model import Policy
+from gate.policy.plan import Plan
 from gate.types import Hashes, MatchResult
 
 
 class Matcher(Protocol):
     name: str
 
-    async def match(self, hashes: Hashes, policy: Policy) -> MatchResult: ...
+    async def match(self, hashes: Hashes, plan: Plan) -> MatchResult:
+        """The matches for ``hashes``, looking up what ``plan`` (the compiled policy) asks of it."""
+        ...
 
     def version(self) -> str:
         """Changes whenever the bank contents change (part of the verdict-cache key)."""

@@ -98,15 +98,3 @@ class Policy:
         return self.can_act(Verdict.QUARANTINE) or (
             self.evidence.keep_rejected and self.can_act(Verdict.REJECT)
         )
-
-    @property
-    def perceptual_signals(self) -> frozenset[SignalType]:
-        """Perceptual hashes some active or shadow rule refers to (phash/dhash are computed only then)."""
-        wanted: set[SignalType] = set()
-        for rule in self.rules:
-            if rule.signal_types is None:
-                wanted.add(SignalType.PDQ)
-            else:
-                wanted.update(s for s in rule.signal_types if not s.exact)
-        wanted.add(SignalType.PDQ)
-        return frozenset(wanted)

@@ -1,4 +1,4 @@
-"""``PolicyHolder``: the policy in force, and the only way it changes.
+"""``PolicyHolder``: the policy in force (and its compiled plan), and the only way it changes.
 
 At start-up an invalid policy stops the gate (``load_initial`` raises). Afterwards a change (file edit
 seen by ``watch``, or SIGHUP) is parsed and validated in full — including validator hooks such as the
@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from gate import metrics
+from gate.hashing.options import MAX_IMAGE_PIXELS
 from gate.policy.load import PolicyError, parse_policy
 from gate.policy.model import Policy
+from gate.policy.plan import Plan, compile_plan
 from gate.watch import FileWatch, every
 
 log = logging.getLogger(__name__)
@@ -32,21 +34,30 @@ class PolicyHolder:
         path: str | Path,
         known_banks: Callable[[], Mapping[str, frozenset[str]]],
         validators: Sequence[Validator] = (),
+        *,
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
     ) -> None:
         self.path = Path(path)
         self._known_banks = known_banks
         self._validators = tuple(validators)
-        self._current: Policy | None = None
         self._file = FileWatch(self.path)
         self._missing = False
+        # A process setting the plan's hash options carry (GATE_MAX_IMAGE_PIXELS).
+        self._max_image_pixels = max_image_pixels
+        self._plan: Plan | None = None
         self._lock = asyncio.Lock()
         self._pending: set[asyncio.Task[bool]] = set()
 
     @property
-    def current(self) -> Policy:
-        if self._current is None:
+    def plan(self) -> Plan:
+        """The policy in force, compiled (one object: a reload swaps both at once)."""
+        if self._plan is None:
             raise RuntimeError("PolicyHolder.load_initial() has not run")
-        return self._current
+        return self._plan
+
+    @property
+    def current(self) -> Policy:
+        return self.plan.policy
 
     def add_validator(self, validator: Validator) -> None:
         """Matchers set up after the holder (HMA) register their check here."""
@@ -68,8 +79,8 @@ class PolicyHolder:
         return policy
 
     def _install(self, policy: Policy) -> None:
-        old = self._current
-        self._current = policy
+        old = self._plan.policy if self._plan is not None else None
+        self._plan = compile_plan(policy, max_image_pixels=self._max_image_pixels)
         if old is not None and old.version != policy.version:
             with contextlib.suppress(KeyError):  # already gone (another holder in this process)
                 metrics.POLICY_INFO.remove(old.version)
@@ -90,14 +101,14 @@ class PolicyHolder:
                 policy = await self._parse()
             except PolicyError as exc:
                 metrics.POLICY_RELOADS.labels(result="error").inc()
-                kept = self._current.version if self._current else "none"
+                kept = self._plan.version if self._plan else "none"
                 log.error("policy reload refused, keeping version %s:\n%s", kept, exc)
                 return False
             except Exception:  # a validator hook failing must not kill the reloader either
                 metrics.POLICY_RELOADS.labels(result="error").inc()
                 log.exception("policy reload failed, keeping the last good policy")
                 return False
-            changed = self._current is None or policy.version != self._current.version
+            changed = self._plan is None or policy.version != self._plan.version
             self._install(policy)
             metrics.POLICY_RELOADS.labels(result="ok").inc()
             if changed:

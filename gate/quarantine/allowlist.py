@@ -28,7 +28,7 @@ import asyncpg
 
 from gate.errors import Refusal
 from gate.matching.matcher import Matcher
-from gate.policy.model import Policy
+from gate.policy.plan import Plan
 from gate.policy.reload import PolicyHolder
 from gate.signals import SignalType
 from gate.store.audit import record_audit
@@ -111,11 +111,11 @@ class Allowlist:
         count, total = self._signature or (0, 0)
         return f"{count}.{total}"
 
-    async def match(self, hashes: Hashes, policy: Policy) -> MatchResult:
+    async def match(self, hashes: Hashes, plan: Plan) -> MatchResult:
         row = self._rows.get(hashes.sha256)
         # Only while its bank is an allowlist: a policy that drops the bank drops its rows, and a row
         # must never become a hit that a blocking rule over "every local bank" could select.
-        if row is None or row.bank not in policy.allowlist_banks:
+        if row is None or row.bank not in plan.policy.allowlist_banks:
             return MatchResult()
         return MatchResult(matches=(row.match(),))
 

@@ -37,6 +37,7 @@ from gate.matching.hma_banks import HmaBankCheck
 from gate.matching.hma_client import HmaCallError, HmaClient
 from gate.matching.hma_command import check
 from gate.policy.evaluate import evaluate
+from gate.policy.plan import compile_plan
 from gate.signals import SignalType
 from gate.types import PdqHash, Verdict
 from tests.fakes.hma import fake_hma_in_thread
@@ -185,7 +186,7 @@ async def test_distances_around_the_gate_thresholds(
     )
     hashes = image_hashes(flip(hma.pdq_a, bits))
     async with make_matcher(hma.url) as matcher:
-        result = await matcher.match(hashes, policy)
+        result = await matcher.match(hashes, compile_plan(policy))
     decision = evaluate(policy, hashes, result)
     assert result.failures == ()
     if verdict is None:  # beyond HMA's own 31 bits: not even recorded
@@ -204,8 +205,8 @@ async def test_distances_around_the_gate_thresholds(
 async def test_banks_filter_the_answer(hma: Deployment) -> None:
     policy = make_policy([hma_rule("any", Verdict.REJECT, 31)], hma_banks=[hma.bank_b])
     async with make_matcher(hma.url) as matcher:
-        a = await matcher.match(image_hashes(hma.pdq_a), policy)
-        b = await matcher.match(image_hashes(hma.pdq_b), policy)
+        a = await matcher.match(image_hashes(hma.pdq_a), compile_plan(policy))
+        b = await matcher.match(image_hashes(hma.pdq_b), compile_plan(policy))
     assert a.matches == ()
     assert [(m.bank, m.distance) for m in b.matches] == [(hma.bank_b, 0)]
 
@@ -229,7 +230,7 @@ async def test_uppercase_hashes_are_refused_by_hma_and_lowercased_by_the_gate(hm
     assert hashes.pdq == (PdqHash(hma.pdq_a.upper(), 100, "original"),)
     async with make_matcher(hma.url) as matcher:
         result = await matcher.match(
-            hashes, make_policy([hma_rule("any", Verdict.REJECT, 31, banks=[hma.bank_a])])
+            hashes, compile_plan(make_policy([hma_rule("any", Verdict.REJECT, 31, banks=[hma.bank_a])]))
         )
     assert [m.bank for m in result.matches] == [hma.bank_a]
 

@@ -18,6 +18,7 @@ from gate.hashing.hasher import hash_bytes
 from gate.hashing.options import HashOptions
 from gate.matching.local import LocalBanks
 from gate.policy.evaluate import evaluate
+from gate.policy.plan import compile_plan
 from gate.types import Unhashable, Variant, Verdict
 from tests.fakes.hma_support import hma_rule, make_policy
 from tests.support.hma_files import KINDS, Kind, bits, hma_hash
@@ -142,7 +143,7 @@ async def test_a_local_bank_of_hmas_hashes_matches_and_the_match_names_the_varia
     banks.load()
     policy = make_policy([hma_rule("partner", Verdict.REJECT, 0, banks=["shared"], sources=["local"])])
     hashes = hash_bytes(body, OPTIONS)
-    result = await banks.match(hashes, policy)
+    result = await banks.match(hashes, compile_plan(policy))
     [match] = result.matches
     assert (match.bank, match.distance, match.variant, match.frame) == ("shared", 0, Variant.AS_HMA, 0)
     assert evaluate(policy, hashes, result).verdict is Verdict.REJECT

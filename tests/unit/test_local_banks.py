@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from gate.matching.local import BankError, LocalBanks, thresholds
+from gate.matching.local import BankError, LocalBanks
 from gate.policy.evaluate import evaluate
 from gate.policy.load import parse_policy
 from gate.policy.model import Policy
+from gate.policy.plan import compile_plan
 from gate.signals import SignalType
 from gate.types import Hashes, MatchResult, PdqHash, Variant, Verdict
 
@@ -118,7 +119,7 @@ async def test_loads_banks_and_matches_exact(bank_dir: Path) -> None:
     assert banks.problems == ()
     assert counter("upload_gate_bank_hashes", bank="block", signal="pdq") == 1
     assert counter("upload_gate_bank_hashes", bank="good", signal="cid") == 1
-    result = await banks.match(hashes(), policy())
+    result = await banks.match(hashes(), compile_plan(policy()))
     found = {(m.bank, m.signal_type, m.content_id, m.label) for m in result.matches}
     assert found == {
         ("block", SignalType.SHA256, "block.csv:3", "from a report"),
@@ -165,7 +166,7 @@ def test_invalid_rows_are_reported_with_file_and_line(
 async def test_pdq_threshold_is_inclusive(bank_dir: Path) -> None:
     banks = loaded(bank_dir)
     for distance, expected in [(0, True), (30, True), (31, True), (32, False), (90, False)]:
-        result = await banks.match(hashes(flip(BANKED_PDQ, distance)), policy())
+        result = await banks.match(hashes(flip(BANKED_PDQ, distance)), compile_plan(policy()))
         pdq = [m for m in result.matches if m.signal_type is SignalType.PDQ]
         assert bool(pdq) is expected, distance
         if expected:
@@ -178,9 +179,9 @@ async def test_query_radius_follows_the_widest_rule_including_shadow(bank_dir: P
         '\n[[rules]]\nname = "wide"\nsource = "local"\nsignal_types = ["pdq"]\n'
         'max_distance = 70\naction = "quarantine"\nshadow = true\n'
     )
-    assert thresholds(policy(text)) == {SignalType.PDQ: 70}
+    assert compile_plan(policy(text)).local.max_distance == {SignalType.PDQ: 70}
     banks = loaded(bank_dir)
-    result = await banks.match(hashes(flip(BANKED_PDQ, 60)), policy(text))
+    result = await banks.match(hashes(flip(BANKED_PDQ, 60)), compile_plan(policy(text)))
     (pdq,) = [m for m in result.matches if m.signal_type is SignalType.PDQ]
     assert pdq.distance == 60
     decision = evaluate(policy(text), hashes(), MatchResult((pdq,)))
@@ -190,7 +191,7 @@ async def test_query_radius_follows_the_widest_rule_including_shadow(bank_dir: P
 
 async def test_no_rule_for_local_pdq_means_no_pdq_query(bank_dir: Path) -> None:
     text = POLICY_TEXT.split('[[rules]]\nname = "near"', maxsplit=1)[0]
-    result = await loaded(bank_dir).match(hashes(BANKED_PDQ), policy(text))
+    result = await loaded(bank_dir).match(hashes(BANKED_PDQ), compile_plan(policy(text)))
     assert not [m for m in result.matches if m.signal_type is SignalType.PDQ]
 
 
@@ -199,7 +200,7 @@ async def test_dihedral_reports_the_closest_query_per_entry(tmp_path: Path) -> N
     (tmp_path / "b.csv").write_text(f"pdq,{BANKED_PDQ}\npdq,{second}\n")
     banks = loaded(tmp_path)
     far, close, other = flip(BANKED_PDQ, 25), flip(BANKED_PDQ, 4), flip(second, 12)
-    result = await banks.match(hashes(far, close, other), policy())
+    result = await banks.match(hashes(far, close, other), compile_plan(policy()))
     got = sorted((m.content_id, m.distance, m.query_hash) for m in result.matches)
     assert got == [("b.csv:1", 4, close), ("b.csv:2", 12, other)]
 
@@ -216,7 +217,7 @@ async def test_a_match_on_any_frame_or_orientation_says_which(tmp_path: Path) ->
             PdqHash(nearest, 90, "rotate270", frame=6, variant=Variant.DISPLAYED),
         ),
     )
-    (match,) = (await banks.match(upload, policy())).matches
+    (match,) = (await banks.match(upload, compile_plan(policy()))).matches
     assert (match.distance, match.frame, match.variant, match.query_hash) == (
         2,
         6,
@@ -236,14 +237,14 @@ async def test_phash_and_dhash_banks(tmp_path: Path) -> None:
     )
     banks = loaded(tmp_path)
     probe = replace(hashes(), phash=flip(ph, 8), dhash=flip(dh, 9))
-    result = await banks.match(probe, policy(text))
+    result = await banks.match(probe, compile_plan(policy(text)))
     assert [(m.signal_type, m.distance) for m in result.matches] == [(SignalType.PHASH, 8)]
 
 
 async def test_empty_bank_dir_and_missing_dir(tmp_path: Path) -> None:
     banks = loaded(tmp_path)
     assert banks.names() == frozenset()
-    assert (await banks.match(hashes(BANKED_PDQ), policy())).matches == ()
+    assert (await banks.match(hashes(BANKED_PDQ), compile_plan(policy()))).matches == ()
     with pytest.raises(BankError, match="does not exist"):
         LocalBanks(tmp_path / "missing").load()
 
@@ -273,7 +274,11 @@ async def test_reload_on_change(bank_dir: Path) -> None:
     assert "extra" in banks.names()
     assert counter("upload_gate_bank_reloads_total", result="ok") == ok_before + 1
     other = replace(hashes(), md5=new_md5)
-    md5_hits = [m for m in (await banks.match(other, policy())).matches if m.signal_type is SignalType.MD5]
+    md5_hits = [
+        m
+        for m in (await banks.match(other, compile_plan(policy()))).matches
+        if m.signal_type is SignalType.MD5
+    ]
     assert [(m.bank, m.content_id) for m in md5_hits] == [("extra", "extra.csv:1")]
     (bank_dir / "extra.csv").unlink()
     assert await banks.reload_if_changed() is True
@@ -293,7 +298,7 @@ async def test_broken_file_keeps_last_good(bank_dir: Path, caplog: pytest.LogCap
     assert counter("upload_gate_bank_reloads_total", result="error") == errors_before + 1
     assert await banks.reload_if_changed() is False  # the same broken state is reported once
     assert counter("upload_gate_bank_reloads_total", result="error") == errors_before + 1
-    still = await banks.match(hashes(), policy())
+    still = await banks.match(hashes(), compile_plan(policy()))
     assert {m.bank for m in still.matches} == {"block", "good"}
     # a bank whose every row turned invalid (a botched save) is not taken as "empty the bank"
     bump(bank_dir / "block.csv", "sha256,deadbeef\npdq,nothex\n")

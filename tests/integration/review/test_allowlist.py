@@ -77,14 +77,14 @@ async def test_a_release_is_an_exact_allowlist_hit_here_at_once_and_elsewhere_on
         await there.start()
         body = b"a reviewed false positive"
         hashes = hashes_of(body)
-        assert await here.match(hashes, policy.current) == MatchResult()
+        assert await here.match(hashes, policy.plan) == MatchResult()
         version = there.version()
 
         assert (
             await here.add_sha256(hashes.sha256, "0190aaaa-0000-7000-8000-000000000001", "rita")
             == "allowlist"
         )
-        [hit] = (await here.match(hashes, policy.current)).matches
+        [hit] = (await here.match(hashes, policy.plan)).matches
         assert (hit.source, hit.bank, hit.signal_type, hit.distance) == (
             "local",
             "allowlist",
@@ -95,9 +95,9 @@ async def test_a_release_is_an_exact_allowlist_hit_here_at_once_and_elsewhere_on
         decision = evaluate(policy.current, hashes, MatchResult(matches=(hit,)))
         assert (decision.verdict, decision.rule) == (Verdict.FORWARD, "allowlist")
 
-        assert await there.match(hashes, policy.current) == MatchResult()  # not yet re-read
+        assert await there.match(hashes, policy.plan) == MatchResult()  # not yet re-read
         assert await there.refresh() is True
-        assert await there.match(hashes, policy.current) != MatchResult()
+        assert await there.match(hashes, policy.plan) != MatchResult()
         assert there.version() != version  # a new verdict-cache key
         # Released twice (two held copies of the same bytes): one row, in force.
         assert await here.add_sha256(hashes.sha256, None, "adam") == "allowlist"
@@ -118,7 +118,7 @@ async def test_a_row_counts_only_while_its_bank_is_an_allowlist(tmp_path: Path, 
             POLICY.replace('allowlist_banks = ["allowlist"]', "") + BLOCK_ANY_LOCAL
         )
         assert await policy.reload()
-        result = await allow.match(hashes, policy.current)
+        result = await allow.match(hashes, policy.plan)
         assert result == MatchResult()  # not a hit "any-local" could reject on
         assert evaluate(policy.current, hashes, result).verdict is Verdict.FORWARD
         with pytest.raises(NoAllowlistBank, match="allowlist_banks"):
@@ -141,7 +141,7 @@ async def test_postgres_down_keeps_the_rows_in_force(tmp_path: Path) -> None:
             await asyncio.to_thread(server.halt)
             with pytest.raises(StoreUnavailable):
                 await allow.refresh()
-            assert await allow.match(hashes, policy.current) != MatchResult()
+            assert await allow.match(hashes, policy.plan) != MatchResult()
         finally:
             await allow.db.close()
             await asyncio.to_thread(server.stop)

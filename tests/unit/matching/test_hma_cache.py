@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from gate.matching.answer_cache import AnswerCache, Hit
+from gate.policy.plan import compile_plan
 from gate.signals import SignalType
 from gate.types import Verdict
 from tests.fakes.hma import FakeHma
@@ -28,8 +29,10 @@ def cache_count(result: str) -> float:
 async def test_a_repeated_upload_is_answered_from_the_cache(fake_hma: FakeHma) -> None:
     hits_before, misses_before = cache_count("hit"), cache_count("miss")
     async with make_matcher(fake_hma.url, cache_size=100) as matcher:
-        first = await matcher.match(image_hashes(BASE_PDQ, OTHER_PDQ), ANY_HMA)
-        second = await matcher.match(image_hashes(BASE_PDQ, OTHER_PDQ, body=b"another upload"), ANY_HMA)
+        first = await matcher.match(image_hashes(BASE_PDQ, OTHER_PDQ), compile_plan(ANY_HMA))
+        second = await matcher.match(
+            image_hashes(BASE_PDQ, OTHER_PDQ, body=b"another upload"), compile_plan(ANY_HMA)
+        )
     assert first.matches == second.matches and len(first.matches) == 2
     assert len(fake_hma.lookups) == 2
     assert (cache_count("hit") - hits_before, cache_count("miss") - misses_before) == (2, 2)
@@ -37,9 +40,10 @@ async def test_a_repeated_upload_is_answered_from_the_cache(fake_hma: FakeHma) -
 
 async def test_answers_are_keyed_by_banks_too(fake_hma: FakeHma) -> None:
     async with make_matcher(fake_hma.url, cache_size=100) as matcher:
-        await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
         only_b = await matcher.match(
-            image_hashes(BASE_PDQ), make_policy([hma_rule("b", Verdict.REJECT, 31, banks=["BANK_B"])])
+            image_hashes(BASE_PDQ),
+            compile_plan(make_policy([hma_rule("b", Verdict.REJECT, 31, banks=["BANK_B"])])),
         )
     assert only_b.matches == ()
     assert [q.get("banks") for q in fake_hma.lookups] == [None, "BANK_B"]
@@ -48,29 +52,29 @@ async def test_answers_are_keyed_by_banks_too(fake_hma: FakeHma) -> None:
 async def test_answers_expire_after_the_ttl_so_disabled_content_stops_matching(fake_hma: FakeHma) -> None:
     clock = Clock()
     async with make_matcher(fake_hma.url, cache_size=100, cache_ttl=30.0, clock=clock) as matcher:
-        assert len((await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)).matches) == 1
+        assert len((await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))).matches) == 1
         fake_hma.contents[1].enabled = False  # an operator disabled it in HMA
         clock.now += 29
-        assert len((await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)).matches) == 1
+        assert len((await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))).matches) == 1
         clock.now += 1
-        assert (await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)).matches == ()
+        assert (await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))).matches == ()
     assert len(fake_hma.lookups) == 2
 
 
 async def test_failures_are_never_cached(fake_hma: FakeHma) -> None:
     fake_hma.fail, fake_hma.fail_next = "http_500", 1
     async with make_matcher(fake_hma.url, cache_size=100) as matcher:
-        failed = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
-        answered = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        failed = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
+        answered = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
     assert [f.kind for f in failed.failures] == ["http_5xx"]
     assert answered.failures == () and len(answered.matches) == 1
 
 
 async def test_cached_answers_are_served_while_the_breaker_is_open(fake_hma: FakeHma) -> None:
     async with make_matcher(fake_hma.url, cache_size=100) as matcher:
-        await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
         await fake_hma.stop()
-        result = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
     assert result.failures == () and len(result.matches) == 1
 
 

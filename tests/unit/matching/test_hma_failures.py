@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from gate.matching.breaker import CircuitBreaker
+from gate.policy.plan import compile_plan
 from gate.types import Verdict
 from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import BASE_PDQ, OTHER_PDQ, hma_rule, image_hashes, make_matcher, make_policy
@@ -42,7 +43,7 @@ async def test_a_failing_hma_gives_a_failure_of_a_bounded_kind(
     fake_hma.fail = switch
     before = failures_counted(kind)
     async with make_matcher(fake_hma.url) as matcher:
-        result = await matcher.match(image_hashes(BASE_PDQ, OTHER_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ, OTHER_PDQ), compile_plan(ANY_HMA))
     assert result.matches == ()
     assert [(f.matcher, f.kind) for f in result.failures] == [("hma", kind)]
     assert result.failures[0].detail.startswith("2 of 2 lookups")
@@ -53,14 +54,14 @@ async def test_a_failing_hma_gives_a_failure_of_a_bounded_kind(
 async def test_connection_refused(fake_hma: FakeHma) -> None:
     async with make_matcher(fake_hma.url) as matcher:
         await fake_hma.stop()
-        result = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
     assert [f.kind for f in result.failures] == ["refused"]
 
 
 async def test_a_slow_hma_times_out_per_request(fake_hma: FakeHma) -> None:
     fake_hma.latency = 1.0
     async with make_matcher(fake_hma.url, timeout=0.1, deadline=5.0) as matcher:
-        result = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
     assert [f.kind for f in result.failures] == ["timeout"]
 
 
@@ -68,7 +69,7 @@ async def test_the_upload_deadline_bounds_the_whole_step_and_is_never_retried_pa
     fake_hma.fail = "hang"  # answers after 30 s
     async with make_matcher(fake_hma.url, timeout=10.0, deadline=0.3, retries=5) as matcher:
         started = time.monotonic()
-        result = await matcher.match(image_hashes(BASE_PDQ, OTHER_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ, OTHER_PDQ), compile_plan(ANY_HMA))
         waited = time.monotonic() - started
     assert [f.kind for f in result.failures] == ["timeout"]
     assert "0.3s HMA deadline" in result.failures[0].detail
@@ -79,7 +80,7 @@ async def test_the_upload_deadline_bounds_the_whole_step_and_is_never_retried_pa
 async def test_a_dropped_connection_is_retried_once_within_the_deadline(fake_hma: FakeHma) -> None:
     fake_hma.fail, fake_hma.fail_next = "drop", 1
     async with make_matcher(fake_hma.url, retries=1) as matcher:
-        result = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
     assert result.failures == ()
     assert [m.bank for m in result.matches] == ["BANK_A"]
     assert len(fake_hma.lookups) == 2
@@ -88,7 +89,7 @@ async def test_a_dropped_connection_is_retried_once_within_the_deadline(fake_hma
 async def test_partial_failure_keeps_the_matches_that_did_come_back(fake_hma: FakeHma) -> None:
     fake_hma.fail, fake_hma.fail_next, fake_hma.serialise = "http_500", 1, True
     async with make_matcher(fake_hma.url) as matcher:
-        result = await matcher.match(image_hashes(BASE_PDQ, OTHER_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ, OTHER_PDQ), compile_plan(ANY_HMA))
     assert len(result.matches) == 1
     assert [(f.kind, f.detail[:15]) for f in result.failures] == [("http_5xx", "1 of 2 lookups:")]
 
@@ -104,19 +105,19 @@ async def test_an_index_not_ready_or_stale_is_a_failure_not_no_match(
         fake_hma.ready, fake_hma.stale = ready, stale
         status = await matcher.refresh_status()
         assert not matcher.ready() and detail in status.detail
-        result = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
         assert [f.kind for f in result.failures] == ["not_ready"] and detail in result.failures[0].detail
         assert fake_hma.lookups == []  # a stale index's "no match" is not asked for
         fake_hma.ready, fake_hma.stale = True, False
         await matcher.refresh_status()
-        result = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
     assert matcher.ready() and result.failures == () and len(result.matches) == 1
 
 
 async def test_lookups_answering_503_while_status_said_ready_are_not_ready(fake_hma: FakeHma) -> None:
     async with make_matcher(fake_hma.url) as matcher:
         fake_hma.ready = False  # HMA restarted since the last /status probe
-        result = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
     assert [f.kind for f in result.failures] == ["not_ready"]
     assert "index not yet ready" in result.failures[0].detail
 
@@ -125,7 +126,10 @@ async def test_many_uploads_at_once_share_the_gate_wide_concurrency_limit(fake_h
     fake_hma.latency = 0.02
     async with make_matcher(fake_hma.url) as matcher:
         results = await asyncio.gather(
-            *(matcher.match(image_hashes(BASE_PDQ, body=str(n).encode()), ANY_HMA) for n in range(30))
+            *(
+                matcher.match(image_hashes(BASE_PDQ, body=str(n).encode()), compile_plan(ANY_HMA))
+                for n in range(30)
+            )
         )
     assert all(r.failures == () and len(r.matches) == 1 for r in results)
 
@@ -144,24 +148,24 @@ async def test_the_breaker_opens_after_consecutive_failures_then_probes_and_clos
     fake_hma.fail = "http_500"
     async with make_matcher(fake_hma.url, breaker=breaker) as matcher:
         for _ in range(2):
-            result = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+            result = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
             assert [f.kind for f in result.failures] == ["http_5xx"]
         asked = len(fake_hma.lookups)
-        result = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
         assert [f.kind for f in result.failures] == ["breaker_open"]
         assert len(fake_hma.lookups) == asked  # an open breaker does not call HMA at all
         assert breaker_state() == 2
         clock.now += 10  # half-open: one probe goes through, fails, and opens it again
-        result = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
         assert [f.kind for f in result.failures] == ["http_5xx"]
         assert len(fake_hma.lookups) == asked + 1
-        result = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
         assert [f.kind for f in result.failures] == ["breaker_open"]
         fake_hma.fail = None
         clock.now += 10  # the next probe succeeds and closes it
-        result = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
         assert result.failures == () and len(result.matches) == 1
-        result = await matcher.match(image_hashes(BASE_PDQ, OTHER_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ, OTHER_PDQ), compile_plan(ANY_HMA))
         assert result.failures == () and len(result.matches) == 2
         assert breaker_state() == 0
 
@@ -170,7 +174,7 @@ async def test_client_errors_do_not_open_the_breaker(fake_hma: FakeHma) -> None:
     fake_hma.fail = "http_400"
     async with make_matcher(fake_hma.url, breaker=CircuitBreaker(1, 60.0)) as matcher:
         kinds = [
-            [f.kind for f in (await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)).failures]
+            [f.kind for f in (await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))).failures]
             for _ in range(3)
         ]
     assert kinds == [["http_4xx"]] * 3
@@ -181,15 +185,15 @@ async def test_a_cancelled_probe_upload_does_not_leave_the_breaker_stuck(fake_hm
     breaker = CircuitBreaker(1, 10.0, clock=clock)
     fake_hma.fail = "http_500"
     async with make_matcher(fake_hma.url, breaker=breaker) as matcher:
-        await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)  # opens it
+        await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))  # opens it
         clock.now += 10
         fake_hma.fail, fake_hma.latency = None, 5.0
-        probe = asyncio.create_task(matcher.match(image_hashes(BASE_PDQ), ANY_HMA))
+        probe = asyncio.create_task(matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA)))
         while len(fake_hma.lookups) < 2:  # the probe's lookup has reached HMA
             await asyncio.sleep(0.01)
         probe.cancel()
         with pytest.raises(asyncio.CancelledError):
             await probe
         fake_hma.latency = 0.0
-        result = await matcher.match(image_hashes(BASE_PDQ), ANY_HMA)
+        result = await matcher.match(image_hashes(BASE_PDQ), compile_plan(ANY_HMA))
     assert result.failures == () and len(result.matches) == 1

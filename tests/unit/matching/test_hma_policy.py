@@ -12,6 +12,7 @@ from gate.matching.hma_banks import HmaBankCheck
 from gate.matching.hma_client import HmaClient
 from gate.policy.evaluate import evaluate
 from gate.policy.load import PolicyError
+from gate.policy.plan import compile_plan
 from gate.policy.reload import PolicyHolder
 from gate.signals import SignalType
 from gate.types import Verdict
@@ -54,7 +55,7 @@ async def test_each_rule_applies_its_own_distance_and_farther_matches_are_record
 ) -> None:
     hashes = image_hashes(flip(base, bits))
     async with make_matcher(fake_hma.url) as matcher:
-        result = await matcher.match(hashes, THRESHOLDS)
+        result = await matcher.match(hashes, compile_plan(THRESHOLDS))
     decision = evaluate(THRESHOLDS, hashes, result)
     assert (decision.verdict, decision.rule) == (verdict, rule)
     assert [(m.source, m.distance) for m in decision.all_matches] == [("hma", bits)]
@@ -68,7 +69,7 @@ async def test_a_shadow_rule_records_what_a_looser_threshold_would_do(fake_hma: 
     )
     hashes = image_hashes(flip(BASE_PDQ, 12))
     async with make_matcher(fake_hma.url) as matcher:
-        decision = evaluate(policy, hashes, await matcher.match(hashes, policy))
+        decision = evaluate(policy, hashes, await matcher.match(hashes, compile_plan(policy)))
     assert decision.verdict is Verdict.FORWARD and decision.shadow_only
     assert decision.shadow is not None and decision.shadow.rule == "try-looser"
 
@@ -100,11 +101,11 @@ async def provoke(
             fake.fail = "hang"
         elif kind == "breaker_open":
             fake.fail = "http_500"
-            await matcher.match(image_hashes(OTHER_PDQ), policy)  # opens the breaker
+            await matcher.match(image_hashes(OTHER_PDQ), compile_plan(policy))  # opens the breaker
             fake.fail = None
         else:
             fake.fail = switch[kind]
-        result = await matcher.match(hashes, policy)
+        result = await matcher.match(hashes, compile_plan(policy))
     decision = evaluate(policy, hashes, result)
     return decision.verdict, decision.rule, decision.full_scan, decision.notes
 
@@ -124,7 +125,7 @@ async def test_a_match_that_did_come_back_still_acts_when_another_lookup_failed(
     fake_hma.fail, fake_hma.fail_next, fake_hma.serialise = "http_500", 1, True
     hashes = image_hashes(flip(OTHER_PDQ, 40), BASE_PDQ)  # the failing lookup is the non-matching one
     async with make_matcher(fake_hma.url) as matcher:
-        decision = evaluate(policy, hashes, await matcher.match(hashes, policy))
+        decision = evaluate(policy, hashes, await matcher.match(hashes, compile_plan(policy)))
     assert (decision.verdict, decision.rule, decision.full_scan) == (Verdict.REJECT, "any", False)
 
 
