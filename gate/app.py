@@ -15,6 +15,8 @@ from gate import answers, metrics
 from gate.deps import Deps
 from gate.errors import ShuttingDown, XrpcError
 from gate.pipeline import UploadPipeline
+from gate.proxy.body import BodyLimits, BodyReader
+from gate.proxy.budget import MemoryBudget
 from gate.proxy.drain import Drain
 from gate.proxy.forwarded import resolve
 from gate.proxy.ip_slots import IpSlots
@@ -94,18 +96,17 @@ def create_app(deps: Deps, drain: Drain | None = None) -> web.Application:
     app.on_response_prepare.append(answers.on_prepare)  # CORS and no banner on every answer
     app[DEPS] = deps
     app[DRAIN] = drain
-    app[SLOTS] = IpSlots(deps.settings.max_uploads_per_ip)
+    settings = deps.settings
+    app[SLOTS] = IpSlots(settings.max_uploads_per_ip)
     app[PIPELINE] = UploadPipeline(
-        deps.settings,
-        deps.policy,
-        deps.hasher,
-        deps.matchers,
+        deps.judge,
         deps.upstream,
         deps.sink,
+        body=BodyReader(BodyLimits.from_settings(settings), drain),
+        budget=MemoryBudget(settings.memory_budget_bytes),
+        offline=deps.offline,
         evidence=deps.evidence.vault if deps.evidence is not None else None,
         withheld=deps.withheld,
-        offline=deps.offline,
-        drain=drain,
     )
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

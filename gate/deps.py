@@ -16,6 +16,7 @@ from typing import Any
 
 from gate.auth.offline import OfflineCheck, PdsFacts
 from gate.hashing.hasher import Hasher
+from gate.judge import Judge
 from gate.matching.hma import HmaMatcher
 from gate.matching.hma_banks import HmaBankCheck
 from gate.matching.local import LocalBanks
@@ -37,6 +38,7 @@ from gate.store.decision_log import DecisionLog
 from gate.store.evidence import Evidence
 from gate.store.keeper import PostgresKeeper
 from gate.store.purge import purge_periodically
+from gate.ttl_cache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ PolicyValidator = Callable[[Policy], Awaitable[list[str]]]
 class Deps:
     settings: Settings
     policy: PolicyHolder
+    judge: Judge  # hash → match → evaluate, for every path that judges bytes
     hasher: Hasher
     banks: LocalBanks
     matchers: list[Matcher]
@@ -126,6 +129,9 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         hasher = Hasher(settings.hash_workers)
         hasher.start()
         stack.push_async_callback(hasher.close)
+        judge = Judge(
+            policy, hasher, matchers, TtlCache(settings.verdict_cache_size, settings.verdict_cache_ttl)
+        )
         upstream = Upstream(settings.upstream, settings.upstream_connect_timeout, settings.upstream_timeout)
         await upstream.start()
         stack.push_async_callback(upstream.close)
@@ -175,6 +181,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         yield Deps(
             settings=settings,
             policy=policy,
+            judge=judge,
             hasher=hasher,
             banks=banks,
             matchers=matchers,

@@ -1,9 +1,10 @@
-"""The upload pipeline: ``read_body → hash → match → evaluate → act → record``, in this order, here.
+"""The upload path: ``read_body → judge → act → record``, in this order, here.
 
-Each stage is explicit code, not a hook registry. ``evaluate`` returns an immutable Decision; this
-module carries it out. Trust boundary: everything about the request is attacker-controlled; the only
-things believed are the bytes themselves (hashed and sniffed here), the operator's policy, and the PDS's
-own answer about the caller (see ``UploadPipeline``).
+Each stage is explicit code, not a hook registry. The judge (``gate.judge``: hash → match → evaluate,
+shared with every other path that judges bytes) returns an immutable Decision; this module carries it
+out. Trust boundary: everything about the request is attacker-controlled; the only things believed are
+the bytes themselves (hashed and sniffed by the judge), the operator's policy, and the PDS's own answer
+about the caller (see ``UploadPipeline``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,61 +21,20 @@ from gate import metrics
 from gate.auth.credential import Credential
 from gate.auth.offline import OfflineCheck, Outcome
 from gate.errors import AuthMissing, BlockedUpload, EvidenceUnavailable, LogUnavailable, XrpcError
-from gate.hashing.hasher import Hasher
-from gate.matching.matcher import Matcher
-from gate.policy.evaluate import evaluate
-from gate.policy.model import Policy
-from gate.policy.plan import Plan
-from gate.policy.reload import PolicyHolder
-from gate.proxy.body import BodyLimits, BodyReader
+from gate.judge import Context, Judge, Judgement, Timer
+from gate.proxy.body import BodyReader
 from gate.proxy.budget import MemoryBudget, Reservation
-from gate.proxy.drain import Drain
 from gate.proxy.forwarded import Forwarded
 from gate.proxy.target import origin_form
 from gate.proxy.upstream import Upstream
 from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionRecord, DecisionSink, new_decision_id
-from gate.settings import Settings
 from gate.store.pool import StoreUnavailable
 from gate.store.retention import Retention
 from gate.store.vault import EvidenceCapped, Vault
-from gate.types import Decision, Hashes, Match, MatcherFailure, MatchResult, Uploader, Verdict
-from gate.verdict_cache import VerdictCache
+from gate.types import Decision, DecisionSource, Uploader, Verdict
 
 log = logging.getLogger("gate.decisions")
-
-
-@dataclass
-class Timer:
-    """Per-stage wall time, for the record and the stage histogram."""
-
-    stages: dict[str, float] = field(default_factory=dict)
-    _t: float = field(default_factory=time.perf_counter)
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        elapsed = now - self._t
-        self._t = now
-        self.stages[stage] = elapsed * 1000
-        metrics.STAGE_SECONDS.labels(stage).observe(elapsed)
-
-
-async def match_all(matchers: Sequence[Matcher], hashes: Hashes, plan: Plan) -> MatchResult:
-    """Every matcher in parallel; their matches and failures merged. A matcher that raises anyway is a
-    failure for this upload (so ``on_matcher_error`` decides), never a crash."""
-    results = await asyncio.gather(*(m.match(hashes, plan) for m in matchers), return_exceptions=True)
-    found: list[Match] = []
-    failures: list[MatcherFailure] = []
-    for matcher, result in zip(matchers, results, strict=True):
-        if isinstance(result, BaseException):
-            if not isinstance(result, Exception):
-                raise result
-            log.error("matcher %s raised %s", matcher.name, type(result).__name__, exc_info=result)
-            failures.append(MatcherFailure(matcher.name, "error", type(result).__name__))
-        else:
-            found.extend(result.matches)
-            failures.extend(result.failures)
-    return MatchResult(tuple(found), tuple(failures))
 
 
 # From the PDS's acceptance of a probe onto the gate's block answer.
@@ -97,16 +55,18 @@ class Attempt:
     declared_type: str | None
     id: str = field(default_factory=new_decision_id)
     time: datetime = field(default_factory=DecisionRecord.now)
-    timer: Timer = field(default_factory=Timer)
-    hashes: Hashes | None = None
-    decision: Decision | None = None
+    context: Context = field(default_factory=lambda: Context(DecisionSource.UPLOAD))
+    judged: Judgement | None = None
     upstream_status: int | None = None
-    cached: bool = False
     verified: bool = False  # the PDS accepted this credential (forwarded upload or empty-body probe)
     # Headers of the PDS's acceptance that the client needs on the gate's own answer: the next DPoP
     # nonce (an OAuth client tracks it from every answer, as it would from the PDS's).
     pds_headers: dict[str, str] = field(default_factory=dict)
     evidence_error: str | None = None
+
+    @property
+    def timer(self) -> Timer:
+        return self.context.timer
 
     @property
     def uploader(self) -> Uploader:
@@ -117,19 +77,21 @@ class Attempt:
         return Uploader(cred.claimed_did, cred.kind.value, verified_how="pds", claimed_did=cred.claimed_did)
 
     def record(self, error: str | None) -> DecisionRecord:
+        judged = self.judged
         return DecisionRecord(
             id=self.id,
             time=self.time,
+            source=self.context.source,
             client_ip=self.fwd.client_ip,
             uploader=self.uploader,
             declared_type=self.declared_type,
-            hashes=self.hashes,
-            decision=self.decision,
-            verdict=self.decision.verdict if self.decision else None,
+            hashes=judged.hashes if judged else None,
+            decision=judged.decision if judged else None,
+            verdict=judged.decision.verdict if judged else None,
             timings_ms=dict(self.timer.stages),
             upstream_status=self.upstream_status,
             error=error,
-            cached=self.cached,
+            cached=judged.cached if judged else False,
         )
 
 
@@ -139,8 +101,8 @@ class UploadPipeline:
     1. No ``Authorization``: answered unread (the PDS's own AuthMissing).
     2. With the PDS's secret (``offline``), a credential the gate can prove invalid is answered unread,
        with the PDS's own refusal (asked with an empty body).
-    3. The body is read, hashed and judged. A verdict to forward goes to the PDS, which judges the
-       credential itself; its answer is relayed.
+    3. The body is read and judged (``gate.judge``: hashed, matched, evaluated). A verdict to forward
+       goes to the PDS, which judges the credential itself; its answer is relayed.
     4. A block verdict is revealed only to a caller the PDS accepts: the same request with an empty
        body asks it. A refusal is relayed unchanged, exactly what a clean picture would have got.
     Until the PDS has accepted the caller, nothing is recorded about the body and no DID is named:
@@ -149,29 +111,24 @@ class UploadPipeline:
 
     def __init__(
         self,
-        settings: Settings,
-        policy: PolicyHolder,
-        hasher: Hasher,
-        matchers: Sequence[Matcher],
+        judge: Judge,
         upstream: Upstream,
         sink: DecisionSink,
+        *,
+        body: BodyReader,
+        budget: MemoryBudget,
         offline: OfflineCheck | None = None,
         evidence: Vault | None = None,
         withheld: WithheldBlobs | None = None,
-        drain: Drain | None = None,
     ) -> None:
-        self.settings = settings
-        self.policy = policy
-        self.hasher = hasher
-        self.matchers = list(matchers)
+        self.judge = judge
         self.upstream = upstream
         self.sink = sink
+        self.body = body
+        self.budget = budget  # upload bytes held at once, across every upload of the process
         self.offline = offline
         self.evidence = evidence
         self.withheld = withheld if withheld is not None else WithheldBlobs()
-        self.budget = MemoryBudget(settings.memory_budget_bytes)
-        self.body = BodyReader(BodyLimits.from_settings(settings), drain)
-        self.cache = VerdictCache(settings.verdict_cache_size, settings.verdict_cache_ttl)
 
     async def handle(self, request: web.Request, fwd: Forwarded) -> web.StreamResponse:
         authorization = request.headers.get("Authorization", "").strip()
@@ -193,9 +150,8 @@ class UploadPipeline:
         try:
             body = await self.body.read(request, reservation)
             attempt.timer.lap("read")
-            plan = self.policy.plan
-            policy = plan.policy
-            decision = await self._judge(body, plan, attempt)
+            judged = attempt.judged = await self.judge.judge(body, attempt.context)
+            policy, decision = judged.policy, judged.decision
             if not self.sink.accepting() and policy.on_log_failure is Verdict.REJECT:
                 # The decision could not be kept: the operator chose not to let unlogged uploads through.
                 raise LogUnavailable()
@@ -217,7 +173,7 @@ class UploadPipeline:
                 if refusal is not None:
                     return refusal
             self._count(decision)
-            await self._keep_evidence(body, policy, attempt)
+            await self._keep_evidence(body, judged, attempt)
             answer = policy.response_for(decision.verdict)
             raise BlockedUpload(answer.status, answer.error, answer.message, headers=attempt.pds_headers)
         except XrpcError as exc:
@@ -243,13 +199,12 @@ class UploadPipeline:
         metrics.CREDENTIAL_CHECKS.labels("pds", "refused").inc()
         return response
 
-    async def _keep_evidence(self, body: bytes, policy: Policy, attempt: Attempt) -> None:
+    async def _keep_evidence(self, body: bytes, judged: Judgement, attempt: Attempt) -> None:
         """Blocked, for a caller the PDS accepted: withhold the blob from getBlob at once, and seal the
         bytes as evidence *before* the client is answered, so a quarantine never exists without its
         evidence unless the policy says so."""
-        assert attempt.hashes is not None and attempt.decision is not None
-        self.withheld.add(attempt.hashes.sha256)
-        verdict = attempt.decision.verdict
+        policy, verdict = judged.policy, judged.decision.verdict
+        self.withheld.add(judged.hashes.sha256)
         if verdict is Verdict.REJECT and not policy.evidence.keep_rejected:
             return
         record = attempt.record(None)
@@ -274,25 +229,6 @@ class UploadPipeline:
             metrics.EVIDENCE_STORED.labels(verdict.value, "stored").inc()
         finally:
             attempt.timer.lap("evidence")
-
-    async def _judge(self, body: bytes, plan: Plan, attempt: Attempt) -> Decision:
-        policy = plan.policy
-        hashes = attempt.hashes = await self.hasher.hash(body, plan.hashing)
-        attempt.timer.lap("hash")
-        key = (hashes.sha256, policy.version, *(m.version() for m in self.matchers))
-        hit = self.cache.get(key)
-        if hit is not None:
-            attempt.cached = True
-            metrics.VERDICT_CACHE_HITS.inc()
-            attempt.decision = hit[1]
-            return hit[1]
-        result = await match_all(self.matchers, hashes, plan)
-        attempt.timer.lap("match")
-        decision = attempt.decision = evaluate(policy, hashes, result)
-        attempt.timer.lap("evaluate")
-        if not result.failures:
-            self.cache.put(key, hashes, decision)
-        return decision
 
     @staticmethod
     def _count(decision: Decision) -> None:

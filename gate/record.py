@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from gate.types import Decision, Hashes, Uploader, Verdict
+from gate.types import Decision, DecisionSource, Hashes, Uploader, Verdict
 
 
 def new_decision_id() -> str:
@@ -30,6 +30,7 @@ def new_decision_id() -> str:
 class DecisionRecord:
     id: str
     time: datetime
+    source: DecisionSource  # which path judged the bytes
     client_ip: str | None
     uploader: Uploader  # names a DID only when the PDS accepted the caller
     declared_type: str | None
@@ -50,6 +51,7 @@ class DecisionRecord:
         h, d = self.hashes, self.decision
         return {
             "id": self.id,
+            "source": self.source.value,
             "verdict": self.verdict.value if self.verdict else None,
             "rule": d.rule if d else None,
             "reason": d.reason if d else None,

@@ -22,6 +22,16 @@ class Verdict(StrEnum):
     REJECT = "reject"
 
 
+class DecisionSource(StrEnum):
+    """Which path judged the bytes a decision is about (the decisions table's ``source``)."""
+
+    UPLOAD = "upload"  # an uploadBlob through the gate
+    BACKFILL = "backfill"  # a blob the PDS already stores
+    RETRO = "retro"  # an earlier decision judged again after a bank changed
+    FIREHOSE = "firehose"  # a blob seen on the repository firehose
+    API = "api"  # bytes or hashes sent to the gate's hash/match API
+
+
 # Precedence when several rules fire: reject > quarantine > forward.
 SEVERITY: dict[Verdict, int] = {Verdict.FORWARD: 0, Verdict.QUARANTINE: 1, Verdict.REJECT: 2}
 

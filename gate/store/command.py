@@ -23,6 +23,7 @@ from gate.store.migrate import MigrationError, migrate, schema_ready
 from gate.store.pool import Pool, StoreUnavailable
 from gate.store.query import Filters, fetch_decisions, fetch_stats, parse_when
 from gate.store.render import decisions_table, stats_text
+from gate.types import DecisionSource, Verdict
 
 if TYPE_CHECKING:
     from gate.store.pool import Connection
@@ -35,7 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("decisions", help="list decisions from the decision log (newest first)")
     p.add_argument("--since", type=_when, help="e.g. 30m, 24h, 7d or 2026-01-31T12:00")
     p.add_argument("--until", type=_when, help="same forms as --since")
-    p.add_argument("--verdict", choices=("forward", "quarantine", "reject"))
+    p.add_argument("--verdict", choices=tuple(Verdict))
+    p.add_argument("--source", choices=tuple(DecisionSource), help="the path that judged the bytes")
     p.add_argument("--did", help="uploader DID (verified: the PDS accepted the caller)")
     p.add_argument("--cid", help="blob CID")
     p.add_argument("--sha256", help="SHA-256 of the decoded upload (hex)")
@@ -87,6 +89,7 @@ def run_decisions(args: argparse.Namespace) -> int:
         since=args.since,
         until=args.until,
         verdict=args.verdict,
+        source=args.source,
         did=args.did,
         cid=args.cid,
         sha256=args.sha256,

@@ -34,6 +34,7 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     verdict: str | None = None
+    source: str | None = None  # which path judged the bytes (gate.types.DecisionSource)
     did: str | None = None
     cid: str | None = None
     sha256: str | None = None
@@ -55,6 +56,8 @@ class Filters:
             add("time < {}", self.until)
         if self.verdict:
             add("verdict = {}", self.verdict)
+        if self.source:
+            add("source = {}", self.source)
         if self.did:
             add("did = {}", self.did)
         if self.cid:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-TABLE_COLUMNS = ("time", "id", "verdict", "rule", "shadow", "did", "verified", "media_type", "size", "cid")
+TABLE_COLUMNS = (
+    "time",
+    "id",
+    "source",
+    "verdict",
+    "rule",
+    "shadow",
+    "did",
+    "verified",
+    "media_type",
+    "size",
+    "cid",
+)
 
 
 def _cell(row: dict[str, Any], column: str) -> str:

@@ -16,6 +16,7 @@ from gate.types import Match
 COLUMNS: dict[str, str] = {
     "id": "uuid",
     "time": "timestamptz",
+    "source": "text",
     "client_ip": "inet",
     "did": "text",
     "did_method": "text",
@@ -85,6 +86,7 @@ def record_to_row(record: DecisionRecord) -> dict[str, Any]:
     return {
         "id": str(uuid.UUID(hex=record.id)),
         "time": record.time.isoformat(),
+        "source": record.source.value,
         "client_ip": record.client_ip,
         "did": u.did,
         "did_method": u.method,
@@ -153,8 +155,10 @@ def _same(value: Any) -> Any:
 
 _CONVERT = {"jsonb": _jsonb, "inet": _inet, "text": _text}
 _CONVERTERS = [(col, _CONVERT.get(t, _same)) for col, t in COLUMNS.items()]
+# Rows spooled by a gate older than a column, replayed by a newer one: what the column says of them.
+_BEFORE = {"source": "upload"}  # migration 007: every decision before it was an upload
 
 
 def insert_args(rows: list[dict[str, Any]]) -> list[list[Any]]:
     """Column-wise parameter arrays for ``INSERT_SQL``."""
-    return [[convert(row.get(col)) for row in rows] for col, convert in _CONVERTERS]
+    return [[convert(row.get(col, _BEFORE.get(col))) for row in rows] for col, convert in _CONVERTERS]

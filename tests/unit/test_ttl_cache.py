@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from gate.ttl_cache import TtlCache
-from gate.verdict_cache import VerdictCache
 
 
 class Clock:
@@ -34,5 +33,3 @@ def test_least_recently_used_out_first_and_size_zero_is_off() -> None:
     off: TtlCache[str, int] = TtlCache(0, 60.0)
     off.put("a", 1)
     assert off.get("a") is None and len(off) == 0
-    verdicts = VerdictCache(0, 60.0)
-    assert verdicts.get(("x",)) is None

@@ -13,7 +13,7 @@ from gate.record import DecisionRecord, new_decision_id
 from gate.signals import SignalType
 from gate.store.evidence import Evidence
 from gate.store.pool import Pool
-from gate.types import Decision, Hashes, Match, Uploader, Verdict
+from gate.types import Decision, DecisionSource, Hashes, Match, Uploader, Verdict
 
 DID = "did:plc:uploaderclaimed00000000"
 
@@ -41,6 +41,7 @@ def judged(
     return DecisionRecord(
         id=new_decision_id(),
         time=when or datetime.now(UTC),
+        source=DecisionSource.UPLOAD,
         client_ip="127.0.0.1",
         uploader=Uploader(DID, "access_jwt", "pds", DID),
         declared_type="image/jpeg",

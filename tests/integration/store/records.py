@@ -8,7 +8,18 @@ from datetime import UTC, datetime, timedelta
 
 from gate.record import DecisionRecord, new_decision_id
 from gate.signals import SignalType
-from gate.types import Decision, Hashes, Match, PdqHash, ShadowOutcome, Unhashable, Uploader, Variant, Verdict
+from gate.types import (
+    Decision,
+    DecisionSource,
+    Hashes,
+    Match,
+    PdqHash,
+    ShadowOutcome,
+    Unhashable,
+    Uploader,
+    Variant,
+    Verdict,
+)
 
 BASE_TIME = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -35,6 +46,7 @@ def forward(n: int = 1, *, at: datetime | None = None) -> DecisionRecord:
     return DecisionRecord(
         id=new_decision_id(),
         time=at or BASE_TIME + timedelta(seconds=n),
+        source=DecisionSource.UPLOAD,
         client_ip="203.0.113.7",
         uploader=Uploader(f"did:plc:user{n}", "access_jwt", "pds", f"did:plc:user{n}"),
         declared_type="image/png",
@@ -56,6 +68,7 @@ def reject(n: int = 2) -> DecisionRecord:
     return DecisionRecord(
         id=new_decision_id(),
         time=BASE_TIME + timedelta(seconds=n),
+        source=DecisionSource.UPLOAD,
         client_ip="2001:db8::5",
         uploader=Uploader("did:plc:bad", "service_auth", "pds", "did:plc:bad"),
         declared_type="image/jpeg",
@@ -98,6 +111,7 @@ def quarantine(n: int = 3) -> DecisionRecord:
     return DecisionRecord(
         id=new_decision_id(),
         time=BASE_TIME + timedelta(seconds=n),
+        source=DecisionSource.UPLOAD,
         client_ip=None,
         uploader=Uploader(None, "none"),  # the PDS was never asked (unreachable): no DID is named
         declared_type=None,
@@ -124,6 +138,7 @@ def shadow(n: int = 4) -> DecisionRecord:
     return DecisionRecord(
         id=new_decision_id(),
         time=BASE_TIME + timedelta(seconds=n),
+        source=DecisionSource.UPLOAD,
         client_ip="198.51.100.9",
         uploader=Uploader("did:web:example.com", "oauth", "pds", "did:web:example.com"),
         declared_type="image/webp",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from gate.cli import main
 from gate.record import DecisionRecord
 from gate.store.embedded import EmbeddedPostgres
 from gate.store.migrate import shipped_migrations
+from gate.types import DecisionSource
 from tests.support.postgres import server_dir
 
 from . import records as R
@@ -122,16 +124,16 @@ async def test_decisions_table(written: tuple[str, list[DecisionRecord]]) -> Non
     assert result.returncode == 0, result.stderr
     header, *lines = result.stdout.splitlines()
     assert header.split() == [
-        "TIME", "ID", "VERDICT", "RULE", "SHADOW", "DID", "VERIFIED", "MEDIA_TYPE", "SIZE", "CID"
+        "TIME", "ID", "SOURCE", "VERDICT", "RULE", "SHADOW", "DID", "VERIFIED", "MEDIA_TYPE", "SIZE", "CID"
     ]  # fmt: skip
     assert len(lines) == 1
     assert lines[0].split() == [
-        "2026-11-24", "12:00:03", records[2].id, "quarantine", "on_matcher_error", "-", "-", "-", "image/png",
+        "2026-11-24", "12:00:03", records[2].id, "upload", "quarantine", "on_matcher_error", "-", "-", "-", "image/png",
         "5", "bafkreitest00000003",
     ]  # fmt: skip
     rejected = await asyncio.to_thread(run_cli, "decisions", "--verdict", "reject", dsn=dsn)
     # The verified DID and how, then every type the bytes satisfy.
-    assert rejected.stdout.splitlines()[1].split()[6:10] == [
+    assert rejected.stdout.splitlines()[1].split()[7:11] == [
         "did:plc:bad",
         "pds",
         "image/jpeg+video/mp4",
@@ -139,6 +141,18 @@ async def test_decisions_table(written: tuple[str, list[DecisionRecord]]) -> Non
     ]
     none = await asyncio.to_thread(run_cli, "decisions", "--did", "did:plc:nobody", dsn=dsn)
     assert none.stdout == "no decisions match\n"
+
+
+async def test_decisions_of_one_path(fresh_dsn: str, tmp_path: Path) -> None:
+    """Each row says which path judged the bytes; ``--source`` lists one path's."""
+    upload, retro = R.forward(1), dataclasses.replace(R.reject(2), source=DecisionSource.RETRO)
+    await _write(fresh_dsn, tmp_path / "spool", [upload, retro])
+    rows = _lines(await asyncio.to_thread(run_cli, "decisions", "--json", "--source", "retro", dsn=fresh_dsn))
+    assert [(r["id"], r["source"]) for r in rows] == [(retro.id, "retro")]
+    table = await asyncio.to_thread(run_cli, "decisions", "--source", "upload", dsn=fresh_dsn)
+    assert [line.split()[2:4] for line in table.stdout.splitlines()[1:]] == [[upload.id, "upload"]]
+    wrong = await asyncio.to_thread(run_cli, "decisions", "--source", "uploads", dsn=fresh_dsn)
+    assert wrong.returncode == 2 and "invalid choice: 'uploads'" in wrong.stderr
 
 
 async def test_stats_counts_and_block_rates(written: tuple[str, list[DecisionRecord]]) -> None:

@@ -69,7 +69,12 @@ TERROR = _match("local", "tvec", "sha256", None, "t-1", None, None)
 
 def _expected(record: DecisionRecord) -> dict[str, object]:
     """What an operator must find in the row, written out by hand per case."""
-    common = {"id": uuid.UUID(hex=record.id), "time": record.time, "policy_version": "p-2026-11-24"}
+    common = {
+        "id": uuid.UUID(hex=record.id),
+        "time": record.time,
+        "source": "upload",
+        "policy_version": "p-2026-11-24",
+    }
     if record.decision and record.decision.rule == "csam-pdq":
         return (
             common

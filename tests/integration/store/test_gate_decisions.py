@@ -118,6 +118,7 @@ async def test_forward_reject_quarantine_shadow_rows(
             "did:plc:alice", "access_jwt", True, "pds",
         )  # fmt: skip
         assert str(row["client_ip"]) == "127.0.0.1"
+        assert row["source"] == "upload"
         assert row["policy_version"]
         assert {"hash"} <= set(json.loads(str(row["timings_ms"])))
     assert (forward["verdict"], forward["rule"], forward["reason"], forward["upstream_status"]) == (

@@ -93,6 +93,29 @@ async def test_torn_last_line_is_dropped_and_the_rest_replayed(fresh_dsn: str, t
     assert sorted(r["id"] for r in await fetch_rows(fresh_dsn)) == sorted(uuid.UUID(hex=r.id) for r in sent)
 
 
+async def test_rows_spooled_before_the_source_column_replay_as_uploads(
+    fresh_dsn: str, tmp_path: Path
+) -> None:
+    """A spool left by a gate older than migration 007 (its rows have no ``source``): every decision
+    then was an upload, and the replay says so rather than failing the batch."""
+    sent = [R.forward(n) for n in range(3)]
+    rows = [record_to_row(r) for r in sent]
+    for row in rows:
+        del row["source"]
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    spool.open()
+    spool.append(rows)
+    spool.close()
+    log = make_log(fresh_dsn, tmp_path / "spool")
+    await log.start()
+    await _until(lambda: log.spool.pending_records == 0)
+    await log.close()
+    got = await fetch_rows(fresh_dsn)
+    assert sorted((r["id"], r["source"]) for r in got) == sorted(
+        (uuid.UUID(hex=r.id), "upload") for r in sent
+    )
+
+
 async def test_not_accepting_only_when_postgres_and_spool_both_fail(pg_dsn: str, tmp_path: Path) -> None:
     name = "t_late_" + secrets.token_hex(4)
     dsn = dsn_for(pg_dsn, name)  # a database that does not exist yet: Postgres refuses us
