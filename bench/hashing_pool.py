@@ -7,7 +7,7 @@ ratio against baselines from the same run:
 Configurations (2 workers each, as on the 2-core target machine), measured interleaved so that load
 from elsewhere on the machine hits each alike:
 - ``thread``: digests and image work in a thread pool (pdqhash holds the GIL);
-- ``process``: the gate's default: the event loop writes the body to a worker process's socket, which
+- ``process``: the gate's ``Hasher``: the event loop writes the body to a worker process's socket, which
   decodes + PDQs it with the digests in a side thread, and answers in JSON (gate/hashing/pool.py);
 - ``ProcessPoolExecutor``: the previous design: digests in a thread of the gate, decode + PDQ in a
   ``concurrent.futures`` process pool (pickled through its queue-management and feeder threads).
@@ -76,25 +76,30 @@ class Sample:
 
 async def measure(body: bytes, rounds: int) -> dict[str, Sample]:
     loop = asyncio.get_running_loop()
-    hashers = {pool: Hasher(workers=2, pool=pool) for pool in ("thread", "process")}  # type: ignore[arg-type]
+    hasher = Hasher(workers=2)
     context = multiprocessing.get_context("forkserver")
     processes = ProcessPoolExecutor(2, mp_context=context, initializer=prepare_process)
     threads = ThreadPoolExecutor(2)
     try:
-        for hasher in hashers.values():
-            await hasher.warm_up()
+        await hasher.warm_up()
         await asyncio.gather(*(loop.run_in_executor(processes, prepare_process) for _ in range(2)))
 
         async def serial() -> object:
             return hash_bytes(body, OPTIONS)  # blocks the loop: that is what the baseline is
 
-        configs: dict[str, HashOne] = {"serial hash_bytes (baseline)": serial}
-        for pool, hasher in hashers.items():
+        async def threaded() -> object:
+            digested = loop.run_in_executor(threads, digests, body)
+            image = await loop.run_in_executor(threads, hash_image, body, "image/jpeg", OPTIONS)
+            return image, await digested
 
-            async def via_hasher(hasher: Hasher = hasher) -> object:
-                return await hasher.hash(body, OPTIONS)
+        async def via_hasher() -> object:
+            return await hasher.hash(body, OPTIONS)
 
-            configs[pool] = via_hasher
+        configs: dict[str, HashOne] = {
+            "serial hash_bytes (baseline)": serial,
+            "thread": threaded,
+            "process": via_hasher,
+        }
 
         async def executor() -> object:
             digested = loop.run_in_executor(threads, digests, body)
@@ -113,8 +118,7 @@ async def measure(body: bytes, rounds: int) -> dict[str, Sample]:
                 samples[name].busy += await burst(hash_one, CONCURRENCY * 2, samples[name].lags)
                 samples[name].done += CONCURRENCY * 2
     finally:
-        for hasher in hashers.values():
-            await hasher.close()
+        await hasher.close()
         processes.shutdown()
         threads.shutdown()
     return samples

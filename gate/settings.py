@@ -133,15 +133,6 @@ def parse_optional_did(raw: str) -> str | None:
     return text or None
 
 
-def parse_bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("expected true or false")
-
-
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 
@@ -414,7 +405,7 @@ class Settings:
         "GATE_TAKEDOWN_DAILY_CAP",
         parse_non_negative_int,
         "10",
-        "takedowns (automatic and manual) per UTC day, whole gate; the next one is refused; 0 = none",
+        "takedowns per UTC day, whole gate (every replica); the next one is refused; 0 = none",
     )
     webhook_url: URL | None = env(
         "GATE_WEBHOOK_URL", parse_optional_url, "", "POST quarantine/reject/review events here; empty = off"

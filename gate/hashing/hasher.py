@@ -18,7 +18,7 @@ to serial ``hash_bytes`` in the same run, for a 12 MP JPEG (0.9 MB) / with grain
   1.9-4.7 ms with worker processes, 5.7-10.2 ms with threads.
 Through the whole gate (``python -m bench --only gate``) the worker sockets cut the gate process's CPU
 from ~5.5 to ~2.9 ms per 12 MP upload and the added latency at c=1 by ~3 ms: the executor's manager
-and feeder threads fought the event loop for the GIL. ``pool="thread"`` remains for comparison.
+and feeder threads fought the event loop for the GIL. The benchmark builds the other designs itself.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
 
 from gate.hashing.digests import Digests, digests
 from gate.hashing.image import ImageHashes, hash_image
@@ -34,11 +33,6 @@ from gate.hashing.options import HashOptions
 from gate.hashing.pool import WorkerDied, WorkerPool
 from gate.hashing.sniff import OCTET_STREAM, sniff
 from gate.types import Hashes, Unhashable
-
-Pool = Literal["process", "thread"]
-
-# Chosen from bench/hashing_pool.py; the measurements are in the module docstring.
-POOL_CHOICE: Pool = "process"
 
 
 def hash_bytes(body: bytes, options: HashOptions, *, full_resolution: bool = False) -> Hashes:
@@ -81,18 +75,16 @@ def combine(found: Digests, sniffed: str, image: ImageHashes | None) -> Hashes:
 class Hasher:
     """Hashes bodies off the event loop.
 
-    ``workers`` sizes the pools (0: one per core). ``pool="thread"`` runs the image work in threads
-    instead of processes (kept for the benchmark and for hosts where processes are unwelcome; it has
-    no decode deadline). ``decode_timeout`` bounds the seconds one image may take in a worker.
+    ``workers`` sizes the pool of worker processes (0: one per core, the choice of
+    bench/hashing_pool.py). ``decode_timeout`` bounds the seconds one image may take in a worker.
     """
 
-    def __init__(self, workers: int = 0, *, pool: Pool = POOL_CHOICE, decode_timeout: float = 20.0) -> None:
+    def __init__(self, workers: int = 0, *, decode_timeout: float = 20.0) -> None:
         self._workers = workers if workers > 0 else (os.cpu_count() or 1)
-        self._pool_kind: Pool = pool
         self._decode_timeout = decode_timeout
-        # Digests of a body whose worker died (still owed), and all the work when pool="thread".
+        # The digests of a body whose worker died, still owed.
         self._threads = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="gate-hash")
-        self._processes = WorkerPool(self._workers, decode_timeout) if pool == "process" else None
+        self._processes = WorkerPool(self._workers, decode_timeout)
         self._closed = False
 
     @property
@@ -100,18 +92,14 @@ class Hasher:
         return self._workers
 
     def worker_pids(self) -> list[int]:
-        """Process ids of the hashing workers (empty with pool="thread" or before the first upload)."""
-        return self._processes.pids() if self._processes is not None else []
+        """Process ids of the hashing workers (empty before the first upload)."""
+        return self._processes.pids()
 
     async def hash(self, body: bytes, options: HashOptions) -> Hashes:
         if self._closed:
             raise RuntimeError("Hasher is closed")
         loop = asyncio.get_running_loop()
         media_type = sniff(body)  # reads the first few KB only: cheap enough for the loop
-        if self._processes is None:
-            digested = loop.run_in_executor(self._threads, digests, body)
-            image = await loop.run_in_executor(self._threads, hash_image, body, media_type, options)
-            return combine(await digested, media_type, image)
         try:
             found, image = await self._processes.run(body, media_type, options)
         except WorkerDied:
@@ -129,16 +117,13 @@ class Hasher:
 
     def start(self) -> None:
         """Start the worker processes in the background (the first upload need not pay for it)."""
-        if self._processes is not None:
-            self._processes.start()
+        self._processes.start()
 
     async def warm_up(self) -> None:
         """Start the worker processes and wait until every one is ready."""
-        if self._processes is not None:
-            await self._processes.start()
+        await self._processes.start()
 
     async def close(self) -> None:
         self._closed = True
         await asyncio.to_thread(self._threads.shutdown, wait=True, cancel_futures=True)
-        if self._processes is not None:
-            await self._processes.close()
+        await self._processes.close()

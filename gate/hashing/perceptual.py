@@ -29,11 +29,6 @@ def _imagehash() -> ModuleType:
         raise ImagehashMissing() from None
 
 
-def require_imagehash() -> None:
-    """Raise ImagehashMissing now (at start-up) rather than per upload."""
-    _imagehash()
-
-
 def perceptual(pixels: Pixels, *, phash: bool, dhash: bool) -> tuple[str | None, str | None]:
     """(pHash, dHash) as imagehash's 16-hex-digit strings; None for the ones not asked for.
 

@@ -35,11 +35,6 @@ def is_upload(method: str, raw_path: str) -> bool:
     return method.upper() == "POST" and normalised_path(raw_path) == UPLOAD_PATH
 
 
-def is_upload_path(raw_path: str) -> bool:
-    """Any method on the upload route (a GET there is the PDS's business, but never a passthrough body)."""
-    return normalised_path(raw_path) == UPLOAD_PATH
-
-
 def is_get_blob(method: str, raw_path: str) -> bool:
     """``com.atproto.sync.getBlob`` in any spelling the PDS accepts (GET or HEAD)."""
     return method.upper() in ("GET", "HEAD") and normalised_path(raw_path) == GET_BLOB_PATH

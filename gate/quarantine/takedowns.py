@@ -1,9 +1,9 @@
 """``Takedowns``: account takedowns on the PDS behind two guards — a verified DID and a daily cap.
 
 Rules return intent; this is the step that applies the destructive part, so the guards live here and
-nowhere else (indigo automod's pattern). The cap counts today's takedowns (UTC day, automatic and manual
-alike, across every gate replica) from the ``audit`` table, under an advisory lock, so two reviewers
-clicking at once cannot both take the last slot. A takedown the PDS refused gives its slot back.
+nowhere else (indigo automod's pattern). The cap counts today's takedowns (UTC day, across every gate
+replica) from the ``audit`` table, under an advisory lock, so two reviewers clicking at once cannot
+both take the last slot. A takedown the PDS refused gives its slot back.
 """
 
 from __future__ import annotations
@@ -54,16 +54,12 @@ class Takedowns:
         self.daily_cap = daily_cap
         self._audit = Audit(db)
 
-    @property
-    def enabled(self) -> bool:
-        return self._pds is not None and self.daily_cap > 0
-
     async def used_today(self) -> int:
         return int(await self._db.fetchval(_TODAY))
 
-    async def take_down(self, target: Target, actor: str, *, automatic: bool = False) -> None:
+    async def take_down(self, target: Target, actor: str) -> None:
         """Take the uploader's account down on the PDS, or raise TakedownRefused saying why not."""
-        detail: dict[str, Any] = {"did": target.did, "automatic": automatic}
+        detail: dict[str, Any] = {"did": target.did}
         if not target.verified or target.did is None:
             # A claimed DID is whatever the uploader wrote into a token: acting on it would let anyone
             # get someone else's account taken down.

@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from gate.proxy.routing import is_upload_path
+from gate.proxy.routing import UPLOAD_PATH, normalised_path
+
+
+def on_upload_route(raw_path: str) -> bool:
+    """Any method on the upload route, in any spelling the gate routes there."""
+    return normalised_path(raw_path) == UPLOAD_PATH
 
 
 def cid_of(data: bytes) -> str:
@@ -44,11 +49,11 @@ class RecordingUpstream:
 
     def uploads(self) -> list[Seen]:
         """Upload requests that carried bytes (what could have been stored)."""
-        return [s for s in self.seen if is_upload_path(s.raw_path) and s.body]
+        return [s for s in self.seen if on_upload_route(s.raw_path) and s.body]
 
     def probes(self) -> list[Seen]:
         """Empty-body upload requests: the gate asking whether the PDS accepts a caller."""
-        return [s for s in self.seen if is_upload_path(s.raw_path) and not s.body]
+        return [s for s in self.seen if on_upload_route(s.raw_path) and not s.body]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == "/stream":
@@ -59,7 +64,7 @@ class RecordingUpstream:
         self.seen.append(Seen(request.method, request.raw_path, request.headers, body, request.remote))
         if self.delay:
             await asyncio.sleep(self.delay)
-        if is_upload_path(request.raw_path):
+        if on_upload_route(request.raw_path):
             auth = request.headers.get("Authorization")
             if self.accepted_auth is not None and auth not in self.accepted_auth:
                 return web.json_response(INVALID_TOKEN, status=400, headers={"Cache-Control": "private"})

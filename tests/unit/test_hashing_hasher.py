@@ -1,4 +1,4 @@
-"""The async Hasher gives exactly what hash_bytes gives, from its process or thread pool."""
+"""The async Hasher gives exactly what hash_bytes gives, from its worker processes."""
 
 from __future__ import annotations
 
@@ -26,11 +26,10 @@ def _bodies() -> list[bytes]:
     ]
 
 
-@pytest.mark.parametrize("pool", ["process", "thread"])
-async def test_hasher_matches_hash_bytes(pool: str) -> None:
+async def test_hasher_matches_hash_bytes() -> None:
     bodies = _bodies()
     options = HashOptions(dihedral=True)
-    hasher = Hasher(workers=2, pool=pool)  # type: ignore[arg-type]
+    hasher = Hasher(workers=2)
     try:
         await hasher.warm_up()
         results = await asyncio.gather(*(hasher.hash(body, options) for body in bodies))
