@@ -105,7 +105,7 @@ def create_app(deps: Deps, drain: Drain | None = None) -> web.Application:
         body=BodyReader(BodyLimits.from_settings(settings), drain),
         budget=MemoryBudget(settings.memory_budget_bytes),
         offline=deps.offline,
-        evidence=deps.evidence.vault if deps.evidence is not None else None,
+        evidence=deps.evidence.vault,
         withheld=deps.withheld,
     )
     app.router.add_route("*", "/{tail:.*}", dispatch)

@@ -1,8 +1,12 @@
-"""Builds the gate's long-lived parts from settings, in one place, and tears them down in reverse.
+"""The composition root: the gate's long-lived parts built from settings, in one place, in start-up order,
+and torn down in reverse.
 
-Each part holds one resource. A feature that adds a part (a matcher, a decision sink, a readiness check,
-a background task) adds it here, so the order of start-up is explicit: parts that validate the policy
-(matchers with banks) exist before the policy is loaded, and an invalid policy stops start-up.
+Each part holds one resource and has a small factory below that reads only its own settings and
+registers its own shutdown. The order is the one thing this module decides: parts that validate the
+policy (matchers with banks) exist before the policy loads, so an invalid policy stops start-up; the
+database and what lives on its one pool (the decision log, evidence, the allowlist) come next; the
+judge is built from what it uses.
+A feature that adds a part (a matcher, a sink, a readiness check, a background job) adds it here.
 """
 
 from __future__ import annotations
@@ -11,12 +15,12 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gate.auth.offline import OfflineCheck, PdsFacts
 from gate.hashing.hasher import Hasher
-from gate.judge import Judge
+from gate.judge import CacheKey, Judge
 from gate.matching.hma import HmaMatcher
 from gate.matching.hma_banks import HmaBankCheck
 from gate.matching.local import LocalBanks
@@ -39,12 +43,15 @@ from gate.store.evidence import Evidence
 from gate.store.keeper import PostgresKeeper
 from gate.store.purge import purge_periodically
 from gate.ttl_cache import TtlCache
+from gate.types import Decision
 
 log = logging.getLogger(__name__)
 
 # A readiness check answers (ready, detail); the admin listener's /readyz runs them all.
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
 PolicyValidator = Callable[[Policy], Awaitable[list[str]]]
+# A coroutine run for as long as the gate serves (file watchers, purges...).
+Job = Callable[[], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -52,154 +59,161 @@ class Deps:
     settings: Settings
     policy: PolicyHolder
     judge: Judge  # hash → match → evaluate, for every path that judges bytes
-    hasher: Hasher
-    banks: LocalBanks
-    matchers: list[Matcher]
     upstream: Upstream
-    sink: DecisionSink
-    readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
-    # Signed webhooks on quarantine/reject/review events (NullNotifier when GATE_WEBHOOK_URL is unset).
-    notifier: Notifier = field(default_factory=NullNotifier)
-    # Checks upload credentials before a body is read, with the PDS's secret (None: no secret given).
-    offline: OfflineCheck | None = None
-    # Coroutines run for as long as the gate serves (file watchers, writers...).
-    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
-    database: Database | None = None  # Postgres (DATABASE_URL or the embedded one), started
-    evidence: Evidence | None = None  # sealed evidence of blocked uploads (gate/store/evidence.py)
-    withheld: WithheldBlobs = field(default_factory=WithheldBlobs)  # blobs getBlob answers "not found" for
-    allowlist: Allowlist | None = None  # released hashes (a matcher too); the review site adds to it
+    sink: DecisionSink  # the decision log (and the webhook, when configured)
+    database: Database  # Postgres (DATABASE_URL or the embedded one) and the process's one pool
+    evidence: Evidence  # sealed evidence of blocked uploads (gate/store/evidence.py)
+    allowlist: Allowlist  # released hashes (a matcher too); the review site adds to it
+    withheld: WithheldBlobs  # blobs getBlob answers "not found" for
+    notifier: Notifier  # signed webhooks on quarantine/reject/review events, or NullNotifier
+    offline: OfflineCheck | None  # credentials checked before a body is read; None: no PDS secret given
+    readiness: dict[str, ReadinessCheck]
+    background: list[Job]
 
 
 @contextlib.asynccontextmanager
 async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
     async with contextlib.AsyncExitStack() as stack:
+        # Keys come from a file or the environment, never the database.
+        keyring = Keyring.configured(settings.evidence_keys_file, settings.evidence_key)
         banks = LocalBanks(settings.banks_dir)
         banks.load()
-        matchers: list[Matcher] = [banks]
-        validators: list[PolicyValidator] = []
-        readiness: dict[str, ReadinessCheck] = {}
-        # Keys come from a file or the environment, never the database. A policy that can quarantine
-        # stops start-up while no key is configured (a missing key, checked once the policy is read),
-        # and is refused on reload.
-        keyring = Keyring.configured(settings.evidence_keys_file, settings.evidence_key)
-
-        # HMA (optional): matcher, bank check for every policy load, readiness from its GET /status.
-        hma = HmaMatcher.from_settings(settings)
-        if hma is not None:
-            stack.push_async_callback(hma.aclose)
-            await hma.start()
-            matchers.append(hma)
-            validators.append(HmaBankCheck(hma.client, settings.hma_timeout, local_banks=banks.names))
-            readiness["hma"] = hma.readiness
-
-        policy = PolicyHolder(
-            settings.policy_path,
-            lambda: {"local": banks.names()},
-            validators,
-            max_image_pixels=settings.max_image_pixels,
-        )
-        await policy.load_initial()
-        quarantine.require_key(keyring, policy.current)
-        policy.add_validator(quarantine.key_check(keyring))
-
-        # The decision log: DATABASE_URL, else the embedded Postgres in GATE_DATA_DIR (started here,
-        # stopped after the log has drained). Postgres being down is not fatal: decisions spool.
+        hma = await open_hma(settings, stack)
+        policy = await open_policy(settings, banks, hma, keyring)
         database = Database(settings)
         await database.start()
-        stack.push_async_callback(database.stop)
-        background: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        if database.embedded is not None:  # ours to keep running (and to report on)
-            keeper = PostgresKeeper(database.embedded)
-            readiness["postgres"] = keeper.readiness
-            background.append(keeper.watch)
+        stack.push_async_callback(database.stop)  # after everything that uses it has closed
+        # The embedded Postgres is ours to keep running (and to report on); DATABASE_URL's is not.
+        keeper = PostgresKeeper(database.embedded) if database.embedded is not None else None
         decision_log = DecisionLog.from_settings(settings, database.pool)
         await decision_log.start()
         stack.push_async_callback(decision_log.close)
-        sink: DecisionSink = decision_log
         evidence = Evidence.on(database.pool, keyring)
         await quarantine.check_keys_cover_evidence(evidence)
-        # Released hashes (reviewed false positives): rows of the policy's allowlist bank, in Postgres
-        # so that read-only bank files and other replicas are no obstacle (gate.quarantine.allowlist).
+        # Released hashes (reviewed false positives), in Postgres so that read-only bank files and
+        # other replicas are no obstacle (gate.quarantine.allowlist).
         allowlist = Allowlist(database.pool, policy)
         await allowlist.start()
-        matchers.append(allowlist)
-        readiness["evidence"] = quarantine.readiness(evidence, policy)
-        withheld = WithheldBlobs()
-
         hasher = Hasher(settings.hash_workers)
         hasher.start()
         stack.push_async_callback(hasher.close)
-        judge = Judge(
-            policy, hasher, matchers, TtlCache(settings.verdict_cache_size, settings.verdict_cache_ttl)
+        matchers: list[Matcher] = [banks, *([hma] if hma else []), allowlist]
+        cache: TtlCache[CacheKey, Decision] = TtlCache(
+            settings.verdict_cache_size, settings.verdict_cache_ttl
         )
         upstream = Upstream(settings.upstream, settings.upstream_connect_timeout, settings.upstream_timeout)
         await upstream.start()
         stack.push_async_callback(upstream.close)
-
-        offline = None
-        if settings.pds_jwt_secret:
-            offline = OfflineCheck(
-                PdsFacts(settings.pds_jwt_secret, settings.pds_service_did, settings.pds_public_url)
-            )
-
-        notifier: Notifier = NullNotifier()
-        webhook = Webhook.from_settings(settings)
-        if webhook is not None:
-            await webhook.start()
-            stack.push_async_callback(webhook.close)
-            notifier = webhook
-            sink = NotifyingSink(sink, webhook)
-
-        async def policy_ready() -> tuple[bool, str]:
-            return True, f"policy {policy.current.version}"
-
-        async def sink_ready() -> tuple[bool, str]:
-            return (True, "accepting") if sink.accepting() else (False, "decision log not accepting")
-
-        readiness["policy"] = policy_ready
-        readiness["decision_log"] = sink_ready
-
-        async def watch_banks() -> None:
-            # A bank file deleted on purpose can leave a rule naming a bank that no longer exists:
-            # re-check the policy at once so the problem is logged and counted, not silent.
-            await banks.watch(settings.reload_interval, on_change=policy.reload)
-
-        async def watch_policy() -> None:
-            await policy.watch(settings.reload_interval)
-
-        async def purge_evidence() -> None:
-            await purge_periodically(database.pool, settings.evidence_purge_interval)
-
-        async def watch_allowlist() -> None:
-            await allowlist.watch(settings.reload_interval)
-
-        async def watch_withheld() -> None:
-            await withheld.watch(
-                functools.partial(blocked_sha256, database.pool), settings.withheld_refresh_interval
-            )
-
-        yield Deps(
+        notifier = await open_webhook(settings, stack)
+        sink: DecisionSink = decision_log if notifier is None else NotifyingSink(decision_log, notifier)
+        withheld = WithheldBlobs()
+        deps = Deps(
             settings=settings,
             policy=policy,
-            judge=judge,
-            hasher=hasher,
-            banks=banks,
-            matchers=matchers,
+            judge=Judge(policy, hasher, matchers, cache),
             upstream=upstream,
             sink=sink,
-            readiness=readiness,
-            notifier=notifier,
-            offline=offline,
-            background=[
-                *background,
-                watch_banks,
-                watch_policy,
-                purge_evidence,
-                watch_withheld,
-                watch_allowlist,
-            ],
             database=database,
             evidence=evidence,
-            withheld=withheld,
             allowlist=allowlist,
+            withheld=withheld,
+            notifier=notifier or NullNotifier(),
+            offline=offline_check(settings),
+            readiness={},
+            background=[],
         )
+        deps.readiness = readiness(deps, hma, keeper)
+        deps.background = jobs(deps, banks, keeper)
+        yield deps
+
+
+async def open_hma(settings: Settings, stack: contextlib.AsyncExitStack) -> HmaMatcher | None:
+    """The HMA matcher (None without GATE_HMA_URL), its status read once."""
+    hma = HmaMatcher.from_settings(settings)
+    if hma is not None:
+        stack.push_async_callback(hma.aclose)
+        await hma.start()
+    return hma
+
+
+async def open_policy(
+    settings: Settings, banks: LocalBanks, hma: HmaMatcher | None, keyring: Keyring | None
+) -> PolicyHolder:
+    """The policy, loaded and checked: bank names against the local banks (and HMA's, asked on every
+    load), and a policy that can quarantine stops start-up while no evidence key is configured (on
+    reload, it is refused)."""
+    validators: list[PolicyValidator] = []
+    if hma is not None:
+        validators.append(HmaBankCheck(hma.client, settings.hma_timeout, local_banks=banks.names))
+    policy = PolicyHolder(
+        settings.policy_path,
+        lambda: {"local": banks.names()},
+        validators,
+        max_image_pixels=settings.max_image_pixels,
+    )
+    await policy.load_initial()
+    quarantine.require_key(keyring, policy.current)
+    policy.add_validator(quarantine.key_check(keyring))
+    return policy
+
+
+async def open_webhook(settings: Settings, stack: contextlib.AsyncExitStack) -> Webhook | None:
+    """Signed webhooks (None unless GATE_WEBHOOK_URL and its secret are set)."""
+    webhook = Webhook.from_settings(settings)
+    if webhook is not None:
+        await webhook.start()
+        stack.push_async_callback(webhook.close)
+    return webhook
+
+
+def offline_check(settings: Settings) -> OfflineCheck | None:
+    """Credentials checked with the PDS's secret before a body is read (None: no secret given)."""
+    if not settings.pds_jwt_secret:
+        return None
+    return OfflineCheck(PdsFacts(settings.pds_jwt_secret, settings.pds_service_did, settings.pds_public_url))
+
+
+def readiness(deps: Deps, hma: HmaMatcher | None, keeper: PostgresKeeper | None) -> dict[str, ReadinessCheck]:
+    """What /readyz asks, by name."""
+    policy, sink = deps.policy, deps.sink
+
+    async def policy_ready() -> tuple[bool, str]:
+        return True, f"policy {policy.current.version}"
+
+    async def sink_ready() -> tuple[bool, str]:
+        return (True, "accepting") if sink.accepting() else (False, "decision log not accepting")
+
+    checks: dict[str, ReadinessCheck] = {}
+    if hma is not None:
+        checks["hma"] = hma.readiness
+    if keeper is not None:
+        checks["postgres"] = keeper.readiness
+    checks["evidence"] = quarantine.readiness(deps.evidence, policy)
+    checks["policy"] = policy_ready
+    checks["decision_log"] = sink_ready
+    return checks
+
+
+def jobs(deps: Deps, banks: LocalBanks, keeper: PostgresKeeper | None) -> list[Job]:
+    """What runs for as long as the gate serves."""
+    settings, policy, pool = deps.settings, deps.policy, deps.database.pool
+    out: list[Job] = [keeper.watch] if keeper is not None else []
+
+    async def watch_banks() -> None:
+        # A bank file deleted on purpose can leave a rule naming a bank that no longer exists:
+        # re-check the policy at once so the problem is logged and counted, not silent.
+        await banks.watch(settings.reload_interval, on_change=policy.reload)
+
+    async def watch_policy() -> None:
+        await policy.watch(settings.reload_interval)
+
+    async def purge_evidence() -> None:
+        await purge_periodically(pool, settings.evidence_purge_interval)
+
+    async def watch_withheld() -> None:
+        await deps.withheld.watch(functools.partial(blocked_sha256, pool), settings.withheld_refresh_interval)
+
+    async def watch_allowlist() -> None:
+        await deps.allowlist.watch(settings.reload_interval)
+
+    return [*out, watch_banks, watch_policy, purge_evidence, watch_withheld, watch_allowlist]

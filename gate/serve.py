@@ -84,20 +84,14 @@ async def run_gate(settings: Settings) -> AsyncIterator[RunningGate]:
         if worker in (None, 0):  # one admin listener (and review site) per host, not per worker
             admin_app = create_admin_app(deps)
             review_app: web.Application | None = None
-            if deps.evidence is not None and deps.database is not None and deps.allowlist is not None:
-                # The review site only ever joins a private listener (see gate.admin.review_app).
-                site = await open_review(
-                    settings,
-                    deps.evidence,
-                    deps.database.pool,
-                    deps.policy,
-                    deps.allowlist,
-                    deps.notifier,
-                )
-                if settings.admin_listen is None:
-                    install_review(admin_app, site)
-                else:
-                    review_app = create_review_app(site)
+            # The review site only ever joins a private listener (see gate.admin.review_app).
+            site = await open_review(
+                settings, deps.evidence, deps.database.pool, deps.policy, deps.allowlist, deps.notifier
+            )
+            if settings.admin_listen is None:
+                install_review(admin_app, site)
+            else:
+                review_app = create_review_app(site)
             admin = await _start(admin_app, *settings.metrics_listen, stack)
             if review_app is not None and settings.admin_listen is not None:
                 review = await _start(review_app, *settings.admin_listen, stack)

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from gate.matching.local import BankError, build_bank_set
+from gate.matching.bank_set import BankError, build_bank_set
 from gate.policy.load import PolicyError, load_policy
 from gate.settings import SettingsError, read_env_file
 

@@ -1,7 +1,9 @@
 """Walk a parsed TOML tree into a ``Policy``, collecting every problem with its key path.
 
 ``gate.policy.load`` owns the file handling (bytes, UTF-8, TOML syntax) and raises the collected
-problems as one ``PolicyError``; this module only knows the shape of a valid policy.
+problems as one ``PolicyError``; this module only knows the shape of a valid policy. It is a little over
+300 lines because it is the whole grammar in one walk: every key is checked where it is read, and one
+class keeps the one list every problem goes to (``[evidence]`` has its own module, called from here).
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ async def test_readiness_follows_hma_status(start_gate: GateFactory, hma: FakeHm
     status, body = await get_text(gate.admin_url + "/readyz")
     assert status == 200 and json.loads(body)["checks"]["hma"] == {"ready": True, "detail": "I-AM-ALIVE"}
     hma.stale = True
-    [hma_matcher] = [m for m in gate.deps.matchers if m.name == "hma"]
+    [hma_matcher] = [m for m in gate.deps.judge.matchers if m.name == "hma"]
     await hma_matcher.refresh_status()  # type: ignore[attr-defined]
     status, body = await get_text(gate.admin_url + "/readyz")
     assert status == 503 and json.loads(body)["checks"]["hma"] == {

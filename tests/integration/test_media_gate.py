@@ -34,8 +34,8 @@ async def test_a_banked_jpeg_that_sniffs_as_video_is_refused(
 
 async def test_mutated_headers_never_get_a_5xx_or_kill_a_worker(start_gate: GateFactory) -> None:
     gate = await start_gate()
-    await gate.deps.hasher.warm_up()
-    (pid,) = gate.deps.hasher.worker_pids()
+    await gate.deps.judge.hasher.warm_up()
+    (pid,) = gate.deps.judge.hasher.worker_pids()
     async with aiohttp.ClientSession() as s:
         for body in random_bodies(40, seed=7):
             async with s.post(
@@ -45,4 +45,4 @@ async def test_mutated_headers_never_get_a_5xx_or_kill_a_worker(start_gate: Gate
                 answer = await r.json(content_type=None)
                 if r.status != 200:  # the policy's refusal, as a well-formed XRPC error
                     assert set(answer) == {"error", "message"}
-    assert gate.deps.hasher.worker_pids() == [pid]
+    assert gate.deps.judge.hasher.worker_pids() == [pid]

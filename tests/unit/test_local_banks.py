@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from gate.matching.local import BankError, LocalBanks
+from gate.matching.bank_set import BankError
+from gate.matching.local import LocalBanks
 from gate.policy.evaluate import evaluate
 from gate.policy.load import parse_policy
 from gate.policy.model import Policy

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gate.matching.local import build_bank_set
+from gate.matching.bank_set import build_bank_set
 from gate.policy.load import DEFAULT_QUARANTINE, DEFAULT_REJECT, PolicyError, load_policy, parse_policy
 from gate.signals import SignalType
 from gate.types import Verdict
