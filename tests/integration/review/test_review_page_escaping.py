@@ -10,8 +10,9 @@ import html
 import aiohttp
 from playwright.async_api import Browser, Dialog
 
+from gate.signals import SignalType
 from gate.store.retention import Retention
-from gate.types import Match, SignalType, Uploader
+from gate.types import Match, Uploader
 from tests.integration.quarantine.conftest import judged
 from tests.integration.review.conftest import ReviewEnv
 from tests.integration.review.test_review_page_browser import browser, login
