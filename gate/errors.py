@@ -34,6 +34,7 @@
     │   ├── HmaCallError                        gate.matching.hma_client: one HMA call, with its kind
     │   ├── PdsActionError                      gate.pds_admin: the PDS's admin API refused or is unreachable
     │   └── WorkerDied                          gate.hashing.pool: a hashing process ended mid-job
+    │       └── Malformed                           it answered something that is not an answer (killed)
     ├── Refusal                             the gate will not do this; the message says why
     │   ├── EvidenceNotFound                    no such item, or its bytes are gone (also a LookupError)
     │   ├── InvalidTransition                   the item's state or legal hold forbids it (also a ValueError)

@@ -1,12 +1,41 @@
 """Every Prometheus object the gate exports, in one place, with bounded label values only.
 
 Labels never carry hashes, DIDs, IPs or bank-controlled free text beyond bank names the operator
-configured (bounded by the policy/bank files).
+configured (bounded by the policy/bank files). Where a label's values are a fixed vocabulary, every
+value is created at import (``_zero``): the series exist at 0 from the first scrape, so ``rate()`` and
+the alert rules (deploy/prometheus) see an increase from the first event, and an empty dashboard panel
+means a wrong query, not a quiet gate.
+
+Under ``serve --workers`` gauges are reported per process (a ``pid`` label); the shipped dashboard and
+alert rules aggregate it away.
 """
 
 from __future__ import annotations
 
+import platform
+from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+
+def _zero(metric: MetricWrapperBase, *label_sets: Iterable[str]) -> None:
+    """Create the series of every combination of the given label values (value 0)."""
+    combos: list[tuple[str, ...]] = [()]
+    for values in label_sets:
+        combos = [(*c, v) for c in combos for v in values]
+    for combo in combos:
+        metric.labels(*combo)
+
+
+def gate_version() -> str:
+    """The installed package's version (pyproject.toml is its one home)."""
+    try:
+        return version("upload-gate")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
 
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -14,6 +43,11 @@ DECISIONS = Counter(
     "upload_gate_decisions_total",
     "Uploads judged, by verdict and reason (match, no_match, allowlist, unhashable, unscannable, ...).",
     ["verdict", "reason"],
+)
+_zero(
+    DECISIONS,
+    ("forward", "quarantine", "reject"),
+    ("match", "no_match", "allowlist", "unhashable", "unscannable", "matcher_error"),
 )
 SHADOW_HITS = Counter(
     "upload_gate_shadow_hits_total", "Uploads a shadow rule would have acted on.", ["verdict", "rule"]
@@ -27,10 +61,40 @@ UNSCANNED_FORWARDS = Counter(
 STAGE_SECONDS = Histogram(
     "upload_gate_stage_seconds", "Time spent per pipeline stage.", ["stage"], buckets=STAGE_BUCKETS
 )
+# Buckets for the whole upload, from the first byte read to the answer: a slow client's body is part of
+# it (the "read" stage tells it apart).
+UPLOAD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+UPLOAD_OUTCOMES = ("forward", "quarantine", "reject", "refused", "error")
+UPLOAD_SECONDS = Histogram(
+    "upload_gate_upload_seconds",
+    "Uploads from the gate taking them to its answer, by outcome: forward / quarantine / reject (judged, "
+    "for a caller the PDS accepted), refused (the PDS refused the caller), error (answered with an error, "
+    "or the client went away first).",
+    ["outcome"],
+    buckets=UPLOAD_BUCKETS,
+)
+_zero(UPLOAD_SECONDS, UPLOAD_OUTCOMES)
+SIZE_BUCKETS = (1e3, 1e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2e6, 5e6, 1e7, 2.5e7, 5e7, 1e8)
+UPLOAD_BYTES = Histogram(
+    "upload_gate_upload_bytes",
+    "Size of each upload body read (after Content-Encoding).",
+    buckets=SIZE_BUCKETS,
+)
+STAGES = ("read", "hash", "match", "evaluate", "forward", "probe", "evidence")
+_zero(STAGE_SECONDS, STAGES)
+BANK_DECISIONS = Counter(
+    "upload_gate_bank_decisions_total",
+    "Decisions driven by a match in each bank (a decision with matches in two banks counts in both), by "
+    "verdict, matcher (local, hma, allowlist) and bank.",
+    ["verdict", "source", "bank"],
+)
 UPLOAD_ERRORS = Counter(
     "upload_gate_upload_errors_total", "Uploads answered with an error before a decision.", ["error"]
 )
 BUFFERED_BYTES = Gauge("upload_gate_buffered_bytes", "Upload bytes held in memory right now.")
+MEMORY_BUDGET_BYTES = Gauge(
+    "upload_gate_memory_budget_bytes", "GATE_MEMORY_BUDGET: the most upload bytes held in memory at once."
+)
 BUDGET_REJECTIONS = Counter(
     "upload_gate_memory_budget_rejections_total",
     "Uploads refused with 503 because the memory budget was full.",
@@ -41,6 +105,7 @@ BODY_TIMEOUTS = Counter(
     "rate (behind GATE_BODY_MIN_RATE).",
     ["reason"],
 )
+_zero(BODY_TIMEOUTS, ("idle", "rate"))
 PER_IP_REFUSALS = Counter(
     "upload_gate_per_ip_refusals_total",
     "Uploads answered 429 unread: their client address had GATE_MAX_UPLOADS_PER_IP uploads in progress.",
@@ -51,12 +116,14 @@ HEADER_TIMEOUTS = Counter(
     "(a new connection), head (a later request on a kept-alive one).",
     ["state"],
 )
+_zero(HEADER_TIMEOUTS, ("fresh", "head"))
 SHUTDOWN_REFUSALS = Counter(
     "upload_gate_shutdown_refusals_total",
     "Uploads answered 503 because the gate was stopping: arriving (body still arriving when the drain "
     "window ended), new (started after SIGTERM on a connection still open).",
     ["stage"],
 )
+_zero(SHUTDOWN_REFUSALS, ("arriving", "new"))
 VERDICT_CACHE_HITS = Counter(
     "upload_gate_verdict_cache_hits_total", "Uploads answered from the verdict cache."
 )
@@ -65,20 +132,70 @@ REFUSED_TARGETS = Counter(
     "Requests answered 400 for their request target, by reason (fragment, backslash, characters, form).",
     ["reason"],
 )
+_zero(REFUSED_TARGETS, ("fragment", "backslash", "characters", "form"))
 PASSTHROUGH = Counter(
     "upload_gate_passthrough_requests_total", "Non-upload requests proxied, by kind.", ["kind"]
 )
 UPSTREAM_ERRORS = Counter("upload_gate_upstream_errors_total", "PDS unreachable or slow.", ["kind"])
+_zero(PASSTHROUGH, ("http", "websocket"))
+_zero(UPSTREAM_ERRORS, ("timeout", "unreachable"))
 POLICY_RELOADS = Counter("upload_gate_policy_reloads_total", "Policy reload attempts.", ["result"])
-POLICY_INFO = Gauge("upload_gate_policy_info", "The policy version in force (value 1).", ["version"])
+_zero(POLICY_RELOADS, ("ok", "error"))
+POLICY_RELOAD_OK = Gauge(
+    "upload_gate_policy_last_reload_successful",
+    "0 while the policy file on disk was refused at its last reload (the last good policy is in force).",
+)
+POLICY_RELOAD_OK.set(1)
+BUILD_INFO = Gauge(
+    "upload_gate_build_info",
+    "Value 1, labelled with the gate's version, its Python and the policy version in force.",
+    ["version", "python", "policy_version"],
+)
 BANK_RELOADS = Counter("upload_gate_bank_reloads_total", "Local bank reloads.", ["result"])
+_zero(BANK_RELOADS, ("ok", "error"))
+BANK_RELOAD_OK = Gauge(
+    "upload_gate_bank_last_reload_successful",
+    "0 while the bank files on disk were refused at their last reload (the last good banks are in force).",
+)
+BANK_RELOAD_OK.set(1)
 BANK_SIZE = Gauge("upload_gate_bank_hashes", "Hashes loaded per local bank.", ["bank", "signal"])
 BANK_INVALID_ROWS = Counter("upload_gate_bank_invalid_rows_total", "Bank rows skipped as invalid.", ["bank"])
+BANK_SKIPPED_ROWS = Gauge(
+    "upload_gate_bank_skipped_rows",
+    "Invalid rows skipped in each local bank as loaded now (their hashes are not matched until fixed).",
+    ["bank"],
+)
+
+# ---- hashing (gate/hashing/pool.py: measured in the gate, around each worker's job) ----
+HASH_SECONDS = Histogram(
+    "upload_gate_hash_seconds",
+    "One body hashed by a worker (sent, decoded, hashed, answered), by the media type it was judged as.",
+    ["media_type"],
+    buckets=STAGE_BUCKETS,
+)
+HASH_QUEUE_SECONDS = Histogram(
+    "upload_gate_hash_queue_seconds",
+    "Time an upload waited for an idle hashing worker.",
+    buckets=STAGE_BUCKETS,
+)
+HASHED_FRAMES = Histogram(
+    "upload_gate_hashed_frames",
+    "Pictures decoded and hashed per body (animation frames, pages, icon sizes); the sum is every frame.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+HASH_WORKER_RESTARTS = Counter(
+    "upload_gate_hash_worker_restarts_total",
+    "Hashing workers replaced, by why the last one ended: timeout (past the decode deadline), killed "
+    "(SIGKILL from outside, e.g. the OOM killer), crashed (any other death), malformed (a bad answer).",
+    ["reason"],
+)
+_zero(HASH_WORKER_RESTARTS, ("timeout", "killed", "crashed", "malformed"))
 
 # HMA matcher. "outcome" is bounded: match | no_match | cached | one of MatcherFailure.kind.
 HMA_LOOKUPS = Counter(
     "upload_gate_hma_lookups_total", "HMA lookups (one hash each), by outcome.", ["outcome"]
 )
+_zero(HMA_LOOKUPS, ("match", "no_match", "cached"))
 HMA_LOOKUP_SECONDS = Histogram(
     "upload_gate_hma_lookup_seconds", "Round trip of one HMA lookup over HTTP.", buckets=STAGE_BUCKETS
 )
@@ -87,15 +204,21 @@ HMA_FAILURES = Counter(
     "Uploads whose HMA step failed (the policy's on_matcher_error applied), by kind.",
     ["kind"],
 )
+_zero(
+    HMA_FAILURES,
+    ("refused", "timeout", "http_5xx", "http_4xx", "not_ready", "malformed", "breaker_open", "error"),
+)
 HMA_CACHE = Counter(
     "upload_gate_hma_cache_total", "HMA answer cache look-ups (hit rate = hit / (hit + miss)).", ["result"]
 )
+_zero(HMA_CACHE, ("hit", "miss"))
 HMA_BREAKER_STATE = Gauge(
     "upload_gate_hma_breaker_state", "HMA circuit breaker: 0 closed, 1 half-open, 2 open."
 )
 HMA_BREAKER_TRANSITIONS = Counter(
     "upload_gate_hma_breaker_transitions_total", "HMA circuit breaker state changes, by new state.", ["state"]
 )
+_zero(HMA_BREAKER_TRANSITIONS, ("closed", "half_open", "open"))
 HMA_READY = Gauge("upload_gate_hma_ready", "1 when HMA's GET /status last answered I-AM-ALIVE.")
 HMA_BANK_RATIO = Gauge(
     "upload_gate_hma_bank_matching_ratio",
@@ -122,11 +245,14 @@ DECISION_LOG_WRITE_FAILURES = Counter(
     "Failed batch writes by target (postgres, spool, replay) and kind (unreachable, timeout, data, io).",
     ["target", "kind"],
 )
+_zero(DECISION_LOG_WRITE_FAILURES, ("postgres", "replay"), ("unreachable", "timeout", "data"))
+_zero(DECISION_LOG_WRITE_FAILURES, ("spool",), ("io",))
 DECISION_LOG_RECORDS = Counter(
     "upload_gate_decision_log_records_total",
     "Decisions by outcome: inserted, spooled, replayed, rejected (bad row, kept aside), dropped (lost).",
     ["outcome"],
 )
+_zero(DECISION_LOG_RECORDS, ("inserted", "spooled", "replayed", "rejected", "dropped"))
 DECISION_LOG_ACCEPTING = Gauge(
     "upload_gate_decision_log_accepting",
     "1 while decisions can be kept (queue has room; Postgres or the spool writable), else 0.",
@@ -136,6 +262,7 @@ EMBEDDED_POSTGRES_RESTARTS = Counter(
     "Attempts to restart the embedded Postgres after it died, by result (ok, failed).",
     ["result"],
 )
+_zero(EMBEDDED_POSTGRES_RESTARTS, ("ok", "failed"))
 # ---- credentials: who may learn a verdict (gate/auth, gate/pipeline) ----
 CREDENTIAL_CHECKS = Counter(
     "upload_gate_credential_checks_total",
@@ -144,18 +271,22 @@ CREDENTIAL_CHECKS = Counter(
     "PDS's answer to the forwarded upload or to the empty-body probe of a blocked one).",
     ["stage", "outcome"],
 )
+_zero(CREDENTIAL_CHECKS, ("offline",), ("passed", "refused", "unchecked", "disagreed"))
+_zero(CREDENTIAL_CHECKS, ("pds",), ("accepted", "refused"))
 # ---- notifications (gate/notify) ----
 WEBHOOK_DELIVERIES = Counter(
     "upload_gate_webhook_deliveries_total",
     "Webhook delivery attempts by outcome: delivered, retried (will try again), failed (gave up).",
     ["outcome"],
 )
+_zero(WEBHOOK_DELIVERIES, ("delivered", "retried", "failed"))
 WEBHOOK_DEAD_LETTERS = Counter(
     "upload_gate_webhook_dead_letters_total",
     "Webhook events never delivered, by reason: exhausted (retries used up), refused (receiver 4xx), "
     "queue_full, shutdown.",
     ["reason"],
 )
+_zero(WEBHOOK_DEAD_LETTERS, ("exhausted", "refused", "queue_full", "shutdown"))
 WEBHOOK_QUEUE = Gauge("upload_gate_webhook_queue_depth", "Webhook events waiting or between retries.")
 # ---- review queue and PDS actions (gate/admin, gate/quarantine) ----
 TAKEDOWNS = Counter(
@@ -164,8 +295,13 @@ TAKEDOWNS = Counter(
     "(DID not verified), failed (PDS error).",
     ["outcome"],
 )
+_zero(TAKEDOWNS, ("applied", "capped", "refused", "failed"))
 REVIEW_ACTIONS = Counter(
     "upload_gate_review_actions_total", "Review-queue accesses and decisions, by action.", ["action"]
+)
+_zero(
+    REVIEW_ACTIONS,
+    ("list", "preview", "reveal", "release", "confirm", "reported", "legal_hold", "legal_hold_lifted"),
 )
 
 # ---- evidence (gate/quarantine) ----
@@ -175,8 +311,38 @@ EVIDENCE_STORED = Counter(
     "[evidence] max_held_per_did_per_hour was reached: the verdict stood, nothing was kept).",
     ["verdict", "result"],
 )
+_zero(EVIDENCE_STORED, ("quarantine", "reject"), ("stored", "failed", "capped"))
 EVIDENCE_PURGED = Counter("upload_gate_evidence_purged_total", "Evidence items purged after their deadline.")
 WITHHELD_BLOBS = Gauge("upload_gate_withheld_blobs", "Blocked SHA-256s whose blobs getBlob withholds.")
 WITHHELD_REQUESTS = Counter(
     "upload_gate_withheld_requests_total", "getBlob requests answered 'Blob not found' by the gate."
 )
+EVIDENCE_ITEMS = Gauge(
+    "upload_gate_evidence_items",
+    "Evidence items whose sealed bytes are kept, by state: held (waiting for review), confirmed "
+    "(waiting for a report), reported. Read from Postgres when /metrics is scraped.",
+    ["state"],
+)
+_zero(EVIDENCE_ITEMS, ("held", "confirmed", "reported"))
+REVIEW_OLDEST_HELD_SECONDS = Gauge(
+    "upload_gate_review_oldest_held_seconds",
+    "Age of the oldest item waiting for review (0: none). Read from Postgres when /metrics is scraped.",
+)
+# ---- readiness (gate/admin/health.py) ----
+READY = Gauge(
+    "upload_gate_ready",
+    "1 when a readiness check passes, by check (policy, decision_log, evidence, hma, postgres): what "
+    "/readyz says, asked when /metrics is scraped.",
+    ["check"],
+)
+
+
+def policy_in_force(version: str, previous: str | None) -> None:
+    """``upload_gate_build_info`` names the policy version in force. The previous series is zeroed
+    before it is removed: under ``--workers`` its value stays in this process's file (multiprocess
+    mode ignores removals), and a stale 1 would name two policies at once."""
+    if previous is not None and previous != version:
+        old = BUILD_INFO.labels(gate_version(), platform.python_version(), previous)
+        old.set(0)
+        BUILD_INFO.remove(gate_version(), platform.python_version(), previous)
+    BUILD_INFO.labels(gate_version(), platform.python_version(), version).set(1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -131,10 +132,12 @@ class UploadPipeline:
         self.withheld = withheld if withheld is not None else WithheldBlobs()
 
     async def handle(self, request: web.Request, fwd: Forwarded) -> web.StreamResponse:
+        started = time.perf_counter()
         authorization = request.headers.get("Authorization", "").strip()
         if not authorization:
             # Answered unread and unscanned: an anonymous caller must not learn whether bytes are banked.
             metrics.UPLOAD_ERRORS.labels(AuthMissing.error).inc()
+            metrics.UPLOAD_SECONDS.labels("error").observe(time.perf_counter() - started)
             raise AuthMissing()
         credential = Credential.parse(authorization, request.headers.getall("DPoP", []))
         attempt = Attempt(fwd, credential, request.headers.get("Content-Type"))
@@ -144,12 +147,15 @@ class UploadPipeline:
         ):
             refusal = await self._ask_pds(request, fwd, attempt)
             if refusal is not None:
+                metrics.UPLOAD_SECONDS.labels("refused").observe(time.perf_counter() - started)
                 return refusal  # the body was never read
             self.offline.disagreed(credential)
         reservation = Reservation(self.budget)
+        outcome = "error"  # what the caller got: a verdict, "refused" (the PDS's refusal) or an error
         try:
             body = await self.body.read(request, reservation)
             attempt.timer.lap("read")
+            metrics.UPLOAD_BYTES.observe(len(body))
             judged = attempt.judged = await self.judge.judge(body, attempt.context)
             policy, decision = judged.policy, judged.decision
             if not self.sink.accepting() and policy.on_log_failure is Verdict.REJECT:
@@ -160,6 +166,7 @@ class UploadPipeline:
                 attempt.timer.lap("forward")
                 if not accepted(attempt.upstream_status):
                     metrics.CREDENTIAL_CHECKS.labels("pds", "refused").inc()
+                    outcome = "refused"
                     return response  # relayed; nothing about the body is kept
                 metrics.CREDENTIAL_CHECKS.labels("pds", "accepted").inc()
                 attempt.verified = True
@@ -167,14 +174,17 @@ class UploadPipeline:
                 # Recorded right after the answer is written (the next turn of the loop), as an access
                 # log is: the record is complete, and the uploader does not wait for its JSON.
                 asyncio.get_running_loop().call_soon(self._record, attempt, None)
+                outcome = "forward"
                 return response
             if not attempt.verified:
                 refusal = await self._ask_pds(request, fwd, attempt)
                 if refusal is not None:
+                    outcome = "refused"
                     return refusal
             self._count(decision)
             await self._keep_evidence(body, judged, attempt)
             answer = policy.response_for(decision.verdict)
+            outcome = decision.verdict.value
             raise BlockedUpload(answer.status, answer.error, answer.message, headers=attempt.pds_headers)
         except XrpcError as exc:
             if isinstance(exc, BlockedUpload):
@@ -185,6 +195,7 @@ class UploadPipeline:
             raise
         finally:
             reservation.release()
+            metrics.UPLOAD_SECONDS.labels(outcome).observe(time.perf_counter() - started)
 
     async def _ask_pds(self, request: web.Request, fwd: Forwarded, attempt: Attempt) -> web.Response | None:
         """Whether the PDS accepts this caller, asked with the same request and an empty body: None when
@@ -238,6 +249,8 @@ class UploadPipeline:
             metrics.SHADOW_HITS.labels(decision.shadow.verdict.value, decision.shadow.rule).inc()
         if decision.verdict is Verdict.FORWARD and not decision.full_scan:
             metrics.UNSCANNED_FORWARDS.labels(decision.reason).inc()
+        for source, bank in sorted({(m.source, m.bank) for m in decision.matches}):
+            metrics.BANK_DECISIONS.labels(decision.verdict.value, source, bank).inc()
 
     def _record(self, attempt: Attempt, error: str | None) -> None:
         record = attempt.record(error)

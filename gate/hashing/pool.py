@@ -13,14 +13,17 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import signal
 import socket
 import sys
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from gate import metrics
 from gate.errors import Unavailable
 from gate.hashing.digests import Digests
 from gate.hashing.image import ImageHashes
@@ -49,6 +52,10 @@ RESPAWN_DELAY = 1.0
 
 class WorkerDied(Unavailable):
     """The worker holding a job ended, or answered something that is not an answer."""
+
+
+class Malformed(WorkerDied):
+    """The worker answered something that is not an answer (it is killed: it may be subverted)."""
 
 
 @dataclass(slots=True, eq=False)  # hashed by identity: kept in a set
@@ -89,7 +96,9 @@ class WorkerPool:
             raise RuntimeError("Hasher is closed")
         self.start()
         assert self._idle is not None
+        waiting = time.perf_counter()
         worker = await self._idle.get()
+        metrics.HASH_QUEUE_SECONDS.observe(time.perf_counter() - waiting)
         if worker is None:  # closed while waiting: pass the word on to the next waiter
             self._idle.put_nowait(None)
             raise RuntimeError("Hasher is closed")
@@ -104,19 +113,26 @@ class WorkerPool:
     ) -> tuple[Digests, ImageHashes]:
         loop = asyncio.get_running_loop()
         meta = json.dumps(job_meta(media_type, options, self._decode_timeout)).encode()
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self._decode_timeout + GRACE_SECONDS):
                 await loop.sock_sendall(worker.sock, HEADER.pack(len(meta), len(body)) + meta)
                 await loop.sock_sendall(worker.sock, memoryview(body))
                 (length,) = ANSWER.unpack(await _recv_exactly(loop, worker.sock, ANSWER.size))
                 if length > max_answer(options):
-                    raise WorkerDied(f"an answer of {length} bytes")
+                    raise Malformed(f"an answer of {length} bytes")
                 answer = decode_answer(await _recv_exactly(loop, worker.sock, length))
         except (OSError, TimeoutError, WorkerDied) as exc:
             self._replace(worker, exc)
             raise WorkerDied(str(exc)) from None
         assert self._idle is not None
         self._idle.put_nowait(worker)
+        image = answer[1]
+        # The type it is judged as (hasher.combine): what a decoder read it as, else the magic bytes.
+        judged_as = image.media_types[0] if image.media_types else media_type
+        metrics.HASH_SECONDS.labels(judged_as).observe(time.perf_counter() - started)
+        if image.frames:
+            metrics.HASHED_FRAMES.observe(image.frames)
         return answer
 
     def _spawn(self) -> _Worker:
@@ -133,7 +149,16 @@ class WorkerPool:
         return _Worker(process, parent)
 
     def _replace(self, worker: _Worker, why: BaseException) -> None:
-        self._retire(worker)
+        # Killed by the gate: past its deadline, or a bad answer. Else it ended on its own: its exit
+        # status says how, once it is reaped.
+        reason = (
+            "timeout"
+            if isinstance(why, TimeoutError)
+            else "malformed"
+            if isinstance(why, Malformed)
+            else None
+        )
+        self._retire(worker, reason)
         if self._closed:
             return
         log.warning(
@@ -166,15 +191,29 @@ class WorkerPool:
             self._idle.put_nowait(worker)
             return
 
-    def _retire(self, worker: _Worker) -> None:
+    def _retire(self, worker: _Worker, reason: str | None) -> None:
         self._workers.discard(worker)
         worker.sock.close()
-        if worker.process.is_alive():
+        if reason is not None and worker.process.is_alive():
             worker.process.kill()
         if self._closed:
+            if worker.process.is_alive():
+                worker.process.kill()
             return  # close() reaps every worker itself
-        # Reap it off the loop: join() blocks until the kernel has released the process.
-        self._background(asyncio.to_thread(worker.process.join, 5))
+        self._background(self._reap(worker, reason))
+
+    async def _reap(self, worker: _Worker, reason: str | None) -> None:
+        """Reap a retired worker off the loop (join() blocks until the kernel has released it) and count
+        why it ended. One that closed its socket itself is given a moment to finish exiting."""
+        process = worker.process
+        await asyncio.to_thread(process.join, 5)
+        if process.is_alive():
+            process.kill()
+            await asyncio.to_thread(process.join, 5)
+        if reason is None:
+            code = process.exitcode
+            reason = {-signal.SIGALRM: "timeout", -signal.SIGKILL: "killed"}.get(code or 0, "crashed")
+        metrics.HASH_WORKER_RESTARTS.labels(reason).inc()
 
     async def close(self) -> None:
         self._closed = True
@@ -255,7 +294,7 @@ def decode_answer(raw: bytes) -> tuple[Digests, ImageHashes]:
             frames=_opt_int(i["frames"]),
         )
     except (ValueError, KeyError, TypeError) as exc:
-        raise WorkerDied(f"a malformed answer ({type(exc).__name__})") from None
+        raise Malformed(f"a malformed answer ({type(exc).__name__})") from None
     return found, image
 
 

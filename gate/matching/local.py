@@ -61,6 +61,7 @@ class LocalBanks:
         return self.banks.problems
 
     def _install(self, new: BankSet) -> None:
+        skipped = dict.fromkeys(new.names | (self._set.names if self._set else frozenset()), 0)
         for file in {p.split(":", 1)[0] for p in new.problems}:
             rows = [p for p in new.problems if p.startswith(f"{file}:")]
             for problem in rows[:LOGGED_PROBLEMS]:
@@ -68,6 +69,9 @@ class LocalBanks:
             if len(rows) > LOGGED_PROBLEMS:
                 log.warning("bank %s: %d more invalid rows skipped", file, len(rows) - LOGGED_PROBLEMS)
             metrics.BANK_INVALID_ROWS.labels(bank=file.removesuffix(".csv")).inc(len(rows))
+            skipped[file.removesuffix(".csv")] = len(rows)
+        for bank, count in skipped.items():  # a bank gone is set to 0, not left at its last count
+            metrics.BANK_SKIPPED_ROWS.labels(bank=bank).set(count)
         metrics.BANK_SIZE.clear()
         for bank, counts in new.counts.items():
             for signal, count in counts.items():
@@ -93,10 +97,12 @@ class LocalBanks:
         except BankError as exc:
             self._failed_signature = signature
             metrics.BANK_RELOADS.labels(result="error").inc()
+            metrics.BANK_RELOAD_OK.set(0)
             log.error("local banks not reloaded, keeping version %s: %s", self.banks.version, exc)
             return False
         self._install(new)
         metrics.BANK_RELOADS.labels(result="ok").inc()
+        metrics.BANK_RELOAD_OK.set(1)
         return True
 
     async def watch(

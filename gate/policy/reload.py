@@ -10,7 +10,6 @@ edit never turns into defaults.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -81,10 +80,7 @@ class PolicyHolder:
     def _install(self, policy: Policy) -> None:
         old = self._plan.policy if self._plan is not None else None
         self._plan = compile_plan(policy, max_image_pixels=self._max_image_pixels)
-        if old is not None and old.version != policy.version:
-            with contextlib.suppress(KeyError):  # already gone (another holder in this process)
-                metrics.POLICY_INFO.remove(old.version)
-        metrics.POLICY_INFO.labels(version=policy.version).set(1)
+        metrics.policy_in_force(policy.version, old.version if old is not None else None)
 
     async def load_initial(self) -> Policy:
         """Load the policy once at start-up; raises ``PolicyError`` (the gate stops with its message)."""
@@ -101,16 +97,19 @@ class PolicyHolder:
                 policy = await self._parse()
             except PolicyError as exc:
                 metrics.POLICY_RELOADS.labels(result="error").inc()
+                metrics.POLICY_RELOAD_OK.set(0)
                 kept = self._plan.version if self._plan else "none"
                 log.error("policy reload refused, keeping version %s:\n%s", kept, exc)
                 return False
             except Exception:  # a validator hook failing must not kill the reloader either
                 metrics.POLICY_RELOADS.labels(result="error").inc()
+                metrics.POLICY_RELOAD_OK.set(0)
                 log.exception("policy reload failed, keeping the last good policy")
                 return False
             changed = self._plan is None or policy.version != self._plan.version
             self._install(policy)
             metrics.POLICY_RELOADS.labels(result="ok").inc()
+            metrics.POLICY_RELOAD_OK.set(1)
             if changed:
                 log.info("policy %s in force: %d rules", policy.version, len(policy.rules))
             return True

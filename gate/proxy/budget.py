@@ -14,6 +14,7 @@ class MemoryBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        metrics.MEMORY_BUDGET_BYTES.set(limit)
 
     def reserve(self, n: int) -> None:
         if n <= 0:

@@ -380,7 +380,12 @@ def policy_in_force(running: Running, version: str, timeout: float = 60) -> None
 
     def in_force() -> bool:
         text = httpx.get(running.sandbox.url("GATE_METRICS_LISTEN") + "/metrics", timeout=5).text
-        return f'upload_gate_policy_info{{version="{version}"}} 1.0' in text
+        return any(
+            line.startswith("upload_gate_build_info{")
+            and f'policy_version="{version}"' in line
+            and line.endswith(" 1.0")
+            for line in text.splitlines()
+        )
 
     running.proc.wait_until(in_force, timeout)
 

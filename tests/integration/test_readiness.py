@@ -19,6 +19,7 @@ from tests.integration.conftest import gate_env, write_config
 from tests.support.gate_process import GateProcess, gate_process
 from tests.support.images import jpeg
 from tests.support.policies import RESPONSES
+from tests.support.scrape import sample
 from tests.support.upstream import RecordingUpstream
 
 POLICY = (
@@ -90,15 +91,21 @@ async def test_a_stopped_hma_is_not_ready_on_the_next_request(gate: GateProcess,
     status, body = await readyz(gate)
     assert status == 200 and body["checks"]["hma"] == {"ready": True, "detail": "I-AM-ALIVE"}
 
+    assert await sample(gate.admin_url, "upload_gate_ready", check="hma") == 1
+
     await hma.stop()
     status, body = await readyz(gate)
     assert status == 503 and body["ready"] is False
     assert body["checks"]["hma"]["ready"] is False
     assert body["checks"]["policy"]["ready"] is True  # only HMA is the matter
+    # A scrape asks too: what the alert rules read (deploy/prometheus/upload-gate-rules.yml).
+    assert await sample(gate.admin_url, "upload_gate_ready", check="hma") == 0
+    assert await sample(gate.admin_url, "upload_gate_ready", check="policy") == 1
 
     await hma.start()  # the same port again
     status, body = await readyz(gate)
     assert status == 200 and body["checks"]["hma"] == {"ready": True, "detail": "I-AM-ALIVE"}
+    assert await sample(gate.admin_url, "upload_gate_ready", check="hma") == 1
 
 
 async def test_an_open_breaker_is_not_ready_while_hma_status_is_fine(gate: GateProcess, hma: FakeHma) -> None:

@@ -55,6 +55,9 @@ async def rows_settled(dsn: str, expected: int) -> int:
     return count
 
 
+PDS_REFUSED = 'upload_gate_credential_checks_total{outcome="refused",stage="pds"}'
+
+
 async def metric(gate_admin: str, line_prefix: str) -> float:
     async with aiohttp.ClientSession() as s, s.get(gate_admin + "/metrics") as r:
         text = await r.text()
@@ -69,6 +72,7 @@ async def test_a_refused_caller_gets_the_pds_answer_and_leaves_nothing(
     rec.accepted_auth = {ALICE_BEARER}
     banned, clean = images.noise_png(1), images.noise_png(2)
     gate = await start_gate(policy=HOLD_EXACT, banks={"review": f"sha256,{sha(banned)},t"})
+    refused = await metric(gate.admin_url, PDS_REFUSED)  # counters are per process: other tests count too
 
     on_banned = await upload(gate.url, banned, "Bearer someone-else")
     on_clean = await upload(gate.url, clean, "Bearer someone-else")
@@ -86,10 +90,7 @@ async def test_a_refused_caller_gets_the_pds_answer_and_leaves_nothing(
     assert await rows_settled(fresh_dsn, 1) == 1
     assert await scalar(fresh_dsn, "SELECT did FROM decisions") == ALICE
     assert await scalar(fresh_dsn, "SELECT count(*) FROM evidence") == 1
-    assert (
-        await metric(gate.admin_url, 'upload_gate_credential_checks_total{outcome="refused",stage="pds"}')
-        == 2
-    )
+    assert await metric(gate.admin_url, PDS_REFUSED) == refused + 2
 
 
 async def test_past_the_hourly_cap_the_verdict_stands_and_nothing_more_is_kept(
@@ -98,6 +99,7 @@ async def test_past_the_hourly_cap_the_verdict_stands_and_nothing_more_is_kept(
     held = [images.noise_png(seed) for seed in (11, 12, 13)]
     policy = HOLD_EXACT + "\n[evidence]\nmax_held_per_did_per_hour = 2\n"
     gate = await start_gate(policy=policy, banks={"review": "\n".join(f"sha256,{sha(b)},t" for b in held)})
+    capped = await metric(gate.admin_url, 'upload_gate_evidence_total{result="capped"')
     answers = [(await upload(gate.url, body, ALICE_BEARER))[0] for body in held]
     assert answers == [400, 400, 400]
     assert await scalar(fresh_dsn, "SELECT count(*) FROM evidence WHERE verified_did = $1", ALICE) == 2
@@ -105,7 +107,7 @@ async def test_past_the_hourly_cap_the_verdict_stands_and_nothing_more_is_kept(
     await rows_settled(fresh_dsn, 3)
     error = await scalar(fresh_dsn, "SELECT error FROM decisions WHERE sha256 = $1", sha(held[2]))
     assert isinstance(error, str) and "per-uploader cap" in error
-    assert await metric(gate.admin_url, 'upload_gate_evidence_total{result="capped"') == 1
+    assert await metric(gate.admin_url, 'upload_gate_evidence_total{result="capped"') == capped + 1
 
 
 async def test_an_offline_check_the_pds_contradicts_switches_itself_off(
@@ -117,10 +119,14 @@ async def test_an_offline_check_the_pds_contradicts_switches_itself_off(
     token = hs256({"sub": ALICE, "aud": "did:web:pds.example", "exp": now + 600, "iat": now}, secret)
     # Misconfigured: the gate believes the PDS's DID is another one, so it refuses every real token.
     gate = await start_gate(GATE_PDS_JWT_SECRET=secret, GATE_PDS_SERVICE_DID="did:web:misconfigured")
+    disagreed = await metric(gate.admin_url, 'upload_gate_credential_checks_total{outcome="disagreed"')
     first = await upload(gate.url, images.noise_png(21), f"Bearer {token}")
     assert first[0] == 200  # the PDS accepted the probe: the upload went on, read and forwarded
     assert len(rec.probes()) == 1 and len(rec.uploads()) == 1
     second = await upload(gate.url, images.noise_png(22), f"Bearer {token}")
     assert second[0] == 200
     assert len(rec.probes()) == 1 and len(rec.uploads()) == 2  # no second probe: the check is off
-    assert await metric(gate.admin_url, 'upload_gate_credential_checks_total{outcome="disagreed"') == 1
+    assert (
+        await metric(gate.admin_url, 'upload_gate_credential_checks_total{outcome="disagreed"')
+        == disagreed + 1
+    )

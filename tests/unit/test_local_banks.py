@@ -286,6 +286,22 @@ async def test_reload_on_change(bank_dir: Path) -> None:
     assert "extra" not in banks.names()
 
 
+async def test_skipped_rows_follow_the_files_in_force(bank_dir: Path) -> None:
+    bump(bank_dir / "extra.csv", f"md5,{MD5}\nmd5,nothex\nsha1,short\n")
+    banks = loaded(bank_dir)
+    assert counter("upload_gate_bank_skipped_rows", bank="extra") == 2
+    assert counter("upload_gate_bank_skipped_rows", bank="block") == 0
+    bump(bank_dir / "extra.csv", f"md5,{MD5}\n")  # fixed: nothing skipped any more
+    assert await banks.reload_if_changed() is True
+    assert counter("upload_gate_bank_skipped_rows", bank="extra") == 0
+    bump(bank_dir / "extra.csv", f"md5,{MD5}\nmd5,nothex\n")
+    assert await banks.reload_if_changed() is True
+    assert counter("upload_gate_bank_skipped_rows", bank="extra") == 1
+    (bank_dir / "extra.csv").unlink()  # a bank gone skips nothing
+    assert await banks.reload_if_changed() is True
+    assert counter("upload_gate_bank_skipped_rows", bank="extra") == 0
+
+
 async def test_broken_file_keeps_last_good(bank_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     banks = loaded(bank_dir)
     v1 = banks.version()
@@ -297,6 +313,7 @@ async def test_broken_file_keeps_last_good(bank_dir: Path, caplog: pytest.LogCap
     assert banks.version() == v1
     assert "keeping version" in caplog.text and "block.csv: not UTF-8" in caplog.text
     assert counter("upload_gate_bank_reloads_total", result="error") == errors_before + 1
+    assert counter("upload_gate_bank_last_reload_successful") == 0  # the files on disk are not in force
     assert await banks.reload_if_changed() is False  # the same broken state is reported once
     assert counter("upload_gate_bank_reloads_total", result="error") == errors_before + 1
     still = await banks.match(hashes(), compile_plan(policy()))
@@ -309,6 +326,7 @@ async def test_broken_file_keeps_last_good(bank_dir: Path, caplog: pytest.LogCap
     bump(bank_dir / "block.csv", f"sha256,{SHA256}\n")
     assert await banks.reload_if_changed() is True
     assert banks.version() != v1
+    assert counter("upload_gate_bank_last_reload_successful") == 1
 
 
 async def test_version_follows_content_not_mtime(bank_dir: Path) -> None:

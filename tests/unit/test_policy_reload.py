@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import platform
 import signal
 from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 
+from gate.metrics import gate_version
 from gate.policy.load import PolicyError
 from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
@@ -36,7 +38,13 @@ def reloads(result: str) -> float:
 
 
 def info(version: str) -> float | None:
-    return REGISTRY.get_sample_value("upload_gate_policy_info", {"version": version})
+    """upload_gate_build_info of this policy version: 1 while it is in force."""
+    labels = {"version": gate_version(), "python": platform.python_version(), "policy_version": version}
+    return REGISTRY.get_sample_value("upload_gate_build_info", labels)
+
+
+def reload_ok() -> float | None:
+    return REGISTRY.get_sample_value("upload_gate_policy_last_reload_successful")
 
 
 def write(path: Path, text: str) -> None:
@@ -74,6 +82,8 @@ async def test_reload_keeps_last_good_on_corrupt_file(
         assert await holder.reload() is False
     assert holder.current is first
     assert reloads("error") == errors + 1
+    assert reload_ok() == 0  # the file on disk is not the policy in force
+    assert info(first.version) == 1
     assert "rules[0].action: 'rejekt' is not one of" in caplog.text
     assert f"keeping version {first.version}" in caplog.text
     write(policy_file, "on_unhashable = [")  # TOML syntax error
@@ -83,6 +93,9 @@ async def test_reload_keeps_last_good_on_corrupt_file(
     policy_file.unlink()  # a missing file too
     assert await holder.reload() is False
     assert holder.current is first
+    write(policy_file, GOOD)  # fixed: in force again, and said so
+    assert await holder.reload() is True
+    assert reload_ok() == 1
 
 
 async def test_reload_installs_a_good_change(policy_file: Path) -> None:
