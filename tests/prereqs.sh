@@ -55,6 +55,7 @@ check() {
     have nginx || add nginx-light "nginx: the end-to-end tests run the shipped nginx sites"
     have caddy || add caddy "caddy: the end-to-end tests run the shipped Caddyfiles"
     have chromium || add chromium "chromium: the browser tests (review page, cross-origin uploads)"
+    { have prometheus && have promtool; } || add prometheus "prometheus and promtool: the alert rules' and the dashboard's tests"
     # Debian 12 ships Node 18; the pinned PDS is installed with npm and run on Node 20 or newer.
     if ! have node || ! have npm; then
         note "Node.js 20 or newer with npm: the end-to-end tests run a real PDS from npm (Debian 12 ships 18:

@@ -44,16 +44,19 @@ def make_test(tmp_path: Path, path: Path, **env: str) -> subprocess.CompletedPro
 
 
 def test_missing_programs_are_named_with_their_packages_and_nothing_runs(tmp_path: Path) -> None:
-    farm = bin_without(tmp_path, "caddy", "chromium", "node", "npm", "apt-get")
+    farm = bin_without(tmp_path, "caddy", "chromium", "promtool", "node", "npm", "apt-get")
     result = make_test(tmp_path, farm)
     assert result.returncode != 0
     err = result.stderr
     assert "make test needs what this machine lacks:" in err
     assert "  - caddy: the end-to-end tests run the shipped Caddyfiles (Debian: caddy)" in err
     assert "  - chromium: the browser tests (review page, cross-origin uploads) (Debian: chromium)" in err
+    assert (
+        "  - prometheus and promtool: the alert rules' and the dashboard's tests (Debian: prometheus)" in err
+    )
     assert "  - Node.js 20 or newer with npm" in err
     assert "Install the Debian packages with: apt-get install" in err
-    assert " caddy chromium" in err.split("apt-get install", 1)[1].splitlines()[0]
+    assert " caddy chromium prometheus" in err.split("apt-get install", 1)[1].splitlines()[0]
     # It stopped there: no virtualenv, no lint, no test.
     assert not (tmp_path / "checkout" / ".venv").exists()
     assert "ruff check" not in result.stdout + err and ".venv/bin/pytest" not in result.stdout + err
