@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,12 +56,13 @@ class GateProcess:
 
 @contextlib.asynccontextmanager
 async def gate_process(
-    env: Mapping[str, str], workdir: Path, timeout: float = 90
+    env: Mapping[str, str], workdir: Path, timeout: float = 90, args: Sequence[str] = ("serve",)
 ) -> AsyncIterator[GateProcess]:
+    """``python -m gate *args`` (``serve --workers 2``: the ports are worker 0's)."""
     out, err = workdir / "gate.stdout", workdir / "gate.stderr"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gate", "serve"], cwd=ROOT, env=dict(env), stdout=stdout, stderr=stderr
+            [sys.executable, "-m", "gate", *args], cwd=ROOT, env=dict(env), stdout=stdout, stderr=stderr
         )
     try:
         deadline = time.monotonic() + timeout
