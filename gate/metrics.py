@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable
-from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
+
+from gate import package_version
 
 
 def _zero(metric: MetricWrapperBase, *label_sets: Iterable[str]) -> None:
@@ -27,14 +28,6 @@ def _zero(metric: MetricWrapperBase, *label_sets: Iterable[str]) -> None:
         combos = [(*c, v) for c in combos for v in values]
     for combo in combos:
         metric.labels(*combo)
-
-
-def gate_version() -> str:
-    """The installed package's version (pyproject.toml is its one home)."""
-    try:
-        return version("upload-gate")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "unknown"
 
 
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -342,7 +335,7 @@ def policy_in_force(version: str, previous: str | None) -> None:
     before it is removed: under ``--workers`` its value stays in this process's file (multiprocess
     mode ignores removals), and a stale 1 would name two policies at once."""
     if previous is not None and previous != version:
-        old = BUILD_INFO.labels(gate_version(), platform.python_version(), previous)
+        old = BUILD_INFO.labels(package_version(), platform.python_version(), previous)
         old.set(0)
-        BUILD_INFO.remove(gate_version(), platform.python_version(), previous)
-    BUILD_INFO.labels(gate_version(), platform.python_version(), version).set(1)
+        BUILD_INFO.remove(package_version(), platform.python_version(), previous)
+    BUILD_INFO.labels(package_version(), platform.python_version(), version).set(1)

@@ -163,7 +163,19 @@ def _workers(raw: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run the gate (settings from GATE_* environment variables)")
+    p = sub.add_parser(
+        "serve",
+        help="run the gate (settings from GATE_* environment variables)",
+        description="Run the gate: the public listener (GATE_LISTEN) in front of the PDS (GATE_UPSTREAM), "
+        "and the private one (GATE_METRICS_LISTEN) with /metrics, /healthz, /readyz and the review site. "
+        "It stops on an invalid policy or settings with a message saying what to fix; SIGHUP re-reads "
+        "the policy, SIGTERM drains in-flight uploads and exits.",
+        epilog="""\
+examples:
+  upload-gate serve
+  upload-gate serve --env-file /etc/upload-gate/gate.env
+  upload-gate serve --workers 4          four processes on one port, for hosts with more cores""",
+    )
     p.add_argument(
         "--workers",
         type=_workers,

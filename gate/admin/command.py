@@ -32,9 +32,11 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     async def work(db: Pool) -> int:
-        tokens = TokenStore(db)
-        for p in await tokens.principals():
+        principals = await TokenStore(db).principals()
+        for p in principals:
             print(f"{p.name}\t{p.role.value}")
+        if not principals:
+            print("no tokens; create one with `upload-gate admin token add NAME --role reviewer`")
         return 0
 
     return with_pool(args, work, ERRORS)
@@ -54,16 +56,54 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    admin = sub.add_parser("admin", help="review queue access: reviewer and admin tokens")
+    examples = """\
+examples:
+  upload-gate admin token add alice --role reviewer     prints the token once: hand it to alice
+  upload-gate admin token add ops --role admin          admins also take down accounts, hold, audit
+  upload-gate admin token list
+  upload-gate admin token remove alice"""
+    about = (
+        "Who may open the review site: named tokens with a role, kept in Postgres as hashes (so every "
+        "replica knows them), audited when added or removed."
+    )
+    admin = sub.add_parser(
+        "admin", help="review queue access: reviewer and admin tokens", description=about, epilog=examples
+    )
     admin_sub = admin.add_subparsers(dest="admin_command", required=True, metavar="SUBCOMMAND")
-    token = admin_sub.add_parser("token", help="create, list or remove review tokens (kept in Postgres)")
+    token = admin_sub.add_parser(
+        "token",
+        help="create, list or remove review tokens (kept in Postgres)",
+        description=about,
+        epilog=examples,
+    )
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    add = token_sub.add_parser("add", help="create a token and print it once")
+    add = token_sub.add_parser(
+        "add",
+        help="create a token and print it once",
+        description="Create a token for NAME and print it once, on stdout (only its hash is kept).",
+        epilog="examples:\n  upload-gate admin token add alice --role reviewer",
+    )
     add.add_argument("name", help="who holds it (recorded in the audit log)")
-    add.add_argument("--role", choices=[r.value for r in Role], default=Role.REVIEWER.value)
+    add.add_argument(
+        "--role",
+        choices=[r.value for r in Role],
+        default=Role.REVIEWER.value,
+        help="reviewer (default): the queue, previews, release, confirm, reported; admin: also account "
+        "takedowns, legal holds and the audit log",
+    )
     add.set_defaults(func=cmd_add)
-    ls = token_sub.add_parser("list", help="names and roles (never tokens)")
+    ls = token_sub.add_parser(
+        "list",
+        help="names and roles (never tokens)",
+        description="Token names and roles, one a line; the tokens themselves are never shown again.",
+        epilog="examples:\n  upload-gate admin token list",
+    )
     ls.set_defaults(func=cmd_list)
-    rm = token_sub.add_parser("remove", help="revoke a token by name")
+    rm = token_sub.add_parser(
+        "remove",
+        help="revoke a token by name",
+        description="Revoke NAME's token: it no longer opens the review site, on any replica.",
+        epilog="examples:\n  upload-gate admin token remove alice",
+    )
     rm.add_argument("name")
     rm.set_defaults(func=cmd_remove)

@@ -16,7 +16,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "hash",
         help="print the hashes of files (SHA-256, MD5, SHA-1, CID, media type, PDQ with quality)",
-        description="Print every hash the gate computes for each FILE, as the gate computes it.",
+        description="Print every hash the gate computes for each FILE, as the gate computes it: the "
+        "exact digests, the CID the PDS would store it under, its media type and each PDQ hash with its "
+        "quality. Use it to build local bank rows and to see why a file matched or did not.",
+        epilog="""\
+examples:
+  upload-gate hash photo.jpg
+  upload-gate hash --dihedral --json *.png > hashes.json
+  upload-gate hash --full-resolution photo.jpg     as HMA hashes it""",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", type=Path)
     parser.add_argument("--json", action="store_true", help="one JSON document (a list) on stdout")

@@ -20,9 +20,24 @@ ROUND_TRIPS = 5
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    hma = subparsers.add_parser("hma", help="HMA (OpenMediaMatch) tools")
+    hma = subparsers.add_parser(
+        "hma",
+        help="HMA (OpenMediaMatch) tools",
+        description="Tools for the Hasher-Matcher-Actioner the gate looks uploads up in (GATE_HMA_URL).",
+        epilog="examples:\n  upload-gate hma check",
+    )
     sub = hma.add_subparsers(dest="hma_command", required=True, metavar="HMA_COMMAND")
-    check = sub.add_parser("check", help="print HMA's status, banks, index sizes and a round-trip time")
+    check = sub.add_parser(
+        "check",
+        help="print HMA's status, banks, index sizes and a round-trip time",
+        description="Is the configured HMA usable? Prints its status, banks, index sizes and a round-trip "
+        "time. Exit status 0 when HMA is ready, 1 when it is unreachable, not ready or answers nonsense, "
+        "2 when no HMA is configured.",
+        epilog="""\
+examples:
+  upload-gate hma check
+  upload-gate hma check --url http://hma:5100""",
+    )
     check.add_argument("--url", help="HMA base URL (default: GATE_HMA_URL)")
     check.set_defaults(func=run_check)
 

@@ -46,7 +46,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("check-policy", help="validate a policy file and exit (1 on problems)")
+    parser = subparsers.add_parser(
+        "check-policy",
+        help="validate a policy file and exit (1 on problems)",
+        description="Validate a policy file as the gate would load it, without starting anything: every "
+        "problem is printed with its key path, and the exit status is 1. Bank names are checked against "
+        "the local banks directory. Run it before a reload: a refused reload keeps the old policy.",
+        epilog="""\
+examples:
+  upload-gate check-policy /etc/upload-gate/policy.toml
+  upload-gate check-policy new-policy.toml --banks-dir /etc/upload-gate/banks""",
+    )
     parser.add_argument("file", metavar="FILE", help="the policy file, e.g. config/policy.toml")
     parser.add_argument(
         "--banks-dir",

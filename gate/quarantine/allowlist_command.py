@@ -23,13 +23,34 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("allowlist", help="reviewed false positives (released hashes): list, remove")
+    p = sub.add_parser(
+        "allowlist",
+        help="reviewed false positives (released hashes): list, remove",
+        description="Hashes a reviewer released as false positives: every replica forwards them again. "
+        "Running gates pick a removal up within GATE_RELOAD_INTERVAL.",
+        epilog="""\
+examples:
+  upload-gate allowlist list
+  upload-gate allowlist remove 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08""",
+    )
     ps = p.add_subparsers(dest="allowlist_command", required=True, metavar="ACTION")
-    ls = ps.add_parser("list", help="every released hash: bank, item, who, when")
+    ls = ps.add_parser(
+        "list",
+        help="every released hash: bank, item, who, when",
+        description="Every released hash: SHA-256, bank, the item it was released from, who and when.",
+        epilog="examples:\n  upload-gate allowlist list\n  upload-gate allowlist list --json",
+    )
     ls.add_argument("--json", action="store_true", help="JSON lines")
     ls.set_defaults(func=run_list)
-    rm = ps.add_parser("remove", help="stop allowlisting a hash (audited)")
-    rm.add_argument("sha256")
+    rm = ps.add_parser(
+        "remove",
+        help="stop allowlisting a hash (audited)",
+        description="Stop allowlisting SHA256 (audited): its next upload is judged again.",
+        epilog="""\
+examples:
+  upload-gate allowlist remove 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08""",
+    )
+    rm.add_argument("sha256", help="the SHA-256 (64 hex digits), as `allowlist list` prints it")
     rm.add_argument("--actor", default=None, help="who removes it, for the audit trail (default: OS user)")
     rm.set_defaults(func=run_remove)
 
@@ -44,6 +65,8 @@ def run_list(args: argparse.Namespace) -> int:
             else:
                 when = row.added_at.isoformat(timespec="seconds")
                 print(f"{row.sha256}  {row.bank}  {row.decision_id or '-'}  {row.added_by}  {when}")
+        if not rows and not args.json:
+            print("no released hashes on the allowlist")
         return 0
 
     return with_pool(args, work, (NoAllowlistBank, StoreUnavailable))

@@ -38,29 +38,79 @@ from gate.store.transitions import EvidenceNotFound, InvalidTransition
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
+EXAMPLES = """\
+examples:
+  upload-gate evidence list --state held
+  upload-gate evidence export 0190f3c2-7d1e-7a4b-9c55-2f1e8d3a6b70 --out /secure/reports/2026-001
+  upload-gate evidence hold 0190f3c2-7d1e-7a4b-9c55-2f1e8d3a6b70 --reason "preservation request"
+  upload-gate evidence purge"""
+ITEM_ID = "the item's decision id, as `evidence list` prints it"
+
+
 def register(sub: Subparsers) -> None:
-    ev = sub.add_parser("evidence", help="encrypted evidence of quarantined uploads: list, purge, export")
+    ev = sub.add_parser(
+        "evidence",
+        help="encrypted evidence of quarantined uploads: list, purge, export",
+        description="The sealed bytes of blocked uploads, kept for review and reporting. Every access is "
+        "audited; plaintext is written only by `export`, only where the operator says.",
+        epilog=EXAMPLES,
+    )
     es = ev.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
-    p = es.add_parser("list", help="evidence items (metadata only), newest first")
-    p.add_argument("--state", choices=[s.value for s in EvidenceState])
-    p.add_argument("--limit", type=int, default=50)
+    p = es.add_parser(
+        "list",
+        help="evidence items (metadata only), newest first",
+        description="Evidence items, newest first: decision id, time, state, rule, CID, whether the bytes "
+        "are still kept, the retention deadline and any legal hold. Never the bytes.",
+        epilog="examples:\n  upload-gate evidence list\n  upload-gate evidence list --state held --limit 200",
+    )
+    p.add_argument(
+        "--state",
+        choices=[s.value for s in EvidenceState],
+        help="held (waiting for review), confirmed, reported or released",
+    )
+    p.add_argument("--limit", type=int, default=50, help="most items to print (default 50)")
     p.set_defaults(func=run_list)
-    p = es.add_parser("purge", help="delete expired evidence now (decision rows stay)")
+    p = es.add_parser(
+        "purge",
+        help="delete expired evidence now (decision rows stay)",
+        description="Delete the bytes of every item past its retention deadline now (the gate also does "
+        "this every GATE_EVIDENCE_PURGE_INTERVAL). Items under legal hold are kept.",
+        epilog="examples:\n  upload-gate evidence purge",
+    )
     p.set_defaults(func=run_purge)
-    p = es.add_parser("export", help="write the decrypted bytes and a JSON manifest to a directory")
-    p.add_argument("decision_id")
+    p = es.add_parser(
+        "export",
+        help="write the decrypted bytes and a JSON manifest to a directory",
+        description="Decrypt one item and write its bytes and a JSON manifest (hashes, uploader, audit "
+        "trail) into --out, mode 0600, for a report. The export is audited.",
+        epilog="examples:\n  upload-gate evidence export 0190f3c2-7d1e-7a4b-9c55-2f1e8d3a6b70"
+        " --out /secure/reports/2026-001",
+    )
+    p.add_argument("decision_id", help=ITEM_ID)
     p.add_argument("--out", required=True, type=Path, help="directory to write into (created 0700)")
     p.add_argument("--actor", default=None, help="who exports, for the audit trail (default: OS user)")
     p.set_defaults(func=run_export)
     p = es.add_parser(
-        "hold", help="place a legal hold: the evidence is never purged or released until lifted"
+        "hold",
+        help="place a legal hold: the evidence is never purged or released until lifted",
+        description="Place a legal hold on one item: it is never purged or released until the hold is "
+        "lifted. Audited, with the matter given in --reason.",
+        epilog="examples:\n  upload-gate evidence hold 0190f3c2-7d1e-7a4b-9c55-2f1e8d3a6b70"
+        ' --reason "preservation request 2026-17"',
     )
-    p.add_argument("decision_id")
+    p.add_argument("decision_id", help=ITEM_ID)
     p.add_argument("--reason", required=True, help="the matter it is held for (e.g. a preservation request)")
     p.add_argument("--actor", default=None, help="who places it, for the audit trail (default: OS user)")
     p.set_defaults(func=run_hold)
-    p = es.add_parser("lift-hold", help="lift a legal hold (the item's retention deadline applies again)")
-    p.add_argument("decision_id")
+    p = es.add_parser(
+        "lift-hold",
+        help="lift a legal hold (the item's retention deadline applies again)",
+        description="Lift the legal hold on one item: its retention deadline applies again (a passed "
+        "one means the next purge deletes it). Audited.",
+        epilog="examples:\n  upload-gate evidence lift-hold 0190f3c2-7d1e-7a4b-9c55-2f1e8d3a6b70"
+        ' --reason "matter closed"',
+    )
+    p.add_argument("decision_id", help=ITEM_ID)
     p.add_argument("--reason", default=None, help="why it is lifted, for the audit trail")
     p.add_argument("--actor", default=None, help="who lifts it, for the audit trail (default: OS user)")
     p.set_defaults(func=run_lift_hold)
@@ -123,6 +173,8 @@ def run_list(args: argparse.Namespace) -> int:
         await store.audit.record(
             operator_name(None), "list", None, {"state": args.state, "count": len(items)}
         )
+        if not items:
+            print(f"no {args.state + ' ' if args.state else ''}evidence items")
         for item in items:
             expires = item.expires_at.isoformat(timespec="seconds") if item.expires_at else "-"
             print(
@@ -137,6 +189,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_purge(args: argparse.Namespace) -> int:
     async def work(store: Evidence) -> int:
+        print("purging expired evidence...", file=sys.stderr, flush=True)
         purged = await purge(store.db, actor=operator_name(None))
         for p in purged:
             print(

@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from gate.progress import Progress
 from gate.quarantine.evidence_command import (
     Subparsers,
     fail,
@@ -24,13 +25,36 @@ from gate.quarantine.evidence_command import (
 from gate.quarantine.keys import Keyring, KeyringError, new_key
 from gate.settings import SettingsError
 from gate.store.evidence import Evidence
-from gate.store.rewrap import key_usage, rewrap
+from gate.store.rewrap import key_usage, rewrap, to_rewrap
+
+EXAMPLES = """\
+examples:
+  upload-gate keys init /etc/upload-gate/evidence-keys.json
+  upload-gate keys list
+  upload-gate keys rotate
+  upload-gate keys retire k20260101T120000Z-3f2a1c"""
 
 
 def register(sub: Subparsers) -> None:
-    keys = sub.add_parser("keys", help="the evidence keyring: init, rotate, retire, list")
+    keys = sub.add_parser(
+        "keys",
+        help="the evidence keyring: init, rotate, retire, list",
+        description="The keyring that seals quarantined uploads (GATE_EVIDENCE_KEYS_FILE). Keys never live "
+        "in the database: keep a copy of the file somewhere safe, away from database backups; without it "
+        "the evidence cannot be read.",
+        epilog=EXAMPLES,
+    )
     ks = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    p = ks.add_parser("init", help="create a keyring file (mode 0600) with one key")
+    p = ks.add_parser(
+        "init",
+        help="create a keyring file (mode 0600) with one key",
+        description="Create a keyring file (mode 0600) with one active key. An existing file is never "
+        "replaced: with --if-missing it is checked and kept, without it the command fails.",
+        epilog="""\
+examples:
+  upload-gate keys init /etc/upload-gate/evidence-keys.json
+  upload-gate keys init --if-missing          in a start-up script (path from GATE_EVIDENCE_KEYS_FILE)""",
+    )
     p.add_argument("path", nargs="?", help="where to create it (default: GATE_EVIDENCE_KEYS_FILE)")
     p.add_argument(
         "--if-missing",
@@ -38,12 +62,30 @@ def register(sub: Subparsers) -> None:
         help="succeed without a change when a usable keyring is already there (for start-up scripts)",
     )
     p.set_defaults(func=run_init)
-    p = ks.add_parser("rotate", help="add a new active key and re-wrap every item onto it")
+    p = ks.add_parser(
+        "rotate",
+        help="add a new active key and re-wrap every item onto it",
+        description="Add a new active key to the keyring file, then re-wrap every item's data key onto it "
+        "(the sealed bytes are not re-encrypted), showing progress. Running gates pick the new key up "
+        "by themselves. Afterwards, retire the old key with `keys retire`.",
+        epilog="examples:\n  upload-gate keys rotate\n  upload-gate keys list",
+    )
     p.set_defaults(func=run_rotate)
-    p = ks.add_parser("retire", help="remove a key once no item uses it")
-    p.add_argument("key_id")
+    p = ks.add_parser(
+        "retire",
+        help="remove a key once no item uses it",
+        description="Remove KEY_ID from the keyring; refused while any item is still sealed under it.",
+        epilog="examples:\n  upload-gate keys list\n  upload-gate keys retire k20260101T120000Z-3f2a1c",
+    )
+    p.add_argument("key_id", help="a key id, as `keys list` prints it")
     p.set_defaults(func=run_retire)
-    p = ks.add_parser("list", help="key ids, the active one, and how many items each seals")
+    p = ks.add_parser(
+        "list",
+        help="key ids, the active one, and how many items each seals",
+        description="Key ids, which one is active, and how many items each seals; MISSING marks a key "
+        "that items use but the keyring lacks (restore the keyring they were sealed with).",
+        epilog="examples:\n  upload-gate keys list",
+    )
     p.set_defaults(func=run_list_keys)
 
 
@@ -93,7 +135,9 @@ def run_rotate(args: argparse.Namespace) -> int:
     print(f"new active key {key.id} written to {keyring.path}")
 
     async def work(store: Evidence) -> int:
-        moved = await rewrap(store.db, keyring)
+        progress = Progress("re-wrapping evidence onto the new key", await to_rewrap(store.db, keyring))
+        moved = await rewrap(store.db, keyring, progress)
+        progress.finish()
         await store.audit.record(
             operator_name(None), "keys_rotate", None, {"active": key.id, "rewrapped": moved}
         )

@@ -30,10 +30,28 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("migrate", help="apply the decision-log schema migrations")
+    p = sub.add_parser(
+        "migrate",
+        help="apply the decision-log schema migrations",
+        description="Apply the database migrations to DATABASE_URL (or the embedded Postgres). The gate "
+        "does this itself at start-up; run it by hand before starting several replicas at once, or to "
+        "check a database.",
+        epilog="examples:\n  upload-gate migrate\n  DATABASE_URL=postgresql://gate@db/gate upload-gate migrate",
+    )
     p.set_defaults(func=run_migrate)
 
-    p = sub.add_parser("decisions", help="list decisions from the decision log (newest first)")
+    p = sub.add_parser(
+        "decisions",
+        help="list decisions from the decision log (newest first)",
+        description="List logged decisions, newest first, filtered by time, verdict, uploader, blob or "
+        "rule. Rows name a DID only when the PDS accepted the caller.",
+        epilog="""\
+examples:
+  upload-gate decisions --since 24h --verdict reject
+  upload-gate decisions --did did:plc:abc123 --limit 200
+  upload-gate decisions --sha256 9f86d081884c7d65... --json     every column of the matching rows
+  upload-gate decisions --shadow --since 7d              what shadow rules would have done""",
+    )
     p.add_argument("--since", type=_when, help="e.g. 30m, 24h, 7d or 2026-01-31T12:00")
     p.add_argument("--until", type=_when, help="same forms as --since")
     p.add_argument("--verdict", choices=tuple(Verdict))
@@ -47,7 +65,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line, every column")
     p.set_defaults(func=run_decisions)
 
-    p = sub.add_parser("stats", help="verdict counts and block rates per rule and bank over a window")
+    p = sub.add_parser(
+        "stats",
+        help="verdict counts and block rates per rule and bank over a window",
+        description="Verdict counts, the block rate, uploads forwarded without a full scan, and block rates "
+        "per rule and bank over a window (the last 24 hours by default). The first week in shadow mode: "
+        "read this before making a rule active.",
+        epilog="""\
+examples:
+  upload-gate stats
+  upload-gate stats --since 7d
+  upload-gate stats --since 2026-01-01T00:00 --until 2026-02-01T00:00 --json""",
+    )
     p.add_argument("--since", type=_when, default="24h", help="window start (default 24h ago)")
     p.add_argument("--until", type=_when, help="window end (default now)")
     p.add_argument(

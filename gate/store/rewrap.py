@@ -3,6 +3,7 @@ key (a 32-byte data key each; the upload bytes are never decrypted to rotate).""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gate.quarantine.keys import Keyring
@@ -20,8 +21,17 @@ async def key_usage(db: Pool) -> dict[str, int]:
     return {r["key_id"]: r["n"] for r in rows}
 
 
-async def rewrap(db: Pool, keyring: Keyring) -> int:
-    """Re-wrap every item not under the active key; returns how many were."""
+async def to_rewrap(db: Pool, keyring: Keyring) -> int:
+    """How many items are sealed under a key other than the active one."""
+    found: int = await db.fetchval(
+        "SELECT count(*) FROM evidence WHERE ciphertext IS NOT NULL AND key_id <> $1", keyring.active.id
+    )
+    return found
+
+
+async def rewrap(db: Pool, keyring: Keyring, progress: Callable[[int], None] | None = None) -> int:
+    """Re-wrap every item not under the active key; returns how many were. ``progress`` hears the
+    count so far after each batch."""
     total = 0
     while True:
         async with db.transaction() as conn:
@@ -42,3 +52,5 @@ async def rewrap(db: Pool, keyring: Keyring) -> int:
         total += len(rows)
         if not rows:
             return total
+        if progress is not None:
+            progress(total)

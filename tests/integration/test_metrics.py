@@ -10,7 +10,7 @@ import platform
 import aiohttp
 import asyncpg
 
-from gate.metrics import gate_version
+from gate import package_version
 from tests.integration.conftest import POLICY, GateFactory
 from tests.support import images
 from tests.support.scrape import sample
@@ -72,9 +72,9 @@ async def test_uploads_are_timed_by_outcome_and_sized(start_gate: GateFactory, u
 async def test_build_policy_readiness_and_memory_budget(start_gate: GateFactory) -> None:
     gate = await start_gate(GATE_MEMORY_BUDGET_BYTES="640M")
     version = gate.deps.policy.current.version
-    labels = {"version": gate_version(), "python": platform.python_version(), "policy_version": version}
+    labels = {"version": package_version(), "python": platform.python_version(), "policy_version": version}
     assert await sample(gate.admin_url, "upload_gate_build_info", **labels) == 1
-    assert gate_version() != "unknown"  # the package is installed (make: pip install -e .)
+    assert package_version() != "unknown"  # the package is installed (make: pip install -e .)
     for check in ("policy", "decision_log", "evidence"):
         assert await sample(gate.admin_url, "upload_gate_ready", check=check) == 1, check
     assert await sample(gate.admin_url, "upload_gate_memory_budget_bytes") == 640 * 1024**2

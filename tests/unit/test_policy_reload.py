@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from gate.metrics import gate_version
+from gate import package_version
 from gate.policy.load import PolicyError
 from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
@@ -39,7 +39,7 @@ def reloads(result: str) -> float:
 
 def info(version: str) -> float | None:
     """upload_gate_build_info of this policy version: 1 while it is in force."""
-    labels = {"version": gate_version(), "python": platform.python_version(), "policy_version": version}
+    labels = {"version": package_version(), "python": platform.python_version(), "policy_version": version}
     return REGISTRY.get_sample_value("upload_gate_build_info", labels)
 
 

@@ -99,6 +99,8 @@ async def test_rotate_rewraps_and_old_items_stay_readable(env: dict[str, str], f
         rotated = gate(env, "keys", "rotate")
         assert rotated.returncode == 0, rotated.stderr
         assert "re-wrapped 3 item(s)" in rotated.stdout
+        # Progress goes to stderr (stdout stays the command's output): here one batch, one line.
+        assert rotated.stderr.count("re-wrapping evidence onto the new key: 3/3 (100%)\n") == 1
         new = Keyring.load(path)
         assert new.active.id != old.active.id and old.active.id in new.keys
         # The running store re-reads the changed keyring file: every item opens, under the new key.

@@ -182,7 +182,8 @@ async def test_list_and_remove_commands(tmp_path: Path, fresh_dsn: str) -> None:
     assert removed.returncode == 0 and sha in removed.stdout, removed.stderr
     again = cli(env, "remove", sha)
     assert again.returncode == 1 and "not on the allowlist" in again.stderr
-    assert cli(env, "list").stdout == ""
+    assert cli(env, "list").stdout == "no released hashes on the allowlist\n"
+    assert cli(env, "list", "--json").stdout == ""
     conn = await asyncpg.connect(fresh_dsn)
     try:
         audit = await conn.fetchrow(
