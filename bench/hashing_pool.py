@@ -35,7 +35,7 @@ from gate.hashing.hasher import Hasher, hash_bytes
 from gate.hashing.image import hash_image
 from gate.hashing.options import HashOptions
 from gate.hashing.worker import prepare_process
-from tests.unit.hashing_corpus import encode, photo
+from tests.unit.hashing.corpus import encode, photo
 
 OPTIONS = HashOptions()
 CONCURRENCY = 8

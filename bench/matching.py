@@ -41,7 +41,7 @@ def run(report: Report, sizes: list[int], queries: int) -> dict[str, float]:
             "SHA-256 lookup µs",
         ],
         note="Gate index: multi-index hashing (16 × 16-bit chunks) with an exact distance check; "
-        "brute force when that is faster. Same answers as brute force (tests/unit/test_pdq_index.py).",
+        "brute force when that is faster. Same answers as brute force (tests/unit/matching/test_pdq_index.py).",
     )
     rng = np.random.default_rng(6)
     out: dict[str, float] = {}

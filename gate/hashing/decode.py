@@ -11,7 +11,7 @@ HMA's hash). Larger ones are reduced by an integer ``scale`` per side while the 
 least 512 px: JPEG with libjpeg's DCT scaling (``draft``: 1/2, 1/4, 1/8) straight to luma, other
 formats decoded and then averaged in blocks with Pillow's ``reduce``. PDQ's 64×64 downsample of the
 full image is then computed from the reduced one (gate/hashing/pdq_downsample.py). Measured on the
-fidelity corpus (tests/unit/test_hashing_fidelity.py), on the images it reduces: the earlier way, a
+fidelity corpus (tests/unit/hashing/test_fidelity.py), on the images it reduces: the earlier way, a
 box resize to PDQ's window and pdqhash on that, was a median of 4 and a max of 8 bits from the
 full-resolution hash; this one is a median of 0 and a max of 2, and ~4 ms faster per 12 MP JPEG.
 

@@ -10,7 +10,7 @@ body's header, which is why every upload, whatever it sniffs as, goes to a hashi
 
 Trust boundary: this runs only in hashing worker processes (gate/hashing/worker.py), and never a decoder
 that runs another program or opens embedded data with every decoder (``REFUSED``). A Pillow upgrade that
-registers a format in neither list leaves it untried (and fails tests/unit/test_hashing_formats.py
+registers a format in neither list leaves it untried (and fails tests/unit/hashing/test_formats.py
 until someone decides).
 """
 

@@ -7,7 +7,7 @@ channels 0–2 as R, G, B, or a 2-D array as grey. For most images that is the p
 alpha dropped, L, LA: the gate's own hash, bit for bit); for the modes below it is not, and a file
 banked through HMA matches only a hash computed the same way (the ``as_hma`` variant,
 gate/hashing/image.py). Measured against HMA 1.1.7 and checked against threatexchange itself by
-tests/unit/test_hashing_hma_view.py:
+tests/unit/hashing/test_hma_view.py:
 
 - P (palette PNG, GIF, BMP...): the palette *indices* as grey levels (220–240 bits from the picture);
 - CMYK (JPEG, TIFF; Adobe-inverted ones as Pillow un-inverts them): C, M, Y as R, G, B, K ignored

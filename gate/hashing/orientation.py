@@ -14,10 +14,10 @@ displayed picture and drop the tag, so nothing is applied twice; Pillow's AVIF r
 
 Why not PDQ's dihedral hash of the stored grid: PDQ's downsample is not symmetric under flips (its
 box windows and sample points sit differently from each edge), so the dihedral variant is up to 32 bits
-from the hash of the turned picture (a median of 4 over tests/unit/hashing_corpus.py photos at four sizes).
+from the hash of the turned picture (a median of 4 over tests/unit/hashing/corpus.py photos at four sizes).
 The displayed picture's hash is PDQ's downsample of the same decoded pixels read in the displayed
 order (a numpy view: no second decode, ~0.3 ms): 0 bits from PDQ's own hash of the turned image
-(tests/unit/test_hashing_orientation.py).
+(tests/unit/hashing/test_orientation.py).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Orientation:
 
 
 # EXIF 2.3, tag 0x0112. Checked against ImageOps.exif_transpose, pixel for pixel, and against PDQ's
-# dihedral names by tests/unit/test_hashing_orientation.py.
+# dihedral names by tests/unit/hashing/test_orientation.py.
 ORIENTATIONS: dict[int, Orientation] = {
     o.tag: o
     for o in (

@@ -3,7 +3,7 @@
 Speed (issue 6): Meta's PDQ runs about twice as slow on images whose width is a multiple of 256 px
 (its column pass then walks memory at a cache-hostile stride). For those we hash the transposed image
 and transpose the 16×16 bit matrix back: the DCT of a transposed image is the transposed DCT and the
-median is unchanged, so the hash is bit-identical (tests/unit/test_hashing_pdq.py checks it).
+median is unchanged, so the hash is bit-identical (tests/unit/hashing/test_pdq.py checks it).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ pixels inside one block differ from their mean.
 
 Why: on a 12 MP JPEG decoded at 1/4 scale, this costs ~0.3 ms where shrinking the image to PDQ's
 window and letting pdqhash blur it cost ~4.5 ms, and it is closer to HMA's full-resolution hash
-(tests/unit/test_hashing_fidelity.py: a median of 0 and a max of 2 bits on the reduced images, where
+(tests/unit/hashing/test_fidelity.py: a median of 0 and a max of 2 bits on the reduced images, where
 the box resize was 4 and 8): the resize only approximated PDQ's window, this reproduces it. Only the
 weights that can be non-zero are applied (the band of each tent), with einsum: no BLAS, so no thread
 pool appears in a hashing worker.

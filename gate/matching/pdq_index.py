@@ -1,6 +1,6 @@
 """An exact Hamming index over fixed-width hashes (PDQ 256 bits, phash/dhash 64 bits).
 
-Two exact methods, one answer (tests/unit/test_pdq_index.py checks both against a plain popcount):
+Two exact methods, one answer (tests/unit/matching/test_pdq_index.py checks both against a plain popcount):
 
 - **Multi-index hashing** (Norouzi et al.): every hash is cut into 16-bit chunks (16 for PDQ), and each
   chunk position has a table from chunk value to the rows holding it. If two hashes are within ``t``

@@ -1,0 +1,76 @@
+"""The async Hasher gives exactly what hash_bytes gives, from its worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from gate.hashing.hasher import Hasher, hash_bytes
+from gate.hashing.options import HashOptions
+from gate.types import Unhashable
+from tests.unit.hashing.corpus import encode, gif, photo, resized
+
+
+def _bodies() -> list[bytes]:
+    im = resized("astronaut.png", 1300)
+    return [
+        encode(im, "JPEG"),
+        encode(im, "PNG"),
+        gif(resized("coffee.png", 700)),
+        encode(resized("chelsea.png", 700), "WEBP"),
+        encode(im, "PNG")[:5000],  # truncated
+        b"not an image" * 1000,
+        b"",
+    ]
+
+
+async def test_hasher_matches_hash_bytes() -> None:
+    bodies = _bodies()
+    options = HashOptions(dihedral=True)
+    hasher = Hasher(workers=2)
+    try:
+        await hasher.warm_up()
+        results = await asyncio.gather(*(hasher.hash(body, options) for body in bodies))
+    finally:
+        await hasher.close()
+    assert results == [hash_bytes(body, options) for body in bodies]
+    # 8 dihedral hashes each; the GIF also HMA's hash of its palette indices (crossing the worker socket).
+    assert [len(r.pdq) for r in results[:4]] == [8, 8, 9, 8]
+    assert results[4].unhashable is Unhashable.TRUNCATED
+    assert results[5].media_type == "application/octet-stream"
+
+
+async def test_closed_hasher_refuses_work() -> None:
+    hasher = Hasher(workers=1)
+    await hasher.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await hasher.hash(b"x", HashOptions())
+
+
+async def test_default_workers_is_one_per_core() -> None:
+    hasher = Hasher()
+    try:
+        assert hasher.workers == (os.cpu_count() or 1)
+        hashes = await hasher.hash(encode(resized("coffee.png", 600), "PNG"), HashOptions())
+        assert hashes.pdq
+    finally:
+        await hasher.close()
+
+
+async def test_a_decode_past_the_deadline_is_unhashable_and_the_pool_recovers() -> None:
+    # A 27 MP PNG needs well over 0.25 s of decoding; a 600 px one a few milliseconds.
+    slow = encode(photo("coffee.png").resize((6000, 4500)), "PNG")
+    quick = encode(resized("coffee.png", 600), "PNG")
+    hasher = Hasher(workers=1, decode_timeout=0.25)
+    try:
+        hashes = await hasher.hash(slow, HashOptions())
+        assert hashes.pdq == ()
+        assert hashes.unhashable is Unhashable.CORRUPT
+        assert "longer than 0.25 s" in (hashes.unhashable_detail or "")
+        assert hashes.size == len(slow)
+        # The same hasher, its worker replaced: the next upload is hashed normally.
+        assert (await hasher.hash(quick, HashOptions())).pdq == hash_bytes(quick, HashOptions()).pdq
+    finally:
+        await hasher.close()

@@ -1,0 +1,94 @@
+"""What the hashing workers report: time per media type, the wait for a worker, frames hashed, and why a
+worker was replaced (a crash is told apart from the decode deadline)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import time
+
+from PIL import Image
+from prometheus_client import REGISTRY
+
+from gate.hashing.hasher import Hasher
+from gate.hashing.options import HashOptions
+from tests.unit.hashing.corpus import encode, photo, resized
+
+OPTIONS = HashOptions()
+
+
+def value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def eventually(name: str, target: float, **labels: str) -> None:
+    """The restart is counted once the old worker is reaped (off the event loop)."""
+    deadline = time.monotonic() + 15
+    while value(name, **labels) < target:
+        assert time.monotonic() < deadline, f"{name}{labels} stayed at {value(name, **labels)}"
+        await asyncio.sleep(0.05)
+
+
+def animated(frames: int) -> bytes:
+    base = resized("coffee.png", 200)
+    pictures = [base.rotate(90 * i) for i in range(frames)]  # distinct pictures: each one is hashed
+    return encode(pictures[0], "GIF", save_all=True, append_images=pictures[1:], duration=100)
+
+
+async def test_time_per_media_type_queue_wait_and_frames() -> None:
+    jpeg = encode(resized("coffee.png", 600), "JPEG")
+    gif = animated(3)
+    assert Image.open(io.BytesIO(gif)).n_frames == 3
+    before = {
+        "jpeg": value("upload_gate_hash_seconds_count", media_type="image/jpeg"),
+        "gif": value("upload_gate_hash_seconds_count", media_type="image/gif"),
+        "queue": value("upload_gate_hash_queue_seconds_count"),
+        "frames": value("upload_gate_hashed_frames_sum"),
+        "bodies": value("upload_gate_hashed_frames_count"),
+    }
+    hasher = Hasher(workers=1)
+    try:
+        await hasher.hash(jpeg, OPTIONS)
+        await hasher.hash(gif, OPTIONS)
+        await hasher.hash(b"not a picture at all", OPTIONS)  # no frame: not a body with frames
+    finally:
+        await hasher.close()
+    assert value("upload_gate_hash_seconds_count", media_type="image/jpeg") == before["jpeg"] + 1
+    assert value("upload_gate_hash_seconds_count", media_type="image/gif") == before["gif"] + 1
+    assert value("upload_gate_hash_queue_seconds_count") == before["queue"] + 3
+    assert value("upload_gate_hashed_frames_sum") == before["frames"] + 1 + 3
+    assert value("upload_gate_hashed_frames_count") == before["bodies"] + 2
+
+
+async def test_a_worker_killed_from_outside_is_counted_as_killed() -> None:
+    slow = encode(photo("coffee.png").resize((6000, 4500)), "PNG")  # over a second of decoding
+    killed = value("upload_gate_hash_worker_restarts_total", reason="killed")
+    timeouts = value("upload_gate_hash_worker_restarts_total", reason="timeout")
+    hasher = Hasher(workers=1)
+    try:
+        await hasher.warm_up()
+        (pid,) = hasher.worker_pids()
+        job = asyncio.create_task(hasher.hash(slow, OPTIONS))
+        await asyncio.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)  # as the OOM killer would
+        await job
+        await eventually("upload_gate_hash_worker_restarts_total", killed + 1, reason="killed")
+    finally:
+        await hasher.close()
+    assert value("upload_gate_hash_worker_restarts_total", reason="timeout") == timeouts
+
+
+async def test_a_decode_past_the_deadline_is_counted_as_a_timeout() -> None:
+    slow = encode(photo("coffee.png").resize((6000, 4500)), "PNG")
+    timeouts = value("upload_gate_hash_worker_restarts_total", reason="timeout")
+    crashed = value("upload_gate_hash_worker_restarts_total", reason="crashed")
+    hasher = Hasher(workers=1, decode_timeout=0.25)
+    try:
+        hashes = await hasher.hash(slow, OPTIONS)
+        assert hashes.unhashable is not None
+        await eventually("upload_gate_hash_worker_restarts_total", timeouts + 1, reason="timeout")
+    finally:
+        await hasher.close()
+    assert value("upload_gate_hash_worker_restarts_total", reason="crashed") == crashed

@@ -1,0 +1,58 @@
+"""The grey-image fast path gives pdqhash's own hash and quality, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pdqhash
+import pytest
+from PIL import Image
+
+from gate.hashing import pdq_native
+from gate.hashing.pdq import pdq_hashes, to_hex
+from tests.unit.hashing.corpus import photo
+
+
+def _grey(name: str, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(photo(name).convert("L").resize(size, Image.Resampling.BICUBIC))
+
+
+def _reference(grey: np.ndarray) -> tuple[str, int]:
+    bits, quality = pdqhash.compute(np.repeat(grey[:, :, None], 3, axis=2))
+    return to_hex(bits), int(quality)
+
+
+def test_the_native_path_is_in_use_with_the_pinned_pdqhash() -> None:
+    # If a pdqhash upgrade moves the symbol or changes its result, the gate silently falls back to
+    # pdqhash.compute (correct, ~1 ms slower per image); this test is what says so.
+    assert pdq_native.available()
+
+
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [
+        ("coffee.png", (630, 630)),
+        ("astronaut.png", (513, 640)),
+        ("chelsea.png", (200, 133)),
+        ("camera.png", (64, 64)),
+    ],
+)
+def test_grey_hash_and_quality_equal_pdqhash(name: str, size: tuple[int, int]) -> None:
+    grey = _grey(name, size)
+    found = pdq_native.pdq_of_luma(pdq_native.LUMA[grey], dihedral=False)
+    assert found is not None
+    (bits,), quality = found
+    assert (to_hex(bits), quality) == _reference(grey)
+
+
+def test_a_flat_image_gets_pdqhash_quality_too() -> None:
+    flat = np.full((300, 300), 128, np.uint8)
+    found = pdq_native.pdq_of_luma(pdq_native.LUMA[flat], dihedral=False)
+    assert found is not None
+    assert (to_hex(found[0][0]), found[1]) == _reference(flat)
+
+
+def test_pdq_hashes_of_a_grey_image_with_a_slow_width_is_still_pdqhash_s_hash() -> None:
+    # Width 768 (a multiple of 256) goes through the transposed path as well.
+    grey = _grey("coffee.png", (768, 600))
+    (found,), quality = pdq_hashes(grey)
+    assert (found.hex, quality) == _reference(grey)
