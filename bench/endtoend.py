@@ -18,6 +18,7 @@ from bench.corpus import Sample
 from bench.report import Report, percentile_ms, steady_rate
 from gate.hashing.hasher import Hasher, hash_bytes
 from gate.hashing.options import HashOptions
+from tests.support.boot import GateProcess
 
 MB = 1_000_000
 
@@ -226,7 +227,7 @@ def run(report: Report, photos: list[Sample], quick: bool) -> None:
 
 
 def _interleaved(
-    up: str, g: procs.Gate, files: list[str], c: int, total: int, hashing: list[float] | None
+    up: str, g: GateProcess, files: list[str], c: int, total: int, hashing: list[float] | None
 ) -> dict[str, dict[str, float]]:
     """Direct and through-the-gate uploads in alternating blocks, so that a busy spell on a shared
     machine falls on both alike. With ``hashing`` (concurrency 1), one-core hashing times (best of
@@ -325,7 +326,7 @@ def _passthrough(report: Report, up: str, gate_url: str, quick: bool) -> None:
     )
 
 
-def _memory(report: Report, g: procs.Gate, files: list[str], big: str, quick: bool) -> None:
+def _memory(report: Report, g: GateProcess, files: list[str], big: str, quick: bool) -> None:
     table = report.table(
         "Gate memory: peak RSS of the gate process and its hashing workers (Postgres excluded)",
         ["load", "idle MB", "peak MB", "answers"],

@@ -6,18 +6,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tests.support import boot
+from tests.support.boot import GateProcess
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,12 +46,6 @@ action = "reject"
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def upstream() -> Iterator[str]:
     proc = subprocess.Popen(
@@ -76,72 +71,32 @@ def _bank(path: Path, n: int) -> None:
     path.write_text("".join(rows))
 
 
-@dataclass
-class Gate:
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-
 @contextlib.contextmanager
 def gate(
     upstream_url: str, *, workers: int = 1, bank_size: int = 10_000, env: dict[str, str] | None = None
-) -> Iterator[Gate]:
+) -> Iterator[GateProcess]:
+    """``python -m gate serve`` as the tests start it (tests.support.boot), on the embedded Postgres and
+    the gate's own hashing pool size, once /readyz says ready."""
     with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
         root = Path(tmp)
         (root / "banks").mkdir()
         _bank(root / "banks" / "banned.csv", bank_size)
         (root / "policy.toml").write_text(POLICY)
-        port = free_port()
-        settings = {
-            "GATE_LISTEN": f"127.0.0.1:{port}",
-            "GATE_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
-            "GATE_UPSTREAM": upstream_url,
-            "GATE_POLICY": str(root / "policy.toml"),
-            "GATE_BANKS_DIR": str(root / "banks"),
-            "GATE_DATA_DIR": str(root / "var"),
-            # The load generator is every client at once, all from loopback: no per-address limit.
-            "GATE_MAX_UPLOADS_PER_IP": "0",
-        }
-        full_env = {**os.environ, **settings, **(env or {})}
-        log = root / "gate.log"
-        args = [sys.executable, "-m", "gate", "serve"] + (["--workers", str(workers)] if workers > 1 else [])
-        with log.open("wb") as out:
-            proc = subprocess.Popen(args, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_ready(proc, url, log, workers)
-            yield Gate(proc, url, log)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, workers: int) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the gate exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/xrpc/_health", timeout=2) as resp:
-                # Every worker listening (each logs it), else the first takes all the connections.
-                up = log.read_bytes().count(b"gate listening on") - (1 if workers > 1 else 0)
-                if resp.status == 200 and up >= workers:
-                    time.sleep(1.0)  # hash worker processes finish importing
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("the gate did not become ready")
+        settings = boot.gate_env(
+            upstream_url,
+            "",
+            root / "policy.toml",
+            root / "banks",
+            root / "var",
+            evidence_key=None,
+            hash_workers=None,
+        )
+        # The load generator is every client at once, all from loopback: no per-address limit.
+        settings |= {"GATE_MAX_UPLOADS_PER_IP": "0", **(env or {})}
+        args = ["serve"] + (["--workers", str(workers)] if workers > 1 else [])
+        with boot.running(settings, root, args=args, ready=True) as running:
+            time.sleep(1.0)  # hash worker processes finish importing
+            yield running
 
 
 def load(job: dict[str, Any]) -> dict[str, Any]:

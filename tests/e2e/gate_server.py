@@ -1,4 +1,5 @@
-"""The gate as operators run it: ``python -m gate serve`` with GATE_* settings, a policy and banks.
+"""The gate as operators run it (``tests.support.boot``: ``python -m gate serve``) with GATE_* settings, a
+policy and banks.
 
 The test policy uses its own XRPC error names, so a refusal seen by the SDK can only have come from
 this policy; the banks are built with ``python -m gate hash`` (the gate's own hashing).
@@ -6,9 +7,7 @@ this policy; the banks are built with ``python -m gate hash`` (the gate's own ha
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e.procs import LOOPBACK, Proc, free_port
+from tests.support import boot
+from tests.support.boot import GateProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,22 +91,28 @@ def bank_rows(path: Path) -> list[str]:
 
 @dataclass
 class Gate:
-    proc: Proc
-    port: int
-    metrics_port: int
+    proc: GateProcess
     env: dict[str, str] = field(repr=False)
     admin_token: str = field(default="", repr=False)  # an admin review token (upload-gate admin token add)
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return self.proc.url
+
+    @property
+    def port(self) -> int:
+        return self.proc.port
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.metrics_port}"
+        return self.proc.admin_url
+
+    @property
+    def metrics_port(self) -> int:
+        return self.proc.admin_port
 
     def stop(self) -> None:
-        self.proc.stop(timeout=30)  # the gate stops its embedded Postgres on the way out
+        self.proc.stop(timeout=30, check=False)  # the gate stops its embedded Postgres on the way out
         shutil.rmtree(self.env["GATE_DATA_DIR"], ignore_errors=True)
 
     def decisions(self, cid: str) -> list[dict[str, object]]:
@@ -139,31 +145,19 @@ def start(
     # embedded server runs as another user that needs o+x on every parent, and every pytest run on the
     # machine resets /tmp/pytest-of-<user> to 0700.
     data_dir = Path(tempfile.mkdtemp(prefix="upload-gate-e2e-"))
-    port, metrics_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATE_") and k != "DATABASE_URL"}
-    env |= {
-        "GATE_LISTEN": f"{LOOPBACK}:{port}",
-        "GATE_METRICS_LISTEN": f"{LOOPBACK}:{metrics_port}",
-        "GATE_UPSTREAM": upstream,
-        "GATE_DATA_DIR": str(data_dir),
-        "GATE_POLICY": str(policy),
-        "GATE_BANKS_DIR": str(banks_dir),
+    settings = boot.gate_env(upstream, "", policy, banks_dir, data_dir) | {
         "GATE_TRUSTED_PROXIES": "127.0.0.1/32",
-        "GATE_HASH_WORKERS": "1",
-        # The policy quarantines, so the gate needs an evidence key (base64 of 32 bytes).
-        "GATE_EVIDENCE_KEY": base64.b64encode(bytes(range(32))).decode(),
     }
     if pds_admin_password:  # review actions may take accounts down on this PDS
-        env["GATE_PDS_ADMIN_PASSWORD"] = pds_admin_password
-    env |= extra_env or {}
+        settings["GATE_PDS_ADMIN_PASSWORD"] = pds_admin_password
+    settings |= extra_env or {}
+    env = boot.process_env(settings)
     # A review token made the way an operator makes one (in the gate's own embedded Postgres).
     made = gate_command("admin", "token", "add", "e2e-admin", "--role", "admin", env=env)
     assert made.returncode == 0, made.stderr
-    proc = Proc(name, [sys.executable, "-m", "gate", "serve"], root / "gate.log", env=env, cwd=REPO)
-    gate = Gate(proc, port, metrics_port, env, admin_token=made.stdout.strip())
     try:
-        proc.wait_http(f"{gate.metrics_url}/readyz", timeout=90)
+        proc = boot.start(settings, root, ready=True)
     except BaseException:
-        gate.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
         raise
-    return gate
+    return Gate(proc, env, admin_token=made.stdout.strip())

@@ -1,18 +1,16 @@
-"""Fixtures that start the real gate (``gate.serve.run_gate``) on real ports in front of a recording
+"""Fixtures that start the real gate (``tests.support.boot.in_process``) on real ports in front of a recording
 upstream. Each test writes its own policy and banks into a temporary directory."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from gate.serve import RunningGate, run_gate
-from gate.settings import Settings
+from gate.serve import RunningGate
+from tests.support.boot import gate_env, in_process
 from tests.support.policies import RESPONSES
 from tests.support.serving import serving
 from tests.support.upstream import RecordingUpstream
@@ -52,9 +50,6 @@ action = "quarantine"
 """
 )
 
-# A fixed test key (base64 of 32 bytes): tests can open the evidence the gate sealed.
-TEST_EVIDENCE_KEY = base64.b64encode(bytes(range(32))).decode()
-
 
 def write_config(
     tmp_path: Path, policy: str = POLICY, banks: dict[str, str] | None = None
@@ -69,28 +64,10 @@ def write_config(
     return policy_path, banks_dir
 
 
-def gate_env(
-    upstream_url: str, dsn: str, policy_path: Path, banks_dir: Path, data_dir: Path
-) -> dict[str, str]:
-    """A test gate's settings: loopback on any free ports, one hashing worker, the test evidence key
-    (the test policy quarantines)."""
-    return {
-        "GATE_LISTEN": "127.0.0.1:0",
-        "GATE_METRICS_LISTEN": "127.0.0.1:0",
-        "GATE_UPSTREAM": upstream_url,
-        "GATE_POLICY": str(policy_path),
-        "GATE_BANKS_DIR": str(banks_dir),
-        "GATE_DATA_DIR": str(data_dir),
-        "DATABASE_URL": dsn,
-        "GATE_HASH_WORKERS": "1",
-        "GATE_EVIDENCE_KEY": TEST_EVIDENCE_KEY,
-    }
-
-
 def process_env(tmp_path: Path, upstream_url: str, dsn: str) -> dict[str, str]:
-    """The environment of a gate run as operators run it (``python -m gate serve``), its data
+    """The settings of a gate run as operators run it (``boot.gate_process``) on the test policy, its data
     directory ``tmp_path / "var"``."""
-    return {**os.environ, **gate_env(upstream_url, dsn, *write_config(tmp_path), tmp_path / "var")}
+    return gate_env(upstream_url, dsn, *write_config(tmp_path), tmp_path / "var")
 
 
 GateFactory = Callable[..., Awaitable[RunningGate]]
@@ -122,13 +99,11 @@ async def start_gate(
             started += 1
             policy_path, banks_dir = write_config(tmp_path, policy, banks)
             data_dir = tmp_path / f"var{started}"
-            settings = Settings.from_env(
-                {
-                    **gate_env(upstream[1], fresh_dsn, policy_path, banks_dir, data_dir),
-                    "GATE_RELOAD_INTERVAL": "0.2",
-                    **env,
-                }
-            )
-            return await stack.enter_async_context(run_gate(settings))
+            settings = {
+                **gate_env(upstream[1], fresh_dsn, policy_path, banks_dir, data_dir),
+                "GATE_RELOAD_INTERVAL": "0.2",
+                **env,
+            }
+            return await stack.enter_async_context(in_process(settings))
 
         yield start

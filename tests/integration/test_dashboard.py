@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,9 +22,9 @@ from gate.hashing.hasher import hash_bytes
 from gate.hashing.options import HashOptions
 from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import OTHER_PDQ
-from tests.integration.conftest import gate_env, write_config
+from tests.integration.conftest import write_config
 from tests.support import images
-from tests.support.gate_process import GateProcess, gate_process
+from tests.support.boot import GateProcess, gate_env, gate_process
 from tests.support.policies import RESPONSES
 from tests.support.prometheus import Prometheus, prometheus
 from tests.support.tokens import ALICE_BEARER
@@ -129,7 +128,6 @@ async def gate(
         "watch": f"sha256,{sha(WATCHED)},x",
     }
     env = {
-        **os.environ,
         **gate_env(upstream[1], fresh_dsn, *write_config(tmp_path, POLICY, banks), tmp_path / "var"),
         "GATE_HMA_URL": hma.url,
         "GATE_MAX_UPLOADS_PER_IP": "0",

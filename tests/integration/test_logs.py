@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.integration.conftest import process_env
-from tests.support.gate_process import gate_process
+from tests.support.boot import gate_process
 from tests.support.images import encode, photo
 from tests.support.postgres import server_dir
 from tests.support.upstream import RecordingUpstream

@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,24 +20,13 @@ from gate.store.spool import Spool
 from tests.integration.conftest import process_env
 from tests.integration.store import records as R
 from tests.integration.store.conftest import fetch_rows
+from tests.support.boot import gate_process
 from tests.support.images import encode, photo
 from tests.support.upstream import RecordingUpstream
 
-ROOT = Path(__file__).resolve().parents[2]
 LISTENING = re.compile(rb"gate listening on 127\.0\.0\.1:(\d+) with 2 workers \(pids \[(\d+), (\d+)\]\)")
 WORKER_UP = re.compile(rb"INFO \[(\d+)\] gate gate listening on 127\.0\.0\.1:(\d+)")
 DECISION = re.compile(rb"INFO \[(\d+)\] gate\.decisions decision (\{.*\})")
-
-
-async def _wait_for(log: Path, pattern: re.Pattern[bytes], proc: subprocess.Popen[bytes]) -> re.Match[bytes]:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        found = pattern.search(log.read_bytes())
-        if found:
-            return found
-        assert proc.poll() is None, log.read_text()
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not logged: {pattern.pattern!r}\n{log.read_text()}")
 
 
 async def _upload(url: str, body: bytes) -> int:
@@ -82,25 +68,15 @@ async def test_two_workers_share_one_port(
     left.append([record_to_row(r) for r in records])
     left.close()
     stranded = {uuid.UUID(hex=r.id) for r in records}
-    log = tmp_path / "gate.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gate", "serve", "--workers", "2"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        listening = await _wait_for(log, LISTENING, proc)
+    async with gate_process(env, tmp_path, args=("serve", "--workers", "2")) as gate:
+        # Every worker listens by now (the helper waits for each one's line), all on one port.
+        log = gate.stderr
+        listening = LISTENING.search(log.read_bytes())
+        assert listening is not None, gate.log()
         port, pids = int(listening[1]), {int(listening[2]), int(listening[3])}
-        url = f"http://127.0.0.1:{port}"
-        # Both workers listening (each logs it): before that, the kernel gives every connection to one.
-        deadline = time.monotonic() + 90
-        while {int(pid) for pid, _ in WORKER_UP.findall(log.read_bytes())} != pids:
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
-            await asyncio.sleep(0.1)
-        assert {int(p) for _, p in WORKER_UP.findall(log.read_bytes())} == {port}
+        url = gate.url
+        assert {int(pid) for pid, _ in WORKER_UP.findall(log.read_bytes())} == pids
+        assert {int(p) for _, p in WORKER_UP.findall(log.read_bytes())} == {port} == {gate.port}
         await _ready(url)
         body = encode(photo("coffee.png").resize((300, 200)), "PNG")
         statuses = await asyncio.gather(*(_upload(url, body) for _ in range(24)))
@@ -120,9 +96,7 @@ async def test_two_workers_share_one_port(
         while not stranded <= {r["id"] for r in await fetch_rows(fresh_dsn)}:
             assert time.monotonic() < deadline, log.read_text()
             await asyncio.sleep(0.1)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=90)
+        code = gate.stop(90)
     assert code == 0, log.read_text()
     for pid in pids:
         assert (

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gate import package_version
 from gate.cli import build_parser
+from tests.support import boot
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -29,13 +30,7 @@ def test_every_command_answers_help() -> None:
 
 
 def test_serve_refuses_bad_settings_with_a_clear_message() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "gate", "serve"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"GATE_LISTEN": "nowhere", "PATH": "/usr/bin:/bin"},
-    )
+    result = boot.refused({"GATE_LISTEN": "nowhere"})
     assert result.returncode == 2
     assert "GATE_LISTEN='nowhere'" in result.stderr and result.stdout == ""
 
@@ -49,7 +44,6 @@ def test_serve_refuses_an_invalid_policy_with_its_key_path(tmp_path: object) -> 
     banks = tmp_path / "banks"
     banks.mkdir()
     env = {
-        "PATH": "/usr/bin:/bin",
         "GATE_POLICY": str(policy),
         "GATE_BANKS_DIR": str(banks),
         "GATE_DATA_DIR": str(tmp_path / "var"),
@@ -57,21 +51,13 @@ def test_serve_refuses_an_invalid_policy_with_its_key_path(tmp_path: object) -> 
         "GATE_METRICS_LISTEN": "127.0.0.1:0",
         "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "gate", "serve"], capture_output=True, text=True, timeout=60, env=env
-    )
+    result = boot.refused(env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "on_matcher_error" in result.stderr and "invalid" in result.stderr and result.stdout == ""
 
 
 def test_a_bad_log_level_is_a_settings_error_not_a_traceback() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "gate", "serve"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"GATE_LOG_LEVEL": "verbose", "PATH": "/usr/bin:/bin"},
-    )
+    result = boot.refused({"GATE_LOG_LEVEL": "verbose"})
     assert result.returncode == 2
     assert result.stdout == ""
     assert "Traceback" not in result.stderr

@@ -6,7 +6,6 @@ GET /status still says I-AM-ALIVE."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,8 @@ import aiohttp
 import pytest
 
 from tests.fakes.hma import FakeHma
-from tests.integration.conftest import gate_env, write_config
-from tests.support.gate_process import GateProcess, gate_process
+from tests.integration.conftest import write_config
+from tests.support.boot import GateProcess, gate_env, gate_process
 from tests.support.images import jpeg
 from tests.support.policies import RESPONSES
 from tests.support.scrape import sample
@@ -58,7 +57,6 @@ async def gate(
     tmp_path: Path, upstream: tuple[RecordingUpstream, str], fresh_dsn: str, hma: FakeHma
 ) -> AsyncIterator[GateProcess]:
     env = {
-        **os.environ,
         **gate_env(upstream[1], fresh_dsn, *write_config(tmp_path, POLICY), tmp_path / "var"),
         "GATE_HMA_URL": hma.url,
         "GATE_HMA_STATUS_INTERVAL": "60",  # a poller this slow would leave /readyz a minute behind

@@ -19,7 +19,8 @@ from gate.quarantine.keys import Keyring
 from gate.store.evidence import Evidence
 from gate.store.pool import Pool
 from gate.store.purge import purge
-from tests.integration.conftest import POLICY, TEST_EVIDENCE_KEY, GateFactory
+from tests.integration.conftest import POLICY, GateFactory
+from tests.support.boot import TEST_EVIDENCE_KEY
 
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"
 ITEMS = "/admin/api/items"

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from tests.integration.conftest import process_env
-from tests.support.gate_process import gate_process
+from tests.support.boot import gate_process
 from tests.support.raw_http import closed_by_peer, read_response, request_head, start_upload
 from tests.support.scrape import sample
 from tests.support.upstream import RecordingUpstream

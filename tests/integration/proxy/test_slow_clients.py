@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.integration.conftest import GateFactory, process_env
-from tests.support.gate_process import gate_process
+from tests.support.boot import gate_process
 from tests.support.raw_http import read_response, start_upload
 from tests.support.scrape import sample
 from tests.support.upstream import RecordingUpstream

@@ -6,9 +6,7 @@ import asyncio
 import base64
 import hashlib
 import logging
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -20,8 +18,9 @@ from gate.store.evidence import Evidence
 from gate.store.item import EvidenceState
 from gate.store.pool import Pool
 from gate.store.retention import Retention
-from tests.integration.conftest import POLICY, TEST_EVIDENCE_KEY, GateFactory
-from tests.support import images
+from tests.integration.conftest import POLICY, GateFactory
+from tests.support import boot, images
+from tests.support.boot import TEST_EVIDENCE_KEY
 from tests.support.tokens import ALICE_BEARER
 from tests.support.upstream import RecordingUpstream, cid_of
 
@@ -135,17 +134,15 @@ def serve(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
     for name in ("blocklist", "review", "allowlist"):
         (tmp_path / "banks" / f"{name}.csv").write_text("\n")
     (tmp_path / "policy.toml").write_text(POLICY)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATE_", "DATABASE_URL"))}
-    env.update(GATE_POLICY=str(tmp_path / "policy.toml"), GATE_BANKS_DIR=str(tmp_path / "banks"),
-               GATE_DATA_DIR=str(tmp_path / "var"), GATE_LISTEN="127.0.0.1:0", GATE_METRICS_LISTEN="127.0.0.1:0",
-               **extra)  # fmt: skip
-    return subprocess.run(
-        [sys.executable, "-m", "gate", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    return boot.refused(
+        {
+            "GATE_POLICY": str(tmp_path / "policy.toml"),
+            "GATE_BANKS_DIR": str(tmp_path / "banks"),
+            "GATE_DATA_DIR": str(tmp_path / "var"),
+            "GATE_LISTEN": "127.0.0.1:0",
+            "GATE_METRICS_LISTEN": "127.0.0.1:0",
+            **extra,
+        }
     )
 
 

@@ -20,7 +20,7 @@ import asyncpg
 
 from gate.store.embedded import EmbeddedPostgres
 from tests.integration.conftest import process_env
-from tests.support.gate_process import GateProcess, gate_process
+from tests.support.boot import GateProcess, gate_process
 from tests.support.images import noise_png
 from tests.support.postgres import server_dir
 from tests.support.upstream import RecordingUpstream

@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,11 +20,11 @@ from gate.store.rows import record_to_row
 from gate.store.spool import Spool
 from gate.workers import gather_orphans
 from tests.integration.conftest import process_env
+from tests.support.boot import gate_process
 
 from . import records as R
 from .conftest import fetch_rows
 
-ROOT = Path(__file__).resolve().parents[3]
 MAX = 1 << 30
 
 
@@ -113,24 +110,17 @@ async def test_a_gate_started_with_fewer_workers_replays_what_the_others_spooled
     data = tmp_path / "var"
     stranded = _spool(data / "workers" / "1" / "spool", range(7))
     env = process_env(tmp_path, "http://127.0.0.1:9", fresh_dsn)  # no upstream: none is needed
-    log = tmp_path / "gate.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gate", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
+    async with gate_process(env, tmp_path) as gate:
         deadline = time.monotonic() + 90
         landed: set[str] = set()
         while landed != set(stranded):
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline and gate.proc.poll() is None, gate.log()
             await asyncio.sleep(0.2)
             try:
                 landed = {str(r["id"]) for r in await fetch_rows(fresh_dsn)}
             except asyncpg.UndefinedTableError:  # the gate has not migrated the fresh database yet
                 continue
         assert {uuid.UUID(i) for i in landed} == {uuid.UUID(i) for i in stranded}
-        assert b"moved 7 unreplayed decisions" in log.read_bytes()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=90)
-    assert code == 0, log.read_text()
+        assert "moved 7 unreplayed decisions" in gate.log()
+        code = gate.stop(90)
+    assert code == 0, gate.log()
