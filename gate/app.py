@@ -16,7 +16,6 @@ from gate.deps import Deps
 from gate.errors import ShuttingDown, XrpcError
 from gate.pipeline import UploadPipeline
 from gate.proxy.body import BodyLimits, BodyReader
-from gate.proxy.budget import MemoryBudget
 from gate.proxy.drain import Drain
 from gate.proxy.forwarded import resolve
 from gate.proxy.ip_slots import IpSlots
@@ -103,7 +102,7 @@ def create_app(deps: Deps, drain: Drain | None = None) -> web.Application:
         deps.upstream,
         deps.sink,
         body=BodyReader(BodyLimits.from_settings(settings), drain),
-        budget=MemoryBudget(settings.memory_budget_bytes),
+        budget=deps.budget,
         offline=deps.offline,
         evidence=deps.evidence.vault,
         withheld=deps.withheld,

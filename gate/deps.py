@@ -29,6 +29,7 @@ from gate.notify.sink import NotifyingSink
 from gate.notify.webhook import Notifier, NullNotifier, Webhook
 from gate.policy.model import Policy
 from gate.policy.reload import PolicyHolder
+from gate.proxy.budget import MemoryBudget
 from gate.proxy.upstream import Upstream
 from gate.quarantine import service as quarantine
 from gate.quarantine.allowlist import Allowlist
@@ -60,6 +61,8 @@ class Deps:
     policy: PolicyHolder
     judge: Judge  # hash → match → evaluate, for every path that judges bytes
     upstream: Upstream
+    # Bytes held in memory at once across uploads and the API (gate.api): one budget for the process.
+    budget: MemoryBudget
     sink: DecisionSink  # the decision log (and the webhook, when configured)
     database: Database  # Postgres (DATABASE_URL or the embedded one) and the process's one pool
     evidence: Evidence  # sealed evidence of blocked uploads (gate/store/evidence.py)
@@ -112,6 +115,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
             policy=policy,
             judge=Judge(policy, hasher, matchers, cache),
             upstream=upstream,
+            budget=MemoryBudget(settings.memory_budget_bytes),
             sink=sink,
             database=database,
             evidence=evidence,

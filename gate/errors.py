@@ -9,13 +9,19 @@
     │   │   ├── InvalidRequest (400)            malformed body (bad gzip stream, no body at all) or target
     │   │   ├── RequestTimeout (408)            upload body idle too long, or slower than the minimum rate
     │   │   ├── TooManyUploads (429 + Retry-After)   the client IP's concurrent uploads at the limit
-    │   │   └── BlockedUpload (status set by policy)   reject / quarantine answer
+    │   │   ├── BlockedUpload (status set by policy)   reject / quarantine answer
+    │   │   ├── AuthRequired (401)              gate.api.errors: an API call without a known bearer token
+    │   │   ├── Forbidden (403)                 gate.api.errors: a token whose role may not use the API
+    │   │   ├── NotFound (404)                  gate.api.errors: no such API endpoint
+    │   │   ├── MethodNotAllowed (405)          gate.api.errors: the endpoint takes another method
+    │   │   └── RateLimited (429 + Retry-After) gate.api.errors: over the token's API rate
     │   ├── Overloaded (503 + Retry-After)      memory budget for buffered uploads exhausted
     │   │   └── ShuttingDown (503 + Retry-After)    the gate is stopping and the body has not arrived
     │   ├── UpstreamFailure (502)               PDS unreachable
     │   ├── UpstreamTimeout (504)               PDS too slow
     │   ├── LogUnavailable (503)                decision log down and policy says reject
-    │   └── EvidenceUnavailable (503)           evidence could not be stored and policy says "unavailable"
+    │   ├── EvidenceUnavailable (503)           evidence could not be stored and policy says "unavailable"
+    │   └── ApiUnavailable (503 + Retry-After)  gate.api.errors: Postgres cannot authenticate or audit a call
     ├── ConfigError                         something the operator configured is wrong: start-up stops,
     │   │                                   a reload keeps the last good
     │   ├── SettingsError                       gate.settings (also a ValueError)

@@ -296,6 +296,12 @@ _zero(
     REVIEW_ACTIONS,
     ("list", "preview", "reveal", "release", "confirm", "reported", "legal_hold", "legal_hold_lifted"),
 )
+# ---- the hash/match/scan API (gate/api) ----
+API_REQUESTS = Counter(
+    "upload_gate_api_requests_total",
+    "Hash/match/scan API requests (/api/v1) by endpoint and answer: ok, or the XRPC error name.",
+    ["endpoint", "answer"],
+)
 
 # ---- evidence (gate/quarantine) ----
 EVIDENCE_STORED = Counter(

@@ -19,6 +19,8 @@ from aiohttp import web
 
 from gate.admin.health import create_admin_app
 from gate.admin.review_app import create_review_app, install_review, open_review
+from gate.api.routes import install_api
+from gate.api.service import open_api
 from gate.app import create_app
 from gate.deps import Deps, open_deps
 from gate.logging_setup import configure_logging
@@ -92,6 +94,8 @@ async def run_gate(settings: Settings) -> AsyncIterator[RunningGate]:
                 install_review(admin_app, site)
             else:
                 review_app = create_review_app(site)
+            # The hash/match/scan API joins the review site, on a private listener only (gate.api).
+            install_api(review_app if review_app is not None else admin_app, open_api(deps))
             admin = await _start(admin_app, *settings.metrics_listen, stack)
             if review_app is not None and settings.admin_listen is not None:
                 review = await _start(review_app, *settings.admin_listen, stack)
@@ -167,7 +171,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "serve",
         help="run the gate (settings from GATE_* environment variables)",
         description="Run the gate: the public listener (GATE_LISTEN) in front of the PDS (GATE_UPSTREAM), "
-        "and the private one (GATE_METRICS_LISTEN) with /metrics, /healthz, /readyz and the review site. "
+        "and the private one (GATE_METRICS_LISTEN) with /metrics, /healthz, /readyz, the review site and "
+        "the hash/match/scan API (/api/v1). "
         "It stops on an invalid policy or settings with a message saying what to fix; SIGHUP re-reads "
         "the policy, SIGTERM drains in-flight uploads and exits.",
         epilog="""\

@@ -86,6 +86,16 @@ def parse_seconds(raw: str) -> float:
     return value
 
 
+def parse_per_second(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected a number per second, e.g. 10 or 0.5") from None
+    if not value > 0:
+        raise ValueError("expected a number per second > 0")
+    return value
+
+
 def parse_networks(raw: str) -> tuple[IpNetwork, ...]:
     out: list[IpNetwork] = []
     for part in filter(None, (p.strip() for p in raw.split(","))):
@@ -361,6 +371,18 @@ class Settings:
     )
     reveal_seconds: float = env(
         "GATE_REVEAL_SECONDS", parse_seconds, "60", "how long a reviewer's reveal link shows the original"
+    )
+    api_rate: float = env(
+        "GATE_API_RATE",
+        parse_per_second,
+        "10",
+        "hash/match/scan API (/api/v1) requests per second per token, sustained; past it 429",
+    )
+    api_burst: int = env(
+        "GATE_API_BURST",
+        parse_positive_int,
+        "20",
+        "API requests a token may make at once above GATE_API_RATE",
     )
     # ---- the PDS's credentials, checked before a body is read (gate/auth/offline.py) ----
     pds_env_file: Path | None = env(

@@ -107,6 +107,26 @@ class Hashes:
     def is_image(self) -> bool:
         return self.media_type.startswith("image/")
 
+    def to_json(self) -> dict[str, object]:
+        """Every hash and fact, as ``upload-gate hash --json`` prints it and the API answers it."""
+        return {
+            "media_type": self.media_type,
+            "media_types": list(self.media_types),
+            "size": self.size,
+            "sha256": self.sha256,
+            "md5": self.md5,
+            "sha1": self.sha1,
+            "cid": self.cid,
+            "width": self.width,
+            "height": self.height,
+            "frames": self.frames,
+            "pdq": [p.to_json() for p in self.pdq],
+            "phash": self.phash,
+            "dhash": self.dhash,
+            "unhashable": self.unhashable.value if self.unhashable else None,
+            "unhashable_detail": self.unhashable_detail,
+        }
+
     def pdq_origin(self, value: str) -> PdqHash | None:
         """The first of this upload's PDQ hashes equal to ``value`` (identical frames are listed once)."""
         value = value.lower()

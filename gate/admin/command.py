@@ -1,4 +1,4 @@
-"""``upload-gate admin token add NAME --role reviewer|admin`` / ``admin token list`` / ``admin token remove``.
+"""``upload-gate admin token add NAME --role reviewer|admin|service`` / ``admin token list`` / ``admin token remove``.
 
 Tokens live in Postgres (``DATABASE_URL``, or the embedded one of GATE_DATA_DIR — run it where the gate
 runs: ``docker compose exec gate …``, ``kubectl exec deploy/upload-gate -- …``), so a token works on
@@ -60,14 +60,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 examples:
   upload-gate admin token add alice --role reviewer     prints the token once: hand it to alice
   upload-gate admin token add ops --role admin          admins also take down accounts, hold, audit
+  upload-gate admin token add modtool --role service    the hash/match/scan API for another service
   upload-gate admin token list
   upload-gate admin token remove alice"""
     about = (
-        "Who may open the review site: named tokens with a role, kept in Postgres as hashes (so every "
-        "replica knows them), audited when added or removed."
+        "Who may open the review site and the hash/match/scan API: named tokens with a role, kept in "
+        "Postgres as hashes (so every replica knows them), audited when added or removed."
     )
     admin = sub.add_parser(
-        "admin", help="review queue access: reviewer and admin tokens", description=about, epilog=examples
+        "admin", help="access tokens: reviewer, admin and service", description=about, epilog=examples
     )
     admin_sub = admin.add_subparsers(dest="admin_command", required=True, metavar="SUBCOMMAND")
     token = admin_sub.add_parser(
@@ -89,7 +90,8 @@ examples:
         choices=[r.value for r in Role],
         default=Role.REVIEWER.value,
         help="reviewer (default): the queue, previews, release, confirm, reported; admin: also account "
-        "takedowns, legal holds and the audit log",
+        "takedowns, legal holds, the audit log and the API; service: the hash/match/scan API (/api/v1) "
+        "only, for another service",
     )
     add.set_defaults(func=cmd_add)
     ls = token_sub.add_parser(

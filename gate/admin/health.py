@@ -91,7 +91,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_admin_app(deps: Deps) -> web.Application:
-    app = web.Application()
+    # Bodies are decoded by the API's own reader (gate.proxy.body: capped, like uploads), not by aiohttp.
+    app = web.Application(handler_args={"auto_decompress": False})
     app.on_response_prepare.append(no_banner)  # no software version on the private listener either
     app[ADMIN_DEPS] = deps
     app.router.add_get("/metrics", metrics_view)

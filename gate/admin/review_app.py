@@ -35,7 +35,8 @@ def install_review(app: web.Application, site: ReviewSite) -> None:
 
 
 def create_review_app(site: ReviewSite) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)  # forms and small JSON bodies only
+    # Forms and small JSON bodies only; the API's bodies are read (and decoded, capped) by its own reader.
+    app = web.Application(client_max_size=64 * 1024, handler_args={"auto_decompress": False})
     install_review(app, site)
     return app
 

@@ -170,12 +170,13 @@ async def login(request: web.Request) -> web.StreamResponse:
     token = str(form.get("token", "")).strip()
     tokens = site(request).tokens
     try:
-        ok = await tokens.authenticate(token) is not None
+        principal = await tokens.authenticate(token)
     except StoreUnavailable:
         raise web.HTTPServiceUnavailable(
             text="the review database is unavailable; try again shortly"
         ) from None
-    if not ok:
+    if principal is None or not principal.may(Role.REVIEWER):
+        # A service token opens the API only: it never becomes a review-site cookie.
         raise web.HTTPSeeOther("/review/login?failed=1")
     response = web.HTTPSeeOther("/review")
     secure = request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"

@@ -1,12 +1,14 @@
-"""Reviewer and admin bearer tokens, kept in Postgres (table ``review_tokens``) as SHA-256 hashes only.
+"""Reviewer, admin and service bearer tokens, kept in Postgres (table ``review_tokens``) as SHA-256 hashes only.
 
-``upload-gate admin token add NAME --role reviewer`` creates a token, stores its hash and prints the
+``upload-gate admin token add NAME --role reviewer|admin|service`` creates a token, stores its hash and prints the
 token once; ``remove`` revokes it at once. Postgres, because every replica must accept the same tokens
 and a restart must keep them (they used to be a file in GATE_DATA_DIR: an ``emptyDir`` on Kubernetes,
 a different file behind every replica). A tokens file from those days (``GATE_ADMIN_TOKENS``, default
 ``GATE_DATA_DIR/admin-tokens``) is imported once at start-up and renamed ``*.imported``.
 
-Trust boundary: whoever holds a token can see quarantined material (blurred) and reveal it. Tokens are
+Trust boundary: whoever holds a reviewer token can see quarantined material (blurred) and reveal it; a
+service token opens the hash/match/scan API (``gate.api``) and nothing of the review site — it can ask
+whether bytes are banked, a reviewer cannot, and neither role implies the other. Tokens are
 256 random bits; only their hash is stored, so the table (or a database backup) leaks nothing usable. A
 lookup by hash (not a compare loop) means timing reveals nothing about other tokens.
 """
@@ -34,7 +36,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 class Role(StrEnum):
     REVIEWER = "reviewer"  # the queue, previews, reveal, release, confirm, mark reported
-    ADMIN = "admin"  # all of the above, plus account takedowns on the PDS and the audit log
+    ADMIN = "admin"  # all of the above, plus account takedowns on the PDS and the audit log, and the API
+    SERVICE = "service"  # the hash/match/scan API for other services (gate.api), and nothing else
 
 
 class TokenError(ConfigError, ValueError):
@@ -49,7 +52,8 @@ class Principal:
     role: Role
 
     def may(self, needed: Role) -> bool:
-        return self.role is Role.ADMIN or needed is Role.REVIEWER
+        """Admin may do everything; a reviewer what reviewers do; a service what services do."""
+        return self.role is Role.ADMIN or self.role is needed
 
 
 def token_hash(token: str) -> str:
@@ -68,7 +72,7 @@ def parse_legacy_file(text: str, path: Path) -> list[tuple[str, Role, str]]:
         if len(parts) < 3 or not parts[2].startswith("sha256:") or len(parts[2]) != 71:
             raise TokenError(f"{path}:{lineno}: expected NAME ROLE sha256:HEX [CREATED]")
         name, role, digest = parts[0], parts[1], parts[2].removeprefix("sha256:").lower()
-        if role not in Role.__members__.values():
+        if role not in (Role.REVIEWER, Role.ADMIN):  # files predate the service role
             raise TokenError(f"{path}:{lineno}: role must be reviewer or admin, not {role!r}")
         if name in names or not _NAME.match(name) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise TokenError(f"{path}:{lineno}: duplicate or malformed name or hash")

@@ -73,24 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def to_json(path: Path, hashes: Hashes) -> dict[str, object]:
-    return {
-        "file": str(path),
-        "media_type": hashes.media_type,
-        "media_types": list(hashes.media_types),
-        "size": hashes.size,
-        "sha256": hashes.sha256,
-        "md5": hashes.md5,
-        "sha1": hashes.sha1,
-        "cid": hashes.cid,
-        "width": hashes.width,
-        "height": hashes.height,
-        "frames": hashes.frames,
-        "pdq": [p.to_json() for p in hashes.pdq],
-        "phash": hashes.phash,
-        "dhash": hashes.dhash,
-        "unhashable": hashes.unhashable.value if hashes.unhashable else None,
-        "unhashable_detail": hashes.unhashable_detail,
-    }
+    return {"file": str(path), **hashes.to_json()}
 
 
 def to_text(path: Path, hashes: Hashes, *, first: bool) -> str:
