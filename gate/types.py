@@ -199,6 +199,28 @@ class Decision:
     full_scan: bool = True  # False when forwarded without a full scan (matcher failure, unscannable...)
     notes: tuple[str, ...] = field(default=())
 
+    def to_json(self) -> dict[str, object]:
+        """The decision as the API answers it (the decision log's row has the same facts, flattened)."""
+        shadow = self.shadow
+        return {
+            "verdict": self.verdict.value,
+            "rule": self.rule,
+            "reason": self.reason,
+            "matches": [m.to_json() for m in self.matches],
+            "all_matches": [m.to_json() for m in self.all_matches],
+            "shadow": None
+            if shadow is None
+            else {
+                "verdict": shadow.verdict.value,
+                "rule": shadow.rule,
+                "matches": [m.to_json() for m in shadow.matches],
+            },
+            "shadow_only": self.shadow_only,
+            "full_scan": self.full_scan,
+            "notes": list(self.notes),
+            "policy_version": self.policy_version,
+        }
+
     @property
     def shadow_only(self) -> bool:
         """True when a shadow rule would have acted more severely than the verdict that was applied."""

@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +20,8 @@ from gate.errors import InvalidRequest, PayloadTooLarge
 from gate.proxy.body import BodyReader
 from gate.proxy.budget import Reservation
 from gate.signals import SIGNALS, SignalType
-from gate.types import Hashes, PdqHash
+from gate.store.query import Filters, parse_when
+from gate.types import DecisionSource, Hashes, PdqHash, Verdict
 
 # Standard base64 with its padding: what every language's encoder writes.
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
@@ -168,3 +170,66 @@ def _hash(signal: SignalType, value: object, where: str) -> str:
     if problem is not None:
         raise InvalidRequest(f"{where}: {problem}")
     return text
+
+
+# GET /api/v1/decisions: the CLI's filters, each checked as the document describes it.
+DURATION = r"^[0-9]{1,6}(\.[0-9]{1,3})?[smhdw]$"
+_DURATION = re.compile(DURATION)
+TEXT = "^[^\\u0000]{1,200}$"  # Postgres text: no NUL
+_TEXT = re.compile(TEXT)
+SHA256 = "^[0-9a-fA-F]{64}$"
+MAX_LIMIT = 1000
+DECISION_FILTERS = ("since", "until", "verdict", "source", "did", "cid", "sha256", "rule", "shadow", "limit")
+# Never answered: the uploader's address is the operator's to see (upload-gate decisions), not a service's.
+WITHHELD_COLUMNS = frozenset({"client_ip"})
+
+
+def decision_filters(query: Mapping[str, str]) -> Filters:
+    def text(name: str, pattern: re.Pattern[str] = _TEXT) -> str | None:
+        value = query.get(name)
+        if value is not None and not pattern.match(value):
+            raise InvalidRequest(f"{name}: not a valid value")
+        return value
+
+    def choice(name: str, allowed: tuple[str, ...]) -> str | None:
+        value = query.get(name)
+        if value is not None and value not in allowed:
+            raise InvalidRequest(f"{name} must be one of {', '.join(allowed)}")
+        return value
+
+    raw_limit = query.get("limit", "50")
+    if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    return Filters(
+        since=when(query.get("since"), "since"),
+        until=when(query.get("until"), "until"),
+        verdict=choice("verdict", tuple(Verdict)),
+        source=choice("source", tuple(DecisionSource)),
+        did=text("did"),
+        cid=text("cid"),
+        sha256=text("sha256", re.compile(SHA256)),
+        rule=text("rule"),
+        shadow=flag(query, "shadow"),
+        limit=int(raw_limit),
+    )
+
+
+def when(raw: str | None, name: str) -> datetime | None:
+    """A duration (``30m``, ``24h``, ``7d``: that long ago) or an RFC 3339 date-time."""
+    if raw is None:
+        return None
+    if _DURATION.match(raw):
+        return parse_when(raw)
+    try:
+        value = datetime.fromisoformat(raw.upper())
+    except ValueError:
+        raise InvalidRequest(
+            f"{name} must be a duration like 30m, 24h, 7d or an RFC 3339 date-time"
+        ) from None
+    if value.tzinfo is None or "T" not in raw.upper():
+        raise InvalidRequest(f"{name}: an RFC 3339 date-time has a time and a zone (Z or ±hh:mm)")
+    return value
+
+
+def decision_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in WITHHELD_COLUMNS}

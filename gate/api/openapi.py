@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from gate.api import spec
+from gate.api import decision_schemas, schemas, spec
 
 DESCRIPTION = """\
 The JSON APIs of upload-gate's admin listener (GATE_ADMIN_LISTEN, else GATE_METRICS_LISTEN): never \
@@ -55,7 +55,7 @@ def document() -> dict[str, Any]:
                     "description": "a token from `upload-gate admin token add NAME --role service`",
                 }
             },
-            "schemas": spec.SCHEMAS,
+            "schemas": {**schemas.SCHEMAS, **decision_schemas.SCHEMAS},
             "responses": spec.RESPONSES,
             "headers": spec.HEADERS,
         },

@@ -2,6 +2,8 @@
 
 POST /api/v1/hash           bytes → every hash, as ``upload-gate hash`` prints them
 POST /api/v1/match          hashes → matches in the local banks and HMA, looked up as the policy asks
+POST /api/v1/scan           bytes, or a blob the PDS stores → the decision under the policy in force
+GET  /api/v1/decisions      the decision log, filtered as ``upload-gate decisions`` filters it
 GET  /api/v1/openapi.json   the OpenAPI 3.1 document of this API and the review API (no token needed)
 """
 
@@ -11,16 +13,31 @@ import dataclasses
 
 from aiohttp import web
 
+from gate.api.errors import ApiUnavailable
 from gate.api.guard import api_errors, authorize
-from gate.api.inputs import flag, is_json, match_hashes, read_bytes, read_json
+from gate.api.inputs import (
+    DECISION_FILTERS,
+    BlobRef,
+    decision_filters,
+    decision_row,
+    flag,
+    is_json,
+    match_hashes,
+    read_bytes,
+    read_json,
+    read_subject,
+)
 from gate.api.openapi import DOCUMENT_BYTES
 from gate.api.service import API, Api
 from gate.errors import InvalidRequest, UnsupportedMediaType
 from gate.hashing.options import HashOptions
-from gate.judge import match_all
+from gate.judge import Context, match_all
 from gate.proxy.budget import Reservation
+from gate.record import DecisionRecord, new_decision_id
 from gate.signals import SIGNALS, SignalType
-from gate.types import Hashes
+from gate.store.pool import StoreUnavailable
+from gate.store.query import fetch_decisions
+from gate.types import DecisionSource, Hashes, Uploader
 
 
 async def hash_view(request: web.Request) -> web.Response:
@@ -79,6 +96,72 @@ async def match_view(request: web.Request) -> web.Response:
     )
 
 
+async def scan_view(request: web.Request) -> web.Response:
+    api = request.app[API]
+    who = await authorize(request, api)
+    record = flag(request.query, "record")
+    if record and not api.sink.accepting():
+        raise ApiUnavailable("the decision log is not accepting records; nothing was judged")
+    context = Context(source=DecisionSource.API)
+    reservation = Reservation(api.budget)
+    try:
+        subject = await read_subject(request, api, reservation)
+        if isinstance(subject, BlobRef):
+            blob: BlobRef | None = subject
+            body = await api.blobs.get(subject.did, subject.cid, reservation)
+        else:
+            blob, body = None, subject
+        context.timer.lap("read")
+        judged = await api.judge.judge(body, context)
+    finally:
+        reservation.release()
+    decision, hashes = judged.decision, judged.hashes
+    recorded = new_decision_id() if record else None
+    detail = {"verdict": decision.verdict.value, "rule": decision.rule, "recorded": recorded}
+    if blob is not None:
+        detail |= {"did": blob.did, "cid": blob.cid}
+    await api.audited(who, "api_scan", hashes.sha256, detail)
+    if recorded is not None:
+        api.sink.submit(
+            DecisionRecord(
+                id=recorded,
+                time=DecisionRecord.now(),
+                source=DecisionSource.API,
+                client_ip=None,  # the caller is a service, not an uploader
+                # A stored blob is the repo's (the PDS's own word); bytes sent to the API are nobody's.
+                uploader=Uploader(blob.did, "repo", verified_how="repo") if blob else Uploader(None, "none"),
+                declared_type=None if blob or is_json(request) else request.content_type,
+                hashes=hashes,
+                decision=decision,
+                verdict=decision.verdict,
+                timings_ms=dict(context.timer.stages),
+                cached=judged.cached,
+            )
+        )
+    return web.json_response(
+        {
+            "decision": decision.to_json(),
+            "hashes": hashes.to_json(),
+            "cached": judged.cached,
+            "recorded": recorded,
+        }
+    )
+
+
+async def decisions_view(request: web.Request) -> web.Response:
+    api = request.app[API]
+    who = await authorize(request, api)
+    filters = decision_filters(request.query)
+    try:
+        async with api.pool.transaction() as conn:
+            rows = await fetch_decisions(conn, filters)
+    except StoreUnavailable:
+        raise ApiUnavailable("the decision log cannot be read now; retry shortly") from None
+    asked = {k: v for k, v in request.query.items() if k in DECISION_FILTERS}
+    await api.audited(who, "api_decisions", None, {"filters": asked, "rows": len(rows)})
+    return web.json_response({"decisions": [decision_row(r) for r in rows]})
+
+
 async def openapi_view(request: web.Request) -> web.Response:
     return web.Response(body=DOCUMENT_BYTES, content_type="application/json")
 
@@ -87,7 +170,14 @@ def install_api(app: web.Application, api: Api) -> None:
     """The API's routes and error handling on an admin-listener application (never the public one)."""
     app[API] = api
     app.middlewares.append(api_errors)
+
+    async def close(app: web.Application) -> None:
+        await api.blobs.close()
+
+    app.on_cleanup.append(close)
     r = app.router
     r.add_post("/api/v1/hash", hash_view)
     r.add_post("/api/v1/match", match_view)
+    r.add_post("/api/v1/scan", scan_view)
+    r.add_get("/api/v1/decisions", decisions_view)
     r.add_get("/api/v1/openapi.json", openapi_view)

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from gate.admin.tokens import Principal, TokenStore
+from gate.api.blobs import PdsBlobs
 from gate.api.errors import ApiUnavailable
 from gate.api.rate import RateLimit
 from gate.deps import Deps
@@ -37,6 +38,7 @@ class Api:
     audit: Audit
     pool: Pool
     rate: RateLimit
+    blobs: PdsBlobs  # stored blobs, for scans by {did, cid}
 
     async def audited(self, who: Principal, action: str, subject: str | None, detail: dict[str, Any]) -> None:
         """The call's audit row, written before it is answered; 503 (and no answer) when it cannot be."""
@@ -64,4 +66,10 @@ def open_api(deps: Deps) -> Api:
         audit=Audit(pool),
         pool=pool,
         rate=RateLimit(settings.api_rate, settings.api_burst),
+        blobs=PdsBlobs(
+            settings.upstream,
+            max_bytes=settings.max_upload_bytes,
+            admin_password=settings.pds_admin_password,
+            timeout=settings.upstream_timeout,
+        ),
     )

@@ -1,185 +1,22 @@
-"""The OpenAPI 3.1 description of ``/api/v1``: its schemas and paths, as data. ``gate.api.openapi`` puts
-it together with the review API's; the endpoints (``gate.api.routes``, ``gate.api.inputs``) answer as
-it says, and the schemathesis run in the tests holds them to it."""
+"""The OpenAPI 3.1 operations of ``/api/v1`` and their answers, as data. ``gate.api.openapi`` puts them
+together with the schemas (``gate.api.schemas``, ``gate.api.decision_schemas``) and the review API's; the
+endpoints (``gate.api.routes``, ``gate.api.inputs``) answer as they say, and the schemathesis run in the
+tests holds them to it."""
 
 from __future__ import annotations
 
-from typing import Any
+from gate.api.inputs import DURATION, MAX_LIMIT, SHA256
+from gate.api.inputs import TEXT as TEXT_PATTERN
+from gate.api.schemas import Schema, ref
+from gate.types import DecisionSource, Verdict
 
-from gate.api.inputs import BASE64, MAX_PDQ
-from gate.signals import SignalType
-from gate.types import Unhashable, Variant
-
-Schema = dict[str, Any]
-
-
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def hexes(digits: int, what: str) -> Schema:
-    return {"type": "string", "pattern": f"^[0-9a-fA-F]{{{digits}}}$", "description": what}
-
-
-def closed(properties: dict[str, Schema], *, required: tuple[str, ...] | None = None, **more: Any) -> Schema:
-    """An object with exactly these properties (all required unless ``required`` says which)."""
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties if required is None else required),
-        "additionalProperties": False,
-        **more,
-    }
-
-
-# A CIDv1, raw codec, sha2-256, base32: "bafkrei", then 52 characters whose first carries two bits of the
-# multihash length (so a-h) and whose last ends in two zero bits of padding.
-CID = {
-    "type": "string",
-    "pattern": "^bafkrei[a-h][a-z2-7]{50}[aeimquy4]$",
-    "description": "a CIDv1 (raw, sha2-256, base32): what the PDS stores a blob under",
-    "examples": ["bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"],
+WHEN: Schema = {
+    "anyOf": [
+        {"type": "string", "pattern": DURATION},
+        {"type": "string", "format": "date-time"},
+    ]
 }
-PDQ_HEX = {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "a PDQ hash, 64 hex digits"}
-
-SCHEMAS: dict[str, Schema] = {
-    "Error": closed(
-        {
-            "error": {"type": "string", "description": "the XRPC error name, e.g. InvalidRequest"},
-            "message": {"type": "string", "description": "what went wrong, for a person"},
-        },
-        description="Every error answer, as XRPC (the AT Protocol's HTTP API) writes them.",
-    ),
-    "Base64Body": closed(
-        {
-            "data": {
-                "type": "string",
-                "pattern": BASE64,
-                "minLength": 4,
-                "contentEncoding": "base64",
-                "description": "the bytes (at least one), in standard base64 with padding",
-            }
-        },
-        description="Bytes for clients that can only send JSON (a third larger than sending them as is).",
-    ),
-    "PdqHash": closed(
-        {
-            "hash": PDQ_HEX,
-            "quality": {"type": "integer", "minimum": 0, "maximum": 100, "description": "PDQ's quality"},
-            "transform": {
-                "type": "string",
-                "description": "the rotation or mirror image of the stored pixels it is the hash of",
-            },
-            "frame": {"type": "integer", "minimum": 0, "description": "animation frame, page or size"},
-            "variant": {
-                "enum": [v.value for v in Variant],
-                "description": "why it was computed: stored pixels, as displayed (EXIF orientation), a "
-                "dihedral variant, or HMA's own reading of a palette or CMYK picture",
-            },
-        }
-    ),
-    "Hashes": closed(
-        {
-            "media_type": {"type": "string", "description": "the type the bytes are judged as"},
-            "media_types": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "every type the bytes satisfy (each image decoder that opened them, and "
-                "what the magic bytes say)",
-            },
-            "size": {"type": "integer", "minimum": 0},
-            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-            "md5": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-            "sha1": {"type": "string", "pattern": "^[0-9a-f]{40}$"},
-            "cid": CID,
-            "width": nullable({"type": "integer", "minimum": 0}),
-            "height": nullable({"type": "integer", "minimum": 0}),
-            "frames": nullable({"type": "integer", "minimum": 0}),
-            "pdq": {"type": "array", "items": ref("PdqHash"), "description": "every PDQ hash computed"},
-            "phash": nullable({"type": "string", "pattern": "^[0-9a-f]{16}$"}),
-            "dhash": nullable({"type": "string", "pattern": "^[0-9a-f]{16}$"}),
-            "unhashable": nullable(
-                {
-                    "enum": [u.value for u in Unhashable],
-                    "description": "why an image got no perceptual hash",
-                }
-            ),
-            "unhashable_detail": nullable({"type": "string"}),
-        },
-        description="Every hash the gate computes for some bytes, as `upload-gate hash --json` prints "
-        "them: the exact digests, the CID the PDS would store them under, the media type(s), and for "
-        "pictures the dimensions and every PDQ hash with its quality.",
-    ),
-    "MatchRequest": {
-        **closed(
-            {
-                "sha256": hexes(64, "a SHA-256"),
-                "md5": hexes(32, "an MD5 (with a video media_type, also looked up as HMA's video MD5)"),
-                "sha1": hexes(40, "a SHA-1"),
-                "cid": CID,
-                "pdq": {
-                    "type": "array",
-                    "items": hexes(64, "a PDQ hash"),
-                    "minItems": 1,
-                    "maxItems": MAX_PDQ,
-                    "description": "PDQ hashes (the `hash` of each entry POST /api/v1/hash returns)",
-                },
-                "phash": hexes(16, "a 64-bit pHash"),
-                "dhash": hexes(16, "a 64-bit dHash"),
-                "media_type": {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": 255,
-                    "description": "the media type of the bytes hashed, when known (video/…: the MD5 "
-                    "is also a video MD5 for HMA)",
-                },
-            },
-            required=(),
-        ),
-        "anyOf": [{"required": [s]} for s in ("sha256", "md5", "sha1", "cid", "pdq", "phash", "dhash")],
-        "description": "Hashes computed elsewhere (at least one). Hex digits in either case.",
-    },
-    "Match": closed(
-        {
-            "source": {"enum": ["local", "hma"], "description": "local bank files, or HMA"},
-            "bank": {"type": "string"},
-            "signal": {"enum": [s.value for s in SignalType]},
-            "distance": nullable(
-                {"type": "integer", "minimum": 0, "description": "bits apart (perceptual types)"}
-            ),
-            "content_id": nullable(
-                {"type": "string", "description": "the bank entry: file:line, or HMA's content id"}
-            ),
-            "label": nullable({"type": "string", "description": "the bank entry's label"}),
-            "query_hash": nullable({"type": "string", "description": "which of the hashes matched"}),
-            "frame": nullable({"type": "integer", "minimum": 0}),
-            "variant": nullable({"enum": [v.value for v in Variant]}),
-        },
-        description="One bank hit.",
-    ),
-    "MatcherFailure": closed(
-        {
-            "matcher": {"type": "string", "description": "local, hma or allowlist"},
-            "kind": {
-                "type": "string",
-                "description": "refused, timeout, http_5xx, http_4xx, not_ready, malformed, breaker_open "
-                "or error",
-            },
-        },
-        description="A matcher that could not answer: its matches are missing from the answer.",
-    ),
-    "MatchResponse": closed(
-        {
-            "matches": {"type": "array", "items": ref("Match")},
-            "failures": {"type": "array", "items": ref("MatcherFailure")},
-            "policy_version": {"type": "string", "description": "the policy whose lookups were made"},
-        }
-    ),
-}
+TEXT: Schema = {"type": "string", "pattern": TEXT_PATTERN}
 
 
 def error(description: str, *headers: str) -> Schema:
@@ -206,6 +43,9 @@ RESPONSES: dict[str, Schema] = {
         "The memory budget for bodies is full, or Postgres cannot record the call: retry later.",
         "Retry-After",
     ),
+    "NotFound": error("The PDS has no such blob for that DID (or does not serve the repo's blobs)."),
+    "UpstreamFailure": error("The PDS could not be asked, or its bytes do not match the CID."),
+    "UpstreamTimeout": error("The PDS did not send the blob in time."),
 }
 HEADERS: dict[str, Schema] = {
     "Retry-After": {"description": "seconds to wait", "schema": {"type": "string", "pattern": "^[0-9]+$"}},
@@ -223,6 +63,9 @@ def answers(ok: Schema, *errors: str) -> dict[str, Schema]:
         "UnsupportedMediaType": "415",
         "RateLimitExceeded": "429",
         "Unavailable": "503",
+        "NotFound": "404",
+        "UpstreamFailure": "502",
+        "UpstreamTimeout": "504",
     }
     out: dict[str, Schema] = {"200": ok}
     for name in ("AuthRequired", "Forbidden", "RateLimitExceeded", "Unavailable", *errors):
@@ -232,6 +75,10 @@ def answers(ok: Schema, *errors: str) -> dict[str, Schema]:
 
 def ok(description: str, schema: Schema) -> Schema:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def query(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
 def flag(name: str, description: str) -> Schema:
@@ -295,6 +142,62 @@ PATHS: dict[str, Schema] = {
                 "UnsupportedMediaType",
                 "RequestTimeout",
             ),
+        }
+    },
+    "/api/v1/scan": {
+        "post": {
+            "operationId": "scan",
+            "tags": ["api"],
+            "summary": "The decision for some bytes, or for a blob the PDS stores",
+            "description": "Judges bytes — sent as the body, as base64 in JSON, or named as a blob the PDS "
+            'stores (`{"did", "cid"}`, fetched from its getBlob and checked against the CID) — with '
+            "the gate's judge, under the policy in force: hashed, matched and evaluated exactly as an "
+            "upload of the same bytes would be (the verdict cache included). Nothing is done about the "
+            "verdict: no evidence is kept, nothing is withheld or taken down. With `record=true` the "
+            "decision is also written to the decision log (source `api`; the blob's DID as its uploader), "
+            "and its id answered. Audited with the token's name, the SHA-256, the verdict and the blob.",
+            "parameters": [flag("record", "also write the decision to the decision log")],
+            "requestBody": {
+                **BYTES_BODY,
+                "content": {
+                    **BYTES_BODY["content"],
+                    "application/json": {"schema": {"oneOf": [ref("Base64Body"), ref("BlobRef")]}},
+                },
+            },
+            "responses": answers(
+                ok("The decision.", ref("ScanResponse")),
+                *BODY_ERRORS,
+                "NotFound",
+                "UpstreamFailure",
+                "UpstreamTimeout",
+            ),
+        }
+    },
+    "/api/v1/decisions": {
+        "get": {
+            "operationId": "decisions",
+            "tags": ["api"],
+            "summary": "The decision log, newest first",
+            "description": "Logged decisions filtered as `upload-gate decisions` filters them (every path's: "
+            "uploads, scans, the API…), newest first. The uploader's address is never answered. Audited "
+            "with the token's name and the filters.",
+            "parameters": [
+                query("since", WHEN, "decisions at or after: a duration ago (30m, 24h, 7d) or a date-time"),
+                query("until", WHEN, "decisions before: same forms as since"),
+                query("verdict", {"enum": [v.value for v in Verdict]}, "only this verdict"),
+                query("source", {"enum": [s.value for s in DecisionSource]}, "only this path's decisions"),
+                query("did", TEXT, "the uploader's DID (set only when verified)"),
+                query("cid", TEXT, "the blob's CID"),
+                query("sha256", {"type": "string", "pattern": SHA256}, "the SHA-256 of the bytes"),
+                query("rule", TEXT, "the rule that decided"),
+                flag("shadow", "only decisions where a shadow rule fired"),
+                query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50},
+                    "at most this many rows",
+                ),
+            ],
+            "responses": answers(ok("The decisions.", ref("DecisionList")), "InvalidRequest"),
         }
     },
 }

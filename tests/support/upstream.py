@@ -35,6 +35,8 @@ class Seen:
 
 # What the PDS answers an upload whose token it cannot verify (auth-verifier.ts), before reading a byte.
 INVALID_TOKEN = {"error": "InvalidToken", "message": "Token could not be verified"}
+# What it answers getBlob for a blob it does not have (sync/getBlob.ts).
+BLOB_NOT_FOUND = {"error": "InvalidRequest", "message": "Blob not found"}
 
 
 @dataclass
@@ -46,6 +48,9 @@ class RecordingUpstream:
     # Authorization values it accepts on uploads (None: any), as the PDS checks credentials: the others
     # get the PDS's 400 InvalidToken, whatever the body.
     accepted_auth: set[str] | None = None
+    # Blobs getBlob serves, by (did, cid), any other being the PDS's "Blob not found"; None: getBlob is
+    # answered like any other path.
+    blobs: dict[tuple[str, str], bytes] | None = None
 
     def uploads(self) -> list[Seen]:
         """Upload requests that carried bytes (what could have been stored)."""
@@ -64,6 +69,11 @@ class RecordingUpstream:
         self.seen.append(Seen(request.method, request.raw_path, request.headers, body, request.remote))
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.blobs is not None and request.path == "/xrpc/com.atproto.sync.getBlob":
+            blob = self.blobs.get((request.query.get("did", ""), request.query.get("cid", "")))
+            if blob is None:
+                return web.json_response(BLOB_NOT_FOUND, status=400)
+            return web.Response(body=blob, content_type="application/octet-stream")
         if on_upload_route(request.raw_path):
             auth = request.headers.get("Authorization")
             if self.accepted_auth is not None and auth not in self.accepted_auth:

@@ -40,6 +40,10 @@ class ApiGate:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return aiohttp.ClientSession(base_url=self.url, headers=headers)
 
+    def gate_client(self) -> aiohttp.ClientSession:
+        """A session on the public listener."""
+        return aiohttp.ClientSession(base_url=self.gate.url)
+
     async def audit(self, action_prefix: str = "api_") -> list[dict[str, Any]]:
         conn = await asyncpg.connect(self.dsn)
         try:
