@@ -14,6 +14,7 @@ from aiohttp import web
 from gate import answers, metrics
 from gate.deps import Deps
 from gate.errors import ShuttingDown, XrpcError
+from gate.labels import xrpc as labels_xrpc
 from gate.pipeline import UploadPipeline
 from gate.proxy.body import BodyLimits, BodyReader
 from gate.proxy.drain import Drain
@@ -107,5 +108,7 @@ def create_app(deps: Deps, drain: Drain | None = None) -> web.Application:
         evidence=deps.evidence.vault,
         withheld=deps.withheld,
     )
+    if deps.labeler is not None:  # the labeler's queryLabels and subscribeLabels, ahead of the passthrough
+        labels_xrpc.install(app, deps.labeler)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "gate.quarantine.keys_command",  # keys init/rotate/retire/list
     "gate.quarantine.evidence_command",  # evidence list/purge/export/hold/lift-hold
     "gate.quarantine.allowlist_command",  # allowlist list/remove
+    "gate.labels.command",  # labeler init/show/label/negate
 )
 
 DESCRIPTION = """\

@@ -21,6 +21,9 @@ from typing import Any
 from gate.auth.offline import OfflineCheck, PdsFacts
 from gate.hashing.hasher import Hasher
 from gate.judge import CacheKey, Judge
+from gate.labels.key import LabelerKey, LabelerKeyError
+from gate.labels.labeler import Labeler
+from gate.labels.store import LabelStore
 from gate.matching.hma import HmaMatcher
 from gate.matching.hma_banks import HmaBankCheck
 from gate.matching.local import LocalBanks
@@ -70,6 +73,7 @@ class Deps:
     withheld: WithheldBlobs  # blobs getBlob answers "not found" for
     notifier: Notifier  # signed webhooks on quarantine/reject/review events, or NullNotifier
     offline: OfflineCheck | None  # credentials checked before a body is read; None: no PDS secret given
+    labeler: Labeler | None  # signs and serves labels; None: no GATE_LABELER_DID, or no key here
     readiness: dict[str, ReadinessCheck]
     background: list[Job]
 
@@ -123,6 +127,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
             withheld=withheld,
             notifier=notifier or NullNotifier(),
             offline=offline_check(settings),
+            labeler=open_labeler(settings, database),
             readiness={},
             background=[],
         )
@@ -177,6 +182,26 @@ def offline_check(settings: Settings) -> OfflineCheck | None:
     return OfflineCheck(PdsFacts(settings.pds_jwt_secret, settings.pds_service_did, settings.pds_public_url))
 
 
+def open_labeler(settings: Settings, database: Database) -> Labeler | None:
+    """The labeler that serves labels (None without GATE_LABELER_DID). Its key stays out of the
+    database (gate.labels.key); a DID with no key here means another process serves the labels."""
+    key = LabelerKey.configured(settings.labeler_key_file, settings.labeler_key)
+    if settings.labeler_did is None:
+        if key is not None:
+            raise LabelerKeyError("a labeler key is configured without GATE_LABELER_DID (the labels' src)")
+        return None
+    if key is None:
+        log.warning("GATE_LABELER_DID is set but no labeler key is: this process does not serve labels")
+        return None
+    return Labeler(
+        settings.labeler_did,
+        key,
+        LabelStore(database.pool),
+        poll_interval=settings.labels_poll_interval,
+        max_subscribers=settings.labels_max_subscribers,
+    )
+
+
 def readiness(deps: Deps, hma: HmaMatcher | None, keeper: PostgresKeeper | None) -> dict[str, ReadinessCheck]:
     """What /readyz asks, by name."""
     policy, sink = deps.policy, deps.sink
@@ -220,4 +245,6 @@ def jobs(deps: Deps, banks: LocalBanks, keeper: PostgresKeeper | None) -> list[J
     async def watch_allowlist() -> None:
         await deps.allowlist.watch(settings.reload_interval)
 
+    if deps.labeler is not None:
+        out.append(deps.labeler.watch)
     return [*out, watch_banks, watch_policy, purge_evidence, watch_withheld, watch_allowlist]

@@ -30,7 +30,8 @@
     │   ├── BankFileError                       gate.matching.bank_file: one bank file
     │   ├── KeyringError                        gate.quarantine.keys: missing, unreadable or unsafe
     │   │   └── MissingEvidenceKey              the policy keeps evidence and no key is configured
-    │   └── TokenError                          gate.admin.tokens: a token name or legacy file line
+    │   ├── TokenError                          gate.admin.tokens: a token name or legacy file line
+    │   └── LabelerKeyError                     gate.labels.key: missing, unreadable or unsafe
     ├── Unavailable                         a part the gate relies on cannot answer now; asked again later
     │   ├── StoreUnavailable                    gate.store.pool: Postgres, for evidence, audit, tokens,
     │   │                                       allowlist and takedowns

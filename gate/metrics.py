@@ -345,3 +345,13 @@ def policy_in_force(version: str, previous: str | None) -> None:
         old.set(0)
         BUILD_INFO.remove(package_version(), platform.python_version(), previous)
     BUILD_INFO.labels(package_version(), platform.python_version(), version).set(1)
+
+# ---- the labeler (gate/labels) ----
+LABELS_SIGNED = Counter("upload_gate_labels_signed_total", "Labels signed by the labeler key (each once).")
+LABEL_REQUESTS = Counter(
+    "upload_gate_label_requests_total",
+    "Labeler requests by endpoint (query, subscribe) and outcome: ok, invalid (bad parameters), "
+    "unavailable (Postgres), refused (too many subscribers), slow (a subscriber cut as too slow).",
+    ["endpoint", "outcome"],
+)
+LABEL_SUBSCRIBERS = Gauge("upload_gate_label_subscribers", "subscribeLabels websockets open now.")

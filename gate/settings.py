@@ -450,6 +450,40 @@ class Settings:
         "GATE_WEBHOOK_QUEUE_SIZE", parse_positive_int, "1000", "events waiting; when full, new ones are dead"
     )
 
+    # ---- the labeler (gate/labels) ----
+    labeler_did: str | None = env(
+        "GATE_LABELER_DID",
+        parse_optional_did,
+        "",
+        "the labeler account's DID (every label's src); empty = no labeler: no labels are made or served",
+    )
+    labeler_key_file: Path | None = env(
+        "GATE_LABELER_KEY_FILE",
+        parse_optional_path,
+        "",
+        "the labeler's secp256k1 key (JSON, mode 0600) from `upload-gate labeler init`; the process that "
+        "serves labels needs it",
+    )
+    labeler_key: str | None = env(
+        "GATE_LABELER_KEY",
+        parse_optional_str,
+        "",
+        "alternative to the key file: the private key as 64 hex digits",
+        secret=True,
+    )
+    labels_poll_interval: float = env(
+        "GATE_LABELS_POLL_INTERVAL",
+        parse_seconds,
+        "1",
+        "how often the labels log is checked for labels to send subscribeLabels subscribers",
+    )
+    labels_max_subscribers: int = env(
+        "GATE_LABELS_MAX_SUBSCRIBERS",
+        parse_positive_int,
+        "100",
+        "subscribeLabels websockets open at once per process; past it 503",
+    )
+
     @property
     def admin_tokens_file(self) -> Path:
         return self.admin_tokens_path or self.data_dir / "admin-tokens"

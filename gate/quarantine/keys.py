@@ -94,7 +94,7 @@ def _decode_secret(text: object, where: str) -> bytes:
     return raw
 
 
-def _private(st: os.stat_result) -> bool:
+def owner_only(st: os.stat_result) -> bool:
     """Owner-only; or, for a root-owned file, group-readable too (see the module docstring)."""
     group_may = stat.S_IRGRP if st.st_uid == 0 else 0
     return not st.st_mode & ((stat.S_IRWXG & ~group_may) | stat.S_IRWXO)
@@ -136,7 +136,7 @@ class Keyring:
             raise KeyringError(
                 f"cannot read the evidence keyring {path}: {exc.strerror}; {INIT_HINT}"
             ) from None
-        if not _private(st):
+        if not owner_only(st):
             raise KeyringError(
                 f"the evidence keyring {path} is open to others (mode {stat.S_IMODE(st.st_mode):o}); "
                 f"run: chmod 600 {path}"

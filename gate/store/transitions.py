@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gate.errors import Refusal
+from gate.labels.store import negate_released
 from gate.store.item import SELECT_ITEM, EvidenceItem, EvidenceState, item_from_row
 from gate.store.retention import Retention
 
@@ -69,6 +70,8 @@ async def change_state(
             " state_changed_at = $2, state_changed_by = $3 WHERE decision_id = $1"
         )
         await conn.execute(sql, decision_id, now, actor)
+        # A false positive: labels it led to are withdrawn in the same transaction (negation labels).
+        await negate_released(conn, decision_id)
     elif target is EvidenceState.CONFIRMED:
         sql = (
             "UPDATE evidence SET state = 'confirmed', expires_at = NULL, state_changed_at = $2,"
