@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "gate.quarantine.evidence_command",  # evidence list/purge/export/hold/lift-hold
     "gate.quarantine.allowlist_command",  # allowlist list/remove
     "gate.labels.command",  # labeler init/show/label/negate
+    "gate.firehose.command",  # watch
 )
 
 DESCRIPTION = """\

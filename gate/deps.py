@@ -16,6 +16,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gate.auth.offline import OfflineCheck, PdsFacts
@@ -79,7 +80,8 @@ class Deps:
 
 
 @contextlib.asynccontextmanager
-async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
+async def open_deps(settings: Settings, *, spool: Path | None = None) -> AsyncIterator[Deps]:
+    """``spool``: the decision log's outage spool, when not ``serve``'s (a spool has one writer)."""
     async with contextlib.AsyncExitStack() as stack:
         # Keys come from a file or the environment, never the database.
         keyring = Keyring.configured(settings.evidence_keys_file, settings.evidence_key)
@@ -92,7 +94,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
         stack.push_async_callback(database.stop)  # after everything that uses it has closed
         # The embedded Postgres is ours to keep running (and to report on); DATABASE_URL's is not.
         keeper = PostgresKeeper(database.embedded) if database.embedded is not None else None
-        decision_log = DecisionLog.from_settings(settings, database.pool)
+        decision_log = DecisionLog.from_settings(settings, database.pool, spool)
         await decision_log.start()
         stack.push_async_callback(decision_log.close)
         evidence = Evidence.on(database.pool, keyring)

@@ -355,3 +355,36 @@ LABEL_REQUESTS = Counter(
     ["endpoint", "outcome"],
 )
 LABEL_SUBSCRIBERS = Gauge("upload_gate_label_subscribers", "subscribeLabels websockets open now.")
+
+# ---- the firehose watcher (gate/firehose) ----
+FIREHOSE_EVENTS = Counter(
+    "upload_gate_firehose_events_total",
+    "Firehose frames by kind: commit, other (#identity, #account, #sync…), repeat (delivered again after "
+    "a reconnect), malformed (did not decode), error (the stream's own error frame).",
+    ["kind"],
+)
+FIREHOSE_RECORDS = Counter(
+    "upload_gate_firehose_records_total",
+    "Records created or updated in commits, by collection family: bsky (app.bsky.*, chat.bsky.*) or other "
+    "(every other record type: walked for blobs all the same).",
+    ["family"],
+)
+FIREHOSE_BLOBS = Counter(
+    "upload_gate_firehose_blobs_total",
+    "Blob references seen on the firehose, by outcome: judged, seen (judged before: not fetched), "
+    "skipped (past the lag limit with on_lag = skip), failed (not fetched or not judged: see "
+    "upload_gate_firehose_failures_total).",
+    ["outcome"],
+)
+FIREHOSE_FAILURES = Counter(
+    "upload_gate_firehose_failures_total",
+    "Blobs not judged, by stage (identity, fetch, judge) and kind (not_found, refused, timeout, "
+    "unsafe_endpoint, cid_mismatch…).",
+    ["stage", "kind"],
+)
+FIREHOSE_FETCHES = Counter("upload_gate_firehose_fetches_total", "getBlob requests sent to authors' PDSes.")
+FIREHOSE_LAG = Gauge(
+    "upload_gate_firehose_lag_seconds", "Age of the newest commit read from the firehose when it was read."
+)
+FIREHOSE_QUEUE = Gauge("upload_gate_firehose_queue_depth", "Commits read and waiting for a worker.")
+FIREHOSE_CURSOR = Gauge("upload_gate_firehose_cursor", "The durable cursor: every event up to it is handled.")

@@ -41,6 +41,7 @@ class DecisionRecord:
     upstream_status: int | None = None
     error: str | None = None  # what went wrong, for the operator; never body bytes or tokens
     cached: bool = False  # verdict reused from the in-memory verdict cache
+    record_uri: str | None = None  # the record the blob was seen in (firehose): at://DID/COLLECTION/RKEY
 
     @staticmethod
     def now() -> datetime:
@@ -73,6 +74,7 @@ class DecisionRecord:
             "upstream_status": self.upstream_status,
             "error": self.error,
             "cached": self.cached,
+            "record_uri": self.record_uri,
         }
 
 

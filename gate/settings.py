@@ -120,6 +120,10 @@ def parse_optional_path(raw: str) -> Path | None:
     return Path(raw) if raw.strip() else None
 
 
+def parse_url_list(raw: str) -> tuple[URL, ...]:
+    return tuple(parse_url(part.strip()) for part in raw.split(",") if part.strip())
+
+
 def parse_optional_str(raw: str) -> str | None:
     return raw or None
 
@@ -482,6 +486,39 @@ class Settings:
         parse_positive_int,
         "100",
         "subscribeLabels websockets open at once per process; past it 503",
+    )
+
+    # ---- the firehose watcher (gate/firehose, `upload-gate watch`) ----
+    plc_url: URL = env(
+        "GATE_PLC_URL",
+        parse_url,
+        "https://plc.directory",
+        "the PLC directory did:plc authors are resolved with",
+    )
+    firehose_workers: int = env(
+        "GATE_FIREHOSE_WORKERS", parse_positive_int, "8", "commits judged at once by `upload-gate watch`"
+    )
+    firehose_queue_size: int = env(
+        "GATE_FIREHOSE_QUEUE_SIZE",
+        parse_positive_int,
+        "256",
+        "commits read and waiting for a worker; when full the firehose is read no further (backpressure)",
+    )
+    firehose_fetch_timeout: float = env(
+        "GATE_FIREHOSE_FETCH_TIMEOUT", parse_seconds, "30", "one getBlob from an author's PDS, total"
+    )
+    firehose_pds_origins: tuple[URL, ...] = env(
+        "GATE_FIREHOSE_PDS_ORIGINS",
+        parse_url_list,
+        "",
+        "PDS origins blobs may be fetched from over plain http or on private addresses (comma-separated); "
+        "GATE_UPSTREAM always may; any other must be public https",
+    )
+    watch_metrics_listen: tuple[str, int] | None = env(
+        "GATE_WATCH_METRICS_LISTEN",
+        parse_optional_hostport,
+        "127.0.0.1:9465",
+        "`upload-gate watch`'s private listener (/metrics, /healthz, /readyz); empty = none",
     )
 
     @property

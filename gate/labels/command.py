@@ -27,6 +27,7 @@ from yarl import URL
 from gate.labels.key import LabelerKey, LabelerKeyError
 from gate.labels.label import VAL_MAX
 from gate.labels.store import LabelStore
+from gate.policy.load import PolicyError, load_policy
 from gate.quarantine.evidence_command import Subparsers, fail, settings_of
 from gate.settings import Settings, SettingsError
 from gate.store.database import Database
@@ -58,7 +59,11 @@ def _publishing(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", required=True, help="the labeler's public https URL (the gate's listener)")
     p.add_argument("--did", help="the labeler account's DID (default: GATE_LABELER_DID)")
     p.add_argument(
-        "--value", action="append", default=[], dest="values", help="a label value it publishes (repeat)"
+        "--value",
+        action="append",
+        default=[],
+        dest="values",
+        help="a label value it publishes (repeat; default: the values of the policy's [[firehose.labels]])",
     )
 
 
@@ -105,6 +110,12 @@ def _print_publishing(args: argparse.Namespace, settings: Settings, key: Labeler
     endpoint = URL(args.endpoint)
     if endpoint.scheme not in ("http", "https") or not endpoint.host:
         return fail(f"--endpoint {args.endpoint!r}: expected the labeler's public https URL")
+    if not args.values:  # the values the policy's [[firehose.labels]] publish
+        try:
+            policy = load_policy(settings.policy_path)
+            args.values = list(dict.fromkeys(v for r in policy.firehose.labels for v in r.values))
+        except (PolicyError, OSError) as exc:
+            print(f"(label values not read from the policy: {exc}; give them with --value)")
     bad = [v for v in args.values if not LABEL_VALUE.match(v) or len(v) > VAL_MAX]
     if bad:
         return fail(f"label values are lower-case letters and hyphens: {', '.join(bad)}")

@@ -20,6 +20,13 @@ VERSION = 1
 VAL_MAX = 128  # the lexicon's maxLength of val
 
 
+def reads_as_link(raw: bytes) -> bool:
+    """Whether libipld would encode ``raw`` as a CID link (tag 42) rather than as bytes. Its encoder
+    takes any bytes that begin like a CID for one — about one random 64-byte signature in 1100 — and a
+    subscriber would then decode a link where ``sig`` should be, and the label would not verify."""
+    return bytes(libipld.encode_dag_cbor(raw)[:2]) == b"\xd8\x2a"
+
+
 def now_cts() -> str:
     """A label timestamp as atproto writes them: UTC, milliseconds, ``Z``."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

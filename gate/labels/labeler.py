@@ -17,9 +17,11 @@ from collections.abc import Sequence
 
 from gate import metrics
 from gate.labels.key import LabelerKey
-from gate.labels.label import Label
+from gate.labels.label import Label, reads_as_link
 from gate.labels.store import LabelRow, LabelStore
 from gate.watch import every
+
+SIGN_ATTEMPTS = 16  # one signature in ~1100 reads as a link: sixteen in a row never happen
 
 
 class Labeler:
@@ -44,11 +46,21 @@ class Labeler:
     async def signed(self, rows: Sequence[LabelRow]) -> list[Label]:
         """The rows' labels, each with a signature by the current key."""
         signer = self.key.did_key
-        todo = [(r.seq, self.key.sign(r.label.signing_bytes())) for r in rows if r.signed_by != signer]
+        todo = [(r.seq, self.sign(r.label)) for r in rows if r.signed_by != signer]
         stored = await self.store.store_signatures(todo, signer) if todo else {}
         if todo:
             metrics.LABELS_SIGNED.inc(len(todo))
         return [r.label.signed(stored[r.seq]) if r.seq in stored else r.label for r in rows]
+
+    def sign(self, label: Label) -> bytes:
+        """A signature of ``label`` that travels as bytes in a DAG-CBOR frame: ECDSA signatures are
+        randomised, so one libipld would mistake for a CID link (``reads_as_link``) is made again."""
+        data = label.signing_bytes()
+        for _ in range(SIGN_ATTEMPTS):
+            sig = self.key.sign(data)
+            if not reads_as_link(sig):
+                return sig
+        raise RuntimeError("every signature read as a CID link: the key's signatures are not randomised")
 
     async def refresh(self) -> None:
         """Read the log's head; wake the subscribers when it moved."""

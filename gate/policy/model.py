@@ -66,6 +66,27 @@ class Evidence:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleLabels:
+    """``[[firehose.labels]]``: the label values a rule's matches publish (gate/labels)."""
+
+    rule: str
+    values: tuple[str, ...]
+    account: bool = False  # also label the author's account (the DID), not only the record
+
+
+@dataclass(frozen=True, slots=True)
+class Firehose:
+    """``[firehose]``: what ``upload-gate watch`` does when it falls behind, and which matches it labels."""
+
+    max_lag_seconds: int = 600  # a commit older than this when read is past the lag limit
+    on_lag: str = "pause"  # "pause": read no further until caught up (nothing skipped) | "skip": count, skip
+    labels: tuple[RuleLabels, ...] = ()
+
+    def labels_for(self, rule: str) -> RuleLabels | None:
+        return next((r for r in self.labels if r.rule == rule), None)
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     version: str  # sha256 of the file's bytes, first 16 hex: recorded with every decision
     rules: tuple[Rule, ...]
@@ -81,6 +102,7 @@ class Policy:
     hashing: Hashing
     hma_banks: frozenset[str] | None = None  # banks= sent to HMA; None = all
     evidence: Evidence = Evidence()
+    firehose: Firehose = Firehose()
 
     def response_for(self, verdict: Verdict) -> Response:
         return self.reject_response if verdict is Verdict.REJECT else self.quarantine_response

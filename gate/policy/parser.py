@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gate.policy.evidence import parse_evidence
+from gate.policy.firehose import parse_firehose
 from gate.policy.model import Hashing, Policy, Response, Rule
 from gate.signals import MatchSource, SignalType, supported_by
 from gate.types import Verdict
@@ -34,6 +35,7 @@ TOP_KEYS = frozenset(
         "responses",
         "rules",
         "evidence",
+        "firehose",
     }
 )
 RULE_KEYS = frozenset({"name", "source", "banks", "signal_types", "max_distance", "action", "shadow"})
@@ -109,6 +111,7 @@ class PolicyParser:
         reject, quarantine = self.responses(raw.get("responses", {}))
         rules = self.rules(raw.get("rules", []), allowlist or frozenset())
         evidence = parse_evidence(raw.get("evidence", {}), self.err)
+        firehose = parse_firehose(raw.get("firehose", {}), self.err, {r.name for r in rules})
         if (
             on_unhashable is None
             or on_unscannable is None
@@ -132,6 +135,7 @@ class PolicyParser:
             hashing=hashing,
             hma_banks=hma_banks,
             evidence=evidence,
+            firehose=firehose,
         )
 
     def by_type(self, table: object) -> tuple[tuple[str, Verdict], ...]:

@@ -68,10 +68,11 @@ class DecisionLog:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, db: Pool) -> DecisionLog:
+    def from_settings(cls, settings: Settings, db: Pool, spool: Path | None = None) -> DecisionLog:
+        """``spool``: the outage spool's directory when not the gate's own (``upload-gate watch``)."""
         return cls(
             db,
-            spool_dir(settings.data_dir),
+            spool or spool_dir(settings.data_dir),
             queue_size=settings.decision_queue_size,
             batch_size=settings.decision_batch_size,
             command_timeout=settings.db_command_timeout,

@@ -56,6 +56,7 @@ class EvidenceItem:
     human_viewed: bool
     purged_at: datetime | None
     purge_reason: str | None
+    record_uri: str | None  # the record a firehose item was seen in (None: an upload)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -72,7 +73,7 @@ ITEM_COLUMNS = (
     " size, media_type, declared_type, pdq, rule, reason, matches, policy_version, client_ip, did,"
     " did_method, verified_did, verified_at, verified_how, key_id, ciphertext IS NOT NULL AS has_bytes,"
     " expires_at, legal_hold, legal_hold_reason, legal_hold_by, legal_hold_at, report_id, reported_at,"
-    " human_viewed, purged_at, purge_reason"
+    " human_viewed, purged_at, purge_reason, record_uri"
 )
 SELECT_ITEM = f"SELECT {ITEM_COLUMNS} FROM evidence WHERE decision_id = $1"  # noqa: S608 (constants only)
 
@@ -120,4 +121,5 @@ def item_from_row(row: asyncpg.Record) -> EvidenceItem:
         human_viewed=row["human_viewed"],
         purged_at=row["purged_at"],
         purge_reason=row["purge_reason"],
+        record_uri=row["record_uri"],
     )

@@ -55,6 +55,7 @@ COLUMNS: dict[str, str] = {
     "upstream_status": "integer",
     "error": "text",
     "cached": "boolean",
+    "record_uri": "text",
 }
 
 # Columns Postgres receives as text and casts itself: parsing there is cheaper than building uuid,
@@ -125,6 +126,7 @@ def record_to_row(record: DecisionRecord) -> dict[str, Any]:
         "upstream_status": record.upstream_status,
         "error": record.error,
         "cached": record.cached,
+        "record_uri": record.record_uri,
     }
 
 

@@ -92,6 +92,7 @@ class Vault:
             u.claimed_did if verified_did else None, u.method, sealed.key_id, sealed.wrapped_key, sealed.nonce,
             sealed.ciphertext, retention.held_until(record.time), verified_did,
             u.verified_how if verified_did else None, record.time if verified_did else None,
+            record.record_uri,
         )  # fmt: skip
         async with self.db.transaction() as conn:
             if hourly_cap is not None and verified_did is not None:
@@ -109,9 +110,9 @@ class Vault:
                 "INSERT INTO evidence (decision_id, created_at, verdict, sha256, md5, sha1, cid, size,"
                 " media_type, declared_type, pdq, rule, reason, matches, policy_version, client_ip, did,"
                 " did_method, key_id, wrapped_key, nonce, ciphertext, expires_at, verified_did, verified_how,"
-                " verified_at, state_changed_at, state_changed_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-                " $9, $10, $11::jsonb, $12, $13, $14::jsonb, $15, $16::inet, $17, $18, $19, $20, $21, $22,"
-                " $23, $24, $25, $26, $2, 'gate')"
+                " verified_at, record_uri, state_changed_at, state_changed_by) VALUES ($1, $2, $3, $4, $5, $6,"
+                " $7, $8, $9, $10, $11::jsonb, $12, $13, $14::jsonb, $15, $16::inet, $17, $18, $19, $20, $21,"
+                " $22, $23, $24, $25, $26, $27, $2, 'gate')"
                 " ON CONFLICT (decision_id) DO NOTHING",
                 *args,
             )

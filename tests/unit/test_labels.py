@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import libipld
@@ -14,8 +15,11 @@ from atproto_crypto.verify import verify_signature
 
 from gate.errors import InvalidRequest
 from gate.labels.key import HALF_ORDER, LabelerKey, LabelerKeyError
-from gate.labels.label import Label
+from gate.labels.label import Label, reads_as_link
+from gate.labels.labeler import Labeler
+from gate.labels.store import LabelStore
 from gate.labels.xrpc import error_frame, labels_frame, parse_patterns
+from gate.store.pool import Pool
 
 SRC = "did:plc:labeler000000000000000"
 URI = "at://did:plc:author/app.bsky.feed.post/3k"
@@ -99,3 +103,31 @@ def test_uri_patterns(patterns: list[str], exact: tuple[str, ...], prefixes: tup
 def test_bad_uri_patterns(patterns: list[str]) -> None:
     with pytest.raises(InvalidRequest):
         parse_patterns(patterns)
+
+
+def test_signatures_libipld_would_encode_as_links_are_made_again() -> None:
+    """libipld encodes bytes that begin like a CID as a link: such a signature is never handed out."""
+    link_like = bytes([1, 0x71, 0x12, 0x20]) + b"\x07" * 60
+    assert reads_as_link(link_like) and not reads_as_link(b"\x02" * 64)
+
+    real = LabelerKey.generate()
+
+    @dataclass(frozen=True)
+    class FirstSignatureReadsAsALink(LabelerKey):
+        made: list[bytes] = field(default_factory=list)
+
+        def sign(self, data: bytes) -> bytes:
+            self.made.append(link_like if not self.made else real.sign(data))
+            return self.made[-1]
+
+    key = FirstSignatureReadsAsALink(real.private)
+    labeler = Labeler(SRC, key, LabelStore(Pool("postgresql://unused")))
+    label = Label(SRC, URI, "v", "2026-12-05T01:02:03.456Z")
+    sig = labeler.sign(label)
+    assert (
+        len(key.made) == 2
+        and sig == key.made[1]
+        and verify_signature(real.did_key, label.signing_bytes(), sig)
+    )
+    _, body = libipld.decode_dag_cbor_multi(labels_frame(1, [label.signed(sig)]))
+    assert body["labels"][0]["sig"] == sig  # bytes on the wire, not a link

@@ -1,0 +1,167 @@
+"""``upload-gate watch`` (its ``run_watch``) against a generated firehose, PLC directory and PDS on real
+ports, over a real Postgres: what cannot be judged — a frame that does not decode, a DID that does not
+resolve, a PDS that refuses getBlob or sends other bytes — is recorded and counted and the stream goes
+on; a record type no AppView knows is walked like any other; the lag policy skips or waits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from prometheus_client import REGISTRY
+
+from gate.firehose.command import run_watch
+from gate.settings import Settings
+from tests.integration.conftest import POLICY, gate_env, write_config
+from tests.support import firehose as fh
+from tests.support.images import noise_png
+
+BANNED = noise_png(11, 96)
+CLEAN = noise_png(12, 96)
+GOOD, UNKNOWN, REFUSER, LIAR = "did:plc:good", "did:plc:nobody", "did:plc:refuser", "did:plc:liar"
+
+
+def count(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@contextlib.asynccontextmanager
+async def watching(
+    tmp_path: Path, dsn: str, network: fh.Network, policy: str = POLICY
+) -> AsyncIterator[None]:
+    banks = {"blocklist": f"sha256,{__import__('hashlib').sha256(BANNED).hexdigest()},test"}
+    policy_path, banks_dir = write_config(tmp_path, policy, banks)
+    settings = Settings.from_env(
+        {
+            **gate_env(network.url, dsn, policy_path, banks_dir, tmp_path / "var"),
+            "GATE_PLC_URL": network.url + "/plc",
+            "GATE_FIREHOSE_PDS_ORIGINS": network.url,
+            "GATE_WATCH_METRICS_LISTEN": "",
+            "GATE_FIREHOSE_WORKERS": "2",
+        }
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_watch(settings, network.url.replace("http", "ws"), False, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def decisions(dsn: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT * FROM decisions WHERE source = 'firehose' ORDER BY time")
+    except asyncpg.UndefinedTableError:  # the watcher has not migrated the schema yet
+        return []
+    finally:
+        await conn.close()
+    return [dict(r) for r in rows]
+
+
+async def until(what: str, check: Any, timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+async def network() -> AsyncIterator[fh.Network]:
+    net = fh.Network(dids={GOOD, REFUSER, LIAR}, refusing={REFUSER}, lying={LIAR})
+    async with contextlib.aclosing(fh.running(net)) as it:
+        yield await it.__anext__()
+
+
+async def test_what_cannot_be_judged_is_recorded_and_the_stream_goes_on(
+    tmp_path: Path, fresh_dsn: str, network: fh.Network
+) -> None:
+    for data in (BANNED, CLEAN):
+        network.blobs[fh.blob_cid(data)] = data
+    other = noise_png(13, 64)
+    network.blobs[fh.blob_cid(other)] = other
+    gallery = {"$type": "com.example.gallery", "items": [{"deep": {"pic": fh.blob_ref(BANNED)}}]}
+    network.frames = [
+        b"\xa1\x62op\x01 not a frame",  # does not decode
+        fh.commit(2, UNKNOWN, {"app.bsky.feed.post/a": fh.post(CLEAN)}),  # the PLC does not know it
+        fh.commit(3, REFUSER, {"app.bsky.feed.post/b": fh.post(other)}),  # getBlob: 500
+        fh.commit(4, GOOD, {"com.example.gallery/c": gallery}),  # a record type nobody knows
+        fh.frame("#identity", {"seq": 5, "did": GOOD, "time": "2026-12-05T00:00:00.000Z"}),
+        fh.commit(6, LIAR, {"app.bsky.actor.profile/self": {"avatar": fh.blob_ref(other)}}),  # other bytes
+        fh.commit(7, GOOD, {"app.bsky.feed.post/d": fh.post(CLEAN)}),
+    ]
+    before = {k: count("upload_gate_firehose_events_total", kind=k) for k in ("malformed", "other", "commit")}
+    unknown_records = count("upload_gate_firehose_records_total", family="other")
+    async with watching(tmp_path, fresh_dsn, network):
+        await until("five firehose decisions", lambda: _n(fresh_dsn, 5))
+        await until("the cursor at 7", lambda: _cursor(fresh_dsn, 7))
+    rows = {r["record_uri"]: r for r in await decisions(fresh_dsn)}
+    assert rows[f"at://{UNKNOWN}/app.bsky.feed.post/a"]["error"].startswith("identity: not_found")
+    assert rows[f"at://{REFUSER}/app.bsky.feed.post/b"]["error"].startswith("fetch: http_5xx")
+    assert rows[f"at://{LIAR}/app.bsky.actor.profile/self"]["error"].startswith("judge: cid_mismatch")
+    for uri in (f"at://{UNKNOWN}/app.bsky.feed.post/a", f"at://{REFUSER}/app.bsky.feed.post/b"):
+        assert rows[uri]["verdict"] is None and rows[uri]["source"] == "firehose"
+    banned = rows[f"at://{GOOD}/com.example.gallery/c"]
+    assert (banned["verdict"], banned["rule"], banned["did"]) == ("reject", "block-exact", GOOD)
+    assert banned["cid"] == fh.blob_cid(BANNED)
+    clean = rows[f"at://{GOOD}/app.bsky.feed.post/d"]
+    assert (clean["verdict"], clean["cid"], clean["did_method"]) == (
+        "forward",
+        fh.blob_cid(CLEAN),
+        "firehose",
+    )
+    assert count("upload_gate_firehose_events_total", kind="malformed") - before["malformed"] == 1
+    assert count("upload_gate_firehose_events_total", kind="other") - before["other"] == 1
+    assert count("upload_gate_firehose_events_total", kind="commit") - before["commit"] == 5
+    assert count("upload_gate_firehose_records_total", family="other") - unknown_records == 1
+    assert count("upload_gate_firehose_failures_total", stage="identity", kind="not_found") >= 1
+    # The clean picture was fetched once only, though the unknown DID's record named it too.
+    assert network.fetches.count(fh.blob_cid(CLEAN)) == 1
+
+
+@pytest.mark.parametrize("on_lag", ["skip", "pause"])
+async def test_the_lag_policy(tmp_path: Path, fresh_dsn: str, network: fh.Network, on_lag: str) -> None:
+    network.blobs[fh.blob_cid(CLEAN)] = CLEAN
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    network.frames = [
+        fh.commit(1, GOOD, {"app.bsky.feed.post/old": fh.post(CLEAN)}, at=hour_ago),
+        fh.commit(2, GOOD, {"app.bsky.feed.post/new": fh.post(BANNED)}),
+    ]
+    network.blobs[fh.blob_cid(BANNED)] = BANNED
+    policy = POLICY.replace(
+        "[[rules]]", f'[firehose]\nmax_lag_seconds = 60\non_lag = "{on_lag}"\n\n[[rules]]', 1
+    )
+    skipped = count("upload_gate_firehose_blobs_total", outcome="skipped")
+    async with watching(tmp_path, fresh_dsn, network, policy):
+        await until("the cursor at 2", lambda: _cursor(fresh_dsn, 2))
+        await until("the new post judged", lambda: _n(fresh_dsn, 1 if on_lag == "skip" else 2))
+    uris = {r["record_uri"] for r in await decisions(fresh_dsn)}
+    if on_lag == "skip":
+        assert uris == {f"at://{GOOD}/app.bsky.feed.post/new"}
+        assert count("upload_gate_firehose_blobs_total", outcome="skipped") - skipped == 1
+        assert fh.blob_cid(CLEAN) not in network.fetches
+    else:
+        assert uris == {f"at://{GOOD}/app.bsky.feed.post/old", f"at://{GOOD}/app.bsky.feed.post/new"}
+
+
+async def _n(dsn: str, n: int) -> bool:
+    return len(await decisions(dsn)) >= n
+
+
+async def _cursor(dsn: str, seq: int) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return (await conn.fetchval("SELECT max(seq) FROM firehose_cursors")) == seq
+    except asyncpg.UndefinedTableError:
+        return False
+    finally:
+        await conn.close()
