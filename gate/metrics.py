@@ -346,6 +346,7 @@ def policy_in_force(version: str, previous: str | None) -> None:
         BUILD_INFO.remove(package_version(), platform.python_version(), previous)
     BUILD_INFO.labels(package_version(), platform.python_version(), version).set(1)
 
+
 # ---- the labeler (gate/labels) ----
 LABELS_SIGNED = Counter("upload_gate_labels_signed_total", "Labels signed by the labeler key (each once).")
 LABEL_REQUESTS = Counter(
@@ -354,6 +355,7 @@ LABEL_REQUESTS = Counter(
     "unavailable (Postgres), refused (too many subscribers), slow (a subscriber cut as too slow).",
     ["endpoint", "outcome"],
 )
+_zero(LABEL_REQUESTS, ("query", "subscribe"), ("ok", "invalid", "unavailable", "refused", "slow"))
 LABEL_SUBSCRIBERS = Gauge("upload_gate_label_subscribers", "subscribeLabels websockets open now.")
 
 # ---- the firehose watcher (gate/firehose) ----
@@ -363,12 +365,14 @@ FIREHOSE_EVENTS = Counter(
     "a reconnect), malformed (did not decode), error (the stream's own error frame).",
     ["kind"],
 )
+_zero(FIREHOSE_EVENTS, ("commit", "other", "repeat", "malformed", "error"))
 FIREHOSE_RECORDS = Counter(
     "upload_gate_firehose_records_total",
     "Records created or updated in commits, by collection family: bsky (app.bsky.*, chat.bsky.*) or other "
     "(every other record type: walked for blobs all the same).",
     ["family"],
 )
+_zero(FIREHOSE_RECORDS, ("bsky", "other"))
 FIREHOSE_BLOBS = Counter(
     "upload_gate_firehose_blobs_total",
     "Blob references seen on the firehose, by outcome: judged, seen (judged before: not fetched), "
@@ -376,6 +380,7 @@ FIREHOSE_BLOBS = Counter(
     "upload_gate_firehose_failures_total).",
     ["outcome"],
 )
+_zero(FIREHOSE_BLOBS, ("judged", "seen", "skipped", "failed"))
 FIREHOSE_FAILURES = Counter(
     "upload_gate_firehose_failures_total",
     "Blobs not judged, by stage (identity, fetch, judge) and kind (not_found, refused, timeout, "
