@@ -37,7 +37,19 @@ log = logging.getLogger("gate.firehose")
 
 
 def register(sub: Subparsers) -> None:
-    p = sub.add_parser("watch", help="judge the blobs of new records on a firehose (a PDS or relay)")
+    p = sub.add_parser(
+        "watch",
+        help="judge the blobs of new records on a firehose (a PDS or relay)",
+        description="Subscribe to a PDS's or relay's firehose (com.atproto.sync.subscribeRepos) and judge "
+        "every blob new records reference, with the gate's policy and banks: decisions, evidence for the "
+        "review queue, labels. Runs beside serve, on the same settings and Postgres; resumes from its "
+        "saved cursor.",
+        epilog="""\
+examples:
+  upload-gate watch                                  the gate's own PDS (GATE_UPSTREAM)
+  upload-gate watch --firehose wss://bsky.network
+  upload-gate watch --firehose wss://bsky.network --reset-cursor""",
+    )
     p.add_argument(
         "--firehose",
         help="wss://HOST of a PDS or relay (default: the gate's own upstream, GATE_UPSTREAM)",

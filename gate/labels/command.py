@@ -38,18 +38,50 @@ LABEL_VALUE = re.compile(r"^[a-z-]{1,100}$")
 
 
 def register(sub: Subparsers) -> None:
-    lab = sub.add_parser("labeler", help="the labeler: key, what to publish, labels by hand")
+    lab = sub.add_parser(
+        "labeler",
+        help="the labeler: key, what to publish, labels by hand",
+        description="The gate as an atproto labeler: its signing key (never in the database), what the "
+        "labeler account publishes, and labels applied or withdrawn by hand. serve signs and serves the "
+        "labels (queryLabels, subscribeLabels) once GATE_LABELER_DID and the key are set.",
+        epilog="""\
+examples:
+  upload-gate labeler init /etc/upload-gate/labeler-key.json --endpoint https://gate.example.com
+  upload-gate labeler label at://did:plc:abc/app.bsky.feed.post/3k hash-match""",
+    )
     ls = lab.add_subparsers(dest="labeler_command", required=True, metavar="ACTION")
-    p = ls.add_parser("init", help="create the labeler's signing key and print what to publish")
+    p = ls.add_parser(
+        "init",
+        help="create the labeler's signing key and print what to publish",
+        description="Create the labeler's secp256k1 signing key (mode 0600) and print the DID-document "
+        "entries (#atproto_label key, #atproto_labeler service) and the app.bsky.labeler.service record "
+        "the labeler account publishes. An existing key file is never replaced.",
+        epilog="""\
+examples:
+  upload-gate labeler init /etc/upload-gate/labeler-key.json --endpoint https://gate.example.com
+  upload-gate labeler init --if-missing --endpoint https://gate.example.com   (path from GATE_LABELER_KEY_FILE)""",
+    )
     p.add_argument("path", nargs="?", help="where to create it (default: GATE_LABELER_KEY_FILE)")
     _publishing(p)
     p.add_argument("--if-missing", action="store_true", help="keep a usable key that is already there")
     p.set_defaults(func=run_init)
-    p = ls.add_parser("show", help="print the DID document entries and service record for the key")
+    p = ls.add_parser(
+        "show",
+        help="print the DID document entries and service record for the key",
+        description="Print again what the labeler account publishes, for the key configured in "
+        "GATE_LABELER_KEY_FILE or GATE_LABELER_KEY (after a move, or to check a DID document).",
+        epilog="examples:\n  upload-gate labeler show --endpoint https://gate.example.com --value hash-match",
+    )
     _publishing(p)
     p.set_defaults(func=run_show)
-    for name, func, what in (("label", run_label, "apply"), ("negate", run_negate, "withdraw")):
-        p = ls.add_parser(name, help=f"{what} labels by hand")
+    for name, func, what in (("label", run_label, "Apply"), ("negate", run_negate, "Withdraw")):
+        p = ls.add_parser(
+            name,
+            help=f"{what.lower()} labels by hand",
+            description=f"{what} labels on a record (at:// URI) or an account (DID) by hand, in the "
+            "labeler's name (GATE_LABELER_DID); serve signs them and sends them to subscribers.",
+            epilog=f"examples:\n  upload-gate labeler {name} at://did:plc:abc/app.bsky.feed.post/3k hash-match",
+        )
         p.add_argument("uri", help="an at:// record URI or an account DID")
         p.add_argument("values", nargs="+", metavar="VAL")
         p.set_defaults(func=func)
