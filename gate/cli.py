@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "gate.quarantine.allowlist_command",  # allowlist list/remove
     "gate.labels.command",  # labeler init/show/label/negate
     "gate.firehose.command",  # watch
+    "gate.scan.command",  # scan
 )
 
 DESCRIPTION = """\

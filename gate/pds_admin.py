@@ -1,4 +1,4 @@
-"""``PdsAdmin``: the PDS's admin API, for account takedowns (``com.atproto.admin.updateSubjectStatus``).
+"""``PdsAdmin``: the PDS's admin API, for account and blob takedowns (``com.atproto.admin.updateSubjectStatus``).
 
 Trust boundary: the admin password is the PDS's master key. It is sent only to the configured PDS (never
 to a URL taken from a request), only as ``Basic admin:<password>``, and never logged. Callers must pass a
@@ -31,10 +31,17 @@ class PdsAdmin:
 
     async def take_down_account(self, did: str, ref: str) -> None:
         """Apply a takedown to the whole repo of ``did``; ``ref`` is kept by the PDS (our audit reference)."""
-        body = {
-            "subject": {"$type": "com.atproto.admin.defs#repoRef", "did": did},
-            "takedown": {"applied": True, "ref": ref},
-        }
+        await self._take_down({"$type": "com.atproto.admin.defs#repoRef", "did": did}, ref)
+        log.warning("took down account %s on the PDS (ref %s)", did, ref)
+
+    async def take_down_blob(self, did: str, cid: str, ref: str) -> None:
+        """Take one blob of ``did``'s repo down: the PDS stops serving it (getBlob answers "Blob not
+        found"), moves its file to its quarantine directory and refuses it if uploaded again."""
+        await self._take_down({"$type": "com.atproto.admin.defs#repoBlobRef", "did": did, "cid": cid}, ref)
+        log.warning("took down blob %s of %s on the PDS (ref %s)", cid, did, ref)
+
+    async def _take_down(self, subject: dict[str, str], ref: str) -> None:
+        body = {"subject": subject, "takedown": {"applied": True, "ref": ref}}
         url = self.base / "xrpc" / "com.atproto.admin.updateSubjectStatus"
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout)) as s:
@@ -44,4 +51,3 @@ class PdsAdmin:
                         raise PdsActionError(f"the PDS answered {resp.status}: {text[:200]}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise PdsActionError(f"the PDS admin API is unreachable: {type(exc).__name__}") from None
-        log.warning("took down account %s on the PDS (ref %s)", did, ref)

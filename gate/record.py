@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from gate.types import Decision, DecisionSource, Hashes, Uploader, Verdict
+from gate.types import ActionTaken, Decision, DecisionSource, Hashes, Uploader, Verdict
 
 
 def new_decision_id() -> str:
@@ -42,6 +42,8 @@ class DecisionRecord:
     error: str | None = None  # what went wrong, for the operator; never body bytes or tokens
     cached: bool = False  # verdict reused from the in-memory verdict cache
     record_uri: str | None = None  # the record the blob was seen in (firehose): at://DID/COLLECTION/RKEY
+    actions: tuple[ActionTaken, ...] = ()  # what a scan or retro-hunt did about it ([scan])
+    origin: str | None = None  # a retro decision's original decision id
 
     @staticmethod
     def now() -> datetime:
@@ -75,6 +77,8 @@ class DecisionRecord:
             "error": self.error,
             "cached": self.cached,
             "record_uri": self.record_uri,
+            "actions": [a.to_json() for a in self.actions],
+            "origin": self.origin,
         }
 
 

@@ -32,6 +32,26 @@ class DecisionSource(StrEnum):
     API = "api"  # bytes or hashes sent to the gate's hash/match API
 
 
+class ScanAction(StrEnum):
+    """What a scan or retro-hunt may do beyond recording a blob the policy blocks (``[scan]``)."""
+
+    REVIEW = "review"  # seal the bytes as evidence in the review queue, as a held upload's
+    WITHHOLD = "withhold"  # getBlob through the gate answers "not found" for it
+    TAKEDOWN = "takedown"  # the blob taken down on the PDS (repoBlobRef), under the daily cap
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTaken:
+    """One ``ScanAction`` carried out (or not) for a decision, as its row's ``actions`` says."""
+
+    action: ScanAction
+    result: str  # bounded: "done" | "shadow" | "capped" | "refused" | "failed"
+    detail: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {"action": self.action.value, "result": self.result, "detail": self.detail}
+
+
 # Precedence when several rules fire: reject > quarantine > forward.
 SEVERITY: dict[Verdict, int] = {Verdict.FORWARD: 0, Verdict.QUARANTINE: 1, Verdict.REJECT: 2}
 

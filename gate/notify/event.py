@@ -12,11 +12,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gate.record import DecisionRecord
-from gate.types import Verdict
+from gate.types import DecisionSource, Verdict
 
 # Event types. Bounded: they are also what receivers route on.
 UPLOAD_QUARANTINED = "upload.quarantined"
 UPLOAD_REJECTED = "upload.rejected"
+# Blobs the PDS already stored, judged by a scan (backfill) or a retro-hunt: the same data, plus what
+# the [scan] choices did and (retro) the decision re-judged.
+SCAN_QUARANTINED = "scan.quarantined"
+SCAN_REJECTED = "scan.rejected"
+RETRO_QUARANTINED = "retro.quarantined"
+RETRO_REJECTED = "retro.rejected"
+_KINDS = {
+    DecisionSource.BACKFILL: (SCAN_QUARANTINED, SCAN_REJECTED),
+    DecisionSource.RETRO: (RETRO_QUARANTINED, RETRO_REJECTED),
+}
 REVIEW_RELEASED = "review.released"
 REVIEW_CONFIRMED = "review.confirmed"
 REVIEW_REPORTED = "review.reported"
@@ -39,10 +49,15 @@ def decision_event(record: DecisionRecord) -> Event | None:
     verdict, h, d = record.verdict, record.hashes, record.decision
     if verdict not in (Verdict.QUARANTINE, Verdict.REJECT) or d is None:
         return None
-    kind = UPLOAD_QUARANTINED if verdict is Verdict.QUARANTINE else UPLOAD_REJECTED
+    held, rejected = _KINDS.get(record.source, (UPLOAD_QUARANTINED, UPLOAD_REJECTED))
+    kind = held if verdict is Verdict.QUARANTINE else rejected
+    extra: dict[str, Any] = {}
+    if record.source in _KINDS:
+        extra = {"actions": [a.to_json() for a in record.actions], "origin": record.origin}
     return Event(
         kind,
         {
+            **extra,
             "decision_id": record.id,
             "verdict": verdict.value,
             "rule": d.rule,

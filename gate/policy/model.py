@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from gate.hashing.options import MAX_FRAMES, MAX_TOTAL_PIXELS
 from gate.signals import SignalType
-from gate.types import Verdict
+from gate.types import ScanAction, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,21 @@ class Firehose:
 
 
 @dataclass(frozen=True, slots=True)
+class Scan:
+    """``[scan]``: what a scan of stored blobs and a retro-hunt do with a blob a rule blocks (each
+    decision is recorded whatever this says; built-in choices such as on_unhashable never act here)."""
+
+    reject: frozenset[ScanAction]
+    quarantine: frozenset[ScanAction]
+    shadow: bool = False  # record what would have been done, do none of it
+
+    def actions(self, verdict: Verdict) -> frozenset[ScanAction]:
+        if verdict is Verdict.REJECT:
+            return self.reject
+        return self.quarantine if verdict is Verdict.QUARANTINE else frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     version: str  # sha256 of the file's bytes, first 16 hex: recorded with every decision
     rules: tuple[Rule, ...]
@@ -103,6 +118,7 @@ class Policy:
     hma_banks: frozenset[str] | None = None  # banks= sent to HMA; None = all
     evidence: Evidence = Evidence()
     firehose: Firehose = Firehose()
+    scan: Scan | None = None  # None: the policy says nothing; scans refuse to run, retro-hunts only record
 
     def response_for(self, verdict: Verdict) -> Response:
         return self.reject_response if verdict is Verdict.REJECT else self.quarantine_response
@@ -117,6 +133,14 @@ class Policy:
     @property
     def keeps_evidence(self) -> bool:
         """True when this policy can store encrypted evidence (so the gate needs an evidence key)."""
-        return self.can_act(Verdict.QUARANTINE) or (
-            self.evidence.keep_rejected and self.can_act(Verdict.REJECT)
+        scan = self.scan
+        scan_reviews = (
+            scan is not None
+            and not scan.shadow
+            and any(ScanAction.REVIEW in scan.actions(v) and self.can_act(v) for v in Verdict)
+        )
+        return (
+            self.can_act(Verdict.QUARANTINE)
+            or (self.evidence.keep_rejected and self.can_act(Verdict.REJECT))
+            or scan_reviews
         )

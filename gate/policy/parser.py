@@ -15,6 +15,7 @@ from typing import Any
 from gate.policy.evidence import parse_evidence
 from gate.policy.firehose import parse_firehose
 from gate.policy.model import Hashing, Policy, Response, Rule
+from gate.policy.scan import parse_scan
 from gate.signals import MatchSource, SignalType, supported_by
 from gate.types import Verdict
 
@@ -36,6 +37,7 @@ TOP_KEYS = frozenset(
         "rules",
         "evidence",
         "firehose",
+        "scan",
     }
 )
 RULE_KEYS = frozenset({"name", "source", "banks", "signal_types", "max_distance", "action", "shadow"})
@@ -112,6 +114,7 @@ class PolicyParser:
         rules = self.rules(raw.get("rules", []), allowlist or frozenset())
         evidence = parse_evidence(raw.get("evidence", {}), self.err)
         firehose = parse_firehose(raw.get("firehose", {}), self.err, {r.name for r in rules})
+        scan = parse_scan(raw["scan"], self.err) if "scan" in raw else None
         if (
             on_unhashable is None
             or on_unscannable is None
@@ -136,6 +139,7 @@ class PolicyParser:
             hma_banks=hma_banks,
             evidence=evidence,
             firehose=firehose,
+            scan=scan,
         )
 
     def by_type(self, table: object) -> tuple[tuple[str, Verdict], ...]:

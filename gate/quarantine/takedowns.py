@@ -9,6 +9,7 @@ both take the last slot. A takedown the PDS refused gives its slot back.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -64,6 +65,25 @@ class Takedowns:
             # A claimed DID is whatever the uploader wrote into a token: acting on it would let anyone
             # get someone else's account taken down.
             await self._refuse(target, actor, detail, "unverified", "the uploader's DID was never verified")
+        await self._apply(
+            target, actor, detail, lambda pds, ref: pds.take_down_account(target.did or "", ref)
+        )
+
+    async def take_down_blob(self, decision_id: str, did: str, cid: str, actor: str) -> None:
+        """Take one stored blob down on the PDS (a scan's or retro-hunt's ``takedown``), under the same
+        daily cap and audit as account takedowns; TakedownRefused says why not. ``did`` is the repo the
+        PDS itself lists the blob in, not a token's claim."""
+        detail: dict[str, Any] = {"did": did, "cid": cid, "subject": "blob"}
+        target = Target(decision_id, did, True)
+        await self._apply(target, actor, detail, lambda pds, ref: pds.take_down_blob(did, cid, ref))
+
+    async def _apply(
+        self,
+        target: Target,
+        actor: str,
+        detail: dict[str, Any],
+        call: Callable[[PdsAdmin, str], Awaitable[None]],
+    ) -> None:
         if self._pds is None:
             await self._refuse(target, actor, detail, "disabled", "PDS actions are off (no admin password)")
         async with self._db.transaction() as conn:
@@ -81,7 +101,7 @@ class Takedowns:
                 "capped", f"the daily takedown cap ({self.daily_cap}) is reached; try again tomorrow"
             )
         try:
-            await self._pds.take_down_account(target.did, ref=f"upload-gate:{target.decision_id}")
+            await call(self._pds, f"upload-gate:{target.decision_id}")
         except PdsActionError as exc:
             await self._audit.record(
                 actor, "takedown_failed", target.decision_id, {**detail, "error": str(exc)}

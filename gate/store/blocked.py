@@ -9,9 +9,13 @@ if TYPE_CHECKING:
 
 
 async def blocked_sha256(db: Pool) -> set[str]:
-    """SHA-256 of every upload the gate rejected, quarantined or confirmed, less released ones."""
+    """SHA-256 of every upload the gate rejected, quarantined or confirmed, less released ones; of blobs
+    a scan or retro-hunt judged, those its ``[scan]`` choices withheld (a "record only" scan withholds
+    nothing)."""
     rows = await db.fetch(
         "(SELECT sha256 FROM decisions WHERE verdict IN ('reject', 'quarantine') AND sha256 IS NOT NULL"
+        " AND (source NOT IN ('backfill', 'retro')"
+        ' OR actions @> \'[{"action": "withhold", "result": "done"}]\')'
         " UNION SELECT sha256 FROM evidence WHERE state <> 'released')"
         " EXCEPT (SELECT sha256 FROM evidence WHERE state = 'released'"
         " EXCEPT SELECT sha256 FROM evidence WHERE state IN ('confirmed', 'reported'))"

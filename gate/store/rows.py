@@ -56,6 +56,8 @@ COLUMNS: dict[str, str] = {
     "error": "text",
     "cached": "boolean",
     "record_uri": "text",
+    "actions": "jsonb",
+    "origin": "uuid",
 }
 
 # Columns Postgres receives as text and casts itself: parsing there is cheaper than building uuid,
@@ -127,6 +129,8 @@ def record_to_row(record: DecisionRecord) -> dict[str, Any]:
         "error": record.error,
         "cached": record.cached,
         "record_uri": record.record_uri,
+        "actions": [a.to_json() for a in record.actions],
+        "origin": str(uuid.UUID(hex=record.origin)) if record.origin else None,
     }
 
 
@@ -158,7 +162,7 @@ def _same(value: Any) -> Any:
 _CONVERT = {"jsonb": _jsonb, "inet": _inet, "text": _text}
 _CONVERTERS = [(col, _CONVERT.get(t, _same)) for col, t in COLUMNS.items()]
 # Rows spooled by a gate older than a column, replayed by a newer one: what the column says of them.
-_BEFORE = {"source": "upload"}  # migration 007: every decision before it was an upload
+_BEFORE: dict[str, Any] = {"source": "upload", "actions": []}  # 007: every decision before was an upload
 
 
 def insert_args(rows: list[dict[str, Any]]) -> list[list[Any]]:

@@ -132,6 +132,7 @@ def start(
     *,
     name: str = "gate",
     extra_env: dict[str, str] | None = None,
+    policy_text: str = POLICY,
 ) -> Gate:
     root = workdir / name
     banks_dir = root / "banks"
@@ -140,7 +141,7 @@ def start(
         rows = [row for f in files for row in bank_rows(f)]
         (banks_dir / f"{bank}.csv").write_text("signal_type,hash,label\n" + "\n".join(rows) + "\n")
     policy = root / "policy.toml"
-    policy.write_text(POLICY)
+    policy.write_text(policy_text)
     # The data directory (embedded Postgres) lives outside pytest's temp tree: when running as root the
     # embedded server runs as another user that needs o+x on every parent, and every pytest run on the
     # machine resets /tmp/pytest-of-<user> to 0700.

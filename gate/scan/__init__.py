@@ -1,0 +1,1 @@
+"""Judging what the PDS already stores: ``upload-gate scan`` (backfill) and, later, retro-hunts."""

@@ -1,0 +1,134 @@
+"""``upload-gate scan``: judge every blob the PDS already stores (backfill).
+
+    upload-gate scan [--blobstore DIR] [--concurrency N] [--blobs-per-second R] [--bytes-per-second B]
+                     [--rescan] [--did DID ...] [--progress auto|bar|lines|none] [--json]
+
+It talks to the PDS at GATE_UPSTREAM (``--pds`` to override) with the admin password
+(GATE_PDS_ADMIN_PASSWORD: deactivated and taken-down repos are readable only so, and ``takedown`` needs
+it), judges with the gate's policy, banks and HMA, and writes to the gate's Postgres — the same settings
+(environment or ``--env-file``) the gate runs with. Safe to stop at any time (Ctrl-C, SIGTERM, a kill):
+the next run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from gate.blob_fetch import BlobSource, BlobUnavailable, DiskBlobs, PdsSync
+from gate.errors import ConfigError, Unavailable
+from gate.logging_setup import configure_logging
+from gate.scan.act import ScanActor
+from gate.scan.parts import open_parts
+from gate.scan.progress import Progress, Tally
+from gate.scan.scanner import Scanner, ScanOptions
+from gate.scan.store import ScanStore
+from gate.settings import Settings, SettingsError, parse_rate, parse_url
+
+log = logging.getLogger("gate.scan")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("scan", help="judge every blob the PDS already stores (resumable)")
+    p.add_argument("--pds", type=parse_url, help="the PDS's URL (default: GATE_UPSTREAM)")
+    p.add_argument(
+        "--blobstore",
+        type=Path,
+        help="read blob files from the PDS's disk blob store (PDS_BLOBSTORE_DISK_LOCATION) instead of getBlob",
+    )
+    p.add_argument(
+        "--concurrency", type=_positive, default=4, help="blobs read and judged at once (default 4)"
+    )
+    p.add_argument(
+        "--blobs-per-second", type=parse_rate, default=0, help="at most this many blobs/s (0: no limit)"
+    )
+    p.add_argument(
+        "--bytes-per-second",
+        type=parse_rate,
+        default=0,
+        help="at most this many bytes/s, e.g. 20M (0: no limit)",
+    )
+    p.add_argument("--rescan", action="store_true", help="read and judge everything again, recorded or not")
+    p.add_argument("--did", action="append", default=[], help="scan only this repo (repeatable)")
+    p.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto")
+    p.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=run)
+
+
+def _positive(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= 256:
+        raise argparse.ArgumentTypeError("expected an integer in 1–256")
+    return int(raw)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env(env_file=Path(args.env_file) if args.env_file else None)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.blobstore is not None and not args.blobstore.is_dir():
+        print(f"upload-gate scan: --blobstore {args.blobstore} is not a directory", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    tally = Tally()
+    try:
+        return asyncio.run(_scan(args, settings, tally))
+    except KeyboardInterrupt:
+        print("scan stopped; run it again to resume", file=sys.stderr)
+        return 130
+
+
+async def _scan(args: argparse.Namespace, settings: Settings, tally: Tally) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        async with open_parts(settings) as parts:
+            scan = parts.policy.current.scan
+            if scan is None:
+                print(
+                    "upload-gate scan: the policy has no [scan] table: say what a scan does with blobs a rule"
+                    " blocks (config/policy.toml documents it)",
+                    file=sys.stderr,
+                )
+                return 2
+            sync = PdsSync(
+                args.pds or settings.upstream,
+                admin_password=settings.pds_admin_password,
+                max_bytes=settings.max_upload_bytes,
+                connections=args.concurrency + 1,
+            )
+            async with sync:
+                blobs: BlobSource = (
+                    DiskBlobs(args.blobstore, settings.max_upload_bytes) if args.blobstore else sync
+                )
+                options = ScanOptions(
+                    concurrency=args.concurrency,
+                    blobs_per_second=args.blobs_per_second,
+                    bytes_per_second=args.bytes_per_second,
+                    rescan=args.rescan,
+                    only=frozenset(args.did),
+                )
+                actor = ScanActor(parts.evidence.vault, parts.takedowns, "gate:scan")
+                scanner = Scanner(
+                    parts.judge, sync, blobs, ScanStore(parts.pool), actor, tally, options, parts.notify
+                )
+                with Progress(tally, mode=args.progress, interval=args.progress_interval):
+                    await scanner.run()
+    except asyncio.CancelledError:
+        print("scan stopped; run it again to resume", file=sys.stderr)
+        return 130
+    except BlobUnavailable as exc:
+        print(f"upload-gate scan: cannot list the PDS's repos: {exc}", file=sys.stderr)
+        return 1
+    except (ConfigError, Unavailable, OSError) as exc:
+        print(f"upload-gate scan: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(tally.to_json() + "\n" if args.json else tally.summary_text())
+    return 0

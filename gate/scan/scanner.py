@@ -1,0 +1,201 @@
+"""``Scanner``: every blob the PDS stores, judged by the gate's judge and recorded as a backfill decision.
+
+One producer lists repos (``listRepos``: every account, active or not) and each repo's blobs
+(``listBlobs``); ``concurrency`` workers read, judge, act and record them, across repo boundaries, paced
+by ``blobs_per_second`` and ``bytes_per_second`` so the PDS keeps serving. A repo is marked done once
+every blob listed in it is recorded. What is already recorded is never read again unless ``rescan``: a
+repo finished at the rev it still has is not even listed, a changed one is listed only for blobs of
+newer records (``listBlobs?since=``), and within a repo every recorded CID is skipped — which is also how
+a killed scan resumes.
+
+Bad input is a recorded outcome, never a crash and never a silent skip: a blob the PDS will not serve, a
+repo it refuses, bytes that do not match their CID, a blob over the size limit — each is counted by kind
+and kept in ``scan_blobs`` with what was said. Transient ones (the PDS or a matcher failing) are not
+marked scanned, so the next scan tries them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from gate.blob_fetch import BlobSource, BlobUnavailable, PdsSync, Repo
+from gate.judge import Context, Judge
+from gate.record import DecisionRecord, new_decision_id
+from gate.scan.act import ScanActor
+from gate.scan.pace import Pace
+from gate.scan.progress import Tally
+from gate.scan.store import Outcome, RepoState, ScanStore
+from gate.types import DecisionSource, Uploader
+
+log = logging.getLogger("gate.scan")
+
+# Problems a later scan may not see again (the blob stays listed): retried, never marked scanned.
+RETRIED = frozenset({"unavailable", "matcher_error"})
+
+
+def repo_uploader(did: str) -> Uploader:
+    """Whose blob it is: the repo the PDS lists it in (its own word about its own data, not a claim)."""
+    return Uploader(did, "repo", verified_how="repo")
+
+
+@dataclass
+class ScanOptions:
+    concurrency: int = 4
+    blobs_per_second: float = 0.0  # 0 = no limit
+    bytes_per_second: float = 0.0
+    rescan: bool = False
+    only: frozenset[str] = frozenset()  # these DIDs only (empty: every repo)
+
+
+@dataclass
+class _RepoRun:
+    repo: Repo
+    pending: int = 0
+    listed: bool = False
+    retry: bool = False  # some blob must be tried again: do not move the repo's rev forward
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+Item = tuple[_RepoRun, str]
+
+
+class Scanner:
+    def __init__(
+        self,
+        judge: Judge,
+        sync: PdsSync,
+        blobs: BlobSource,
+        store: ScanStore,
+        actor: ScanActor,
+        tally: Tally,
+        options: ScanOptions,
+        notify: Callable[[DecisionRecord], None] = lambda record: None,
+    ) -> None:
+        self.judge = judge
+        self.sync = sync
+        self.blobs = blobs
+        self.store = store
+        self.actor = actor
+        self.tally = tally
+        self.options = options
+        self.notify = notify
+        self._blob_pace = Pace(options.blobs_per_second)
+        self._byte_pace = Pace(options.bytes_per_second)
+
+    async def run(self) -> Tally:
+        states = {} if self.options.rescan else await self.store.states()
+        repos = [
+            r async for r in self.sync.list_repos() if not self.options.only or r.did in self.options.only
+        ]
+        self.tally.repos_total = len(repos)
+        queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=self.options.concurrency * 4)
+        workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.options.concurrency)]
+        try:
+            for repo in repos:
+                await self._list(repo, states.get(repo.did), queue)
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await self.store.flush()  # what was judged before a stop is kept: the resume skips it
+        return self.tally
+
+    async def _list(self, repo: Repo, state: RepoState | None, queue: asyncio.Queue[Item | None]) -> None:
+        if state is not None and state.state == "done" and state.since_rev == repo.rev:
+            self.tally.repos_unchanged += 1
+            return
+        since = state.since_rev if state is not None else None
+        run = _RepoRun(repo)
+        await self.store.begin_repo(repo.did, repo.rev)
+        try:
+            known = set() if self.options.rescan else await self.store.done_cids(repo.did)
+            async for page in self.sync.list_blobs(repo.did, since):
+                self.tally.blobs_listed += len(page)
+                for cid in page:
+                    if cid in known:
+                        self.tally.blobs_known += 1
+                        continue
+                    run.pending += 1
+                    await queue.put((run, cid))
+        except BlobUnavailable as exc:
+            # The repo as a whole (deactivated without the admin password, deleted meanwhile...).
+            self.tally.problems[exc.kind] += 1
+            self.tally.repos_failed += 1
+            log.warning("scan: repo %s not readable: %s", repo.did, exc)
+            await self.store.fail_repo(repo.did, str(exc))
+            return
+        run.listed = True
+        await self._maybe_finish(run)
+
+    async def _maybe_finish(self, run: _RepoRun) -> None:
+        if run.listed and run.pending == 0 and not run.finished.is_set():
+            run.finished.set()
+            await self.store.finish_repo(run.repo.did, advance=not run.retry)
+            self.tally.repos_done += 1
+
+    async def _worker(self, queue: asyncio.Queue[Item | None]) -> None:
+        while (item := await queue.get()) is not None:
+            run, cid = item
+            try:
+                await self._one(run, cid)
+            finally:
+                run.pending -= 1
+                await self._maybe_finish(run)
+
+    async def _one(self, run: _RepoRun, cid: str) -> None:
+        did = run.repo.did
+        await self._blob_pace.take()
+        try:
+            body = await self.blobs.get_blob(did, cid)
+        except BlobUnavailable as exc:
+            await self._problem(run, cid, exc.kind, exc.detail)
+            return
+        self.tally.blobs_read += 1
+        self.tally.bytes_read += len(body)
+        await self._byte_pace.take(len(body))
+        context = Context(DecisionSource.BACKFILL)
+        judged = await self.judge.judge(body, context)
+        decision = judged.decision
+        if decision.reason == "matcher_error":
+            # Judged while a matcher failed: the verdict may change when it answers. Tried again next scan.
+            await self._problem(run, cid, "matcher_error", "; ".join(decision.notes))
+            return
+        record = DecisionRecord(
+            id=new_decision_id(),
+            time=DecisionRecord.now(),
+            source=DecisionSource.BACKFILL,
+            client_ip=None,
+            uploader=repo_uploader(did),
+            declared_type=None,
+            hashes=judged.hashes,
+            decision=decision,
+            verdict=decision.verdict,
+            timings_ms=dict(context.timer.stages),
+            cached=judged.cached,
+        )
+
+        async def read_again() -> bytes:
+            return body
+
+        actions = await self.actor.act(judged.policy, record, did, cid, read_again)
+        if actions:
+            record = replace(record, actions=actions)
+        self.tally.verdicts[decision.verdict.value] += 1
+        for a in actions:
+            self.tally.actions[f"{a.action.value}:{a.result}"] += 1
+        await self.store.add(Outcome(did, cid, record=record))
+        self.notify(record)
+
+    async def _problem(self, run: _RepoRun, cid: str, kind: str, detail: str) -> None:
+        self.tally.problems[kind] += 1
+        log.info("scan: blob %s of %s not judged: %s: %s", cid, run.repo.did, kind, detail)
+        if kind in RETRIED:
+            run.retry = True
+            return
+        await self.store.add(Outcome(run.repo.did, cid, problem=kind, detail=detail[:500]))
