@@ -40,6 +40,7 @@ from gate.quarantine.allowlist import Allowlist
 from gate.quarantine.keys import Keyring
 from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionSink
+from gate.scan.retro_job import RetroJob
 from gate.settings import Settings
 from gate.store.blocked import blocked_sha256
 from gate.store.database import Database
@@ -249,4 +250,7 @@ def jobs(deps: Deps, banks: LocalBanks, keeper: PostgresKeeper | None) -> list[J
 
     if deps.labeler is not None:
         out.append(deps.labeler.watch)
-    return [*out, watch_banks, watch_policy, purge_evidence, watch_withheld, watch_allowlist]
+    # After a bank reload adds hashes, stored decisions are re-judged against the new entries.
+    hma = next((m for m in deps.judge.matchers if isinstance(m, HmaMatcher)), None)
+    retro = RetroJob(settings, banks, pool, deps.judge, deps.sink, deps.evidence.vault, deps.withheld, hma)
+    return [*out, watch_banks, watch_policy, purge_evidence, watch_withheld, watch_allowlist, retro.run]

@@ -284,11 +284,17 @@ WEBHOOK_QUEUE = Gauge("upload_gate_webhook_queue_depth", "Webhook events waiting
 # ---- review queue and PDS actions (gate/admin, gate/quarantine) ----
 TAKEDOWNS = Counter(
     "upload_gate_takedowns_total",
-    "Account takedowns on the PDS by outcome: applied, capped (daily cap reached), refused "
+    "Account and blob takedowns on the PDS by outcome: applied, capped (daily cap reached), refused "
     "(DID not verified), failed (PDS error).",
     ["outcome"],
 )
 _zero(TAKEDOWNS, ("applied", "capped", "refused", "failed"))
+RETRO_HITS = Counter(
+    "upload_gate_retro_hits_total",
+    "Stored decisions re-judged by a retro-hunt after a bank gained entries, by the new verdict.",
+    ["verdict"],
+)
+_zero(RETRO_HITS, ("forward", "quarantine", "reject"))
 REVIEW_ACTIONS = Counter(
     "upload_gate_review_actions_total", "Review-queue accesses and decisions, by action.", ["action"]
 )

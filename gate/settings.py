@@ -433,6 +433,25 @@ class Settings:
         "10",
         "takedowns per UTC day, whole gate (every replica); the next one is refused; 0 = none",
     )
+    retro_window_days: int = env(
+        "GATE_RETRO_WINDOW_DAYS",
+        parse_non_negative_int,
+        "0",
+        "after a local bank gains hashes, stored decisions of this many days are re-matched (retro-hunt); "
+        "0 = the whole decision log",
+    )
+    retro_hma_window_days: int = env(
+        "GATE_RETRO_HMA_WINDOW_DAYS",
+        parse_positive_int,
+        "30",
+        "when HMA's index is rebuilt, the stored PDQ hashes of this many days are looked up again",
+    )
+    retro_hma_rate: float = env(
+        "GATE_RETRO_HMA_RATE",
+        parse_seconds,
+        "10",
+        "lookups per second those re-lookups may send HMA (uploads' own lookups are not counted)",
+    )
     webhook_url: URL | None = env(
         "GATE_WEBHOOK_URL", parse_optional_url, "", "POST quarantine/reject/review events here; empty = off"
     )

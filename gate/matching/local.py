@@ -39,6 +39,8 @@ class LocalBanks:
         self._set: BankSet | None = None
         self._files = bank_files(self.directory)
         self._failed_signature: Stamp | None = None
+        # Told (old, new) after each reload: a retro-hunt matches what the new snapshot added.
+        self.reloaded: list[Callable[[BankSet, BankSet], None]] = []
 
     @property
     def banks(self) -> BankSet:
@@ -100,9 +102,12 @@ class LocalBanks:
             metrics.BANK_RELOAD_OK.set(0)
             log.error("local banks not reloaded, keeping version %s: %s", self.banks.version, exc)
             return False
+        old = self.banks
         self._install(new)
         metrics.BANK_RELOADS.labels(result="ok").inc()
         metrics.BANK_RELOAD_OK.set(1)
+        for listener in self.reloaded:
+            listener(old, new)
         return True
 
     async def watch(

@@ -41,7 +41,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for note in bank_notes:
         print(note, file=sys.stderr)
-    print(f"OK {policy.version}: {len(policy.rules)} rules")
+    print(f"OK {policy.version}: {len(policy.rules)} rules", file=sys.stderr if args.json else sys.stdout)
+    if args.against_log:
+        from gate.policy.backtest_command import run_back_test  # the database only when asked
+
+        return run_back_test(args, policy, banks_dir)
     return 0
 
 
@@ -61,6 +65,18 @@ examples:
     parser.add_argument(
         "--banks-dir",
         help="local banks directory to check bank names against (default: $GATE_BANKS_DIR or config/banks)",
+    )
+    parser.add_argument(
+        "--against-log",
+        action="store_true",
+        help="also replay the decision log's stored hashes through FILE and print what would change",
+    )
+    parser.add_argument(
+        "--since", default="30d", help="with --against-log: the window (30d, 24h, an ISO time)"
+    )
+    parser.add_argument("--examples", type=int, default=5, help="with --against-log: examples per group")
+    parser.add_argument(
+        "--json", action="store_true", help="with --against-log: the report as one JSON object"
     )
     parser.set_defaults(func=_main)
 

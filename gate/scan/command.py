@@ -14,20 +14,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from gate.blob_fetch import BlobSource, BlobUnavailable, DiskBlobs, PdsSync
 from gate.errors import ConfigError, Unavailable
 from gate.logging_setup import configure_logging
+from gate.record import DecisionRecord
 from gate.scan.act import ScanActor
+from gate.scan.bank_diff import added
 from gate.scan.parts import open_parts
 from gate.scan.progress import Progress, Tally
+from gate.scan.retro import RetroHunt
+from gate.scan.retro_job import EPOCH, window_start
 from gate.scan.scanner import Scanner, ScanOptions
-from gate.scan.store import ScanStore
+from gate.scan.store import ScanStore, insert_decision
 from gate.settings import Settings, SettingsError, parse_rate, parse_url
+from gate.store.query import parse_when
 
 log = logging.getLogger("gate.scan")
 
@@ -58,6 +65,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=run)
+    what = p.add_subparsers(dest="scan_what", metavar="{retro}")
+    r = what.add_parser("retro", help="re-judge stored decisions against every bank entry now (on demand)")
+    r.add_argument("--since", type=_when, help="decisions since (30d, 2026-01-31); default: the whole log")
+    r.add_argument(
+        "--hma",
+        action="store_true",
+        help="also look every stored PDQ hash since --since (default 30d) up in HMA again, at GATE_RETRO_HMA_RATE",
+    )
+    r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    r.set_defaults(func=run_retro)
 
 
 def _positive(raw: str) -> int:
@@ -132,3 +149,56 @@ async def _scan(args: argparse.Namespace, settings: Settings, tally: Tally) -> i
         return 1
     sys.stdout.write(tally.to_json() + "\n" if args.json else tally.summary_text())
     return 0
+
+
+def _when(raw: str) -> datetime:
+    try:
+        return parse_when(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def run_retro(args: argparse.Namespace) -> int:
+    """Every entry of the local banks as if just added, against the stored decisions since ``--since``;
+    hits judged, recorded (source "retro") and acted on per [scan] — the same as the gate does after a
+    reload, on demand."""
+    try:
+        settings = Settings.from_env(env_file=Path(args.env_file) if args.env_file else None)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def main() -> int:
+        try:
+            async with open_parts(settings) as parts:
+                s = settings
+                actor = ScanActor(parts.evidence.vault, parts.takedowns, "gate:retro")
+
+                async def record(r: DecisionRecord) -> None:
+                    await insert_decision(parts.pool, r)
+                    parts.notify(r)
+
+                async with PdsSync(
+                    s.upstream, admin_password=s.pds_admin_password, max_bytes=s.max_upload_bytes
+                ) as sync:
+                    hunt = RetroHunt(parts.pool, parts.judge, actor, record, blobs=sync)
+                    since = args.since or EPOCH
+                    tally = await hunt.run(added(None, parts.banks.banks), since)
+                    summary: dict[str, object] = {"local": tally.summary()}
+                    if args.hma:
+                        window = args.since or window_start(s.retro_hma_window_days)
+                        summary["hma"] = (
+                            await hunt.hma_pass(window, s.retro_hma_rate, "retro: on demand")
+                        ).summary()
+        except (ConfigError, Unavailable, OSError) as exc:
+            print(f"upload-gate scan retro: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(summary, sort_keys=True) if args.json else _retro_text(summary))
+        return 0
+
+    return asyncio.run(main())
+
+
+def _retro_text(summary: dict[str, object]) -> str:
+    return "\n".join(f"{part}: {json.dumps(values, sort_keys=True)}" for part, values in summary.items())

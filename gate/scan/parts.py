@@ -39,6 +39,7 @@ log = logging.getLogger("gate.scan")
 class Parts:
     settings: Settings
     policy: PolicyHolder
+    banks: LocalBanks
     judge: Judge
     database: Database
     evidence: Evidence
@@ -86,6 +87,7 @@ async def open_parts(settings: Settings) -> AsyncIterator[Parts]:
         yield Parts(
             settings=settings,
             policy=policy,
+            banks=banks,
             judge=Judge(policy, hasher, matchers, cache),
             database=database,
             evidence=Evidence.on(database.pool, keyring),

@@ -118,3 +118,8 @@ def _per_repo(batch: list[Outcome]) -> list[tuple[str, int]]:
     for o in batch:
         counts[o.did] = counts.get(o.did, 0) + 1
     return list(counts.items())
+
+
+async def insert_decision(db: Pool, record: DecisionRecord) -> None:
+    """One decision row now (a retro-hunt outside the serving gate, which has no decision-log queue)."""
+    await db.execute(INSERT_SQL, *insert_args([record_to_row(record)]))

@@ -84,7 +84,7 @@ def row_to_json(row: Any) -> dict[str, Any]:
 
 
 def _json_value(key: str, value: Any) -> Any:
-    if key == "id":
+    if key in ("id", "origin") and value is not None:  # a retro decision's original: the same spelling
         return value.hex
     if isinstance(value, datetime):
         return value.isoformat()

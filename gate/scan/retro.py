@@ -1,0 +1,223 @@
+"""``RetroHunt``: stored hashes re-judged when a bank gains entries.
+
+A picture forwarded as clean today can be banked tomorrow. When a local bank reload adds hashes, only
+the new entries are matched against every stored decision that forwarded a blob (``gate.scan.stored``):
+exact hashes by lookup, PDQ by a multi-index join (``gate.scan.pdq_join``) at the widest distance a rule
+of the current policy looks at. Each hit is judged again by the judge, from its stored hashes, under the
+policy in force, recorded as a ``retro`` decision that names its original (``origin``) and the added bank
+entry (in its notes and matches), and acted on per ``[scan]`` like a scanned blob — the bytes for review
+fetched from the PDS. A decision already re-judged is not re-judged again for the same bank change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from gate import metrics
+from gate.blob_fetch import BlobSource
+from gate.judge import Context, Judge, Judgement
+from gate.matching.bank_set import Entry
+from gate.quarantine.withheld import WithheldBlobs
+from gate.record import DecisionRecord, new_decision_id
+from gate.scan.act import ScanActor
+from gate.scan.bank_diff import BankDiff
+from gate.scan.pace import Pace
+from gate.scan.pdq_join import NewHashes
+from gate.scan.stored import STORED, PdqBlock, decision_rows, each_pdq_block, row_hashes, stored_exact
+from gate.signals import SignalType
+from gate.store.pool import Pool
+from gate.store.query import row_to_json
+from gate.types import DecisionSource, ScanAction, Uploader, Verdict
+
+log = logging.getLogger("gate.scan")
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    entry: Entry  # (bank, file, line, label) of the added row
+    signal: SignalType
+    distance: int | None
+
+
+@dataclass
+class RetroTally:
+    hits: int = 0  # stored decisions an added entry matched
+    judged: int = 0
+    already: int = 0  # re-judged before (an earlier retro decision names it)
+    verdicts: Counter[str] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "hits": self.hits,
+            "judged": self.judged,
+            "already_rejudged": self.already,
+            "verdicts": dict(sorted(self.verdicts.items())),
+            "actions": dict(sorted(self.actions.items())),
+        }
+
+
+Record = Callable[[DecisionRecord], Awaitable[None]]
+
+
+class RetroHunt:
+    def __init__(
+        self,
+        db: Pool,
+        judge: Judge,
+        actor: ScanActor,
+        record: Record,
+        blobs: BlobSource | None = None,
+        withheld: WithheldBlobs | None = None,
+    ) -> None:
+        self.db = db
+        self.judge = judge
+        self.actor = actor
+        self.record = record
+        self.blobs = blobs
+        self.withheld = withheld
+
+    async def run(self, diff: BankDiff, since: datetime) -> RetroTally:
+        """Match ``diff`` against what is stored since ``since``; judge, record and act on every hit."""
+        policy = self.judge.policy.plan
+        diff = diff.without(policy.policy.allowlist_banks)
+        hits = await self.find(diff, since, policy.local.max_distance.get(SignalType.PDQ))
+        tally = RetroTally(hits=len(hits))
+        if hits:
+            await self.rejudge(hits, tally)
+        return tally
+
+    async def find(self, diff: BankDiff, since: datetime, max_distance: int | None) -> dict[str, list[Hit]]:
+        """Stored decision id → the added entries that match it. PDQ only when a rule looks at local PDQ
+        (``max_distance`` None: none does)."""
+        hits: dict[str, list[Hit]] = {}
+        for signal, values in diff.exact.items():
+            if values:
+                for decision_id, value in await stored_exact(self.db, signal, list(values), since):
+                    hits.setdefault(decision_id, []).extend(Hit(e, signal, None) for e in values[value])
+        if diff.pdq_entries and max_distance is not None:
+            index = NewHashes(diff.pdq_words)
+
+            async def handle(block: PdqBlock) -> None:
+                new, stored, dist = await asyncio.to_thread(index.join, block.words, max_distance)
+                for n, s, d in zip(new.tolist(), stored.tolist(), dist.tolist(), strict=True):
+                    found = hits.setdefault(block.decision_id(s), [])
+                    found.append(Hit(diff.pdq_entries[n], SignalType.PDQ, d))
+
+            await each_pdq_block(self.db, since, handle)
+        return hits
+
+    async def rejudge(self, hits: dict[str, list[Hit]], tally: RetroTally) -> None:
+        ids = list(hits)
+        done = {
+            r["origin"].hex
+            for r in await self.db.fetch(
+                "SELECT DISTINCT origin FROM decisions WHERE source = 'retro' AND origin = ANY($1::uuid[])",
+                ids,
+            )
+        }
+        for start in range(0, len(ids), 500):
+            for row in await decision_rows(self.db, [i for i in ids[start : start + 500] if i not in done]):
+                added = tuple(f"retro: {h.entry[0]} {h.entry[1]}:{h.entry[2]} added" for h in hits[row["id"]])
+                context = Context(DecisionSource.RETRO)
+                await self._one(row, await self.judge.judge(row_hashes(row), context), context, added, tally)
+        tally.already = len(done)
+
+    async def hma_pass(self, since: datetime, rate: float, note: str) -> RetroTally:
+        """HMA's index was rebuilt: every stored PDQ hash since ``since`` looked up again, at most
+        ``rate`` lookups a second so HMA is not flooded; a stored decision a rule now blocks is a hit."""
+        pace = Pace(rate)
+        tally = RetroTally()
+        after: tuple[datetime, uuid.UUID] = (since, uuid.UUID(int=0))
+        while True:
+            page = await self.db.fetch(
+                f"SELECT * FROM decisions WHERE {STORED} AND pdq <> '[]'::jsonb AND (time, id) > ($2, $3)"  # noqa: S608
+                " ORDER BY time, id LIMIT 200",
+                since,
+                *after,
+            )
+            if not page:
+                return tally
+            after = (page[-1]["time"], page[-1]["id"])
+            for raw in page:
+                row = row_to_json(raw)
+                hashes = row_hashes(row)
+                await pace.take(len(SignalType.PDQ.facts.values(hashes)))
+                context = Context(DecisionSource.RETRO)
+                judged = await self.judge.judge(hashes, context)
+                if judged.decision.verdict is Verdict.FORWARD or judged.decision.reason != "match":
+                    continue  # nothing new (and a failing matcher is no hit)
+                tally.hits += 1
+                if await self.db.fetchval(
+                    "SELECT 1 FROM decisions WHERE source = 'retro' AND origin = $1", raw["id"]
+                ):
+                    tally.already += 1
+                    continue
+                await self._one(row, judged, context, (note,), tally)
+
+    async def _one(
+        self,
+        row: dict[str, Any],
+        judged: Judgement,
+        context: Context,
+        notes: tuple[str, ...],
+        tally: RetroTally,
+    ) -> None:
+        hashes = judged.hashes
+        decision = replace(judged.decision, notes=(*judged.decision.notes, *notes))
+        did, cid = str(row["did"]), hashes.cid
+        record = DecisionRecord(
+            id=new_decision_id(),
+            time=DecisionRecord.now(),
+            source=DecisionSource.RETRO,
+            client_ip=None,
+            uploader=Uploader(
+                did,
+                str(row.get("did_method") or "unknown"),
+                verified_how=_text(row.get("verified_how")),
+                claimed_did=_text(row.get("claimed_did")),
+            ),
+            declared_type=_text(row.get("declared_type")),
+            hashes=hashes,
+            decision=decision,
+            verdict=decision.verdict,
+            timings_ms=dict(context.timer.stages),
+            origin=str(row["id"]),
+        )
+        blobs = self.blobs
+
+        async def body() -> bytes:
+            if blobs is None:
+                raise RuntimeError("no way to fetch the blob from the PDS")
+            return await blobs.get_blob(did, cid)
+
+        actions = await self.actor.act(judged.policy, record, did, cid, body)
+        if self.withheld is not None and any(
+            a.action is ScanAction.WITHHOLD and a.result == "done" for a in actions
+        ):
+            self.withheld.add(hashes.sha256)  # this process at once; the others from the row
+        record = replace(record, actions=actions)
+        await self.record(record)
+        tally.judged += 1
+        tally.verdicts[decision.verdict.value] += 1
+        for a in actions:
+            tally.actions[f"{a.action.value}:{a.result}"] += 1
+        metrics.RETRO_HITS.labels(decision.verdict.value).inc()
+        log.warning(
+            "retro-hunt: decision %s (%s) re-judged %s by rule %s",
+            row["id"],
+            cid,
+            decision.verdict.value,
+            decision.rule,
+        )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)

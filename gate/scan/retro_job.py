@@ -1,0 +1,113 @@
+"""The retro-hunt the gate runs by itself: after a local bank reload adds hashes, the new entries are
+matched against the stored decisions (``GATE_RETRO_WINDOW_DAYS``) and the hits judged, recorded through
+the gate's decision sink (so webhooks fire) and acted on per ``[scan]``. One hunt at a time, off the
+reload itself; a hunt that fails is logged and the next reload tries its own entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from gate.blob_fetch import PdsSync
+from gate.judge import Judge
+from gate.matching.bank_set import BankSet
+from gate.matching.hma import HmaMatcher
+from gate.matching.local import LocalBanks
+from gate.pds_admin import PdsAdmin
+from gate.quarantine.takedowns import Takedowns
+from gate.quarantine.withheld import WithheldBlobs
+from gate.record import DecisionRecord, DecisionSink
+from gate.scan.act import ScanActor
+from gate.scan.bank_diff import added
+from gate.scan.retro import RetroHunt
+from gate.settings import Settings
+from gate.store.pool import Pool
+from gate.store.vault import Vault
+from gate.watch import every
+
+log = logging.getLogger("gate.scan")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def window_start(days: int) -> datetime:
+    return EPOCH if days == 0 else datetime.now(UTC) - timedelta(days=days)
+
+
+class RetroJob:
+    def __init__(
+        self,
+        settings: Settings,
+        banks: LocalBanks,
+        db: Pool,
+        judge: Judge,
+        sink: DecisionSink,
+        vault: Vault,
+        withheld: WithheldBlobs,
+        hma: HmaMatcher | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.judge = judge
+        self.sink = sink
+        self.vault = vault
+        self.withheld = withheld
+        self.hma = hma
+        self._queue: asyncio.Queue[tuple[BankSet, BankSet]] = asyncio.Queue()
+        banks.reloaded.append(lambda old, new: self._queue.put_nowait((old, new)))
+
+    async def _record(self, record: DecisionRecord) -> None:
+        self.sink.submit(record)
+
+    async def run(self) -> None:
+        s = self.settings
+        pds = PdsAdmin(s.pds_admin_base, s.pds_admin_password) if s.pds_admin_password else None
+        actor = ScanActor(self.vault, Takedowns(self.db, pds, s.takedown_daily_cap), "gate:retro")
+        async with PdsSync(
+            s.upstream, admin_password=s.pds_admin_password, max_bytes=s.max_upload_bytes
+        ) as sync:
+            hunt = RetroHunt(self.db, self.judge, actor, self._record, blobs=sync, withheld=self.withheld)
+            async with asyncio.TaskGroup() as group:
+                if self.hma is not None:
+                    group.create_task(self._hma_rebuilds(hunt, self.hma))
+                group.create_task(self._bank_reloads(hunt))
+
+    async def _bank_reloads(self, hunt: RetroHunt) -> None:
+        s = self.settings
+        while True:
+            old, new = await self._queue.get()
+            try:
+                diff = await asyncio.to_thread(added, old, new)
+                if not len(diff):
+                    continue
+                log.info("retro-hunt: %d new bank entries against stored decisions", len(diff))
+                tally = await hunt.run(diff, window_start(s.retro_window_days))
+                log.info("retro-hunt done: %s", tally.summary())
+            except Exception:
+                log.exception("retro-hunt after bank reload %s failed", new.version)
+
+    async def _hma_rebuilds(self, hunt: RetroHunt, hma: HmaMatcher) -> None:
+        """Watch HMA's index (GET /m/index/status); when its PDQ index was built to a later time than
+        last seen, the answers cached before are stale and the window's stored hashes are looked up again."""
+        s = self.settings
+        seen: int | None = None
+
+        async def step() -> None:
+            nonlocal seen
+            index = (await hma.client.index_status(within=s.hma_timeout)).get("pdq")
+            built = index.built_to or 0 if index is not None and index.present else 0  # 0: no index yet
+            if seen is None or built <= seen:
+                seen = built if seen is None else seen  # the index the gate started with: nothing is new
+                return
+            seen = built
+            hma.cache.clear()
+            log.info(
+                "retro-hunt: HMA's PDQ index rebuilt (built_to %d): looking stored hashes up again", built
+            )
+            tally = await hunt.hma_pass(
+                window_start(s.retro_hma_window_days), s.retro_hma_rate, f"retro: HMA index built_to {built}"
+            )
+            log.info("retro-hunt (HMA) done: %s", tally.summary())
+
+        await every(s.hma_status_interval, step, what="HMA index watch for retro-hunts", now=True)
