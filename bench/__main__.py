@@ -1,8 +1,9 @@
 """``python -m bench [--quick] [--only SECTION …] [--out DIR]``: the whole benchmark suite.
 
 Sections: ``hashing`` (cost per upload vs full-resolution PDQ, fast-path fidelity, and what animations,
-EXIF orientation, multi-format bytes and HMA's own hash of CMYK and palette files add), ``matching``
-(local banks at 10k / 100k / 1M hashes), ``gate`` (end to end, passthrough, memory, 1 → 2 workers).
+EXIF orientation, multi-format bytes and HMA's own hash of CMYK and palette files add), ``judge``
+(repeats of the same bytes), ``matching`` (local banks at 10k / 100k / 1M hashes), ``gate`` (end to
+end, passthrough, memory, 1 → 2 workers).
 Writes ``results.md`` and ``results.json`` to ``--out`` (default ``bench/out``) and prints the table.
 ``--quick`` runs everything on fewer photos and requests (a CI smoke run of a couple of minutes).
 """
@@ -14,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from bench import as_hma, corpus, endtoend, hashing, matching, media
+from bench import as_hma, corpus, endtoend, hashing, matching, media, repeat
 from bench.report import Report
 
-SECTIONS = ("hashing", "matching", "gate")
+SECTIONS = ("hashing", "judge", "matching", "gate")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         media.run(report, rounds=2 if args.quick else 5)
         _say("hashing: HMA's own hash of CMYK and palette files")
         as_hma.run(report, rounds=3 if args.quick else 9)
+    if "judge" in args.only:
+        _say("judge: repeats of the same bytes")
+        repeat.run(report, args.quick)
     if "matching" in args.only:
         _say("matching: local banks")
         sizes_n = [10_000, 100_000, 1_000_000]

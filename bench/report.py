@@ -37,8 +37,8 @@ class Report:
         self.tables.append(table)
         return table
 
-    def target(self, name: str, goal: str, measured: str, met: bool | None) -> None:
-        self.targets.append({"target": name, "goal": goal, "measured": measured, "met": met})
+    def target(self, name: str, goal: str, measured: str, met: bool | None, *, issue: int = 6) -> None:
+        self.targets.append({"issue": issue, "target": name, "goal": goal, "measured": measured, "met": met})
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,10 +59,11 @@ class Report:
             "",
         ]
         if self.targets:
-            lines += ["**Targets (issue 6)**", "", "| target | goal | measured | met |", "|---|---|---|---|"]
-            for t in self.targets:
+            head = ["**Targets**", "", "| issue | target | goal | measured | met |", "|---|---|---|---|---|"]
+            lines += head
+            for t in sorted(self.targets, key=lambda t: -int(t["issue"])):  # the newest issue first
                 met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
-                lines.append(f"| {t['target']} | {t['goal']} | {t['measured']} | {met} |")
+                lines.append(f"| {t['issue']} | {t['target']} | {t['goal']} | {t['measured']} | {met} |")
             lines.append("")
         for table in self.tables:
             lines += [f"**{table.title}**", ""]

@@ -10,6 +10,7 @@ about the caller (see ``UploadPipeline``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -140,7 +141,11 @@ class UploadPipeline:
             metrics.UPLOAD_SECONDS.labels("error").observe(time.perf_counter() - started)
             raise AuthMissing()
         credential = Credential.parse(authorization, request.headers.getall("DPoP", []))
-        attempt = Attempt(fwd, credential, request.headers.get("Content-Type"))
+        # Only this same credential may be answered from its own earlier judgement of the same bytes
+        # before they are hashed (a DPoP-nonce retry): the fingerprint stays in memory, never logged.
+        scope = hashlib.sha256(authorization.encode()).digest()
+        context = Context(DecisionSource.UPLOAD, repeat_scope=scope)
+        attempt = Attempt(fwd, credential, request.headers.get("Content-Type"), context=context)
         target = origin_form(request.raw_path)  # what the PDS will receive
         if self.offline is not None and self.offline.check(credential, request.method, target) is (
             Outcome.REFUSED

@@ -133,3 +133,31 @@ async def test_a_failing_matcher_is_the_policys_choice_and_its_verdict_is_not_ke
     retried = await parts.judge.judge(CLEAN, Context(DecisionSource.UPLOAD))
     assert (retried.cached, retried.decision.verdict) == (False, Verdict.FORWARD)
     assert (await parts.judge.judge(CLEAN, Context(DecisionSource.UPLOAD))).cached
+
+
+async def test_a_repeat_in_the_same_scope_is_answered_after_a_sha256_only(tmp_path: Path) -> None:
+    hasher = Hasher(workers=1)
+    try:
+        parts = await make(tmp_path, hasher)
+        alice = Context(DecisionSource.UPLOAD, repeat_scope=b"alice")
+        first = await parts.judge.judge(BANNED, alice)
+        assert list(alice.timer.stages) == ["hash", "match", "evaluate"] and not first.cached
+        # A policy change is a new judgement, whoever asks.
+        parts.path.write_text(POLICY.format(on_error="reject"))
+        assert await parts.policy.reload()
+        again = Context(DecisionSource.UPLOAD, repeat_scope=b"alice")
+        assert not (await parts.judge.judge(BANNED, again)).cached
+        assert list(again.timer.stages) == ["hash", "match", "evaluate"]
+    finally:
+        await hasher.close()
+    # No hashing is possible any more: only what the same scope judged before can still be answered.
+    repeat = Context(DecisionSource.UPLOAD, repeat_scope=b"alice")
+    judged = await parts.judge.judge(BANNED, repeat)
+    assert judged.cached and list(repeat.timer.stages) == ["sha256"]
+    assert (judged.hashes, judged.decision.verdict) == (first.hashes, Verdict.REJECT)
+    assert judged.decision.policy_version == parts.policy.current.version
+    # Another credential, or other bytes of the same length, are hashed: here they cannot be.
+    same_length = BANNED[:-1] + bytes([BANNED[-1] ^ 1])
+    for body, scope in ((BANNED, b"bob"), (same_length, b"alice"), (BANNED, None)):
+        with pytest.raises(RuntimeError, match="Hasher is closed"):
+            await parts.judge.judge(body, Context(DecisionSource.UPLOAD, repeat_scope=scope))
