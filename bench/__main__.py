@@ -2,7 +2,7 @@
 
 Sections: ``hashing`` (cost per upload vs full-resolution PDQ, fast-path fidelity, and what animations,
 EXIF orientation, multi-format bytes and HMA's own hash of CMYK and palette files add), ``judge``
-(repeats of the same bytes), ``matching`` (local banks at 10k / 100k / 1M hashes), ``gate`` (end to
+(repeats of the same bytes), ``hma`` (an upload's lookups vs one; a burst against one HMA worker), ``matching`` (local banks at 10k / 100k / 1M hashes), ``gate`` (end to
 end, passthrough, memory, 1 → 2 workers).
 Writes ``results.md`` and ``results.json`` to ``--out`` (default ``bench/out``) and prints the table.
 ``--quick`` runs everything on fewer photos and requests (a CI smoke run of a couple of minutes).
@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from bench import as_hma, corpus, endtoend, hashing, matching, media, repeat
+from bench import as_hma, corpus, endtoend, hashing, hma_load, matching, media, repeat
 from bench.report import Report
 
-SECTIONS = ("hashing", "judge", "matching", "gate")
+SECTIONS = ("hashing", "judge", "hma", "matching", "gate")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     if "judge" in args.only:
         _say("judge: repeats of the same bytes")
         repeat.run(report, args.quick)
+    if "hma" in args.only:
+        _say("hma: one upload's lookups, and a burst beyond one HMA worker's pace")
+        hma_load.run(report, args.quick)
     if "matching" in args.only:
         _say("matching: local banks")
         sizes_n = [10_000, 100_000, 1_000_000]

@@ -39,6 +39,8 @@
     │   ├── EmbeddedPostgresError               gate.store.embedded (also an OSError)
     │   ├── SpoolError                          gate.store.spool (also an OSError)
     │   ├── HmaCallError                        gate.matching.hma_client: one HMA call, with its kind
+    │   ├── HmaBusy                             gate.matching.hma_queue: HMA cannot answer an upload's
+    │   │                                       lookups in time at its pace; they are not sent
     │   ├── PdsActionError                      gate.pds_admin: the PDS's admin API refused or is unreachable
     │   └── WorkerDied                          gate.hashing.pool: a hashing process ended mid-job
     │       └── Malformed                           it answered something that is not an answer (killed)

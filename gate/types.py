@@ -186,7 +186,9 @@ class MatcherFailure:
     """A matcher that could not answer for this upload (HMA down, timeout, bad answer...)."""
 
     matcher: str
-    kind: str  # bounded: "refused" | "timeout" | "http_5xx" | "not_ready" | "malformed" | "http_4xx" | "breaker_open" | "error"
+    # bounded: "refused" | "timeout" | "http_5xx" | "not_ready" | "malformed" | "http_4xx" | "breaker_open"
+    # | "overloaded" (lookups the gate did not send: HMA could not answer them in time) | "error"
+    kind: str
     detail: str
 
 

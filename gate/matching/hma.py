@@ -2,10 +2,11 @@
 
 Every distinct PDQ hash of the upload (every frame, the picture as displayed after its EXIF
 orientation, all dihedral ones when the policy hashes them) and, for video, the file's MD5 as
-``video_md5`` go to ``GET /m/lookup``, one hash per call (HMA has no batch lookup), concurrently and
-bounded by a semaphore shared by the whole gate. An animation costs one lookup per distinct frame
-hash, all within the same per-upload ``deadline``: lookups that do not finish are timeouts
-(``on_matcher_error``), never skipped. The upload's SHA-256 is the ``seed`` so HMA's
+``video_md5`` go to ``GET /m/lookup``, one hash per call (HMA has no batch lookup), concurrently, through
+the gate-wide ``LookupQueue`` (``gate.matching.hma_queue``: a bounded number in flight, the rest queued
+with their upload's deadline). An animation costs one lookup per distinct frame hash, all within the same
+per-upload ``deadline``: lookups that do not finish are timeouts, and lookups HMA could not answer in
+time at its current pace are not sent (``overloaded``); both are ``on_matcher_error``'s, never skipped. The upload's SHA-256 is the ``seed`` so HMA's
 per-bank coinflip is deterministic. HMA matches anything within 31 bits; the stricter per-bank limits
 are the policy's rules, applied by ``evaluate``.
 
@@ -28,6 +29,7 @@ from gate import metrics
 from gate.matching.answer_cache import AnswerCache, Hit
 from gate.matching.breaker import BreakerState, CircuitBreaker
 from gate.matching.hma_client import HmaCallError, HmaClient, HmaStatus
+from gate.matching.hma_queue import Batch, HmaBusy, LookupQueue
 from gate.policy.plan import Plan
 from gate.settings import Settings
 from gate.signals import MatchSource, SignalType
@@ -36,7 +38,8 @@ from gate.watch import every
 
 log = logging.getLogger(__name__)
 
-# Failures that say something about HMA's health (a 4xx only says something about one request).
+# Failures that say something about HMA's health (a 4xx only says something about one request, and
+# "overloaded" about the gate's own queue: lookups it did not send).
 SERVICE_FAILURES = frozenset({"refused", "timeout", "http_5xx", "not_ready", "malformed", "error"})
 # A refused or dropped connection (often a pooled keep-alive HMA closed) is worth one more try;
 # a timeout or an HTTP error answer is not: trying again would only spend the upload's deadline.
@@ -78,7 +81,7 @@ class HmaMatcher:
         if self.breaker.on_change is None:
             self.breaker.on_change = _breaker_changed
         self.status_interval = status_interval
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self.queue = LookupQueue(concurrency)
         self._wall_clock = wall_clock
         self._status: HmaStatus | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -203,14 +206,22 @@ class HmaMatcher:
             return [_Outcome(signal, value, error=error) for signal, value in pending]
         deadline = asyncio.get_running_loop().time() + self.deadline
         try:
-            outcomes = await asyncio.gather(*(self._lookup(s, v, banks, seed, deadline) for s, v in pending))
+            batch = self.queue.admit(len(pending), deadline)
+        except HmaBusy as exc:
+            self.breaker.release()  # nothing was asked: nothing learnt about HMA
+            error = HmaCallError("overloaded", str(exc))
+            return [self._count(_Outcome(signal, value, error=error)) for signal, value in pending]
+        try:
+            outcomes = await asyncio.gather(*(self._lookup(s, v, banks, seed, batch) for s, v in pending))
         except BaseException:
             self.breaker.release()  # cancelled (client gone, shutdown): a half-open probe must not stay out
             raise
-        kinds = {o.error.kind for o in outcomes if o.error is not None}
-        if kinds & SERVICE_FAILURES:
+        failed = {o.error.kind for o in outcomes if o.error is not None} & SERVICE_FAILURES
+        answered = any(o.error is None for o in outcomes)
+        # A timeout beside answered lookups is a busy HMA, which answers; any other failure counts.
+        if failed - {"timeout"} or (failed and not answered):
             self.breaker.record_failure()
-        elif len(kinds) < len(outcomes) or not kinds:
+        elif answered:
             self.breaker.record_success()
         else:
             self.breaker.release()
@@ -228,30 +239,38 @@ class HmaMatcher:
         return None
 
     async def _lookup(
-        self, signal: SignalType, value: str, banks: tuple[str, ...] | None, seed: str, deadline: float
+        self, signal: SignalType, value: str, banks: tuple[str, ...] | None, seed: str, batch: Batch
     ) -> _Outcome:
         if signal.facts.problem(value) is not None:
             error = HmaCallError("error", f"the gate computed an invalid {signal.value} hash")
             return self._count(_Outcome(signal, value, error=error))
         loop = asyncio.get_running_loop()
+        sent = False
         try:
-            async with asyncio.timeout_at(deadline), self._semaphore:
+            async with asyncio.timeout_at(batch.deadline), self.queue.slot(batch):
                 attempt = 0
                 while True:
                     started = time.perf_counter()
+                    sent = True
                     try:
-                        within = min(self.request_timeout, deadline - loop.time())
+                        within = min(self.request_timeout, batch.deadline - loop.time())
                         hits = await self.client.lookup(signal, value, banks=banks, seed=seed, within=within)
+                        self.queue.observe(time.perf_counter() - started)
                         return self._count(_Outcome(signal, value, hits=hits))
                     except HmaCallError as exc:
-                        room = deadline - loop.time() > self.connect_timeout
+                        room = batch.deadline - loop.time() > self.connect_timeout
                         if exc.kind in RETRYABLE and attempt < self.retries and room:
                             attempt += 1
                             continue
                         return self._count(_Outcome(signal, value, error=exc))
                     finally:
                         metrics.HMA_LOOKUP_SECONDS.observe(time.perf_counter() - started)
+        except HmaBusy as exc:
+            return self._count(_Outcome(signal, value, error=HmaCallError("overloaded", str(exc))))
         except TimeoutError:
+            if not sent:  # it waited in the gate's queue the whole time: HMA was busy, not failing
+                detail = f"not sent: HMA was busy for the whole of the upload's {self.deadline:.3g}s deadline"
+                return self._count(_Outcome(signal, value, error=HmaCallError("overloaded", detail)))
             detail = f"no answer within the upload's {self.deadline:.3g}s HMA deadline"
             error = HmaCallError("timeout", detail)
             return self._count(_Outcome(signal, value, error=error))
