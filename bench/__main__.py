@@ -2,7 +2,7 @@
 
 Sections: ``hashing`` (cost per upload vs full-resolution PDQ, fast-path fidelity, and what animations,
 EXIF orientation, multi-format bytes and HMA's own hash of CMYK and palette files add), ``judge``
-(repeats of the same bytes), ``hma`` (an upload's lookups vs one; a burst against one HMA worker), ``matching`` (local banks at 10k / 100k / 1M hashes), ``gate`` (end to
+(repeats of the same bytes), ``hma`` (an upload's lookups vs one; a burst against one HMA worker), ``matching`` (local banks at 10k / 100k / 1M / 10M hashes), ``gate`` (end to
 end, passthrough, memory, 1 → 2 workers).
 Writes ``results.md`` and ``results.json`` to ``--out`` (default ``bench/out``) and prints the table.
 ``--quick`` runs everything on fewer photos and requests (a CI smoke run of a couple of minutes).
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         hma_load.run(report, args.quick)
     if "matching" in args.only:
         _say("matching: local banks")
-        sizes_n = [10_000, 100_000, 1_000_000]
-        matching.run(report, sizes_n, queries=50 if args.quick else 200)
+        sizes_n = [10_000, 100_000, 1_000_000, 10_000_000]
+        matching.run(report, sizes_n, queries=50 if args.quick else 200, compare_chunks=not args.quick)
     if "gate" in args.only:
         _say("gate: end to end, passthrough, memory, workers")
         photos = corpus.corpus(4 if args.quick else None, ("12MP",), ("JPEG",))

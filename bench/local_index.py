@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gate.matching.local import LocalBanks
-from gate.matching.pdq_index import HammingIndex, hex_to_words
+from gate.matching.pdq_index import HammingIndex, hex_to_rows
 from gate.policy.load import parse_policy
 from gate.policy.plan import compile_plan
 from gate.types import Hashes, PdqHash
@@ -53,8 +53,8 @@ def main() -> None:
     start = time.perf_counter()
     index = HammingIndex(hexes, 256)
     build = time.perf_counter() - start
-    rows = np.ascontiguousarray(index.words.T)
-    q = hex_to_words([query], 256)[:, 0]
+    rows = index.rows
+    q = hex_to_rows([query], 256)[0]
 
     def naive() -> object:
         return np.flatnonzero(np.bitwise_count(rows ^ q).sum(axis=1, dtype=np.uint16) <= 31)

@@ -2,172 +2,274 @@
 
 Two exact methods, one answer (tests/unit/matching/test_pdq_index.py checks both against a plain popcount):
 
-- **Multi-index hashing** (Norouzi et al.): every hash is cut into 16-bit chunks (16 for PDQ), and each
-  chunk position has a table from chunk value to the rows holding it. If two hashes are within ``t``
-  bits, by pigeonhole one of the ``m`` chunks differs in at most ``t // m`` bits (for PDQ at 31: at most
-  one bit). So probing, in every table, the query's chunk and its values within ``t // m`` bits yields a
-  superset of the answer, which the full distance then filters. At 1M hashes and 31 bits that is 272
-  small buckets (~4k candidates) instead of a million popcounts. Memory: one uint32 row id per hash per
-  chunk (64 MB per 1M PDQ hashes) plus 256 KB of bucket offsets per chunk.
-- **Brute force**, word-major (one contiguous uint64 array per 64-bit word): a few vectorised
-  XOR + ``np.bitwise_count`` passes, pruned after half the words. Used when the index is small, or the
+- **Multi-index hashing** (Norouzi et al.): every hash is cut into ``m`` chunks, and each chunk position
+  has a table from chunk value to the rows holding it. If two hashes are within ``t`` bits, by
+  pigeonhole one of the ``m`` chunks differs in at most ``t // m`` bits. So probing, in every table, the
+  query's chunk and its values within ``t // m`` bits yields a superset of the answer, which the full
+  distance then filters. The chunk width is chosen by the bank's size:
+
+  * up to ``WIDE_FROM`` hashes, 16 chunks of 16 bits (PDQ at 31: 16 × 17 probes, ~4k candidates at 1M
+    hashes); bucket offsets cost 256 KB per chunk;
+  * from ``WIDE_FROM`` on (NCMEC-scale banks), PDQ gets 12 chunks of 21–22 bits: at 31 bits a chunk
+    within 2 bits, ~3k probes but ~4× fewer candidates than 16-bit chunks at 10M hashes (measured:
+    ``python -m bench --only matching``), for 128 MB of bucket offsets — the candidates' random reads
+    into the bank are what a query costs at that size.
+
+  Memory: the hashes once, row-major (a candidate's hash is one cache line), one uint32 row id per hash
+  per chunk, and the bucket offsets (uint32).
+- **Brute force** over the rows, in blocks (bounded temporaries): used when the index is small, or the
   threshold so wide that the chunk probes would visit a large part of the bank anyway.
+
+The arrays can be written to and mapped back from a directory (``save`` / ``load``), so a large bank is
+indexed once per content, not at every start.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from functools import cache
+from itertools import combinations
 from math import comb
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 U64 = npt.NDArray[np.uint64]
+U32 = npt.NDArray[np.uint32]
 Ints = npt.NDArray[np.intp]
+Layout = tuple[tuple[int, int], ...]  # (first bit, width) of every chunk, in order
 
 CHUNK_BITS = 16
-_BUCKETS = 1 << CHUNK_BITS
+WIDE_CHUNKS = 12  # for 256-bit hashes in large banks: 4 × 22 + 8 × 21 bits
+WIDE_FROM = 4_000_000  # from here 128 MB of offsets cost ≤ 32 B a hash, and the queries need them
 # Below this many hashes brute force is already ~0.1 ms and the tables would cost more than they save.
 MIN_MULTI_INDEX = 4096
+BLOCK = 1 << 16  # rows per brute-force block: 2 MB of temporaries for PDQ
+FORMAT = 2  # of the saved arrays
 
 
-def hex_to_words(hexes: Sequence[str], bits: int) -> U64:
-    """``(words, n)`` native uint64, word-major. The byte order only has to agree with the query's."""
+def hex_to_rows(hexes: Sequence[str], bits: int) -> U64:
+    """``(n, bits // 64)`` native uint64, row-major; bit 0 of the hash is the top bit of word 0."""
     width = bits // 64
     if not hexes:
-        return np.zeros((width, 0), dtype=np.uint64)
+        return np.zeros((0, width), dtype=np.uint64)
     raw = np.frombuffer(bytes.fromhex("".join(hexes)), dtype=">u8").reshape(len(hexes), width)
-    return np.ascontiguousarray(raw.T.astype(np.uint64))
+    return raw.astype(np.uint64)
+
+
+def layout(bits: int, chunks: int) -> Layout:
+    """``chunks`` chunks as equal as can be, the wider ones first."""
+    out, start = [], 0
+    for i in range(chunks):
+        width = bits // chunks + (1 if i < bits % chunks else 0)
+        out.append((start, width))
+        start += width
+    return tuple(out)
+
+
+def default_chunks(bits: int, n: int) -> int:
+    return WIDE_CHUNKS if bits == 256 and n >= WIDE_FROM else bits // CHUNK_BITS
 
 
 @cache
-def _masks(radius: int) -> npt.NDArray[np.int64]:
-    """Every 16-bit value with at most ``radius`` bits set (XORed with a chunk: its neighbours)."""
-    values = np.arange(_BUCKETS, dtype=np.int64)
-    return values[np.bitwise_count(values) <= radius]
+def _masks(width: int, radius: int) -> npt.NDArray[np.int64]:
+    """Every ``width``-bit value with at most ``radius`` bits set (XORed with a chunk: its neighbours)."""
+    values = [0]
+    for k in range(1, radius + 1):
+        values.extend(sum(1 << b for b in bits) for bits in combinations(range(width), k))
+    return np.array(values, dtype=np.int64)
 
 
-_SHIFTS = (48, 32, 16, 0)  # chunk k is bits [shift, shift + 16) of word k // 4
+def _probes(width: int, radius: int) -> int:
+    return sum(comb(width, i) for i in range(radius + 1))
 
 
-def _chunk(words: U64, k: int) -> npt.NDArray[np.uint16]:
-    word: U64 = words[k // 4]
-    shifted: U64 = (word >> np.uint64(_SHIFTS[k % 4])) & np.uint64(0xFFFF)
-    return shifted.astype(np.uint16)
+def _chunk_values(rows: U64, start: int, width: int) -> U32:
+    word, offset = divmod(start, 64)
+    mask = np.uint64((1 << width) - 1)
+    if offset + width <= 64:
+        values: U64 = (rows[:, word] >> np.uint64(64 - offset - width)) & mask
+    else:  # the chunk straddles two words
+        high, low = 64 - offset, width - (64 - offset)
+        top: U64 = (rows[:, word] & np.uint64((1 << high) - 1)) << np.uint64(low)
+        values = top | (rows[:, word + 1] >> np.uint64(64 - low))
+    return values.astype(np.uint32)
 
 
-def _query_chunks(query: U64) -> list[int]:
-    return [(int(word) >> shift) & 0xFFFF for word in query.tolist() for shift in _SHIFTS]
+def _order(values: U32, width: int) -> U32:
+    """Row ids sorted by chunk value: numpy's radix sort, 16 bits a pass (least significant first)."""
+    order = np.argsort((values & 0xFFFF).astype(np.uint16), kind="stable")
+    if width > 16:
+        high = (values[order] >> 16).astype(np.uint16)
+        order = order[np.argsort(high, kind="stable")]
+    return order.astype(np.uint32)
 
 
 class _Tables:
-    """Per chunk position j: the row ids sorted by their chunk value, flattened over all positions into
-    ``rows``, and ``starts[j, v]``, where the rows with value v at position j begin in ``rows``."""
+    """Per chunk j: the row ids sorted by their chunk value (``rows[j * n : (j + 1) * n]``), and
+    ``starts[j][v]``, where the rows with value v begin within that slice."""
 
-    def __init__(self, words: U64) -> None:
-        count, n = words.shape[0] * 4, words.shape[1]
-        self.rows = np.empty(count * n, dtype=np.uint32)
-        self.starts = np.empty((count, _BUCKETS + 1), dtype=np.int64)
-        for j in range(count):
-            values = _chunk(words, j)  # one chunk at a time: no (chunks × n) temporary
-            self.rows[j * n : (j + 1) * n] = np.argsort(values, kind="stable")  # radix sort for uint16
-            self.starts[j, 0] = j * n
-            np.cumsum(np.bincount(values, minlength=_BUCKETS), out=self.starts[j, 1:])
-            self.starts[j, 1:] += j * n
-        self._positions = np.arange(count)[:, None]
+    def __init__(self, chunks: Layout, rows: U32, starts: list[U32], n: int) -> None:
+        self.layout = chunks
+        self.rows = rows
+        self.starts = starts
+        self.n = n
+
+    @classmethod
+    def build(cls, hashes: U64, chunks: Layout) -> _Tables:
+        n = hashes.shape[0]
+        rows = np.empty(len(chunks) * n, dtype=np.uint32)
+        starts = []
+        for j, (start, width) in enumerate(chunks):
+            values = _chunk_values(hashes, start, width)  # one chunk at a time: no (chunks × n) temporary
+            rows[j * n : (j + 1) * n] = _order(values, width)
+            offsets = np.zeros((1 << width) + 1, dtype=np.uint32)
+            offsets[1:] = np.cumsum(np.bincount(values, minlength=1 << width))
+            starts.append(offsets)
+        return cls(chunks, rows, starts, n)
 
     @property
     def nbytes(self) -> int:
-        return int(self.rows.nbytes + self.starts.nbytes)
+        return int(self.rows.nbytes + sum(s.nbytes for s in self.starts))
 
-    def candidates(self, query_chunks: list[int], radius: int, limit: int) -> npt.NDArray[np.uint32] | None:
+    def candidates(self, query: int, bits: int, radius: int, limit: int) -> U32 | None:
         """Rows sharing, at some chunk position, a value within ``radius`` bits of the query's chunk.
 
-        All positions at once (a few numpy calls, not a loop over 16 × 17 buckets). A row close in
-        several chunks appears several times: deduplicating the few survivors of the distance filter is
-        cheaper than deduplicating thousands of candidates. None when there would be more than ``limit``
-        (a bank of near-identical hashes): a linear scan is then the faster exact answer."""
-        probes = _masks(radius)[None, :] ^ np.array(query_chunks, dtype=np.int64)[:, None]
-        lo = self.starts[self._positions, probes].ravel()
-        counts = self.starts[self._positions, probes + 1].ravel() - lo
-        total = int(counts.sum())
+        A row close in several chunks appears several times: deduplicating the few survivors of the
+        distance filter is cheaper than deduplicating thousands of candidates. None when there would be
+        more than ``limit`` (a bank of near-identical hashes): a linear scan is then the faster answer."""
+        lows, counts = [], []
+        for j, (start, width) in enumerate(self.layout):
+            probes = _masks(width, radius) ^ ((query >> (bits - start - width)) & ((1 << width) - 1))
+            low = self.starts[j][probes].astype(np.int64)
+            counts.append(self.starts[j][probes + 1].astype(np.int64) - low)
+            lows.append(low + j * self.n)
+        low, count = np.concatenate(lows), np.concatenate(counts)
+        total = int(count.sum())
         if total > limit:
             return None
-        # The concatenation of the ranges [lo, lo + count) without a Python loop over buckets.
-        ends = np.cumsum(counts)
-        offsets = np.repeat(lo - (ends - counts), counts) + np.arange(total)
+        # The concatenation of the ranges [low, low + count) without a Python loop over buckets.
+        ends = np.cumsum(count)
+        offsets = np.repeat(low - (ends - count), count) + np.arange(total)
         return self.rows[offsets]
 
 
 class HammingIndex:
-    def __init__(self, hexes: Sequence[str], bits: int) -> None:
+    def __init__(self, hexes: Sequence[str], bits: int, *, chunks: int | None = None) -> None:
         if bits % 64:
             raise ValueError("bits must be a multiple of 64")
+        self._init(hex_to_rows(hexes, bits), bits, chunks)
+
+    @classmethod
+    def from_rows(cls, rows: U64, bits: int, *, chunks: int | None = None) -> HammingIndex:
+        """An index over ``(n, bits // 64)`` uint64 rows (as ``hex_to_rows`` makes them)."""
+        index = cls.__new__(cls)
+        index._init(np.ascontiguousarray(rows, dtype=np.uint64), bits, chunks)
+        return index
+
+    def _init(self, rows: U64, bits: int, chunks: int | None) -> None:
         self.bits = bits
-        self.words = hex_to_words(hexes, bits)
-        self._chunk_count = bits // CHUNK_BITS
+        self.rows = rows
         self._tables: _Tables | None = None
-        self._rows: U64 | None = None
         if len(self) >= MIN_MULTI_INDEX:
-            self._tables = _Tables(self.words)
-            # Row-major too: a candidate's whole hash is then one cache line, not one miss per word.
-            self._rows = np.ascontiguousarray(self.words.T)
+            count = chunks if chunks is not None else default_chunks(bits, len(self))
+            self._tables = _Tables.build(rows, layout(bits, count))
 
     def __len__(self) -> int:
-        return int(self.words.shape[1])
+        return int(self.rows.shape[0])
+
+    @property
+    def chunks(self) -> int | None:
+        """Chunks of the multi-index (None: brute force only)."""
+        return len(self._tables.layout) if self._tables is not None else None
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the index (hashes plus multi-index tables)."""
-        extra = 0
-        if self._tables is not None and self._rows is not None:
-            extra = self._tables.nbytes + int(self._rows.nbytes)
-        return int(self.words.nbytes) + extra
+        return int(self.rows.nbytes) + (self._tables.nbytes if self._tables is not None else 0)
 
     def uses_multi_index(self, max_distance: int) -> bool:
         """Whether a query at this threshold probes the chunk tables (else: brute force)."""
-        if self._tables is None:
+        tables = self._tables
+        if tables is None:
             return False
-        radius = max_distance // self._chunk_count
-        if radius >= CHUNK_BITS:
+        radius = max_distance // len(tables.layout)
+        if radius >= min(width for _, width in tables.layout):
             return False
-        probes = sum(comb(CHUNK_BITS, i) for i in range(radius + 1)) * self._chunk_count
+        expected = sum(_probes(w, radius) * len(self) / (1 << w) for _, w in tables.layout)
         # Expected candidates for evenly spread hashes; past ~1/32 of the bank a linear scan wins.
-        return probes * len(self) / _BUCKETS < len(self) / 32
+        return expected < len(self) / 32
 
     def search(self, query_hex: str, max_distance: int) -> tuple[Ints, npt.NDArray[np.uint16]]:
         """Indices (ascending) of every stored hash within ``max_distance`` bits, and their distances."""
-        query = hex_to_words([query_hex], self.bits)[:, 0]
-        if self._tables is not None and self._rows is not None and self.uses_multi_index(max_distance):
-            radius = max_distance // self._chunk_count
-            found = self._tables.candidates(_query_chunks(query), radius, len(self) // 8)
-            if found is None:
-                return self._brute_force(query, max_distance)
-            rows = found.astype(np.intp)
-            dist = np.bitwise_count(self._rows[rows] ^ query).sum(axis=1, dtype=np.uint16)
-            keep = np.flatnonzero(dist <= max_distance)
-            rows, dist = rows[keep], dist[keep]
-            order = np.argsort(rows, kind="stable")
-            rows, dist = rows[order], dist[order]
-            first = np.ones(rows.size, dtype=bool)
-            first[1:] = rows[1:] != rows[:-1]
-            return rows[first], dist[first]
+        query = np.frombuffer(bytes.fromhex(query_hex), dtype=">u8").astype(np.uint64)
+        tables = self._tables
+        if tables is not None and self.uses_multi_index(max_distance):
+            radius = max_distance // len(tables.layout)
+            found = tables.candidates(int(query_hex, 16), self.bits, radius, len(self) // 8)
+            if found is not None:
+                rows = found.astype(np.intp)
+                dist = np.bitwise_count(self.rows[rows] ^ query).sum(axis=1, dtype=np.uint16)
+                keep = np.flatnonzero(dist <= max_distance)
+                rows, dist = rows[keep], dist[keep]
+                order = np.argsort(rows, kind="stable")
+                rows, dist = rows[order], dist[order]
+                first = np.ones(rows.size, dtype=bool)
+                first[1:] = rows[1:] != rows[:-1]
+                return rows[first], dist[first]
         return self._brute_force(query, max_distance)
 
     def _brute_force(self, query: U64, max_distance: int) -> tuple[Ints, npt.NDArray[np.uint16]]:
-        # For wide hashes the first half of the words prunes: the distance over half the bits is a lower
-        # bound of the full distance, and at a selective threshold almost nothing survives it.
-        width = self.words.shape[0]
-        half = max(1, width // 2)
-        dist = np.bitwise_count(self.words[0] ^ query[0]).astype(np.uint16)
-        for w in range(1, half):
-            dist += np.bitwise_count(self.words[w] ^ query[w])
-        idx = np.flatnonzero(dist <= max_distance)
-        if half == width or idx.size == 0:
-            return idx, dist[idx]
-        rest = dist[idx]
-        for w in range(half, width):
-            rest += np.bitwise_count(self.words[w][idx] ^ query[w])
-        keep = rest <= max_distance
-        return idx[keep], rest[keep]
+        found: list[Ints] = []
+        dists: list[npt.NDArray[np.uint16]] = []
+        for start in range(0, len(self), BLOCK):
+            dist = np.bitwise_count(self.rows[start : start + BLOCK] ^ query).sum(axis=1, dtype=np.uint16)
+            idx = np.flatnonzero(dist <= max_distance)
+            found.append(idx + start)
+            dists.append(dist[idx])
+        if not found:
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.uint16)
+        return np.concatenate(found), np.concatenate(dists)
+
+    # ---- the arrays on disk ------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        """Write the arrays (``.npy``, mappable) and what they are into ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / "rows.npy", self.rows)
+        meta: dict[str, object] = {"format": FORMAT, "bits": self.bits, "layout": None}
+        if self._tables is not None:
+            meta["layout"] = self._tables.layout
+            np.save(directory / "table_rows.npy", self._tables.rows)
+            for j, starts in enumerate(self._tables.starts):
+                np.save(directory / f"starts_{j}.npy", starts)
+        (directory / "index.json").write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, directory: Path) -> HammingIndex:
+        """The index ``save`` wrote, its arrays mapped read-only (pages are read as queries touch them,
+        and shared with any other process mapping the same files). Raises ``ValueError`` when the
+        directory does not hold a complete index of this format."""
+        try:
+            meta = json.loads((directory / "index.json").read_text())
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"index format {meta.get('format')!r}, expected {FORMAT}")
+            index = cls.__new__(cls)
+            index.bits = int(meta["bits"])
+            index.rows = np.load(directory / "rows.npy", mmap_mode="r")
+            index._tables = None
+            if meta["layout"] is not None:
+                chunks: Layout = tuple((int(s), int(w)) for s, w in meta["layout"])
+                starts = [np.load(directory / f"starts_{j}.npy", mmap_mode="r") for j in range(len(chunks))]
+                table_rows = np.load(directory / "table_rows.npy", mmap_mode="r")
+                index._tables = _Tables(chunks, table_rows, starts, len(index))
+                sizes = [s.shape == ((1 << w) + 1,) for s, (_, w) in zip(starts, chunks, strict=True)]
+                if table_rows.shape != (len(chunks) * len(index),) or not all(sizes):
+                    raise ValueError("the tables do not fit the hashes")
+            if index.rows.ndim != 2 or index.rows.shape[1] != index.bits // 64:
+                raise ValueError("the hashes are not of the index's width")
+        except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"no usable index in {directory}: {exc}") from exc
+        return index

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gate.matching.pdq_index import MIN_MULTI_INDEX, HammingIndex
+from gate.matching.pdq_index import MIN_MULTI_INDEX, WIDE_CHUNKS, WIDE_FROM, HammingIndex, default_chunks
 
 
 def near(rng: random.Random, base: int, bits: int, flips: int) -> int:
@@ -68,12 +69,13 @@ def _bank(rng: np.random.Generator, bits: int, n: int, query: np.ndarray) -> np.
     return out
 
 
-@pytest.mark.parametrize("bits", [64, 256])
-def test_multi_index_matches_brute_force(bits: int) -> None:
+@pytest.mark.parametrize(("bits", "chunks"), [(64, None), (256, None), (256, WIDE_CHUNKS)])
+def test_multi_index_matches_brute_force(bits: int, chunks: int | None) -> None:
     rng = np.random.default_rng(bits)
     query = rng.integers(0, 256, size=bits // 8, dtype=np.uint8)
     rows = _bank(rng, bits, 3 * MIN_MULTI_INDEX, query)
-    index = HammingIndex([r.tobytes().hex() for r in rows], bits)
+    # Wide chunks are what banks of WIDE_FROM hashes and more get: here forced on a small one.
+    index = HammingIndex([r.tobytes().hex() for r in rows], bits, chunks=chunks)
     thresholds = range(0, bits + 1) if bits == 64 else [*range(0, 64), 70, 100, 128, 256]
     used = set()
     for threshold in thresholds:
@@ -85,6 +87,7 @@ def test_multi_index_matches_brute_force(bits: int) -> None:
         )
     assert used == {True, False}  # both methods were exercised
     assert index.uses_multi_index(31 if bits == 256 else 7)
+    assert index.chunks == (chunks or bits // 16)
 
 
 def test_multi_index_many_queries_at_pdq_threshold() -> None:
@@ -120,5 +123,38 @@ def test_memory_is_reported() -> None:
     small = HammingIndex(["0" * 64] * 10, 256)
     big = HammingIndex(["0" * 64] * MIN_MULTI_INDEX, 256)
     assert small.nbytes == 10 * 32
-    # hashes twice (word- and row-major) + one uint32 row id per chunk + bucket offsets
-    assert big.nbytes >= MIN_MULTI_INDEX * (32 * 2 + 16 * 4)
+    # the hashes + one uint32 row id per chunk + bucket offsets
+    assert big.nbytes == MIN_MULTI_INDEX * (32 + 16 * 4) + 16 * 4 * (2**16 + 1)
+
+
+def test_ncmec_scale_banks_get_wide_chunks() -> None:
+    assert default_chunks(256, WIDE_FROM - 1) == 16
+    assert default_chunks(256, WIDE_FROM) == WIDE_CHUNKS
+    assert default_chunks(64, 10 * WIDE_FROM) == 4  # pHash / dHash keep 16-bit chunks
+
+
+@pytest.mark.parametrize("chunks", [None, WIDE_CHUNKS])
+def test_a_saved_index_maps_back_and_answers_the_same(tmp_path: Path, chunks: int | None) -> None:
+    rng = np.random.default_rng(11)
+    query = rng.integers(0, 256, size=32, dtype=np.uint8)
+    rows = _bank(rng, 256, 2 * MIN_MULTI_INDEX, query)
+    built = HammingIndex([r.tobytes().hex() for r in rows], 256, chunks=chunks)
+    built.save(tmp_path / "index")
+    loaded = HammingIndex.load(tmp_path / "index")
+    assert (len(loaded), loaded.chunks, loaded.nbytes) == (len(built), built.chunks, built.nbytes)
+    for threshold in (0, 31, 70):
+        want = built.search(query.tobytes().hex(), threshold)
+        got = loaded.search(query.tobytes().hex(), threshold)
+        assert [a.tolist() for a in got] == [a.tolist() for a in want]
+    assert loaded.search(query.tobytes().hex(), 31)[0].tolist() == sorted(_brute(rows, query, 31))
+
+
+def test_an_incomplete_saved_index_is_refused(tmp_path: Path) -> None:
+    rows = np.random.default_rng(12).integers(0, 256, size=(MIN_MULTI_INDEX, 32), dtype=np.uint8)
+    HammingIndex([r.tobytes().hex() for r in rows], 256).save(tmp_path / "index")
+    (tmp_path / "index" / "starts_3.npy").unlink()
+    with pytest.raises(ValueError, match="no usable index"):
+        HammingIndex.load(tmp_path / "index")
+    np.save(tmp_path / "index" / "starts_3.npy", np.zeros(10, dtype=np.uint32))
+    with pytest.raises(ValueError, match="do not fit"):
+        HammingIndex.load(tmp_path / "index")
