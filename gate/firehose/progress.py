@@ -1,5 +1,5 @@
 """Where a firehose stands: ``Progress`` (which sequence numbers are read, in flight, done) and
-``WatchState`` (the durable cursor and the blobs already judged, in Postgres, migration 009).
+``WatchState`` (the durable cursor and the blobs already judged, in Postgres, migration 010).
 
 Events are judged concurrently and finish out of order, so the cursor that may be saved is the
 *watermark*: the last sequence number before the oldest event still in flight (or the last one read when

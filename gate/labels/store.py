@@ -1,4 +1,4 @@
-"""``LabelStore``: the labels log in Postgres (migration 008) — applying, negating, reading by sequence
+"""``LabelStore``: the labels log in Postgres (migration 009) — applying, negating, reading by sequence
 and by URI pattern. No key here: rows are written unsigned and signed by the serving ``Labeler``.
 
 Ordering: a subscriber that has read up to ``seq`` N asks for ``seq > N`` next. A sequence value is
