@@ -52,11 +52,11 @@ def added(old: BankSet | None, new: BankSet) -> BankDiff:
         for s in EXACT
     }
     part = new.perceptual[SignalType.PDQ]
-    rows = np.ascontiguousarray(part.index.words.T)
+    rows = part.index.rows  # row-major: one hash per row
     seen: set[bytes] = set()
     if old is not None:
-        seen = {r.tobytes() for r in np.ascontiguousarray(old.perceptual[SignalType.PDQ].index.words.T)}
+        seen = {r.tobytes() for r in old.perceptual[SignalType.PDQ].index.rows}
     fresh = [i for i, r in enumerate(rows) if r.tobytes() not in seen]
-    words = np.ascontiguousarray(part.index.words[:, fresh])
+    words = np.ascontiguousarray(part.index.rows[fresh].T)
     hexes = [b"".join(int(w).to_bytes(8, "big") for w in words[:, j]).hex() for j in range(words.shape[1])]
     return BankDiff(exact, words, [part.entry(i) for i in fresh], hexes)
