@@ -5,6 +5,9 @@ operator's judgement — what to block and what to do on failure — lives in th
 
 Each setting is one field with ``env(...)`` metadata: the variable name, a parser and a help text. A bad
 value stops start-up with a message naming the variable, the value and what was expected.
+
+(Over 300 lines on purpose: every setting is one declaration in one table — the one home for each
+variable's name, parser, default and help, which gate.env.example and the docs are held to.)
 """
 
 from __future__ import annotations

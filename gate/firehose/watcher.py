@@ -17,6 +17,9 @@ record, until the watcher has caught up.
 Nothing one event does stops the stream: a frame that does not decode, a record of a type never seen, a
 DID that does not resolve, a PDS that refuses ``getBlob`` — each is counted (and, for a blob, recorded as
 a decision row with its error) and the next event is read.
+
+(Over 300 lines on purpose: the reader, the queue and the workers share the cursor and backpressure
+state, which must be read together.)
 """
 
 from __future__ import annotations

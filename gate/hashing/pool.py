@@ -4,6 +4,9 @@ The event loop sends a job straight down an idle worker's socket (``loop.sock_se
 the body: no pickling, no copy into a queue, no helper thread) and reads the answer back. A worker
 that dies (decoder crash, OOM kill, its own SIGALRM deadline) closes its socket: only the job it
 held fails (exactly the culprit; the others run in other processes) and a fresh worker replaces it.
+
+(Over 300 lines on purpose: the worker lifecycle — start, hand-off, death, replacement, close — must be
+read as one state machine.)
 """
 
 from __future__ import annotations

@@ -6,14 +6,16 @@ orientation, all dihedral ones when the policy hashes them) and, for video, the 
 the gate-wide ``LookupQueue`` (``gate.matching.hma_queue``: a bounded number in flight, the rest queued
 with their upload's deadline). An animation costs one lookup per distinct frame hash, all within the same
 per-upload ``deadline``: lookups that do not finish are timeouts, and lookups HMA could not answer in
-time at its current pace are not sent (``overloaded``); both are ``on_matcher_error``'s, never skipped. The upload's SHA-256 is the ``seed`` so HMA's
-per-bank coinflip is deterministic. HMA matches anything within 31 bits; the stricter per-bank limits
-are the policy's rules, applied by ``evaluate``.
+time at its current pace are not sent (``overloaded``); both are ``on_matcher_error``'s, never skipped.
+The upload's SHA-256 is the ``seed`` so HMA's per-bank coinflip is deterministic. HMA matches anything
+within 31 bits; the stricter per-bank limits are the policy's rules, applied by ``evaluate``.
 
 Failure is a decision, never an accident: ``match`` never raises. Refused, timeout, 5xx, 503 not ready,
 malformed answers, a 4xx for a hash the gate computed and an open breaker all come back as
 ``MatcherFailure`` values so the policy's ``on_matcher_error`` applies. The whole HMA step of one upload
 is bounded by ``deadline``: a retry happens only when the deadline still leaves room for it.
+
+(Over 300 lines on purpose: every HMA failure mode and its one decision, with the breaker, read together.)
 """
 
 from __future__ import annotations

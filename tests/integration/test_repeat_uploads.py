@@ -9,8 +9,8 @@ import json
 
 import asyncpg
 
+from tests.integration.auth.test_trust_gate import rows_settled, upload
 from tests.integration.conftest import POLICY, GateFactory
-from tests.integration.test_trust_gate import rows_settled, upload
 from tests.support import images
 from tests.support.tokens import ALICE_BEARER
 from tests.support.upstream import INVALID_TOKEN, RecordingUpstream
