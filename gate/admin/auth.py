@@ -9,6 +9,7 @@ Requests with an ``Authorization`` header carry no ambient credential and need n
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -77,7 +78,12 @@ async def require(
             headers={"WWW-Authenticate": 'Bearer realm="upload-gate review"'},
         )
     if not session.principal.may(role):
-        raise web.HTTPForbidden(text=f"this needs the {role.value} role")
+        if page:
+            raise web.HTTPForbidden(text=f"this needs the {role.value} role")
+        raise web.HTTPForbidden(
+            text=json.dumps({"error": "Forbidden", "message": f"this needs the {role.value} role"}),
+            content_type="application/json",
+        )
     try:
         await signer.ready()  # the key every replica shares (gate.admin.signing)
     except (*DB_ERRORS, StoreUnavailable):

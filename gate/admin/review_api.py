@@ -90,15 +90,30 @@ async def _session_name(request: web.Request, role: Role = Role.REVIEWER) -> str
     return session.name
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+class BadRequest(web.HTTPBadRequest):
+    """A 400 in the API's shape (``{"error", "message"}``), as the OpenAPI document says."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            text=json.dumps({"error": "InvalidRequest", "message": message}), content_type="application/json"
+        )
+
+
+async def _json_body(request: web.Request, fields: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
+    """A JSON object body with only ``fields``, each of its type (an empty body is ``{}``)."""
     if not request.can_read_body:
         return {}
     try:
         body = json.loads(await request.read() or b"{}")
     except ValueError:
-        raise web.HTTPBadRequest(text="expected a JSON object") from None
+        raise BadRequest("expected a JSON object") from None
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="expected a JSON object")
+        raise BadRequest("expected a JSON object")
+    for name, value in body.items():
+        if name not in fields:
+            raise BadRequest(f"unknown field {name!r} (allowed: {', '.join(fields) or 'none'})")
+        if not isinstance(value, fields[name]) or (isinstance(value, str) and "\x00" in value):
+            raise BadRequest(f"{name}: not a valid value")
     return body
 
 
@@ -158,9 +173,10 @@ async def release(request: web.Request) -> web.Response:
 
 
 async def confirm(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    takedown = body.get("takedown") is True
-    actor = await _session_name(request, Role.ADMIN if takedown else Role.REVIEWER)
+    actor = await _session_name(request)
+    takedown = (await _json_body(request, {"takedown": bool})).get("takedown") is True
+    if takedown:
+        await _session_name(request, Role.ADMIN)
     outcome = await site(request).review.confirm(actor, request.match_info["id"], takedown=takedown)
     return web.json_response(
         {"item": outcome.item.to_json(), "takedown": outcome.takedown, "message": outcome.message}
@@ -168,8 +184,8 @@ async def confirm(request: web.Request) -> web.Response:
 
 
 async def reported(request: web.Request) -> web.Response:
-    body = await _json_body(request)
     actor = await _session_name(request)
+    body = await _json_body(request, {"report_id": str})
     item = await site(request).review.mark_reported(
         actor, request.match_info["id"], str(body.get("report_id", ""))
     )
@@ -177,8 +193,8 @@ async def reported(request: web.Request) -> web.Response:
 
 
 async def legal_hold(request: web.Request) -> web.Response:
-    body = await _json_body(request)
     actor = await _session_name(request, Role.ADMIN)
+    body = await _json_body(request, {"reason": str})
     item = await site(request).review.place_legal_hold(
         actor, request.match_info["id"], str(body.get("reason", ""))
     )
@@ -186,8 +202,8 @@ async def legal_hold(request: web.Request) -> web.Response:
 
 
 async def lift_legal_hold(request: web.Request) -> web.Response:
-    body = await _json_body(request)
     actor = await _session_name(request, Role.ADMIN)
+    body = await _json_body(request, {"reason": (str, type(None))})
     reason = body.get("reason")
     item = await site(request).review.lift_legal_hold(
         actor, request.match_info["id"], str(reason) if reason is not None else None
@@ -198,7 +214,7 @@ async def lift_legal_hold(request: web.Request) -> web.Response:
 async def audit(request: web.Request) -> web.Response:
     actor = await _session_name(request, Role.ADMIN)
     subject = request.query.get("subject")
-    if not subject:
+    if not subject or len(subject) > 200 or "\x00" in subject:
         return _error(400, "InvalidRequest", "subject (an item id) is required")
     review = site(request).review
     trail = await review.evidence.audit.trail(subject)

@@ -1,5 +1,6 @@
 """The OpenAPI 3.1 document of the admin listener's JSON APIs, served at ``/api/v1/openapi.json`` and
-committed as ``docs/openapi.json`` (a test keeps the two equal). After changing ``gate.api.spec``:
+committed as ``docs/openapi.json`` (a test keeps the two equal). After changing ``gate.api.spec``,
+its schemas or ``gate.admin.review_spec``:
 
     python -m gate.api.openapi > docs/openapi.json
 """
@@ -10,6 +11,7 @@ import json
 import sys
 from typing import Any
 
+from gate.admin import review_spec
 from gate.api import decision_schemas, schemas, spec
 
 DESCRIPTION = """\
@@ -24,6 +26,10 @@ is written to the audit log with the token's name before it is answered; each to
 GATE_API_RATE requests a second (GATE_API_BURST at once); bodies have the upload limit \
 (GATE_MAX_UPLOAD_BYTES) and share the uploads' memory budget. It never returns evidence (stored bytes).
 
+**/admin/api** is the review queue's JSON API: the same tokens as the review page (`reviewer`, and \
+`admin` for takedowns, legal holds and the audit trail), as bearer tokens. Every access is audited \
+before it is answered.
+
 Errors are XRPC's: a JSON object `{"error": "Name", "message": "what went wrong"}` with the status."""
 
 
@@ -31,7 +37,10 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "upload-gate admin APIs", "version": "1", "description": DESCRIPTION},
-        "tags": [{"name": "api", "description": "Hash, match and scan for other services (service role)"}],
+        "tags": [
+            {"name": "api", "description": "Hash, match and scan for other services (service role)"},
+            {"name": "review", "description": "The review queue (reviewer role; some actions admin)"},
+        ],
         "security": [{"bearer": []}],
         "paths": {
             **spec.PATHS,
@@ -46,16 +55,18 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            **review_spec.PATHS,
         },
         "components": {
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "a token from `upload-gate admin token add NAME --role service`",
+                    "description": "a token from `upload-gate admin token add NAME --role service` (the "
+                    "API) or `--role reviewer` / `--role admin` (the review API)",
                 }
             },
-            "schemas": {**schemas.SCHEMAS, **decision_schemas.SCHEMAS},
+            "schemas": {**schemas.SCHEMAS, **decision_schemas.SCHEMAS, **review_spec.SCHEMAS},
             "responses": spec.RESPONSES,
             "headers": spec.HEADERS,
         },

@@ -150,9 +150,39 @@ async def test_a_reviewer_cannot_take_accounts_down(env: ReviewEnv, photo: bytes
     item_id = await env.hold(photo, verified=True)
     async with env.client(env.reviewer) as c:
         async with c.post(f"{API}/{item_id}/confirm", json={"takedown": True}) as r:
-            assert r.status == 403
+            assert (r.status, await r.json()) == (
+                403,
+                {"error": "Forbidden", "message": "this needs the admin role"},
+            )
     item = await env.store.items.get(item_id)
     assert item is not None and item.state.value == "held"
+    assert env.pds.got == []
+
+
+async def test_a_malformed_body_is_an_xrpc_error_and_changes_nothing(env: ReviewEnv, photo: bytes) -> None:
+    """Bodies are checked as the OpenAPI document says: a JSON object, only the named fields, each of its
+    type; anything else is a 400 in the API's shape, before the item is touched."""
+    item_id = await env.hold(photo, verified=True)
+    cases = [
+        ("confirm", b"[]"),
+        ("confirm", b"{not json"),
+        ("confirm", json.dumps({"takedown": "yes"}).encode()),
+        ("confirm", json.dumps({"takedwon": True}).encode()),
+        ("reported", json.dumps({"report_id": 17}).encode()),
+        ("reported", json.dumps({"report_id": "a\u0000b"}).encode()),
+        ("legal-hold", json.dumps({"reason": ["x"]}).encode()),
+    ]
+    async with env.client(env.admin) as c:
+        for action, body in cases:
+            headers = {"Content-Type": "application/json"}
+            async with c.post(f"{API}/{item_id}/{action}", data=body, headers=headers) as r:
+                assert r.status == 400, (action, body)
+                answer = await r.json()
+                assert answer["error"] == "InvalidRequest" and answer["message"], (action, body)
+        async with c.get("/admin/api/audit") as r:
+            assert (r.status, (await r.json())["error"]) == (400, "InvalidRequest")
+    item = await env.store.items.get(item_id)
+    assert item is not None and (item.state.value, item.legal_hold, item.report_id) == ("held", False, None)
     assert env.pds.got == []
 
 
