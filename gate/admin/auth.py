@@ -58,6 +58,14 @@ async def authenticate(request: web.Request, tokens: TokenStore) -> Session | No
     return Session(principal, presented[0], presented[1]) if principal else None
 
 
+def _forbidden(message: str, page: bool) -> web.HTTPForbidden:
+    """A 403 as the page shows it (text), or in the JSON API's shape."""
+    if page:
+        return web.HTTPForbidden(text=message)
+    body = json.dumps({"error": "Forbidden", "message": message})
+    return web.HTTPForbidden(text=body, content_type="application/json")
+
+
 async def require(
     request: web.Request,
     tokens: TokenStore,
@@ -78,12 +86,7 @@ async def require(
             headers={"WWW-Authenticate": 'Bearer realm="upload-gate review"'},
         )
     if not session.principal.may(role):
-        if page:
-            raise web.HTTPForbidden(text=f"this needs the {role.value} role")
-        raise web.HTTPForbidden(
-            text=json.dumps({"error": "Forbidden", "message": f"this needs the {role.value} role"}),
-            content_type="application/json",
-        )
+        raise _forbidden(f"this needs the {role.value} role", page)
     try:
         await signer.ready()  # the key every replica shares (gate.admin.signing)
     except (*DB_ERRORS, StoreUnavailable):
@@ -93,7 +96,7 @@ async def require(
         form = await request.post()
         presented = form.get(CSRF_FIELD)
         if not isinstance(presented, str) or not signer.check_csrf(session.token, presented):
-            raise web.HTTPForbidden(text="missing or stale form token: reload the page and try again")
+            raise _forbidden("missing or stale form token: reload the page and try again", page)
     return session
 
 

@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 from gate import metrics
+from gate.admin.review_api import BODY_BYTES
 from gate.answers import no_banner
 from gate.deps import Deps
 from gate.store.backlog import backlog
@@ -91,8 +92,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_admin_app(deps: Deps) -> web.Application:
-    # Bodies are decoded by the API's own reader (gate.proxy.body: capped, like uploads), not by aiohttp.
-    app = web.Application(handler_args={"auto_decompress": False})
+    # Bodies are decoded by the API's own reader (gate.proxy.body: capped, like uploads), not by aiohttp;
+    # the review site's, when it joins this listener, have its own limit here too.
+    app = web.Application(client_max_size=BODY_BYTES, handler_args={"auto_decompress": False})
     app.on_response_prepare.append(no_banner)  # no software version on the private listener either
     app[ADMIN_DEPS] = deps
     app.router.add_get("/metrics", metrics_view)

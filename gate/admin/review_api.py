@@ -44,6 +44,9 @@ class ReviewSite:
 
 
 REVIEW_SITE = web.AppKey("review_site", ReviewSite)
+# The review site's forms and JSON bodies (a reason, a report id): aiohttp refuses anything larger (413)
+# on whichever private listener the site is on. The API's bodies are read by its own reader, not capped here.
+BODY_BYTES = 64 * 1024
 
 # Served with every byte of evidence or derivative: never cached, never sniffed, never scripted.
 NO_STORE = {

@@ -11,7 +11,8 @@ import logging
 from aiohttp import web
 
 from gate.admin.review import Review
-from gate.admin.review_api import REVIEW_SITE, ReviewSite, add_api_routes
+from gate.admin.review_api import BODY_BYTES, REVIEW_SITE, ReviewSite, add_api_routes
+from gate.admin.review_errors import review_api_errors
 from gate.admin.review_page import add_page_routes
 from gate.admin.signing import Signer, shared_key
 from gate.admin.tokens import TokenError, TokenStore
@@ -30,13 +31,14 @@ log = logging.getLogger(__name__)
 
 def install_review(app: web.Application, site: ReviewSite) -> None:
     app[REVIEW_SITE] = site
+    app.middlewares.append(review_api_errors)
     add_api_routes(app)
     add_page_routes(app)
 
 
 def create_review_app(site: ReviewSite) -> web.Application:
     # Forms and small JSON bodies only; the API's bodies are read (and decoded, capped) by its own reader.
-    app = web.Application(client_max_size=64 * 1024, handler_args={"auto_decompress": False})
+    app = web.Application(client_max_size=BODY_BYTES, handler_args={"auto_decompress": False})
     install_review(app, site)
     return app
 

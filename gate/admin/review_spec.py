@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gate.admin.review_api import BODY_BYTES
 from gate.api.schemas import Schema, closed, nullable, ref
 from gate.store.item import EvidenceState
 
@@ -77,6 +78,7 @@ def _errors(*codes: str) -> dict[str, Schema]:
         "403": "The token's role may not do this (admin actions), or a reveal link expired.",
         "404": "No such item, or its evidence is gone.",
         "409": "The item's state or legal hold forbids it, or there is no allowlist bank to release to.",
+        "413": f"The body is over the review API's limit ({BODY_BYTES // 1024} KiB).",
         "503": "Postgres cannot answer now; nothing was changed.",
     }
     return {
@@ -94,6 +96,7 @@ def _op(op_id: str, summary: str, ok: Schema, *codes: str, body: Schema | None =
         **more,
     }
     if body is not None:
+        operation["responses"] |= _errors("413")
         operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
     return operation
 

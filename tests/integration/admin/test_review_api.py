@@ -10,9 +10,12 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 from PIL import Image
 
+from gate.admin.auth import COOKIE
+from gate.admin.review_api import BODY_BYTES
 from gate.notify.webhook import SIGNATURE_HEADER, verify
 from tests.integration.admin.conftest import (
     ADMIN_PASSWORD,
@@ -184,6 +187,30 @@ async def test_a_malformed_body_is_an_xrpc_error_and_changes_nothing(env: Review
     item = await env.store.items.get(item_id)
     assert item is not None and (item.state.value, item.legal_hold, item.report_id) == ("held", False, None)
     assert env.pds.got == []
+
+
+async def test_every_refusal_under_admin_api_is_an_xrpc_error(env: ReviewEnv, photo: bytes) -> None:
+    """The router's misses and wrong methods, an oversized body and a cookie POST without the page's form
+    token are JSON errors as the OpenAPI document says, not aiohttp's text pages."""
+    item_id = await env.hold(photo)
+    async with env.client(env.admin) as c:
+        async with c.get("/admin/api/nothing-here") as r:
+            assert (r.status, (await r.json())["error"]) == (404, "NotFound")
+        async with c.delete(API) as r:
+            assert (r.status, (await r.json())["error"]) == (405, "MethodNotAllowed")
+            assert "GET" in r.headers["Allow"].split(", ")
+        big = json.dumps({"reason": "x" * BODY_BYTES}).encode()
+        headers = {"Content-Type": "application/json"}
+        async with c.post(f"{API}/{item_id}/legal-hold", data=big, headers=headers) as r:
+            assert (r.status, (await r.json())["error"]) == (413, "PayloadTooLarge")
+    # The page's login cookie, without the form token every cookie POST needs (gate.admin.auth).
+    async with (
+        aiohttp.ClientSession(base_url=env.url, cookies={COOKIE: env.admin}) as c,
+        c.post(f"{API}/{item_id}/release") as r,
+    ):
+        assert (r.status, (await r.json())["error"]) == (403, "Forbidden")
+    item = await env.store.items.get(item_id)
+    assert item is not None and (item.state.value, item.legal_hold) == ("held", False)
 
 
 async def test_the_daily_cap_stops_the_next_takedown(tmp_path: Path, fresh_dsn: str) -> None:
