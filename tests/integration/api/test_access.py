@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
+import pytest
 
 from gate.admin.auth import COOKIE
 from gate.admin.tokens import Role, TokenStore
@@ -16,9 +18,10 @@ from gate.proxy.routing import UPLOAD_PATH
 from tests.integration.api.conftest import PHOTO, ApiGate, api_gate, banks
 from tests.integration.conftest import GateFactory
 from tests.support.tokens import ALICE_BEARER
-from tests.support.upstream import RecordingUpstream
+from tests.support.upstream import RecordingUpstream, cid_of
 
 MATCH = {"sha256": "0" * 64}
+DID = "did:plc:" + "a" * 24
 
 
 async def test_only_service_and_admin_tokens_open_the_api(api: ApiGate) -> None:
@@ -48,7 +51,10 @@ async def test_only_service_and_admin_tokens_open_the_api(api: ApiGate) -> None:
 async def test_a_service_token_opens_nothing_of_the_review_site(api: ApiGate) -> None:
     async with api.client() as c:
         async with c.get("/admin/api/items") as r:
-            assert r.status == 403
+            assert (r.status, await r.json()) == (
+                403,
+                {"error": "Forbidden", "message": "this needs the reviewer role"},
+            )
         form = {"token": api.tokens[Role.SERVICE]}
         async with c.post("/review/login", data=form, allow_redirects=False) as r:
             assert (r.status, r.headers["Location"]) == (303, "/review/login?failed=1")
@@ -110,11 +116,21 @@ async def test_bodies_have_the_upload_limit(
             assert (r.status, (await r.json())["error"]) == (413, "PayloadTooLarge")
         async with c.post("/api/v1/hash", json={"data": base64.b64encode(b"x" * 1000).decode()}) as r:
             assert r.status == 200
+        async with c.post("/api/v1/scan", data=b"x" * 1001) as r:
+            assert (r.status, (await r.json())["error"]) == (413, "PayloadTooLarge")
+        # A stored blob is fetched under the same limit: the PDS may hold larger ones than the gate takes.
+        api.upstream.blobs = {(DID, cid_of(b"x" * 1001)): b"x" * 1001}
+        async with c.post("/api/v1/scan", json={"did": DID, "cid": cid_of(b"x" * 1001)}) as r:
+            assert (r.status, (await r.json())["error"]) == (413, "PayloadTooLarge")
+    # Only the call that was answered is in the audit log: nothing over the limit was judged.
+    assert [(a["actor"], a["action"]) for a in await api.audit()] == [("the-service", "api_hash")]
 
 
+@pytest.mark.parametrize("ask", ["hash-bytes", "scan-stored-blob"])
 async def test_uploads_and_the_api_share_one_memory_budget(
-    start_gate: GateFactory, upstream: tuple[RecordingUpstream, str], fresh_dsn: str
+    start_gate: GateFactory, upstream: tuple[RecordingUpstream, str], fresh_dsn: str, ask: str
 ) -> None:
+    """Bytes sent to the API, and a stored blob fetched for it, are reserved from the uploads' budget."""
     limit = 200_000
     api = await api_gate(
         start_gate,
@@ -124,6 +140,14 @@ async def test_uploads_and_the_api_share_one_memory_budget(
         GATE_MAX_UPLOAD_BYTES=str(limit),
         GATE_MEMORY_BUDGET_BYTES=str(limit),
     )
+    blob = b"\1" * 60_000
+    api.upstream.blobs = {(DID, cid_of(blob)): blob}
+
+    def call(c: aiohttp.ClientSession) -> Any:
+        if ask == "hash-bytes":
+            return c.post("/api/v1/hash", data=blob)
+        return c.post("/api/v1/scan", json={"did": DID, "cid": cid_of(blob)})
+
     more = asyncio.Event()
 
     async def stalled() -> AsyncIterator[bytes]:
@@ -138,11 +162,11 @@ async def test_uploads_and_the_api_share_one_memory_budget(
             if api.gate.deps.budget.used >= 150_000:
                 break
             await asyncio.sleep(0.05)
-        async with api.client() as c, c.post("/api/v1/hash", data=b"\1" * 60_000) as r:
+        async with api.client() as c, call(c) as r:
             assert r.status == 503
             assert (await r.json())["error"] == "Overloaded" and r.headers["Retry-After"]
         more.set()
         async with await upload as r:
             assert r.status == 200  # the upload itself went on
-    async with api.client() as c, c.post("/api/v1/hash", data=b"\1" * 60_000) as r:
+    async with api.client() as c, call(c) as r:
         assert r.status == 200  # the budget is given back

@@ -13,10 +13,11 @@ import json
 import asyncpg
 
 from gate.admin.tokens import Role
-from tests.integration.api.conftest import PHOTO, ApiGate
+from tests.integration.api.conftest import PHOTO, ApiGate, api_gate, banks
+from tests.integration.conftest import POLICY, GateFactory
 from tests.support import images
 from tests.support.tokens import ALICE_BEARER
-from tests.support.upstream import cid_of
+from tests.support.upstream import RecordingUpstream, cid_of
 
 DID = "did:plc:" + "a" * 24
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"
@@ -137,3 +138,62 @@ async def _wait_rows(api: ApiGate, sql: str, n: int = 1) -> list[dict[str, objec
             return rows
         await asyncio.sleep(0.05)
     raise AssertionError(f"{n} rows never appeared")
+
+
+WATCH_RULE = """
+[[rules]]
+name = "watch"
+source = "local"
+banks = ["watch"]
+signal_types = ["sha256"]
+action = "quarantine"
+shadow = true
+"""
+
+
+async def test_record_writes_a_source_api_row_only_when_asked_and_every_cli_filter_finds_it(
+    start_gate: GateFactory, upstream: tuple[RecordingUpstream, str], fresh_dsn: str
+) -> None:
+    """record=true: one row (source api; the blob's DID when named, none for bytes sent); record=false or
+    absent: none. The rows are then found by each filter ``upload-gate decisions`` has."""
+    watched, clean = images.noise_png(41), images.noise_png(42)
+    api = await api_gate(
+        start_gate,
+        upstream,
+        fresh_dsn,
+        policy=POLICY + WATCH_RULE,
+        banks={**banks(), "watch": f"sha256,{hashlib.sha256(watched).hexdigest()},w"},
+    )
+    api.upstream.blobs = {(DID, cid_of(watched)): watched}
+    async with api.client() as c:
+        for query, body in (("?record=false", clean), ("", clean)):
+            async with c.post(f"/api/v1/scan{query}", data=body) as r:
+                assert (r.status, (await r.json())["recorded"]) == (200, None)
+        async with c.post("/api/v1/scan?record=true", data=PHOTO) as r:
+            banned = await r.json()
+        async with c.post("/api/v1/scan?record=1", json={"did": DID, "cid": cid_of(watched)}) as r:
+            shadowed = await r.json()
+    assert banned["decision"]["verdict"] == "reject" and shadowed["decision"]["verdict"] == "forward"
+    # The log writes in order, in batches: once the recorded rows are there, an unrecorded one would be.
+    rows = await _wait_rows(api, "SELECT id, source, did, client_ip, cid FROM decisions ORDER BY time", 2)
+    await asyncio.sleep(0.3)
+    assert await _rows(api, "SELECT count(*) AS n FROM decisions") == [{"n": 2}]
+    assert [(r["id"].hex, r["source"], r["did"], r["client_ip"]) for r in rows] == [
+        (banned["recorded"], "api", None, None),
+        (shadowed["recorded"], "api", DID, None),
+    ]
+
+    async def ids(**filters: str) -> list[str]:
+        async with api.client() as c, c.get("/api/v1/decisions", params=filters) as r:
+            assert r.status == 200, await r.text()
+            return [row["id"] for row in (await r.json())["decisions"]]
+
+    both = [shadowed["recorded"], banned["recorded"]]  # newest first
+    assert await ids(source="api") == both
+    assert await ids(source="upload") == []
+    assert await ids(did=DID) == [shadowed["recorded"]]
+    assert await ids(cid=cid_of(PHOTO)) == [banned["recorded"]]
+    assert await ids(rule="block-exact") == [banned["recorded"]]
+    assert await ids(shadow="true") == [shadowed["recorded"]]
+    assert await ids(shadow="false", verdict="forward") == [shadowed["recorded"]]
+    assert await ids(since="1h", until="2999-01-01T00:00:00Z", limit="1") == [shadowed["recorded"]]
