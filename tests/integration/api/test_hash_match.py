@@ -1,5 +1,5 @@
 """POST /api/v1/hash and /api/v1/match on a running gate: the hashes are the gate's own (as `upload-gate
-hash` prints them), matches come from the banks the policy names, bad input is a clear XRPC 400, and every
+hash` prints them), matches come from the banks the policy names (local and HMA), bad input is a clear XRPC 400, and every
 call leaves an audit row with the token's name."""
 
 from __future__ import annotations
@@ -9,8 +9,15 @@ import hashlib
 import json
 
 from gate.hashing.hasher import hash_bytes
-from tests.integration.api.conftest import PHOTO, ApiGate
+from gate.hashing.options import HashOptions
+from tests.fakes.hma import FakeHma
+from tests.fakes.hma_support import OTHER_PDQ
+from tests.integration.api.conftest import PHOTO, ApiGate, api_gate
+from tests.integration.conftest import GateFactory
+from tests.integration.test_hma_gate import hma_env
+from tests.integration.test_hma_gate import policy as hma_policy
 from tests.support import images
+from tests.support.upstream import RecordingUpstream
 
 
 async def test_hash_answers_every_hash_as_the_cli_prints_them(api: ApiGate) -> None:
@@ -123,3 +130,40 @@ async def test_match_refuses_what_is_not_a_hash(api: ApiGate) -> None:
         async with c.post("/api/v1/match", data=b"sha256=00") as r:
             assert (r.status, (await r.json())["error"]) == (415, "UnsupportedMediaType")
     assert await api.audit() == []  # refused before anything was looked up
+
+
+async def test_match_asks_hma_too_and_names_a_matcher_that_could_not_answer(
+    start_gate: GateFactory, upstream: tuple[RecordingUpstream, str], fresh_dsn: str
+) -> None:
+    """The fake HMA (a real server speaking HMA's API) and the local banks are both asked, as the policy's
+    rules say; when HMA fails, the local matches still come back and the failure is named."""
+    astronaut = images.jpeg("astronaut.png")
+    hashed = hash_bytes(astronaut, HashOptions())
+    async with FakeHma() as hma:
+        hma.add_bank("HMA_BLOCK")
+        hma.add_signal("HMA_BLOCK", "pdq", hashed.pdq[0].hex)
+        hma.add_signal("HMA_BLOCK", "pdq", OTHER_PDQ)  # a second hash: HMA's one-hash-index bug stays away
+        api = await api_gate(
+            start_gate,
+            upstream,
+            fresh_dsn,
+            policy=hma_policy(),
+            banks={"blocklist": f"sha256,{hashed.sha256},known bad"},
+            **hma_env(hma),
+        )
+        asked = {"sha256": hashed.sha256, "pdq": [hashed.pdq[0].hex]}
+        async with api.client() as c:
+            async with c.post("/api/v1/match", json=asked) as r:
+                assert r.status == 200, await r.text()
+                both = await r.json()
+            hma.fail = "http_500"
+            async with c.post("/api/v1/match", json=asked) as r:
+                degraded = await r.json()
+        assert sorted((m["source"], m["bank"], m["signal"]) for m in both["matches"]) == [
+            ("hma", "HMA_BLOCK", "pdq"),
+            ("local", "blocklist", "sha256"),
+        ]
+        assert both["failures"] == []
+        assert [lookup["banks"] for lookup in hma.lookups][:1] == ["HMA_BLOCK"]  # the policy's HMA banks
+        assert [(m["source"], m["bank"]) for m in degraded["matches"]] == [("local", "blocklist")]
+        assert degraded["failures"] == [{"matcher": "hma", "kind": "http_5xx"}]
