@@ -87,6 +87,23 @@ async def test_nothing_of_the_api_is_on_the_public_listener(api: ApiGate) -> Non
     assert await api.audit() == []
 
 
+async def test_with_admin_listen_the_api_is_on_that_listener_only(
+    start_gate: GateFactory, upstream: tuple[RecordingUpstream, str], fresh_dsn: str
+) -> None:
+    """GATE_ADMIN_LISTEN gives the API (with the review site) its own listener: the metrics listener, which
+    a Prometheus on another host may reach, then serves none of it."""
+    api = await api_gate(start_gate, upstream, fresh_dsn, banks=banks(), GATE_ADMIN_LISTEN="127.0.0.1:0")
+    assert api.gate.review is not None and api.url != api.gate.admin_url
+    async with api.client() as c, c.post("/api/v1/match", json=MATCH) as r:
+        assert r.status == 200
+    headers = {"Authorization": f"Bearer {api.tokens[Role.SERVICE]}"}
+    async with aiohttp.ClientSession(base_url=api.gate.admin_url, headers=headers) as c:
+        for method, path in (("POST", "/api/v1/match"), ("GET", "/api/v1/openapi.json")):
+            async with c.request(method, path, json=MATCH) as r:
+                assert r.status == 404, path
+    assert [a["action"] for a in await api.audit()] == ["api_match"]
+
+
 async def test_each_token_has_its_own_rate(
     start_gate: GateFactory, upstream: tuple[RecordingUpstream, str], fresh_dsn: str
 ) -> None:
