@@ -14,8 +14,8 @@ from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import OTHER_PDQ
 from tests.integration.api.conftest import PHOTO, ApiGate, api_gate
 from tests.integration.conftest import GateFactory
-from tests.integration.test_hma_gate import hma_env
-from tests.integration.test_hma_gate import policy as hma_policy
+from tests.integration.matching.test_hma_gate import hma_env
+from tests.integration.matching.test_hma_gate import policy as hma_policy
 from tests.support import images
 from tests.support.upstream import RecordingUpstream
 
