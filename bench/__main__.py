@@ -2,8 +2,10 @@
 
 Sections: ``hashing`` (cost per upload vs full-resolution PDQ, fast-path fidelity, and what animations,
 EXIF orientation, multi-format bytes and HMA's own hash of CMYK and palette files add), ``judge``
-(repeats of the same bytes), ``hma`` (an upload's lookups vs one; a burst against one HMA worker), ``matching`` (local banks at 10k / 100k / 1M / 10M hashes), ``gate`` (end to
-end, passthrough, memory, 1 → 2 workers).
+(repeats of the same bytes), ``hma`` (an upload's lookups vs one; a burst against one HMA worker),
+``matching`` (local banks at 10k / 100k / 1M / 10M hashes), ``gate`` (end to end, passthrough, memory,
+1 → 2 workers), ``firehose`` (``upload-gate watch`` on a generated firehose replayed at full speed vs pure
+hashing).
 Writes ``results.md`` and ``results.json`` to ``--out`` (default ``bench/out``) and prints the table.
 ``--quick`` runs everything on fewer photos and requests (a CI smoke run of a couple of minutes).
 """
@@ -15,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from bench import as_hma, corpus, endtoend, hashing, hma_load, matching, media, repeat
+from bench import as_hma, corpus, endtoend, firehose, hashing, hma_load, matching, media, repeat
 from bench.report import Report
 
-SECTIONS = ("hashing", "judge", "hma", "matching", "gate")
+SECTIONS = ("hashing", "judge", "hma", "matching", "gate", "firehose")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         _say("gate: end to end, passthrough, memory, workers")
         photos = corpus.corpus(4 if args.quick else None, ("12MP",), ("JPEG",))
         endtoend.run(report, photos, args.quick)
+    if "firehose" in args.only:
+        _say("firehose: upload-gate watch on a generated firehose vs pure hashing")
+        firehose.run(report, args.quick)
     md, js = report.write(args.out)
     print(report.markdown())
     _say(f"done in {time.monotonic() - started:.0f} s: {md} and {js}")

@@ -44,3 +44,24 @@ def test_report_writes_markdown_and_json(tmp_path: Path) -> None:
     assert doc["quick"] is True and doc["machine"]["cores"]
     assert doc["tables"][0]["rows"] == [{"upload": "12MP JPEG", "ms": 19.54}]
     assert [t["met"] for t in doc["targets"]] == [True, False]
+
+
+def test_the_benchmark_firehose_is_what_the_watcher_reads() -> None:
+    """The generated stream decodes with the watcher's own decoder: one distinct image per post, after
+    every ``NOISE`` likes, and every CID the PDS serves."""
+    from bench import firehose
+    from gate.firehose.events import CommitEvent, decode
+
+    bodies = firehose.images(3)
+    assert len(set(bodies)) == 3
+    network = firehose.stream(bodies)
+    events = [decode(f) for f in network.frames]
+    assert all(isinstance(e, CommitEvent) for e in events)
+    commits = [e for e in events if isinstance(e, CommitEvent)]
+    assert [e.seq for e in commits] == list(range(1, 3 * (firehose.NOISE + 1) + 1))
+    with_blobs = [e for e in commits if e.blobs]
+    assert [e.seq % (firehose.NOISE + 1) for e in with_blobs] == [0, 0, 0]
+    assert {e.blobs[0].cid for e in with_blobs} == set(network.blobs)
+    assert {e.repo for e in with_blobs} <= network.dids
+    with Image.open(io.BytesIO(bodies[0])) as im:
+        assert (im.format, im.size) == ("JPEG", (1024, 768))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -170,7 +170,7 @@ def _seq(raw: bytes) -> int | None:
     return seq if isinstance(seq, int) else None
 
 
-async def running(network: Network) -> AsyncIterator[Network]:
+async def running(network: Network) -> AsyncGenerator[Network, None]:
     async with serving(network.app()) as url:
         network.url = url
         yield network
