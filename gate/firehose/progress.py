@@ -1,5 +1,6 @@
 """Where a firehose stands: ``Progress`` (which sequence numbers are read, in flight, done) and
-``WatchState`` (the durable cursor and the blobs already judged, in Postgres, migration 010).
+``WatchState`` (the durable cursor and the blobs already judged, in Postgres, migration 010) and
+``Tally`` (the progress line).
 
 Events are judged concurrently and finish out of order, so the cursor that may be saved is the
 *watermark*: the last sequence number before the oldest event still in flight (or the last one read when
@@ -9,6 +10,7 @@ needed. Events delivered again are cheap: their blobs are in ``firehose_blobs`` 
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -90,4 +92,36 @@ class WatchState:
             verdict,
             rule,
             uri,
+        )
+
+
+class Tally:
+    """What the watcher has done, for its progress line: an operator tailing the log sees it read, judge
+    and keep up (or fall behind) without a Prometheus. Totals since start, rates since the last line."""
+
+    OUTCOMES = ("judged", "seen", "failed", "skipped")
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.commits = 0
+        self.blobs = dict.fromkeys(self.OUTCOMES, 0)
+        self.lag = 0.0
+        self._last_at = time.monotonic()
+        self._last_commits = 0
+        self._last_judged = 0
+
+    def blob(self, outcome: str) -> None:
+        self.blobs[outcome] += 1
+
+    def line(self, progress: Progress, queued: int, queue_size: int, saved: int | None) -> str:
+        now = time.monotonic()
+        span = max(now - self._last_at, 1e-9)
+        commits_rate = (self.commits - self._last_commits) / span
+        judged_rate = (self.blobs["judged"] - self._last_judged) / span
+        self._last_at, self._last_commits, self._last_judged = now, self.commits, self.blobs["judged"]
+        blobs = ", ".join(f"{n} {outcome}" for outcome, n in self.blobs.items())
+        return (
+            f"firehose {self.service}: read to seq {progress.last_read}, cursor {saved}; "
+            f"{self.commits} commits ({commits_rate:.1f}/s); blobs {blobs} ({judged_rate:.1f} judged/s); "
+            f"queue {queued}/{queue_size}, {progress.in_flight} in flight; lag {self.lag:.1f} s"
         )

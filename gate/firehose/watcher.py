@@ -9,7 +9,8 @@ operators, and a PDS host's safety net after posting).
                                                                                   └─ labels (policy)
 
 Backpressure: the reader waits while ``GATE_FIREHOSE_QUEUE_SIZE`` commits wait for a worker, so a slow
-judge slows the reading, never memory. The lag (how old the newest commit read is) is a metric; past the
+judge slows the reading, never memory. The lag (how old the newest commit read is) is a metric and, with
+the counts, the queue and the cursor, in a progress line logged every minute and at exit; past the
 policy's ``[firehose] max_lag_seconds`` the policy chooses: ``pause`` keeps judging everything, late;
 ``skip`` lets commits past the limit through unjudged, each skipped blob counted and logged with its
 record, until the watcher has caught up.
@@ -37,7 +38,7 @@ from gate import metrics
 from gate.firehose.events import BlobRef, CommitEvent, Malformed, OtherEvent, StreamError, decode
 from gate.firehose.fetch import BlobFetcher, FetchFailed
 from gate.firehose.identity import Identities, Unresolvable
-from gate.firehose.progress import Progress, Seen, WatchState
+from gate.firehose.progress import Progress, Seen, Tally, WatchState
 from gate.firehose.stream import RepoStream
 from gate.judge import Context, Judge
 from gate.labels.store import LabelStore
@@ -53,6 +54,7 @@ T = TypeVar("T")
 
 UPLOADER_METHOD = "firehose"  # decisions.did_method: the author named by the commit's repo
 SAVE_INTERVAL = 1.0  # seconds between durable cursor writes
+PROGRESS_INTERVAL = 60.0  # seconds between progress lines (and one when the watcher stops)
 ACTING = (Verdict.QUARANTINE, Verdict.REJECT)
 
 
@@ -91,6 +93,7 @@ class Watcher:
         self.labels = labels
         self.options = options
         self.progress = Progress(None)
+        self.tally = Tally(service)
         self.queue: asyncio.Queue[CommitEvent] = asyncio.Queue(options.queue_size)
         self._saved: int | None = None
         self._in_flight: dict[str, asyncio.Future[Seen | None]] = {}
@@ -121,6 +124,7 @@ class Watcher:
                 await saver
             with contextlib.suppress(StoreUnavailable):
                 await self.save_cursor()
+            self._log_progress()
 
     async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
         """On the way out: let the workers finish what is queued (briefly), then stop them; what is left
@@ -132,12 +136,20 @@ class Watcher:
         await asyncio.gather(*workers, return_exceptions=True)
 
     async def _save_periodically(self) -> None:
+        since = 0.0
         while True:
             await asyncio.sleep(SAVE_INTERVAL)
+            since += SAVE_INTERVAL
+            if since >= PROGRESS_INTERVAL:
+                since = 0.0
+                self._log_progress()
             try:
                 await self.save_cursor()
             except StoreUnavailable as exc:
                 log.warning("firehose cursor not saved (kept in memory, retried): %s", exc)
+
+    def _log_progress(self) -> None:
+        log.info(self.tally.line(self.progress, self.queue.qsize(), self.options.queue_size, self._saved))
 
     async def save_cursor(self) -> None:
         mark = self.progress.watermark
@@ -177,6 +189,7 @@ class Watcher:
             self.progress.finish(event.seq)
             return
         metrics.FIREHOSE_EVENTS.labels("commit").inc()
+        self.tally.commits += 1
         for family, count in event.records.items():
             metrics.FIREHOSE_RECORDS.labels(family).inc(count)
         if event.truncated:
@@ -187,11 +200,12 @@ class Watcher:
             self.progress.finish(event.seq)
             return
         lag = (datetime.now(UTC) - event.time).total_seconds() if event.time else 0.0
-        metrics.FIREHOSE_LAG.set(max(lag, 0.0))
+        self.tally.lag = max(lag, 0.0)
+        metrics.FIREHOSE_LAG.set(self.tally.lag)
         policy = self.judge.policy.current.firehose
         if lag > policy.max_lag_seconds and policy.on_lag == "skip":
             for ref in event.blobs:
-                metrics.FIREHOSE_BLOBS.labels("skipped").inc()
+                self._count("skipped")
                 log.warning(
                     "blob %s of %s skipped: the watcher is %.0f s behind (on_lag = skip)",
                     ref.cid,
@@ -228,11 +242,11 @@ class Watcher:
         it could not be judged (recorded and counted)."""
         pending = self._in_flight.get(ref.cid)
         if pending is not None:  # the same blob in another record right now: one fetch for both
-            metrics.FIREHOSE_BLOBS.labels("seen").inc()
+            self._count("seen")
             return await asyncio.shield(pending)
         earlier = await self._retry(lambda: self.state.seen(ref.cid))
         if earlier is not None:
-            metrics.FIREHOSE_BLOBS.labels("seen").inc()
+            self._count("seen")
             return earlier
         future: asyncio.Future[Seen | None] = asyncio.get_running_loop().create_future()
         self._in_flight[ref.cid] = future
@@ -281,7 +295,7 @@ class Watcher:
         while not self.sink.accepting():  # noqa: ASYNC110 - the decision log is full or down: wait, never drop
             await asyncio.sleep(0.5)
         self.sink.submit(record)
-        metrics.FIREHOSE_BLOBS.labels("judged").inc()
+        self._count("judged")
         metrics.DECISIONS.labels(decision.verdict.value, decision.reason).inc()
         rule = decision.rule if decision.verdict in ACTING and decision.matches else None
         await self._retry(
@@ -289,8 +303,12 @@ class Watcher:
         )
         return Seen(uuid.UUID(hex=record.id), decision.verdict.value, rule)
 
+    def _count(self, outcome: str) -> None:
+        metrics.FIREHOSE_BLOBS.labels(outcome).inc()
+        self.tally.blob(outcome)
+
     def _failed(self, ref: BlobRef, uploader: Uploader, stage: str, kind: str, detail: str) -> None:
-        metrics.FIREHOSE_BLOBS.labels("failed").inc()
+        self._count("failed")
         metrics.FIREHOSE_FAILURES.labels(stage, kind).inc()
         log.warning("blob %s of %s not judged: %s %s (%s)", ref.cid, ref.uri, stage, kind, detail)
         self.sink.submit(

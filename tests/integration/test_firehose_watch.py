@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -83,8 +85,9 @@ async def network() -> AsyncIterator[fh.Network]:
 
 
 async def test_what_cannot_be_judged_is_recorded_and_the_stream_goes_on(
-    tmp_path: Path, fresh_dsn: str, network: fh.Network
+    tmp_path: Path, fresh_dsn: str, network: fh.Network, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "gate.firehose")
     for data in (BANNED, CLEAN):
         network.blobs[fh.blob_cid(data)] = data
     other = noise_png(13, 64)
@@ -126,6 +129,14 @@ async def test_what_cannot_be_judged_is_recorded_and_the_stream_goes_on(
     assert count("upload_gate_firehose_failures_total", stage="identity", kind="not_found") >= 1
     # The clean picture was fetched once only, though the unknown DID's record named it too.
     assert network.fetches.count(fh.blob_cid(CLEAN)) == 1
+    # The progress line the watcher leaves when it stops says all of it.
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("firehose ws://")]
+    assert re.fullmatch(
+        r"firehose ws://127\.0\.0\.1:\d+: read to seq 7, cursor 7; 5 commits \([\d.]+/s\); "
+        r"blobs 2 judged, 0 seen, 3 failed, 0 skipped \([\d.]+ judged/s\); queue 0/256, 0 in flight; "
+        r"lag [\d.]+ s",
+        lines[-1],
+    ), lines
 
 
 @pytest.mark.parametrize("on_lag", ["skip", "pause"])
