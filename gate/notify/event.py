@@ -59,6 +59,10 @@ def decision_event(record: DecisionRecord) -> Event | None:
         {
             **extra,
             "decision_id": record.id,
+            # Which path judged it (an upload, or a blob already posted, seen on the firehose, whose
+            # record is named): the type stays upload.* so receivers routing on it keep working.
+            "source": record.source.value,
+            "record_uri": record.record_uri,
             "verdict": verdict.value,
             "rule": d.rule,
             "reason": d.reason,

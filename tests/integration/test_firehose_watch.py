@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from gate.settings import Settings
 from tests.integration.conftest import POLICY, gate_env, write_config
 from tests.support import firehose as fh
 from tests.support.images import noise_png
+from tests.support.receiver import receiver
 
 BANNED = noise_png(11, 96)
 CLEAN = noise_png(12, 96)
@@ -35,7 +37,7 @@ def count(name: str, **labels: str) -> float:
 
 @contextlib.asynccontextmanager
 async def watching(
-    tmp_path: Path, dsn: str, network: fh.Network, policy: str = POLICY
+    tmp_path: Path, dsn: str, network: fh.Network, policy: str = POLICY, env: dict[str, str] | None = None
 ) -> AsyncIterator[None]:
     banks = {"blocklist": f"sha256,{__import__('hashlib').sha256(BANNED).hexdigest()},test"}
     policy_path, banks_dir = write_config(tmp_path, policy, banks)
@@ -46,6 +48,7 @@ async def watching(
             "GATE_FIREHOSE_PDS_ORIGINS": network.url,
             "GATE_WATCH_METRICS_LISTEN": "",
             "GATE_FIREHOSE_WORKERS": "2",
+            **(env or {}),
         }
     )
     stop = asyncio.Event()
@@ -162,6 +165,32 @@ async def test_the_lag_policy(tmp_path: Path, fresh_dsn: str, network: fh.Networ
         assert fh.blob_cid(CLEAN) not in network.fetches
     else:
         assert uris == {f"at://{GOOD}/app.bsky.feed.post/old", f"at://{GOOD}/app.bsky.feed.post/new"}
+
+
+async def test_webhooks_name_the_firehose_and_the_record(
+    tmp_path: Path, fresh_dsn: str, network: fh.Network
+) -> None:
+    network.blobs[fh.blob_cid(BANNED)] = BANNED
+    network.blobs[fh.blob_cid(CLEAN)] = CLEAN
+    network.frames = [
+        fh.commit(1, GOOD, {"app.bsky.feed.post/clean": fh.post(CLEAN)}),
+        fh.commit(2, GOOD, {"app.bsky.feed.post/banked": fh.post(BANNED)}),
+    ]
+    async with receiver() as hook:
+        env = {"GATE_WEBHOOK_URL": hook.url + "/hook", "GATE_WEBHOOK_SECRET": "s" * 32}
+        async with watching(tmp_path, fresh_dsn, network, env=env):
+            await until("the webhook", lambda: _got(hook, 1))
+            await until("both judged", lambda: _n(fresh_dsn, 2))
+        await asyncio.sleep(0.3)  # nothing more arrives: the clean picture is no event
+    (event,) = [json.loads(r.body) for r in hook.on("/hook")]
+    assert event["type"] == "upload.rejected"
+    data = event["data"]
+    assert (data["source"], data["record_uri"]) == ("firehose", f"at://{GOOD}/app.bsky.feed.post/banked")
+    assert (data["cid"], data["rule"], data["uploader"]["did"]) == (fh.blob_cid(BANNED), "block-exact", GOOD)
+
+
+async def _got(hook: Any, n: int) -> bool:
+    return len(hook.on("/hook")) >= n
 
 
 async def _n(dsn: str, n: int) -> bool:
