@@ -1,9 +1,10 @@
 """``upload-gate watch`` on the real PDS's firehose: posts made on the PDS directly (around the gate) — a
 banked image, a clean one, a banked avatar, a video — are each judged from the firehose with the right
-verdict and record URI, the banked ones are labelled (read back with queryLabels from ``serve``) and the
-avatar waits in the review queue with its record and author; killed and restarted, the watcher resumes
-from its cursor: what was posted meanwhile is judged, nothing is fetched twice (every getBlob is counted
-on its way to the PDS)."""
+verdict and record URI, the banked ones are labelled (read back with queryLabels from ``serve``, and by a
+Node peer that checks every signature with @atproto/crypto) and the avatar waits in the review queue —
+API and page — with its record and author; killed and restarted, the watcher resumes from its cursor:
+what was posted meanwhile is judged, nothing is fetched twice (every getBlob is counted on its way to the
+PDS)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import collections
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -25,7 +27,7 @@ import pytest
 from aiohttp import web
 from atproto import models
 
-from tests.e2e import gate_server
+from tests.e2e import gate_server, pds_server
 from tests.e2e.endpoints import Endpoint, Images, User, new_user
 from tests.e2e.gate_server import POLICY, gate_command
 from tests.e2e.images import cid_of, png
@@ -38,6 +40,8 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning"),
 ]
 LABELER_DID = "did:plc:e2efirehoselabeler000000"
+DID_KEYS: dict[str, str] = {}  # the labeler's public key as did:key, as `labeler init` printed it
+PEER = Path(__file__).parent / "labels_peer.js"
 FIREHOSE_POLICY = (
     POLICY
     + """
@@ -127,6 +131,7 @@ def labeler(e2e_dir: Path, pds: Pds, pictures: Images) -> Iterator[gate_server.G
     key_file = e2e_dir / "firehose-labeler" / "key.json"
     made = gate_command("labeler", "init", str(key_file), "--endpoint", "https://labeler.example")
     assert made.returncode == 0, made.stderr
+    DID_KEYS[LABELER_DID] = made.stdout.split("labeler key: ", 1)[1].split()[0]
     gate = gate_server.start(
         e2e_dir,
         pds.url,
@@ -222,6 +227,25 @@ def query_labels(gate: gate_server.Gate, uri: str) -> set[tuple[str, bool]]:
     return {(x["val"], bool(x.get("neg", False))) for x in r.json()["labels"]}
 
 
+def peer_read(gate: gate_server.Gate) -> dict[str, Any]:
+    """queryLabels with @atproto/api and subscribeLabels from cursor 0 with a websocket and
+    @atproto/common's CBOR, every signature checked with @atproto/crypto (tests/e2e/labels_peer.js)."""
+    count = len(
+        httpx.get(f"{gate.url}/xrpc/com.atproto.label.queryLabels?uriPatterns=*", timeout=10).json()["labels"]
+    )
+    node_env = {**os.environ, "NODE_PATH": str(pds_server.install() / "node_modules")}
+    done = subprocess.run(
+        ["node", str(PEER), gate.url, DID_KEYS[LABELER_DID], str(count), "0"],
+        capture_output=True,
+        text=True,
+        env=node_env,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def test_watch_judges_labels_and_resumes(
     e2e_dir: Path, pds: Pds, pictures: Images, counter: BlobCounter, labeler: gate_server.Gate
 ) -> None:
@@ -268,6 +292,16 @@ def test_watch_judges_labels_and_resumes(
             user.did,
             "firehose",
         )
+        # And so does the review page a moderator reads: the queue and the item.
+        for path in ("/review", f"/review/item/{item['decision_id']}"):
+            page = httpx.get(
+                labeler.metrics_url + path,
+                headers={"Authorization": f"Bearer {labeler.admin_token}"},
+                timeout=10,
+            )
+            assert page.status_code == 200, page.text
+            assert f"<code>{user.did}</code> (verified: firehose)" in page.text
+            assert f"in record <code>{profile_uri}</code>" in page.text
 
         assert {cid: counter.fetches[cid] for cid in cids} == dict.fromkeys(cids, 1)
         time.sleep(2.5)  # the cursor is saved every second
@@ -291,6 +325,18 @@ def test_watch_judges_labels_and_resumes(
         # Each record judged once: no decision repeated after the restart.
         uris = [r["record_uri"] for r in watch.decisions() if r["record_uri"] != again_uri]
         assert len(uris) == len(set(uris)) == 5
+
+        # Every label the watcher asked for, as a Node peer reads and verifies it with @atproto/crypto.
+        seen = peer_read(labeler)
+        assert {(x["uri"], x["val"]) for x in seen["query"]} == {
+            (banned_uri, "hash-match"),
+            (user.did, "hash-match"),
+            (profile_uri, "hash-review"),
+            (again_uri, "hash-match"),
+        }
+        for label in (*seen["query"], *seen["stream"]):
+            assert label["valid"] is True and label["src"] == LABELER_DID, label
+        assert {(x["uri"], x["val"]) for x in seen["stream"]} == {(x["uri"], x["val"]) for x in seen["query"]}
     finally:
         watch.stop()
         if "user" in locals():

@@ -1,5 +1,5 @@
 """Whatever an uploader, HMA or a bank file put into an item is shown on the review page as text: a
-hostile DID, bank name, rule, reason, content id or verification note is escaped in the HTML, runs no
+hostile DID, bank name, rule, reason, content id, firehose record URI or verification note is escaped in the HTML, runs no
 script in Chromium, and reads back exactly as it was written."""
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ BANK = "<img src=x onerror=alert('bank')>"
 RULE = "</code><script>alert('rule')</script>"
 REASON = "reason & <b onmouseover=alert(1)>bold</b>"
 CONTENT = '"><iframe src="javascript:alert(2)">'
-HOSTILE = (DID, BANK, RULE, REASON, CONTENT)
+# A firehose item's record: its collection and rkey are whatever the author's PDS put in the commit.
+RECORD = 'at://did:plc:x/com.example.x/"><script>alert("record")</script>'
+HOSTILE = (DID, BANK, RULE, REASON, CONTENT, RECORD)
 
 
 async def _hostile_item(env: ReviewEnv) -> str:
@@ -36,7 +38,9 @@ async def _hostile_item(env: ReviewEnv) -> str:
     decision = dataclasses.replace(
         record.decision, rule=RULE, reason=REASON, matches=(match,), all_matches=(match,)
     )
-    record = dataclasses.replace(record, uploader=Uploader(DID, "access_jwt", "pds", DID), decision=decision)
+    record = dataclasses.replace(
+        record, uploader=Uploader(DID, "access_jwt", "pds", DID), decision=decision, record_uri=RECORD
+    )
     await env.store.vault.keep(record, body, Retention())
     item = await env.store.items.get(record.id)
     assert item is not None
@@ -55,7 +59,7 @@ async def test_hostile_fields_are_escaped_in_the_html(env: ReviewEnv) -> None:
                 assert r.status == 200 and r.content_type == "text/html"
                 pages.append(await r.text())
     for page in pages:
-        for value in (DID, BANK, RULE, REASON):
+        for value in (DID, BANK, RULE, REASON, RECORD):
             assert value not in page
             assert html.escape(value).replace("&#x27;", "&#39;").replace("&quot;", "&#34;") in page
         assert "<script>alert" not in page and "<img src=x" not in page
@@ -78,7 +82,7 @@ async def test_hostile_fields_run_nothing_and_read_back_as_written(env: ReviewEn
     await page.goto(f"{env.url}/review/item/{item_id}")
     item = await page.inner_text("main")
     assert await page.locator("main script, main iframe, main b, main img[src=x]").count() == 0
-    for value in (DID, RULE, REASON):
+    for value in (DID, RULE, REASON, RECORD):
         assert value in queue and value in item
     assert BANK in item and CONTENT in item
     assert dialogs == []
