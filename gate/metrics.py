@@ -397,6 +397,12 @@ FIREHOSE_FAILURES = Counter(
     ["stage", "kind"],
 )
 FIREHOSE_FETCHES = Counter("upload_gate_firehose_fetches_total", "getBlob requests sent to authors' PDSes.")
+FIREHOSE_REPORTS = Counter(
+    "upload_gate_firehose_reports_total",
+    "createReport calls to the moderation service (GATE_REPORT_SERVICE_URL), by outcome (sent, failed).",
+    ["outcome"],
+)
+_zero(FIREHOSE_REPORTS, ("sent", "failed"))
 FIREHOSE_LAG = Gauge(
     "upload_gate_firehose_lag_seconds", "Age of the newest commit read from the firehose when it was read."
 )

@@ -536,6 +536,19 @@ class Settings:
         "PDS origins blobs may be fetched from over plain http or on private addresses (comma-separated); "
         "GATE_UPSTREAM always may; any other must be public https",
     )
+    report_service_url: URL | None = env(
+        "GATE_REPORT_SERVICE_URL",
+        parse_optional_url,
+        "",
+        "a moderation service `upload-gate watch` sends com.atproto.moderation.createReport to for the "
+        "rules whose [[firehose.labels]] say report = true (signed as the labeler); empty = no reports",
+    )
+    report_service_did: str | None = env(
+        "GATE_REPORT_SERVICE_DID",
+        parse_optional_did,
+        "",
+        "that service's DID (the audience of the labeler's service-auth token)",
+    )
     watch_metrics_listen: tuple[str, int] | None = env(
         "GATE_WATCH_METRICS_LISTEN",
         parse_optional_hostport,
@@ -574,6 +587,12 @@ class Settings:
             problems.append("GATE_DB_POOL_MIN must not exceed GATE_DB_POOL_MAX")
         if not problems and kwargs["webhook_url"] is not None and not kwargs["webhook_secret"]:
             problems.append("GATE_WEBHOOK_URL needs GATE_WEBHOOK_SECRET: webhooks are always signed")
+        if not problems and (kwargs["report_service_url"] is None) != (kwargs["report_service_did"] is None):
+            problems.append("GATE_REPORT_SERVICE_URL and GATE_REPORT_SERVICE_DID go together")
+        if not problems and kwargs["report_service_url"] is not None and kwargs["labeler_did"] is None:
+            problems.append(
+                "GATE_REPORT_SERVICE_URL needs GATE_LABELER_DID: reports are signed as the labeler"
+            )
         if not problems and kwargs["pds_env_file"] is not None:
             try:
                 kwargs.update(_from_pds_env(kwargs))

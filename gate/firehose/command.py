@@ -24,8 +24,11 @@ from gate.errors import ConfigError
 from gate.firehose.fetch import BlobFetcher
 from gate.firehose.identity import Identities
 from gate.firehose.progress import WatchState
+from gate.firehose.publish import Publisher
+from gate.firehose.report import Reporter
 from gate.firehose.stream import xrpc_base
 from gate.firehose.watcher import FirehoseRefused, Watcher, WatchOptions
+from gate.labels.key import LabelerKey
 from gate.labels.store import LabelStore
 from gate.logging_setup import configure_logging
 from gate.policy.load import PolicyError
@@ -113,11 +116,15 @@ async def run_watch(settings: Settings, service: str, reset: bool, stop: asyncio
             state=state,
             identities=identities,
             fetcher=fetcher,
-            labels=LabelStore(deps.database.pool),
+            publisher=Publisher(
+                deps.policy,
+                LabelStore(deps.database.pool),
+                settings.labeler_did,
+                await _reporter(settings, stack),
+            ),
             options=WatchOptions(
                 workers=settings.firehose_workers,
                 queue_size=settings.firehose_queue_size,
-                labeler_did=settings.labeler_did,
             ),
         )
         if settings.watch_metrics_listen is not None:
@@ -137,6 +144,23 @@ async def run_watch(settings: Settings, service: str, reset: bool, stop: asyncio
             for job in jobs:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
+
+
+async def _reporter(settings: Settings, stack: contextlib.AsyncExitStack) -> Reporter | None:
+    """The moderation service's client, when GATE_REPORT_SERVICE_URL is set: reports are signed with the
+    labeler's key, so then (only then) the watcher needs it."""
+    if settings.report_service_url is None or settings.report_service_did is None:
+        return None
+    key = LabelerKey.configured(settings.labeler_key_file, settings.labeler_key)
+    if key is None or settings.labeler_did is None:
+        raise ConfigError(
+            "GATE_REPORT_SERVICE_URL: reports are signed as the labeler; set GATE_LABELER_DID and "
+            "GATE_LABELER_KEY_FILE (or GATE_LABELER_KEY) for upload-gate watch too"
+        )
+    reporter = Reporter(settings.report_service_url, settings.report_service_did, key, settings.labeler_did)
+    await reporter.start()
+    stack.push_async_callback(reporter.close)
+    return reporter
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ class BlobRef:
     cid: str
     mime_type: str | None
     size: int | None
+    record_cid: str | None = None  # the version of the record that references it (a report's strongRef)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,7 @@ def commit_event(commit: Commit) -> CommitEvent | Malformed:
             if len(found) >= MAX_BLOBS_PER_COMMIT:
                 truncated = True
                 break
-            found.append(BlobRef(uri, cid, mime, size))
+            found.append(BlobRef(uri, cid, mime, size, str(op.cid)))
     return CommitEvent(commit.seq, commit.repo, _time(commit.time), tuple(found), truncated, families)
 
 

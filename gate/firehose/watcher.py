@@ -6,7 +6,7 @@ operators, and a PDS host's safety net after posting).
                      └─ from the durable cursor                                   ├─ getBlob (bounded)
                                                                                   ├─ judge (source=firehose)
                                                                                   ├─ evidence, decision row
-                                                                                  └─ labels (policy)
+                                                                                  └─ labels, report (publish)
 
 Backpressure: the reader waits while ``GATE_FIREHOSE_QUEUE_SIZE`` commits wait for a worker, so a slow
 judge slows the reading, never memory. The lag (how old the newest commit read is) is a metric and, with
@@ -29,19 +29,17 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from gate import metrics
 from gate.firehose.events import BlobRef, CommitEvent, Malformed, OtherEvent, StreamError, decode
 from gate.firehose.fetch import BlobFetcher, FetchFailed
 from gate.firehose.identity import Identities, Unresolvable
 from gate.firehose.progress import Progress, Seen, Tally, WatchState
+from gate.firehose.publish import Publisher, until_stored
 from gate.firehose.stream import RepoStream
 from gate.judge import Context, Judge
-from gate.labels.store import LabelStore
 from gate.policy.model import Policy
 from gate.record import DecisionRecord, DecisionSink, new_decision_id
 from gate.store.pool import StoreUnavailable
@@ -50,7 +48,6 @@ from gate.store.vault import EvidenceCapped, Vault
 from gate.types import DecisionSource, Uploader, Verdict
 
 log = logging.getLogger("gate.firehose")
-T = TypeVar("T")
 
 UPLOADER_METHOD = "firehose"  # decisions.did_method: the author named by the commit's repo
 SAVE_INTERVAL = 1.0  # seconds between durable cursor writes
@@ -66,7 +63,6 @@ class FirehoseRefused(Exception):
 class WatchOptions:
     workers: int = 8
     queue_size: int = 256
-    labeler_did: str | None = None  # labels' src; None: matches are not labelled
 
 
 class Watcher:
@@ -80,7 +76,7 @@ class Watcher:
         state: WatchState,
         identities: Identities,
         fetcher: BlobFetcher,
-        labels: LabelStore | None,
+        publisher: Publisher,
         options: WatchOptions,
     ) -> None:
         self.service = service
@@ -90,7 +86,7 @@ class Watcher:
         self.state = state
         self.identities = identities
         self.fetcher = fetcher
-        self.labels = labels
+        self.publisher = publisher
         self.options = options
         self.progress = Progress(None)
         self.tally = Tally(service)
@@ -119,6 +115,7 @@ class Watcher:
         finally:
             await self._stream.stop()
             await self._drain(workers)
+            await self.publisher.drain()
             saver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await saver
@@ -235,7 +232,7 @@ class Watcher:
         seen = await self._judged(event, ref)
         if seen is None or seen.verdict is None or seen.rule is None:
             return
-        await self._label(event.repo, ref.uri, Verdict(seen.verdict), seen.rule, seen.decision_id)
+        await self.publisher.publish(event.repo, ref, seen.rule, seen.decision_id)
 
     async def _judged(self, event: CommitEvent, ref: BlobRef) -> Seen | None:
         """The judgement of ``ref``'s bytes: an earlier one (not fetched again), or a new one. None when
@@ -244,7 +241,7 @@ class Watcher:
         if pending is not None:  # the same blob in another record right now: one fetch for both
             self._count("seen")
             return await asyncio.shield(pending)
-        earlier = await self._retry(lambda: self.state.seen(ref.cid))
+        earlier = await until_stored(lambda: self.state.seen(ref.cid))
         if earlier is not None:
             self._count("seen")
             return earlier
@@ -298,7 +295,7 @@ class Watcher:
         self._count("judged")
         metrics.DECISIONS.labels(decision.verdict.value, decision.reason).inc()
         rule = decision.rule if decision.verdict in ACTING and decision.matches else None
-        await self._retry(
+        await until_stored(
             lambda: self.state.mark_seen(ref.cid, record.id, decision.verdict.value, rule, ref.uri)
         )
         return Seen(uuid.UUID(hex=record.id), decision.verdict.value, rule)
@@ -335,7 +332,7 @@ class Watcher:
             log.error("decision %s: no evidence store; the item is not kept", record.id)
             return
         try:
-            await self._retry(
+            await until_stored(
                 lambda: self.vault.keep(  # type: ignore[union-attr]
                     record,
                     body,
@@ -348,29 +345,3 @@ class Watcher:
             metrics.EVIDENCE_STORED.labels(verdict.value, "capped").inc()
         else:
             metrics.EVIDENCE_STORED.labels(verdict.value, "stored").inc()
-
-    async def _label(
-        self, author: str, uri: str, verdict: Verdict, rule: str, decision_id: uuid.UUID
-    ) -> None:
-        if self.labels is None or self.options.labeler_did is None:
-            return
-        wanted = self.judge.policy.current.firehose.labels_for(rule)
-        if wanted is None:
-            return
-        src = self.options.labeler_did
-        await self._retry(lambda: self.labels.apply(src, uri, wanted.values, decision_id))  # type: ignore[union-attr]
-        if wanted.account:
-            await self._retry(lambda: self.labels.apply(src, author, wanted.values, decision_id))  # type: ignore[union-attr]
-
-    @staticmethod
-    async def _retry(step: Callable[[], Awaitable[T]]) -> T:
-        """Postgres steps are retried until they succeed: an outage pauses the watcher (the queue fills
-        and reading stops), it never skips an event."""
-        delay = 0.5
-        while True:
-            try:
-                return await step()
-            except StoreUnavailable as exc:
-                log.warning("firehose: Postgres unavailable, retrying in %.1f s: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)

@@ -1,5 +1,6 @@
 """The policy's ``[firehose]`` table: ``upload-gate watch``'s lag limit and what it does past it, and
-``[[firehose.labels]]``, the label values each rule's matches publish as the gate's labeler.
+``[[firehose.labels]]``, the label values each rule's matches publish as the gate's labeler (and whether
+they are reported to a moderation service).
 
 See ``config/policy.toml`` for each key.
 """
@@ -12,7 +13,7 @@ from collections.abc import Callable, Collection
 from gate.policy.model import Firehose, RuleLabels
 
 FIREHOSE_KEYS = frozenset({"max_lag_seconds", "on_lag", "labels"})
-LABEL_KEYS = frozenset({"rule", "values", "account"})
+LABEL_KEYS = frozenset({"rule", "values", "account", "report"})
 LAG_CHOICES = ("pause", "skip")
 # A label value as app.bsky.labeler.service declares one: lower-case letters and hyphens.
 LABEL_VALUE = re.compile(r"^[a-z][a-z-]{0,99}$")
@@ -67,5 +68,9 @@ def parse_firehose(table: object, err: Callable[[str, str], None], rules: Collec
         if not isinstance(account, bool):
             err(f"{path}.account", f"{account!r} is not true or false")
             continue
-        labels.append(RuleLabels(str(rule), tuple(dict.fromkeys(values)), account))
+        report = item.get("report", False)
+        if not isinstance(report, bool):
+            err(f"{path}.report", f"{report!r} is not true or false")
+            continue
+        labels.append(RuleLabels(str(rule), tuple(dict.fromkeys(values)), account, report))
     return Firehose(max_lag_seconds=lag, on_lag=on_lag, labels=tuple(labels))

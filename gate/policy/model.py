@@ -72,6 +72,7 @@ class RuleLabels:
     rule: str
     values: tuple[str, ...]
     account: bool = False  # also label the author's account (the DID), not only the record
+    report: bool = False  # also createReport the record to GATE_REPORT_SERVICE_URL (gate/firehose/report)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ on; a record type no AppView knows is walked like any other; the lag policy skip
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -16,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import libipld
 import pytest
+from atproto_server.auth.jwt import verify_jwt_async
 from prometheus_client import REGISTRY
 
 from gate.firehose.command import run_watch
+from gate.labels.key import LabelerKey
 from gate.settings import Settings
 from tests.integration.conftest import POLICY, gate_env, write_config
 from tests.support import firehose as fh
@@ -187,6 +191,87 @@ async def test_webhooks_name_the_firehose_and_the_record(
     data = event["data"]
     assert (data["source"], data["record_uri"]) == ("firehose", f"at://{GOOD}/app.bsky.feed.post/banked")
     assert (data["cid"], data["rule"], data["uploader"]["did"]) == (fh.blob_cid(BANNED), "block-exact", GOOD)
+
+
+MOD_SERVICE = "did:web:mod.example"
+LABELER = "did:plc:watchlabeler"
+REPORTING = (
+    POLICY
+    + """
+[[firehose.labels]]
+rule = "block-exact"
+values = ["hash-match"]
+report = true
+"""
+)
+
+
+@pytest.mark.parametrize("answer", [200, 500])
+async def test_matches_are_reported_with_service_auth(
+    tmp_path: Path, fresh_dsn: str, network: fh.Network, answer: int
+) -> None:
+    """A rule whose labels say ``report = true``: its matches go to the moderation service as
+    createReport on the record, with a service-auth token the atproto SDK's own verifier accepts
+    against the labeler's published key; a service that keeps failing is retried, then counted, and the
+    stream goes on."""
+    key = LabelerKey.from_hex("5a" * 32)
+    network.blobs[fh.blob_cid(BANNED)] = BANNED
+    network.blobs[fh.blob_cid(CLEAN)] = CLEAN
+    banked = fh.post(BANNED)
+    network.frames = [
+        fh.commit(1, GOOD, {"app.bsky.feed.post/banked": banked}),
+        fh.commit(2, GOOD, {"app.bsky.feed.post/clean": fh.post(CLEAN)}),
+    ]
+    failed = count("upload_gate_firehose_reports_total", outcome="failed")
+    async with receiver() as mod:
+        mod.statuses = [answer]
+        env = {
+            "GATE_LABELER_DID": LABELER,
+            "GATE_LABELER_KEY": "5a" * 32,
+            "GATE_REPORT_SERVICE_URL": mod.url,
+            "GATE_REPORT_SERVICE_DID": MOD_SERVICE,
+        }
+        async with watching(tmp_path, fresh_dsn, network, REPORTING, env):
+            await until("both judged", lambda: _n(fresh_dsn, 2))
+            wanted = 1 if answer == 200 else 3  # a failing service is tried three times
+            await until("the reports", lambda: _reports(mod, wanted), 15)
+    calls = mod.on("/xrpc/com.atproto.moderation.createReport")
+    assert len(calls) == wanted
+    record_cid = libipld.encode_cid(fh.cid_bytes(libipld.encode_dag_cbor(banked), fh.DAG_CBOR))
+    for call in calls:
+        body = json.loads(call.body)
+        assert body["subject"] == {
+            "$type": "com.atproto.repo.strongRef",
+            "uri": f"at://{GOOD}/app.bsky.feed.post/banked",
+            "cid": record_cid,
+        }
+        assert body["reasonType"] == "com.atproto.moderation.defs#reasonViolation"
+        assert "block-exact" in body["reason"]
+        token = call.headers["Authorization"].removeprefix("Bearer ")
+
+        async def published_key(iss: str, _fresh: bool) -> str:
+            assert iss == f"{LABELER}#atproto_labeler"  # checked with the DID document's #atproto_label key
+            return key.did_key
+
+        payload = await verify_jwt_async(token, published_key, own_did=MOD_SERVICE)
+        assert payload.exp is not None and payload.iat is not None and 0 < payload.exp - payload.iat <= 60
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+        assert claims["lxm"] == "com.atproto.moderation.createReport"
+    assert len({c.headers["Authorization"] for c in calls}) == len(calls)  # a fresh token per attempt
+    # The label was written all the same.
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        labels = await conn.fetch("SELECT uri, val FROM labels")
+    finally:
+        await conn.close()
+    assert [(r["uri"], r["val"]) for r in labels] == [
+        (f"at://{GOOD}/app.bsky.feed.post/banked", "hash-match")
+    ]
+    assert count("upload_gate_firehose_reports_total", outcome="failed") - failed == (answer != 200)
+
+
+async def _reports(mod: Any, n: int) -> bool:
+    return len(mod.on("/xrpc/com.atproto.moderation.createReport")) >= n
 
 
 async def _got(hook: Any, n: int) -> bool:

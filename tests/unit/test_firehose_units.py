@@ -14,7 +14,10 @@ from gate.firehose.events import MAX_DEPTH, decode, walk_blobs
 from gate.firehose.identity import Identities, public_host
 from gate.firehose.progress import Progress
 from gate.firehose.stream import xrpc_base
+from gate.labels.key import LabelerKey
+from gate.labels.service_auth import service_jwt
 from gate.policy.firehose import parse_firehose
+from gate.settings import Settings, SettingsError
 
 
 def link(data: bytes) -> bytes:
@@ -94,14 +97,19 @@ def test_the_policy_firehose_table() -> None:
     table = {
         "max_lag_seconds": 30,
         "on_lag": "skip",
-        "labels": [{"rule": "banned", "values": ["hash-match", "hash-match"], "account": True}],
+        "labels": [
+            {"rule": "banned", "values": ["hash-match", "hash-match"], "account": True, "report": True},
+            {"rule": "held", "values": ["hash-review"]},
+        ],
     }
-    parsed = parse_firehose(table, lambda k, m: problems.append(f"{k}: {m}"), {"banned", "held"})
+    parsed = parse_firehose(table, lambda k, m: problems.append(f"{k}: {m}"), {"banned", "held", "other"})
     assert problems == []
     assert (parsed.max_lag_seconds, parsed.on_lag) == (30, "skip")
     rule = parsed.labels_for("banned")
-    assert rule is not None and rule.values == ("hash-match",) and rule.account
-    assert parsed.labels_for("held") is None
+    assert rule is not None and rule.values == ("hash-match",) and rule.account and rule.report
+    held = parsed.labels_for("held")
+    assert held is not None and not held.account and not held.report
+    assert parsed.labels_for("other") is None
 
 
 @pytest.mark.parametrize(
@@ -114,6 +122,7 @@ def test_the_policy_firehose_table() -> None:
         ({"labels": [{"rule": "banned", "values": []}]}, "firehose.labels[0].values"),
         ({"labels": [{"rule": "banned", "values": ["a"], "acount": True}]}, "firehose.labels[0].acount"),
         ({"lag": 1}, "firehose.lag"),
+        ({"labels": [{"rule": "banned", "values": ["a"], "report": "yes"}]}, "firehose.labels[0].report"),
     ],
 )
 def test_bad_firehose_tables(table: dict[str, Any], where: str) -> None:
@@ -149,3 +158,38 @@ def test_firehose_urls() -> None:
     assert xrpc_base("http://127.0.0.1:3000") == "ws://127.0.0.1:3000/xrpc"
     with pytest.raises(ValueError):
         xrpc_base("ftp://x")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GATE_REPORT_SERVICE_URL": "https://mod.example"}, "go together"),
+        ({"GATE_REPORT_SERVICE_DID": "did:web:mod.example"}, "go together"),
+        (
+            {
+                "GATE_REPORT_SERVICE_URL": "https://mod.example",
+                "GATE_REPORT_SERVICE_DID": "did:web:mod.example",
+            },
+            "needs GATE_LABELER_DID",
+        ),
+    ],
+)
+def test_report_settings_that_cannot_work(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({"GATE_UPSTREAM": "http://127.0.0.1:2583", **env})
+
+
+def test_a_service_token_the_sdk_verifies() -> None:
+    """Signed as ``<labeler>#atproto_labeler`` for one method and one audience; the atproto SDK's
+    verifier accepts it with the labeler's did:key, refuses it for another audience or key."""
+    from atproto_server.auth.jwt import verify_jwt
+    from atproto_server.exceptions import TokenInvalidAudienceError, TokenInvalidSignatureError
+
+    key, other = LabelerKey.from_hex("5a" * 32), LabelerKey.from_hex("5b" * 32)
+    token = service_jwt(key, "did:plc:lab", "did:web:mod.example", "com.atproto.moderation.createReport")
+    payload = verify_jwt(token, lambda iss, fresh: key.did_key, own_did="did:web:mod.example")
+    assert payload.iss == "did:plc:lab#atproto_labeler"
+    with pytest.raises(TokenInvalidAudienceError):
+        verify_jwt(token, lambda iss, fresh: key.did_key, own_did="did:web:other.example")
+    with pytest.raises(TokenInvalidSignatureError):
+        verify_jwt(token, lambda iss, fresh: other.did_key, own_did="did:web:mod.example")
