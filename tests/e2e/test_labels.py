@@ -103,3 +103,47 @@ def test_labels_verify_with_the_networks_own_packages(labeler: tuple[gate_server
     assert all(x["valid"] for x in stream), stream
     assert seen["future"]["header"] == {"op": -1}
     assert seen["future"]["body"]["error"] == "FutureCursor"
+
+
+VERIFY_JWT = """
+const { verifyJwt } = require('@atproto/xrpc-server')
+const [token, aud, lxm, iss, didKey] = process.argv.slice(1)
+verifyJwt(token, aud, lxm, async (asked) => {
+  if (asked !== iss) throw new Error(`asked for the key of ${asked}`)
+  return didKey
+}).then(
+  (payload) => console.log(JSON.stringify(payload)),
+  (err) => { console.log(JSON.stringify({ error: err.error || err.message })); process.exit(1) },
+)
+"""
+
+
+def test_reports_service_auth_verifies_with_the_networks_own_verifier() -> None:
+    """The token a firehose report carries (gate/labels/service_auth) as @atproto/xrpc-server's
+    verifyJwt — what a PDS, an AppView and Ozone check service auth with — sees it: accepted for its
+    audience and method with the labeler's published key, refused for another method or key."""
+    from gate.labels.key import LabelerKey
+    from gate.labels.service_auth import service_jwt
+
+    key, other = LabelerKey.from_hex("5a" * 32), LabelerKey.from_hex("5b" * 32)
+    aud, lxm = "did:web:mod.example", "com.atproto.moderation.createReport"
+    token = service_jwt(key, LABELER_DID, aud, lxm)
+    node_env = {**os.environ, "NODE_PATH": str(pds_server.install() / "node_modules")}
+
+    def verify(lxm_asked: str, did_key: str) -> tuple[int, dict[str, object]]:
+        iss = f"{LABELER_DID}#atproto_labeler"
+        done = subprocess.run(
+            ["node", "-e", VERIFY_JWT, token, aud, lxm_asked, iss, did_key],
+            capture_output=True,
+            text=True,
+            env=node_env,
+            timeout=60,
+            check=False,
+        )
+        return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
+
+    code, payload = verify(lxm, key.did_key)
+    assert code == 0, payload
+    assert (payload["iss"], payload["aud"], payload["lxm"]) == (f"{LABELER_DID}#atproto_labeler", aud, lxm)
+    assert verify("com.atproto.repo.createRecord", key.did_key) == (1, {"error": "BadJwtLexiconMethod"})
+    assert verify(lxm, other.did_key) == (1, {"error": "BadJwtSignature"})
