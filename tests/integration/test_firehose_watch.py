@@ -108,12 +108,14 @@ async def test_what_cannot_be_judged_is_recorded_and_the_stream_goes_on(
         fh.frame("#identity", {"seq": 5, "did": GOOD, "time": "2026-12-05T00:00:00.000Z"}),
         fh.commit(6, LIAR, {"app.bsky.actor.profile/self": {"avatar": fh.blob_ref(other)}}),  # other bytes
         fh.commit(7, GOOD, {"app.bsky.feed.post/d": fh.post(CLEAN)}),
+        _broken_car(8),  # a commit whose blocks are not a CAR
+        fh.commit(9, GOOD, {"app.bsky.feed.post/e": fh.post(other)}),  # and the stream still goes on
     ]
     before = {k: count("upload_gate_firehose_events_total", kind=k) for k in ("malformed", "other", "commit")}
     unknown_records = count("upload_gate_firehose_records_total", family="other")
     async with watching(tmp_path, fresh_dsn, network):
-        await until("five firehose decisions", lambda: _n(fresh_dsn, 5))
-        await until("the cursor at 7", lambda: _cursor(fresh_dsn, 7))
+        await until("six firehose decisions", lambda: _n(fresh_dsn, 6))
+        await until("the cursor at 9", lambda: _cursor(fresh_dsn, 9))
     rows = {r["record_uri"]: r for r in await decisions(fresh_dsn)}
     assert rows[f"at://{UNKNOWN}/app.bsky.feed.post/a"]["error"].startswith("identity: not_found")
     assert rows[f"at://{REFUSER}/app.bsky.feed.post/b"]["error"].startswith("fetch: http_5xx")
@@ -129,9 +131,9 @@ async def test_what_cannot_be_judged_is_recorded_and_the_stream_goes_on(
         fh.blob_cid(CLEAN),
         "firehose",
     )
-    assert count("upload_gate_firehose_events_total", kind="malformed") - before["malformed"] == 1
+    assert count("upload_gate_firehose_events_total", kind="malformed") - before["malformed"] == 2
     assert count("upload_gate_firehose_events_total", kind="other") - before["other"] == 1
-    assert count("upload_gate_firehose_events_total", kind="commit") - before["commit"] == 5
+    assert count("upload_gate_firehose_events_total", kind="commit") - before["commit"] == 6
     assert count("upload_gate_firehose_records_total", family="other") - unknown_records == 1
     assert count("upload_gate_firehose_failures_total", stage="identity", kind="not_found") >= 1
     # The clean picture was fetched once only, though the unknown DID's record named it too.
@@ -139,8 +141,8 @@ async def test_what_cannot_be_judged_is_recorded_and_the_stream_goes_on(
     # The progress line the watcher leaves when it stops says all of it.
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("firehose ws://")]
     assert re.fullmatch(
-        r"firehose ws://127\.0\.0\.1:\d+: read to seq 7, cursor 7; 5 commits \([\d.]+/s\); "
-        r"blobs 2 judged, 0 seen, 3 failed, 0 skipped \([\d.]+ judged/s\); queue 0/256, 0 in flight; "
+        r"firehose ws://127\.0\.0\.1:\d+: read to seq 9, cursor 9; 6 commits \([\d.]+/s\); "
+        r"blobs 3 judged, 0 seen, 3 failed, 0 skipped \([\d.]+ judged/s\); queue 0/256, 0 in flight; "
         r"lag [\d.]+ s",
         lines[-1],
     ), lines
@@ -276,6 +278,11 @@ async def _reports(mod: Any, n: int) -> bool:
 
 async def _got(hook: Any, n: int) -> bool:
     return len(hook.on("/hook")) >= n
+
+
+def _broken_car(seq: int) -> bytes:
+    good = libipld.decode_dag_cbor_multi(fh.commit(seq, GOOD, {"app.bsky.feed.post/x": fh.post(CLEAN)}))[1]
+    return fh.frame("#commit", {**good, "blocks": b"\x0anot a CAR at all"})
 
 
 async def _n(dsn: str, n: int) -> bool:
