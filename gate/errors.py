@@ -42,6 +42,7 @@
     │   ├── HmaBusy                             gate.matching.hma_queue: HMA cannot answer an upload's
     │   │                                       lookups in time at its pace; they are not sent
     │   ├── PdsActionError                      gate.pds_admin: the PDS's admin API refused or is unreachable
+    │   ├── BlobUnavailable                     gate.blob_fetch: a stored blob (or its repo) could not be read
     │   └── WorkerDied                          gate.hashing.pool: a hashing process ended mid-job
     │       └── Malformed                           it answered something that is not an answer (killed)
     ├── Refusal                             the gate will not do this; the message says why
