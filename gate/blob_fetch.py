@@ -186,6 +186,23 @@ class PdsSync:
             raise BlobUnavailable("unavailable", f"getBlob: {type(exc).__name__}") from None
         return verified(cid, bytes(body))
 
+    async def repo_car(self, did: str, max_bytes: int) -> bytes:
+        """The whole repo of ``did`` as a CAR (records and tree, no blobs): which record references which
+        blob (``gate.repo_records``). At most ``max_bytes``, or ``BlobUnavailable("too_large")``."""
+        url = self.base / "xrpc" / "com.atproto.sync.getRepo"
+        try:
+            async with self.session.get(url, params={"did": did}, headers=self._headers) as resp:
+                if resp.status != 200:
+                    raise _refusal(resp.status, await resp.content.read(4096))
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise BlobUnavailable("too_large", f"the repo is over {max_bytes} bytes")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BlobUnavailable("unavailable", f"getRepo: {type(exc).__name__}") from None
+        return bytes(body)
+
 
 def _refusal(status: int, raw: bytes) -> BlobUnavailable:
     """The PDS's XRPC error as a BlobUnavailable: the repo's own state, or this one blob's."""

@@ -44,6 +44,7 @@ class DecisionRecord:
     record_uri: str | None = None  # the record the blob was seen in (firehose): at://DID/COLLECTION/RKEY
     actions: tuple[ActionTaken, ...] = ()  # what a scan or retro-hunt did about it ([scan])
     origin: str | None = None  # a retro decision's original decision id
+    records: tuple[str, ...] = ()  # at:// URIs of the records that reference the blob, when known (scans)
 
     @staticmethod
     def now() -> datetime:
@@ -79,6 +80,7 @@ class DecisionRecord:
             "record_uri": self.record_uri,
             "actions": [a.to_json() for a in self.actions],
             "origin": self.origin,
+            "records": list(self.records),
         }
 
 

@@ -1,7 +1,7 @@
 """``upload-gate scan``: judge every blob the PDS already stores (backfill).
 
     upload-gate scan [--blobstore DIR] [--concurrency N] [--blobs-per-second R] [--bytes-per-second B]
-                     [--rescan] [--did DID ...] [--progress auto|bar|lines|none] [--json]
+                     [--rescan] [--did DID ...] [--no-records] [--progress auto|bar|lines|none] [--json]
 
 It talks to the PDS at GATE_UPSTREAM (``--pds`` to override) with the admin password
 (GATE_PDS_ADMIN_PASSWORD: deactivated and taken-down repos are readable only so, and ``takedown`` needs
@@ -61,6 +61,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--rescan", action="store_true", help="read and judge everything again, recorded or not")
     p.add_argument("--did", action="append", default=[], help="scan only this repo (repeatable)")
+    p.add_argument(
+        "--no-records",
+        dest="records",
+        action="store_false",
+        help="do not read each repo (getRepo) to name the records that reference each blob",
+    )
     p.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto")
     p.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -131,6 +137,7 @@ async def _scan(args: argparse.Namespace, settings: Settings, tally: Tally) -> i
                     bytes_per_second=args.bytes_per_second,
                     rescan=args.rescan,
                     only=frozenset(args.did),
+                    records=args.records,
                 )
                 actor = ScanActor(parts.evidence.vault, parts.takedowns, "gate:scan")
                 scanner = Scanner(

@@ -21,6 +21,7 @@ class Tally:
     repos_done: int = 0  # read to the end this run
     repos_unchanged: int = 0  # finished before and not changed since: not read
     repos_failed: int = 0
+    repos_without_records: int = 0  # read, but which record references which blob is not known
     blobs_listed: int = 0
     blobs_known: int = 0  # recorded by an earlier scan: not read again
     blobs_read: int = 0
@@ -58,6 +59,7 @@ class Tally:
                 "read": self.repos_done,
                 "unchanged": self.repos_unchanged,
                 "failed": self.repos_failed,
+                "without_records": self.repos_without_records,
             },
             "blobs": {"listed": self.blobs_listed, "read": self.blobs_read, "known": self.blobs_known},
             "bytes": self.bytes_read,
@@ -74,7 +76,7 @@ class Tally:
             f"scan finished in {_duration(float(s['seconds']))}"  # type: ignore[arg-type]
             f" ({s['blobs_per_second']} blobs/s)",
             f"repos: {self.repos_total} ({self.repos_done} read, {self.repos_unchanged} unchanged,"
-            f" {self.repos_failed} failed)",
+            f" {self.repos_failed} failed, {self.repos_without_records} without records)",
             f"blobs: {self.blobs_listed} listed, {self.blobs_read} read ({_size(self.bytes_read)}),"
             f" {self.blobs_known} already recorded",
         ]

@@ -190,6 +190,7 @@ class RetroHunt:
             verdict=decision.verdict,
             timings_ms=dict(context.timer.stages),
             origin=str(row["id"]),
+            records=tuple(str(r) for r in row.get("records") or ()),  # what the original knew
         )
         blobs = self.blobs
 

@@ -6,7 +6,8 @@ by ``blobs_per_second`` and ``bytes_per_second`` so the PDS keeps serving. A rep
 every blob listed in it is recorded. What is already recorded is never read again unless ``rescan``: a
 repo finished at the rev it still has is not even listed, a changed one is listed only for blobs of
 newer records (``listBlobs?since=``), and within a repo every recorded CID is skipped — which is also how
-a killed scan resumes.
+a killed scan resumes. Each repo listed is also read once whole (``getRepo``: records, no blobs) to name
+the records that reference each blob; a repo that cannot be read so is scanned without them.
 
 Bad input is a recorded outcome, never a crash and never a silent skip: a blob the PDS will not serve, a
 repo it refuses, bytes that do not match their CID, a blob over the size limit — each is counted by kind
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from gate.blob_fetch import BlobSource, BlobUnavailable, PdsSync, Repo
 from gate.judge import Context, Judge
 from gate.record import DecisionRecord, new_decision_id
+from gate.repo_records import blob_records
 from gate.scan.act import ScanActor
 from gate.scan.pace import Pace
 from gate.scan.progress import Tally
@@ -48,6 +50,8 @@ class ScanOptions:
     bytes_per_second: float = 0.0
     rescan: bool = False
     only: frozenset[str] = frozenset()  # these DIDs only (empty: every repo)
+    records: bool = True  # read each repo (getRepo) to name the records that reference each blob
+    max_repo_bytes: int = 512 << 20  # a larger repo is scanned without naming records
 
 
 @dataclass
@@ -56,6 +60,7 @@ class _RepoRun:
     pending: int = 0
     listed: bool = False
     retry: bool = False  # some blob must be tried again: do not move the repo's rev forward
+    records: dict[str, list[str]] = field(default_factory=dict)  # blob CID → at:// URIs referencing it
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -115,6 +120,8 @@ class Scanner:
         await self.store.begin_repo(repo.did, repo.rev)
         try:
             known = set() if self.options.rescan else await self.store.done_cids(repo.did)
+            if self.options.records:
+                run.records = await self._records(repo.did)
             async for page in self.sync.list_blobs(repo.did, since):
                 self.tally.blobs_listed += len(page)
                 for cid in page:
@@ -132,6 +139,20 @@ class Scanner:
             return
         run.listed = True
         await self._maybe_finish(run)
+
+    async def _records(self, did: str) -> dict[str, list[str]]:
+        try:
+            car = await self.sync.repo_car(did, self.options.max_repo_bytes)
+            return await asyncio.to_thread(blob_records, did, car)
+        except BlobUnavailable as exc:
+            if exc.kind == "repo_unavailable":
+                raise  # the repo as a whole: listBlobs would say the same
+            reason = str(exc)
+        except ValueError as exc:  # not a CAR libipld reads, or no commit in it
+            reason = f"unreadable CAR: {exc}"
+        self.tally.repos_without_records += 1
+        log.warning("scan: records of %s not read (blobs are judged without them): %s", did, reason)
+        return {}
 
     async def _maybe_finish(self, run: _RepoRun) -> None:
         if run.listed and run.pending == 0 and not run.finished.is_set():
@@ -178,6 +199,7 @@ class Scanner:
             verdict=decision.verdict,
             timings_ms=dict(context.timer.stages),
             cached=judged.cached,
+            records=tuple(run.records.get(cid, ())),
         )
 
         async def read_again() -> bytes:

@@ -96,7 +96,17 @@ def _json_value(key: str, value: Any) -> Any:
 
 
 JSONB_COLUMNS = frozenset(
-    {"pdq", "matches", "all_matches", "shadow_matches", "notes", "timings_ms", "media_types", "actions"}
+    {
+        "pdq",
+        "matches",
+        "all_matches",
+        "shadow_matches",
+        "notes",
+        "timings_ms",
+        "media_types",
+        "actions",
+        "records",
+    }
 )
 
 _BLOCKED = "verdict IN ('reject', 'quarantine')"

@@ -58,6 +58,7 @@ COLUMNS: dict[str, str] = {
     "record_uri": "text",
     "actions": "jsonb",
     "origin": "uuid",
+    "records": "jsonb",
 }
 
 # Columns Postgres receives as text and casts itself: parsing there is cheaper than building uuid,
@@ -131,6 +132,7 @@ def record_to_row(record: DecisionRecord) -> dict[str, Any]:
         "record_uri": record.record_uri,
         "actions": [a.to_json() for a in record.actions],
         "origin": str(uuid.UUID(hex=record.origin)) if record.origin else None,
+        "records": list(record.records),
     }
 
 
@@ -161,8 +163,9 @@ def _same(value: Any) -> Any:
 
 _CONVERT = {"jsonb": _jsonb, "inet": _inet, "text": _text}
 _CONVERTERS = [(col, _CONVERT.get(t, _same)) for col, t in COLUMNS.items()]
-# Rows spooled by a gate older than a column, replayed by a newer one: what the column says of them.
-_BEFORE: dict[str, Any] = {"source": "upload", "actions": []}  # 007: every decision before was an upload
+# Rows spooled by a gate older than a column, replayed by a newer one: what the column says of them
+# (007: every decision before it was an upload; 008: no scan actions, no records known).
+_BEFORE: dict[str, Any] = {"source": "upload", "actions": [], "records": []}
 
 
 def insert_args(rows: list[dict[str, Any]]) -> list[list[Any]]:

@@ -5,9 +5,12 @@
 -- What a scan or retro-hunt did about the decision, in order: [{"action", "result", "detail"}], action one
 -- of review | withhold | takedown, result one of done | shadow | capped | refused | failed.
 -- `origin`: a retro decision's original one (the upload or backfill it re-judges).
+-- `records`: the at:// URIs of the records that reference the blob, when known (a scan reads them from
+-- the repo; an upload is judged before any record uses it).
 ALTER TABLE decisions
     ADD COLUMN actions jsonb NOT NULL DEFAULT '[]',
-    ADD COLUMN origin  uuid;
+    ADD COLUMN origin  uuid,
+    ADD COLUMN records jsonb NOT NULL DEFAULT '[]';
 
 -- Per repo: how far `upload-gate scan` has got. A repo is re-listed only when its rev moved past
 -- `since_rev` (then only blobs of newer records: listBlobs?since=) or with --rescan.
