@@ -2,6 +2,8 @@
 
     upload-gate scan [--blobstore DIR] [--concurrency N] [--blobs-per-second R] [--bytes-per-second B]
                      [--rescan] [--did DID ...] [--no-records] [--progress auto|bar|lines|none] [--json]
+    upload-gate scan problems [--limit N] [--json]     what scans could not judge, and why
+    upload-gate scan retro [--since WHEN] [--hma] [--json]
 
 It talks to the PDS at GATE_UPSTREAM (``--pds`` to override) with the admin password
 (GATE_PDS_ADMIN_PASSWORD: deactivated and taken-down repos are readable only so, and ``takedown`` needs
@@ -34,6 +36,8 @@ from gate.scan.retro_job import EPOCH, window_start
 from gate.scan.scanner import Scanner, ScanOptions
 from gate.scan.store import ScanStore, insert_decision
 from gate.settings import Settings, SettingsError, parse_rate, parse_url
+from gate.store.command import with_pool
+from gate.store.pool import Pool
 from gate.store.query import parse_when
 
 log = logging.getLogger("gate.scan")
@@ -71,7 +75,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=run)
-    what = p.add_subparsers(dest="scan_what", metavar="{retro}")
+    what = p.add_subparsers(dest="scan_what", metavar="{retro,problems}")
     r = what.add_parser("retro", help="re-judge stored decisions against every bank entry now (on demand)")
     r.add_argument("--since", type=_when, help="decisions since (30d, 2026-01-31); default: the whole log")
     r.add_argument(
@@ -81,12 +85,41 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     r.set_defaults(func=run_retro)
+    q = what.add_parser("problems", help="the blobs and repos scans could not judge, with the reason")
+    q.add_argument(
+        "--limit", type=_positive_count, default=100, help="at most this many of each (default 100)"
+    )
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.set_defaults(func=run_problems)
 
 
 def _positive(raw: str) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= 256:
         raise argparse.ArgumentTypeError("expected an integer in 1–256")
     return int(raw)
+
+
+def _positive_count(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError("expected a positive integer")
+    return int(raw)
+
+
+def run_problems(args: argparse.Namespace) -> int:
+    async def work(pool: Pool) -> int:
+        found = await ScanStore(pool).problems(args.limit)
+        if args.json:
+            print(json.dumps(found, sort_keys=True))
+            return 0
+        for b in found["blobs"]:
+            print(f"blob {b['did']} {b['cid']}: {b['problem']} (retried: {b['retried']}): {b['detail']}")
+        for r in found["repos"]:
+            print(f"repo {r['did']}: {r['error']}")
+        if not found["blobs"] and not found["repos"]:
+            print("no problems recorded")
+        return 0
+
+    return with_pool(args, work)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,8 +11,8 @@ the records that reference each blob; a repo that cannot be read so is scanned w
 
 Bad input is a recorded outcome, never a crash and never a silent skip: a blob the PDS will not serve, a
 repo it refuses, bytes that do not match their CID, a blob over the size limit — each is counted by kind
-and kept in ``scan_blobs`` with what was said. Transient ones (the PDS or a matcher failing) are not
-marked scanned, so the next scan tries them again.
+and kept (``scan_blobs`` per blob, ``scan_repos`` per repo) with what was said. Those that may pass
+another time (the PDS or a matcher failing) do not count as scanned: the next scan tries them again.
 """
 
 from __future__ import annotations
@@ -29,13 +29,10 @@ from gate.repo_records import blob_records
 from gate.scan.act import ScanActor
 from gate.scan.pace import Pace
 from gate.scan.progress import Tally
-from gate.scan.store import Outcome, RepoState, ScanStore
+from gate.scan.store import RETRIED, Outcome, RepoState, ScanStore
 from gate.types import DecisionSource, Uploader
 
 log = logging.getLogger("gate.scan")
-
-# Problems a later scan may not see again (the blob stays listed): retried, never marked scanned.
-RETRIED = frozenset({"unavailable", "matcher_error"})
 
 
 def repo_uploader(did: str) -> Uploader:
@@ -218,6 +215,5 @@ class Scanner:
         self.tally.problems[kind] += 1
         log.info("scan: blob %s of %s not judged: %s: %s", cid, run.repo.did, kind, detail)
         if kind in RETRIED:
-            run.retry = True
-            return
+            run.retry = True  # recorded with its reason, and tried again by the next scan
         await self.store.add(Outcome(run.repo.did, cid, problem=kind, detail=detail[:500]))

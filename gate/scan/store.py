@@ -17,6 +17,8 @@ from gate.record import DecisionRecord
 from gate.store.pool import Pool
 from gate.store.rows import INSERT_SQL, insert_args, record_to_row
 
+# Problems that may pass (the PDS or a matcher failing now): recorded, yet tried again by the next scan.
+RETRIED = frozenset({"unavailable", "matcher_error"})
 BATCH = 64  # blobs per transaction
 LINGER = 1.0  # seconds an outcome may wait for its batch: what a kill can cost a resume
 
@@ -51,7 +53,11 @@ class ScanStore:
 
     async def done_cids(self, did: str) -> set[str]:
         """The CIDs of ``did`` a scan recorded (judged, or a problem that retrying cannot fix)."""
-        rows = await self.db.fetch("SELECT cid FROM scan_blobs WHERE did = $1", did)
+        rows = await self.db.fetch(
+            "SELECT cid FROM scan_blobs WHERE did = $1 AND (problem IS NULL OR NOT problem = ANY($2::text[]))",
+            did,
+            sorted(RETRIED),
+        )
         return {r["cid"] for r in rows}
 
     async def begin_repo(self, did: str, rev: str) -> None:
@@ -81,6 +87,34 @@ class ScanStore:
             did,
             error,
         )
+
+    async def problems(self, limit: int) -> dict[str, list[dict[str, str | None]]]:
+        """What scans could not judge, newest first: blobs (kind and what was said) and whole repos."""
+        blobs = await self.db.fetch(
+            "SELECT did, cid, problem, detail, scanned_at FROM scan_blobs WHERE problem IS NOT NULL"
+            " ORDER BY scanned_at DESC, did, cid LIMIT $1",
+            limit,
+        )
+        repos = await self.db.fetch(
+            "SELECT did, error, updated_at FROM scan_repos WHERE state = 'failed' ORDER BY updated_at DESC LIMIT $1",
+            limit,
+        )
+        return {
+            "blobs": [
+                {
+                    "did": r["did"],
+                    "cid": r["cid"],
+                    "problem": r["problem"],
+                    "retried": "yes" if r["problem"] in RETRIED else "no",
+                    "detail": r["detail"],
+                    "at": r["scanned_at"].isoformat(),
+                }
+                for r in blobs
+            ],
+            "repos": [
+                {"did": r["did"], "error": r["error"], "at": r["updated_at"].isoformat()} for r in repos
+            ],
+        }
 
     async def add(self, outcome: Outcome) -> None:
         self._batch.append(outcome)

@@ -25,7 +25,7 @@ CREATE TABLE scan_repos (
 );
 
 -- Per blob: each (repo, CID) a scan handled — judged (its decision) or not (why): a killed scan resumes
--- without reading any of these again.
+-- without reading any of these again, except those whose problem may pass (unavailable, matcher_error).
 CREATE TABLE scan_blobs (
     did          text NOT NULL,
     cid          text NOT NULL,

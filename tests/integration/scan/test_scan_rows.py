@@ -49,12 +49,16 @@ async def test_scan_rows_and_what_they_withhold(pool: Pool) -> None:
         assert r.hashes is not None
         await store.add(Outcome(DID, r.hashes.cid, record=r))
     await store.add(Outcome(DID, cid_of(b"d"), problem="corrupt", detail="the bytes do not match their CID"))
+    # One the PDS would not serve now: recorded with what it said, yet not scanned (the next scan retries).
+    await store.add(
+        Outcome(DID, cid_of(b"x"), problem="unavailable", detail="HTTP 400 InvalidRequest: Blob not found")
+    )
     await store.finish_repo(DID, advance=True)
 
     assert await blocked_sha256(pool) == {hashlib.sha256(b"a").hexdigest()}
     assert await store.done_cids(DID) == {cid_of(b) for b in (b"a", b"b", b"c", b"d")}
     [repo] = await pool.fetch("SELECT state, since_rev, blobs FROM scan_repos")
-    assert (repo["state"], repo["since_rev"], repo["blobs"]) == ("done", "rev1", 4)
+    assert (repo["state"], repo["since_rev"], repo["blobs"]) == ("done", "rev1", 5)
     [row] = await pool.fetch(
         "SELECT source, did, verified_how, actions::text FROM decisions WHERE cid = $1", cid_of(b"a")
     )
@@ -64,6 +68,11 @@ async def test_scan_rows_and_what_they_withhold(pool: Pool) -> None:
         "SELECT decision_id, problem, detail FROM scan_blobs WHERE cid = $1", cid_of(b"d")
     )
     assert (problem["decision_id"], problem["problem"]) == (None, "corrupt")
+    [retried] = await pool.fetch("SELECT problem, detail FROM scan_blobs WHERE cid = $1", cid_of(b"x"))
+    assert (retried["problem"], retried["detail"]) == (
+        "unavailable",
+        "HTTP 400 InvalidRequest: Blob not found",
+    )
 
     # An upload's block verdict withholds as before; a later pass that must retry keeps the old rev.
     upload = record(b"e", Verdict.REJECT, source=DecisionSource.UPLOAD)
