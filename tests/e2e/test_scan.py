@@ -1,13 +1,18 @@
 """``upload-gate scan`` against the real PDS: blobs stored around the gate (posted straight to the PDS) in
-several repos, one of them deactivated, are found, judged and recorded; the banked one is queued for review
-with evidence that decrypts to the original bytes, withheld from getBlob and taken down on the PDS; a
-held one is withheld by the gate while the PDS still has it. A second scan reads nothing; a scan killed
-midway resumes without reading a finished repo again. The scan talks to the PDS through a recording front
-that counts every getBlob it forwards.
+several repos, one of them deactivated, are found, judged and recorded with the post that holds them; the
+banked one is queued for review with evidence that decrypts to the original bytes, withheld from getBlob
+and taken down on the PDS (under the daily cap: past it, recorded as capped and left up); a held one is
+withheld by the gate while the PDS still has it. A second scan reads nothing; a scan killed midway resumes
+without reading a finished repo again. Bad input — a blob the PDS cannot serve, a repo deleted mid-scan,
+a changed file, a blob over the limit — is recorded with its reason (``scan problems``), counted and
+summarised. A picture the gate forwarded clean is re-judged by the gate itself once a bank file gains its
+hash. The scan talks to the PDS through a recording front that counts every getBlob it forwards.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import os
@@ -20,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -51,6 +57,7 @@ quarantine = ["withhold", "review"]
 )
 GET_BLOB = "/xrpc/com.atproto.sync.getBlob"
 SCAN = (sys.executable, "-m", "gate", "scan")
+RELOAD_INTERVAL = 2.0  # GATE_RELOAD_INTERVAL: how often the gate looks at its bank files
 
 
 @dataclass
@@ -107,7 +114,7 @@ def scan_gate(e2e_dir: Path, pds: Pds) -> Iterator[Gate]:
         {"banned": [folder / "banned.png"], "held": [folder / "held.png"]},
         pds_admin_password=pds.admin_password,
         name="scan-gate",
-        extra_env={"GATE_WITHHELD_REFRESH_INTERVAL": "0.5"},
+        extra_env={"GATE_WITHHELD_REFRESH_INTERVAL": "0.5", "GATE_RELOAD_INTERVAL": str(RELOAD_INTERVAL)},
         policy_text=SCAN_POLICY,
     )
     try:
@@ -136,11 +143,16 @@ def users() -> Iterator[list[User]]:
 
 def user_with(pds: Pds, pictures: list[bytes], users: list[User]) -> tuple[User, list[str]]:
     """An account made on the PDS itself, posting ``pictures`` there: the gate never sees them."""
-    user = new_user(Endpoint("pds", pds.url, True))
+    user, cids, _ = user_posting(pds.url, pictures, users)
+    return user, cids
+
+
+def user_posting(url: str, pictures: list[bytes], users: list[User]) -> tuple[User, list[str], list[str]]:
+    """An account made through ``url``, posting each of ``pictures`` there: it, their CIDs, the posts' URIs."""
+    user = new_user(Endpoint("pds", url, True))
     users.append(user)
-    for i, picture in enumerate(pictures):
-        user.post_image(picture, text=f"stored {i}")
-    return user, [images.cid_of(p) for p in pictures]
+    uris = [user.post_image(picture, text=f"stored {i}").uri for i, picture in enumerate(pictures)]
+    return user, [images.cid_of(p) for p in pictures], uris
 
 
 def scan(gate: Gate, front: Front, *args: str) -> dict[str, Any]:
@@ -162,21 +174,26 @@ def test_scan_judges_acts_and_reads_nothing_twice(
     scan_gate: Gate, pds: Pds, front: Front, users: list[User], tmp_path: Path
 ) -> None:
     banned, held = images.png(140), images.png(141)
-    alice, alice_cids = user_with(pds, [images.png(142), banned], users)
-    bob, bob_cids = user_with(pds, [images.png(143), held, images.png(144)], users)
-    carol, carol_cids = user_with(pds, [images.png(145)], users)
+    alice, alice_cids, alice_posts = user_posting(pds.url, [images.png(142), banned], users)
+    bob, bob_cids, bob_posts = user_posting(pds.url, [images.png(143), held, images.png(144)], users)
+    carol, carol_cids, carol_posts = user_posting(pds.url, [images.png(145)], users)
     carol.client.com.atproto.server.deactivate_account()
     ours = {alice.did: alice_cids, bob.did: bob_cids, carol.did: carol_cids}
+    post_of = dict(
+        zip(alice_cids + bob_cids + carol_cids, alice_posts + bob_posts + carol_posts, strict=True)
+    )
     banned_cid, held_cid = images.cid_of(banned), images.cid_of(held)
 
     summary = scan(scan_gate, front)
     assert summary["problems"] == {}, summary
     assert summary["repos"]["total"] >= 3 and summary["repos"]["failed"] == 0
+    assert summary["repos"]["without_records"] == 0
     for did, cids in ours.items():
         for cid in cids:
             assert front.blobs[(did, cid)] == 1, (did, cid)  # carol's too: deactivated, read as admin
             [row] = backfill_rows(scan_gate, cid)
             assert row["did"] == did and row["verified_how"] == "repo"
+            assert row["records"] == [post_of[cid]]  # the post that holds it (carol's: read as admin)
             expected = {banned_cid: "reject", held_cid: "quarantine"}.get(cid, "forward")
             assert row["verdict"] == expected, row
 
@@ -313,3 +330,160 @@ def _noisy_png(size: int) -> bytes:
     out = io.BytesIO()
     Image.frombytes("RGB", (side, side), random.Random(7).randbytes(side * side * 3)).save(out, "PNG")
     return out.getvalue()
+
+
+def admin_auth(pds: Pds) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"admin:{pds.admin_password}".encode()).decode()}
+
+
+def takedowns_done(gate: Gate) -> int:
+    """Blob takedowns this gate's scans and retro-hunts carried out (all today: the test's day)."""
+    listed = gate_command("decisions", "--json", "--limit", "10000", env=gate.env)
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
+    return sum(1 for r in rows for a in r["actions"] if (a["action"], a["result"]) == ("takedown", "done"))
+
+
+def test_takedowns_stop_at_the_daily_cap(scan_gate: Gate, pds: Pds, front: Front, users: list[User]) -> None:
+    """Two banked pictures (near duplicates: the PDQ rule) and one takedown left today: one is taken down,
+    the other recorded as capped, still reviewed and withheld by the gate, and left up on the PDS."""
+    owner, cids = user_with(pds, [images.near_duplicate(140, q) for q in (80, 90)], users)
+    env = {**scan_gate.env, "GATE_TAKEDOWN_DAILY_CAP": str(takedowns_done(scan_gate) + 1)}
+    result = gate_command(
+        "scan", "--pds", front.url, "--json", "--progress", "none", "--did", owner.did, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["actions"] == {
+        "withhold:done": 2,
+        "review:done": 2,
+        "takedown:done": 1,
+        "takedown:capped": 1,
+    }
+    taken = {}
+    for cid in cids:
+        [row] = backfill_rows(scan_gate, cid)
+        assert (row["verdict"], row["rule"]) == ("reject", "banned-pdq")
+        [*_, takedown] = row["actions"]
+        taken[cid] = takedown["result"]
+        if takedown["result"] == "capped":
+            assert "daily takedown cap (" in takedown["detail"]
+    assert sorted(taken.values()) == ["capped", "done"]
+    for cid, result_of in taken.items():
+        status = pds_get_blob(pds, owner.did, cid).status_code
+        assert status == (400 if result_of == "done" else 200), (cid, result_of)
+
+
+def test_bad_input_is_recorded_counted_and_summarised(
+    scan_gate: Gate, pds: Pds, front: Front, users: list[User]
+) -> None:
+    """Through getBlob: a blob whose file the PDS lost (it answers "Blob not found"), one changed on disk
+    (the PDS serves other bytes than its CID names), one over the size limit, and a repo deleted while the
+    scan is under way — each recorded with its reason, counted and summarised; the clean ones judged."""
+    big = _noisy_png(300_000)
+    clean = [images.png(190 + i) for i in range(7)]
+    owner, cids = user_with(pds, [*clean, images.png(197), images.png(198), big], users)
+    *clean_cids, lost, changed, too_big = cids
+    gone, [gone_cid] = user_with(pds, [images.png(199)], users)  # listed after owner (creation order)
+    (pds.blobstore / owner.did / lost).unlink()
+    (pds.blobstore / owner.did / changed).write_bytes(images.png(200))
+    env = {**scan_gate.env, "GATE_MAX_UPLOAD_BYTES": str(len(big) - 1)}
+    args = ("--pds", front.url, "--did", owner.did, "--did", gone.did, "--progress", "none")
+    before = front.reads()
+
+    # One blob at a time, two a second: owner's ten blobs keep the scan busy for seconds, while gone's
+    # repo (listed already) is deleted before the scan gets to it.
+    proc = subprocess.Popen(
+        [*SCAN, *args, "--json", "--concurrency", "1", "--blobs-per-second", "2"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not [key for key in front.reads() - before if key[0] == owner.did]:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    deleted = httpx.post(
+        f"{pds.url}/xrpc/com.atproto.admin.deleteAccount", json={"did": gone.did}, headers=admin_auth(pds)
+    )
+    assert deleted.status_code == 200, deleted.text
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["problems"] == {"corrupt": 1, "repo_unavailable": 1, "too_large": 1, "unavailable": 1}
+    assert (summary["repos"]["total"], summary["repos"]["failed"]) == (2, 1)
+    assert summary["blobs"]["read"] == 7 and summary["verdicts"] == {"forward": 7}
+    for cid in clean_cids:
+        [row] = backfill_rows(scan_gate, cid)
+        assert row["verdict"] == "forward"
+    for cid in (lost, changed, too_big, gone_cid):
+        assert backfill_rows(scan_gate, cid) == []
+    assert (gone.did, gone_cid) not in front.blobs
+
+    # Recorded with what was said: `upload-gate scan problems`.
+    listed = gate_command("scan", "problems", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    problems = json.loads(listed.stdout)
+    blobs = {b["cid"]: b for b in problems["blobs"] if b["did"] == owner.did}
+    assert {cid: (b["problem"], b["retried"]) for cid, b in blobs.items()} == {
+        lost: ("unavailable", "yes"),
+        changed: ("corrupt", "no"),
+        too_big: ("too_large", "no"),
+    }
+    assert "Blob not found" in blobs[lost]["detail"]
+    assert blobs[changed]["detail"] == "the bytes do not match their CID"
+    [repo] = [r for r in problems["repos"] if r["did"] == gone.did]
+    assert "RepoNotFound" in repo["error"]
+
+    # The next scan tries again only the blob that may come back, and says so in its summary.
+    mid = front.reads()
+    again = gate_command("scan", *args, env=env)
+    assert again.returncode == 0, again.stderr
+    assert front.reads() - mid == Counter({(owner.did, lost): 1})
+    assert "problems: unavailable 1" in again.stdout, again.stdout
+
+
+def test_a_bank_addition_rejudges_a_forwarded_picture(
+    scan_gate: Gate, pds: Pds, users: list[User], tmp_path: Path
+) -> None:
+    """Forwarded clean through the gate; then its SHA-256 is added to a bank file. The gate itself (no
+    command run) re-judges the stored decision within one reload interval and carries out [scan]: a retro
+    decision naming the original, evidence fetched from the PDS that decrypts to the picture, withheld by
+    the gate and taken down on the PDS."""
+    picture = images.png(210)
+    user, [cid], _ = user_posting(scan_gate.url, [picture], users)
+    [original] = [r for r in scan_gate.decisions(cid) if r["source"] == "upload"]
+    assert (original["verdict"], original["did"]) == ("forward", user.did)
+    assert pds_get_blob(pds, user.did, cid).content == picture
+
+    bank = Path(scan_gate.env["GATE_BANKS_DIR"]) / "banned.csv"
+    added_at = datetime.now(UTC)
+    with bank.open("a") as f:
+        f.write(f"sha256,{hashlib.sha256(picture).hexdigest()},reported after it was posted\n")
+    deadline = time.monotonic() + 30
+    while not (retro := [r for r in scan_gate.decisions(cid) if r["source"] == "retro"]):
+        assert time.monotonic() < deadline, "no retro decision"
+        time.sleep(0.2)
+    [row] = retro
+    assert (row["origin"], row["verdict"], row["rule"], row["did"]) == (
+        original["id"],
+        "reject",
+        "banned-exact",
+        user.did,
+    )
+    line = len(bank.read_text().splitlines())
+    assert f"retro: banned banned.csv:{line} added" in row["notes"]
+    # Decided within one reload interval of the change (plus the reload's own work).
+    assert (datetime.fromisoformat(row["time"]) - added_at).total_seconds() < RELOAD_INTERVAL + 1.5
+    assert [(a["action"], a["result"]) for a in row["actions"]] == [
+        ("withhold", "done"),
+        ("review", "done"),
+        ("takedown", "done"),
+    ]
+    out = tmp_path / "evidence"
+    exported = gate_command(
+        "evidence", "export", row["id"], "--out", str(out), "--actor", "e2e", env=scan_gate.env
+    )
+    assert exported.returncode == 0, exported.stderr
+    [payload] = [p for p in out.iterdir() if p.suffix != ".json"]
+    assert payload.read_bytes() == picture
+    r = pds_get_blob(pds, user.did, cid)
+    assert (r.status_code, r.json()["message"]) == (400, "Blob not found"), r.text
