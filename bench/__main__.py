@@ -4,10 +4,12 @@ Sections: ``hashing`` (cost per upload vs full-resolution PDQ, fast-path fidelit
 EXIF orientation, multi-format bytes and HMA's own hash of CMYK and palette files add), ``judge``
 (repeats of the same bytes), ``hma`` (an upload's lookups vs one; a burst against one HMA worker),
 ``matching`` (local banks at 10k / 100k / 1M / 10M hashes), ``gate`` (end to end, passthrough, memory,
-1 → 2 workers), ``firehose`` (``upload-gate watch`` on a generated firehose replayed at full speed vs pure
-hashing).
+1 → 2 workers), ``scan`` (``upload-gate scan`` on the real PDS against hashing alone), ``retro`` (a
+retro-hunt of 10M stored decisions against 100k new bank hashes, time and memory), ``firehose``
+(``upload-gate watch`` on a generated firehose replayed at full speed vs pure hashing).
 Writes ``results.md`` and ``results.json`` to ``--out`` (default ``bench/out``) and prints the table.
-``--quick`` runs everything on fewer photos and requests (a CI smoke run of a couple of minutes).
+``--quick`` runs everything on fewer photos and requests (a CI smoke run of a couple of minutes; the
+retro-hunt on 200k decisions × 10k hashes).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from bench import as_hma, corpus, endtoend, firehose, hashing, hma_load, matching, media, repeat
+from bench import as_hma, corpus, endtoend, firehose, hashing, hma_load, matching, media, repeat, retro, scan
 from bench.report import Report
 
-SECTIONS = ("hashing", "judge", "hma", "matching", "gate", "firehose")
+SECTIONS = ("hashing", "judge", "hma", "matching", "gate", "scan", "retro", "firehose")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         _say("gate: end to end, passthrough, memory, workers")
         photos = corpus.corpus(4 if args.quick else None, ("12MP",), ("JPEG",))
         endtoend.run(report, photos, args.quick)
+    if "scan" in args.only:
+        _say("scan: upload-gate scan on the real PDS against hashing alone")
+        scan.run(report, args.quick)
+    if "retro" in args.only:
+        _say("retro: a retro-hunt against the stored decisions (its own process, one core)")
+        retro.run(report, args.quick)
     if "firehose" in args.only:
         _say("firehose: upload-gate watch on a generated firehose vs pure hashing")
         firehose.run(report, args.quick)

@@ -1,9 +1,11 @@
 """How fast does ``upload-gate scan`` judge stored blobs, against hashing the same bytes alone?
 
-Run: python -m bench.scan [ROUNDS] (default 3). Everything is measured in this run:
+Run: python -m bench.scan [ROUNDS] (default 3), or as the ``scan`` section of ``python -m bench [--quick]``.
+Everything is measured in this run:
 
 - The real PDS of the end-to-end suite (``@atproto/pds`` from npm, ``tests/e2e/pds_server.py``) holds 56
-  distinct photographs (7 photos × 256 px and 1024 px × 4 JPEG qualities) posted by 4 accounts.
+  distinct photographs (7 photos × 256 px and 1024 px × 4 JPEG qualities; ``--quick``: 2 photos, 16)
+  posted by 4 accounts.
 - ``scan``: the ``Scanner`` as ``upload-gate scan --rescan --concurrency 4`` runs it — listRepos,
   listBlobs, getBlob over HTTP, the judge (bundled policy and banks), the decision rows and scan
   progress written to an embedded Postgres — with the verdict cache off, so every blob is hashed.
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 from bench import corpus
+from bench.report import Report
 from gate.blob_fetch import PdsSync
 from gate.scan.act import ScanActor
 from gate.scan.parts import open_parts
@@ -38,9 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = 4
 
 
-def bodies() -> list[bytes]:
+def bodies(n_photos: int | None = None) -> list[bytes]:
     out = []
-    for name, _ in corpus.photos(None):
+    for name, _ in corpus.photos(n_photos):
         for size in ("256px", "1024px"):
             img = corpus._resized(name, size, None)
             for quality in (80, 85, 90, 95):
@@ -50,8 +53,44 @@ def bodies() -> list[bytes]:
     return out
 
 
+def run(report: Report, quick: bool) -> None:
+    """The ``scan`` section of ``python -m bench``."""
+    photos = bodies(2 if quick else None)
+    scan_rates, hash_rates = asyncio.run(_measure_on_a_pds(photos, 2 if quick else 3))
+    scan, hashed = statistics.median(scan_rates), statistics.median(hash_rates)
+    table = report.table(
+        "Backfill: upload-gate scan against hashing alone (same run)",
+        ["stored blobs", "scan blobs/s", "hashing alone blobs/s", "scan / hash", "rounds"],
+        note=f"The Scanner as `upload-gate scan --rescan --concurrency {CONCURRENCY}` runs it against the real "
+        "PDS (listRepos, getRepo, listBlobs, getBlob over HTTP, the judge, decision rows and progress in "
+        "Postgres), verdict cache off; hashing alone: the same bodies through the same Hasher, "
+        f"{CONCURRENCY} at a time. Rounds alternate; medians.",
+    )
+    table.add(
+        **{
+            "stored blobs": len(photos),
+            "scan blobs/s": round(scan, 1),
+            "hashing alone blobs/s": round(hashed, 1),
+            "scan / hash": round(scan / hashed, 2),
+            "rounds": len(scan_rates),
+        }
+    )
+
+
 async def main(rounds: int) -> None:
     photos = bodies()
+    scan_rates, hash_rates = await _measure_on_a_pds(photos, rounds)
+    scan, hashed = statistics.median(scan_rates), statistics.median(hash_rates)
+    print(
+        f"scan of {len(photos)} stored blobs (real PDS, getBlob, judge, Postgres), {CONCURRENCY} at a time:"
+    )
+    print(
+        f"  scan: {scan:.1f} blobs/s   hashing alone: {hashed:.1f} blobs/s   scan / hash: {scan / hashed:.2f}"
+    )
+    print(f"  rounds: scan {[round(r, 1) for r in scan_rates]}, hash {[round(r, 1) for r in hash_rates]}")
+
+
+async def _measure_on_a_pds(photos: list[bytes], rounds: int) -> tuple[list[float], list[float]]:
     with tempfile.TemporaryDirectory(prefix="bench-scan-") as work:
         pds = pds_server.start(Path(work))
         try:
@@ -72,17 +111,9 @@ async def main(rounds: int) -> None:
                     "GATE_HASH_WORKERS": "2",
                 }
             )
-            scan_rates, hash_rates = await measure(settings, {u.did for u in users}, photos, rounds)
+            return await measure(settings, {u.did for u in users}, photos, rounds)
         finally:
             pds.proc.stop()
-    scan, hashed = statistics.median(scan_rates), statistics.median(hash_rates)
-    print(
-        f"scan of {len(photos)} stored blobs (real PDS, getBlob, judge, Postgres), {CONCURRENCY} at a time:"
-    )
-    print(
-        f"  scan: {scan:.1f} blobs/s   hashing alone: {hashed:.1f} blobs/s   scan / hash: {scan / hashed:.2f}"
-    )
-    print(f"  rounds: scan {[round(r, 1) for r in scan_rates]}, hash {[round(r, 1) for r in hash_rates]}")
 
 
 async def measure(
