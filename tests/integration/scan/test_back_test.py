@@ -119,12 +119,16 @@ async def test_back_test_reports_what_would_flip(pool: Pool, fresh_dsn: str, tmp
     policy = tmp_path / "new.toml"
     policy.write_text(NEW)
     env = {**os.environ, "DATABASE_URL": fresh_dsn, "GATE_DATA_DIR": str(tmp_path / "var")}
-    done = subprocess.run(
-        [*CHECK, str(policy), "--banks-dir", str(banks), "--against-log", "--since", "30d", "--json", "--examples", "3"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+
+    def check(*extra: str) -> str:
+        done = subprocess.run(
+            [*CHECK, str(policy), "--banks-dir", str(banks), "--against-log", "--since", "30d", "--examples", "3", *extra],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    report = json.loads(check("--json"))
     assert (report["judged"], report["changed"], report["unchanged"]) == (5, 3, 2)
     assert report["transitions"] == {"forward → quarantine": 1, "forward → reject": 1, "reject → forward": 1}
     flips = {(f["from"], f["to"], f["rule"], f["bank"]): f for f in report["flips"]}
@@ -142,3 +146,17 @@ async def test_back_test_reports_what_would_flip(pool: Pool, fresh_dsn: str, tmp
         assert flips[key]["examples"] == [
             {"id": rows[name].id, "cid": cid_of(name.encode()), "source": "upload"}
         ]
+
+    # What the operator reads: the same counts, each group under its transition, with its example.
+    ok, *text = check().splitlines()
+    assert ok.startswith("OK ") and ok.endswith(": 3 rules")  # the policy checks out first
+    assert text[0].startswith(f"back-test of policy {ok.split()[1].rstrip(':')} against 5 decisions since ")
+    assert text[1] == "would change: 3   unchanged: 2"
+    assert text[2:] == [
+        "  forward → quarantine: 1",
+        f"    rule hma-any, bank HMA_X: 1   e.g. {rows['hma'].id} {cid_of(b'hma')}",
+        "  forward → reject: 1",
+        f"    rule exact, bank blocklist: 1   e.g. {rows['newly-banked'].id} {cid_of(b'newly-banked')}",
+        "  reject → forward: 1",
+        f"    rule pdq-31, bank blocklist: 1   e.g. {rows['loose'].id} {cid_of(b'loose')}",
+    ]

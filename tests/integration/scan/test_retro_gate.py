@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,10 @@ async def eventually(gate: Any, where: str, *args: object, count: int = 1) -> li
     raise AssertionError(f"no rows where {where}")
 
 
+def seconds_since(then: datetime, row: dict[str, Any]) -> float:
+    return (datetime.fromisoformat(row["time"]) - then).total_seconds()
+
+
 def flip(hex_hash: str, bits: int) -> str:
     value = int(hex_hash, 16) ^ ((1 << bits) - 1)
     return f"{value:064x}"
@@ -73,10 +78,13 @@ async def test_a_bank_addition_rejudges_what_was_forwarded(start_gate: GateFacto
 
     pdq = flip(near_row["pdq"][0]["hash"], 5)  # 5 bits from the stored hash: within the rule's 31
     bank = gate.deps.settings.banks_dir / "blocklist.csv"
+    added_at = datetime.now(UTC)
     bank.write_text(f"pdq,{pdq},added later\nsha256,{hashlib.sha256(exact).hexdigest()},added later\n")
 
     retro = await eventually(gate, "source = 'retro'", count=2)
     by_origin = {r["origin"]: r for r in retro}
+    for r in retro:  # by the gate itself, within one reload interval (plus the reload's own work)
+        assert seconds_since(added_at, r) < gate.deps.settings.reload_interval + 1.5
     assert set(by_origin) == {near_row["id"], exact_row["id"]}
     for original, rule, line in ((near_row, "block-pdq", 1), (exact_row, "block-exact", 2)):
         r = by_origin[original["id"]]
@@ -131,9 +139,12 @@ async def test_an_hma_index_rebuild_rejudges_the_window(start_gate: GateFactory)
         assert await upload(gate.url, body) == 200  # HMA's answer ("no match") is cached now
         [original] = await eventually(gate, "source = 'upload' AND verdict = 'forward'")
         await asyncio.sleep(1.1)  # built_to has a resolution of one second
+        rebuilt_at = datetime.now(UTC)
         hma.add_signal("HMA_BLOCK", "pdq", original["pdq"][0]["hash"])  # and the index is rebuilt
 
         [retro] = await eventually(gate, "source = 'retro'")
+        # Seen at the next look at /m/index/status (every 0.1 s here), then looked up at 50/s.
+        assert seconds_since(rebuilt_at, retro) < 0.1 + 1.5
         assert (retro["origin"], retro["verdict"], retro["rule"]) == (original["id"], "reject", "hma-close")
         assert any(n.startswith("retro: HMA index built_to") for n in retro["notes"])
         assert [(a["action"], a["result"]) for a in retro["actions"]] == [("withhold", "done")]
