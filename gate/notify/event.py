@@ -18,7 +18,7 @@ from gate.types import DecisionSource, Verdict
 UPLOAD_QUARANTINED = "upload.quarantined"
 UPLOAD_REJECTED = "upload.rejected"
 # Blobs the PDS already stored, judged by a scan (backfill) or a retro-hunt: the same data, plus what
-# the [scan] choices did and (retro) the decision re-judged.
+# the [scan] choices did, the records that use the blob when known and (retro) the decision re-judged.
 SCAN_QUARANTINED = "scan.quarantined"
 SCAN_REJECTED = "scan.rejected"
 RETRO_QUARANTINED = "retro.quarantined"
@@ -53,7 +53,11 @@ def decision_event(record: DecisionRecord) -> Event | None:
     kind = held if verdict is Verdict.QUARANTINE else rejected
     extra: dict[str, Any] = {}
     if record.source in _KINDS:
-        extra = {"actions": [a.to_json() for a in record.actions], "origin": record.origin}
+        extra = {
+            "actions": [a.to_json() for a in record.actions],
+            "origin": record.origin,
+            "records": list(record.records),
+        }
     return Event(
         kind,
         {

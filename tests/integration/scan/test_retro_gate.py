@@ -18,12 +18,14 @@ from typing import Any
 import aiohttp
 from prometheus_client import REGISTRY
 
+from gate.notify.webhook import SIGNATURE_HEADER, verify
 from gate.store.query import row_to_json
 from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import OTHER_PDQ
 from tests.integration.conftest import POLICY, GateFactory, gate_env
 from tests.support import images
 from tests.support.policies import RESPONSES
+from tests.support.receiver import Receiver, receiver
 from tests.support.tokens import unsigned
 
 DID = "did:plc:retrohuntretrohuntretroh"
@@ -32,6 +34,7 @@ AUTH = {
     "Content-Type": "image/png",
 }
 SCAN = '\n[scan]\nreject = ["withhold"]\nquarantine = []\n'
+HOOK_SECRET = "retro-hook-secret"
 
 
 async def upload(url: str, body: bytes) -> int:
@@ -68,8 +71,28 @@ def flip(hex_hash: str, bits: int) -> str:
     return f"{value:064x}"
 
 
+async def retro_events(rec: Receiver, count: int) -> list[dict[str, Any]]:
+    """The signed webhook events of retro decisions, once ``count`` have arrived."""
+    for _ in range(150):
+        events = [
+            json.loads(r.body) for r in rec.got if verify(HOOK_SECRET, r.headers[SIGNATURE_HEADER], r.body)
+        ]
+        found = [e for e in events if e["type"].startswith("retro.")]
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{count} retro events expected, got {[json.loads(r.body) for r in rec.got]}")
+
+
 async def test_a_bank_addition_rejudges_what_was_forwarded(start_gate: GateFactory) -> None:
-    gate = await start_gate(policy=POLICY + SCAN)
+    async with receiver() as hooks:
+        await _bank_addition(start_gate, hooks)
+
+
+async def _bank_addition(start_gate: GateFactory, hooks: Receiver) -> None:
+    gate = await start_gate(
+        policy=POLICY + SCAN, GATE_WEBHOOK_URL=hooks.url + "/hook", GATE_WEBHOOK_SECRET=HOOK_SECRET
+    )
     near, exact = images.jpeg(quality=90), images.noise_png(seed=11)
     assert await upload(gate.url, near) == 200
     assert await upload(gate.url, exact) == 200
@@ -98,6 +121,15 @@ async def test_a_bank_addition_rejudges_what_was_forwarded(start_gate: GateFacto
                 assert got.status == 400 and (await got.json())["message"] == "Blob not found"
     after = REGISTRY.get_sample_value("upload_gate_retro_hits_total", {"verdict": "reject"}) or 0.0
     assert after - before == 2
+    # Webhooks: one signed retro.rejected event each, naming the original and what [scan] did.
+    events = await retro_events(hooks, 2)
+    assert {(e["type"], e["data"]["origin"], e["data"]["rule"]) for e in events} == {
+        ("retro.rejected", near_row["id"], "block-pdq"),
+        ("retro.rejected", exact_row["id"], "block-exact"),
+    }
+    for e in events:
+        assert e["data"]["decision_id"] == by_origin[e["data"]["origin"]]["id"]
+        assert e["data"]["actions"] == [{"action": "withhold", "result": "done", "detail": None}]
 
     # Touching the file again adds nothing new: no second retro decision.
     bank.write_text(bank.read_text() + "# a comment\n")
@@ -148,6 +180,28 @@ async def test_an_hma_index_rebuild_rejudges_the_window(start_gate: GateFactory)
         assert (retro["origin"], retro["verdict"], retro["rule"]) == (original["id"], "reject", "hma-close")
         assert any(n.startswith("retro: HMA index built_to") for n in retro["notes"])
         assert [(a["action"], a["result"]) for a in retro["actions"]] == [("withhold", "done")]
+
+
+async def test_an_hma_rebuild_looks_the_window_up_at_a_bounded_rate(start_gate: GateFactory) -> None:
+    """GATE_RETRO_HMA_RATE: six stored decisions looked up again at two a second (one second of burst)
+    take about two seconds, however fast HMA answers: HMA is not flooded."""
+    async with FakeHma() as hma:
+        hma.add_bank("HMA_BLOCK")
+        hma.add_signal("HMA_BLOCK", "pdq", OTHER_PDQ)
+        gate = await start_gate(
+            policy=HMA_POLICY, GATE_HMA_URL=hma.url, GATE_HMA_STATUS_INTERVAL="0.1", GATE_RETRO_HMA_RATE="2"
+        )
+        for quality in (70, 75, 80, 85, 90, 95):
+            assert await upload(gate.url, images.jpeg(quality=quality)) == 200
+        originals = await eventually(gate, "source = 'upload' AND verdict = 'forward'", count=6)
+        await asyncio.sleep(1.1)  # built_to has a resolution of one second
+        for pdq in {o["pdq"][0]["hash"] for o in originals}:  # one rebuild: no await in between
+            hma.add_signal("HMA_BLOCK", "pdq", pdq)
+
+        retro = await eventually(gate, "source = 'retro'", count=6)
+        assert {r["origin"] for r in retro} == {o["id"] for o in originals}
+        times = sorted(datetime.fromisoformat(r["time"]) for r in retro)
+        assert (times[-1] - times[0]).total_seconds() >= 1.5, times
 
 
 async def test_scan_retro_on_demand(start_gate: GateFactory, fresh_dsn: str, tmp_path: Path) -> None:
