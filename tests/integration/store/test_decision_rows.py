@@ -74,6 +74,11 @@ def _expected(record: DecisionRecord) -> dict[str, object]:
         "time": record.time,
         "source": "upload",
         "policy_version": "p-2026-11-24",
+        # What only scans and retro-hunts fill in: an upload did nothing more, re-judges nothing and is
+        # judged before any record uses the blob.
+        "actions": [],
+        "origin": None,
+        "records": [],
     }
     if record.decision and record.decision.rule == "csam-pdq":
         return (
@@ -208,7 +213,17 @@ def _expected(record: DecisionRecord) -> dict[str, object]:
     )
 
 
-JSONB = ("pdq", "matches", "all_matches", "shadow_matches", "notes", "timings_ms", "media_types")
+JSONB = (
+    "pdq",
+    "matches",
+    "all_matches",
+    "shadow_matches",
+    "notes",
+    "timings_ms",
+    "media_types",
+    "actions",
+    "records",
+)
 
 
 async def test_every_field_for_forward_reject_quarantine_shadow(fresh_dsn: str, tmp_path: Path) -> None:
