@@ -243,6 +243,13 @@ def test_scan_judges_acts_and_reads_nothing_twice(
     for cid in (banned_cid, held_cid):
         assert len(backfill_rows(scan_gate, cid)) == 1
 
+    # --rescan reads and judges a repo's blobs again, recorded or not.
+    mid = front.reads()
+    rescanned = scan(scan_gate, front, "--rescan", "--did", bob.did)
+    assert front.reads() - mid == Counter({(bob.did, cid): 1 for cid in bob_cids})
+    assert rescanned["blobs"]["read"] == 3 and rescanned["repos"]["read"] == 1
+    assert len(backfill_rows(scan_gate, bob_cids[0])) == 2
+
 
 def test_a_killed_scan_resumes_without_rereading_finished_repos(
     scan_gate: Gate, pds: Pds, front: Front, users: list[User], tmp_path: Path
