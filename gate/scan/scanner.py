@@ -48,7 +48,9 @@ class ScanOptions:
     rescan: bool = False
     only: frozenset[str] = frozenset()  # these DIDs only (empty: every repo)
     records: bool = True  # read each repo (getRepo) to name the records that reference each blob
-    max_repo_bytes: int = 512 << 20  # a larger repo is scanned without naming records
+    # A larger repo is scanned without naming records: decoded whole, a CAR takes several times its size
+    # in memory (64 MiB holds some 100 000 records, far beyond most accounts).
+    max_repo_bytes: int = 64 << 20
 
 
 @dataclass
@@ -140,6 +142,7 @@ class Scanner:
     async def _records(self, did: str) -> dict[str, list[str]]:
         try:
             car = await self.sync.repo_car(did, self.options.max_repo_bytes)
+            await self._byte_pace.take(len(car))  # the PDS served it: it counts against --bytes-per-second
             return await asyncio.to_thread(blob_records, did, car)
         except BlobUnavailable as exc:
             if exc.kind == "repo_unavailable":
