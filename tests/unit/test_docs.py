@@ -3,7 +3,9 @@ has its troubleshooting entry, and every link between the README and docs/ leads
 
 from __future__ import annotations
 
+import argparse
 import ast
+import dataclasses
 import re
 from pathlib import Path
 
@@ -34,9 +36,14 @@ def _segments(node: ast.AST) -> list[str]:
 
 
 def _readiness_details() -> set[str]:
-    """What readiness checks (functions answering ``tuple[bool, str]``) return or build as their detail."""
+    """What readiness checks (functions answering ``tuple[bool, str]``) return or build as their detail,
+    and the details handed to them ready-made (``HmaStatus(detail="I-AM-ALIVE")``)."""
     found: set[str] = set()
     for tree in _sources().values():
+        for call in ast.walk(tree):
+            if isinstance(call, ast.Call):
+                details = [kw.value for kw in call.keywords if kw.arg == "detail"]
+                found |= {s for d in details for sub in ast.walk(d) for s in _segments(sub)}
         for fn in ast.walk(tree):
             if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef) or fn.returns is None:
                 continue
@@ -82,6 +89,21 @@ def test_every_error_class_has_an_entry() -> None:
     assert missing == [], f"docs/troubleshooting.md has no '### `Name`' entry for {missing}"
 
 
+def test_each_xrpc_entry_names_the_status_and_error_a_client_gets() -> None:
+    from gate.errors import XrpcError
+
+    wrong = []
+    for name, cls in _exception_classes().items():
+        if not issubclass(cls, XrpcError):
+            continue
+        [head] = [h for h in HEADINGS if f"### `{name}`" in h]
+        if "the policy's status" in head:  # BlockedUpload answers what the policy's [responses] say
+            continue
+        if f"{cls.status} `{cls.error}`" not in head:
+            wrong.append(f"{head} (the code: {cls.status} {cls.error})")
+    assert wrong == []
+
+
 def test_every_readiness_check_has_a_section() -> None:
     checks = _readiness_checks()
     assert {"policy", "decision_log", "evidence"} <= checks  # the parse found the registrations
@@ -91,7 +113,7 @@ def test_every_readiness_check_has_a_section() -> None:
 
 def test_every_readiness_detail_has_an_entry() -> None:
     details = _readiness_details()
-    assert "decision log not accepting" in details  # the parse found the checks
+    assert {"decision log not accepting", "I-AM-ALIVE"} <= details  # the parse found the checks
     missing = sorted(d for d in details if " ".join(d.split()) not in TEXT)
     assert missing == [], f"/readyz details without an entry in docs/troubleshooting.md: {missing}"
 
@@ -159,3 +181,122 @@ def test_the_license_file_is_the_license_pyproject_names() -> None:
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]["text"]
     text = " ".join((ROOT / "LICENSE").read_text().split())
     assert declared == "Apache-2.0" and text.startswith("Apache License Version 2.0, January 2004")
+
+
+# ---- the docs name only commands, options, settings and files that exist --------------------------------
+
+# Described ahead of the branches that bring them (each page says so). When a branch lands, its entries
+# here start failing test_what_is_coming_has_not_landed_yet: delete them, and the docs are held to the code.
+COMING_COMMANDS = {"watch", "labeler"}  # branch labels: the firehose watcher and the labeler
+COMING_OPTIONS = {
+    ("check-policy", "--against-log"),
+    ("check-policy", "--examples"),
+    ("check-policy", "--json"),
+}
+COMING_OPTIONS |= {("check-policy", "--since")}  # branch scan: the back-test
+COMING_SETTINGS = {"GATE_API_RATE", "GATE_API_BURST"}  # branch api: the hash/match/scan API
+COMING_SETTINGS |= {  # branch labels
+    *("GATE_LABELER_DID", "GATE_LABELER_KEY", "GATE_LABELER_KEY_FILE", "GATE_LABELS_MAX_SUBSCRIBERS"),
+    *("GATE_LABELS_POLL_INTERVAL", "GATE_PLC_URL", "GATE_WATCH_METRICS_LISTEN", "GATE_FIREHOSE_WORKERS"),
+    *("GATE_FIREHOSE_QUEUE_SIZE", "GATE_FIREHOSE_FETCH_TIMEOUT", "GATE_FIREHOSE_PDS_ORIGINS"),
+}
+SHELL_BREAKS = {"&&", "||", "|", ";", "#", "\\"}
+
+
+def _code(doc: Path) -> list[str]:
+    """Every inline code span and fenced code line of a Markdown file, whitespace collapsed."""
+    text = doc.read_text()
+    fenced = re.findall(r"^ *```[^\n]*\n(.*?)^ *```", text, flags=re.S | re.M)
+    prose = re.sub(r"^ *```[^\n]*\n.*?^ *```", "", text, flags=re.S | re.M)
+    spans = [" ".join(s.split()) for s in re.findall(r"`([^`]+)`", prose)]
+    return spans + [line for block in fenced for line in block.splitlines()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    from gate.cli import build_parser
+
+    return build_parser()
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next((dict(a.choices) for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {o for a in parser._actions for o in a.option_strings}
+
+
+def _command_problems(line: str, top: argparse.ArgumentParser) -> list[str]:
+    """What in one ``upload-gate …`` command line the CLI does not have."""
+    problems: list[str] = []
+    line = line.replace("python -m gate ", "upload-gate ")
+    tokens = line.split()
+    for at in (i for i, w in enumerate(tokens) if w == "upload-gate"):
+        words = tokens[at + 1 :]
+        if words[:1] == ["upload-gate"]:
+            continue  # a container's name (docker exec upload-gate upload-gate …)
+        cut = next((i for i, w in enumerate(words) if w in SHELL_BREAKS or w.startswith("#")), len(words))
+        words = words[:cut]
+        if words[:1] == ["--env-file"]:
+            words = words[2:]
+        parser, path = top, []
+        while words and words[0] in _subcommands(parser):
+            parser = _subcommands(parser)[words[0]]
+            path.append(words.pop(0))
+        if not path:
+            head = words[0] if words else ""
+            if re.fullmatch(r"[a-z][a-z-]+", head) and head not in COMING_COMMANDS:
+                problems.append(f"no command {head!r}: {line}")
+            elif head.startswith("--") and head not in _options(top):
+                problems.append(f"no option {head}: {line}")
+            continue
+        known = _options(parser) | _options(top)
+        for flag in (w.split("=")[0] for w in words if re.fullmatch(r"--[a-z][a-z-]*(=.*)?", w)):
+            if flag not in known and (path[0], flag) not in COMING_OPTIONS:
+                problems.append(f"{' '.join(path)} has no {flag}: {line}")
+    return problems
+
+
+def test_every_command_and_option_in_the_docs_exists() -> None:
+    top = _parser()
+    problems = [f"{d.name}: {p}" for d in DOCS for line in _code(d) for p in _command_problems(line, top)]
+    assert problems == []
+
+
+def test_every_setting_in_the_docs_exists() -> None:
+    from gate.settings import Settings
+
+    known = {n for f in dataclasses.fields(Settings) for n in [f.metadata.get("env")] if n}
+    assert {"GATE_LISTEN", "GATE_HMA_URL"} <= known  # the settings were found
+    named = {n for d in DOCS for n in re.findall(r"\bGATE_[A-Z0-9_]*[A-Z0-9]\b", d.read_text())}
+    named -= {"GATE_TEST"}  # tests' own variables
+    missing = sorted(named - known - COMING_SETTINGS)
+    assert missing == [], f"the docs name settings gate/settings.py does not have: {missing}"
+
+
+def test_every_file_the_docs_name_exists() -> None:
+    named = {
+        p.rstrip(".,:;")
+        for d in DOCS
+        for span in _code(d)
+        if "kubectl" not in span  # deploy/NAME there is a Kubernetes Deployment
+        for p in re.findall(r"(?<![\w/.-])((?:gate|tests|bench|deploy|config)/[\w./-]+)", span)
+    }
+    # What a run makes (bench/out/, tests/e2e/.pds/ and the like: git-ignored) is not in the tree.
+    made = ("bench/out/", "tests/e2e/.")
+    missing = sorted(p for p in named if not (ROOT / p).exists() and not p.startswith(made))
+    assert missing == []
+
+
+def test_what_is_coming_has_not_landed_yet() -> None:
+    """Once a branch lands, its names leave the COMING sets, so the docs are checked against it."""
+    top = _parser()
+    from gate.settings import Settings
+
+    known = {f.metadata.get("env") for f in dataclasses.fields(Settings)}
+    landed = sorted(
+        [c for c in COMING_COMMANDS if c in _subcommands(top)]
+        + [f"{c} {o}" for c, o in COMING_OPTIONS if o in _options(_subcommands(top)[c])]
+        + [s for s in COMING_SETTINGS if s in known]
+    )
+    assert landed == [], f"landed: remove from the COMING sets in this file: {landed}"
