@@ -7,6 +7,7 @@
     │   │   ├── PayloadTooLarge (413)           Content-Length or decoded size over the limit
     │   │   ├── UnsupportedMediaType (415)      a Content-Encoding the PDS would refuse
     │   │   ├── InvalidRequest (400)            malformed body (bad gzip stream, no body at all) or target
+    │   │   │   └── BadRequest                      gate.admin.review_api: a review API body it does not take
     │   │   ├── RequestTimeout (408)            upload body idle too long, or slower than the minimum rate
     │   │   ├── TooManyUploads (429 + Retry-After)   the client IP's concurrent uploads at the limit
     │   │   ├── BlockedUpload (status set by policy)   reject / quarantine answer
@@ -21,7 +22,8 @@
     │   ├── UpstreamTimeout (504)               PDS too slow
     │   ├── LogUnavailable (503)                decision log down and policy says reject
     │   ├── EvidenceUnavailable (503)           evidence could not be stored and policy says "unavailable"
-    │   └── ApiUnavailable (503 + Retry-After)  gate.api.errors: Postgres cannot authenticate or audit a call
+    │   ├── ApiUnavailable (503 + Retry-After)  gate.api.errors: Postgres cannot authenticate or audit a call
+    │   └── LabelsUnavailable (503 NotReady)    gate.labels.xrpc: Postgres cannot serve labels now
     ├── ConfigError                         something the operator configured is wrong: start-up stops,
     │   │                                   a reload keeps the last good
     │   ├── SettingsError                       gate.settings (also a ValueError)
@@ -42,7 +44,7 @@
     │   ├── HmaBusy                             gate.matching.hma_queue: HMA cannot answer an upload's
     │   │                                       lookups in time at its pace; they are not sent
     │   ├── PdsActionError                      gate.pds_admin: the PDS's admin API refused or is unreachable
-    │   ├── BlobUnavailable                     gate.blob_fetch: a stored blob (or its repo) could not be read
+    │   ├── BlobUnavailable                     gate.blob_fetch: a stored blob (or its repo) cannot be read
     │   └── WorkerDied                          gate.hashing.pool: a hashing process ended mid-job
     │       └── Malformed                           it answered something that is not an answer (killed)
     ├── Refusal                             the gate will not do this; the message says why
@@ -51,7 +53,10 @@
     │   ├── EvidenceCapped                      the uploader's hourly evidence cap is reached
     │   ├── NoAllowlistBank                     a release needs an allowlist bank in the policy
     │   ├── TakedownRefused                     unverified DID, daily cap, PDS actions off or failed
-    │   └── Refused                             gate.auth.offline: one offline credential check failed
+    │   ├── Refused                             gate.auth.offline: one offline credential check failed
+    │   ├── Unresolvable                        gate.firehose.identity: an author's DID gives no PDS to ask
+    │   ├── FetchFailed                         gate.firehose.fetch: a blob's PDS would not serve it
+    │   └── FirehoseRefused                     gate.firehose.watcher: the firehose refused us (FutureCursor)
     ├── DecodeFailure                       gate.hashing.decode: no decoder could read the image
     ├── ImagehashMissing                    gate.hashing.perceptual: pHash/dHash without the extra
     └── EvidenceUnreadable                  gate.quarantine.keys: a sealed item does not open

@@ -26,6 +26,7 @@ from aiohttp import web
 from gate.admin.auth import require
 from gate.admin.review import INLINE_TYPES, Review
 from gate.admin.tokens import Role, TokenStore
+from gate.errors import InvalidRequest
 from gate.quarantine.allowlist import NoAllowlistBank
 from gate.quarantine.keys import EvidenceUnreadable
 from gate.store.item import EvidenceState
@@ -93,13 +94,8 @@ async def _session_name(request: web.Request, role: Role = Role.REVIEWER) -> str
     return session.name
 
 
-class BadRequest(web.HTTPBadRequest):
-    """A 400 in the API's shape (``{"error", "message"}``), as the OpenAPI document says."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(
-            text=json.dumps({"error": "InvalidRequest", "message": message}), content_type="application/json"
-        )
+class BadRequest(InvalidRequest):
+    """A 400 in the API's shape (``{"error": "InvalidRequest", "message"}``), as the OpenAPI document says."""
 
 
 async def _json_body(request: web.Request, fields: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:

@@ -41,6 +41,8 @@ async def review_api_errors(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     try:
         return await handler(request)
+    except XrpcError as exc:
+        return _answer(exc)  # the handlers' own refusals (gate.admin.review_api.BadRequest)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise  # not an error, or a refusal already in the API's shape (gate.admin.auth, review_api)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gate import metrics
+from gate.errors import Refusal
 from gate.firehose.events import BlobRef, CommitEvent, Malformed, OtherEvent, StreamError, decode
 from gate.firehose.fetch import BlobFetcher, FetchFailed
 from gate.firehose.identity import Identities, Unresolvable
@@ -55,7 +56,7 @@ PROGRESS_INTERVAL = 60.0  # seconds between progress lines (and one when the wat
 ACTING = (Verdict.QUARANTINE, Verdict.REJECT)
 
 
-class FirehoseRefused(Exception):
+class FirehoseRefused(Refusal):
     """The firehose itself refused us (FutureCursor…): watching cannot go on without the operator."""
 
 
