@@ -185,21 +185,6 @@ def test_the_license_file_is_the_license_pyproject_names() -> None:
 
 # ---- the docs name only commands, options, settings and files that exist --------------------------------
 
-# Described ahead of the branches that bring them (each page says so). When a branch lands, its entries
-# here start failing test_what_is_coming_has_not_landed_yet: delete them, and the docs are held to the code.
-COMING_COMMANDS = {"watch", "labeler"}  # branch labels: the firehose watcher and the labeler
-COMING_OPTIONS = {
-    ("check-policy", "--against-log"),
-    ("check-policy", "--examples"),
-    ("check-policy", "--json"),
-}
-COMING_OPTIONS |= {("check-policy", "--since")}  # branch scan: the back-test
-COMING_SETTINGS = {"GATE_API_RATE", "GATE_API_BURST"}  # branch api: the hash/match/scan API
-COMING_SETTINGS |= {  # branch labels
-    *("GATE_LABELER_DID", "GATE_LABELER_KEY", "GATE_LABELER_KEY_FILE", "GATE_LABELS_MAX_SUBSCRIBERS"),
-    *("GATE_LABELS_POLL_INTERVAL", "GATE_PLC_URL", "GATE_WATCH_METRICS_LISTEN", "GATE_FIREHOSE_WORKERS"),
-    *("GATE_FIREHOSE_QUEUE_SIZE", "GATE_FIREHOSE_FETCH_TIMEOUT", "GATE_FIREHOSE_PDS_ORIGINS"),
-}
 SHELL_BREAKS = {"&&", "||", "|", ";", "#", "\\"}
 
 
@@ -245,14 +230,14 @@ def _command_problems(line: str, top: argparse.ArgumentParser) -> list[str]:
             path.append(words.pop(0))
         if not path:
             head = words[0] if words else ""
-            if re.fullmatch(r"[a-z][a-z-]+", head) and head not in COMING_COMMANDS:
+            if re.fullmatch(r"[a-z][a-z-]+", head):
                 problems.append(f"no command {head!r}: {line}")
             elif head.startswith("--") and head not in _options(top):
                 problems.append(f"no option {head}: {line}")
             continue
         known = _options(parser) | _options(top)
         for flag in (w.split("=")[0] for w in words if re.fullmatch(r"--[a-z][a-z-]*(=.*)?", w)):
-            if flag not in known and (path[0], flag) not in COMING_OPTIONS:
+            if flag not in known:
                 problems.append(f"{' '.join(path)} has no {flag}: {line}")
     return problems
 
@@ -270,7 +255,7 @@ def test_every_setting_in_the_docs_exists() -> None:
     assert {"GATE_LISTEN", "GATE_HMA_URL"} <= known  # the settings were found
     named = {n for d in DOCS for n in re.findall(r"\bGATE_[A-Z0-9_]*[A-Z0-9]\b", d.read_text())}
     named -= {"GATE_TEST"}  # tests' own variables
-    missing = sorted(named - known - COMING_SETTINGS)
+    missing = sorted(named - known)
     assert missing == [], f"the docs name settings gate/settings.py does not have: {missing}"
 
 
@@ -286,17 +271,3 @@ def test_every_file_the_docs_name_exists() -> None:
     made = ("bench/out/", "tests/e2e/.")
     missing = sorted(p for p in named if not (ROOT / p).exists() and not p.startswith(made))
     assert missing == []
-
-
-def test_what_is_coming_has_not_landed_yet() -> None:
-    """Once a branch lands, its names leave the COMING sets, so the docs are checked against it."""
-    top = _parser()
-    from gate.settings import Settings
-
-    known = {f.metadata.get("env") for f in dataclasses.fields(Settings)}
-    landed = sorted(
-        [c for c in COMING_COMMANDS if c in _subcommands(top)]
-        + [f"{c} {o}" for c, o in COMING_OPTIONS if o in _options(_subcommands(top)[c])]
-        + [s for s in COMING_SETTINGS if s in known]
-    )
-    assert landed == [], f"landed: remove from the COMING sets in this file: {landed}"
