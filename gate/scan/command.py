@@ -44,7 +44,21 @@ log = logging.getLogger("gate.scan")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("scan", help="judge every blob the PDS already stores (resumable)")
+    p = sub.add_parser(
+        "scan",
+        help="judge every blob the PDS already stores (resumable)",
+        description="Judge every blob the PDS already stores — every repo listRepos names, active or not, "
+        "every blob listBlobs lists, the bytes from getBlob or the PDS's disk blob store — with the gate's "
+        "policy, banks and HMA, and record each as a decision (source backfill). The policy's [scan] table "
+        "says what happens to a blob a rule blocks (withhold, review, takedown). Safe to stop at any time: "
+        "the next run resumes where this one stopped and reads nothing it has recorded.",
+        epilog="""\
+examples:
+  upload-gate scan
+  upload-gate scan --blobs-per-second 50 --bytes-per-second 20M --concurrency 4
+  upload-gate scan --blobstore /pds/blocks
+  upload-gate scan --did did:plc:abc --rescan --no-records""",
+    )
     p.add_argument("--pds", type=parse_url, help="the PDS's URL (default: GATE_UPSTREAM)")
     p.add_argument(
         "--blobstore",
@@ -76,7 +90,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=run)
     what = p.add_subparsers(dest="scan_what", metavar="{retro,problems}")
-    r = what.add_parser("retro", help="re-judge stored decisions against every bank entry now (on demand)")
+    r = what.add_parser(
+        "retro",
+        help="re-judge stored decisions against every bank entry now (on demand)",
+        description="A retro-hunt on demand: every stored decision's hashes matched against every entry of "
+        "the local banks as they are now (the gate does this by itself for the entries a bank reload adds), "
+        "hits re-judged under the current policy, recorded (source retro) and acted on per [scan]; with "
+        "--hma, stored PDQ hashes are looked up in HMA again at GATE_RETRO_HMA_RATE.",
+        epilog="examples:\n  upload-gate scan retro --since 30d\n  upload-gate scan retro --since 7d --hma --json",
+    )
     r.add_argument("--since", type=_when, help="decisions since (30d, 2026-01-31); default: the whole log")
     r.add_argument(
         "--hma",
@@ -85,7 +107,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     r.set_defaults(func=run_retro)
-    q = what.add_parser("problems", help="the blobs and repos scans could not judge, with the reason")
+    q = what.add_parser(
+        "problems",
+        help="the blobs and repos scans could not judge, with the reason",
+        description="List the blobs and repos that scans could not judge — a blob the PDS would not serve, "
+        "bytes that are not their CID, a file missing from the blob store, a blob over the size limit, a "
+        "repo the PDS refused — with what the PDS or the disk said. Transient ones are tried again by the "
+        "next scan.",
+        epilog="examples:\n  upload-gate scan problems\n  upload-gate scan problems --limit 20 --json",
+    )
     q.add_argument(
         "--limit", type=_positive_count, default=100, help="at most this many of each (default 100)"
     )
