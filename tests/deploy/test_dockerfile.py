@@ -8,7 +8,6 @@ are also run against a real gate by tests/e2e/test_image_commands.py.
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gate.policy.check import run as check_policy
+from gate.cli import build_parser
 from gate.settings import Settings
 from tests.deploy.dockerfile import Stage, parse
 
@@ -113,7 +112,11 @@ def test_the_shipped_policy_and_banks_are_valid_where_the_image_puts_them(final:
     }
     policy_source = copies[env["GATE_POLICY"]]
     banks_source = copies[env["GATE_BANKS_DIR"]]
-    args = argparse.Namespace(
-        file=str(REPO / policy_source), banks_dir=str(REPO / banks_source), banks_dir_given=True
-    )
-    assert check_policy(args) == 0
+    assert check_policy(str(REPO / policy_source), "--banks-dir", str(REPO / banks_source)) == 0
+
+
+def check_policy(*argv: str) -> int:
+    """``upload-gate check-policy ARGV…`` as the command line parses and runs it."""
+    args = build_parser().parse_args(["check-policy", *argv])
+    result: int = args.func(args)
+    return result

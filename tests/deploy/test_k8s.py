@@ -4,7 +4,6 @@ Secret, an HPA on CPU, Prometheus annotations that point at the metrics port."""
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gate.policy.check import run as check_policy
+from gate.cli import build_parser
 from gate.settings import Settings
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
@@ -125,7 +124,11 @@ def test_policy_configmap_is_mounted_for_hot_reload_and_the_gate_accepts_it(tmp_
     policy_file = Path(env["GATE_POLICY"])
     assert policy_file.parent == Path(mounts["policy"]["mountPath"])
     assert env["GATE_BANKS_DIR"] == mounts["banks"]["mountPath"]
-    args = argparse.Namespace(
-        file=str(files["policy"] / policy_file.name), banks_dir=str(files["banks"]), banks_dir_given=True
-    )
-    assert check_policy(args) == 0
+    assert check_policy(str(files["policy"] / policy_file.name), "--banks-dir", str(files["banks"])) == 0
+
+
+def check_policy(*argv: str) -> int:
+    """``upload-gate check-policy ARGV…`` as the command line parses and runs it."""
+    args = build_parser().parse_args(["check-policy", *argv])
+    result: int = args.func(args)
+    return result
