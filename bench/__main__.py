@@ -19,7 +19,20 @@ import sys
 import time
 from pathlib import Path
 
-from bench import as_hma, corpus, endtoend, firehose, hashing, hma_load, matching, media, repeat, retro, scan
+from bench import (
+    as_hma,
+    bank_scale,
+    corpus,
+    endtoend,
+    firehose,
+    hashing,
+    hma_load,
+    matching,
+    media,
+    repeat,
+    retro,
+    scan,
+)
 from bench.report import Report
 
 SECTIONS = ("hashing", "judge", "hma", "matching", "gate", "scan", "retro", "firehose")
@@ -53,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         _say("matching: local banks")
         sizes_n = [10_000, 100_000, 1_000_000, 10_000_000]
         matching.run(report, sizes_n, queries=50 if args.quick else 200, compare_chunks=not args.quick)
+        _say("matching: NCMEC-scale bank files (10M PDQ, 50M MD5 + SHA-1; 200k and 1M in quick mode)")
+        bank_scale.run(report, args.quick)
     if "gate" in args.only:
         _say("gate: end to end, passthrough, memory, workers")
         photos = corpus.corpus(4 if args.quick else None, ("12MP",), ("JPEG",))

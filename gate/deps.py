@@ -25,6 +25,7 @@ from gate.judge import CacheKey, Judge
 from gate.labels.key import LabelerKey, LabelerKeyError
 from gate.labels.labeler import Labeler
 from gate.labels.store import LabelStore
+from gate.matching.bank_cache import BankCache
 from gate.matching.hma import HmaMatcher
 from gate.matching.hma_banks import HmaBankCheck
 from gate.matching.local import LocalBanks
@@ -86,7 +87,7 @@ async def open_deps(settings: Settings, *, spool: Path | None = None) -> AsyncIt
     async with contextlib.AsyncExitStack() as stack:
         # Keys come from a file or the environment, never the database.
         keyring = Keyring.configured(settings.evidence_keys_file, settings.evidence_key)
-        banks = LocalBanks(settings.banks_dir)
+        banks = LocalBanks(settings.banks_dir, BankCache(settings.bank_cache_dir))
         banks.load()
         hma = await open_hma(settings, stack)
         policy = await open_policy(settings, banks, hma, keyring)

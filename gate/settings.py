@@ -226,6 +226,12 @@ class Settings:
     data_dir: Path = env("GATE_DATA_DIR", parse_path, "./var", "embedded Postgres, spool")
     policy_path: Path = env("GATE_POLICY", parse_path, "config/policy.toml", "the policy file")
     banks_dir: Path = env("GATE_BANKS_DIR", parse_path, "config/banks", "local hash banks (*.csv)")
+    bank_cache_path: Path | None = env(
+        "GATE_BANK_CACHE",
+        parse_optional_path,
+        "",
+        "large local banks indexed once per content and mapped from here; empty = GATE_DATA_DIR/bank-cache",
+    )
     trusted_proxies: tuple[IpNetwork, ...] = env(
         "GATE_TRUSTED_PROXIES",
         parse_networks,
@@ -555,6 +561,10 @@ class Settings:
         "127.0.0.1:9465",
         "`upload-gate watch`'s private listener (/metrics, /healthz, /readyz); empty = none",
     )
+
+    @property
+    def bank_cache_dir(self) -> Path:
+        return self.bank_cache_path or self.data_dir / "bank-cache"
 
     @property
     def admin_tokens_file(self) -> Path:

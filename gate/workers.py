@@ -72,6 +72,7 @@ def _worker_env(
     env["GATE_LISTEN"] = f"{settings.listen[0]}:{port}"
     env["GATE_DATA_DIR"] = str(worker_data_dir(settings.data_dir, index).absolute())
     env["GATE_ADMIN_TOKENS"] = str(settings.admin_tokens_file.absolute())
+    env["GATE_BANK_CACHE"] = str(settings.bank_cache_dir.absolute())  # one copy, its pages shared
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     if settings.hash_workers == 0:
         env["GATE_HASH_WORKERS"] = str(max(1, (os.cpu_count() or 1) // workers))

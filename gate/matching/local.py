@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gate import metrics
+from gate.matching.bank_cache import BankCache
 from gate.matching.bank_set import BankError, BankSet, bank_files, broken_banks, build_bank_set
 from gate.matching.matcher import Matcher
 from gate.policy.plan import Lookup, Plan
@@ -34,8 +36,9 @@ class LocalBanks:
 
     name: str = MatchSource.LOCAL
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, cache: BankCache | None = None) -> None:
         self.directory = Path(directory)
+        self.cache = cache  # large sets indexed once per content (gate.matching.bank_cache)
         self._set: BankSet | None = None
         self._files = bank_files(self.directory)
         self._failed_signature: Stamp | None = None
@@ -50,10 +53,27 @@ class LocalBanks:
 
     def load(self) -> None:
         """Initial load (synchronous, at start-up). Raises ``BankError`` so the gate stops loudly."""
-        self._install(build_bank_set(self.directory))
+        self._install(self._build())
 
     def version(self) -> str:
         return self.banks.version
+
+    def _build(self) -> BankSet:
+        """The directory's banks: unchanged files as they are, the rest from the cache when it holds their
+        content, else read (and cached when large)."""
+        cache = self.cache
+        new = build_bank_set(self.directory, self._set, cache.find if cache is not None else None)
+        if cache is None:
+            return new
+        parts = []
+        for built in new.parts:
+            part = built
+            if built.rows >= cache.min_rows and not cache.holds(built.digest) and cache.save(built):
+                # Served from the files just written: the built arrays' memory goes when this returns.
+                part = cache.find(built.filename, built.digest) or built
+            parts.append(part)
+        cache.prune({p.digest for p in parts})
+        return replace(new, parts=tuple(parts))
 
     def names(self) -> frozenset[str]:
         return self.banks.names
@@ -92,7 +112,7 @@ class LocalBanks:
         if signature in (self.banks.signature, self._failed_signature):
             return False
         try:
-            new = await asyncio.to_thread(build_bank_set, self.directory)
+            new = await asyncio.to_thread(self._build)
             broken = broken_banks(self.banks, new)
             if broken:
                 raise BankError(f"bank(s) {', '.join(broken)} would be emptied: every row is invalid")
@@ -125,7 +145,7 @@ class LocalBanks:
     async def match(self, hashes: Hashes, plan: Plan) -> MatchResult:
         snapshot, lookup = self.banks, plan.local
         try:
-            size = sum(len(snapshot.perceptual[s].index) for s in lookup.max_distance)
+            size = sum(len(p.index) for s in lookup.max_distance for p in snapshot.perceptual(s))
             if size > THREAD_THRESHOLD:
                 matches = await asyncio.to_thread(_match, snapshot, hashes, lookup)
             else:
@@ -158,23 +178,28 @@ def _equal(snapshot: BankSet, hashes: Hashes, signal: SignalType) -> list[Match]
     return [
         Match(MatchSource.LOCAL, bank, signal, None, f"{filename}:{line}", label, value)
         for value in signal.facts.values(hashes)
-        for bank, filename, line, label in snapshot.exact[signal].get(value, [])
+        for bank, filename, line, label in snapshot.exact(signal, value)
     ]
 
 
 def _near(snapshot: BankSet, hashes: Hashes, signal: SignalType, limit: int) -> list[Match]:
-    part = snapshot.perceptual[signal]
-    if not len(part.index):
-        return []
-    best: dict[int, tuple[int, str]] = {}  # entry -> (closest distance, the query hash that got it)
+    # entry -> (closest distance, the query hash that got it); an entry is (part, row)
+    best: dict[tuple[int, int], tuple[int, str]] = {}
+    parts = snapshot.perceptual(signal)
     for query in signal.facts.values(hashes):
-        idx, dist = part.index.search(query, limit)
-        for i, d in zip(idx.tolist(), dist.tolist(), strict=True):
-            if i not in best or d < best[i][0]:
-                best[i] = (d, query)
+        for k, part in enumerate(parts):
+            idx, dist = part.index.search(query, limit)
+            for i, d in zip(idx.tolist(), dist.tolist(), strict=True):
+                if (k, i) not in best or d < best[(k, i)][0]:
+                    best[(k, i)] = (d, query)
+
+    def rank(item: tuple[tuple[int, int], tuple[int, str]]) -> tuple[int, int, int]:
+        (k, i), (d, _) = item
+        return d, k, int(parts[k].origin.line_of[i])  # closest first, then by file and line
+
     found = []
-    for i, (d, query) in sorted(best.items(), key=lambda item: (item[1][0], item[0]))[:MAX_MATCHES]:
-        bank, filename, line, label = part.entry(i)
+    for (k, i), (d, query) in sorted(best.items(), key=rank)[:MAX_MATCHES]:
+        bank, filename, line, label = parts[k].entry(i)
         frame, variant = _origin(hashes, signal, query)
         found.append(
             Match(MatchSource.LOCAL, bank, signal, d, f"{filename}:{line}", label, query, frame, variant)

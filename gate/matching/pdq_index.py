@@ -27,7 +27,9 @@ indexed once per content, not at every start.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from itertools import combinations
 from math import comb
@@ -98,7 +100,7 @@ def _chunk_values(rows: U64, start: int, width: int) -> U32:
     return values.astype(np.uint32)
 
 
-def _order(values: U32, width: int) -> U32:
+def radix_order(values: U32, width: int) -> U32:
     """Row ids sorted by chunk value: numpy's radix sort, 16 bits a pass (least significant first)."""
     order = np.argsort((values & 0xFFFF).astype(np.uint16), kind="stable")
     if width > 16:
@@ -121,13 +123,19 @@ class _Tables:
     def build(cls, hashes: U64, chunks: Layout) -> _Tables:
         n = hashes.shape[0]
         rows = np.empty(len(chunks) * n, dtype=np.uint32)
-        starts = []
-        for j, (start, width) in enumerate(chunks):
+
+        def one(j: int) -> U32:
+            start, width = chunks[j]
             values = _chunk_values(hashes, start, width)  # one chunk at a time: no (chunks × n) temporary
-            rows[j * n : (j + 1) * n] = _order(values, width)
+            rows[j * n : (j + 1) * n] = radix_order(values, width)
             offsets = np.zeros((1 << width) + 1, dtype=np.uint32)
             offsets[1:] = np.cumsum(np.bincount(values, minlength=1 << width))
-            starts.append(offsets)
+            return offsets
+
+        # numpy sorts without the GIL: the chunks of a large bank are indexed on every core.
+        threads = min(len(chunks), os.cpu_count() or 1) if n >= WIDE_FROM // 4 else 1
+        with ThreadPoolExecutor(threads, thread_name_prefix="gate-index") as pool:
+            starts = list(pool.map(one, range(len(chunks))))
         return cls(chunks, rows, starts, n)
 
     @property
