@@ -185,12 +185,14 @@ def file_digest(path: Path) -> str:
 
 
 def index_bank(bank: BankFile) -> BankPart:
+    """``bank`` indexed; its columns are consumed (their digests freed or taken over by the indexes)."""
     exact: dict[SignalType, Exact] = {}
     for signal in EXACT:
         column = bank.columns[signal]
         origin = Provenance.of(column, bank.name, bank.filename, bank.labels)
         if column.width:
             exact[signal] = Exact(ExactIndex.build(column.digests()), {}, origin)
+            column.data = bytearray()  # the index holds them sorted: 50M rows' digests are not kept twice
         else:
             texts: dict[str, list[int]] = defaultdict(list)
             for row, text in enumerate(column.texts):

@@ -89,24 +89,28 @@ def _probes(width: int, radius: int) -> int:
 
 
 def _chunk_values(rows: U64, start: int, width: int) -> U32:
+    # In place where it can be: at 10M hashes every temporary is 80 MB, on each indexing thread.
     word, offset = divmod(start, 64)
-    mask = np.uint64((1 << width) - 1)
     if offset + width <= 64:
-        values: U64 = (rows[:, word] >> np.uint64(64 - offset - width)) & mask
+        values: U64 = rows[:, word] >> np.uint64(64 - offset - width)
     else:  # the chunk straddles two words
-        high, low = 64 - offset, width - (64 - offset)
-        top: U64 = (rows[:, word] & np.uint64((1 << high) - 1)) << np.uint64(low)
-        values = top | (rows[:, word + 1] >> np.uint64(64 - low))
+        low = width - (64 - offset)
+        values = rows[:, word] << np.uint64(low)
+        values |= rows[:, word + 1] >> np.uint64(64 - low)
+    values &= np.uint64((1 << width) - 1)
     return values.astype(np.uint32)
 
 
 def radix_order(values: U32, width: int) -> U32:
-    """Row ids sorted by chunk value: numpy's radix sort, 16 bits a pass (least significant first)."""
-    order = np.argsort((values & 0xFFFF).astype(np.uint16), kind="stable")
+    """Row ids sorted by chunk value: numpy's radix sort, 16 bits a pass (least significant first).
+
+    The sorts return int64; each is narrowed at once (the temporaries of a 10M-row bank are 80 MB)."""
+    order = np.argsort(values.astype(np.uint16), kind="stable").astype(np.uint32)
     if width > 16:
-        high = (values[order] >> 16).astype(np.uint16)
-        order = order[np.argsort(high, kind="stable")]
-    return order.astype(np.uint32)
+        high = values[order]
+        high >>= np.uint32(16)
+        order = order[np.argsort(high.astype(np.uint16), kind="stable")]
+    return order
 
 
 class _Tables:
