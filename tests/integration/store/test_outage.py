@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gate.record import DecisionRecord
 from gate.store.embedded import EmbeddedPostgres
+from gate.store.spool import Spool
 from tests.support.postgres import server_dir
 
 from . import records as R
@@ -90,3 +91,33 @@ async def test_shutdown_drains_the_queue(fresh_dsn: str, tmp_path: Path) -> None
     rows = await fetch_rows(fresh_dsn)
     assert sorted(r["id"] for r in rows) == sorted(uuid.UUID(hex=r.id) for r in sent)
     assert log.spool.pending_records == 0
+
+
+async def test_uploads_decided_while_a_batch_is_converted_are_all_stored_once(
+    fresh_dsn: str, tmp_path: Path
+) -> None:
+    # A batch is converted a slice at a time with the event loop free in between: records submitted
+    # meanwhile queue behind it, and a drain that cuts the conversion short still finds every record.
+    # drain_timeout 0: the drain at the end is cut short at once, as a slow Postgres would cut it.
+    log = make_log(fresh_dsn, tmp_path / "spool", batch_size=500, flush_interval=0.0, drain_timeout=0.0)
+    await log.start()
+    sent = [R.forward(n) for n in range(1500)]
+    for start in range(0, 1000, 10):
+        for record in sent[start : start + 10]:
+            log.submit(record)
+        await asyncio.sleep(0)  # a turn of the loop: the writer converts a slice
+    await log.wait_idle()
+    stored = [r["id"] for r in await fetch_rows(fresh_dsn)]
+    assert sorted(stored) == sorted(uuid.UUID(hex=r.id) for r in sent[:1000])  # each once
+    for record in sent[1000:]:
+        log.submit(record)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the writer is mid-batch
+    await log.close()
+    spool = Spool(tmp_path / "spool", 1 << 30)
+    spool.open()
+    spooled, bad, _ = spool.read_chunk(10_000)
+    spool.close()
+    kept = {r["id"] for r in await fetch_rows(fresh_dsn)} | {uuid.UUID(r["id"]) for r in spooled}
+    assert not bad
+    assert kept == {uuid.UUID(hex=r.id) for r in sent}
