@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from PIL import IcoImagePlugin, Image, MpoImagePlugin, PsdImagePlugin
 
+from gate.hashing import vips
 from gate.hashing.decode import Decoded, DecodeFailure, decode_frame
 from gate.hashing.orientation import Orientation, orientation_of
 from gate.types import Unhashable
@@ -79,17 +80,28 @@ class Budget:
 
 
 def frames(
-    im: Image.Image, reopen: Callable[[], Image.Image], budget: Budget, *, reduce: bool, as_hma: bool = True
+    im: Image.Image,
+    reopen: Callable[[], Image.Image],
+    budget: Budget,
+    *,
+    reduce: bool,
+    as_hma: bool = True,
+    body: bytes | None = None,
 ) -> Iterator[Frame]:
     """Decode each frame of ``im`` in turn. ``reopen`` gives a fresh copy of the same reading (JPEG's
     reduced decode leaves an MPO unable to seek). ``as_hma``: the picture ``im`` opened on also comes
     with the pixels HMA's hasher reads from it (``Decoded.hma``; HMA hashes that picture only).
-    Raises ``DecodeFailure`` for the budget; decoder errors propagate."""
+    ``body``: the bytes ``im`` was opened from, for libvips to decode large stills from
+    (gate/hashing/vips.py). Raises ``DecodeFailure`` for the budget; decoder errors propagate."""
     declared = im.__dict__.get("n_frames")  # read from the header; a property would walk the whole file
     if isinstance(declared, int) and not isinstance(declared, bool):
         budget.check_declared(declared)
     budget.take(im.size)
-    yield _frame(im, 0, budget, reduce=reduce, as_hma=as_hma)
+    fast = vips.reduced(im, body) if reduce and body is not None else None
+    if fast is not None:  # a still, decoded by libvips: as the Pillow path would (no HMA view there)
+        yield Frame(0, *fast)
+    else:
+        yield _frame(im, 0, budget, reduce=reduce, as_hma=as_hma)
     if isinstance(im, IcoImagePlugin.IcoImageFile):
         yield from _ico_sizes(im, budget, reduce=reduce)
         return

@@ -65,7 +65,14 @@ def hash_image(body: bytes, sniffed: str, options: HashOptions, *, reduce: bool 
             with item.image as im:
                 try:
                     reopen = reopener(body, item.name)
-                    for frame in frames(im, reopen, hashes.budget, reduce=reduce, as_hma=options.as_hma):
+                    for frame in frames(
+                        im,
+                        reopen,
+                        hashes.budget,
+                        reduce=reduce,
+                        as_hma=options.as_hma,
+                        body=body if options.libvips else None,
+                    ):
                         hashes.add(frame, offset + frame.index)
                 except DecodeFailure as failure:
                     hashes.fail(failure.reason, failure.detail, item.media_type)

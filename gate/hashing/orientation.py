@@ -65,11 +65,16 @@ ORIENTATIONS: dict[int, Orientation] = {
 }
 
 
-def orientation_of(im: Image.Image) -> Orientation | None:
+def orientation_of(im: Image.Image, *, as_opened: bool = False) -> Orientation | None:
     """The orientation a viewer applies to the current frame of ``im``; None for "as stored" (1, absent,
-    out of range, or metadata too broken to read: a viewer then shows the stored grid, hashed anyway)."""
+    out of range, or metadata too broken to read: a viewer then shows the stored grid, hashed anyway).
+
+    ``as_opened``: from the metadata Pillow read when it opened the file, never decoding the pixels
+    (Pillow's PNG reader decodes the whole image in ``getexif`` to reach chunks after it; the caller
+    has made sure there are none: gate/hashing/vips.py)."""
     try:
-        tag = im.getexif().get(ExifTags.Base.Orientation)
+        exif = Image.Image.getexif(im) if as_opened else im.getexif()
+        tag = exif.get(ExifTags.Base.Orientation)
     except Exception:  # hostile metadata: any parser error means "no orientation", never a failure
         return None
     return ORIENTATIONS.get(tag) if isinstance(tag, int) else None

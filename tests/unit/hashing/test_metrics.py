@@ -17,6 +17,8 @@ from gate.hashing.options import HashOptions
 from tests.unit.hashing.corpus import encode, photo, resized
 
 OPTIONS = HashOptions()
+# The slow PNG decoded by Pillow: libvips (gate/hashing/vips.py) takes a fraction of the time.
+PILLOW = HashOptions(libvips=False)
 
 
 def value(name: str, **labels: str) -> float:
@@ -70,7 +72,7 @@ async def test_a_worker_killed_from_outside_is_counted_as_killed() -> None:
     try:
         await hasher.warm_up()
         (pid,) = hasher.worker_pids()
-        job = asyncio.create_task(hasher.hash(slow, OPTIONS))
+        job = asyncio.create_task(hasher.hash(slow, PILLOW))
         await asyncio.sleep(0.3)
         os.kill(pid, signal.SIGKILL)  # as the OOM killer would
         await job
@@ -86,7 +88,7 @@ async def test_a_decode_past_the_deadline_is_counted_as_a_timeout() -> None:
     crashed = value("upload_gate_hash_worker_restarts_total", reason="crashed")
     hasher = Hasher(workers=1, decode_timeout=0.25)
     try:
-        hashes = await hasher.hash(slow, OPTIONS)
+        hashes = await hasher.hash(slow, PILLOW)
         assert hashes.unhashable is not None
         await eventually("upload_gate_hash_worker_restarts_total", timeouts + 1, reason="timeout")
     finally:

@@ -19,6 +19,8 @@ from gate.types import Unhashable, Variant
 from tests.unit.hashing.corpus import encode, photo, resized
 
 OPTIONS = HashOptions()
+# The slow PNG decoded by Pillow: libvips (gate/hashing/vips.py) takes a fraction of the time.
+PILLOW = HashOptions(libvips=False)
 
 
 @functools.cache
@@ -43,7 +45,7 @@ async def test_a_killed_worker_costs_only_its_own_upload_and_is_replaced() -> No
     try:
         await hasher.warm_up()
         (pid,) = hasher.worker_pids()
-        slow = asyncio.create_task(hasher.hash(_slow(), OPTIONS))
+        slow = asyncio.create_task(hasher.hash(_slow(), PILLOW))
         await _wait_until_busy(hasher, slow)
         queued = [asyncio.create_task(hasher.hash(body, OPTIONS)) for body in quick]  # wait for the worker
         os.kill(pid, signal.SIGKILL)
@@ -64,7 +66,7 @@ async def test_a_cancelled_upload_leaves_its_worker_in_step() -> None:
     try:
         await hasher.warm_up()
         (pid,) = hasher.worker_pids()
-        slow = asyncio.create_task(hasher.hash(_slow(), OPTIONS))
+        slow = asyncio.create_task(hasher.hash(_slow(), PILLOW))
         await _wait_until_busy(hasher, slow)
         slow.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -81,7 +83,7 @@ async def test_close_ends_the_workers_and_refuses_queued_uploads() -> None:
     hasher = Hasher(workers=1)
     await hasher.warm_up()
     (pid,) = hasher.worker_pids()
-    slow = asyncio.create_task(hasher.hash(_slow(), OPTIONS))
+    slow = asyncio.create_task(hasher.hash(_slow(), PILLOW))
     await _wait_until_busy(hasher, slow)
     queued = asyncio.create_task(hasher.hash(_quick(), OPTIONS))
     await asyncio.sleep(0)
