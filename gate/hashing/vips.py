@@ -56,14 +56,14 @@ def _pyvips() -> ModuleType | None:
     """pyvips, set up for hostile input; None where it cannot load (the Pillow path is used)."""
     try:
         pyvips = importlib.import_module("pyvips")
-    except Exception as exc:  # ImportError, or OSError when libvips itself cannot be loaded
+        pyvips.cache_set_max(0)
+        pyvips.cache_set_max_mem(0)
+        pyvips.cache_set_max_files(0)
+        pyvips.concurrency_set(1)  # one upload, one core: the pool sizes the parallelism
+        pyvips.block_untrusted_set(True)  # libvips 8.13+; an older system libvips is not used
+    except Exception as exc:  # ImportError, OSError when libvips cannot be loaded, a libvips too old
         log.warning("libvips unavailable, large PNG and WebP are decoded by Pillow: %s", exc)
         return None
-    pyvips.cache_set_max(0)
-    pyvips.cache_set_max_mem(0)
-    pyvips.cache_set_max_files(0)
-    pyvips.concurrency_set(1)  # one upload, one core: the pool sizes the parallelism
-    pyvips.block_untrusted_set(True)
     return pyvips
 
 
