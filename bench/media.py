@@ -31,11 +31,12 @@ SIDE = 500
 
 
 def _cpu_ms(work: Callable[[], object], rounds: int) -> float:
+    # The process's CPU time (libvips decodes in a thread of its own; nothing else runs meanwhile).
     times = []
     for _ in range(rounds):
-        start = time.thread_time()
+        start = time.process_time()
         work()
-        times.append(time.thread_time() - start)
+        times.append(time.process_time() - start)
     return statistics.median(times) * 1000
 
 
@@ -97,8 +98,18 @@ def run(report: Report, rounds: int) -> None:
         )
         if label.startswith(f"GIF, {FRAMES} distinct"):
             report.target(
-                f"{FRAMES}-frame {SIDE} px GIF, every frame hashed (reported, no target)",
-                "reported",
-                f"{ms:.0f} ms CPU, {len(hashes.pdq)} hashes",
-                None,
+                f"{FRAMES}-frame {SIDE} px GIF, every frame hashed, one core (median CPU time)",
+                "≤ 150 ms",
+                f"{ms:.0f} ms CPU, {len(hashes.pdq)} hashes ({ms / base_ms:.1f}× its first frame alone; "
+                "Pillow decodes GIF: libvips measured slower for it)",
+                ms <= 150,
+                issue=18,
+            )
+        if label.startswith("12 MP JPEG, EXIF"):
+            report.target(
+                "12 MP JPEG with EXIF orientation (stored and displayed hashes), one core",
+                "≤ 20 ms",
+                f"{ms:.1f} ms CPU ({ms / base_ms:.2f}× the untagged JPEG)",
+                ms <= 20,
+                issue=18,
             )
