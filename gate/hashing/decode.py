@@ -9,7 +9,8 @@ The fast path (issue 6, "hashing at the limit"): PDQ squeezes any image to 64×6
 decoding all 12 MP buys nothing but time. Images up to 1 MP are hashed at full resolution (exactly
 HMA's hash). Larger ones are reduced by an integer ``scale`` per side while the short side stays at
 least 512 px: JPEG with libjpeg's DCT scaling (``draft``: 1/2, 1/4, 1/8) straight to luma, other
-formats decoded and then averaged in blocks with Pillow's ``reduce``. PDQ's 64×64 downsample of the
+formats decoded and then averaged in blocks with Pillow's ``reduce`` (large still PNG and WebP are
+reduced by libvips instead, where it gives the same picture: gate/hashing/vips.py). PDQ's 64×64 downsample of the
 full image is then computed from the reduced one (gate/hashing/pdq_downsample.py). Measured on the
 fidelity corpus (tests/unit/hashing/test_fidelity.py), on the images it reduces: the earlier way, a
 box resize to PDQ's window and pdqhash on that, was a median of 4 and a max of 8 bits from the
