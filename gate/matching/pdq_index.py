@@ -76,7 +76,7 @@ def default_chunks(bits: int, n: int) -> int:
 
 
 @cache
-def _masks(width: int, radius: int) -> npt.NDArray[np.int64]:
+def neighbour_masks(width: int, radius: int) -> npt.NDArray[np.int64]:
     """Every ``width``-bit value with at most ``radius`` bits set (XORed with a chunk: its neighbours)."""
     values = [0]
     for k in range(1, radius + 1):
@@ -154,7 +154,7 @@ class _Tables:
         more than ``limit`` (a bank of near-identical hashes): a linear scan is then the faster answer."""
         lows, counts = [], []
         for j, (start, width) in enumerate(self.layout):
-            probes = _masks(width, radius) ^ ((query >> (bits - start - width)) & ((1 << width) - 1))
+            probes = neighbour_masks(width, radius) ^ ((query >> (bits - start - width)) & ((1 << width) - 1))
             low = self.starts[j][probes].astype(np.int64)
             counts.append(self.starts[j][probes + 1].astype(np.int64) - low)
             lows.append(low + j * self.n)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from gate.matching.pdq_index import _masks
+from gate.matching.pdq_index import neighbour_masks
 
 U64 = npt.NDArray[np.uint64]
 Ints = npt.NDArray[np.int64]
@@ -43,7 +43,7 @@ class NewHashes:
         empty = np.zeros(0, dtype=np.int64)
         if self.size == 0 or stored.shape[1] == 0:
             return empty, empty, empty
-        masks = _masks(min(max_distance // CHUNKS, CHUNKS))
+        masks = neighbour_masks(16, min(max_distance // CHUNKS, CHUNKS))  # 16-bit chunks
         owners = np.repeat(np.arange(self.size, dtype=np.int64), masks.size)
         found: list[tuple[Ints, Ints, Ints]] = []
         for k in range(CHUNKS):

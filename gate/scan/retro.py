@@ -23,7 +23,7 @@ from typing import Any
 from gate import metrics
 from gate.blob_fetch import BlobSource
 from gate.judge import Context, Judge, Judgement
-from gate.matching.bank_set import Entry
+from gate.matching.bank_columns import Entry
 from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionRecord, new_decision_id
 from gate.scan.act import ScanActor
