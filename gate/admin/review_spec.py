@@ -54,6 +54,9 @@ SCHEMAS: dict[str, Schema] = {
             "human_viewed": {"type": "boolean"},
             "purged_at": nullable(TIME),
             "purge_reason": nullable(STR),
+            "record_uri": nullable(
+                {**STR, "description": "for an item the firehose watcher held: the record it was seen in"}
+            ),
         },
         description="One held (or kept rejected) upload: metadata only, never its bytes.",
     ),

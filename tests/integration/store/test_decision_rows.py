@@ -79,6 +79,7 @@ def _expected(record: DecisionRecord) -> dict[str, object]:
         "actions": [],
         "origin": None,
         "records": [],
+        "record_uri": None,
     }
     if record.decision and record.decision.rule == "csam-pdq":
         return (
