@@ -20,6 +20,7 @@ U64 = npt.NDArray[np.uint64]
 Ints = npt.NDArray[np.int64]
 
 CHUNKS = 16  # 16-bit chunks of a 256-bit hash
+CHUNK_BITS = 16
 _SHIFTS = (48, 32, 16, 0)
 MAX_CANDIDATES = 1_000_000  # candidate pairs checked at once (~60 bytes each)
 
@@ -43,7 +44,7 @@ class NewHashes:
         empty = np.zeros(0, dtype=np.int64)
         if self.size == 0 or stored.shape[1] == 0:
             return empty, empty, empty
-        masks = neighbour_masks(16, min(max_distance // CHUNKS, CHUNKS))  # 16-bit chunks
+        masks = neighbour_masks(CHUNK_BITS, min(max_distance // CHUNKS, CHUNK_BITS))
         owners = np.repeat(np.arange(self.size, dtype=np.int64), masks.size)
         found: list[tuple[Ints, Ints, Ints]] = []
         for k in range(CHUNKS):
