@@ -5,7 +5,8 @@ Each part holds one resource and has a small factory below that reads only its o
 registers its own shutdown. The order is the one thing this module decides: parts that validate the
 policy (matchers with banks) exist before the policy loads, so an invalid policy stops start-up; the
 database and what lives on its one pool (the decision log, evidence, the allowlist) come next; the
-judge is built from what it uses.
+judge is built from what it uses. ``open_base`` and ``open_judge`` are that order's shared part:
+``gate.scan.parts`` builds the scans on them too, so a scan judges exactly as the gate does.
 A feature that adds a part (a matcher, a sink, a readiness check, a background job) adds it here.
 """
 
@@ -85,33 +86,16 @@ class Deps:
 async def open_deps(settings: Settings, *, spool: Path | None = None) -> AsyncIterator[Deps]:
     """``spool``: the decision log's outage spool, when not ``serve``'s (a spool has one writer)."""
     async with contextlib.AsyncExitStack() as stack:
-        # Keys come from a file or the environment, never the database.
-        keyring = Keyring.configured(settings.evidence_keys_file, settings.evidence_key)
-        banks = LocalBanks(settings.banks_dir, BankCache(settings.bank_cache_dir))
-        banks.load()
-        hma = await open_hma(settings, stack)
-        policy = await open_policy(settings, banks, hma, keyring)
-        database = Database(settings)
-        await database.start()
-        stack.push_async_callback(database.stop)  # after everything that uses it has closed
+        base = await open_base(settings, stack)
+        database, policy = base.database, base.policy
         # The embedded Postgres is ours to keep running (and to report on); DATABASE_URL's is not.
         keeper = PostgresKeeper(database.embedded) if database.embedded is not None else None
         decision_log = DecisionLog.from_settings(settings, database.pool, spool)
         await decision_log.start()
         stack.push_async_callback(decision_log.close)
-        evidence = Evidence.on(database.pool, keyring)
+        evidence = Evidence.on(database.pool, base.keyring)
         await quarantine.check_keys_cover_evidence(evidence)
-        # Released hashes (reviewed false positives), in Postgres so that read-only bank files and
-        # other replicas are no obstacle (gate.quarantine.allowlist).
-        allowlist = Allowlist(database.pool, policy)
-        await allowlist.start()
-        hasher = Hasher(settings.hash_workers)
-        hasher.start()
-        stack.push_async_callback(hasher.close)
-        matchers: list[Matcher] = [banks, *([hma] if hma else []), allowlist]
-        cache: TtlCache[CacheKey, Decision] = TtlCache(
-            settings.verdict_cache_size, settings.verdict_cache_ttl
-        )
+        judge, allowlist = await open_judge(settings, stack, base)
         upstream = Upstream(settings.upstream, settings.upstream_connect_timeout, settings.upstream_timeout)
         await upstream.start()
         stack.push_async_callback(upstream.close)
@@ -121,7 +105,7 @@ async def open_deps(settings: Settings, *, spool: Path | None = None) -> AsyncIt
         deps = Deps(
             settings=settings,
             policy=policy,
-            judge=Judge(policy, hasher, matchers, cache),
+            judge=judge,
             upstream=upstream,
             budget=MemoryBudget(settings.memory_budget_bytes),
             sink=sink,
@@ -135,9 +119,54 @@ async def open_deps(settings: Settings, *, spool: Path | None = None) -> AsyncIt
             readiness={},
             background=[],
         )
-        deps.readiness = readiness(deps, hma, keeper)
-        deps.background = jobs(deps, banks, keeper)
+        deps.readiness = readiness(deps, base.hma, keeper)
+        deps.background = jobs(deps, base.banks, keeper)
         yield deps
+
+
+@dataclass
+class Base:
+    """What every process that judges stands on (``open_deps`` for serve and watch,
+    ``gate.scan.parts`` for the scans), in the order ``open_base`` builds it."""
+
+    keyring: Keyring | None
+    banks: LocalBanks
+    hma: HmaMatcher | None
+    policy: PolicyHolder
+    database: Database
+
+
+async def open_base(settings: Settings, stack: contextlib.AsyncExitStack) -> Base:
+    """Keys, banks, HMA and the policy checked against them (so an invalid policy stops start-up), then
+    the database, whose pool ``stack`` closes last of all."""
+    # Keys come from a file or the environment, never the database.
+    keyring = Keyring.configured(settings.evidence_keys_file, settings.evidence_key)
+    banks = LocalBanks(settings.banks_dir, BankCache(settings.bank_cache_dir))
+    banks.load()
+    hma = await open_hma(settings, stack)
+    policy = await open_policy(settings, banks, hma, keyring)
+    database = Database(settings)
+    await database.start()
+    stack.push_async_callback(database.stop)  # after everything that uses it has closed
+    return Base(keyring, banks, hma, policy, database)
+
+
+async def open_judge(
+    settings: Settings, stack: contextlib.AsyncExitStack, base: Base
+) -> tuple[Judge, Allowlist]:
+    """The judge on the base's matchers (local banks, HMA, the allowlist) and its hasher, which
+    ``stack`` closes; the allowlist is returned too, for the review site and its watcher. Call it once
+    the schema is there (the allowlist reads its rows at once)."""
+    # Released hashes (reviewed false positives), in Postgres so that read-only bank files and
+    # other replicas are no obstacle (gate.quarantine.allowlist).
+    allowlist = Allowlist(base.database.pool, base.policy)
+    await allowlist.start()
+    hasher = Hasher(settings.hash_workers)
+    hasher.start()
+    stack.push_async_callback(hasher.close)
+    matchers: list[Matcher] = [base.banks, *([base.hma] if base.hma else []), allowlist]
+    cache: TtlCache[CacheKey, Decision] = TtlCache(settings.verdict_cache_size, settings.verdict_cache_ttl)
+    return Judge(base.policy, hasher, matchers, cache), allowlist
 
 
 async def open_hma(settings: Settings, stack: contextlib.AsyncExitStack) -> HmaMatcher | None:

@@ -14,6 +14,7 @@ import aiohttp
 from yarl import URL
 
 from gate.errors import Unavailable
+from gate.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,13 @@ class PdsAdmin:
         token = base64.b64encode(f"admin:{password}".encode()).decode()
         self._headers = {"Authorization": f"Basic {token}"}
         self._timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PdsAdmin | None:
+        """The PDS's admin API, or None when ``GATE_PDS_ADMIN_PASSWORD`` is not set (no takedowns)."""
+        if not settings.pds_admin_password:
+            return None
+        return cls(settings.pds_admin_base, settings.pds_admin_password)
 
     async def take_down_account(self, did: str, ref: str) -> None:
         """Apply a takedown to the whole repo of ``did``; ``ref`` is kept by the PDS (our audit reference)."""

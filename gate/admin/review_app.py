@@ -53,11 +53,7 @@ async def open_review(
 ) -> ReviewSite:
     """The review site for a running gate: tokens and signing key, the allowlist releases go to,
     takedowns behind the cap."""
-    pds = (
-        PdsAdmin(settings.pds_admin_base, settings.pds_admin_password)
-        if settings.pds_admin_password
-        else None
-    )
+    pds = PdsAdmin.from_settings(settings)
     takedowns = Takedowns(db, pds, settings.takedown_daily_cap)
     # Tokens and the form/link signing key live in Postgres: every replica shares them, a restart
     # keeps them (gate.admin.tokens, gate.admin.signing).

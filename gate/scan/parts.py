@@ -12,25 +12,19 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from gate.deps import open_hma, open_policy, open_webhook
-from gate.hashing.hasher import Hasher
-from gate.judge import CacheKey, Judge
+from gate.deps import open_base, open_judge, open_webhook
+from gate.judge import Judge
 from gate.matching.local import LocalBanks
-from gate.matching.matcher import Matcher
 from gate.notify.event import decision_event
 from gate.notify.webhook import Webhook
 from gate.pds_admin import PdsAdmin
 from gate.policy.reload import PolicyHolder
-from gate.quarantine.allowlist import Allowlist
-from gate.quarantine.keys import Keyring
 from gate.quarantine.takedowns import Takedowns
 from gate.record import DecisionRecord
 from gate.settings import Settings
 from gate.store.database import Database
 from gate.store.evidence import Evidence
 from gate.store.pool import Pool
-from gate.ttl_cache import TtlCache
-from gate.types import Decision
 
 log = logging.getLogger("gate.scan")
 
@@ -60,37 +54,19 @@ class Parts:
 @contextlib.asynccontextmanager
 async def open_parts(settings: Settings) -> AsyncIterator[Parts]:
     async with contextlib.AsyncExitStack() as stack:
-        keyring = Keyring.configured(settings.evidence_keys_file, settings.evidence_key)
-        banks = LocalBanks(settings.banks_dir)
-        banks.load()
-        hma = await open_hma(settings, stack)
-        policy = await open_policy(settings, banks, hma, keyring)
-        database = Database(settings)
-        await database.start()
-        stack.push_async_callback(database.stop)
+        base = await open_base(settings, stack)
+        database = base.database
         await database.pool.get()  # the schema (migrations) before anything reads it
-        allowlist = Allowlist(database.pool, policy)
-        await allowlist.start()
-        hasher = Hasher(settings.hash_workers)
-        hasher.start()
-        stack.push_async_callback(hasher.close)
-        matchers: list[Matcher] = [banks, *([hma] if hma else []), allowlist]
-        cache: TtlCache[CacheKey, Decision] = TtlCache(
-            settings.verdict_cache_size, settings.verdict_cache_ttl
-        )
-        pds = (
-            PdsAdmin(settings.pds_admin_base, settings.pds_admin_password)
-            if settings.pds_admin_password
-            else None
-        )
+        judge, _ = await open_judge(settings, stack, base)
+        pds = PdsAdmin.from_settings(settings)
         webhook = await open_webhook(settings, stack)
         yield Parts(
             settings=settings,
-            policy=policy,
-            banks=banks,
-            judge=Judge(policy, hasher, matchers, cache),
+            policy=base.policy,
+            banks=base.banks,
+            judge=judge,
             database=database,
-            evidence=Evidence.on(database.pool, keyring),
+            evidence=Evidence.on(database.pool, base.keyring),
             takedowns=Takedowns(database.pool, pds, settings.takedown_daily_cap),
             webhook=webhook,
         )

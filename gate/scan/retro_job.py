@@ -62,7 +62,7 @@ class RetroJob:
 
     async def run(self) -> None:
         s = self.settings
-        pds = PdsAdmin(s.pds_admin_base, s.pds_admin_password) if s.pds_admin_password else None
+        pds = PdsAdmin.from_settings(s)
         actor = ScanActor(self.vault, Takedowns(self.db, pds, s.takedown_daily_cap), "gate:retro")
         async with PdsSync(
             s.upstream, admin_password=s.pds_admin_password, max_bytes=s.max_upload_bytes
