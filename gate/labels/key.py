@@ -14,9 +14,6 @@ atproto SDK's own ``atproto_crypto``.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from gate.errors import ConfigError
-from gate.quarantine.keys import owner_only
+from gate.secret_file import read_secret, write_secret
 
 FORMAT = "upload-gate-labeler-key/1"
 INIT_HINT = "create one with `upload-gate labeler init` and set GATE_LABELER_KEY_FILE to its path"
@@ -76,21 +73,7 @@ class LabelerKey:
 
     @classmethod
     def load(cls, path: Path) -> LabelerKey:
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            raise LabelerKeyError(
-                f"cannot read the labeler key {path}: {exc.strerror}; {INIT_HINT}"
-            ) from None
-        if not owner_only(st):
-            raise LabelerKeyError(
-                f"the labeler key {path} is open to others (mode {stat.S_IMODE(st.st_mode):o}); "
-                f"run: chmod 600 {path}"
-            )
-        try:
-            data: Any = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise LabelerKeyError(f"the labeler key {path} is not valid JSON: {exc}") from None
+        data: Any = read_secret(path, "the labeler key", INIT_HINT, LabelerKeyError)
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise LabelerKeyError(f"{path}: not an upload-gate labeler key (expected format {FORMAT!r})")
         key = cls(
@@ -113,16 +96,7 @@ class LabelerKey:
             "private_key": f"{self.private.private_numbers().private_value:064x}",
             "created": self.created,
         }
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(json.dumps(body, indent=2) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.link(tmp, path)  # fails if the path appeared meanwhile: never a silent overwrite
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_secret(path, json.dumps(body, indent=2) + "\n", replace=False)
         return LabelerKey(self.private, self.created, path)
 
     @property

@@ -2,9 +2,8 @@
 
 Keys come from a keyring file (``GATE_EVIDENCE_KEYS_FILE``, JSON, created by ``upload-gate keys init``
 with mode 0600) or from one key in ``GATE_EVIDENCE_KEY`` — never from the database, so a stolen
-database dump (or backup) holds only ciphertext. A keyring file others can read, or its group can write,
-is refused; its group may read it only when root owns it — PostgreSQL's rule for its server key, and
-what a Kubernetes Secret mounted with ``fsGroup`` looks like (root:fsGroup, mode 0440).
+database dump (or backup) holds only ciphertext. A keyring file others can read is refused
+(``gate.secret_file`` says exactly when).
 
 Envelope: every item gets its own random 256-bit data key. The bytes are sealed with AES-256-GCM under
 that data key (random 96-bit nonce, the decision id as associated data), and the data key is wrapped with
@@ -26,7 +25,6 @@ import hashlib
 import json
 import os
 import secrets
-import stat
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gate.errors import ConfigError, GateError
+from gate.secret_file import read_secret, write_secret
 
 FORMAT = "upload-gate-keyring/1"
 KEY_BYTES = 32
@@ -94,12 +93,6 @@ def _decode_secret(text: object, where: str) -> bytes:
     return raw
 
 
-def owner_only(st: os.stat_result) -> bool:
-    """Owner-only; or, for a root-owned file, group-readable too (see the module docstring)."""
-    group_may = stat.S_IRGRP if st.st_uid == 0 else 0
-    return not st.st_mode & ((stat.S_IRWXG & ~group_may) | stat.S_IRWXO)
-
-
 class Keyring:
     def __init__(self, keys: list[Key], active: str, path: Path | None = None) -> None:
         self.keys = {k.id: k for k in keys}
@@ -130,22 +123,7 @@ class Keyring:
 
     @classmethod
     def load(cls, path: Path) -> Keyring:
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            raise KeyringError(
-                f"cannot read the evidence keyring {path}: {exc.strerror}; {INIT_HINT}"
-            ) from None
-        if not owner_only(st):
-            raise KeyringError(
-                f"the evidence keyring {path} is open to others (mode {stat.S_IMODE(st.st_mode):o}); "
-                f"run: chmod 600 {path}"
-            )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise KeyringError(f"the evidence keyring {path} is not valid JSON: {exc}") from None
-        return cls._parse(data, path)
+        return cls._parse(read_secret(path, "the evidence keyring", INIT_HINT, KeyringError), path)
 
     @classmethod
     def _parse(cls, data: Any, path: Path) -> Keyring:
@@ -185,17 +163,7 @@ class Keyring:
             raise KeyringError("this keyring has no file (it came from GATE_EVIDENCE_KEY)")
         if create and target.exists():
             raise KeyringError(f"{target} already exists; refusing to overwrite a keyring")
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self.to_json())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_secret(target, self.to_json(), replace=True)
         self.path = target
 
     def add_active(self, key: Key) -> None:
