@@ -93,10 +93,14 @@ class XrpcError(GateError):
     default_message: str = "Internal Server Error"
     # The gate stopped reading this request's body: the answer says "Connection: close".
     closes_connection: bool = False
+    # Seconds after which the client may ask again (429s and 503s): the answer says "Retry-After".
+    retry_after: int | None = None
 
     def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None) -> None:
         self.message = message or self.default_message
         self.headers = headers or {}
+        if self.retry_after is not None:
+            self.headers = {**self.headers, "Retry-After": str(self.retry_after)}
         super().__init__(self.message)
 
     def body(self) -> dict[str, str]:
@@ -144,9 +148,7 @@ class TooManyUploads(ClientError):
     status = 429
     error = "RateLimitExceeded"
     default_message = "Too many uploads in progress from this address"
-
-    def __init__(self, message: str | None = None, *, retry_after: int = 5) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
+    retry_after = 5
 
 
 class BlockedUpload(ClientError):
@@ -164,17 +166,13 @@ class Overloaded(XrpcError):
     status = 503
     error = "Overloaded"
     default_message = "The upload gate is busy; retry shortly"
-
-    def __init__(self, message: str | None = None, *, retry_after: int = 2) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
+    retry_after = 2
 
 
 class ShuttingDown(Overloaded):
     default_message = "The upload gate is shutting down; retry shortly"
     closes_connection = True
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message, retry_after=5)
+    retry_after = 5
 
 
 class UpstreamFailure(XrpcError):
@@ -193,9 +191,7 @@ class LogUnavailable(XrpcError):
     status = 503
     error = "Overloaded"
     default_message = "Uploads are paused: the decision log is unavailable"
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message, headers={"Retry-After": "30"})
+    retry_after = 30
 
 
 class EvidenceUnavailable(XrpcError):
@@ -205,6 +201,4 @@ class EvidenceUnavailable(XrpcError):
     status = 503
     error = "Overloaded"
     default_message = "The upload could not be processed right now; retry shortly"
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message, headers={"Retry-After": "30"})
+    retry_after = 30

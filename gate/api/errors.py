@@ -51,6 +51,4 @@ class ApiUnavailable(XrpcError):
     status = 503
     error = "Unavailable"
     default_message = "the gate's database is unavailable; nothing was answered, retry shortly"
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message, headers={"Retry-After": "5"})
+    retry_after = 5

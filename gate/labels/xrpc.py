@@ -48,9 +48,7 @@ class LabelsUnavailable(XrpcError):
     status = 503
     error = "NotReady"  # what other atproto services answer while their store is unavailable
     default_message = "Labels are unavailable right now; retry shortly"
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message, headers={"Retry-After": "5"})
+    retry_after = 5
 
 
 def _int(raw: str | None, name: str, low: int, high: int, default: int | None) -> int | None:
