@@ -13,8 +13,10 @@ import importlib
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 
 from gate import package_version
+from gate.store.query import parse_when
 
 # module: subcommands it registers
 COMMAND_MODULES = (
@@ -71,6 +73,21 @@ class HelpFormatter(argparse.HelpFormatter):
                     )
                 )
         return "\n\n".join(blocks)
+
+
+def when_arg(raw: str) -> datetime:
+    """An option's type: ``30m``, ``2h``, ``7d`` ago or an ISO-8601 time (``gate.store.query.parse_when``)."""
+    try:
+        return parse_when(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_arg(raw: str) -> int:
+    """An option's type: a whole number from 1."""
+    if not raw.isdigit() or int(raw) <= 0:
+        raise argparse.ArgumentTypeError("expected a positive integer")
+    return int(raw)
 
 
 def build_parser() -> argparse.ArgumentParser:

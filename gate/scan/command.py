@@ -20,10 +20,10 @@ import json
 import logging
 import signal
 import sys
-from datetime import datetime
 from pathlib import Path
 
 from gate.blob_fetch import BlobSource, BlobUnavailable, DiskBlobs, PdsSync
+from gate.cli import positive_arg, when_arg
 from gate.errors import ConfigError, Unavailable
 from gate.logging_setup import configure_logging
 from gate.record import DecisionRecord
@@ -38,7 +38,6 @@ from gate.scan.store import ScanStore, insert_decision
 from gate.settings import Settings, SettingsError, parse_rate, parse_url
 from gate.store.command import with_pool
 from gate.store.pool import Pool
-from gate.store.query import parse_when
 
 log = logging.getLogger("gate.scan")
 
@@ -99,7 +98,7 @@ examples:
         "--hma, stored PDQ hashes are looked up in HMA again at GATE_RETRO_HMA_RATE.",
         epilog="examples:\n  upload-gate scan retro --since 30d\n  upload-gate scan retro --since 7d --hma --json",
     )
-    r.add_argument("--since", type=_when, help="decisions since (30d, 2026-01-31); default: the whole log")
+    r.add_argument("--since", type=when_arg, help="decisions since (30d, 2026-01-31); default: the whole log")
     r.add_argument(
         "--hma",
         action="store_true",
@@ -116,9 +115,7 @@ examples:
         "next scan.",
         epilog="examples:\n  upload-gate scan problems\n  upload-gate scan problems --limit 20 --json",
     )
-    q.add_argument(
-        "--limit", type=_positive_count, default=100, help="at most this many of each (default 100)"
-    )
+    q.add_argument("--limit", type=positive_arg, default=100, help="at most this many of each (default 100)")
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.set_defaults(func=run_problems)
 
@@ -126,12 +123,6 @@ examples:
 def _positive(raw: str) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= 256:
         raise argparse.ArgumentTypeError("expected an integer in 1–256")
-    return int(raw)
-
-
-def _positive_count(raw: str) -> int:
-    if not raw.isdigit() or int(raw) < 1:
-        raise argparse.ArgumentTypeError("expected a positive integer")
     return int(raw)
 
 
@@ -219,13 +210,6 @@ async def _scan(args: argparse.Namespace, settings: Settings, tally: Tally) -> i
         return 1
     sys.stdout.write(tally.to_json() + "\n" if args.json else tally.summary_text())
     return 0
-
-
-def _when(raw: str) -> datetime:
-    try:
-        return parse_when(raw)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run_retro(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from gate.cli import positive_arg, when_arg
 from gate.settings import Settings, SettingsError
 from gate.store.database import Database
 from gate.store.migrate import MigrationError, migrate, schema_ready
@@ -52,8 +53,8 @@ examples:
   upload-gate decisions --sha256 9f86d081884c7d65... --json     every column of the matching rows
   upload-gate decisions --shadow --since 7d              what shadow rules would have done""",
     )
-    p.add_argument("--since", type=_when, help="e.g. 30m, 24h, 7d or 2026-01-31T12:00")
-    p.add_argument("--until", type=_when, help="same forms as --since")
+    p.add_argument("--since", type=when_arg, help="e.g. 30m, 24h, 7d or 2026-01-31T12:00")
+    p.add_argument("--until", type=when_arg, help="same forms as --since")
     p.add_argument("--verdict", choices=tuple(Verdict))
     p.add_argument("--source", choices=tuple(DecisionSource), help="the path that judged the bytes")
     p.add_argument("--did", help="uploader DID (verified: the PDS accepted the caller)")
@@ -61,7 +62,7 @@ examples:
     p.add_argument("--sha256", help="SHA-256 of the decoded upload (hex)")
     p.add_argument("--rule", help="the rule that decided")
     p.add_argument("--shadow", action="store_true", help="only decisions where a shadow rule fired")
-    p.add_argument("--limit", type=_positive, default=50, help="most rows to print (default 50)")
+    p.add_argument("--limit", type=positive_arg, default=50, help="most rows to print (default 50)")
     p.add_argument("--json", action="store_true", help="one JSON object per line, every column")
     p.set_defaults(func=run_decisions)
 
@@ -77,8 +78,8 @@ examples:
   upload-gate stats --since 7d
   upload-gate stats --since 2026-01-01T00:00 --until 2026-02-01T00:00 --json""",
     )
-    p.add_argument("--since", type=_when, default="24h", help="window start (default 24h ago)")
-    p.add_argument("--until", type=_when, help="window end (default now)")
+    p.add_argument("--since", type=when_arg, default="24h", help="window start (default 24h ago)")
+    p.add_argument("--until", type=when_arg, help="window end (default now)")
     p.add_argument(
         "--include-unverified",
         action="store_true",
@@ -86,19 +87,6 @@ examples:
     )
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=run_stats)
-
-
-def _when(raw: str) -> datetime:
-    try:
-        return parse_when(raw)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive(raw: str) -> int:
-    if not raw.isdigit() or int(raw) <= 0:
-        raise argparse.ArgumentTypeError("expected a positive integer")
-    return int(raw)
 
 
 def run_migrate(args: argparse.Namespace) -> int:
