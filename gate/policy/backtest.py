@@ -13,7 +13,6 @@ would decide (for a flip to forward: the rule and bank that decided before), eac
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +23,7 @@ from gate.policy.evaluate import evaluate
 from gate.policy.model import Policy
 from gate.policy.plan import compile_plan
 from gate.quarantine.allowlist import Allowlist
-from gate.scan.stored import row_hashes
+from gate.scan.stored import each_decision, row_hashes
 from gate.signals import MatchSource, SignalType
 from gate.store.pool import Pool
 from gate.store.query import row_to_json
@@ -132,20 +131,11 @@ async def back_test(
     allowlist = Allowlist(db)
     await allowlist.refresh()
     report = BackTest(policy.version, since.isoformat(), examples)
-    after: tuple[datetime, uuid.UUID] = (since, uuid.UUID(int=0))
-    while True:
-        page = await db.fetch(
-            f"SELECT * FROM decisions WHERE {_WINDOW} AND (time, id) > ($2, $3) ORDER BY time, id LIMIT {PAGE}",  # noqa: S608
-            since,
-            *after,
-        )
-        if not page:
-            return report
-        after = (page[-1]["time"], page[-1]["id"])
-        for raw in page:
-            row = row_to_json(raw)
-            hashes = row_hashes(row)
-            local = await banks.match(hashes, plan)
-            allowed = await allowlist.match(hashes, plan)
-            matches = local.matches + allowed.matches + recorded_hma(row)
-            report.add(row, evaluate(policy, hashes, MatchResult(matches, local.failures)))
+    async for raw in each_decision(db, _WINDOW, since, PAGE):
+        row = row_to_json(raw)
+        hashes = row_hashes(row)
+        local = await banks.match(hashes, plan)
+        allowed = await allowlist.match(hashes, plan)
+        matches = local.matches + allowed.matches + recorded_hma(row)
+        report.add(row, evaluate(policy, hashes, MatchResult(matches, local.failures)))
+    return report

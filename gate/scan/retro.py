@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,15 @@ from gate.scan.act import ScanActor
 from gate.scan.bank_diff import BankDiff
 from gate.scan.pace import Pace
 from gate.scan.pdq_join import NewHashes
-from gate.scan.stored import STORED, PdqBlock, decision_rows, each_pdq_block, row_hashes, stored_exact
+from gate.scan.stored import (
+    STORED,
+    PdqBlock,
+    decision_rows,
+    each_decision,
+    each_pdq_block,
+    row_hashes,
+    stored_exact,
+)
 from gate.signals import SignalType
 from gate.store.pool import Pool
 from gate.store.query import row_to_json
@@ -135,32 +142,23 @@ class RetroHunt:
         ``rate`` lookups a second so HMA is not flooded; a stored decision a rule now blocks is a hit."""
         pace = Pace(rate)
         tally = RetroTally()
-        after: tuple[datetime, uuid.UUID] = (since, uuid.UUID(int=0))
-        while True:
-            page = await self.db.fetch(
-                f"SELECT * FROM decisions WHERE {STORED} AND pdq <> '[]'::jsonb AND (time, id) > ($2, $3)"  # noqa: S608
-                " ORDER BY time, id LIMIT 200",
-                since,
-                *after,
-            )
-            if not page:
-                return tally
-            after = (page[-1]["time"], page[-1]["id"])
-            for raw in page:
-                row = row_to_json(raw)
-                hashes = row_hashes(row)
-                await pace.take(len(SignalType.PDQ.facts.values(hashes)))
-                context = Context(DecisionSource.RETRO)
-                judged = await self.judge.judge(hashes, context)
-                if judged.decision.verdict is Verdict.FORWARD or judged.decision.reason != "match":
-                    continue  # nothing new (and a failing matcher is no hit)
-                tally.hits += 1
-                if await self.db.fetchval(
-                    "SELECT 1 FROM decisions WHERE source = 'retro' AND origin = $1", raw["id"]
-                ):
-                    tally.already += 1
-                    continue
-                await self._one(row, judged, context, (note,), tally)
+        where = f"{STORED} AND pdq <> '[]'::jsonb"
+        async for raw in each_decision(self.db, where, since, 200):
+            row = row_to_json(raw)
+            hashes = row_hashes(row)
+            await pace.take(len(SignalType.PDQ.facts.values(hashes)))
+            context = Context(DecisionSource.RETRO)
+            judged = await self.judge.judge(hashes, context)
+            if judged.decision.verdict is Verdict.FORWARD or judged.decision.reason != "match":
+                continue  # nothing new (and a failing matcher is no hit)
+            tally.hits += 1
+            if await self.db.fetchval(
+                "SELECT 1 FROM decisions WHERE source = 'retro' AND origin = $1", raw["id"]
+            ):
+                tally.already += 1
+                continue
+            await self._one(row, judged, context, (note,), tally)
+        return tally
 
     async def _one(
         self,

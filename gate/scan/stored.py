@@ -10,11 +10,12 @@ again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import numpy as np
 import numpy.typing as npt
 
@@ -93,6 +94,24 @@ async def stored_exact(
         list(values),
     )
     return [(r["id"].hex, r["v"]) for r in rows]
+
+
+async def each_decision(db: Pool, where: str, since: datetime, page: int) -> AsyncIterator[asyncpg.Record]:
+    """Every decision ``where`` holds (a condition on ``$1``, which is ``since``), oldest first, read
+    ``page`` rows at a time by keyset on (time, id): a row written meanwhile never shifts a page, and
+    memory stays one page whatever the size of the log."""
+    after: tuple[datetime, uuid.UUID] = (since, uuid.UUID(int=0))
+    while True:
+        rows = await db.fetch(
+            f"SELECT * FROM decisions WHERE {where} AND (time, id) > ($2, $3) ORDER BY time, id LIMIT {page}",  # noqa: S608
+            since,
+            *after,
+        )
+        if not rows:
+            return
+        after = (rows[-1]["time"], rows[-1]["id"])
+        for row in rows:
+            yield row
 
 
 async def decision_rows(db: Pool, ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -8,11 +8,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-
-import pytest
 
 from gate.record import DecisionRecord, new_decision_id
 from gate.scan.store import insert_decision
@@ -82,14 +79,6 @@ def record(
         new_decision_id(), DecisionRecord.now() - timedelta(days=days_ago), source, None,
         Uploader("did:plc:backtest", "access_jwt", "pds"), None, h, d, verdict,
     )  # fmt: skip
-
-
-@pytest.fixture
-async def pool(fresh_dsn: str) -> AsyncIterator[Pool]:
-    db = Pool(fresh_dsn)
-    await db.get()
-    yield db
-    await db.close()
 
 
 async def test_back_test_reports_what_would_flip(pool: Pool, fresh_dsn: str, tmp_path: Path) -> None:

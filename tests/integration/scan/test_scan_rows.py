@@ -5,9 +5,6 @@ and what getBlob withholds because of it — a blocked blob a scan only recorded
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
-
-import pytest
 
 from gate.record import DecisionRecord, new_decision_id
 from gate.scan.scanner import repo_uploader
@@ -29,14 +26,6 @@ def record(
         new_decision_id(), DecisionRecord.now(), source, None, repo_uploader(DID), None, h, d, verdict,
         actions=actions,
     )  # fmt: skip
-
-
-@pytest.fixture
-async def pool(fresh_dsn: str) -> AsyncIterator[Pool]:
-    db = Pool(fresh_dsn)
-    await db.get()
-    yield db
-    await db.close()
 
 
 async def test_scan_rows_and_what_they_withhold(pool: Pool) -> None:
