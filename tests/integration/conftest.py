@@ -11,19 +11,12 @@ import pytest
 
 from gate.serve import RunningGate
 from tests.support.boot import gate_env, in_process
-from tests.support.policies import RESPONSES
+from tests.support.policies import head
 from tests.support.serving import serving
 from tests.support.upstream import RecordingUpstream
 
 POLICY = (
-    """
-on_unhashable = "quarantine"
-on_low_quality = "forward"
-on_unscannable = "forward"
-on_matcher_error = "reject"
-on_log_failure = "forward"
-"""
-    + RESPONSES
+    head()
     + """
 [[rules]]
 name = "block-exact"
@@ -64,10 +57,13 @@ def write_config(
     return policy_path, banks_dir
 
 
-def process_env(tmp_path: Path, upstream_url: str, dsn: str) -> dict[str, str]:
-    """The settings of a gate run as operators run it (``boot.gate_process``) on the test policy, its data
-    directory ``tmp_path / "var"``."""
-    return gate_env(upstream_url, dsn, *write_config(tmp_path), tmp_path / "var")
+def process_env(
+    tmp_path: Path, upstream_url: str, dsn: str, policy: str = POLICY, banks: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The settings of a gate run as operators run it (``boot.gate_process``) on ``policy`` (the test
+    policy unless given) and ``banks`` (as ``write_config`` takes them), its data directory
+    ``tmp_path / "var"``."""
+    return gate_env(upstream_url, dsn, *write_config(tmp_path, policy, banks), tmp_path / "var")
 
 
 GateFactory = Callable[..., Awaitable[RunningGate]]

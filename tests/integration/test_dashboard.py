@@ -22,10 +22,10 @@ from gate.hashing.hasher import hash_bytes
 from gate.hashing.options import HashOptions
 from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import OTHER_PDQ
-from tests.integration.conftest import write_config
+from tests.integration.conftest import process_env
 from tests.support import images
-from tests.support.boot import GateProcess, gate_env, gate_process
-from tests.support.policies import RESPONSES
+from tests.support.boot import GateProcess, gate_process
+from tests.support.policies import HMA_CLOSE, head
 from tests.support.prometheus import Prometheus, prometheus
 from tests.support.tokens import ALICE_BEARER
 from tests.support.upstream import RecordingUpstream
@@ -38,15 +38,7 @@ RATE_INTERVAL = "1m"  # what Grafana's $__rate_interval becomes at a 15 s scrape
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"
 
 POLICY = (
-    """
-on_unhashable = "quarantine"
-on_low_quality = "forward"
-on_unscannable = "forward"
-on_matcher_error = "reject"
-on_log_failure = "forward"
-hma_banks = ["HMA_BLOCK"]
-"""
-    + RESPONSES
+    head(hma_banks='["HMA_BLOCK"]')
     + """
 [[rules]]
 name = "block-exact"
@@ -61,15 +53,9 @@ source = "local"
 banks = ["review"]
 signal_types = ["sha256"]
 action = "quarantine"
-
-[[rules]]
-name = "hma-close"
-source = "hma"
-banks = ["HMA_BLOCK"]
-signal_types = ["pdq"]
-max_distance = 10
-action = "reject"
-
+"""
+    + HMA_CLOSE
+    + """
 [[rules]]
 name = "watch"
 source = "local"
@@ -128,7 +114,7 @@ async def gate(
         "watch": f"sha256,{sha(WATCHED)},x",
     }
     env = {
-        **gate_env(upstream[1], fresh_dsn, *write_config(tmp_path, POLICY, banks), tmp_path / "var"),
+        **process_env(tmp_path, upstream[1], fresh_dsn, POLICY, banks),
         "GATE_HMA_URL": hma.url,
         "GATE_MAX_UPLOADS_PER_IP": "0",
     }

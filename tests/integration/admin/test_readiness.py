@@ -14,33 +14,14 @@ import aiohttp
 import pytest
 
 from tests.fakes.hma import FakeHma
-from tests.integration.conftest import write_config
-from tests.support.boot import GateProcess, gate_env, gate_process
+from tests.integration.conftest import process_env
+from tests.support.boot import GateProcess, gate_process
 from tests.support.images import jpeg
-from tests.support.policies import RESPONSES
+from tests.support.policies import HMA_CLOSE, head
 from tests.support.scrape import sample
 from tests.support.upstream import RecordingUpstream
 
-POLICY = (
-    """
-on_unhashable = "reject"
-on_low_quality = "forward"
-on_unscannable = "forward"
-on_matcher_error = "reject"
-on_log_failure = "forward"
-hma_banks = ["HMA_BLOCK"]
-"""
-    + RESPONSES
-    + """
-[[rules]]
-name = "hma-close"
-source = "hma"
-banks = ["HMA_BLOCK"]
-signal_types = ["pdq"]
-max_distance = 10
-action = "reject"
-"""
-)
+POLICY = head(on_unhashable="reject", hma_banks='["HMA_BLOCK"]') + HMA_CLOSE
 
 
 @pytest.fixture
@@ -57,7 +38,7 @@ async def gate(
     tmp_path: Path, upstream: tuple[RecordingUpstream, str], fresh_dsn: str, hma: FakeHma
 ) -> AsyncIterator[GateProcess]:
     env = {
-        **gate_env(upstream[1], fresh_dsn, *write_config(tmp_path, POLICY), tmp_path / "var"),
+        **process_env(tmp_path, upstream[1], fresh_dsn, POLICY),
         "GATE_HMA_URL": hma.url,
         "GATE_HMA_STATUS_INTERVAL": "60",  # a poller this slow would leave /readyz a minute behind
         "GATE_HMA_CACHE_SIZE": "0",

@@ -18,44 +18,25 @@ from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import OTHER_PDQ, flip
 from tests.integration.conftest import GateFactory
 from tests.support import images
-from tests.support.policies import RESPONSES
+from tests.support.policies import HMA_CLOSE, head
 from tests.support.upstream import RecordingUpstream
 
 AUTH = {"Authorization": "Bearer not-checked-by-the-fake-upstream", "Content-Type": "image/jpeg"}
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"
 Upstream = tuple[RecordingUpstream, str]
 
-POLICY = (
-    """
-on_unhashable = "quarantine"
-on_low_quality = "forward"
-on_unscannable = "forward"
-on_matcher_error = "{on_error}"
-on_log_failure = "forward"
-hma_banks = {hma_banks}
-"""
-    + RESPONSES
-    + """
+LOCAL_EXACT = """
 [[rules]]
 name = "local-exact"
 source = "local"
 banks = ["blocklist"]
 signal_types = ["sha256"]
 action = "reject"
-
-[[rules]]
-name = "hma-close"
-source = "hma"
-banks = ["HMA_BLOCK"]
-signal_types = ["pdq"]
-max_distance = 10
-action = "reject"
 """
-)
 
 
 def policy(on_error: str = "reject", hma_banks: str = '["HMA_BLOCK"]') -> str:
-    return POLICY.format(on_error=on_error, hma_banks=hma_banks)
+    return head(on_matcher_error=on_error, hma_banks=hma_banks) + LOCAL_EXACT + HMA_CLOSE
 
 
 def pdq_of(data: bytes) -> str:

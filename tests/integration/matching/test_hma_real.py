@@ -45,7 +45,7 @@ from tests.fakes.hma_support import flip, hma_rule, image_hashes, make_matcher, 
 from tests.integration.conftest import GateFactory
 from tests.support.hma_files import HMA_CANNOT_BANK, KINDS, PHOTOS, Kind, hma_hash
 from tests.support.images import photo
-from tests.support.policies import RESPONSES
+from tests.support.policies import head
 from tests.support.upstream import RecordingUpstream
 
 REAL_URL = os.environ.get("HMA_URL", "")
@@ -257,14 +257,7 @@ async def test_hma_is_ready_and_the_check_command_says_so(
 
 
 COMPAT_POLICY = (
-    """
-on_unhashable = "quarantine"
-on_low_quality = "forward"
-on_unscannable = "forward"
-on_matcher_error = "reject"
-on_log_failure = "forward"
-"""
-    + RESPONSES
+    head()
     + """
 [[rules]]
 name = "hma-banked"

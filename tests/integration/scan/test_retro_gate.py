@@ -24,7 +24,7 @@ from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import OTHER_PDQ
 from tests.integration.conftest import POLICY, GateFactory, gate_env
 from tests.support import images
-from tests.support.policies import RESPONSES
+from tests.support.policies import HMA_CLOSE, head
 from tests.support.receiver import Receiver, receiver
 from tests.support.tokens import unsigned
 
@@ -137,27 +137,7 @@ async def _bank_addition(start_gate: GateFactory, hooks: Receiver) -> None:
     assert len(await rows(gate, "source = 'retro'")) == 2
 
 
-HMA_POLICY = (
-    """
-on_unhashable = "quarantine"
-on_low_quality = "forward"
-on_unscannable = "forward"
-on_matcher_error = "reject"
-on_log_failure = "forward"
-hma_banks = ["HMA_BLOCK"]
-"""
-    + RESPONSES
-    + """
-[[rules]]
-name = "hma-close"
-source = "hma"
-banks = ["HMA_BLOCK"]
-signal_types = ["pdq"]
-max_distance = 10
-action = "reject"
-"""
-    + SCAN
-)
+HMA_POLICY = head(hma_banks='["HMA_BLOCK"]') + HMA_CLOSE + SCAN
 
 
 async def test_an_hma_index_rebuild_rejudges_the_window(start_gate: GateFactory) -> None:
