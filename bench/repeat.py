@@ -26,10 +26,8 @@ from bench import corpus
 from bench.report import Report
 from gate.hashing.hasher import Hasher
 from gate.judge import Context, Judge
-from gate.matching.local import LocalBanks
-from gate.policy.reload import PolicyHolder
-from gate.ttl_cache import TtlCache
 from gate.types import DecisionSource
+from tests.support.judge import local_judge
 
 POLICY = """
 on_unhashable = "quarantine"
@@ -107,21 +105,13 @@ async def _measure(quick: bool, rounds: int) -> list[Row]:
 
 
 async def _judge(tmp: Path) -> tuple[Judge, Hasher]:
-    banks_dir = tmp / "banks"
-    banks_dir.mkdir()
     rng = np.random.default_rng(18)
     rows = [f"pdq,{bytes(h).hex()}" for h in rng.integers(0, 256, size=(10_000, 32), dtype=np.uint8)]
     rows.append(f"sha256,{hashlib.sha256(b'never uploaded').hexdigest()}")
-    (banks_dir / "block.csv").write_text("\n".join(rows) + "\n")
-    banks = LocalBanks(banks_dir)
-    banks.load()
-    policy_path = tmp / "policy.toml"
-    policy_path.write_text(POLICY)
-    policy = PolicyHolder(policy_path, lambda: {"local": banks.names()})
-    await policy.load_initial()
     hasher = Hasher(workers=1)
     await hasher.warm_up()
-    return Judge(policy, hasher, [banks], TtlCache(4096, 3600)), hasher
+    built = await local_judge(tmp, POLICY, rows, hasher, cache_size=4096, cache_ttl=3600)
+    return built.judge, hasher
 
 
 async def _judged_ms(judge: Judge, body: bytes, scope: bytes) -> float:

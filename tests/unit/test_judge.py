@@ -10,14 +10,12 @@ from pathlib import Path
 import pytest
 
 from gate.hashing.hasher import Hasher, hash_bytes
-from gate.judge import Context, Judge
-from gate.matching.local import LocalBanks
+from gate.judge import Context
 from gate.matching.matcher import Matcher
 from gate.policy.plan import Plan
-from gate.policy.reload import PolicyHolder
-from gate.ttl_cache import TtlCache
 from gate.types import DecisionSource, Hashes, MatchResult, Verdict
 from tests.support.images import encode, photo
+from tests.support.judge import LocalJudge, local_judge
 
 POLICY = """
 on_unhashable = "quarantine"
@@ -34,13 +32,6 @@ action = "reject"
 """
 BANNED = encode(photo("astronaut.png").resize((256, 256)), "PNG")
 CLEAN = encode(photo("coffee.png").resize((256, 256)), "PNG")
-
-
-@dataclass
-class Parts:
-    judge: Judge
-    policy: PolicyHolder
-    path: Path
 
 
 @dataclass
@@ -68,16 +59,9 @@ async def hasher() -> AsyncIterator[Hasher]:
         await hasher.close()
 
 
-async def make(tmp_path: Path, hasher: Hasher, *extra: Matcher, on_error: str = "forward") -> Parts:
-    (tmp_path / "banks").mkdir()
-    (tmp_path / "banks" / "block.csv").write_text(f"sha256,{hashlib.sha256(BANNED).hexdigest()}\n")
-    banks = LocalBanks(tmp_path / "banks")
-    banks.load()
-    path = tmp_path / "policy.toml"
-    path.write_text(POLICY.format(on_error=on_error))
-    policy = PolicyHolder(path, lambda: {"local": banks.names()})
-    await policy.load_initial()
-    return Parts(Judge(policy, hasher, [banks, *extra], TtlCache(16, 60)), policy, path)
+async def make(tmp_path: Path, hasher: Hasher, *extra: Matcher, on_error: str = "forward") -> LocalJudge:
+    banned = [f"sha256,{hashlib.sha256(BANNED).hexdigest()}"]
+    return await local_judge(tmp_path, POLICY.format(on_error=on_error), banned, hasher, *extra)
 
 
 async def test_bytes_are_hashed_as_the_plan_says_matched_and_judged(tmp_path: Path, hasher: Hasher) -> None:
