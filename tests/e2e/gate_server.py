@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support import boot
-from tests.support.boot import GateProcess
+from tests.support.boot import GateProcess, gate_command
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,18 +62,6 @@ signal_types = ["sha256", "pdq"]
 max_distance = 31
 action = "quarantine"
 """
-
-
-def gate_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gate", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def bank_rows(path: Path) -> list[str]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.boot import gate_command
 
 
 @pytest.fixture
@@ -20,9 +19,7 @@ def env(tmp_path: Path, fresh_dsn: str) -> dict[str, str]:
 
 
 def gate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gate", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
-    )
+    return gate_command(*args, env=env)
 
 
 @pytest.mark.parametrize(

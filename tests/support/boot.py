@@ -6,6 +6,7 @@
   operators run it, for what only a process shows: signals and exit codes, stderr, ``--workers``, memory,
   the embedded Postgres. stdout and stderr are kept in files; the ports are read from the gate's own
   "listening" lines (ask for port 0), and with ``--workers N`` it waits until every worker listens.
+- ``gate_command``: one of the gate's other commands (``python -m gate keys init`` ...) run to its end.
 - ``gate_env``: a test gate's settings (loopback, any free port, one hashing worker, a fixed evidence key).
 
 Deployment tests (tests/deploy, tests/e2e/deployed.py) do not come here: they start the gate exactly as
@@ -137,6 +138,20 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def gate_command(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m gate *args`` from the repository root, run to its end (two minutes at most), its
+    output kept as text; ``env``: the whole environment (None: this process's)."""
+    return subprocess.run(
+        [sys.executable, "-m", "gate", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 class _Starting:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -20,9 +19,8 @@ from gate.store.migrate import migrate
 from gate.store.pool import Pool
 from tests.integration.admin.conftest import ReviewEnv
 from tests.integration.conftest import GateFactory
+from tests.support.boot import gate_command
 from tests.support.serving import serving
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 async def migrated(dsn: str) -> None:
@@ -90,15 +88,7 @@ async def _key(store: TokenStore) -> bytes:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gate", "admin", "token", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return gate_command("admin", "token", *args, env=env)
 
 
 async def test_cli_prints_the_token_once(fresh_dsn: str, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -24,9 +23,9 @@ from gate.store.migrate import migrate
 from gate.store.pool import Pool, StoreUnavailable
 from gate.types import Hashes, MatchResult, Verdict
 from tests.integration.admin.conftest import POLICY
+from tests.support.boot import gate_command
 from tests.support.postgres import server_dir
 
-REPO = Path(__file__).resolve().parents[3]
 # Every local bank's exact hashes: a release must never turn into a hit this rule could select.
 BLOCK_ANY_LOCAL = (
     '\n[[rules]]\nname = "any-local"\nsource = "local"\nsignal_types = ["sha256"]\naction = "reject"\n'
@@ -148,15 +147,7 @@ async def test_postgres_down_keeps_the_rows_in_force(tmp_path: Path) -> None:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gate", "allowlist", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return gate_command("allowlist", *args, env=env)
 
 
 async def test_list_and_remove_commands(tmp_path: Path, fresh_dsn: str) -> None:

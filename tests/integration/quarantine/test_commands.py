@@ -9,7 +9,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,23 +19,15 @@ from gate.quarantine.keys import Keyring, KeyringError
 from gate.store.evidence import Evidence
 from gate.store.pool import Pool
 from gate.store.retention import Retention
+from tests.support.boot import gate_command
 
 from .conftest import DID, judged
 
-REPO = Path(__file__).resolve().parents[3]
 TEST_KEY = base64.b64encode(bytes(range(32))).decode()
 
 
 def gate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gate", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return gate_command(*args, env=env)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -18,12 +17,12 @@ from gate.record import DecisionRecord
 from gate.store.embedded import EmbeddedPostgres
 from gate.store.migrate import shipped_migrations
 from gate.types import DecisionSource
+from tests.support.boot import gate_command
 from tests.support.postgres import server_dir
 
 from . import records as R
 from .conftest import make_log
 
-ROOT = Path(__file__).resolve().parents[3]
 ALL_APPLIED = "".join(f"applied {m.version:03d}_{m.name}\n" for m in shipped_migrations())
 
 
@@ -35,15 +34,7 @@ def run_cli(
         env["DATABASE_URL"] = dsn
     if data_dir is not None:
         env["GATE_DATA_DIR"] = str(data_dir)
-    return subprocess.run(
-        [sys.executable, "-m", "gate", *args],
-        check=False,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return gate_command(*args, env=env)
 
 
 async def _write(dsn: str, spool: Path, records: list[DecisionRecord]) -> None:
