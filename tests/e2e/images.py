@@ -7,7 +7,6 @@ re-encoding and resizing while every byte changes (a real near-duplicate), and t
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import random
@@ -41,12 +40,6 @@ def near_duplicate(seed: int, quality: int = 80) -> bytes:
     out = io.BytesIO()
     img.save(out, "JPEG", quality=quality)
     return out.getvalue()
-
-
-def cid_of(data: bytes) -> str:
-    """CIDv1, raw codec, sha2-256, base32 — what the PDS names a blob."""
-    digest = b"\x01\x55\x12\x20" + hashlib.sha256(data).digest()
-    return "b" + base64.b32encode(digest).decode().lower().rstrip("=")
 
 
 def sha256(data: bytes) -> str:

@@ -17,9 +17,10 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.e2e.endpoints import FRONTS, Endpoint, User
 from tests.e2e.gate_server import QUARANTINE_ERROR, REJECT_ERROR, Gate
-from tests.e2e.images import cid_of, near_duplicate, png
+from tests.e2e.images import near_duplicate, png
 from tests.e2e.procs import LOOPBACK
 from tests.support.chromium import ARGS, chromium
+from tests.support.cids import cid_of
 
 pytestmark = [pytest.mark.e2e]
 

@@ -30,9 +30,10 @@ from atproto import models
 from tests.e2e import gate_server, pds_server
 from tests.e2e.endpoints import Endpoint, Images, User, new_user
 from tests.e2e.gate_server import POLICY, gate_command
-from tests.e2e.images import cid_of, png
+from tests.e2e.images import png
 from tests.e2e.pds_server import Pds
 from tests.e2e.procs import LOOPBACK, Proc, free_port
+from tests.support.cids import cid_of
 
 pytestmark = [
     pytest.mark.e2e,

@@ -16,11 +16,12 @@ import pytest
 
 from tests.e2e import fronts
 from tests.e2e.endpoints import Endpoint, Images, User, new_user
-from tests.e2e.images import cid_of, png
+from tests.e2e.images import png
 from tests.e2e.pds_server import Pds
 from tests.e2e.spellings import GET_BLOB_SPELLINGS, PDS_UPLOAD_SPELLINGS, UPLOAD_SPELLINGS
 from tests.e2e.stand_in import StandIn, stand_in
 from tests.e2e.wire import send
+from tests.support.cids import cid_of
 
 pytestmark = [pytest.mark.e2e]
 

@@ -21,10 +21,11 @@ from websockets.sync.client import connect
 from tests.e2e import images
 from tests.e2e.endpoints import FRONTS, Endpoint, Images, User
 from tests.e2e.gate_server import REJECT_ERROR, Gate
-from tests.e2e.images import cid_of, png, sha256
+from tests.e2e.images import png, sha256
 from tests.e2e.pds_server import Pds
 from tests.e2e.spellings import GATE_JUDGED, GATE_MATCHED_PDS_REFUSES, GET_BLOB_SPELLINGS, UPLOAD_SPELLINGS
 from tests.e2e.wire import send
+from tests.support.cids import cid_of
 
 pytestmark = [
     pytest.mark.e2e,

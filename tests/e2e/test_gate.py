@@ -15,8 +15,9 @@ from atproto_client.exceptions import BadRequestError
 
 from tests.e2e.endpoints import Endpoint, Images, User
 from tests.e2e.gate_server import QUARANTINE_ERROR, REJECT_ERROR, Gate
-from tests.e2e.images import cid_of, png, sha256
+from tests.e2e.images import png, sha256
 from tests.e2e.pds_server import Pds
+from tests.support.cids import cid_of
 
 pytestmark = [
     pytest.mark.e2e,

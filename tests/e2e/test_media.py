@@ -17,8 +17,9 @@ from PIL import Image
 
 from tests.e2e.endpoints import Endpoint, User, new_user
 from tests.e2e.gate_server import REJECT_ERROR, Gate
-from tests.e2e.images import cid_of, picture, sha256
+from tests.e2e.images import picture, sha256
 from tests.e2e.pds_server import Pds
+from tests.support.cids import cid_of
 from tests.support.media import BOXES, TEN_MS_FIRST, oriented, polyglot, save
 
 pytestmark = [

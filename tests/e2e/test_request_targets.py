@@ -10,8 +10,9 @@ import pytest
 
 from tests.e2e.endpoints import Endpoint, Images, User
 from tests.e2e.gate_server import REJECT_ERROR, Gate
-from tests.e2e.images import cid_of, png, sha256
+from tests.e2e.images import png, sha256
 from tests.e2e.pds_server import Pds
+from tests.support.cids import cid_of
 from tests.support.raw_http import exchange
 
 pytestmark = pytest.mark.e2e

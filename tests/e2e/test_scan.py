@@ -40,6 +40,7 @@ from tests.e2e.endpoints import Endpoint, User, new_user
 from tests.e2e.gate_server import POLICY, REPO, Gate, gate_command
 from tests.e2e.pds_server import Pds
 from tests.e2e.procs import LOOPBACK
+from tests.support.cids import cid_of
 
 pytestmark = [
     pytest.mark.e2e,
@@ -152,7 +153,7 @@ def user_posting(url: str, pictures: list[bytes], users: list[User]) -> tuple[Us
     user = new_user(Endpoint("pds", url, True))
     users.append(user)
     uris = [user.post_image(picture, text=f"stored {i}").uri for i, picture in enumerate(pictures)]
-    return user, [images.cid_of(p) for p in pictures], uris
+    return user, [cid_of(p) for p in pictures], uris
 
 
 def scan(gate: Gate, front: Front, *args: str) -> dict[str, Any]:
@@ -182,7 +183,7 @@ def test_scan_judges_acts_and_reads_nothing_twice(
     post_of = dict(
         zip(alice_cids + bob_cids + carol_cids, alice_posts + bob_posts + carol_posts, strict=True)
     )
-    banned_cid, held_cid = images.cid_of(banned), images.cid_of(held)
+    banned_cid, held_cid = cid_of(banned), cid_of(held)
 
     summary = scan(scan_gate, front)
     assert summary["problems"] == {}, summary

@@ -27,6 +27,7 @@ from tests.e2e.gate_server import REJECT_ERROR, Gate, gate_command
 from tests.e2e.oauth import OAuthSession, obtain_token
 from tests.e2e.pds_server import Pds
 from tests.e2e.procs import LOOPBACK
+from tests.support.cids import cid_of
 from tests.support.tokens import DpopKey, b64url, hs256
 
 pytestmark = [pytest.mark.e2e]
@@ -172,7 +173,7 @@ def test_an_invalid_credential_learns_nothing_and_leaves_nothing(
         )
         assert banked == fresh, cred.name
         assert banked[0] in (400, 401, 403, 500), (cred.name, banked)
-        assert gate.decisions(images.cid_of(clean)) == [], cred.name
+        assert gate.decisions(cid_of(clean)) == [], cred.name
 
     assert pds.stored_since(before) == {}
     assert held_shas(gate) == held_before
@@ -245,7 +246,7 @@ def test_a_real_caller_gets_the_verdict_recorded_under_its_verified_did(
         assert refused.headers["DPoP-Nonce"]
         assert "DPoP-Nonce" in refused.headers["Access-Control-Expose-Headers"]
     assert images.sha256(pictures.banned_near) not in pds.blob_files().values()
-    rows = [r for r in gate.decisions(images.cid_of(pictures.banned_near)) if r["did"] == account.did]
+    rows = [r for r in gate.decisions(cid_of(pictures.banned_near)) if r["did"] == account.did]
     assert rows and rows[-1]["verdict"] == "reject"
     assert (rows[-1]["did_verified"], rows[-1]["verified_how"], rows[-1]["claimed_did"]) == (
         True,
@@ -255,7 +256,7 @@ def test_a_real_caller_gets_the_verdict_recorded_under_its_verified_did(
 
     stored = send(clean)
     assert stored.status_code == 200, stored.text
-    assert stored.json()["blob"]["ref"]["$link"] == images.cid_of(clean)
+    assert stored.json()["blob"]["ref"]["$link"] == cid_of(clean)
     assert images.sha256(clean) in pds.stored_since(before).values()
-    [row] = gate.decisions(images.cid_of(clean))
+    [row] = gate.decisions(cid_of(clean))
     assert (row["verdict"], row["did"], row["verified_how"]) == ("forward", account.did, "pds")

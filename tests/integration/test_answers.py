@@ -18,8 +18,9 @@ from gate.hashing.hasher import hash_bytes
 from gate.hashing.options import HashOptions
 from tests.integration.conftest import GateFactory
 from tests.support import images
+from tests.support.cids import cid_of
 from tests.support.raw_http import exchange, read_response, start_upload
-from tests.support.upstream import RecordingUpstream, cid_of
+from tests.support.upstream import RecordingUpstream
 
 Upstream = tuple[RecordingUpstream, str]
 Headers = CIMultiDictProxy[str]

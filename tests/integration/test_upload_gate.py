@@ -15,8 +15,9 @@ from gate.hashing.hasher import hash_bytes
 from gate.hashing.options import HashOptions
 from tests.integration.conftest import GateFactory
 from tests.support import images
+from tests.support.cids import cid_of
 from tests.support.tokens import ALICE_BEARER
-from tests.support.upstream import RecordingUpstream, cid_of
+from tests.support.upstream import RecordingUpstream
 
 AUTH = {"Authorization": ALICE_BEARER}
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"

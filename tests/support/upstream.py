@@ -4,7 +4,6 @@ request it receives (method, raw path, headers, body bytes) and answers like the
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 from dataclasses import dataclass, field
 
@@ -12,16 +11,12 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from gate.proxy.routing import UPLOAD_PATH, normalised_path
+from tests.support.cids import cid_of
 
 
 def on_upload_route(raw_path: str) -> bool:
     """Any method on the upload route, in any spelling the gate routes there."""
     return normalised_path(raw_path) == UPLOAD_PATH
-
-
-def cid_of(data: bytes) -> str:
-    raw = bytes([0x01, 0x55, 0x12, 0x20]) + hashlib.sha256(data).digest()
-    return "b" + base64.b32encode(raw).decode().lower().rstrip("=")
 
 
 @dataclass

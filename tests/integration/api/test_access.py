@@ -17,8 +17,9 @@ from gate.admin.tokens import Role, TokenStore
 from gate.proxy.routing import UPLOAD_PATH
 from tests.integration.api.conftest import PHOTO, ApiGate, api_gate, banks
 from tests.integration.conftest import GateFactory
+from tests.support.cids import cid_of
 from tests.support.tokens import ALICE_BEARER
-from tests.support.upstream import RecordingUpstream, cid_of
+from tests.support.upstream import RecordingUpstream
 
 MATCH = {"sha256": "0" * 64}
 DID = "did:plc:" + "a" * 24

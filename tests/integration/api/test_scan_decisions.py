@@ -16,8 +16,9 @@ from gate.admin.tokens import Role
 from tests.integration.api.conftest import PHOTO, ApiGate, api_gate, banks
 from tests.integration.conftest import POLICY, GateFactory
 from tests.support import images
+from tests.support.cids import cid_of
 from tests.support.tokens import ALICE_BEARER
-from tests.support.upstream import RecordingUpstream, cid_of
+from tests.support.upstream import RecordingUpstream
 
 DID = "did:plc:" + "a" * 24
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"

@@ -21,8 +21,9 @@ from gate.store.retention import Retention
 from tests.integration.conftest import POLICY, GateFactory
 from tests.support import boot, images
 from tests.support.boot import TEST_EVIDENCE_KEY
+from tests.support.cids import base58btc, cid_of
 from tests.support.tokens import ALICE_BEARER
-from tests.support.upstream import RecordingUpstream, cid_of
+from tests.support.upstream import RecordingUpstream
 
 from .conftest import judged
 
@@ -38,15 +39,6 @@ PDS_NOT_FOUND = {"error": "InvalidRequest", "message": "Blob not found"}
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def base58btc(raw: bytes) -> str:
-    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-    num, out = int.from_bytes(raw, "big"), ""
-    while num:
-        num, rem = divmod(num, 58)
-        out = alphabet[rem] + out
-    return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + out
 
 
 async def upload(url: str, body: bytes) -> tuple[int, dict[str, object]]:

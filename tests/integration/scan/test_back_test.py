@@ -16,7 +16,7 @@ from gate.scan.store import insert_decision
 from gate.signals import MatchSource, SignalType
 from gate.store.pool import Pool
 from gate.types import Decision, DecisionSource, Hashes, Match, PdqHash, Uploader, Verdict
-from tests.e2e.images import cid_of
+from tests.support.cids import cid_of
 from tests.support.policies import RESPONSES
 
 BANKED_PDQ = "f" * 64

@@ -12,7 +12,7 @@ from gate.scan.store import Outcome, ScanStore
 from gate.store.blocked import blocked_sha256
 from gate.store.pool import Pool
 from gate.types import ActionTaken, Decision, DecisionSource, Hashes, ScanAction, Verdict
-from tests.e2e.images import cid_of
+from tests.support.cids import cid_of
 
 DID = "did:plc:abcdefghijklmnopqrstuvwx"
 

@@ -12,7 +12,7 @@ from gate.scan.store import insert_decision
 from gate.scan.stored import STORED, each_decision
 from gate.store.pool import Pool
 from gate.types import Decision, DecisionSource, Hashes, Verdict
-from tests.e2e.images import cid_of
+from tests.support.cids import cid_of
 
 
 def record(body: bytes, verdict: Verdict, at: datetime, source: DecisionSource) -> DecisionRecord:

@@ -18,8 +18,9 @@ from gate.hashing.options import HashOptions
 from gate.store.embedded import EmbeddedPostgres
 from tests.integration.conftest import POLICY, GateFactory
 from tests.support import images
+from tests.support.cids import cid_of
 from tests.support.postgres import server_dir
-from tests.support.upstream import RecordingUpstream, cid_of
+from tests.support.upstream import RecordingUpstream
 
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"
 Upstream = tuple[RecordingUpstream, str]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import os
@@ -21,6 +20,7 @@ from gate.policy.model import Policy
 from gate.policy.plan import compile_plan
 from gate.signals import SignalType
 from gate.types import Hashes, MatchResult, PdqHash, Variant, Verdict
+from tests.support.cids import cid_of
 
 rng = random.Random(7)
 
@@ -36,11 +36,6 @@ def flip(hex_: str, n: int) -> str:
     for pos in rng.sample(range(bits), n):
         value ^= 1 << pos
     return f"{value:0{bits // 4}x}"
-
-
-def cid_of(data: bytes) -> str:
-    raw = bytes([1, 0x55, 0x12, 0x20]) + hashlib.sha256(data).digest()
-    return "b" + base64.b32encode(raw).decode().lower().rstrip("=")
 
 
 BODY = b"some upload"

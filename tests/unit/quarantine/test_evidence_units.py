@@ -15,7 +15,7 @@ from gate.proxy.routing import is_get_blob
 from gate.quarantine.keys import EvidenceUnreadable, Keyring, KeyringError, new_key
 from gate.quarantine.service import key_check
 from gate.quarantine.withheld import WithheldBlobs, cid_sha256
-from tests.support.upstream import cid_of
+from tests.support.cids import base58btc, cid_of
 
 BASE = 'on_unhashable = "reject"\non_unscannable = "forward"\non_matcher_error = "reject"\non_log_failure = "forward"\n'
 HOLD = '[[rules]]\nname = "hold"\nsource = "local"\nsignal_types = ["sha256"]\naction = "quarantine"\n'
@@ -126,15 +126,6 @@ def test_sealed_bytes_are_bound_to_their_decision() -> None:
     assert ring.open(sealed, "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b") == b"bytes"  # same id, other spelling
     with pytest.raises(EvidenceUnreadable):
         ring.open(sealed, second)
-
-
-def base58btc(raw: bytes) -> str:
-    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-    num, out = int.from_bytes(raw, "big"), ""
-    while num:
-        num, rem = divmod(num, 58)
-        out = alphabet[rem] + out
-    return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + out
 
 
 def base36(raw: bytes) -> str:

@@ -15,10 +15,10 @@ from gate.scan.act import ScanActor, wanted
 from gate.scan.pace import Pace
 from gate.scan.scanner import repo_uploader
 from gate.types import Decision, DecisionSource, Hashes, ScanAction, Verdict
-from tests.e2e import images
+from tests.support.cids import cid_of
 
 HEAD = 'on_unhashable = "reject"\non_unscannable = "forward"\non_matcher_error = "quarantine"\non_log_failure = "forward"\n'
-CID = images.cid_of(b"x")
+CID = cid_of(b"x")
 
 
 def parse(text: str) -> Policy:
