@@ -18,12 +18,14 @@ dominates and only the cache helps. "100 frames" is an animated upload with 100 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import math
 import multiprocessing
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import httpx
@@ -103,22 +105,29 @@ async def measure(url: str, pdqs: list[str], uploads: int, cache: bool) -> tuple
     return statistics.median(step[5:]) * 1000, statistics.median(base[5:]) * 1000
 
 
-def with_fake(serialise: bool, runs: list[tuple[str, list[str], bool]], uploads: int) -> list[Row]:
+@contextlib.contextmanager
+def fake_process(serialise: bool) -> Iterator[str]:
+    """The URL of the fake HMA (``_serve``) in a process of its own: the client measured does not share
+    its event loop or its GIL."""
     ctx = multiprocessing.get_context("spawn")
     queue: multiprocessing.Queue[int] = ctx.Queue()
     process = ctx.Process(target=_serve, args=(queue, serialise), daemon=True)
     process.start()
     try:
-        url = f"http://127.0.0.1:{queue.get(timeout=30)}"
+        yield f"http://127.0.0.1:{queue.get(timeout=30)}"
+    finally:
+        process.terminate()
+        process.join()
+
+
+def with_fake(serialise: bool, runs: list[tuple[str, list[str], bool]], uploads: int) -> list[Row]:
+    with fake_process(serialise) as url:
         rows = []
         for name, pdqs, cache in runs:
             step, bare = asyncio.run(measure(url, pdqs, uploads, cache))
             rounds = len(pdqs) if serialise else math.ceil(len(pdqs) / CONCURRENCY)
             rows.append(Row(name, step, bare, rounds * SERVICE * 1000))
         return rows
-    finally:
-        process.terminate()
-        process.join()
 
 
 def main() -> None:

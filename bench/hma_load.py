@@ -15,14 +15,13 @@ HMA 1.1.7's measured 8 ms per lookup.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import statistics
 import time
 from dataclasses import dataclass
 
 import httpx
 
-from bench.hma import CONCURRENCY, SERVICE, _serve
+from bench.hma import CONCURRENCY, SERVICE, fake_process
 from bench.report import Report
 from gate.matching.answer_cache import AnswerCache
 from gate.matching.breaker import BreakerState, CircuitBreaker
@@ -134,16 +133,8 @@ async def _burst(url: str) -> Burst:
 
 
 def _with_fake(serialise: bool, work: str, uploads: int) -> object:
-    ctx = multiprocessing.get_context("spawn")
-    queue: multiprocessing.Queue[int] = ctx.Queue()
-    process = ctx.Process(target=_serve, args=(queue, serialise), daemon=True)
-    process.start()
-    try:
-        url = f"http://127.0.0.1:{queue.get(timeout=30)}"
+    with fake_process(serialise) as url:
         return asyncio.run(_step_ms(url, uploads) if work == "step" else _burst(url))
-    finally:
-        process.terminate()
-        process.join()
 
 
 def run(report: Report, quick: bool) -> None:
