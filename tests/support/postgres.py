@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from gate.store.embedded import EmbeddedPostgres
+from gate.store.migrate import migrate
 
 
 def dsn_for(dsn: str, database: str) -> str:
@@ -48,6 +49,15 @@ async def fresh_database(server_dsn: str) -> AsyncIterator[str]:
         query = "&".join(filter(None, [parts.query, f"search_path={name}"]))
         yield urlunsplit(parts._replace(query=query))
         await conn.execute(f"DROP SCHEMA {name} CASCADE")
+    finally:
+        await conn.close()
+
+
+async def migrated(dsn: str) -> None:
+    """The gate's schema brought up to date in ``dsn``, as the gate does when it starts."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
     finally:
         await conn.close()
 

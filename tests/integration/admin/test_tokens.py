@@ -15,20 +15,12 @@ from gate.admin.review_api import ReviewSite
 from gate.admin.review_app import create_review_app
 from gate.admin.signing import Signer, shared_key
 from gate.admin.tokens import Principal, Role, TokenError, TokenStore, token_hash
-from gate.store.migrate import migrate
 from gate.store.pool import Pool
 from tests.integration.admin.conftest import ReviewEnv
 from tests.integration.conftest import GateFactory
 from tests.support.boot import gate_command
+from tests.support.postgres import migrated
 from tests.support.serving import serving
-
-
-async def migrated(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
 
 
 async def test_tokens_are_hashes_shared_by_every_process(fresh_dsn: str) -> None:

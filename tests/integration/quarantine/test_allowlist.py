@@ -19,12 +19,11 @@ from gate.policy.reload import PolicyHolder
 from gate.quarantine.allowlist import Allowlist, NoAllowlistBank
 from gate.signals import SignalType
 from gate.store.embedded import EmbeddedPostgres
-from gate.store.migrate import migrate
 from gate.store.pool import Pool, StoreUnavailable
 from gate.types import Hashes, MatchResult, Verdict
 from tests.integration.admin.conftest import POLICY
 from tests.support.boot import gate_command
-from tests.support.postgres import server_dir
+from tests.support.postgres import migrated, server_dir
 
 # Every local bank's exact hashes: a release must never turn into a hit this rule could select.
 BLOCK_ANY_LOCAL = (
@@ -55,14 +54,6 @@ def hashes_of(body: bytes) -> Hashes:
         size=len(body),
         media_type="image/jpeg",
     )
-
-
-async def migrated(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
 
 
 async def test_a_release_is_an_exact_allowlist_hit_here_at_once_and_elsewhere_on_refresh(
