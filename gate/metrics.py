@@ -357,7 +357,12 @@ def policy_in_force(version: str, previous: str | None) -> None:
 
 
 # ---- the labeler (gate/labels) ----
-LABELS_SIGNED = Counter("upload_gate_labels_signed_total", "Labels signed by the labeler key (each once).")
+LABELS_SIGNED = Counter(
+    "upload_gate_labels_signed_total",
+    "Labels signed by the labeler key (each once), by kind: applied, or negated (a label withdrawn).",
+    ["kind"],
+)
+_zero(LABELS_SIGNED, ("applied", "negated"))
 LABEL_REQUESTS = Counter(
     "upload_gate_label_requests_total",
     "Labeler requests by endpoint (query, subscribe) and outcome: ok, invalid (bad parameters), "
@@ -405,6 +410,10 @@ FIREHOSE_REPORTS = Counter(
 _zero(FIREHOSE_REPORTS, ("sent", "failed"))
 FIREHOSE_LAG = Gauge(
     "upload_gate_firehose_lag_seconds", "Age of the newest commit read from the firehose when it was read."
+)
+FIREHOSE_LAG_LIMIT = Gauge(
+    "upload_gate_firehose_lag_limit_seconds",
+    "The policy's [firehose] max_lag_seconds in force: a lag above it is skipped or paused (on_lag).",
 )
 FIREHOSE_QUEUE = Gauge("upload_gate_firehose_queue_depth", "Commits read and waiting for a worker.")
 FIREHOSE_CURSOR = Gauge("upload_gate_firehose_cursor", "The durable cursor: every event up to it is handled.")

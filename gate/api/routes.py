@@ -13,7 +13,8 @@ import dataclasses
 
 from aiohttp import web
 
-from gate.api.errors import ApiUnavailable
+from gate import metrics
+from gate.api.errors import ApiUnavailable, RateLimited
 from gate.api.guard import api_errors, authorize
 from gate.api.inputs import (
     DECISION_FILTERS,
@@ -181,3 +182,11 @@ def install_api(app: web.Application, api: Api) -> None:
     r.add_post("/api/v1/scan", scan_view)
     r.add_get("/api/v1/decisions", decisions_view)
     r.add_get("/api/v1/openapi.json", openapi_view)
+    # Each endpoint's success and refusal for rate exist at 0 from the first scrape: a rate and the
+    # dashboard see the first call, and an empty panel means a wrong query. (Other answers, XRPC error
+    # names, appear when first given.)
+    for route in r.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if path.startswith("/api/v1/") and path != "/api/v1/openapi.json":
+            metrics.API_REQUESTS.labels(path, "ok")
+            metrics.API_REQUESTS.labels(path, RateLimited.error)

@@ -132,6 +132,9 @@ async def run_watch(settings: Settings, service: str, reset: bool, stop: asyncio
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             await web.TCPSite(runner, *settings.watch_metrics_listen).start()
+            # The address as bound (port 0 = any free port), so scrape configs and tests can find it.
+            for host, port, *_ in runner.addresses:
+                log.info("watch metrics listening on %s:%d", host, port)
         task = asyncio.create_task(watcher.run())
         waiter = asyncio.create_task(stop.wait())
         try:

@@ -104,6 +104,7 @@ class Watcher:
         self.progress = Progress(await self.state.cursor())
         self._saved = self.progress.last_read
         log.info("watching %s from cursor %s", self.service, self.progress.last_read)
+        metrics.FIREHOSE_LAG_LIMIT.set(self.judge.policy.current.firehose.max_lag_seconds)
         # Reconnections inside this process resume after the last event *read* (the rest are in flight
         # here); a new process resumes from the durable watermark.
         self._stream = RepoStream(self.service, lambda: self.progress.last_read)
@@ -201,6 +202,7 @@ class Watcher:
         self.tally.lag = max(lag, 0.0)
         metrics.FIREHOSE_LAG.set(self.tally.lag)
         policy = self.judge.policy.current.firehose
+        metrics.FIREHOSE_LAG_LIMIT.set(policy.max_lag_seconds)  # the policy may have been reloaded
         if lag > policy.max_lag_seconds and policy.on_lag == "skip":
             for ref in event.blobs:
                 self._count("skipped")

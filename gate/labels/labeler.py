@@ -46,10 +46,11 @@ class Labeler:
     async def signed(self, rows: Sequence[LabelRow]) -> list[Label]:
         """The rows' labels, each with a signature by the current key."""
         signer = self.key.did_key
-        todo = [(r.seq, self.sign(r.label)) for r in rows if r.signed_by != signer]
+        fresh = [r for r in rows if r.signed_by != signer]
+        todo = [(r.seq, self.sign(r.label)) for r in fresh]
         stored = await self.store.store_signatures(todo, signer) if todo else {}
-        if todo:
-            metrics.LABELS_SIGNED.inc(len(todo))
+        for r in fresh:
+            metrics.LABELS_SIGNED.labels("negated" if r.label.neg else "applied").inc()
         return [r.label.signed(stored[r.seq]) if r.seq in stored else r.label for r in rows]
 
     def sign(self, label: Label) -> bytes:
