@@ -1,12 +1,15 @@
 """The shipped Grafana dashboard (deploy/grafana/upload-gate.json), tested against a real Prometheus: the
 gate runs as operators run it (``python -m gate serve --workers 2``, the fake HMA beside it), judges
-real uploads of every kind, Debian's ``prometheus`` scrapes its /metrics with the shipped alert rules
-loaded, and every panel's query, its variables filled in as Grafana would, is evaluated through
-Prometheus's HTTP API: each must parse and select series. No panel is silently empty because of a typo."""
+real uploads of every kind, and beside it ``python -m gate watch`` judges the blobs of a generated
+firehose (tests/support/firehose.py); Debian's ``prometheus`` scrapes both /metrics, each as its own job,
+with the shipped alert rules loaded, and every panel's query, its variables filled in as Grafana would,
+is evaluated through Prometheus's HTTP API: each must parse and select series. No panel is silently
+empty because of a typo."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -23,8 +26,9 @@ from gate.hashing.options import HashOptions
 from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import OTHER_PDQ
 from tests.integration.conftest import process_env
+from tests.support import firehose as fh
 from tests.support import images
-from tests.support.boot import GateProcess, gate_process
+from tests.support.boot import GateProcess, WatchProcess, gate_process, watch_process
 from tests.support.policies import HMA_CLOSE, head
 from tests.support.prometheus import Prometheus, prometheus
 from tests.support.tokens import ALICE_BEARER
@@ -34,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "upload-gate.json"
 RULES = ROOT / "deploy" / "prometheus" / "upload-gate-rules.yml"
 JOB = "upload-gate"
+WATCH_JOB = "upload-gate-watch"  # as deploy/prometheus/upload-gate-rules.yml names it
 RATE_INTERVAL = "1m"  # what Grafana's $__rate_interval becomes at a 15 s scrape interval, or more
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"
 
@@ -67,6 +72,8 @@ shadow = true
 )
 
 BLOCKED, HELD, WATCHED, CLEAN, STRANGER = (images.noise_png(seed) for seed in (31, 32, 33, 34, 35))
+POSTED = images.noise_png(36)  # on the firehose only
+AUTHOR, NOBODY = "did:plc:author", "did:plc:nobody"  # the PLC directory knows the first only
 HMA_BANNED = images.jpeg("astronaut.png")
 
 
@@ -86,13 +93,22 @@ def panels(items: list[dict[str, Any]] | None = None) -> Iterator[dict[str, Any]
         yield from panels(panel.get("panels", []))
 
 
-def filled(expr: str, instance: str) -> str:
-    """A query as Grafana sends it: the job and instance chosen (a regex variable's value escaped for a
-    PromQL string, as Grafana does), $__rate_interval resolved."""
-    in_promql = re.escape(instance).replace("\\", "\\\\")
-    return (
-        expr.replace("$__rate_interval", RATE_INTERVAL).replace("$job", JOB).replace("$instance", in_promql)
-    )
+def escaped(instance: str) -> str:
+    """A regex variable's value escaped for a PromQL string, as Grafana does."""
+    return re.escape(instance).replace("\\", "\\\\")
+
+
+def filled(expr: str, instance: str, watcher: str) -> str:
+    """A query as Grafana sends it: the jobs and instances chosen, $__rate_interval resolved."""
+    for name, value in (
+        ("$__rate_interval", RATE_INTERVAL),
+        ("$watch_job", WATCH_JOB),
+        ("$watch_instance", escaped(watcher)),
+        ("$job", JOB),
+        ("$instance", escaped(instance)),
+    ):
+        expr = expr.replace(name, value)
+    return expr
 
 
 @pytest.fixture
@@ -105,21 +121,57 @@ async def hma() -> AsyncIterator[FakeHma]:
 
 
 @pytest.fixture
-async def gate(
+def settings(
     tmp_path: Path, upstream: tuple[RecordingUpstream, str], fresh_dsn: str, hma: FakeHma
-) -> AsyncIterator[GateProcess]:
+) -> dict[str, str]:
+    """The settings serve and watch share (one policy, banks, Postgres), as operators run them."""
     banks = {
         "blocklist": f"sha256,{sha(BLOCKED)},x",
         "review": f"sha256,{sha(HELD)},x",
         "watch": f"sha256,{sha(WATCHED)},x",
     }
-    env = {
+    upstream[0].accepted_auth = {ALICE_BEARER}
+    return {
         **process_env(tmp_path, upstream[1], fresh_dsn, POLICY, banks),
         "GATE_HMA_URL": hma.url,
         "GATE_MAX_UPLOADS_PER_IP": "0",
     }
-    upstream[0].accepted_auth = {ALICE_BEARER}
-    async with gate_process(env, tmp_path, args=("serve", "--workers", "2")) as running:
+
+
+@pytest.fixture
+async def gate(settings: dict[str, str], tmp_path: Path) -> AsyncIterator[GateProcess]:
+    async with gate_process(settings, tmp_path, args=("serve", "--workers", "2")) as running:
+        yield running
+
+
+@pytest.fixture
+async def network() -> AsyncIterator[fh.Network]:
+    """A firehose of three posts: a clean picture, a blocked one, and one by a DID nobody knows (not
+    judged: a failure at the identity stage); the PLC directory and the author's PDS beside it."""
+    net = fh.Network(dids={AUTHOR}, hold=asyncio.Event())
+    for data in (POSTED, BLOCKED):
+        net.blobs[fh.blob_cid(data)] = data
+    net.frames = [
+        fh.commit(1, AUTHOR, {"app.bsky.feed.post/a": fh.post(POSTED)}),
+        fh.commit(2, AUTHOR, {"app.bsky.feed.post/b": fh.post(BLOCKED)}),
+        fh.commit(3, NOBODY, {"app.bsky.feed.post/c": fh.post(CLEAN)}),
+    ]
+    async with contextlib.aclosing(fh.running(net)) as it:
+        yield await it.__anext__()
+
+
+@pytest.fixture
+async def watcher(
+    settings: dict[str, str], tmp_path: Path, gate: GateProcess, network: fh.Network
+) -> AsyncIterator[WatchProcess]:
+    """``upload-gate watch`` on the gate's settings, started after the gate (which migrated the schema)."""
+    env = {
+        **settings,
+        "GATE_PLC_URL": network.url + "/plc",
+        "GATE_FIREHOSE_PDS_ORIGINS": network.url,
+        "GATE_FIREHOSE_WORKERS": "1",
+    }
+    async with watch_process(env, tmp_path / "watch", network.url.replace("http", "ws")) as running:
         yield running
 
 
@@ -151,14 +203,25 @@ async def judge_uploads(gate: GateProcess) -> None:
     assert answers == [200, 400, 400, 400, 200, 200, 400, 401]
     async with aiohttp.ClientSession() as s, s.get(gate.url + "/xrpc/_health") as r:
         assert r.status == 200
+    await ask_api_without_a_token(gate)
 
 
-async def scraped(prom: Prometheus, times: int) -> None:
-    """Until Prometheus has scraped the gate ``times`` times (within the last minute)."""
+async def ask_api_without_a_token(gate: GateProcess) -> None:
+    """The hash/match/scan API (on the admin listener), asked without a token: 401."""
+    async with aiohttp.ClientSession() as s, s.post(gate.admin_url + "/api/v1/hash", data=b"x") as r:
+        assert r.status == 401
+
+
+async def scraped(prom: Prometheus, times: int, job: str = JOB) -> None:
+    """Until Prometheus has scraped ``job`` ``times`` times (within the last minute)."""
+    await until(prom, f'count_over_time(up{{job="{job}"}}[1m]) >= {times}')
+
+
+async def until(prom: Prometheus, query: str) -> None:
+    """Until ``query`` selects series (a minute at most)."""
     deadline = time.monotonic() + 60
-    query = f'count_over_time(up{{job="{JOB}"}}[1m]) >= {times}'
     while not await prom.query(query):
-        assert time.monotonic() < deadline, f"not scraped {times} times\n{prom.log.read_text()}"
+        assert time.monotonic() < deadline, f"never true: {query}\n{prom.log.read_text()}"
         await asyncio.sleep(0.5)
 
 
@@ -185,22 +248,45 @@ def test_the_dashboard_is_importable_with_a_datasource_variable() -> None:
 
 
 async def test_every_panel_query_selects_series_from_a_gate_that_judged_uploads(
-    gate: GateProcess, tmp_path: Path
+    gate: GateProcess, watcher: WatchProcess, network: fh.Network, tmp_path: Path
 ) -> None:
+    # An error answer's series is made by its first (the XRPC error names are not a fixed vocabulary):
+    # one before Prometheus starts, so the one judge_uploads makes shows in a rate.
+    await ask_api_without_a_token(gate)
     target = gate.admin_url.removeprefix("http://")
-    async with prometheus(tmp_path / "prometheus", JOB, [target], rule_files=(RULES,)) as prom:
-        await scraped(prom, 2)  # rates need samples from before the uploads
+    watch_target = watcher.metrics_url.removeprefix("http://")
+    async with prometheus(
+        tmp_path / "prometheus", JOB, [target], rule_files=(RULES,), also={WATCH_JOB: [watch_target]}
+    ) as prom:
+        await scraped(prom, 2)  # rates need samples from before the uploads and the firehose's posts
+        await scraped(prom, 2, WATCH_JOB)
+        assert network.hold is not None
+        network.hold.set()
         await judge_uploads(gate)
+        # The firehose's three blobs: two judged, one failed.
+        await until(prom, f'sum(upload_gate_firehose_blobs_total{{job="{WATCH_JOB}"}}) >= 3')
         await scraped(prom, 6)
+        await scraped(prom, 6, WATCH_JOB)
 
         # The variables, as Grafana's label_values() finds them.
         variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
         assert variables["job"]["query"]["query"] == "label_values(upload_gate_build_info, job)"
-        assert {s["metric"]["job"] for s in await prom.query("upload_gate_build_info")} == {JOB}
+        # The watcher judges with the same parts (judge, HMA, decision log): picking its job shows those.
+        assert {s["metric"]["job"] for s in await prom.query("upload_gate_build_info")} == {JOB, WATCH_JOB}
         instance_query = variables["instance"]["query"]["query"]
         assert instance_query == 'label_values(upload_gate_build_info{job="$job"}, instance)'
         found = await prom.query(f'upload_gate_build_info{{job="{JOB}"}}')
         assert {s["metric"]["instance"] for s in found} == {target}
+        # The watcher's, by the one series only a running watcher sets (its policy's lag limit).
+        assert variables["watch_job"]["regex"] == '/job="([^"]+)"/'
+        watch_jobs = await prom.query(variables["watch_job"]["query"]["query"].removeprefix("query_result"))
+        assert {s["metric"]["job"] for s in watch_jobs} == {WATCH_JOB}
+        watch_instance_query = variables["watch_instance"]["query"]["query"]
+        assert watch_instance_query == (
+            'label_values(upload_gate_firehose_lag_limit_seconds{job="$watch_job"}, instance)'
+        )
+        found = await prom.query(f'upload_gate_firehose_lag_limit_seconds{{job="{WATCH_JOB}"}}')
+        assert {s["metric"]["instance"]: s["value"][1] for s in found} == {watch_target: "600"}
 
         empty, failed = [], []
         queries = 0
@@ -208,7 +294,7 @@ async def test_every_panel_query_selects_series_from_a_gate_that_judged_uploads(
             for t in panel.get("targets", []):
                 queries += 1
                 try:
-                    series = await prom.query(filled(t["expr"], target))
+                    series = await prom.query(filled(t["expr"], target, watch_target))
                 except AssertionError as exc:
                     failed.append(f"{panel['title']} [{t['refId']}]: {exc}")
                     continue
@@ -216,13 +302,18 @@ async def test_every_panel_query_selects_series_from_a_gate_that_judged_uploads(
                     empty.append(f"{panel['title']} [{t['refId']}]: {t['expr']}")
         assert not failed, "queries Prometheus refused:\n" + "\n".join(failed)
         assert not empty, "panels that select nothing:\n" + "\n".join(empty)
-        assert queries >= 60
+        assert queries >= 80
 
         # What the uploads above must show, through the dashboard's own queries.
         by_panel = {p["title"]: p for p in panels()}
-        decisions = await prom.query(
-            filled(by_panel["Decisions by verdict and reason"]["targets"][0]["expr"], target)
-        )
+
+        async def through(title: str, ref: int = 0) -> list[dict[str, Any]]:
+            return await prom.query(filled(by_panel[title]["targets"][ref]["expr"], target, watch_target))
+
+        def nonzero(series: list[dict[str, Any]], *labels: str) -> set[tuple[str, ...]]:
+            return {tuple(s["metric"][n] for n in labels) for s in series if float(s["value"][1]) > 0}
+
+        decisions = await through("Decisions by verdict and reason")
         seen = {
             (s["metric"]["verdict"], s["metric"]["reason"]) for s in decisions if float(s["value"][1]) > 0
         }
@@ -232,21 +323,38 @@ async def test_every_panel_query_selects_series_from_a_gate_that_judged_uploads(
             ("quarantine", "match"),
             ("forward", "unscannable"),
         } <= seen
-        banks = await prom.query(filled(by_panel["Block rate by bank"]["targets"][0]["expr"], target))
+        banks = await through("Block rate by bank")
         assert {(s["metric"]["source"], s["metric"]["bank"]) for s in banks} == {
             ("local", "blocklist"),
             ("local", "review"),
             ("hma", "HMA_BLOCK"),
         }
-        ready = await prom.query(filled(by_panel["Readiness"]["targets"][0]["expr"], target))
+        ready = await through("Readiness")
         assert {s["metric"]["check"]: s["value"][1] for s in ready} == {
             "policy": "1",
             "decision_log": "1",
             "evidence": "1",
             "hma": "1",
         }
-        held = await prom.query(filled(by_panel["Held for review"]["targets"][0]["expr"], target))
+        held = await through("Held for review")
         assert [s["value"][1] for s in held] == ["1"]
+        # The firehose, through the watcher's own job: its posts judged, the unknown author's failed.
+        assert nonzero(await through("Firehose blobs by outcome"), "outcome") == {("judged",), ("failed",)}
+        # A failure's series is made by the first one (its kinds are not a fixed vocabulary), so the rate
+        # the panel shows starts at the second: the panel selects it, and the counter says one.
+        failures = await through("Blobs not judged, by stage and kind")
+        assert {(s["metric"]["stage"], s["metric"]["kind"]) for s in failures} == {("identity", "not_found")}
+        counted = await prom.query(f'upload_gate_firehose_failures_total{{job="{WATCH_JOB}"}}')
+        assert [(s["metric"]["kind"], s["value"][1]) for s in counted] == [("not_found", "1")]
+        assert {("forward", "no_match"), ("reject", "match")} <= nonzero(
+            await through("Firehose decisions by verdict and reason"), "verdict", "reason"
+        )
+        assert [s["value"][1] for s in await through("Watcher")] == ["1"]
+        assert [s["value"][1] for s in await through("Cursor")] == ["3"]
+        # The API call above, by endpoint and answer.
+        assert ("/api/v1/hash", "AuthRequired") in nonzero(
+            await through("API requests by endpoint and answer"), "endpoint", "answer"
+        )
 
         # The alert rules evaluate cleanly on the same series, and none fires for a healthy gate.
         groups = (await prom.api("/api/v1/rules"))["groups"]

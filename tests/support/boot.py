@@ -6,6 +6,8 @@
   operators run it, for what only a process shows: signals and exit codes, stderr, ``--workers``, memory,
   the embedded Postgres. stdout and stderr are kept in files; the ports are read from the gate's own
   "listening" lines (ask for port 0), and with ``--workers N`` it waits until every worker listens.
+- ``watch_process``: ``python -m gate watch`` (the firehose watcher) in its own process, up once its
+  metrics listener (``GATE_WATCH_METRICS_LISTEN``) listens.
 - ``gate_command``: one of the gate's other commands (``python -m gate keys init`` ...) run to its end.
 - ``gate_env``: a test gate's settings (loopback, any free port, one hashing worker, a fixed evidence key).
 
@@ -36,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Each gate process's line (a worker's too; the --workers supervisor's own line has no "(admin"). Text and
 # JSON lines alike: JSON escapes the arrow between the two addresses. Only worker 0 has an admin listener.
 LISTENING = re.compile(rb"gate listening on 127\.0\.0\.1:(\d+) .*?\(admin (?:127\.0\.0\.1:(\d+)|:0)\)")
+WATCH_LISTENING = re.compile(rb"watch metrics listening on 127\.0\.0\.1:(\d+)")
 
 # A fixed test key (base64 of 32 bytes): tests can open the evidence the gate sealed.
 TEST_EVIDENCE_KEY = base64.b64encode(bytes(range(32))).decode()
@@ -154,6 +157,18 @@ def gate_command(*args: str, env: Mapping[str, str] | None = None) -> subprocess
     )
 
 
+def _spawn(settings: Mapping[str, str], args: Sequence[str], out: Path, err: Path) -> subprocess.Popen[bytes]:
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gate", *args],
+            cwd=ROOT,
+            env=process_env(settings),
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,  # its own process group: stop() can clean up after a hung gate
+        )
+
+
 class _Starting:
     """``python -m gate *args`` just spawned; ``check`` says whether it is up yet."""
 
@@ -163,15 +178,7 @@ class _Starting:
         self.out, self.err = workdir / "gate.stdout", workdir / "gate.stderr"
         self.workers = int(args[args.index("--workers") + 1]) if "--workers" in args else 1
         self.deadline = time.monotonic() + timeout
-        with self.out.open("wb") as stdout, self.err.open("wb") as stderr:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gate", *args],
-                cwd=ROOT,
-                env=process_env(settings),
-                stdout=stdout,
-                stderr=stderr,
-                start_new_session=True,  # its own process group: stop() can clean up after a hung gate
-            )
+        self.proc = _spawn(settings, args, self.out, self.err)
 
     def check(self) -> GateProcess | None:
         """The running gate once every process listens; None while starting; AssertionError if it
@@ -251,6 +258,51 @@ async def gate_process(
         yield gate
     finally:
         gate.stop(check=False)
+
+
+@dataclass
+class WatchProcess:
+    """``python -m gate watch`` running; ``metrics_url``: its private listener (/metrics, /readyz)."""
+
+    proc: subprocess.Popen[bytes]
+    stderr: Path
+    metrics_url: str
+
+    def log(self) -> str:
+        return self.stderr.read_text(errors="replace")
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, then the exit code; killed with its process group if it does not stop."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.proc)
+            return self.proc.returncode
+
+
+@contextlib.asynccontextmanager
+async def watch_process(
+    settings: Mapping[str, str], workdir: Path, firehose: str, timeout: float = 90
+) -> AsyncIterator[WatchProcess]:
+    """``python -m gate watch --firehose FIREHOSE`` on ``settings`` (its metrics listener on any free
+    port unless they say), from when that listener listens until the block ends, then SIGTERM."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    err = workdir / "watch.stderr"
+    env = {"GATE_WATCH_METRICS_LISTEN": "127.0.0.1:0", **settings}
+    proc = _spawn(env, ("watch", "--firehose", firehose), workdir / "watch.stdout", err)
+    deadline = time.monotonic() + timeout
+    while not (found := WATCH_LISTENING.search(err.read_bytes())):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _kill_group(proc)
+            raise AssertionError(f"upload-gate watch never listened ({proc.returncode})\n{err.read_text()}")
+        await asyncio.sleep(0.1)
+    watcher = WatchProcess(proc, err, f"http://127.0.0.1:{int(found[1])}")
+    try:
+        yield watcher
+    finally:
+        watcher.stop()
 
 
 @contextlib.contextmanager

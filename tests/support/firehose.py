@@ -119,12 +119,15 @@ class Network:
     fetches: list[str] = field(default_factory=list)
     url: str = ""
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    hold: asyncio.Event | None = None  # when given, frames are sent once it is set (a test's first scrape)
 
     async def subscribe(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         cursor = int(request.query.get("cursor", "0"))
         self.connected.set()
+        if self.hold is not None:
+            await self.hold.wait()
         sent = 0
         for raw in self.frames:  # frames after the cursor (a frame without a seq is always sent)
             seq = _seq(raw)

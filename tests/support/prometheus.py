@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,15 +54,23 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def prometheus(
-    workdir: Path, job: str, targets: list[str], rule_files: tuple[Path, ...] = ()
+    workdir: Path,
+    job: str,
+    targets: list[str],
+    rule_files: tuple[Path, ...] = (),
+    also: Mapping[str, list[str]] | None = None,
 ) -> AsyncIterator[Prometheus]:
-    """Debian's Prometheus scraping ``targets`` (host:port, path /metrics) as ``job`` every second, with
-    ``rule_files`` loaded and evaluated every second; stopped when the block ends."""
+    """Debian's Prometheus scraping ``targets`` (host:port, path /metrics) as ``job`` every second (and
+    ``also``'s targets as their own jobs), with ``rule_files`` loaded and evaluated every second; stopped
+    when the block ends."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(p) for p in rule_files],
-        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}],
+        "scrape_configs": [
+            {"job_name": name, "static_configs": [{"targets": found}]}
+            for name, found in {job: targets, **(also or {})}.items()
+        ],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
