@@ -5,7 +5,9 @@ EXIF orientation, multi-format bytes and HMA's own hash of CMYK and palette file
 (repeats of the same bytes), ``hma`` (an upload's lookups vs one; a burst against one HMA worker),
 ``matching`` (local banks at 10k / 100k / 1M / 10M hashes; NCMEC-scale bank files: 10M PDQ and 50M
 MD5 + SHA-1 rows loaded, queried and reloaded), ``gate`` (end to end, passthrough, memory, 1 → 2
-workers), ``scan`` (``upload-gate scan`` on the real PDS against hashing alone), ``retro`` (a retro-hunt
+workers), ``scale`` (two
+replicas on one shared Postgres behind nginx vs one, one decision log across both, and the sizing
+table: uploads/s per core by format, memory per concurrent upload, Postgres writes per upload), ``scan`` (``upload-gate scan`` on the real PDS against hashing alone), ``retro`` (a retro-hunt
 of 10M stored decisions against 100k new bank hashes, time and memory), ``firehose`` (``upload-gate
 watch`` on a generated firehose replayed at full speed vs pure hashing).
 Writes ``results.md`` and ``results.json`` to ``--out`` (default ``bench/out``) and prints the table.
@@ -32,11 +34,12 @@ from bench import (
     media,
     repeat,
     retro,
+    scale,
     scan,
 )
 from bench.report import Report
 
-SECTIONS = ("hashing", "judge", "hma", "matching", "gate", "scan", "retro", "firehose")
+SECTIONS = ("hashing", "judge", "hma", "matching", "gate", "scale", "scan", "retro", "firehose")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         _say("gate: end to end, passthrough, memory, workers")
         photos = corpus.corpus(4 if args.quick else None, ("12MP",), ("JPEG",))
         endtoend.run(report, photos, args.quick)
+    if "scale" in args.only:
+        _say("scale: two replicas on one Postgres behind nginx vs one; the sizing table")
+        scale.run(report, args.quick)
     if "scan" in args.only:
         _say("scan: upload-gate scan on the real PDS against hashing alone")
         scan.run(report, args.quick)

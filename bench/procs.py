@@ -60,6 +60,8 @@ def upstream() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def _bank(path: Path, n: int) -> None:
@@ -73,10 +75,16 @@ def _bank(path: Path, n: int) -> None:
 
 @contextlib.contextmanager
 def gate(
-    upstream_url: str, *, workers: int = 1, bank_size: int = 10_000, env: dict[str, str] | None = None
+    upstream_url: str,
+    *,
+    workers: int = 1,
+    bank_size: int = 10_000,
+    env: dict[str, str] | None = None,
+    dsn: str = "",
 ) -> Iterator[GateProcess]:
-    """``python -m gate serve`` as the tests start it (tests.support.boot), on the embedded Postgres and
-    the gate's own hashing pool size, once /readyz says ready."""
+    """``python -m gate serve`` as the tests start it (tests.support.boot), on ``dsn`` (default: the
+    embedded Postgres in its own data directory) and the gate's own hashing pool size, once /readyz says
+    ready."""
     with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
         root = Path(tmp)
         (root / "banks").mkdir()
@@ -84,7 +92,7 @@ def gate(
         (root / "policy.toml").write_text(POLICY)
         settings = boot.gate_env(
             upstream_url,
-            "",
+            dsn,
             root / "policy.toml",
             root / "banks",
             root / "var",

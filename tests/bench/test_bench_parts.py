@@ -65,3 +65,19 @@ def test_the_benchmark_firehose_is_what_the_watcher_reads() -> None:
     assert {e.repo for e in with_blobs} <= network.dids
     with Image.open(io.BytesIO(bodies[0])) as im:
         assert (im.format, im.size) == ("JPEG", (1024, 768))
+
+
+def test_nginx_balances_round_robin_and_logs_which_upstream_answered() -> None:
+    import urllib.request
+
+    from bench import nginx, procs
+
+    if nginx.binary() is None:
+        pytest.fail("nginx is not installed (tests/prereqs.sh installs nginx-light)", pytrace=False)
+    with procs.upstream() as first, procs.upstream() as second, nginx.balancing([first, second]) as front:
+        for _ in range(4):
+            with urllib.request.urlopen(front.url + "/xrpc/_health", timeout=10) as resp:
+                assert resp.status == 200
+                assert json.loads(resp.read()) == {"version": "bench", "ok": True}
+        spread = front.upstreams()
+    assert spread == {first.removeprefix("http://"): 2, second.removeprefix("http://"): 2}
