@@ -1,5 +1,5 @@
-"""The gate as a whole: uploads and passthrough through ``python -m gate serve`` vs straight to the
-upstream, peak memory, and 1 → 2 worker processes. Gate, upstream and load generator are separate
+"""The gate as a whole: uploads through ``python -m gate serve`` vs straight to the upstream, passthrough
+(bench/passthrough.py), peak memory, and 1 → 2 worker processes. Gate, upstream and load generator are separate
 processes on this machine; every baseline is measured in the same run.
 """
 
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import procs
+from bench import passthrough, procs
 from bench.corpus import Sample
 from bench.report import Report, percentile_ms, steady_rate
 from gate.hashing.hasher import Hasher, hash_bytes
@@ -102,7 +102,7 @@ def run(report: Report, photos: list[Sample], quick: bool) -> None:
                     paced = measured.get("paced", paced)
                 # Taken between the c=1 blocks, over the same stretch of time as the p50s it meets.
                 one_core_ms = statistics.median(hashing)
-                _passthrough(report, up, g.url, quick)
+                passthrough.run(report, up, g.url, quick)
                 _memory(report, g, files, str(big), quick)
             again, hasher_again = asyncio.run(_pure_hashing(bodies, 24 * scale, 8))
             pure_rate, hasher_ms = max(pure_rate, again), min(hasher_ms, hasher_again)
@@ -276,54 +276,6 @@ def _timed(fn: object) -> float:
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1000
-
-
-def _passthrough(report: Report, up: str, gate_url: str, quick: bool) -> None:
-    table = report.table(
-        "Passthrough (non-upload requests): through the gate vs straight to the upstream",
-        ["request", "direct", "gate", "overhead"],
-    )
-    n = 300 if quick else 3000
-    jobs: dict[str, dict[str, Any]] = {}
-    for name, url in (("direct", up), ("gate", gate_url)):
-        procs.load({"kind": "get", "url": url, "concurrency": 8, "total": 50})
-        jobs[name] = procs.load({"kind": "get", "url": url, "concurrency": 8, "total": n})
-    d, g = _stats(jobs["direct"]), _stats(jobs["gate"])
-    table.add(
-        request="small GET p50 (c=8)",
-        direct=f"{d['p50']:.2f} ms",
-        gate=f"{g['p50']:.2f} ms",
-        overhead=f"+{g['p50'] - d['p50']:.2f} ms",
-    )
-    table.add(
-        request="small GETs/s (c=8)",
-        direct=f"{d['rate']:.0f}",
-        gate=f"{g['rate']:.0f}",
-        overhead=f"{g['rate'] / d['rate']:.0%} of direct",
-    )
-    rounds = 1 if quick else 3
-    dl = {
-        name: procs.load({"kind": "download", "url": url, "total": rounds, "mb": 50})
-        for name, url in (("direct", up), ("gate", gate_url))
-    }
-    rate = {k: 50 * rounds / v["wall"] for k, v in dl.items()}
-    table.add(
-        request="50 MB streamed download",
-        direct=f"{rate['direct']:.0f} MB/s",
-        gate=f"{rate['gate']:.0f} MB/s",
-        overhead=f"{rate['gate'] / rate['direct']:.0%} of direct",
-    )
-    ws = {
-        name: procs.load({"kind": "ws", "url": url, "total": 5 if quick else 20, "count": 200, "size": 4096})
-        for name, url in (("direct", up), ("gate", gate_url))
-    }
-    per = {k: statistics.median(v["latencies"]) * 1000 for k, v in ws.items()}
-    table.add(
-        request="websocket: 200 × 4 KB frames",
-        direct=f"{per['direct']:.1f} ms",
-        gate=f"{per['gate']:.1f} ms",
-        overhead=f"+{per['gate'] - per['direct']:.1f} ms",
-    )
 
 
 def _memory(report: Report, g: GateProcess, files: list[str], big: str, quick: bool) -> None:

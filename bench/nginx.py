@@ -2,8 +2,8 @@
 one or more local upstreams, for the benchmarks that need a peer or a load balancer.
 
 One worker process (the machine is small and shared; the gate's own front is measured the same way),
-keep-alive to the upstreams, request and response bodies streamed rather than spooled to disk (as the
-shipped deploy/nginx configs do for uploads), and an access log line per request naming the upstream that
+keep-alive to the upstreams, websockets passed through, request bodies streamed (as the shipped
+deploy/nginx configs do for uploads) and responses through memory buffers, never spooled to disk; and an access log line per request naming the upstream that
 answered (``$upstream_addr``), so a benchmark can tell how the load was spread.
 """
 
@@ -68,6 +68,10 @@ error_log {root / "error.log"} warn;
 events {{ worker_connections 1024; }}
 http {{
     log_format upstream '$upstream_addr $status';
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      '';
+    }}
     access_log {root / "access.log"} upstream;
 {temp}
     upstream backends {{
@@ -80,9 +84,16 @@ http {{
         location / {{
             proxy_pass http://backends;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 1h;
             proxy_request_buffering off;
-            proxy_buffering off;
+            # Responses through 64 KB buffers in memory, never spooled to disk: nginx's 4-8 KB default
+            # halved a streamed download and slowed websocket frames, which would flatter the gate.
+            proxy_buffer_size 64k;
+            proxy_buffers 8 64k;
+            proxy_busy_buffers_size 128k;
+            proxy_max_temp_file_size 0;
         }}
     }}
 }}
