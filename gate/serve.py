@@ -23,6 +23,7 @@ from gate.api.routes import install_api
 from gate.api.service import open_api
 from gate.app import create_app
 from gate.deps import Deps, open_deps
+from gate.errors import ConfigError
 from gate.logging_setup import configure_logging
 from gate.policy.load import PolicyError
 from gate.proxy.drain import Drain, stop_bound
@@ -149,6 +150,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return fatal(f"no evidence key, not starting: {exc}")
     except KeyringError as exc:
         return fatal(f"the evidence keyring is unusable, not starting: {exc}")
+    except ConfigError as exc:  # the banks, the labeler key: what the operator configured, said as such
+        return fatal(f"cannot start: {exc}")
     except OSError as exc:
         return fatal(f"cannot start: {exc}")
     return 0
