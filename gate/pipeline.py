@@ -259,7 +259,8 @@ class UploadPipeline:
 
     def _record(self, attempt: Attempt, error: str | None) -> None:
         record = attempt.record(error)
-        log.info("decision %s", json.dumps(record.to_log(), sort_keys=True))
+        if log.isEnabledFor(logging.INFO):  # the line costs a JSON encoding: only when someone reads it
+            log.info("decision %s", json.dumps(record.to_log(), sort_keys=True))
         try:
             self.sink.submit(record)
         except Exception:  # the sink must not break an answered upload; it counts its own failures
