@@ -164,26 +164,32 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000
 
 
+def gate_settings(work: Path, data: str, upstream: str, dsn: str, **extra: str) -> Settings:
+    """A benchmark gate's settings: its empty blocklist and the bench policy under ``work``, one hashing
+    worker, ``data`` as its data directory, Postgres at ``dsn``."""
+    (work / "banks").mkdir(exist_ok=True)
+    (work / "banks" / "blocklist.csv").write_text("\n")
+    (work / "policy.toml").write_text(POLICY)
+    return Settings.from_env(
+        {
+            "GATE_UPSTREAM": upstream,
+            "GATE_DATA_DIR": str(work / data),
+            "GATE_POLICY": str(work / "policy.toml"),
+            "GATE_BANKS_DIR": str(work / "banks"),
+            "GATE_HASH_WORKERS": "1",
+            "GATE_MAX_UPLOADS_PER_IP": "0",  # the offered load is many clients, all on loopback
+            "DATABASE_URL": dsn,
+            **extra,
+        }
+    )
+
+
 async def latency_bench(seconds: float, work: Path, dsn: str) -> None:
     per_round = int(RATE * seconds)
     rounds = 4
     pool = bodies(per_round * rounds + 200)
-    (work / "banks").mkdir()
-    (work / "banks" / "blocklist.csv").write_text("\n")
-    (work / "policy.toml").write_text(POLICY)
     with upstream_process() as upstream:
-        settings = Settings.from_env(
-            {
-                "GATE_UPSTREAM": upstream,
-                "GATE_DATA_DIR": str(work / "var"),
-                "GATE_POLICY": str(work / "policy.toml"),
-                "GATE_BANKS_DIR": str(work / "banks"),
-                "GATE_HASH_WORKERS": "1",
-                "GATE_VERDICT_CACHE_SIZE": "0",
-                "GATE_MAX_UPLOADS_PER_IP": "0",  # the offered load is many clients, all on loopback
-                "DATABASE_URL": dsn,
-            }
-        )
+        settings = gate_settings(work, "var", upstream, dsn, GATE_VERDICT_CACHE_SIZE="0")
         results: dict[str, list[float]] = {"log": [], "blackhole": []}
         used = 0
         for name in ("log", "blackhole"):  # warm-up both: process pool, pool connections
@@ -268,21 +274,8 @@ async def sustained_bench(seconds: float, work: Path, dsn: str) -> None:
     completeness at the target rate, or at 80 % of the capacity without the log when that is lower
     (clients paced)."""
     repeats = bodies(20)  # each sent again and again by its own credential: verdicts from the cache
-    (work / "banks").mkdir(exist_ok=True)
-    (work / "banks" / "blocklist.csv").write_text("\n")
-    (work / "policy.toml").write_text(POLICY)
     with upstream_process() as upstream:
-        settings = Settings.from_env(
-            {
-                "GATE_UPSTREAM": upstream,
-                "GATE_DATA_DIR": str(work / "var-sustained"),
-                "GATE_POLICY": str(work / "policy.toml"),
-                "GATE_BANKS_DIR": str(work / "banks"),
-                "GATE_HASH_WORKERS": "1",
-                "GATE_MAX_UPLOADS_PER_IP": "0",
-                "DATABASE_URL": dsn,
-            }
-        )
+        settings = gate_settings(work, "var-sustained", upstream, dsn)
         schema = Pool(dsn)
         await schema.get()  # the migrations the gates would apply on first use, before counting rows
         await schema.close()
