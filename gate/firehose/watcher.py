@@ -195,12 +195,14 @@ class Watcher:
             log.warning(
                 "commit %d of %s references more blobs than are taken from one commit", event.seq, event.repo
             )
-        if not event.blobs:
-            self.progress.finish(event.seq)
-            return
+        # Every commit moves the lag, not only those with blobs: on a quiet stretch of the firehose the
+        # gauge would otherwise keep the last busy moment's figure.
         lag = (datetime.now(UTC) - event.time).total_seconds() if event.time else 0.0
         self.tally.lag = max(lag, 0.0)
         metrics.FIREHOSE_LAG.set(self.tally.lag)
+        if not event.blobs:
+            self.progress.finish(event.seq)
+            return
         policy = self.judge.policy.current.firehose
         metrics.FIREHOSE_LAG_LIMIT.set(policy.max_lag_seconds)  # the policy may have been reloaded
         if lag > policy.max_lag_seconds and policy.on_lag == "skip":

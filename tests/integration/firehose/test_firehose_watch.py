@@ -173,6 +173,23 @@ async def test_the_lag_policy(tmp_path: Path, fresh_dsn: str, network: fh.Networ
         assert uris == {f"at://{GOOD}/app.bsky.feed.post/old", f"at://{GOOD}/app.bsky.feed.post/new"}
 
 
+async def test_the_lag_moves_on_commits_without_blobs(
+    tmp_path: Path, fresh_dsn: str, network: fh.Network
+) -> None:
+    """A like made an hour ago and read now is an hour of lag, though it has nothing to judge: on a quiet
+    stretch of the firehose the gauge must not keep the last busy moment's figure."""
+    network.blobs[fh.blob_cid(CLEAN)] = CLEAN
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    like = {"$type": "app.bsky.feed.like", "createdAt": "2026-12-05T00:00:00.000Z"}
+    network.frames = [
+        fh.commit(1, GOOD, {"app.bsky.feed.post/new": fh.post(CLEAN)}),
+        fh.commit(2, GOOD, {"app.bsky.feed.like/old": like}, at=hour_ago),
+    ]
+    async with watching(tmp_path, fresh_dsn, network):
+        await until("the cursor at 2", lambda: _cursor(fresh_dsn, 2))
+        assert count("upload_gate_firehose_lag_seconds") >= 3600
+
+
 async def test_webhooks_name_the_firehose_and_the_record(
     tmp_path: Path, fresh_dsn: str, network: fh.Network
 ) -> None:
