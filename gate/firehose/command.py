@@ -173,7 +173,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
     except (SettingsError, ValueError) as exc:
         return _fatal(str(exc))
     configure_logging(settings.log_level, settings.log_format)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # the SDK's DID resolutions, one line each
     try:
         asyncio.run(watch(settings, service, args.reset_cursor))
     except FirehoseRefused as exc:
