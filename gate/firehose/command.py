@@ -27,12 +27,16 @@ from gate.firehose.progress import WatchState
 from gate.firehose.publish import Publisher
 from gate.firehose.report import Reporter
 from gate.firehose.stream import xrpc_base
+from gate.firehose.takedown import OwnTakedowns
 from gate.firehose.watcher import FirehoseRefused, Watcher, WatchOptions
 from gate.labels.key import LabelerKey
 from gate.labels.store import LabelStore
 from gate.logging_setup import configure_logging
+from gate.pds_admin import PdsAdmin
 from gate.policy.load import PolicyError
 from gate.quarantine.evidence_command import Subparsers
+from gate.quarantine.takedowns import Takedowns
+from gate.scan.act import ScanActor
 from gate.settings import Settings, SettingsError
 from gate.store.pool import StoreUnavailable
 
@@ -126,7 +130,27 @@ async def run_watch(settings: Settings, service: str, reset: bool, stop: asyncio
                 workers=settings.firehose_workers,
                 queue_size=settings.firehose_queue_size,
             ),
+            takedowns=OwnTakedowns(
+                identities,
+                ScanActor(
+                    None,
+                    Takedowns(
+                        deps.database.pool, PdsAdmin.from_settings(settings), settings.takedown_daily_cap
+                    ),
+                    "gate:firehose",
+                ),
+            ),
         )
+        if deps.policy.current.firehose.takedown and own is None:
+            log.warning(
+                "the policy's [firehose] takedown = true, but GATE_PDS_PUBLIC_URL is not set: no PDS is known "
+                "to be ours, so nothing is taken down"
+            )
+        elif deps.policy.current.firehose.takedown and not settings.pds_admin_password:
+            log.warning(
+                "the policy's [firehose] takedown = true, but GATE_PDS_ADMIN_PASSWORD is not set: each "
+                "takedown is refused and recorded as such"
+            )
         if settings.watch_metrics_listen is not None:
             runner = web.AppRunner(create_admin_app(deps), access_log=None)
             await runner.setup()

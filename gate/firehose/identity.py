@@ -122,6 +122,10 @@ class Identities:
         finally:
             del self._pending[did]
 
+    def is_own(self, pds: URL) -> bool:
+        """Whether ``pds`` (as ``pds_of`` answered) is the gate's own PDS."""
+        return self._own is not None and pds == self._own[1]
+
     def allowed_endpoint(self, url: URL) -> bool:
         if _origin(url) in self._allowed:
             return True

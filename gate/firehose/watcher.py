@@ -5,7 +5,8 @@ operators, and a PDS host's safety net after posting).
                      ▲ paused while the queue is full                             ├─ resolve DID → PDS
                      └─ from the durable cursor                                   ├─ getBlob (bounded)
                                                                                   ├─ judge (source=firehose)
-                                                                                  ├─ evidence, decision row
+                                                                                  ├─ evidence, takedown (own PDS),
+                                                                                  │  decision row
                                                                                   └─ labels, report (publish)
 
 Backpressure: the reader waits while ``GATE_FIREHOSE_QUEUE_SIZE`` commits wait for a worker, so a slow
@@ -29,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from gate import metrics
@@ -40,6 +41,7 @@ from gate.firehose.identity import Identities, Unresolvable
 from gate.firehose.progress import Progress, Seen, Tally, WatchState
 from gate.firehose.publish import Publisher, until_stored
 from gate.firehose.stream import RepoStream
+from gate.firehose.takedown import OwnTakedowns
 from gate.judge import Context, Judge
 from gate.policy.model import Policy
 from gate.record import DecisionRecord, DecisionSink, new_decision_id
@@ -79,6 +81,7 @@ class Watcher:
         fetcher: BlobFetcher,
         publisher: Publisher,
         options: WatchOptions,
+        takedowns: OwnTakedowns | None = None,
     ) -> None:
         self.service = service
         self.judge = judge
@@ -89,6 +92,7 @@ class Watcher:
         self.fetcher = fetcher
         self.publisher = publisher
         self.options = options
+        self.takedowns = takedowns
         self.progress = Progress(None)
         self.tally = Tally(service)
         self.queue: asyncio.Queue[CommitEvent] = asyncio.Queue(options.queue_size)
@@ -237,6 +241,10 @@ class Watcher:
         seen = await self._judged(event, ref)
         if seen is None or seen.verdict is None or seen.rule is None:
             return
+        if self.takedowns is not None:  # the same blob in another repo of our own PDS is taken down too
+            await self.takedowns.seen_again(
+                self.judge.policy.current, event.repo, ref.cid, str(seen.decision_id), seen.verdict
+            )
         await self.publisher.publish(event.repo, ref, seen.rule, seen.decision_id)
 
     async def _judged(self, event: CommitEvent, ref: BlobRef) -> Seen | None:
@@ -294,6 +302,9 @@ class Watcher:
             record_uri=ref.uri,
         )
         await self._keep_evidence(record, body, judgement.policy)
+        if self.takedowns is not None:
+            actions = await self.takedowns.judged(judgement.policy, record, event.repo, pds)
+            record = replace(record, actions=actions) if actions else record
         while not self.sink.accepting():  # noqa: ASYNC110 - the decision log is full or down: wait, never drop
             await asyncio.sleep(0.5)
         self.sink.submit(record)

@@ -1,5 +1,5 @@
-"""The policy's ``[firehose]`` table: ``upload-gate watch``'s lag limit and what it does past it, and
-``[[firehose.labels]]``, the label values each rule's matches publish as the gate's labeler (and whether
+"""The policy's ``[firehose]`` table: ``upload-gate watch``'s lag limit and what it does past it, whether
+it takes down what a rule rejects on the gate's own PDS, and ``[[firehose.labels]]``, the label values each rule's matches publish as the gate's labeler (and whether
 they are reported to a moderation service).
 
 See ``config/policy.toml`` for each key.
@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 
 from gate.policy.model import Firehose, RuleLabels
 
-FIREHOSE_KEYS = frozenset({"max_lag_seconds", "on_lag", "labels"})
+FIREHOSE_KEYS = frozenset({"max_lag_seconds", "on_lag", "labels", "takedown"})
 LABEL_KEYS = frozenset({"rule", "values", "account", "report"})
 LAG_CHOICES = ("pause", "skip")
 # A label value as app.bsky.labeler.service declares one: lower-case letters and hyphens.
@@ -36,6 +36,10 @@ def parse_firehose(table: object, err: Callable[[str, str], None], rules: Collec
     if on_lag not in LAG_CHOICES:
         err("firehose.on_lag", f'{on_lag!r} is not one of "pause", "skip"')
         on_lag = default.on_lag
+    takedown = table.get("takedown", default.takedown)
+    if not isinstance(takedown, bool):
+        err("firehose.takedown", f"{takedown!r} is not true or false")
+        takedown = default.takedown
     items = table.get("labels", [])
     if not isinstance(items, list):
         err("firehose.labels", "expected [[firehose.labels]] tables")
@@ -73,4 +77,4 @@ def parse_firehose(table: object, err: Callable[[str, str], None], rules: Collec
             err(f"{path}.report", f"{report!r} is not true or false")
             continue
         labels.append(RuleLabels(str(rule), tuple(dict.fromkeys(values)), account, report))
-    return Firehose(max_lag_seconds=lag, on_lag=on_lag, labels=tuple(labels))
+    return Firehose(max_lag_seconds=lag, on_lag=on_lag, labels=tuple(labels), takedown=takedown)

@@ -82,6 +82,7 @@ class Firehose:
     max_lag_seconds: int = 600  # a commit older than this when read is past the lag limit
     on_lag: str = "pause"  # "pause": read no further until caught up (nothing skipped) | "skip": count, skip
     labels: tuple[RuleLabels, ...] = ()
+    takedown: bool = False  # a blob a rule rejects, on the gate's own PDS, is taken down there
 
     def labels_for(self, rule: str) -> RuleLabels | None:
         return next((r for r in self.labels if r.rule == rule), None)

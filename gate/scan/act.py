@@ -58,7 +58,7 @@ class ScanActor:
             return ActionTaken(action, "done")  # getBlob's withheld set reads the decision row
         if action is ScanAction.REVIEW:
             return await self._review(policy, record, body)
-        return await self._takedown(record, did, cid)
+        return await self.take_down(record.id, did, cid)
 
     async def _review(self, policy: Policy, record: DecisionRecord, body: Body) -> ActionTaken:
         if self.vault is None:
@@ -80,11 +80,12 @@ class ScanActor:
             return ActionTaken(ScanAction.REVIEW, "failed", f"{type(exc).__name__}: {exc}"[:300])
         return ActionTaken(ScanAction.REVIEW, "done")
 
-    async def _takedown(self, record: DecisionRecord, did: str, cid: str) -> ActionTaken:
+    async def take_down(self, decision_id: str, did: str, cid: str) -> ActionTaken:
+        """The blob taken down on the PDS, under the daily cap (also the firehose watcher's takedown)."""
         if self.takedowns is None:
             return ActionTaken(ScanAction.TAKEDOWN, "refused", "PDS actions are off (no admin password)")
         try:
-            await self.takedowns.take_down_blob(record.id, did, cid, self.actor)
+            await self.takedowns.take_down_blob(decision_id, did, cid, self.actor)
         except TakedownRefused as exc:
             result = "capped" if exc.reason == "capped" else "failed" if exc.reason == "failed" else "refused"
             return ActionTaken(ScanAction.TAKEDOWN, result, str(exc))

@@ -147,9 +147,17 @@ def labeler(e2e_dir: Path, pds: Pds, pictures: Images) -> Iterator[gate_server.G
 class Watch:
     """``upload-gate watch`` as an operator runs it, on the serving gate's settings and Postgres."""
 
-    def __init__(self, gate: gate_server.Gate, pds: Pds, counter: BlobCounter, workdir: Path) -> None:
-        policy = workdir / "firehose-policy.toml"
-        policy.write_text(FIREHOSE_POLICY)
+    def __init__(
+        self,
+        gate: gate_server.Gate,
+        pds: Pds,
+        counter: BlobCounter,
+        workdir: Path,
+        policy_text: str = FIREHOSE_POLICY,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        policy = workdir / f"firehose-policy-{abs(hash(policy_text))}.toml"
+        policy.write_text(policy_text)
         self.metrics_port = free_port()
         self.env = {
             **gate.env,
@@ -159,6 +167,7 @@ class Watch:
             "GATE_PLC_URL": f"http://{LOOPBACK}:{pds.plc_port}",
             "GATE_WATCH_METRICS_LISTEN": f"{LOOPBACK}:{self.metrics_port}",
             "GATE_LABELER_DID": LABELER_DID,
+            **(env or {}),
         }
         self.env.pop("GATE_LABELER_KEY_FILE", None)  # the watcher needs no key: serve signs
         self.firehose = f"ws://{LOOPBACK}:{pds.port}"
@@ -341,4 +350,66 @@ def test_watch_judges_labels_and_resumes(
     finally:
         watch.stop()
         if "user" in locals():
+            user.client.request.close()
+
+
+def test_watch_takes_down_what_a_rule_rejects_on_its_own_pds(
+    e2e_dir: Path, pds: Pds, pictures: Images, counter: BlobCounter, labeler: gate_server.Gate
+) -> None:
+    """``[firehose] takedown = true``: a banked picture posted around the gate is taken down on the PDS
+    (getBlob refuses it) in every repo that posts it — the second post of the same CID is not fetched
+    again, yet is taken down in its own repo — while the clean picture and the held one (a reviewer's
+    decision) stay served; the decision row says what was done."""
+    policy = FIREHOSE_POLICY.replace('on_lag = "pause"', 'on_lag = "pause"\ntakedown = true', 1)
+    assert "takedown = true" in policy
+    watch = Watch(
+        labeler,
+        pds,
+        counter,
+        e2e_dir,
+        policy,
+        {"GATE_PDS_ADMIN_PASSWORD": pds.admin_password, "GATE_PDS_ADMIN_URL": pds.url},
+    )
+    alice = new_user(Endpoint("pds", pds.url, True))
+    bob = new_user(Endpoint("pds", pds.url, True))
+    watch.start()
+    try:
+
+        def reading() -> bool:  # a post without a blob, until the watcher has read one event
+            alice.client.send_post(text="hello", profile_identify=alice.did)
+            return watch.metric("upload_gate_firehose_events_total") > 0
+
+        wait_for("the watcher to read the firehose", reading)
+        clean = png(42)
+        bob.post_image(pictures.held, "held")  # judged (quarantine) in the test above, or now
+        near_uri = str(alice.post_image(pictures.banned_near, "near").uri)
+        alice.post_image(pictures.banned, "banked")
+        bob_uri = str(bob.post_image(pictures.banned, "banked too").uri)
+        clean_uri = str(alice.post_image(clean, "clean").uri)
+        wait_for("both judged", lambda: {near_uri, clean_uri} <= {r["record_uri"] for r in watch.decisions()})
+
+        def served(user: User, data: bytes) -> int:
+            r = httpx.get(
+                f"{pds.url}/xrpc/com.atproto.sync.getBlob",
+                params={"did": user.did, "cid": cid_of(data)},
+                timeout=30,
+            )
+            return r.status_code
+
+        wait_for("both repos' copies taken down", lambda: served(bob, pictures.banned) == 400, 30)
+        assert served(alice, pictures.banned) == 400
+        assert served(alice, pictures.banned_near) == 400
+        assert served(alice, clean) == 200
+        assert served(bob, pictures.held) == 200  # quarantine: a reviewer decides
+
+        (near,) = [r for r in watch.decisions() if r["record_uri"] == near_uri]
+        assert near["verdict"] == "reject" and near["rule"] == "banned-pdq"
+        assert [(a["action"], a["result"]) for a in near["actions"]] == [("takedown", "done")]
+        rows = {r["record_uri"]: r for r in watch.decisions()}
+        assert rows[clean_uri]["actions"] == []
+        assert bob_uri not in rows  # the same CID as alice's: judged once, not fetched again
+        assert counter.fetches[cid_of(pictures.banned)] == 1
+    finally:
+        watch.stop()
+        for user in (alice, bob):
             user.client.request.close()

@@ -97,6 +97,7 @@ def test_the_policy_firehose_table() -> None:
     table = {
         "max_lag_seconds": 30,
         "on_lag": "skip",
+        "takedown": True,
         "labels": [
             {"rule": "banned", "values": ["hash-match", "hash-match"], "account": True, "report": True},
             {"rule": "held", "values": ["hash-review"]},
@@ -104,7 +105,7 @@ def test_the_policy_firehose_table() -> None:
     }
     parsed = parse_firehose(table, lambda k, m: problems.append(f"{k}: {m}"), {"banned", "held", "other"})
     assert problems == []
-    assert (parsed.max_lag_seconds, parsed.on_lag) == (30, "skip")
+    assert (parsed.max_lag_seconds, parsed.on_lag, parsed.takedown) == (30, "skip", True)
     rule = parsed.labels_for("banned")
     assert rule is not None and rule.values == ("hash-match",) and rule.account and rule.report
     held = parsed.labels_for("held")
@@ -123,6 +124,7 @@ def test_the_policy_firehose_table() -> None:
         ({"labels": [{"rule": "banned", "values": ["a"], "acount": True}]}, "firehose.labels[0].acount"),
         ({"lag": 1}, "firehose.lag"),
         ({"labels": [{"rule": "banned", "values": ["a"], "report": "yes"}]}, "firehose.labels[0].report"),
+        ({"takedown": "yes"}, "firehose.takedown"),
     ],
 )
 def test_bad_firehose_tables(table: dict[str, Any], where: str) -> None:
