@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -29,6 +30,7 @@ from gate.logging_setup import configure_logging
 from gate.record import DecisionRecord
 from gate.scan.act import ScanActor
 from gate.scan.bank_diff import added
+from gate.scan.metrics_file import MetricsFile
 from gate.scan.parts import open_parts
 from gate.scan.progress import Progress, Tally
 from gate.scan.retro import RetroHunt
@@ -87,6 +89,12 @@ examples:
     p.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto")
     p.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument(
+        "--metrics-file",
+        type=Path,
+        help="write the scan's counts to this Prometheus text file every progress interval and at the end "
+        "(for node_exporter's textfile collector)",
+    )
     p.set_defaults(func=run)
     what = p.add_subparsers(dest="scan_what", metavar="{retro,problems}")
     r = what.add_parser(
@@ -197,8 +205,18 @@ async def _scan(args: argparse.Namespace, settings: Settings, tally: Tally) -> i
                 scanner = Scanner(
                     parts.judge, sync, blobs, ScanStore(parts.pool), actor, tally, options, parts.notify
                 )
-                with Progress(tally, mode=args.progress, interval=args.progress_interval):
-                    await scanner.run()
+                metrics_file = (
+                    MetricsFile(args.metrics_file, tally, args.progress_interval)
+                    if args.metrics_file
+                    else None
+                )
+                async with contextlib.AsyncExitStack() as stack:
+                    if metrics_file is not None:
+                        await stack.enter_async_context(metrics_file)
+                    with Progress(tally, mode=args.progress, interval=args.progress_interval):
+                        await scanner.run()
+                    if metrics_file is not None:
+                        metrics_file.finish()
     except asyncio.CancelledError:
         print("scan stopped; run it again to resume", file=sys.stderr)
         return 130

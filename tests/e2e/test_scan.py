@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e import gate_server, images
 from tests.e2e.endpoints import Endpoint, User, new_user
@@ -185,10 +186,23 @@ def test_scan_judges_acts_and_reads_nothing_twice(
     )
     banned_cid, held_cid = cid_of(banned), cid_of(held)
 
-    summary = scan(scan_gate, front)
+    metrics_file = tmp_path / "upload_gate_scan.prom"
+    summary = scan(scan_gate, front, "--metrics-file", str(metrics_file))
     assert summary["problems"] == {}, summary
     assert summary["repos"]["total"] >= 3 and summary["repos"]["failed"] == 0
     assert summary["repos"]["without_records"] == 0
+    # The same counts for node_exporter's textfile collector, the scan marked finished.
+    samples = {
+        (s.name, tuple(sorted(s.labels.values()))): s.value
+        for family in text_string_to_metric_families(metrics_file.read_text())
+        for s in family.samples
+    }
+    assert samples[("upload_gate_scan_repos", ("read",))] == summary["repos"]["read"]
+    assert samples[("upload_gate_scan_blobs", ("read",))] == summary["blobs"]["read"]
+    for verdict, n in summary["verdicts"].items():
+        assert samples[("upload_gate_scan_verdicts", (verdict,))] == n
+    assert samples[("upload_gate_scan_actions", ("done", "takedown"))] == summary["actions"]["takedown:done"]
+    assert samples[("upload_gate_scan_finished_timestamp_seconds", ())] > 0
     for did, cids in ours.items():
         for cid in cids:
             assert front.blobs[(did, cid)] == 1, (did, cid)  # carol's too: deactivated, read as admin
