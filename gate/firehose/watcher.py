@@ -254,13 +254,16 @@ class Watcher:
         if pending is not None:  # the same blob in another record right now: one fetch for both
             self._count("seen")
             return await asyncio.shield(pending)
-        earlier = await until_stored(lambda: self.state.seen(ref.cid))
-        if earlier is not None:
-            self._count("seen")
-            return earlier
+        # In flight from here, before the first await: two workers given the same CID at once (a re-post
+        # in the next commit) must not both miss the other and both fetch and record it.
         future: asyncio.Future[Seen | None] = asyncio.get_running_loop().create_future()
         self._in_flight[ref.cid] = future
         try:
+            earlier = await until_stored(lambda: self.state.seen(ref.cid))
+            if earlier is not None:
+                self._count("seen")
+                future.set_result(earlier)
+                return earlier
             result = await self._judge(event, ref)
             future.set_result(result)
             return result

@@ -173,6 +173,21 @@ async def test_the_lag_policy(tmp_path: Path, fresh_dsn: str, network: fh.Networ
         assert uris == {f"at://{GOOD}/app.bsky.feed.post/old", f"at://{GOOD}/app.bsky.feed.post/new"}
 
 
+async def test_a_blob_in_two_commits_at_once_is_fetched_and_recorded_once(
+    tmp_path: Path, fresh_dsn: str, network: fh.Network
+) -> None:
+    """Two workers given the same CID at the same moment (a re-post in the next commit): one fetch, one
+    row; the other record gets the same judgement."""
+    network.blobs[fh.blob_cid(CLEAN)] = CLEAN
+    network.frames = [
+        fh.commit(seq, GOOD, {f"app.bsky.feed.post/p{seq}": fh.post(CLEAN)}) for seq in range(1, 5)
+    ]
+    async with watching(tmp_path, fresh_dsn, network):
+        await until("the cursor at 4", lambda: _cursor(fresh_dsn, 4))
+    assert network.fetches.count(fh.blob_cid(CLEAN)) == 1
+    assert len(await decisions(fresh_dsn)) == 1
+
+
 async def test_the_lag_moves_on_commits_without_blobs(
     tmp_path: Path, fresh_dsn: str, network: fh.Network
 ) -> None:
