@@ -9,6 +9,7 @@ PDS)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import json
 import os
@@ -30,7 +31,7 @@ from atproto import models
 from tests.e2e import gate_server, pds_server
 from tests.e2e.endpoints import Endpoint, Images, User, new_user
 from tests.e2e.gate_server import POLICY, gate_command
-from tests.e2e.images import png
+from tests.e2e.images import near_duplicate, png
 from tests.e2e.pds_server import Pds
 from tests.e2e.procs import LOOPBACK, Proc, free_port
 from tests.support.cids import cid_of
@@ -354,22 +355,32 @@ def test_watch_judges_labels_and_resumes(
 
 
 def test_watch_takes_down_what_a_rule_rejects_on_its_own_pds(
-    e2e_dir: Path, pds: Pds, pictures: Images, counter: BlobCounter, labeler: gate_server.Gate
+    e2e_dir: Path, pds: Pds, counter: BlobCounter, labeler: gate_server.Gate
 ) -> None:
     """``[firehose] takedown = true``: a banked picture posted around the gate is taken down on the PDS
     (getBlob refuses it) in every repo that posts it — the second post of the same CID is not fetched
     again, yet is taken down in its own repo — while the clean picture and the held one (a reviewer's
-    decision) stay served; the decision row says what was done."""
+    decision) stay served; the decision row says what was done. Its own pictures and banks, and its
+    accounts deleted at the end: the PDS is shared with the other end-to-end tests (scans list it all)."""
+    folder = e2e_dir / "firehose-takedown"
+    folder.mkdir()
+    banned, held, clean = png(60), png(61), png(62)
+    near = near_duplicate(60)
+    (folder / "banned.png").write_bytes(banned)
+    (folder / "held.png").write_bytes(held)
+    banks = folder / "banks"
+    banks.mkdir()
+    for bank in ("banned", "held"):
+        rows = gate_server.bank_rows(folder / f"{bank}.png")
+        (banks / f"{bank}.csv").write_text("signal_type,hash,label\n" + "\n".join(rows) + "\n")
     policy = FIREHOSE_POLICY.replace('on_lag = "pause"', 'on_lag = "pause"\ntakedown = true', 1)
     assert "takedown = true" in policy
-    watch = Watch(
-        labeler,
-        pds,
-        counter,
-        e2e_dir,
-        policy,
-        {"GATE_PDS_ADMIN_PASSWORD": pds.admin_password, "GATE_PDS_ADMIN_URL": pds.url},
-    )
+    env = {
+        "GATE_PDS_ADMIN_PASSWORD": pds.admin_password,
+        "GATE_PDS_ADMIN_URL": pds.url,
+        "GATE_BANKS_DIR": str(banks),
+    }
+    watch = Watch(labeler, pds, counter, e2e_dir, policy, env)
     alice = new_user(Endpoint("pds", pds.url, True))
     bob = new_user(Endpoint("pds", pds.url, True))
     watch.start()
@@ -380,13 +391,17 @@ def test_watch_takes_down_what_a_rule_rejects_on_its_own_pds(
             return watch.metric("upload_gate_firehose_events_total") > 0
 
         wait_for("the watcher to read the firehose", reading)
-        clean = png(42)
-        bob.post_image(pictures.held, "held")  # judged (quarantine) in the test above, or now
-        near_uri = str(alice.post_image(pictures.banned_near, "near").uri)
-        alice.post_image(pictures.banned, "banked")
-        bob_uri = str(bob.post_image(pictures.banned, "banked too").uri)
+        held_uri = str(bob.post_image(held, "held").uri)
+        near_uri = str(alice.post_image(near, "near").uri)
+        alice_uri = str(alice.post_image(banned, "banked").uri)
+        bob_uri = str(bob.post_image(banned, "banked too").uri)
         clean_uri = str(alice.post_image(clean, "clean").uri)
-        wait_for("both judged", lambda: {near_uri, clean_uri} <= {r["record_uri"] for r in watch.decisions()})
+        wait_for(
+            "all judged",
+            lambda: (
+                {held_uri, near_uri, alice_uri, clean_uri} <= {r["record_uri"] for r in watch.decisions()}
+            ),
+        )
 
         def served(user: User, data: bytes) -> int:
             r = httpx.get(
@@ -396,20 +411,34 @@ def test_watch_takes_down_what_a_rule_rejects_on_its_own_pds(
             )
             return r.status_code
 
-        wait_for("both repos' copies taken down", lambda: served(bob, pictures.banned) == 400, 30)
-        assert served(alice, pictures.banned) == 400
-        assert served(alice, pictures.banned_near) == 400
+        wait_for("both repos' copies taken down", lambda: served(bob, banned) == 400, 30)
+        assert served(alice, banned) == 400
+        assert served(alice, near) == 400
         assert served(alice, clean) == 200
-        assert served(bob, pictures.held) == 200  # quarantine: a reviewer decides
+        assert served(bob, held) == 200  # quarantine: a reviewer decides
 
-        (near,) = [r for r in watch.decisions() if r["record_uri"] == near_uri]
-        assert near["verdict"] == "reject" and near["rule"] == "banned-pdq"
-        assert [(a["action"], a["result"]) for a in near["actions"]] == [("takedown", "done")]
         rows = {r["record_uri"]: r for r in watch.decisions()}
-        assert rows[clean_uri]["actions"] == []
+        for uri, rule in ((near_uri, "banned-pdq"), (alice_uri, "banned-exact")):
+            assert (rows[uri]["verdict"], rows[uri]["rule"]) == ("reject", rule)
+            assert [(a["action"], a["result"]) for a in rows[uri]["actions"]] == [("takedown", "done")]
+        assert rows[clean_uri]["actions"] == [] and rows[held_uri]["actions"] == []
+        assert rows[held_uri]["verdict"] == "quarantine"
         assert bob_uri not in rows  # the same CID as alice's: judged once, not fetched again
-        assert counter.fetches[cid_of(pictures.banned)] == 1
+        assert counter.fetches[cid_of(banned)] == 1
     finally:
         watch.stop()
         for user in (alice, bob):
             user.client.request.close()
+            delete_account(pds, user.did)
+
+
+def delete_account(pds: Pds, did: str) -> None:
+    """As the PDS's admin: the repo, its blobs and its takedowns gone from what later tests list."""
+    auth = base64.b64encode(f"admin:{pds.admin_password}".encode()).decode()
+    r = httpx.post(
+        f"{pds.url}/xrpc/com.atproto.admin.deleteAccount",
+        json={"did": did},
+        headers={"Authorization": f"Basic {auth}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
