@@ -54,13 +54,9 @@ def serve(sock: socket.socket) -> None:
             if raw_meta is None:
                 return
             meta = json.loads(raw_meta)
-            received = bytearray(body_len)
-            if not _recv_into(sock, received):
+            body = _recv_body(sock, body_len)
+            if body is None:
                 return
-            # One immutable copy, the buffer dropped at once: Pillow's BytesIO shares bytes (it would
-            # copy a bytearray), so a large image is held once here, not twice.
-            body = bytes(received)
-            del received
             digested = side.submit(digests, body)
             options = HashOptions(**meta["options"])
             # Pillow's bomb limit is a module global; this process is ours, so set it per job.
@@ -73,6 +69,9 @@ def serve(sock: socket.socket) -> None:
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             answer = json.dumps({"digests": asdict(digested.result()), "image": asdict(image)}).encode()
+            # Dropped before the answer goes: the gate counts this copy in its memory budget only until
+            # it has the answer (gate/hashing/hasher.py), so an idle worker must not keep the last body.
+            del body, digested, image
             sock.sendall(ANSWER.pack(len(answer)) + answer)
 
 
@@ -114,12 +113,29 @@ def _keep_heap_warm() -> None:
         pass
 
 
+def _recv_body(sock: socket.socket, n: int) -> bytes | None:
+    """The body, received straight into the one ``bytes`` object the decoders read (Pillow's BytesIO
+    shares ``bytes``; it would copy a ``bytearray``): a body is held once in this process, never twice
+    (a buffer and its ``bytes()`` copy were two bodies at the peak of every job)."""
+    first = sock.recv(n, socket.MSG_WAITALL) if n else b""
+    if len(first) == n:
+        return first  # recv allocated exactly n bytes and filled them: no resize, no copy
+    if not first:
+        return None
+    # Cut short (a signal, or a kernel limit on one read): the rest joins it, once, in a fresh buffer.
+    got = len(first)
+    buf = bytearray(n)
+    buf[:got] = first
+    del first
+    return bytes(buf) if _recv_into(sock, memoryview(buf)[got:]) else None
+
+
 def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
     buf = bytearray(n)
     return bytes(buf) if _recv_into(sock, buf) else None
 
 
-def _recv_into(sock: socket.socket, buf: bytearray) -> bool:
+def _recv_into(sock: socket.socket, buf: bytearray | memoryview) -> bool:
     view = memoryview(buf)
     got = 0
     while got < len(buf):
