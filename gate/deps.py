@@ -95,7 +95,8 @@ async def open_deps(settings: Settings, *, spool: Path | None = None) -> AsyncIt
         stack.push_async_callback(decision_log.close)
         evidence = Evidence.on(database.pool, base.keyring)
         await quarantine.check_keys_cover_evidence(evidence)
-        judge, allowlist = await open_judge(settings, stack, base)
+        budget = MemoryBudget(settings.memory_budget_bytes)
+        judge, allowlist = await open_judge(settings, stack, base, budget)
         upstream = Upstream(settings.upstream, settings.upstream_connect_timeout, settings.upstream_timeout)
         await upstream.start()
         stack.push_async_callback(upstream.close)
@@ -107,7 +108,7 @@ async def open_deps(settings: Settings, *, spool: Path | None = None) -> AsyncIt
             policy=policy,
             judge=judge,
             upstream=upstream,
-            budget=MemoryBudget(settings.memory_budget_bytes),
+            budget=budget,
             sink=sink,
             database=database,
             evidence=evidence,
@@ -152,16 +153,17 @@ async def open_base(settings: Settings, stack: contextlib.AsyncExitStack) -> Bas
 
 
 async def open_judge(
-    settings: Settings, stack: contextlib.AsyncExitStack, base: Base
+    settings: Settings, stack: contextlib.AsyncExitStack, base: Base, budget: MemoryBudget | None = None
 ) -> tuple[Judge, Allowlist]:
     """The judge on the base's matchers (local banks, HMA, the allowlist) and its hasher, which
     ``stack`` closes; the allowlist is returned too, for the review site and its watcher. Call it once
-    the schema is there (the allowlist reads its rows at once)."""
+    the schema is there (the allowlist reads its rows at once). ``budget``: the one the bodies it
+    judges are held under (serve's), so that it counts the hashing workers' copies too."""
     # Released hashes (reviewed false positives), in Postgres so that read-only bank files and
     # other replicas are no obstacle (gate.quarantine.allowlist).
     allowlist = Allowlist(base.database.pool, base.policy)
     await allowlist.start()
-    hasher = Hasher(settings.hash_workers)
+    hasher = Hasher(settings.hash_workers, budget=budget)
     hasher.start()
     stack.push_async_callback(hasher.close)
     matchers: list[Matcher] = [base.banks, *([base.hma] if base.hma else []), allowlist]

@@ -181,7 +181,10 @@ class Settings:
         "GATE_MAX_UPLOAD_BYTES", parse_size, "104857600", "largest upload, before and after decoding"
     )
     memory_budget_bytes: int = env(
-        "GATE_MEMORY_BUDGET_BYTES", parse_size, "512M", "upload bytes buffered at once; past it → 503"
+        "GATE_MEMORY_BUDGET_BYTES",
+        parse_size,
+        "512M",
+        "upload bytes held at once, a hashing worker's copy included; past it → 503; ≥ 2 × GATE_MAX_UPLOAD_BYTES",
     )
     body_idle_timeout: float = env(
         "GATE_BODY_IDLE_TIMEOUT",
@@ -591,8 +594,13 @@ class Settings:
             except ValueError as exc:
                 shown = "<hidden>" if meta["secret"] else repr(raw)
                 problems.append(f"{meta['env']}={shown}: {exc}")
-        if not problems and kwargs["memory_budget_bytes"] < kwargs["max_upload_bytes"]:
-            problems.append("GATE_MEMORY_BUDGET_BYTES must be at least GATE_MAX_UPLOAD_BYTES")
+        # An upload is held twice while it is hashed (the gate's copy and its hashing worker's, both
+        # counted: gate/proxy/budget.py); a smaller budget would refuse the largest uploads every time.
+        if not problems and kwargs["memory_budget_bytes"] < 2 * kwargs["max_upload_bytes"]:
+            problems.append(
+                "GATE_MEMORY_BUDGET_BYTES must be at least twice GATE_MAX_UPLOAD_BYTES"
+                " (an upload is held twice while it is hashed)"
+            )
         if not problems and kwargs["db_pool_min"] > kwargs["db_pool_max"]:
             problems.append("GATE_DB_POOL_MIN must not exceed GATE_DB_POOL_MAX")
         if not problems and kwargs["webhook_url"] is not None and not kwargs["webhook_secret"]:

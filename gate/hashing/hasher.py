@@ -24,6 +24,7 @@ and feeder threads fought the event loop for the GIL. The benchmark builds the o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -32,6 +33,7 @@ from gate.hashing.image import ImageHashes, hash_image
 from gate.hashing.options import HashOptions
 from gate.hashing.pool import WorkerDied, WorkerPool
 from gate.hashing.sniff import OCTET_STREAM, sniff
+from gate.proxy.budget import MemoryBudget
 from gate.types import Hashes, Unhashable
 
 
@@ -77,11 +79,17 @@ class Hasher:
 
     ``workers`` sizes the pool of worker processes (0: one per core, the choice of
     bench/hashing_pool.py). ``decode_timeout`` bounds the seconds one image may take in a worker.
+    ``budget``, where bodies are held under one (the gate's uploads and API): the worker's copy of each
+    body is reserved from it too, from before it is sent until the answer is back (503 when it cannot
+    be had: ``MemoryBudget.worker_copy``).
     """
 
-    def __init__(self, workers: int = 0, *, decode_timeout: float = 20.0) -> None:
+    def __init__(
+        self, workers: int = 0, *, decode_timeout: float = 20.0, budget: MemoryBudget | None = None
+    ) -> None:
         self._workers = workers if workers > 0 else (os.cpu_count() or 1)
         self._decode_timeout = decode_timeout
+        self._budget = budget
         # The digests of a body whose worker died, still owed.
         self._threads = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="gate-hash")
         self._processes = WorkerPool(self._workers, decode_timeout)
@@ -101,7 +109,8 @@ class Hasher:
         loop = asyncio.get_running_loop()
         media_type = sniff(body)  # reads the first few KB only: cheap enough for the loop
         try:
-            found, image = await self._processes.run(body, media_type, options)
+            async with self._worker_copy(len(body)):
+                found, image = await self._processes.run(body, media_type, options)
         except WorkerDied:
             if self._closed:  # the worker was stopped by close(), not by this body
                 raise RuntimeError("Hasher is closed") from None
@@ -114,6 +123,9 @@ class Hasher:
             )
             found = await loop.run_in_executor(self._threads, digests, body)
         return combine(found, media_type, image)
+
+    def _worker_copy(self, n: int) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._budget.worker_copy(n) if self._budget is not None else contextlib.nullcontext()
 
     def start(self) -> None:
         """Start the worker processes in the background (the first upload need not pay for it)."""

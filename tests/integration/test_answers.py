@@ -88,14 +88,15 @@ async def test_upstream_failure_answers_are_readable_too(start_gate: GateFactory
 
 
 async def test_overloaded_answer_exposes_retry_after(start_gate: GateFactory, upstream: Upstream) -> None:
-    gate = await start_gate(GATE_MAX_UPLOAD_BYTES="1M", GATE_MEMORY_BUDGET_BYTES="1M")
+    gate = await start_gate(GATE_MAX_UPLOAD_BYTES="1M", GATE_MEMORY_BUDGET_BYTES="2M")
     host, port = gate.public
-    # One slow upload has sent 900 KiB of its megabyte: those bytes are held while the rest trickles in.
-    _, writer = await start_upload(host, port, 1024 * 1024, b"\0" * (900 * 1024))
+    # Two slow uploads have sent 900 KiB of their megabyte each: held while the rest trickles in.
+    slow = [await start_upload(host, port, 1024 * 1024, b"\0" * (900 * 1024)) for _ in range(2)]
     await asyncio.sleep(0.3)
     async with aiohttp.ClientSession() as s:
-        got = await answer(s, "POST", gate.url + UPLOAD, b"\0" * (200 * 1024), AUTH)
-    writer.close()
+        got = await answer(s, "POST", gate.url + UPLOAD, b"\0" * (300 * 1024), AUTH)
+    for _, writer in slow:
+        writer.close()
     assert_gate_answer(got, 503, "Service Unavailable", "Overloaded")
     headers = got[2]
     assert headers["Retry-After"].isdigit()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import zlib
@@ -16,6 +17,8 @@ from gate.hashing.options import HashOptions
 from tests.integration.conftest import GateFactory
 from tests.support import images
 from tests.support.cids import cid_of
+from tests.support.raw_http import start_upload
+from tests.support.scrape import sample
 from tests.support.tokens import ALICE_BEARER
 from tests.support.upstream import RecordingUpstream
 
@@ -341,27 +344,44 @@ async def test_upstream_slow_is_504(start_gate: GateFactory, upstream: Upstream)
 async def test_memory_budget_answers_503_with_retry_after(
     start_gate: GateFactory, upstream: Upstream
 ) -> None:
-    import asyncio
-
     rec, _ = upstream
-    gate = await start_gate(GATE_MAX_UPLOAD_BYTES="1M", GATE_MEMORY_BUDGET_BYTES="1M")
+    gate = await start_gate(GATE_MAX_UPLOAD_BYTES="1M", GATE_MEMORY_BUDGET_BYTES="2M")
     host, port = gate.public
-    # One slow upload has sent 900 KiB of its 1000 KiB and holds them while the rest trickles in.
-    _, writer = await asyncio.open_connection(host, port)
-    writer.write(
-        f"POST {UPLOAD} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
-        f"Content-Type: image/png\r\nContent-Length: {1000 * 1024}\r\n\r\n".encode()
-        + b"\0" * (900 * 1024)
-    )
-    await writer.drain()
+    # Two slow uploads have sent 900 KiB of their 1000 KiB each and hold them while the rest trickles in.
+    slow = [await start_upload(host, port, 1000 * 1024, b"\0" * (900 * 1024)) for _ in range(2)]
     await asyncio.sleep(0.3)
     async with aiohttp.ClientSession() as s:
-        async with s.post(gate.url + UPLOAD, data=b"\0" * (200 * 1024), headers=AUTH) as r:
+        async with s.post(gate.url + UPLOAD, data=b"\0" * (300 * 1024), headers=AUTH) as r:
             assert r.status == 503
             assert r.headers["Retry-After"].isdigit()
             assert (await r.json())["error"] == "Overloaded"
-    writer.close()
+    for _, writer in slow:
+        writer.close()
     assert rec.uploads() == []
+
+
+async def test_the_memory_budget_counts_the_hashing_workers_copy(
+    start_gate: GateFactory, upstream: Upstream
+) -> None:
+    """A body read whole is held twice while it is hashed (the gate's copy and its worker's): both
+    are reserved, so a body that fits the budget once but not twice is refused, and never forwarded."""
+    rec, _ = upstream
+    gate = await start_gate(GATE_MAX_UPLOAD_BYTES="1M", GATE_MEMORY_BUDGET_BYTES="2M")
+    host, port = gate.public
+    _, writer = await start_upload(host, port, 1000 * 1024, b"\0" * (900 * 1024))  # holds 900 KiB
+    await asyncio.sleep(0.3)
+    refused, taken = b"\1" * (600 * 1024), b"\2" * (500 * 1024)
+    async with aiohttp.ClientSession() as s:
+        # 900 + 600 KiB read fit in 2 MiB; with the worker's 600 KiB they do not, and nothing else is
+        # being hashed whose copy could come back: refused.
+        async with s.post(gate.url + UPLOAD, data=refused, headers=AUTH) as r:
+            assert (r.status, (await r.json())["error"]) == (503, "Overloaded")
+            assert r.headers["Retry-After"].isdigit()
+        async with s.post(gate.url + UPLOAD, data=taken, headers=AUTH) as r:  # 900 + 2 × 500 KiB: fits
+            assert r.status == 200, await r.text()
+    writer.close()
+    assert [u.body for u in rec.uploads()] == [taken]
+    assert await sample(gate.admin_url, "upload_gate_buffered_bytes") == 0  # every copy given back
 
 
 async def test_repeat_upload_reuses_the_verdict(start_gate: GateFactory, upstream: Upstream) -> None:

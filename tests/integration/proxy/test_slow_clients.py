@@ -34,10 +34,10 @@ async def upload(url: str, body: bytes) -> tuple[int, dict[str, str]]:
 async def test_declared_lengths_lock_nothing(start_gate: GateFactory, upstream: Upstream) -> None:
     rec, _ = upstream
     gate = await start_gate(
-        GATE_MAX_UPLOAD_BYTES="1M", GATE_MEMORY_BUDGET_BYTES="1M", GATE_BODY_IDLE_TIMEOUT="2"
+        GATE_MAX_UPLOAD_BYTES="1M", GATE_MEMORY_BUDGET_BYTES="2M", GATE_BODY_IDLE_TIMEOUT="2"
     )
     host, port = gate.public
-    # Sixteen clients (behind the trusted front proxy) declare sixteen times the budget and send one
+    # Sixteen clients (behind the trusted front proxy) declare eight times the budget and send one
     # byte each: none of it is held.
     held = [
         await start_upload(host, port, MiB, b"\x89", {"X-Forwarded-For": f"203.0.113.{i}"}) for i in range(16)
@@ -61,14 +61,14 @@ async def test_declared_lengths_lock_nothing(start_gate: GateFactory, upstream: 
 async def test_a_cut_body_frees_what_it_held(start_gate: GateFactory, upstream: Upstream) -> None:
     rec, _ = upstream
     gate = await start_gate(
-        GATE_MAX_UPLOAD_BYTES="1M", GATE_MEMORY_BUDGET_BYTES="1M", GATE_BODY_IDLE_TIMEOUT="1.5"
+        GATE_MAX_UPLOAD_BYTES="1M", GATE_MEMORY_BUDGET_BYTES="2M", GATE_BODY_IDLE_TIMEOUT="1.5"
     )
     host, port = gate.public
     before = await sample(gate.admin_url, "upload_gate_body_timeouts_total", reason="idle")
-    # Two bodies send 400 KiB of their megabyte and stop: those bytes are held, and count.
-    stalled = [await start_upload(host, port, MiB, b"\0" * (400 * KiB)) for _ in range(2)]
+    # Two bodies send 900 KiB of their megabyte and stop: those bytes are held, and count.
+    stalled = [await start_upload(host, port, MiB, b"\0" * (900 * KiB)) for _ in range(2)]
     await asyncio.sleep(0.3)
-    assert await sample(gate.admin_url, "upload_gate_buffered_bytes") == 800 * KiB
+    assert await sample(gate.admin_url, "upload_gate_buffered_bytes") == 1800 * KiB
     status, answer = await upload(gate.url, b"\1" * (300 * KiB))
     assert (status, answer["error"]) == (503, "Overloaded")
     for reader, writer in stalled:

@@ -7,8 +7,10 @@ import os
 
 import pytest
 
+from gate.errors import Overloaded
 from gate.hashing.hasher import Hasher, hash_bytes
 from gate.hashing.options import HashOptions
+from gate.proxy.budget import MemoryBudget, Reservation
 from gate.types import Unhashable
 from tests.unit.hashing.corpus import encode, gif, photo, resized
 
@@ -73,5 +75,29 @@ async def test_a_decode_past_the_deadline_is_unhashable_and_the_pool_recovers() 
         assert hashes.size == len(slow)
         # The same hasher, its worker replaced: the next upload is hashed normally.
         assert (await hasher.hash(quick, HashOptions())).pdq == hash_bytes(quick, HashOptions()).pdq
+    finally:
+        await hasher.close()
+
+
+async def test_the_workers_copy_of_a_body_is_held_under_the_budget() -> None:
+    """The body crosses into a worker process, which holds its own copy until it answers: that copy is
+    reserved from the gate's budget beside the gate's, and given back with the answer."""
+    body = encode(resized("coffee.png", 600), "PNG")
+    budget = MemoryBudget(2 * len(body))
+    held = Reservation(budget)  # the gate's own copy, as the upload path reserves it
+    held.grow_to(len(body))
+    hasher = Hasher(workers=1, budget=budget)
+    try:
+        await hasher.warm_up()
+        hashing = asyncio.create_task(hasher.hash(body, HashOptions()))
+        await asyncio.sleep(0)  # the task runs up to its first wait: the copy is taken before it is sent
+        assert (budget.used, budget.hashing) == (2 * len(body), len(body))
+        assert (await hashing).pdq
+        assert (budget.used, budget.hashing) == (len(body), 0)
+        # One byte short of both copies, with nothing else hashing: refused, not hashed past it.
+        budget.limit -= 1
+        with pytest.raises(Overloaded):
+            await hasher.hash(body, HashOptions())
+        assert budget.used == len(body)
     finally:
         await hasher.close()

@@ -120,6 +120,15 @@ def test_settings_report_every_bad_value() -> None:
     assert "GATE_LISTEN='nope'" in text and "GATE_MAX_UPLOAD_BYTES='-3'" in text and "10.0.0.0/33" in text
 
 
+def test_settings_want_a_budget_of_two_copies_of_the_largest_upload() -> None:
+    """The gate's copy and its hashing worker's are both counted: a smaller budget would refuse the
+    largest uploads every time, so it does not start."""
+    with pytest.raises(SettingsError, match="at least twice GATE_MAX_UPLOAD_BYTES"):
+        Settings.from_env({"GATE_MAX_UPLOAD_BYTES": "1M", "GATE_MEMORY_BUDGET_BYTES": "1M"})
+    s = Settings.from_env({"GATE_MAX_UPLOAD_BYTES": "1M", "GATE_MEMORY_BUDGET_BYTES": "2M"})
+    assert s.memory_budget_bytes == 2 * s.max_upload_bytes
+
+
 def test_settings_env_file_under_environment(tmp_path: Path) -> None:
     f = tmp_path / "gate.env"
     f.write_text('# comment\nexport GATE_LISTEN="0.0.0.0:8080"\nGATE_MAX_UPLOAD_BYTES=5M\n')
