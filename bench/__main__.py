@@ -5,7 +5,8 @@ EXIF orientation, multi-format bytes and HMA's own hash of CMYK and palette file
 (repeats of the same bytes), ``hma`` (an upload's lookups vs one; a burst against one HMA worker),
 ``matching`` (local banks at 10k / 100k / 1M / 10M hashes; NCMEC-scale bank files: 10M PDQ and 50M
 MD5 + SHA-1 rows loaded, queried and reloaded), ``gate`` (end to end, passthrough, memory, 1 → 2
-workers), ``scale`` (two
+workers), ``memory`` (only the memory part of ``gate``: peak RSS of the gate and its hashing workers
+under 64 concurrent 12 MP uploads and 8 concurrent 100 MB ones), ``scale`` (two
 replicas on one shared Postgres behind nginx vs one, one decision log across both, and the sizing
 table: uploads/s per core by format, memory per concurrent upload, Postgres writes per upload), ``scan`` (``upload-gate scan`` on the real PDS against hashing alone), ``retro`` (a retro-hunt
 of 10M stored decisions against 100k new bank hashes, time and memory), ``firehose`` (``upload-gate
@@ -39,7 +40,7 @@ from bench import (
 )
 from bench.report import Report
 
-SECTIONS = ("hashing", "judge", "hma", "matching", "gate", "scale", "scan", "retro", "firehose")
+SECTIONS = ("hashing", "judge", "hma", "matching", "gate", "memory", "scale", "scan", "retro", "firehose")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         _say("gate: end to end, passthrough, memory, workers")
         photos = corpus.corpus(4 if args.quick else None, ("12MP",), ("JPEG",))
         endtoend.run(report, photos, args.quick)
+    if "memory" in args.only and "gate" not in args.only:  # ``gate`` measures it already
+        _say("memory: peak RSS of the gate and its hashing workers")
+        endtoend.run_memory(
+            report, corpus.corpus(4 if args.quick else None, ("12MP",), ("JPEG",)), args.quick
+        )
     if "scale" in args.only:
         _say("scale: two replicas on one Postgres behind nginx vs one; the sizing table")
         scale.run(report, args.quick)

@@ -81,15 +81,7 @@ def run(report: Report, photos: list[Sample], quick: bool) -> None:
     pure_rate, hasher_ms = asyncio.run(_pure_hashing(bodies, 24 * scale, 8))
 
     with tempfile.TemporaryDirectory(prefix="bench-bodies-") as tmp:
-        files = []
-        for i, body in enumerate(bodies):
-            path = Path(tmp, f"{i}.jpg")
-            path.write_bytes(body)
-            files.append(str(path))
-        big = Path(tmp, "big.bin")
-        with big.open("wb") as f:
-            for _ in range(100):
-                f.write(os.urandom(MB))
+        files, big = _files(tmp, bodies)
         with procs.upstream() as up:
             direct: dict[int, dict[str, float]] = {}
             through: dict[int, dict[str, float]] = {}
@@ -276,6 +268,29 @@ def _timed(fn: object) -> float:
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1000
+
+
+def run_memory(report: Report, photos: list[Sample], quick: bool) -> None:
+    """Only the memory tables of ``run`` (``--only memory``), on a gate of their own: a minute, not the
+    whole end-to-end section."""
+    with tempfile.TemporaryDirectory(prefix="bench-bodies-") as tmp:
+        files, big = _files(tmp, [s.body for s in photos])
+        with procs.upstream() as up, procs.gate(up) as g:
+            _memory(report, g, files, str(big), quick)
+
+
+def _files(tmp: str, bodies: list[bytes]) -> tuple[list[str], Path]:
+    """The photos as files for the load generator, and a 100 MB body of random bytes."""
+    files = []
+    for i, body in enumerate(bodies):
+        path = Path(tmp, f"{i}.jpg")
+        path.write_bytes(body)
+        files.append(str(path))
+    big = Path(tmp, "big.bin")
+    with big.open("wb") as f:
+        for _ in range(100):
+            f.write(os.urandom(MB))
+    return files, big
 
 
 def _memory(report: Report, g: GateProcess, files: list[str], big: str, quick: bool) -> None:
