@@ -28,7 +28,7 @@ from typing import Any
 
 from PIL import Image
 
-from gate.hashing import pdq_native, vips
+from gate.hashing import pdq_native, vips, webp
 from gate.hashing.digests import digests
 from gate.hashing.formats import REFUSED
 from gate.hashing.image import hash_image
@@ -90,9 +90,10 @@ def prepare_process() -> None:
         Image.OPEN.pop(name, None)
     _keep_heap_warm()
     pdq_native.available()  # proves the native PDQ entry points now, not on this worker's first upload
-    # libvips loads here, after the fork (the forkserver never imports it: no libvips thread is forked),
-    # and before the first large PNG or WebP pays for it.
+    # libvips and libwebp load here, after the fork (the forkserver never imports libvips: no libvips
+    # thread is forked), and before the first large PNG or WebP pays for them.
     vips.available()
+    webp.available()
 
 
 def _keep_heap_warm() -> None:
