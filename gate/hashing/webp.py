@@ -3,7 +3,7 @@
 Why not through libvips (gate/hashing/vips.py, which did this before): the libwebp inside the
 ``pyvips-binary`` wheel is built for size, and its decode runs libwebp's plain C paths (a profile of
 ``webpload`` shows the scalar inverse DCT and rescaler, not the SSE2 ones). The same scaled decode of
-a 12 MP photo took 55-63 ms through libvips and 37-42 ms through the libwebp Pillow ships, on the
+a 12 MP photo took 53-61 ms through libvips and 37-42 ms through the libwebp Pillow ships, on the
 same bytes in the same run (``python -m bench --only hashing`` prints both). No wheel exposes
 libwebp's scaled decode (Pillow's plugin, ``webp`` and ``imagecodecs`` decode every pixel), so it is
 called here through its public, versioned C API: ``WebPGetFeatures``, then ``WebPDecode`` with
@@ -31,6 +31,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -133,13 +134,14 @@ def _libwebp() -> ctypes.CDLL | None:
     return None
 
 
-def _candidates() -> list[str]:
-    """Where Pillow's WebP plugin finds its libwebp: the wheel's own copy first, then the system's."""
+def _candidates() -> Iterator[str]:
+    """Where Pillow's WebP plugin finds its libwebp: the wheel's own copy first, then the system's
+    (looked up only when the wheel has none: ``find_library`` runs ``ldconfig``)."""
     package = Path(PIL.__file__).parent
-    found = sorted(str(p) for p in (package.parent / "pillow.libs").glob("libwebp-*.so*"))
-    found += sorted(str(p) for p in (package / ".dylibs").glob("libwebp.*dylib"))
-    system = ctypes.util.find_library("webp")
-    return [*found, system] if system else found
+    yield from sorted(str(p) for p in (package.parent / "pillow.libs").glob("libwebp-*.so*"))
+    yield from sorted(str(p) for p in (package / ".dylibs").glob("libwebp.*dylib"))
+    if system := ctypes.util.find_library("webp"):
+        yield system
 
 
 def available() -> bool:
