@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from gate.hashing import vips, webp
-from gate.hashing.hasher import hash_bytes
+from gate.hashing.hasher import Hasher, hash_bytes
 from gate.hashing.options import HashOptions
-from gate.types import Hashes
+from gate.types import Hashes, Unhashable
 from tests.support.media import save
 from tests.unit.hashing.corpus import bits, encode, photo, resized
 
@@ -126,3 +126,17 @@ def test_a_header_that_disagrees_with_pillows_is_not_decoded() -> None:
     assert webp.scaled(body, 2403, 1800, 3) is None  # another size than libwebp reads
     assert webp.scaled(body, 2400, 1800, 7) is None  # a scale that does not divide the sides
     assert webp.scaled(encode(_scene((2400, 1800)), "PNG"), 2400, 1800, 3) is None  # not a WebP
+
+
+async def test_the_workers_deadline_ends_a_decode_inside_libwebp() -> None:
+    slow = encode(_scene((6000, 4500)), "WEBP")  # ~0.1 s of libwebp's CPU time, at 1/6 scale
+    assert _reading(slow) == ((750, 1000, 3), 6)
+    hasher = Hasher(workers=1, decode_timeout=0.02)
+    try:
+        await hasher.warm_up()  # libwebp loaded before the clock starts
+        hashes = await hasher.hash(slow, OPTIONS)
+        assert hashes.pdq == () and hashes.unhashable is Unhashable.CORRUPT
+        assert "longer than 0.02 s" in (hashes.unhashable_detail or "")
+        assert hashes.sha256 and hashes.size == len(slow)
+    finally:
+        await hasher.close()
