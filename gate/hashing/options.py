@@ -22,6 +22,6 @@ class HashOptions:
     # Also HMA's own hash of the first frame where HMA reads other pixels than the picture (palette
     # indices, CMYK's C, M, Y planes: gate/hashing/hma_view.py). Always on; off only to measure it.
     as_hma: bool = True
-    # Large still PNG and WebP decoded by libvips where it loads (gate/hashing/vips.py), else by Pillow.
-    # Always on; off only to measure the Pillow path beside it.
+    # Large still PNG decoded by libvips and WebP scaled by libwebp where they load (gate/hashing/vips.py,
+    # gate/hashing/webp.py), else by Pillow. Always on; off only to measure the Pillow path beside it.
     libvips: bool = True

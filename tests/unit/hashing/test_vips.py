@@ -1,5 +1,6 @@
-"""libvips decodes large still PNG and WebP (gate/hashing/vips.py); everything else, and every file
-libvips has a complaint about, stays with the Pillow path and its verdict."""
+"""libvips decodes large still PNG, and large still WebP are decoded scaled by libwebp (gate/hashing/vips.py
+decides, gate/hashing/webp.py calls libwebp); everything else, and every file either has a complaint
+about, stays with the Pillow path and its verdict."""
 
 from __future__ import annotations
 
