@@ -20,7 +20,7 @@ import hashlib
 import warnings
 from dataclasses import dataclass, replace
 
-from gate.hashing.decode import Decoded, DecodeFailure
+from gate.hashing.decode import Decoded, DecodeFailure, as_later_frame
 from gate.hashing.formats import OpenFailure, failure_of, open_all, short
 from gate.hashing.frames import Budget, Frame, frames, reopener
 from gate.hashing.hma_view import HMA_MIN_QUALITY
@@ -116,7 +116,7 @@ class _Hashes:
             self.exact = decoded
         else:
             if self.exact is not None:  # an animation after all: later frames may repeat the first
-                self.seen.add(_digest(downsample_of(self.exact)))
+                self.seen.add(_digest(downsample_of(as_later_frame(self.exact))))
                 self.exact = None
             luma = downsample_of(decoded)
             # Identical frames (a GIF holding a picture for several frame times) are hashed once; the

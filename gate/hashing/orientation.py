@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from PIL import ExifTags, Image
 
-from gate.hashing.decode import Pixels
+from gate.hashing.decode import Luma, Pixels
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +39,9 @@ class Orientation:
     flip_cols: bool  # mirrored left-right (after any transpose)
     transform: str  # PDQ's name for the same transform (gate/hashing/pdq.py TRANSFORMS)
 
-    def view(self, pixels: Pixels) -> Pixels:
-        """The displayed picture as a view of ``pixels`` (H×W or H×W×3): nothing is copied."""
+    def view(self, pixels: Pixels | Luma) -> Pixels | Luma:
+        """The displayed picture as a view of ``pixels`` (H×W or H×W×3, or a frame's luma): nothing is
+        copied."""
         out = pixels.swapaxes(0, 1) if self.transpose else pixels
         if self.flip_rows:
             out = out[::-1]

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pdqhash
 
-from gate.hashing.decode import Decoded, Pixels
+from gate.hashing.decode import Decoded, Luma, Pixels
 from gate.hashing.orientation import Orientation
 from gate.hashing.pdq_downsample import Floats, downsample
 from gate.hashing.pdq_native import LUMA, pdq_of_luma
@@ -61,13 +61,14 @@ def pdq_of(decoded: Decoded, *, dihedral: bool = False) -> tuple[tuple[PdqHash, 
 def downsample_of(decoded: Decoded, orientation: Orientation | None = None) -> Floats:
     """PDQ's 64×64 downsample of the decoded picture, or of the picture as displayed after
     ``orientation`` (read through a view of the same pixels: nothing is decoded again)."""
+    pixels: Pixels | Luma = decoded.luma if decoded.luma is not None else decoded.pixels
     if orientation is None:
-        return downsample(decoded.pixels, decoded.width, decoded.height, decoded.scale or 1)
+        return downsample(pixels, decoded.width, decoded.height, decoded.scale or 1)
     width, height = (
         (decoded.height, decoded.width) if orientation.transpose else (decoded.width, decoded.height)
     )
     mirrored = (orientation.flip_rows, orientation.flip_cols)
-    return downsample(orientation.view(decoded.pixels), width, height, decoded.scale or 1, mirrored=mirrored)
+    return downsample(orientation.view(pixels), width, height, decoded.scale or 1, mirrored=mirrored)
 
 
 def pdq_of_downsample(luma: Floats, *, dihedral: bool = False) -> tuple[tuple[PdqHash, ...], int]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from gate.hashing.decode import Pixels
+from gate.hashing.decode import Luma, Pixels
 
 OUT = 64  # PDQ's downsample is 64×64
 # PDQ's luma (ITU-R BT.601), the coefficients pdqhash applies to R, G, B.
@@ -42,11 +42,17 @@ class Band:
 
 
 def downsample(
-    pixels: Pixels, width: int, height: int, scale: int, *, mirrored: tuple[bool, bool] = (False, False)
+    pixels: Pixels | Luma,
+    width: int,
+    height: int,
+    scale: int,
+    *,
+    mirrored: tuple[bool, bool] = (False, False),
 ) -> Floats:
     """The 64×64 float luma PDQ computes from the full ``width`` × ``height`` image, from ``pixels``:
     that image reduced by ``scale`` per side (each pixel the mean of a ``scale`` × ``scale`` block,
-    as libjpeg's DCT scaling and Pillow's ``reduce`` give), grey (H×W) or RGB (H×W×3).
+    as libjpeg's DCT scaling and Pillow's ``reduce`` give), grey (H×W) or RGB (H×W×3), or PDQ's luma
+    of it (H×W floats, ``Decoded.luma``).
 
     ``pixels`` may be a turned or mirrored view of the reduced image (the picture as displayed after
     its EXIF orientation); ``mirrored`` says which of its axes (rows, columns) run backwards through
