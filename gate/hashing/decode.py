@@ -144,8 +144,13 @@ def as_later_frame(decoded: Decoded) -> Decoded:
     colour read as its luma by the same conversion): its downsample then has the same bits, so a later
     frame repeating it is known as a repeat."""
     pixels = decoded.pixels
-    luma = _luma(Image.fromarray(pixels)) if pixels.ndim == 3 else None
+    luma = rgb_luma(pixels) if pixels.ndim == 3 else None
     return replace(decoded, pixels=pixels if luma is None else NO_PIXELS, scale=1, hma=None, luma=luma)
+
+
+def rgb_luma(pixels: Pixels) -> Luma:
+    """PDQ's luma of H×W×3 pixels, by the same conversion as ``Decoded.luma``: pdqhash's own values."""
+    return np.asarray(Image.fromarray(pixels).convert("F"))
 
 
 def _luma(im: Image.Image) -> Luma | None:

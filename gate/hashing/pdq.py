@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pdqhash
 
-from gate.hashing.decode import Decoded, Luma, Pixels
+from gate.hashing.decode import Decoded, Luma, Pixels, rgb_luma
 from gate.hashing.orientation import Orientation
 from gate.hashing.pdq_downsample import Floats, downsample
 from gate.hashing.pdq_native import LUMA, pdq_of_luma
@@ -84,8 +84,10 @@ def pdq_hashes(pixels: Pixels, *, dihedral: bool = False) -> tuple[tuple[PdqHash
     height, width = pixels.shape[:2]
     transposed = width % _SLOW_WIDTH == 0 and height % _SLOW_WIDTH != 0
     oriented = pixels.swapaxes(0, 1) if transposed else pixels
-    # A grey image (every small JPEG): the same hashes without pdqhash's float64 luma pass.
-    native = pdq_of_luma(LUMA[oriented], dihedral=dihedral) if pixels.ndim == 2 else None
+    # pdqhash's own luma without its float64 pass: a table for a grey image (every small JPEG), Pillow's
+    # F conversion for colour (the same float32 values for all 2^24 colours: gate/hashing/decode.py).
+    luma = LUMA[pixels] if pixels.ndim == 2 else rgb_luma(pixels)
+    native = pdq_of_luma(luma.swapaxes(0, 1) if transposed else luma, dihedral=dihedral)
     if native is not None:
         return _as_hashes(*native, dihedral=dihedral, transposed=transposed)
     rgb = _rgb(oriented)

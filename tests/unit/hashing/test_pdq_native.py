@@ -1,4 +1,5 @@
-"""The grey-image fast path gives pdqhash's own hash and quality, bit for bit."""
+"""The native paths (grey images by a table, colour by Pillow's F conversion) give pdqhash's own hash and
+quality, bit for bit."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from PIL import Image
 
 from gate.hashing import pdq_native
+from gate.hashing.decode import rgb_luma
 from gate.hashing.pdq import pdq_hashes, to_hex
 from tests.unit.hashing.corpus import photo
 
@@ -56,3 +58,25 @@ def test_pdq_hashes_of_a_grey_image_with_a_slow_width_is_still_pdqhash_s_hash() 
     grey = _grey("coffee.png", (768, 600))
     (found,), quality = pdq_hashes(grey)
     assert (found.hex, quality) == _reference(grey)
+
+
+def test_pillows_luma_is_pdqhashs_for_every_colour() -> None:
+    # What makes colour frames' and colour images' hashes pdqhash's own (gate/hashing/decode.py).
+    for start in range(0, 1 << 24, 1 << 20):  # all 2^24 colours, a sixteenth at a time
+        v = np.arange(start, start + (1 << 20), dtype=np.uint32)
+        rgb = np.stack([v >> 16, (v >> 8) & 255, v & 255], axis=-1).astype(np.uint8).reshape(1024, 1024, 3)
+        # pdqhash's own expression (uint8 times Python floats: float64), then float32.
+        want = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(np.float32)
+        assert np.array_equal(rgb_luma(rgb), want)
+
+
+@pytest.mark.parametrize("dihedral", [False, True])
+def test_a_colour_image_gets_pdqhashs_hash_and_quality(dihedral: bool) -> None:
+    rgb = np.asarray(photo("coffee.png").resize((500, 333), Image.Resampling.BICUBIC))
+    ours, quality = pdq_hashes(rgb, dihedral=dihedral)
+    if dihedral:
+        vectors, want_quality = pdqhash.compute_dihedral(rgb)
+    else:
+        vector, want_quality = pdqhash.compute(rgb)
+        vectors = [vector]
+    assert ([p.hex for p in ours], quality) == ([to_hex(v) for v in vectors], want_quality)
