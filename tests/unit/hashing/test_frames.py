@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from gate.hashing.hasher import hash_bytes
 from gate.hashing.options import HashOptions
+from gate.hashing.pdq import pdq_hashes, pdq_of_downsample
+from gate.hashing.pdq_downsample import downsample
 from gate.types import Hashes, Unhashable, Variant
 from tests.support.media import TEN_MS_FIRST, save
 from tests.unit.hashing.corpus import bits, encode, resized
@@ -141,3 +145,60 @@ def test_dihedral_hashes_come_for_every_frame() -> None:
     per_frame = {f: [p.transform for p in turned if p.frame == f] for f in (0, 1)}
     assert all(len(names) == 8 and names[0] == "original" for names in per_frame.values())
     assert {p.variant for p in turned} == {Variant.STORED, Variant.DIHEDRAL}
+
+
+def _composited() -> list[Image.Image]:
+    """Five frames: a patch over the first, a frame with a hole (what lies under it shows), others."""
+    coffee, astronaut, cat, rocket = (
+        clean(),
+        banned(),
+        resized("chelsea.png", 400),
+        resized("rocket.jpg", 400),
+    )
+    cat, rocket = cat.resize(SIZE), rocket.resize(SIZE)
+    patched = coffee.copy()
+    patched.paste(astronaut.crop((20, 30, 200, 170)), (20, 30))
+    holed = cat.convert("RGBA")
+    ImageDraw.Draw(holed).rectangle((40, 40, 220, 160), fill=(0, 0, 0, 0))
+    last = rocket.copy()
+    last.paste(cat.crop((100, 50, 260, 190)), (100, 50))
+    return [
+        coffee.convert("RGBA"),
+        patched.convert("RGBA"),
+        holed,
+        rocket.convert("RGBA"),
+        last.convert("RGBA"),
+    ]
+
+
+def _local_palettes() -> bytes:  # each frame its own palette and transparent index, whole-canvas tiles
+    first, *others = _composited()
+    return save(first, "GIF", *others, disposal=[1, 2, 3, 2, 1], duration=50, loop=0)
+
+
+def _one_palette() -> bytes:  # one palette: Pillow writes only the changed box of each frame
+    frames = [
+        f.convert("RGB").quantize(palette=clean().quantize(256), dither=Image.Dither.NONE)
+        for f in _composited()
+    ]
+    return save(frames[0], "GIF", *frames[1:], disposal=[1, 2, 3, 1, 1], duration=50, loop=0)
+
+
+@pytest.mark.parametrize("make", [_local_palettes, _one_palette], ids=["local-palettes", "one-palette"])
+def test_every_gif_frame_is_hashed_as_composited_like_its_rgb_pixels(make: Any) -> None:
+    # Later frames are read as their luma (gate/hashing/decode.py): the hashes are those of the RGB
+    # pixels Pillow composites (disposal 2 and 3, transparency, partial frames), frame by frame.
+    body = make()
+    with Image.open(io.BytesIO(body)) as im:
+        rgb = []
+        for index in range(im.n_frames):
+            im.seek(index)
+            rgb.append(np.asarray(im.convert("RGB")))
+    assert len({frame.tobytes() for frame in rgb}) == len(rgb) == 5
+    (first,), _ = pdq_hashes(rgb[0])
+    later = [pdq_of_downsample(downsample(frame, *SIZE, 1))[0][0] for frame in rgb[1:]]
+    expected = [first.hex, *(h.hex for h in later)]
+    hashes = hash_bytes(body, OPTIONS)
+    assert hashes.frames == 5
+    stored = [(p.hex, p.frame) for p in hashes.pdq if p.variant is Variant.STORED]
+    assert stored == [(h, expected.index(h)) for h in dict.fromkeys(expected)]
