@@ -87,7 +87,7 @@ class _Hashes:
         self.budget = Budget(options.max_frames, options.max_total_pixels, options.max_image_pixels)
         self.pdq: dict[str, PdqHash] = {}  # by hex, in order: the first frame that gave a hash keeps it
         self.seen: set[bytes] = set()  # digests of the downsamples already hashed
-        self.exact: Decoded | None = None  # a first frame hashed exactly, not yet in ``seen``
+        self.exact: Frame | None = None  # a first frame hashed exactly, not yet in ``seen``
         self.types: list[str] = []
         self.failure: tuple[Unhashable, str] | None = None
         self.flat: int | None = None  # the best quality of the frames too flat to hash
@@ -111,17 +111,20 @@ class _Hashes:
 
     def _add_picture(self, frame: Frame, index: int) -> None:
         decoded, dihedral = frame.decoded, self.options.dihedral
+        shown: Floats | None = None  # the downsample of the picture as displayed, once computed
         if decoded.scale is None:  # exact: PDQ's own hash of the full-resolution pixels
             found, quality = pdq_of(decoded, dihedral=dihedral)
-            self.exact = decoded
+            self.exact = frame
         else:
             if self.exact is not None:  # an animation after all: later frames may repeat the first
-                self.seen.add(_digest(downsample_of(as_later_frame(self.exact))))
+                first = self.exact
+                self.seen.add(_digest(*_downsamples(replace(first, decoded=as_later_frame(first.decoded)))))
                 self.exact = None
-            luma = downsample_of(decoded)
-            # Identical frames (a GIF holding a picture for several frame times) are hashed once; the
-            # digest is collision-resistant, so no frame can pass for another it differs from.
-            key = _digest(luma)
+            luma, shown = _downsamples(frame)
+            # Identical frames (a GIF holding a picture for several frame times) are hashed once. The
+            # key is all PDQ reads of the frame, as stored and as displayed, so a frame is skipped only
+            # when each hash it gives is already there; the digest is collision-resistant.
+            key = _digest(luma, shown)
             if key in self.seen:
                 return
             self.seen.add(key)
@@ -138,7 +141,9 @@ class _Hashes:
         stored, *turned = found
         self._keep(replace(stored, frame=index, variant=Variant.STORED))
         if frame.orientation is not None:
-            (displayed,), seen_quality = pdq_of_downsample(downsample_of(decoded, frame.orientation))
+            if shown is None:
+                shown = downsample_of(decoded, frame.orientation)
+            (displayed,), seen_quality = pdq_of_downsample(shown)
             if seen_quality >= self.options.min_pdq_quality:
                 self._keep(
                     replace(
@@ -184,5 +189,14 @@ class _Hashes:
         )
 
 
-def _digest(luma: Floats) -> bytes:
-    return hashlib.blake2b(luma.tobytes(), digest_size=32).digest()
+def _downsamples(frame: Frame) -> tuple[Floats, Floats | None]:
+    """PDQ's downsample of the frame as stored, and as displayed when it has an orientation."""
+    shown = None if frame.orientation is None else downsample_of(frame.decoded, frame.orientation)
+    return downsample_of(frame.decoded), shown
+
+
+def _digest(luma: Floats, shown: Floats | None = None) -> bytes:
+    digest = hashlib.blake2b(luma.tobytes(), digest_size=32)
+    if shown is not None:
+        digest.update(shown.tobytes())
+    return digest.digest()

@@ -12,9 +12,9 @@ from PIL import Image, ImageDraw
 from gate.hashing.hasher import hash_bytes
 from gate.hashing.options import HashOptions
 from gate.hashing.pdq import pdq_hashes, pdq_of_downsample
-from gate.hashing.pdq_downsample import downsample
+from gate.hashing.pdq_downsample import band, downsample
 from gate.types import Hashes, Unhashable, Variant
-from tests.support.media import TEN_MS_FIRST, save
+from tests.support.media import TEN_MS_FIRST, exif, save
 from tests.unit.hashing.corpus import bits, encode, resized
 
 OPTIONS = HashOptions()
@@ -86,6 +86,25 @@ def test_identical_frames_are_hashed_once() -> None:
     assert hashes.frames == 4
     pictures = [p.frame for p in hashes.pdq if p.variant is Variant.STORED]
     assert pictures == [0, 1]  # frames 2 and 3 repeat them
+
+
+def test_a_frame_is_skipped_only_when_each_of_its_hashes_is_already_there() -> None:
+    # PDQ's blur leaves some rows of a 500 px side unread; read upside down (EXIF orientation 4), the
+    # picture's displayed hash reads them. A frame that differs from the first only there has the
+    # first's stored hash, not its displayed one: it is hashed. A frame repeating the first is not.
+    first = resized("coffee.png", 600).resize((600, 500))
+    rows = band(500, 500, 1)
+    unread = sorted(set(range(500)) - set(rows.index[rows.weights > 0].tolist()))
+    assert unread and all(499 - r in rows.index[rows.weights > 0] for r in unread)
+    lines = np.array(first)
+    lines[unread] = 255
+    hashes = hash_bytes(save(first, "PNG", Image.fromarray(lines), first, exif=exif(4), duration=50), OPTIONS)
+    assert hashes.frames == 3
+    assert [(p.frame, p.variant) for p in hashes.pdq] == [
+        (0, Variant.STORED),
+        (0, Variant.DISPLAYED),
+        (1, Variant.DISPLAYED),
+    ]
 
 
 @pytest.mark.parametrize(
