@@ -5,7 +5,8 @@ Judge the picture every viewer sees (design.md): every decoder that opens the by
 stored and as displayed after its EXIF orientation (gate/hashing/orientation.py), and each reading's
 first frame as HMA's own hasher reads it where that differs (``as_hma``: palette indices, CMYK's C, M,
 Y planes; gate/hashing/hma_view.py). A match on any of these hashes is a match. Identical frames are
-hashed once, and a hash is listed once (at its first frame).
+hashed once (identical as PDQ reads them, stored and displayed), and a hash is listed once (at its
+first frame).
 
 When is an upload unhashable: when a decoder that opened the bytes could not decode one of its frames,
 when the bytes claim a format viewers show and its decoder cannot read them, past the frame budget, or
