@@ -72,8 +72,9 @@ def _load() -> _Native | None:
 
 def _hash(native: _Native, luma: npt.NDArray[np.float32], dihedral: bool) -> tuple[list[Bits], int]:
     """pdqhash's hashes of a float luma image. pdqhash blurs in place: ``luma`` is consumed (every
-    caller passes a fresh array, so it is not copied again)."""
-    luma = np.ascontiguousarray(luma, dtype=np.float32)
+    caller passes a fresh array, so it is not copied again, unless it is read-only: numpy's view of
+    Pillow's pixels is, and its memory is an immutable ``bytes``)."""
+    luma = np.require(luma, np.float32, ("C", "W"))
     scratch = np.zeros_like(luma)  # as pdqhash passes it
     b64x64 = np.empty((64, 64), np.float32)
     b16x64 = np.empty((16, 64), np.float32)

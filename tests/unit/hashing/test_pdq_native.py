@@ -80,3 +80,12 @@ def test_a_colour_image_gets_pdqhashs_hash_and_quality(dihedral: bool) -> None:
         vector, want_quality = pdqhash.compute(rgb)
         vectors = [vector]
     assert ([p.hex for p in ours], quality) == ([to_hex(v) for v in vectors], want_quality)
+
+
+def test_a_read_only_luma_is_not_blurred_in_place() -> None:
+    # numpy's view of Pillow's pixels is read-only, its memory an immutable bytes: pdqhash gets a copy.
+    luma = rgb_luma(np.asarray(photo("coffee.png").resize((300, 200))))
+    assert not luma.flags.writeable
+    before = luma.copy()
+    assert pdq_native.pdq_of_luma(luma, dihedral=False) is not None
+    assert np.array_equal(luma, before)
