@@ -30,6 +30,8 @@ DEPS = web.AppKey("deps", Deps)
 PIPELINE = web.AppKey("pipeline", UploadPipeline)
 DRAIN = web.AppKey("drain", Drain)
 SLOTS = web.AppKey("upload_slots", IpSlots)
+# The request's origin form (gate.proxy.target), computed once by errors_middleware before routing.
+TARGET = web.RequestKey("target", str)
 
 
 def xrpc_error(exc: XrpcError) -> web.Response:
@@ -46,7 +48,7 @@ async def errors_middleware(
     """Map the error tree to XRPC JSON; anything unexpected is a bare 500 with no internals."""
     try:
         # Before the router: a target it cannot match ("*") gets the same clear 400 as any other.
-        origin_form(request.raw_path)
+        request[TARGET] = origin_form(request.raw_path)
         return await handler(request)
     except XrpcError as exc:
         return xrpc_error(exc)
@@ -69,7 +71,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     )
     # Routing on the raw path (its origin form), case-folded: see gate.proxy.target and
     # gate.proxy.routing for the spellings the PDS accepts.
-    target = origin_form(request.raw_path)
+    target = request[TARGET]
     if is_upload(request.method, target):
         # Both refusals come before a byte of the body is read, so before any verdict.
         if request.app[DRAIN].started:
@@ -83,7 +85,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return answers.blob_not_found()
     if is_websocket(request):
         return await deps.upstream.websocket(request, fwd)
-    return await deps.upstream.passthrough(request, fwd)
+    return await deps.upstream.passthrough(request, fwd, target)
 
 
 def create_app(deps: Deps, drain: Drain | None = None) -> web.Application:

@@ -134,6 +134,8 @@ PASSTHROUGH = Counter(
 )
 UPSTREAM_ERRORS = Counter("upload_gate_upstream_errors_total", "PDS unreachable or slow.", ["kind"])
 _zero(PASSTHROUGH, ("http", "websocket"))
+# Bound once: every passthrough request counts here, and a label lookup per request costs more than the inc.
+PASSTHROUGH_HTTP = PASSTHROUGH.labels("http")
 _zero(UPSTREAM_ERRORS, ("timeout", "unreachable"))
 POLICY_RELOADS = Counter("upload_gate_policy_reloads_total", "Policy reload attempts.", ["result"])
 _zero(POLICY_RELOADS, ("ok", "error"))

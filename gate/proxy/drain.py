@@ -68,16 +68,16 @@ class Drain:
         finally:
             self._reads.discard(timeout)
 
-    @contextlib.contextmanager
-    def request(self) -> Iterator[None]:
-        """Count a request in flight (the listener waits for these before closing connections)."""
+    # A request in flight is counted by a pair of calls (the listener waits for these before closing
+    # connections), not a context manager: this runs on every request, and a generator-based context
+    # manager costs more than everything else here. The caller pairs them with try/finally.
+    def request_started(self) -> None:
         self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0 and self._settled is not None:
-                self._settled.set()
+
+    def request_done(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0 and self._settled is not None:
+            self._settled.set()
 
     async def settled(self) -> None:
         """Return once no request is in flight (the caller bounds the wait)."""

@@ -7,6 +7,7 @@ the peer is not a trusted proxy the gate overwrites both headers with what it sa
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -20,6 +21,10 @@ class Forwarded:
     x_forwarded_proto: str
 
 
+# Keyed by the address as written and the trusted list: parsing an address costs more than the rest of
+# the request's forwarding work, and a connection's peer (a front proxy's, most often) asks on every
+# request. Bounded, so a flood of distinct addresses only evicts.
+@functools.lru_cache(maxsize=4096)
 def _trusted(addr: str | None, trusted: tuple[IpNetwork, ...]) -> bool:
     if not addr:
         return False

@@ -4,6 +4,8 @@ names. Forwarding headers from an untrusted client are replaced (see ``forwarded
 
 from __future__ import annotations
 
+import functools
+
 from multidict import CIMultiDict, CIMultiDictProxy
 
 HOP_BY_HOP = frozenset(
@@ -28,11 +30,19 @@ def _connection_named(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[
     return {t.strip().lower() for v in headers.getall("Connection", []) for t in v.split(",") if t.strip()}
 
 
+@functools.cache
+def _skipped(drop: frozenset[str]) -> frozenset[str]:
+    # Per set of extra names (a handful of module constants): built once, not per request.
+    return HOP_BY_HOP | drop
+
+
 def end_to_end(
     headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: frozenset[str] = frozenset()
 ) -> CIMultiDict[str]:
     """A copy without hop-by-hop headers (and without ``drop``, lower-case names)."""
-    skip = HOP_BY_HOP | _connection_named(headers) | drop
+    skip = _skipped(drop)
+    if "Connection" in headers:
+        skip = skip | _connection_named(headers)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         if name.lower() not in skip:

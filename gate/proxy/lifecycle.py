@@ -43,13 +43,16 @@ def lifecycle_middleware(drain: Drain) -> Middleware:
         try:
             if is_websocket(request):
                 return await handler(request)
-            with drain.request():
+            drain.request_started()
+            try:
                 response = await handler(request)
                 if drain.started:
                     response.force_close()
                     if not request.content.is_eof():
                         await _answer_then_linger(request, response)
                 return response
+            finally:
+                drain.request_done()
         finally:
             if connection is not None:
                 connection.request_finished(request.content)

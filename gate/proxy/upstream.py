@@ -28,6 +28,10 @@ from gate.proxy.target import origin_form
 log = logging.getLogger(__name__)
 
 STREAM_CHUNK = 64 * 1024
+# A passthrough answer that declares at most this many bytes is read whole and sent with its headers in
+# one write (one send() instead of two: on loopback a send costs as much as the rest of the request);
+# anything longer, or of unknown length, is streamed as it arrives.
+SMALL_BODY = STREAM_CHUNK
 # An upload body goes to the PDS in slices of this size: handed to the socket whole, whatever the
 # kernel does not take at once is *copied* into asyncio's write buffer (a bytearray on Python 3.11),
 # which for a 100 MB upload to a busy PDS is a second copy of the body.
@@ -47,6 +51,7 @@ WS_DROP = (
 class Upstream:
     def __init__(self, base: URL, connect_timeout: float, timeout: float) -> None:
         self.base = base
+        self._prefix = str(base).rstrip("/")
         self.timeout = timeout
         self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
@@ -72,7 +77,11 @@ class Upstream:
 
     def url(self, raw_target: str) -> URL:
         """The PDS URL for a request target: its origin form, as received (never re-encoded)."""
-        return URL(str(self.base).rstrip("/") + origin_form(raw_target), encoded=True)
+        return self.url_of(origin_form(raw_target))
+
+    def url_of(self, target: str) -> URL:
+        """The PDS URL for an origin form already checked by ``gate.proxy.target.origin_form``."""
+        return URL(self._prefix + target, encoded=True)
 
     @staticmethod
     def _headers(request: web.BaseRequest, fwd: Forwarded, drop: frozenset[str]) -> CIMultiDict[str]:
@@ -136,13 +145,16 @@ class Upstream:
         """
         return await self.forward_upload(request, b"", fwd)
 
-    async def passthrough(self, request: web.Request, fwd: Forwarded) -> web.StreamResponse:
-        """Stream any non-upload request both ways without buffering it."""
-        metrics.PASSTHROUGH.labels("http").inc()
+    async def passthrough(self, request: web.Request, fwd: Forwarded, target: str) -> web.StreamResponse:
+        """Stream any non-upload request both ways without buffering it (``target``: its origin form)."""
+        metrics.PASSTHROUGH_HTTP.inc()
         headers = self._headers(request, fwd, PASS_DROP)
         data = _body_stream(request) if request.body_exists else None
-        resp = await self._open(request.method, self.url(request.raw_path), headers, data)
+        resp = await self._open(request.method, self.url_of(target), headers, data)
         async with resp:
+            length = resp.content_length
+            if length is not None and length <= SMALL_BODY:
+                return await self._small(resp)
             out = web.StreamResponse(status=resp.status, reason=resp.reason)
             out[RELAYED] = True
             out.headers.extend(self._response_headers(resp))
@@ -157,6 +169,24 @@ class Upstream:
                 return out
             await out.write_eof()
             return out
+
+    async def _small(self, resp: aiohttp.ClientResponse) -> web.Response:
+        """A response whose declared length is small, read whole and answered in one write."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                payload = await resp.read()
+        except TimeoutError:
+            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
+            raise UpstreamTimeout() from None
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+            # Nothing is sent yet: the client gets a clear 502 rather than a cut connection.
+            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
+            raise UpstreamFailure() from None
+        out = web.Response(status=resp.status, reason=resp.reason, body=payload)
+        out[RELAYED] = True
+        out.headers.clear()
+        out.headers.extend(self._response_headers(resp))
+        return out
 
     async def websocket(self, request: web.Request, fwd: Forwarded) -> web.StreamResponse:
         """Bridge a websocket (the firehose) to the PDS, frame for frame."""
