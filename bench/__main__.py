@@ -6,7 +6,8 @@ EXIF orientation, multi-format bytes and HMA's own hash of CMYK and palette file
 ``matching`` (local banks at 10k / 100k / 1M / 10M hashes; NCMEC-scale bank files: 10M PDQ and 50M
 MD5 + SHA-1 rows loaded, queried and reloaded), ``gate`` (end to end, passthrough, memory, 1 → 2
 workers), ``memory`` (only the memory part of ``gate``: peak RSS of the gate and its hashing workers
-under 64 concurrent 12 MP uploads and 8 concurrent 100 MB ones), ``scale`` (two
+under 64 concurrent 12 MP uploads and 8 concurrent 100 MB ones), ``passthrough`` (that table alone: the
+gate, nginx, the default fronts and a bare aiohttp app in front of one upstream), ``scale`` (two
 replicas on one shared Postgres behind nginx vs one, one decision log across both, and the sizing
 table: uploads/s per core by format, memory per concurrent upload, Postgres writes per upload), ``scan`` (``upload-gate scan`` on the real PDS against hashing alone), ``retro`` (a retro-hunt
 of 10M stored decisions against 100k new bank hashes, time and memory), ``firehose`` (``upload-gate
@@ -33,6 +34,7 @@ from bench import (
     hma_load,
     matching,
     media,
+    passthrough,
     repeat,
     retro,
     scale,
@@ -40,7 +42,19 @@ from bench import (
 )
 from bench.report import Report
 
-SECTIONS = ("hashing", "judge", "hma", "matching", "gate", "memory", "scale", "scan", "retro", "firehose")
+SECTIONS = (
+    "hashing",
+    "judge",
+    "hma",
+    "matching",
+    "gate",
+    "memory",
+    "passthrough",
+    "scale",
+    "scan",
+    "retro",
+    "firehose",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         endtoend.run_memory(
             report, corpus.corpus(4 if args.quick else None, ("12MP",), ("JPEG",)), args.quick
         )
+    if "passthrough" in args.only and "gate" not in args.only:  # the gate section runs it too
+        _say("passthrough: the gate, nginx, the default fronts and a bare aiohttp app, one upstream")
+        passthrough.run_alone(report, args.quick)
     if "scale" in args.only:
         _say("scale: two replicas on one Postgres behind nginx vs one; the sizing table")
         scale.run(report, args.quick)

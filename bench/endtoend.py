@@ -94,7 +94,7 @@ def run(report: Report, photos: list[Sample], quick: bool) -> None:
                     paced = measured.get("paced", paced)
                 # Taken between the c=1 blocks, over the same stretch of time as the p50s it meets.
                 one_core_ms = statistics.median(hashing)
-                passthrough.run(report, up, g.url, quick)
+                passthrough.run(report, up, g, quick)
                 _memory(report, g, files, str(big), quick)
             again, hasher_again = asyncio.run(_pure_hashing(bodies, 24 * scale, 8))
             pure_rate, hasher_ms = max(pure_rate, again), min(hasher_ms, hasher_again)

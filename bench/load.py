@@ -4,7 +4,8 @@
 - ``{"kind": "upload", "url": …, "files": [paths], "concurrency": C, "total": N}``: N uploadBlob POSTs,
   C in flight, bodies read from the files once (round robin), each made unique by 12 trailing bytes (a per-job random salt and a serial: the gate
   reuses the verdict of bytes it has already judged, which would flatter it);
-- ``{"kind": "get", "url": …, "concurrency": C, "total": N}``: small GETs;
+- ``{"kind": "get", "url": …, "concurrency": C, "total": N, "path": P}``: small GETs of P (default
+  ``/xrpc/_health``);
 - ``{"kind": "download", "url": …, "total": N}``: N big downloads one after another;
 - ``{"kind": "ws", "url": …, "count": K, "size": B, "total": N}``: N rounds of K frames of B bytes.
 The result holds per-request latencies (seconds), the wall time and the status codes seen; uploads
@@ -73,6 +74,7 @@ async def _gets(job: dict[str, Any], session: aiohttp.ClientSession) -> dict[str
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     remaining = [job["total"]]
+    path = job.get("path", "/xrpc/_health")
     done: list[float] = []
     start_all = time.perf_counter()
 
@@ -80,7 +82,7 @@ async def _gets(job: dict[str, Any], session: aiohttp.ClientSession) -> dict[str
         while remaining[0] > 0:
             remaining[0] -= 1
             start = time.perf_counter()
-            async with session.get(job["url"] + "/xrpc/_health") as resp:
+            async with session.get(job["url"] + path) as resp:
                 await resp.read()
                 statuses[resp.status] += 1
             latencies.append(time.perf_counter() - start)

@@ -5,6 +5,9 @@ One worker process (the machine is small and shared; the gate's own front is mea
 keep-alive to the upstreams, websockets passed through, request bodies streamed (as the shipped
 deploy/nginx configs do for uploads) and responses through memory buffers, never spooled to disk; and an access log line per request naming the upstream that
 answered (``$upstream_addr``), so a benchmark can tell how the load was spread.
+
+``shipped_site`` runs the shipped deploy/nginx/upload-gate.conf instead (the default front: only uploadBlob
+and getBlob go to the gate), for the passthrough benchmark's "default fronts" row.
 """
 
 from __future__ import annotations
@@ -22,11 +25,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_SITE = REPO / "deploy" / "nginx" / "upload-gate.conf"
+
 
 @dataclass
 class Nginx:
     url: str
     access_log: Path
+    pid: int  # the master; its worker is its child (bench.procs.tree)
 
     def upstreams(self) -> Counter[str]:
         """Requests answered per upstream address (``127.0.0.1:port``), from the access log."""
@@ -54,26 +61,14 @@ def balancing(upstream_urls: Sequence[str]) -> Iterator[Nginx]:
         root = Path(tmp)
         port = _free_port()
         servers = "\n".join(f"        server {u.removeprefix('http://')};" for u in upstream_urls)
-        temp = "\n".join(
-            f"    {kind}_temp_path {root / kind};"
-            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        # As root, nginx's workers run as "nobody" unless told otherwise; they must reach the temp dir.
-        user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
         (root / "nginx.conf").write_text(
-            f"""{user}
-worker_processes 1;
-pid {root / "nginx.pid"};
-error_log {root / "error.log"} warn;
-events {{ worker_connections 1024; }}
-http {{
+            f"""{_head(root)}
     log_format upstream '$upstream_addr $status';
     map $http_upgrade $connection_upgrade {{
         default upgrade;
         ''      '';
     }}
     access_log {root / "access.log"} upstream;
-{temp}
     upstream backends {{
 {servers}
         keepalive 64;
@@ -99,29 +94,93 @@ http {{
 }}
 """
         )
-        proc = subprocess.Popen(
-            [
-                exe,
-                "-p",
-                str(root),
-                "-c",
-                str(root / "nginx.conf"),
-                "-e",
-                str(root / "error.log"),
-                "-g",
-                "daemon off;",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+        with _running(exe, root, port) as front:
+            yield front
+
+
+@contextlib.contextmanager
+def shipped_site(gate_url: str, pds_url: str) -> Iterator[Nginx]:
+    """nginx running the shipped site (deploy/nginx/upload-gate.conf: uploadBlob and getBlob to the gate,
+    everything else straight to the PDS) on a free loopback port, in plain HTTP.
+
+    The edits are the ones an operator makes (ports, upstream addresses), done by exact replacement that
+    fails if the shipped file changes, plus one the benchmark needs: TLS is off (``ssl`` and the two
+    certificate lines), so the front is compared with ``balancing`` (plain HTTP too) on routing and
+    proxying alone. The access log names the upstream that answered each request.
+    """
+    exe = binary()
+    if exe is None:
+        raise RuntimeError("nginx is not installed (apt-get install nginx-light; tests/prereqs.sh does)")
+    with tempfile.TemporaryDirectory(prefix="bench-nginx-site-") as tmp:
+        root = Path(tmp)
+        port, redirect_port = _free_port(), _free_port()
+        site = SHIPPED_SITE.read_text()
+        for old, new in {
+            "listen 443 ssl http2;": f"listen 127.0.0.1:{port};",
+            "listen 80;": f"listen 127.0.0.1:{redirect_port};",
+            "server 127.0.0.1:3100;": f"server {gate_url.removeprefix('http://')};",
+            "server 127.0.0.1:3000;": f"server {pds_url.removeprefix('http://')};",
+            "ssl_certificate     /etc/letsencrypt/live/pds.example.com/fullchain.pem;": "",
+            "ssl_certificate_key /etc/letsencrypt/live/pds.example.com/privkey.pem;": "",
+        }.items():
+            if old not in site:
+                raise RuntimeError(f"{SHIPPED_SITE} no longer contains {old!r}")
+            site = site.replace(old, new)
+        (root / "site.conf").write_text(site)
+        (root / "nginx.conf").write_text(
+            f"""{_head(root)}
+    log_format upstream '$upstream_addr $status';
+    access_log {root / "access.log"} upstream;
+    include {root / "site.conf"};
+}}
+"""
         )
-        try:
-            _wait_listening(port, proc)
-            yield Nginx(f"http://127.0.0.1:{port}", root / "access.log")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-            if proc.stderr is not None:
-                proc.stderr.close()
+        with _running(exe, root, port) as front:
+            yield front
+
+
+def _head(root: Path) -> str:
+    """What a distribution's nginx.conf provides, pointed at a private directory: up to ``http {``."""
+    temp = "\n".join(
+        f"    {kind}_temp_path {root / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    # As root, nginx's workers run as "nobody" unless told otherwise; they must reach the temp dir.
+    user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
+    return f"""{user}
+worker_processes 1;
+pid {root / "nginx.pid"};
+error_log {root / "error.log"} warn;
+events {{ worker_connections 1024; }}
+http {{
+{temp}"""
+
+
+@contextlib.contextmanager
+def _running(exe: str, root: Path, port: int) -> Iterator[Nginx]:
+    proc = subprocess.Popen(
+        [
+            exe,
+            "-p",
+            str(root),
+            "-c",
+            str(root / "nginx.conf"),
+            "-e",
+            str(root / "error.log"),
+            "-g",
+            "daemon off;",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_listening(port, proc)
+        yield Nginx(f"http://127.0.0.1:{port}", root / "access.log", proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:

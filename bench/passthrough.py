@@ -1,88 +1,161 @@
-"""Passthrough (requests the gate does not judge) through the gate and through nginx, each in front of the
-same stand-in upstream, against going straight to it, in the same run: small GETs at concurrency 1 and
-16, a streamed 50 MB download, websocket frames.
+"""Passthrough (requests the gate does not judge): through the gate, through nginx and through a bare
+aiohttp relay, each in front of the same stand-in upstream, and through the default front, against going
+straight to the upstream, in the same run: small GETs at concurrency 1 and 16, a streamed 50 MB download,
+websocket frames.
 
-nginx (Debian's nginx-light, one worker, bench/nginx.py) is the peer issue 18 holds the gate to: what a
-reverse proxy costs when it does nothing but proxy. Direct, gate and nginx runs alternate in blocks, so a
-busy moment on the shared machine falls on all three alike.
+- nginx (Debian's nginx-light, one worker, bench/nginx.py) is the peer issue 18 holds the gate to: what a
+  reverse proxy costs when it does nothing but proxy.
+- The aiohttp relay (bench/relay.py) is the floor under any aiohttp proxy: aiohttp's server and client
+  rounds on one event loop and nothing else. The upstream itself (bench/upstream.py, a bare aiohttp app
+  answering a fixed JSON) is the server half of that floor: "direct".
+- The default front is nginx running the shipped deploy/nginx/upload-gate.conf in front of the gate and
+  the upstream, asked for a route that is not an upload: it goes straight to the PDS, and the gate's own
+  passthrough counter shows that none of those requests reached it.
+
+Peers run in alternating blocks, so a busy moment on the shared machine falls on all of them alike; the
+CPU each proxy process spends per request (read from /proc) does not depend on what else runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import statistics
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 from bench import nginx, procs
 from bench.report import Report, percentile_ms, steady_rate
+from tests.support.boot import GateProcess
 
-PEERS = ("direct", "gate", "nginx")
+# Columns, in order; "fronts" is the shipped nginx site (gate routes only) in front of gate and upstream.
+PEERS = ("direct", "gate", "nginx", "relay", "fronts")
+HEADINGS = {
+    "direct": "direct",
+    "gate": "gate",
+    "nginx": "nginx",
+    "relay": "aiohttp relay",
+    "fronts": "default front (nginx site)",
+}
+SMALL_GET = "/xrpc/_health"  # not an upload, not getBlob: the default front sends it to the PDS
+_PASSED = re.compile(r'^upload_gate_passthrough_requests_total\{kind="http"\} (\S+)$', re.MULTILINE)
 
 
-def run(report: Report, up: str, gate_url: str, quick: bool) -> None:
-    with _nginx(up) as nginx_url:
-        urls = {"direct": up, "gate": gate_url} | ({"nginx": nginx_url} if nginx_url else {})
+def run_alone(report: Report, quick: bool) -> None:
+    """This section on its own (``--only passthrough``): its own upstream and gate."""
+    with procs.upstream() as up, procs.gate(up) as g:
+        run(report, up, g, quick)
+
+
+def run(report: Report, up: str, gate: GateProcess, quick: bool) -> None:
+    with procs.relay(up) as relay, _fronts(up, gate.url) as (plain, site):
+        urls = {"direct": up, "gate": gate.url, "relay": relay.url}
+        pids = {"gate": [gate.pid], "relay": [relay.pid]}
+        if plain is not None and site is not None:
+            urls |= {"nginx": plain.url, "fronts": site.url}
+            pids |= {"nginx": [plain.pid], "fronts": [site.pid]}
         rounds = 2 if quick else 4
-        gets = {c: _gets(urls, c, (150 if quick else 1500) * max(1, c // 4), rounds) for c in (1, 16)}
+        before = _gate_passed(gate)
+        gets = {c: _gets(urls, pids, c, (150 if quick else 1500) * max(1, c // 4), rounds) for c in (1, 16)}
+        # What reached the gate while the default front served its share of the GETs: the gate's own
+        # blocks plus nothing — the front's requests went to the PDS (its access log names which).
+        gate_requests = sum(int(gets[c]["gate"]["requests"]) for c in gets)
+        reached_gate = _gate_passed(gate) - before - gate_requests
+        fronts_spread = site.upstreams() if site is not None else None
+        streaming = [p for p in ("direct", "gate", "nginx", "relay") if p in urls]
         dl_rounds = 1 if quick else 3
         downloads = {
             name: 50
             * dl_rounds
-            / procs.load({"kind": "download", "url": url, "total": dl_rounds, "mb": 50})["wall"]
-            for name, url in urls.items()
+            / procs.load({"kind": "download", "url": urls[name], "total": dl_rounds, "mb": 50})["wall"]
+            for name in streaming
         }
+        # The relay does not bridge websockets: it is a floor for plain requests only.
         ws = {
             name: statistics.median(
                 procs.load(
-                    {"kind": "ws", "url": url, "total": 5 if quick else 20, "count": 200, "size": 4096}
+                    {"kind": "ws", "url": urls[name], "total": 5 if quick else 20, "count": 200, "size": 4096}
                 )["latencies"]
             )
             * 1000
-            for name, url in urls.items()
+            for name in streaming
+            if name != "relay"
         }
     peers = [p for p in PEERS if p in urls]
+    _table(report, peers, gets, downloads, ws, reached_gate, fronts_spread, gate.url)
+    _targets(report, gets[16], downloads, ws, reached_gate, fronts_spread)
+
+
+def _table(
+    report: Report,
+    peers: list[str],
+    gets: dict[int, dict[str, dict[str, float]]],
+    downloads: dict[str, float],
+    ws: dict[str, float],
+    reached_gate: int,
+    fronts_spread: dict[str, int] | None,
+    gate_url: str,
+) -> None:
+    has_nginx = "nginx" in peers
+    compare = ["gate vs direct", "gate / relay", *(["gate / nginx", "relay / nginx"] if has_nginx else [])]
+    note = (
+        "nginx: Debian's nginx-light, one worker, keep-alive to the same upstream, bodies streamed "
+        "(bench/nginx.py). aiohttp relay: a bare aiohttp server + ClientSession relaying each request "
+        "(bench/relay.py), the floor under any aiohttp proxy; direct is itself a bare aiohttp app "
+        "answering a fixed JSON. Default front: nginx running the shipped deploy/nginx/upload-gate.conf "
+        "(TLS off, ports set) in front of the gate and the upstream, asked for a route that is not an "
+        "upload. CPU per request: the proxy's own processes (nginx: master and worker), read from /proc."
+    )
+    if has_nginx and fronts_spread is not None:
+        gate_addr = gate_url.removeprefix("http://")
+        note += (
+            f" Of the default front's {sum(fronts_spread.values())} requests, nginx sent "
+            f"{fronts_spread.get(gate_addr, 0)} to the gate; the gate's passthrough counter grew by "
+            f"{reached_gate} beyond its own blocks."
+        )
+    else:
+        note += " nginx is not installed here: its columns are missing."
     table = report.table(
-        "Passthrough (non-upload requests): through the gate and through nginx vs straight to the upstream",
-        ["request", *peers, "gate vs direct", *(["gate / nginx"] if "nginx" in urls else [])],
-        note="nginx: Debian's nginx-light, one worker, keep-alive to the same upstream, bodies streamed "
-        "(bench/nginx.py)."
-        + ("" if "nginx" in urls else " nginx is not installed here: its column is missing."),
+        "Passthrough (non-upload requests): through the gate, nginx, a bare aiohttp relay and the default "
+        "front vs straight to the upstream",
+        ["request", *(HEADINGS[p] for p in peers), *compare],
+        note=note,
     )
     for c, s in gets.items():
-        table.add(
-            request=f"small GET p50 (c={c})",
-            **{p: f"{s[p]['p50']:.2f} ms" for p in peers},
-            **{"gate vs direct": f"+{s['gate']['p50'] - s['direct']['p50']:.2f} ms"},
-            **(
-                {"gate / nginx": f"added {_added(s, 'gate'):.2f} vs {_added(s, 'nginx'):.2f} ms"}
-                if "nginx" in urls
-                else {}
-            ),
-        )
-        table.add(
-            request=f"small GETs/s (c={c})",
-            **{p: f"{s[p]['rate']:.0f}" for p in peers},
-            **{"gate vs direct": f"{s['gate']['rate'] / s['direct']['rate']:.0%} of direct"},
-            **({"gate / nginx": f"{s['gate']['rate'] / s['nginx']['rate']:.0%}"} if "nginx" in urls else {}),
-        )
-    table.add(
-        request="50 MB streamed download",
-        **{p: f"{downloads[p]:.0f} MB/s" for p in peers},
-        **{"gate vs direct": f"{downloads['gate'] / downloads['direct']:.0%} of direct"},
-        **({"gate / nginx": f"{downloads['gate'] / downloads['nginx']:.0%}"} if "nginx" in urls else {}),
-    )
-    table.add(
-        request="websocket: 200 × 4 KB frames",
-        **{p: f"{ws[p]:.1f} ms" for p in peers},
-        **{"gate vs direct": f"+{ws['gate'] - ws['direct']:.1f} ms"},
-        **(
-            {"gate / nginx": f"+{ws['gate'] - ws['direct']:.1f} vs +{ws['nginx'] - ws['direct']:.1f} ms"}
-            if "nginx" in urls
-            else {}
-        ),
-    )
-    _targets(report, gets[16], downloads, ws)
+        row: dict[str, Any] = {HEADINGS[p]: f"{s[p]['p50']:.2f} ms" for p in peers}
+        row["gate vs direct"] = f"+{_added(s, 'gate'):.2f} ms"
+        row["gate / relay"] = f"added {_added(s, 'gate'):.2f} vs {_added(s, 'relay'):.2f} ms"
+        if has_nginx:
+            row["gate / nginx"] = f"added {_added(s, 'gate'):.2f} vs {_added(s, 'nginx'):.2f} ms"
+            row["relay / nginx"] = f"added {_added(s, 'relay'):.2f} vs {_added(s, 'nginx'):.2f} ms"
+        table.add(request=f"small GET p50 (c={c})", **row)
+        row = {HEADINGS[p]: f"{s[p]['rate']:.0f}" for p in peers}
+        row["gate vs direct"] = f"{s['gate']['rate'] / s['direct']['rate']:.0%} of direct"
+        row["gate / relay"] = f"{s['gate']['rate'] / s['relay']['rate']:.0%}"
+        if has_nginx:
+            row["gate / nginx"] = f"{s['gate']['rate'] / s['nginx']['rate']:.0%}"
+            row["relay / nginx"] = f"{s['relay']['rate'] / s['nginx']['rate']:.0%}"
+        table.add(request=f"small GETs/s (c={c})", **row)
+    c16 = gets[16]
+    row = {HEADINGS[p]: f"{c16[p]['cpu_us']:.0f} µs" for p in peers if "cpu_us" in c16[p]}
+    if has_nginx:
+        row["gate / nginx"] = f"{c16['gate']['cpu_us'] / c16['nginx']['cpu_us']:.1f}×"
+        row["relay / nginx"] = f"{c16['relay']['cpu_us'] / c16['nginx']['cpu_us']:.1f}×"
+    row["gate / relay"] = f"{c16['gate']['cpu_us'] / c16['relay']['cpu_us']:.2f}×"
+    table.add(request="proxy CPU per small GET (c=16)", **row)
+    row = {HEADINGS[p]: f"{downloads[p]:.0f} MB/s" for p in downloads}
+    row["gate vs direct"] = f"{downloads['gate'] / downloads['direct']:.0%} of direct"
+    row["gate / relay"] = f"{downloads['gate'] / downloads['relay']:.0%}"
+    if has_nginx:
+        row["gate / nginx"] = f"{downloads['gate'] / downloads['nginx']:.0%}"
+        row["relay / nginx"] = f"{downloads['relay'] / downloads['nginx']:.0%}"
+    table.add(request="50 MB streamed download", **row)
+    row = {HEADINGS[p]: f"{ws[p]:.1f} ms" for p in ws}
+    row["gate vs direct"] = f"+{ws['gate'] - ws['direct']:.1f} ms"
+    if has_nginx:
+        row["gate / nginx"] = f"+{ws['gate'] - ws['direct']:.1f} vs +{ws['nginx'] - ws['direct']:.1f} ms"
+    table.add(request="websocket: 200 × 4 KB frames", **row)
 
 
 def _added(stats: dict[str, dict[str, float]], peer: str) -> float:
@@ -90,23 +163,30 @@ def _added(stats: dict[str, dict[str, float]], peer: str) -> float:
 
 
 def _targets(
-    report: Report, c16: dict[str, dict[str, float]], downloads: dict[str, float], ws: dict[str, float]
+    report: Report,
+    c16: dict[str, dict[str, float]],
+    downloads: dict[str, float],
+    ws: dict[str, float],
+    reached_gate: int,
+    fronts_spread: dict[str, int] | None,
 ) -> None:
     if "nginx" in c16:
         ratio = c16["gate"]["rate"] / c16["nginx"]["rate"]
+        floor = c16["relay"]["rate"] / c16["nginx"]["rate"]
         report.target(
             "passthrough small GETs at c=16: gate vs nginx in front of the same upstream",
             "≥ 50 % of nginx's throughput",
-            f"{c16['gate']['rate']:.0f} vs {c16['nginx']['rate']:.0f} req/s = {ratio:.0%}",
+            f"{c16['gate']['rate']:.0f} vs {c16['nginx']['rate']:.0f} req/s = {ratio:.0%} "
+            f"(a bare aiohttp relay: {floor:.0%})",
             ratio >= 0.5,
             issue=18,
         )
     added = _added(c16, "gate")
-    peer = f" (nginx adds {_added(c16, 'nginx'):.2f} ms)" if "nginx" in c16 else ""
+    peers = f"nginx adds {_added(c16, 'nginx'):.2f} ms, " if "nginx" in c16 else ""
     report.target(
         "passthrough small GETs at c=16: added p50",
         "≤ 0.5 ms",
-        f"+{added:.2f} ms{peer}",
+        f"+{added:.2f} ms ({peers}a bare aiohttp relay {_added(c16, 'relay'):.2f} ms)",
         added <= 0.5,
         issue=18,
     )
@@ -122,29 +202,60 @@ def _targets(
         extra <= 0.5,
         issue=18,
     )
+    if "fronts" in c16 and fronts_spread is not None:
+        share = c16["fronts"]["rate"] / c16["nginx"]["rate"]
+        report.target(
+            "default front (shipped nginx site): routes other than uploadBlob/getBlob never reach the gate",
+            "0 requests reach the gate",
+            f"{reached_gate} of {sum(fronts_spread.values())} reached it; small GETs at c=16 "
+            f"{share:.0%} of nginx alone, {_added(c16, 'fronts'):+.2f} ms p50",
+            reached_gate == 0,
+            issue=18,
+        )
 
 
-def _gets(urls: dict[str, str], c: int, total: int, rounds: int) -> dict[str, dict[str, float]]:
-    """Small GETs at concurrency c: per peer, p50 ms and steady req/s over alternating blocks."""
+def _gets(
+    urls: dict[str, str], pids: dict[str, list[int]], c: int, total: int, rounds: int
+) -> dict[str, dict[str, float]]:
+    """Small GETs at concurrency c: per peer, p50 ms, steady req/s over alternating blocks, requests
+    sent, and (for a proxy whose processes we know) its CPU µs per request."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
+    cpu: dict[str, float] = dict.fromkeys(pids, 0.0)
     for url in urls.values():  # warm: connections, keep-alive pools
-        procs.load({"kind": "get", "url": url, "concurrency": c, "total": 50})
+        procs.load({"kind": "get", "url": url, "concurrency": c, "total": 50, "path": SMALL_GET})
     for _ in range(rounds):
         for name, url in urls.items():
-            runs[name].append(procs.load({"kind": "get", "url": url, "concurrency": c, "total": total}))
-    return {
-        name: {
+            start = sum(procs.tree_cpu_seconds(p) for p in pids.get(name, []))
+            runs[name].append(
+                procs.load({"kind": "get", "url": url, "concurrency": c, "total": total, "path": SMALL_GET})
+            )
+            if name in pids:
+                cpu[name] += sum(procs.tree_cpu_seconds(p) for p in pids[name]) - start
+    out: dict[str, dict[str, float]] = {}
+    for name, rs in runs.items():
+        out[name] = {
             "p50": percentile_ms([x for r in rs for x in r["latencies"]], 50),
             "rate": steady_rate([r["done"] for r in rs]),
+            "requests": float(50 + total * rounds),
         }
-        for name, rs in runs.items()
-    }
+        if name in cpu:
+            out[name]["cpu_us"] = cpu[name] / (total * rounds) * 1e6
+    return out
+
+
+def _gate_passed(gate: GateProcess) -> int:
+    """The gate's count of passthrough requests, from its metrics listener."""
+    with urllib.request.urlopen(gate.admin_url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    found = _PASSED.search(text)
+    return int(float(found[1])) if found else 0
 
 
 @contextlib.contextmanager
-def _nginx(up: str) -> Iterator[str | None]:
+def _fronts(up: str, gate_url: str) -> Iterator[tuple[nginx.Nginx | None, nginx.Nginx | None]]:
+    """nginx alone in front of the upstream, and the shipped site in front of gate and upstream."""
     if nginx.binary() is None:
-        yield None
+        yield None, None
         return
-    with nginx.balancing([up]) as front:
-        yield front.url
+    with nginx.balancing([up]) as plain, nginx.shipped_site(gate_url, up) as site:
+        yield plain, site

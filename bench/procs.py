@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +47,37 @@ action = "reject"
 """
 
 
+@dataclass
+class Server:
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
 def upstream() -> Iterator[str]:
+    with _server("bench.upstream") as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def relay(upstream_url: str) -> Iterator[Server]:
+    """``python -m bench.relay``: a bare aiohttp relay in front of ``upstream_url``."""
+    with _server("bench.relay", upstream_url) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _server(module: str, *args: str) -> Iterator[Server]:
+    """A benchmark server in its own process, which prints ``PORT <n>`` once it listens."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.upstream"], cwd=REPO, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", module, *args], cwd=REPO, stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line.startswith("PORT "):
-            raise RuntimeError(f"bench upstream did not start: {line!r}")
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
+            raise RuntimeError(f"{module} did not start: {line!r}")
+        yield Server(f"http://127.0.0.1:{int(line.split()[1])}", proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -183,6 +204,11 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and every process under it (nginx's master and its worker)."""
+    return sum(cpu_seconds(p) for p in _tree(pid))
 
 
 def cpu_split(pid: int) -> tuple[float, float]:

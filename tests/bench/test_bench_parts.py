@@ -81,3 +81,38 @@ def test_nginx_balances_round_robin_and_logs_which_upstream_answered() -> None:
                 assert json.loads(resp.read()) == {"version": "bench", "ok": True}
         spread = front.upstreams()
     assert spread == {first.removeprefix("http://"): 2, second.removeprefix("http://"): 2}
+
+
+def test_the_shipped_nginx_site_sends_only_gate_routes_to_the_gate() -> None:
+    """The default front of the passthrough benchmark: deploy/nginx/upload-gate.conf as shipped (TLS off),
+    with two stand-in upstreams in the gate's and the PDS's places."""
+    import urllib.error
+    import urllib.request
+
+    from bench import nginx, procs
+
+    if nginx.binary() is None:
+        pytest.fail("nginx is not installed (tests/prereqs.sh installs nginx-light)", pytrace=False)
+    with procs.upstream() as pds, procs.upstream() as gate, nginx.shipped_site(gate, pds) as front:
+        with urllib.request.urlopen(front.url + "/xrpc/_health", timeout=10) as resp:
+            assert json.loads(resp.read()) == {"version": "bench", "ok": True}
+        for path in ("/xrpc/com.atproto.sync.getBlob?cid=x", "/XRPC/com.atproto.repo.UPLOADBLOB/"):
+            with pytest.raises(urllib.error.HTTPError) as answer:  # the stand-in knows neither route
+                urllib.request.urlopen(front.url + path, timeout=10)
+            answer.value.close()
+            assert answer.value.code in (404, 405)
+        spread = front.upstreams()
+    assert spread == {pds.removeprefix("http://"): 1, gate.removeprefix("http://"): 2}
+
+
+def test_the_relay_floor_answers_as_its_upstream() -> None:
+    import urllib.request
+
+    from bench import procs
+
+    with procs.upstream() as up, procs.relay(up) as relay:
+        with urllib.request.urlopen(relay.url + "/xrpc/_health", timeout=10) as resp:
+            assert resp.status == 200
+            assert json.loads(resp.read()) == {"version": "bench", "ok": True}
+        with urllib.request.urlopen(relay.url + "/download?mb=1", timeout=10) as resp:
+            assert len(resp.read()) == 1_000_000

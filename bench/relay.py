@@ -1,0 +1,63 @@
+"""The floor under any aiohttp proxy, for the passthrough benchmark: aiohttp's own server and client
+rounds on one event loop, with none of the gate's work.
+
+``python -m bench.relay UPSTREAM`` prints ``PORT <n>`` once listening on 127.0.0.1, then relays every
+request to ``UPSTREAM`` through one ``aiohttp.ClientSession`` and streams the answer back, until SIGTERM:
+no header filtering, no target checks, no timeouts, no metrics, no middleware. It is not safe in front
+of anything; it is what the gate is read against. (Its upstream, bench/upstream.py, is itself the other
+ceiling: a bare aiohttp app answering a fixed small JSON, which is the server half of any aiohttp proxy.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+
+
+def create_app(upstream: str) -> web.Application:
+    async def client(app: web.Application) -> AsyncIterator[None]:
+        app[SESSION] = aiohttp.ClientSession(auto_decompress=False)
+        yield
+        await app[SESSION].close()
+
+    async def relay(request: web.Request) -> web.StreamResponse:
+        async with request.app[SESSION].request(
+            request.method, upstream + request.raw_path, headers=request.headers, allow_redirects=False
+        ) as resp:
+            out = web.StreamResponse(status=resp.status, headers=resp.headers)
+            await out.prepare(request)
+            async for chunk in resp.content.iter_any():
+                await out.write(chunk)
+            await out.write_eof()
+            return out
+
+    app = web.Application(handler_args={"auto_decompress": False})
+    app.cleanup_ctx.append(client)
+    app.router.add_route("*", "/{tail:.*}", relay)
+    return app
+
+
+async def serve(upstream: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(create_app(upstream), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(f"PORT {runner.addresses[0][1]}", flush=True)
+    await stop.wait()
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(sys.argv[1]))
+    sys.exit(0)
