@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 
 import aiohttp
 from yarl import URL
@@ -142,3 +143,30 @@ async def test_admin_surfaces_are_not_on_the_public_listener(
             body = await r.json()
             assert r.status == 200 and body["ready"] is True and "policy" in body["checks"]
     assert [s.raw_path for s in rec.seen] == ["/metrics"]
+
+
+async def test_a_small_answer_comes_back_whole_with_the_pds_headers(
+    start_gate: GateFactory, upstream: Upstream
+) -> None:
+    """Small answers are read whole and sent in one write: the status, the PDS's headers and the bytes
+    are unchanged, for GET and for HEAD (the PDS's Content-Length, no body)."""
+    rec, _ = upstream
+    rec.status = 401
+    rec.extra_headers = {"WWW-Authenticate": 'DPoP error="use_dpop_nonce"', "DPoP-Nonce": "nonce-1"}
+    gate = await start_gate()
+    path = "/xrpc/app.bsky.actor.getPreferences"
+    async with aiohttp.ClientSession(auto_decompress=False) as s:
+        async with s.get(gate.url + path) as r:
+            body = await r.read()
+            assert r.status == 401
+            assert r.headers["WWW-Authenticate"] == 'DPoP error="use_dpop_nonce"'
+            assert r.headers["DPoP-Nonce"] == "nonce-1"
+            assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+            assert "Access-Control-Allow-Origin" not in r.headers and "Server" not in r.headers
+        assert json.loads(body) == {"path": path, "len": 0, "sha256": hashlib.sha256(b"").hexdigest()}
+        assert r.headers["Content-Length"] == str(len(body))
+        async with s.head(gate.url + path) as r:
+            assert r.status == 401
+            assert r.headers["DPoP-Nonce"] == "nonce-1"
+            assert r.headers["Content-Length"] == str(len(body))
+            assert await r.read() == b""
