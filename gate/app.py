@@ -14,6 +14,7 @@ from aiohttp import web
 from gate import answers, metrics
 from gate.deps import Deps
 from gate.errors import ShuttingDown, XrpcError
+from gate.heap import frozen_heap
 from gate.labels import xrpc as labels_xrpc
 from gate.pipeline import UploadPipeline
 from gate.proxy.body import BodyLimits, BodyReader
@@ -113,4 +114,5 @@ def create_app(deps: Deps, drain: Drain | None = None) -> web.Application:
     if deps.labeler is not None:  # the labeler's queryLabels and subscribeLabels, ahead of the passthrough
         labels_xrpc.install(app, deps.labeler)
     app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.cleanup_ctx.append(frozen_heap)  # the parts above are built: what is live now lives as long
     return app
