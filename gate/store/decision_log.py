@@ -28,7 +28,7 @@ from gate.record import DecisionRecord
 from gate.settings import Settings
 from gate.store.migrate import MigrationError
 from gate.store.pool import DB_ERRORS, Pool, StoreUnavailable
-from gate.store.rows import COLUMNS, INSERT_SQL, insert_args, record_to_row
+from gate.store.rows import INSERT_SQL, batch_json, record_to_row, row_json
 from gate.store.spool import Spool, spool_dir
 
 log = logging.getLogger(__name__)
@@ -259,13 +259,12 @@ class DecisionLog:
         if pool is None:
             return False
         started = time.perf_counter()
-        args: list[list[Any]] = [[] for _ in COLUMNS]
+        texts: list[str] = []
         for start in range(0, len(rows), SLICE):  # a slice at a time, as in _take_batch
-            for column, values in zip(args, insert_args(rows[start : start + SLICE]), strict=True):
-                column.extend(values)
+            texts += map(row_json, rows[start : start + SLICE])
             await asyncio.sleep(0)
         try:
-            await pool.execute(INSERT_SQL, *args, timeout=self._command_timeout)
+            await pool.execute(INSERT_SQL, batch_json(texts), timeout=self._command_timeout)
         except _DATA_ERRORS:
             return await self._insert_each(pool, rows, target)
         except DB_ERRORS as exc:
@@ -279,7 +278,7 @@ class DecisionLog:
     async def _insert_each(self, pool: asyncpg.Pool[asyncpg.Record], rows: list[Row], target: str) -> bool:
         for row in rows:
             try:
-                await pool.execute(INSERT_SQL, *insert_args([row]), timeout=self._command_timeout)
+                await pool.execute(INSERT_SQL, batch_json([row_json(row)]), timeout=self._command_timeout)
             except _DATA_ERRORS as exc:
                 metrics.DECISION_LOG_WRITE_FAILURES.labels(target, "data").inc()
                 metrics.DECISION_LOG_RECORDS.labels("rejected").inc()

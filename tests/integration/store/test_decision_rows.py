@@ -251,7 +251,9 @@ async def test_hostile_strings_do_not_sink_a_batch(fresh_dsn: str, tmp_path: Pat
         **{
             **{f: getattr(R.forward(2), f) for f in DecisionRecord.__dataclass_fields__},
             "declared_type": "image/png\x00<script>",
-            "error": "bad\x00byte",
+            "error": "bad\x00byte, \\\x00, and \\u0000 as text",
+            "timings_ms": {"read\x00": 1.0},
+            "client_ip": "203.0.113.999",  # never from the pipeline, which parses it; still not fatal
         }
     )
     log = make_log(fresh_dsn, tmp_path / "spool")
@@ -263,7 +265,11 @@ async def test_hostile_strings_do_not_sink_a_batch(fresh_dsn: str, tmp_path: Pat
     rows = await fetch_rows(fresh_dsn)
     assert [r["id"] for r in rows] == [uuid.UUID(hex=good.id), uuid.UUID(hex=nul.id)]
     assert rows[1]["declared_type"] == "image/png\ufffd<script>"
-    assert rows[1]["error"] == "bad\ufffdbyte"
+    # A NUL becomes U+FFFD wherever it is (a backslash before it stays); the text "\u0000" is text.
+    assert rows[1]["error"] == "bad\ufffdbyte, \\\ufffd, and \\u0000 as text"
+    assert json.loads(rows[1]["timings_ms"]) == {"read\ufffd": 1.0}
+    assert rows[1]["client_ip"] is None
+    assert log.spool.pending_records == 0 and not log.spool.rejected_path.exists()
 
 
 async def test_a_malformed_record_does_not_stop_the_writer(fresh_dsn: str, tmp_path: Path) -> None:
