@@ -11,7 +11,9 @@ gate, nginx, the default fronts and a bare aiohttp app in front of one upstream)
 replicas on one shared Postgres behind nginx vs one, one decision log across both, and the sizing
 table: uploads/s per core by format, memory per concurrent upload, Postgres writes per upload), ``scan`` (``upload-gate scan`` on the real PDS against hashing alone), ``retro`` (a retro-hunt
 of 10M stored decisions against 100k new bank hashes, time and memory), ``firehose`` (``upload-gate
-watch`` on a generated firehose replayed at full speed vs pure hashing).
+watch`` on a generated firehose replayed at full speed vs pure hashing), ``decision_log`` (1,000
+cached-verdict uploads/s offered open loop, the decision log against a blackhole sink in alternating
+blocks: latency ratios, rows stored against uploads answered).
 Writes ``results.md`` and ``results.json`` to ``--out`` (default ``bench/out``) and prints the table.
 ``--quick`` runs everything on fewer photos and requests (a CI smoke run of a couple of minutes; the
 retro-hunt on 200k decisions × 10k hashes).
@@ -28,6 +30,7 @@ from bench import (
     as_hma,
     bank_scale,
     corpus,
+    decision_log,
     endtoend,
     firehose,
     hashing,
@@ -54,6 +57,7 @@ SECTIONS = (
     "scan",
     "retro",
     "firehose",
+    "decision_log",
 )
 
 
@@ -112,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     if "firehose" in args.only:
         _say("firehose: upload-gate watch on a generated firehose vs pure hashing")
         firehose.run(report, args.quick)
+    if "decision_log" in args.only:
+        _say("decision_log: 1,000 cached-verdict uploads/s, the decision log against a blackhole")
+        decision_log.run(report, args.quick)
     md, js = report.write(args.out)
     print(report.markdown())
     _say(f"done in {time.monotonic() - started:.0f} s: {md} and {js}")

@@ -1,7 +1,7 @@
 """Does the decision log cost an upload anything? And how fast does its writer insert?
 
 Run: python -m bench.decision_log [SECONDS_PER_ROUND] [RATE] (defaults 5, 200); ``--sustained [SECONDS]``
-runs section 3 alone (default 10 s a round). Everything is measured in this run:
+runs section 3 alone (default 2 s a block, 12 pairs). Everything is measured in this run:
 
 1. Latency at a fixed offered load of 200 uploads/s of 8 KiB non-image bodies (open loop: uploads start on schedule whatever the
    previous ones do), through the real gate app on a real port in front of a stand-in PDS; the load
@@ -12,31 +12,45 @@ runs section 3 alone (default 10 s a round). Everything is measured in this run:
    Printed: p50 / p95 / p99 upload latency of each and the ratio log / blackhole.
 2. The writer alone: 50 000 decisions submitted at once to a ``DecisionLog``; sustained rows/s until
    the last is committed, for a few batch sizes.
-3. Sustained (issue 18, target 6): 1,000 uploads/s offered for a while, each a decision, their verdicts
-   cached (20 bodies, each sent again and again by its own credential: answered after a SHA-256, as a
-   DPoP retry or a client's re-upload is), the gate with ``log`` and ``blackhole`` interleaved as in 1.
-   Printed next to each target: the rate achieved, the rows Postgres holds against the uploads answered
-   (nothing lost), and the latency ratio log / blackhole.
+3. Sustained (issue 18, target 6; also ``python -m bench --only decision_log``): 1,000 uploads/s offered
+   open loop (upload i starts at i / 1,000 s, its latency counted from then), each a decision whose
+   verdict is cached (20 bodies, each sent again and again by its own credential: answered after a
+   SHA-256, as a DPoP retry or a client's re-upload is). Two gates up side by side in this process, one
+   with the log, one with the blackhole, the load sent to each in turn in 2 s blocks (pairs, the order
+   alternating); the log drained at the end of its block. Printed: p50 / p95 / p99 of each, the median
+   pair's ratio log / blackhole against its tolerance (``TOLERANCE``) and against the blackhole's own
+   spread in the run, the rate each answered, how long the event loop was held and by which garbage
+   collections (``bench.loop_watch``), and the rows Postgres gained against the uploads answered.
+
+The gates are built here (``open_deps`` + ``create_app``), not booted through ``tests.support.boot``:
+the blackhole is a sink swapped into the gate's parts before its app is built, and no setting of the
+gate turns its decision log off (one that did would let a deployment lose every decision).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import math
 import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import asyncpg
 import numpy as np
 from aiohttp import web
 
+from bench.loop_watch import Held, LoopWatch
+from bench.report import Report
 from gate.app import create_app
 from gate.deps import open_deps
 from gate.record import DecisionRecord, NullSink
@@ -49,6 +63,7 @@ from tests.support.policies import RESPONSES
 from tests.support.serving import serving
 from tests.support.upstream import RecordingUpstream
 
+T = TypeVar("T")
 RATE = 200  # uploads per second offered (second argument overrides, to find the machine's knee)
 UPLOAD = "/xrpc/com.atproto.repo.uploadBlob"
 POLICY = (
@@ -216,132 +231,200 @@ async def latency_bench(seconds: float, work: Path, dsn: str) -> None:
         )
 
 
-SUSTAINED = 1000  # uploads (decisions) per second, the target
-CLIENTS = 32  # kept-alive client connections of section 3
-PAIRS = 3  # log / blackhole round pairs of section 3, per step
+SUSTAINED = 1000  # uploads (decisions) per second offered, the target
+CONNECTIONS = 64  # the load generator's kept-alive connections (more than 1,000/s ever needs at ~1 ms each)
+# "Unchanged", as the benchmark judges it: the log may add this much to the blackhole's figure. 10 % of a
+# ~1 ms p50 is 0.1 ms, below what an uploader over any network can see; a p99 on a shared 2-core host
+# moves with the scheduler, hence the wider bound. Both are checked against the run's own noise below.
+TOLERANCE = {50: 0.10, 99: 0.25}
 
 
-async def clients_load(url: str, uploads: list[bytes], seconds: float, rate: int | None) -> list[float]:
-    """``CLIENTS`` clients on kept-alive connections for ``seconds``; every upload's latency (s).
-
-    ``rate`` None: each client sends its next upload as soon as the last is answered (capacity).
-    Else paced: client k's j-th upload is due at (k + j × CLIENTS) / rate, and its latency counts from
-    then, so a gate falling behind shows as latency, not as a lower offered rate."""
+async def open_loop(url: str, uploads: list[bytes], rate: int, seconds: float) -> tuple[list[float], float]:
+    """Open loop: upload i is due at i / ``rate`` s and starts then, whatever the earlier ones are doing
+    (a slow gate does not slow the arrivals). Each latency counts from its due time, so a load generator
+    or gate that falls behind shows as latency. Returns the latencies (s) and the rate answered (all
+    uploads / time until the last answer)."""
     latencies: list[float] = []
-    t0 = time.perf_counter()
-    stop = t0 + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CLIENTS)) as session:
+    count = int(rate * seconds)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS)) as session:
 
-        async def client(k: int) -> None:
-            i = k
-            while True:
-                due = time.perf_counter() if rate is None else t0 + i / rate
-                if due >= stop:
-                    return
-                if due > time.perf_counter():
-                    await asyncio.sleep(due - time.perf_counter())
-                body = uploads[i % len(uploads)]
-                i += CLIENTS
-                headers = {"Content-Type": "application/octet-stream", "Authorization": credential(body)}
-                async with session.post(url + UPLOAD, data=body, headers=headers) as r:
-                    await r.read()
-                    if r.status != 200:
-                        raise RuntimeError(f"upload answered {r.status}")
-                latencies.append(time.perf_counter() - due)
+        async def one(body: bytes, due: float) -> None:
+            headers = {"Content-Type": "application/octet-stream", "Authorization": credential(body)}
+            async with session.post(url + UPLOAD, data=body, headers=headers) as r:
+                await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"upload answered {r.status}")
+            latencies.append(time.perf_counter() - due)
 
-        await asyncio.gather(*(client(k) for k in range(CLIENTS)))
-    return latencies
+        tasks = []
+        t0 = time.perf_counter()
+        for i in range(count):
+            due = t0 + i / rate
+            if due > time.perf_counter():
+                await asyncio.sleep(due - time.perf_counter())
+            tasks.append(asyncio.create_task(one(uploads[i % len(uploads)], due)))
+        await asyncio.gather(*tasks)
+    return latencies, count / (time.perf_counter() - t0)
 
 
-def _clients_process(
-    url: str, uploads: list[bytes], seconds: float, rate: int | None, out: Queue[list[float]]
-) -> None:
-    out.put(asyncio.run(clients_load(url, uploads, seconds, rate)))
+def _open_loop_block(url: str, uploads: list[bytes], rate: int, seconds: float) -> tuple[list[float], float]:
+    return asyncio.run(open_loop(url, uploads, rate, seconds))
 
 
-def clients(url: str, uploads: list[bytes], seconds: float, rate: int | None = None) -> list[float]:
-    ctx = multiprocessing.get_context("spawn")
-    out: Queue[list[float]] = ctx.Queue()
-    proc = ctx.Process(target=_clients_process, args=(url, uploads, seconds, rate, out))
-    proc.start()
-    latencies = out.get()
-    proc.join()
-    return latencies
+@dataclass
+class Sustained:
+    """Section 3's figures: per configuration, each block's latencies (s) and rate answered."""
+
+    rate: int
+    seconds: float
+    blocks: dict[str, list[list[float]]]
+    answered_per_s: dict[str, list[float]]
+    answered: int  # uploads the gate with the log answered
+    stored: int  # rows Postgres gained meanwhile
+    held: dict[str, list[Held]] = field(default_factory=lambda: {"log": [], "blackhole": []})
+
+    def pooled(self, name: str, q: float) -> float:
+        return pct([x for block in self.blocks[name] for x in block], q)
+
+    def usable(self) -> list[int]:
+        """The pairs whose blackhole block kept up with the offered rate (≥ 95 %, ``keeps_up``): in the
+        others the machine was too busy elsewhere to offer the load at all, and they say nothing about the
+        log. Set aside by the baseline's block only, so a log block that fell behind still counts."""
+        return [r for r, rate in enumerate(self.answered_per_s["blackhole"]) if rate >= 0.95 * self.rate]
+
+    def pair_ratios(self, q: float) -> list[float]:
+        """Each usable pair's log / blackhole, the two blocks next to each other in time."""
+        log, hole = self.blocks["log"], self.blocks["blackhole"]
+        return [pct(log[r], q) / pct(hole[r], q) for r in self.usable()]
+
+    def ratio(self, q: float) -> float:
+        """The median pair's log / blackhole: a burst of load from elsewhere spoils a pair, not the result
+        (pooled percentiles let one spoiled block decide a p99)."""
+        ratios = self.pair_ratios(q)
+        return statistics.median(ratios) if ratios else math.nan
+
+    def noise(self, q: float) -> float:
+        """The same figure for the blackhole against itself (each usable block over the next): how far
+        from 1 a configuration lands against itself in this run, the floor under any difference the log
+        could be shown to make."""
+        hole = [self.blocks["blackhole"][r] for r in self.usable()]
+        ratios = [pct(a, q) / pct(b, q) for a, b in itertools.pairwise(hole)]
+        return abs(statistics.median(ratios) - 1) if ratios else math.nan
+
+    def keeps_up(self) -> bool:
+        """The log answered at the offered rate: its median block answered at ≥ 95 % of it (a block's
+        rate counts until its last answer, so one late answer lowers it a little)."""
+        return statistics.median(self.answered_per_s["log"]) >= 0.95 * self.rate
+
+    def met(self) -> bool | None:
+        """True: kept up, nothing lost, both ratios within their tolerance. False: lost or fell behind, or
+        a ratio out beyond the run's own noise. None: fewer than half the pairs usable (the machine was
+        busy elsewhere), or a ratio is out but the blackhole strayed as far from itself — this run cannot
+        tell."""
+        if self.stored != self.answered or not self.keeps_up():
+            return False
+        if len(self.usable()) < max(3, len(self.blocks["log"]) / 2):
+            return None
+        over = [q for q, tol in TOLERANCE.items() if self.ratio(q) > 1 + tol]
+        if not over:
+            return True
+        return None if all(self.ratio(q) - 1 <= self.noise(q) for q in over) else False
 
 
-async def sustained_bench(seconds: float, work: Path, dsn: str) -> None:
-    """Section 3: the capacity with and without the log (clients back to back), then latency and
-    completeness at the target rate, or at 80 % of the capacity without the log when that is lower
-    (clients paced)."""
+async def sustained_bench(seconds: float, pairs: int, work: Path, dsn: str) -> Sustained:
+    """Section 3: two gates up side by side (one with the log, one with the blackhole), the same open-loop
+    load at ``SUSTAINED``/s sent to each in turn, in ``pairs`` pairs of ``seconds`` blocks whose order
+    alternates (log, blackhole, blackhole, log, ...): load from elsewhere on the machine falls on both.
+    Between blocks the log is drained, so its writing stays inside its own block."""
     repeats = bodies(20)  # each sent again and again by its own credential: verdicts from the cache
-    with upstream_process() as upstream:
-        settings = gate_settings(work, "var-sustained", upstream, dsn)
-        schema = Pool(dsn)
-        await schema.get()  # the migrations the gates would apply on first use, before counting rows
-        await schema.close()
+    ctx = multiprocessing.get_context("spawn")
+    with upstream_process() as upstream, ctx.Pool(1) as loader:
+        settings = {name: gate_settings(work, f"var-{name}", upstream, dsn) for name in ("log", "blackhole")}
         db = await asyncpg.connect(dsn)
-        per_s: dict[str, list[float]] = {"log": [], "blackhole": []}
-        latencies: dict[str, list[list[float]]] = {"log": [], "blackhole": []}
-        answered = stored = 0
-
-        async def round_(name: str, load: Callable[[str], list[float]], keep: bool) -> float:
-            nonlocal answered, stored
-            before = await _rows(db)
-            async with gate(settings, name == "blackhole") as (url, sink):
-                started = time.perf_counter()
-                done = await asyncio.to_thread(load, url)
-                elapsed = time.perf_counter() - started
-                if isinstance(sink, DecisionLog):
-                    await sink.wait_idle(limit=120)
-            if keep and name == "log":
-                answered += len(done)
-                stored += await _rows(db) - before
-            if keep:
-                latencies[name].append(done)
-            return len(done) / elapsed
-
         try:
-            for name in ("log", "blackhole"):  # warm-up: pool connections, the hashing worker
-                await round_(name, lambda url: clients(url, repeats, 1.0), keep=False)
-            # Pairs of rounds, the order alternating: the other load on the machine drifts, so each
-            # ratio is taken within its pair and the median pair reported.
-            for r in range(PAIRS):
-                for name in ("log", "blackhole") if r % 2 == 0 else ("blackhole", "log"):
-                    per_s[name].append(await round_(name, lambda url: clients(url, repeats, seconds), False))
-            rate = min(SUSTAINED, int(0.8 * statistics.median(per_s["blackhole"])))
-            for r in range(PAIRS):
-                for name in ("log", "blackhole") if r % 2 == 0 else ("blackhole", "log"):
-                    await round_(name, lambda url: clients(url, repeats, seconds, rate), keep=True)
+            async with (
+                LoopWatch().running() as watch,
+                gate(settings["log"], blackhole=False) as (log_url, sink),
+                gate(settings["blackhole"], blackhole=True) as (hole_url, _),
+            ):
+                assert isinstance(sink, DecisionLog)
+                urls = {"log": log_url, "blackhole": hole_url}
+                result = Sustained(
+                    SUSTAINED, seconds, {"log": [], "blackhole": []}, {"log": [], "blackhole": []}, 0, 0
+                )
+
+                async def block(name: str, length: float) -> tuple[list[float], float, Held]:
+                    args = (urls[name], repeats, SUSTAINED, length)
+                    with watch.block() as held:
+                        done = await asyncio.to_thread(loader.apply, _open_loop_block, args)
+                        await sink.wait_idle(limit=120)  # the log's last batch counts in its block
+                    return (*done, held)
+
+                for name in ("log", "blackhole"):  # warm-up: verdict caches, pool connections, the loader
+                    await block(name, 1.0)
+                before = await _rows(db)
+                for r in range(pairs):
+                    for name in ("log", "blackhole") if r % 2 == 0 else ("blackhole", "log"):
+                        latencies, per_s, held = await block(name, seconds)
+                        result.blocks[name].append(latencies)
+                        result.answered_per_s[name].append(per_s)
+                        result.held[name].append(held)
+                result.answered = sum(len(b) for b in result.blocks["log"])
+                result.stored = await _rows(db) - before
         finally:
             await db.close()
-    print(f"\nsustained (issue 18, target 6): verdicts cached, {PAIRS} pairs of {seconds:g} s rounds")
-    print(
-        f"capacity, {CLIENTS} clients back to back, per round:  "
-        + "  ".join(f"{name} {' '.join(f'{v:.0f}' for v in values)}/s" for name, values in per_s.items())
-    )
-    print(f"{CLIENTS} clients paced to {rate}/s in all, per round:")
-    print(f"{'':12}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
-    for name, rounds in latencies.items():
-        for lat in rounds:
-            mean = statistics.fmean(lat) * 1000
-            print(f"{name:12}{pct(lat, 50):9.2f}{pct(lat, 95):9.2f}{pct(lat, 99):9.2f}{mean:9.2f}")
+    return result
 
-    def paired(q: float) -> float:
-        log, hole = latencies["log"], latencies["blackhole"]
-        return statistics.median(pct(a, q) / pct(b, q) for a, b in zip(log, hole, strict=True))
 
-    most = statistics.median(per_s["log"])
-    share = statistics.median(a / b for a, b in zip(per_s["log"], per_s["blackhole"], strict=True))
-    print(f"{'target':30}{'goal':34}measured (median of pairs)")
+def print_sustained(s: Sustained) -> None:
     print(
-        f"{'decisions/s sustained':30}{f'≥ {SUSTAINED}/s on 2 cores':34}{most:.0f}/s with the log, "
-        f"{share:.2f}× the same gate without it"
+        f"\nsustained (issue 18, target 6): {s.rate} uploads/s offered open loop, verdicts cached, "
+        f"{len(s.blocks['log'])} pairs of {s.seconds:g} s blocks, the order alternating"
     )
-    print(f"{'nothing lost':30}{'rows stored = uploads answered':34}{stored} of {answered}")
+    print(f"{'':12}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'answered/s':>16}{'loop held':>12}{'GC ms':>22}")
+    for name in ("log", "blackhole"):
+        rates, held = s.answered_per_s[name], s.held[name]
+        busy = statistics.median(h.held() for h in held) * 1000 / s.seconds
+        gc_ms = "/".join(f"{sum(h.gc_seconds(g) for h in held) * 1000:.0f}" for g in (0, 1, 2))
+        worst = max(h.worst() for h in held) * 1000
+        print(
+            f"{name:12}{s.pooled(name, 50):9.3f}{s.pooled(name, 95):9.3f}{s.pooled(name, 99):9.3f}"
+            f"{f'{min(rates):.0f}–{max(rates):.0f}':>16}{f'{busy:.0f} ms/s':>12}"
+            f"{f'{gc_ms} (≤{worst:.0f})':>22}"
+        )
     print(
-        f"{'upload latency unchanged':30}{f'log / blackhole at {rate}/s ≈ 1':34}"
-        f"p50 {paired(50):.2f}, p99 {paired(99):.2f}"
+        "  (pooled over blocks; answered/s: the blocks' range; loop held: the gates' event loop late beyond "
+        "0.5 ms, median block, per s; GC: all blocks' collections of generation 0/1/2, worst loop lag ms)"
     )
+    print(f"{len(s.usable())} of {len(s.blocks['log'])} pairs usable (the blackhole's block kept up)")
+    for q in (50, 99):
+        pairs = s.pair_ratios(q) or [math.nan]
+        print(
+            f"log / blackhole p{q}: {s.ratio(q):.3f} (median of pairs; pairs {min(pairs):.2f}–{max(pairs):.2f}); "
+            f"tolerance +{TOLERANCE[q]:.0%}; blackhole vs itself {s.noise(q):.1%}"
+        )
+    print(f"nothing lost: {s.stored} rows stored for {s.answered} uploads answered with the log")
+
+
+def report_sustained(report: Report, s: Sustained) -> None:
+    report.target(
+        "decision log keeps up (1,000 decisions/s, nothing lost, latency unchanged)",
+        f"{s.rate}/s open loop on 2 cores, cached verdicts: rows = uploads; log / blackhole "
+        f"p50 ≤ {1 + TOLERANCE[50]:.2f}, p99 ≤ {1 + TOLERANCE[99]:.2f} (same run, alternating blocks)",
+        f"{statistics.median(s.answered_per_s['log']):.0f}/s answered (median block); "
+        f"{s.stored} rows of {s.answered}; {len(s.usable())} of {len(s.blocks['log'])} pairs usable: "
+        f"p50 {s.ratio(50):.2f}×, p99 {s.ratio(99):.2f}× "
+        f"(blackhole vs itself {s.noise(50):.0%} / {s.noise(99):.0%})",
+        s.met(),
+        issue=18,
+    )
+
+
+def run(report: Report, quick: bool) -> None:
+    """``python -m bench --only decision_log``: section 3 alone, against an embedded Postgres."""
+    s = asyncio.run(_with_postgres(lambda work, dsn: sustained_bench(2.0, 6 if quick else 12, work, dsn)))
+    print_sustained(s)
+    report_sustained(report, s)
 
 
 async def _rows(db: asyncpg.Connection) -> int:
@@ -373,26 +456,37 @@ async def writer_bench(dsn: str, work: Path) -> None:
         print(f"  batch {batch:5}: {count / elapsed:9.0f} rows/s")
 
 
-async def main(seconds: float, sustained: float | None) -> None:
+async def _with_postgres(body: Callable[[Path, str], Awaitable[T]]) -> T:
+    """``body(work, dsn)`` with a scratch directory and an embedded Postgres in it."""
     with tempfile.TemporaryDirectory(prefix="upload-gate-bench-") as tmp:
         work = Path(tmp)
         embedded = EmbeddedPostgres(work / "pg")
         dsn = await asyncio.to_thread(embedded.start)
         try:
-            if sustained is None:
-                await latency_bench(seconds, work, dsn)
-                await writer_bench(dsn, work)
-            await sustained_bench(sustained or 10.0, work, dsn)
+            schema = Pool(dsn)
+            await schema.get()  # the migrations the gates would apply on first use, before counting rows
+            await schema.close()
+            return await body(work, dsn)
         finally:
             await asyncio.to_thread(embedded.stop)
+
+
+async def main(seconds: float, sustained: float | None, pairs: int) -> None:
+    async def sections(work: Path, dsn: str) -> None:
+        if sustained is None:
+            await latency_bench(seconds, work, dsn)
+            await writer_bench(dsn, work)
+        print_sustained(await sustained_bench(sustained or 2.0, pairs, work, dsn))
+
+    await _with_postgres(sections)
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
     only_sustained = None
     if args[:1] == ["--sustained"]:
-        only_sustained = float(args[1]) if len(args) > 1 else 10.0
+        only_sustained = float(args[1]) if len(args) > 1 else 2.0
         args = []
     if len(args) > 1:
         RATE = int(args[1])
-    asyncio.run(main(float(args[0]) if args else 5.0, only_sustained))
+    asyncio.run(main(float(args[0]) if args else 5.0, only_sustained, 12))

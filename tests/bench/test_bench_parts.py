@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from bench import corpus
+from bench.decision_log import Sustained
 from bench.report import Report
 
 
@@ -116,3 +117,34 @@ def test_the_relay_floor_answers_as_its_upstream() -> None:
             assert json.loads(resp.read()) == {"version": "bench", "ok": True}
         with urllib.request.urlopen(relay.url + "/download?mb=1", timeout=10) as resp:
             assert len(resp.read()) == 1_000_000
+
+
+def _sustained(log_ms: float, hole_ms: list[float], hole_rates: list[float], stored: int = 4000) -> Sustained:
+    """Four pairs of 1,000 uploads a block: the log's blocks all at ``log_ms``, the blackhole's each at
+    its own latency and rate answered."""
+
+    def block(ms: float) -> list[float]:
+        return [ms / 1000 * (1 + i / 1000) for i in range(1000)]
+
+    return Sustained(
+        1000,
+        1.0,
+        {"log": [block(log_ms)] * 4, "blackhole": [block(ms) for ms in hole_ms]},
+        {"log": [990.0] * 4, "blackhole": hole_rates},
+        answered=4000,
+        stored=stored,
+    )
+
+
+def test_the_decision_log_target_is_judged_on_usable_pairs_against_the_runs_own_noise() -> None:
+    steady = [1.0, 1.0, 1.0, 1.0]
+    assert _sustained(1.05, steady, [990.0] * 4).met() is True
+    assert _sustained(1.05, steady, [990.0] * 4, stored=3999).met() is False  # a decision lost
+    assert _sustained(1.5, steady, [990.0] * 4).met() is False  # slower, beyond a still machine's noise
+    # The baseline spread as far as the log is off: this run cannot tell.
+    assert _sustained(1.5, [1.0, 2.0, 1.0, 2.0], [990.0] * 4).met() is None
+    # A pair whose baseline block could not keep up (the machine busy elsewhere) is set aside...
+    busy = _sustained(1.05, [1.0, 9.0, 1.0, 1.0], [990.0, 500.0, 990.0, 990.0])
+    assert busy.usable() == [0, 2, 3] and busy.met() is True
+    # ... and with fewer than half the pairs left, nothing is shown.
+    assert _sustained(1.05, steady, [500.0, 500.0, 500.0, 990.0]).met() is None
