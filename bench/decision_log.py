@@ -311,6 +311,11 @@ class Sustained:
         ratios = [pct(a, q) / pct(b, q) for a, b in itertools.pairwise(hole)]
         return abs(statistics.median(ratios) - 1) if ratios else math.nan
 
+    def cpu_per_upload(self, name: str) -> float:
+        """CPU seconds of the gates' event loop per upload, median block (the log's own drain included)."""
+        pairs = zip(self.held[name], self.blocks[name], strict=True)
+        return statistics.median(held.cpu / len(block) for held, block in pairs)
+
     def keeps_up(self) -> bool:
         """The log answered at the offered rate: its median block answered at ≥ 95 % of it (a block's
         rate counts until its last answer, so one late answer lowers it a little)."""
@@ -397,6 +402,14 @@ def print_sustained(s: Sustained) -> None:
         "0.5 ms, median block, per s; GC: all blocks' collections of generation 0/1/2, worst loop lag ms)"
     )
     print(f"{len(s.usable())} of {len(s.blocks['log'])} pairs usable (the blackhole's block kept up)")
+    cpu = {
+        name: statistics.median(h.cpu / len(b) for h, b in zip(s.held[name], s.blocks[name], strict=True))
+        for name in s.held
+    }
+    print(
+        f"the gates' event loop CPU per upload (median block): log {cpu['log'] * 1e6:.0f} µs, "
+        f"blackhole {cpu['blackhole'] * 1e6:.0f} µs ({cpu['log'] / cpu['blackhole']:.2f}×)"
+    )
     for q in (50, 99):
         pairs = s.pair_ratios(q) or [math.nan]
         print(
@@ -414,7 +427,8 @@ def report_sustained(report: Report, s: Sustained) -> None:
         f"{statistics.median(s.answered_per_s['log']):.0f}/s answered (median block); "
         f"{s.stored} rows of {s.answered}; {len(s.usable())} of {len(s.blocks['log'])} pairs usable: "
         f"p50 {s.ratio(50):.2f}×, p99 {s.ratio(99):.2f}× "
-        f"(blackhole vs itself {s.noise(50):.0%} / {s.noise(99):.0%})",
+        f"(blackhole vs itself {s.noise(50):.0%} / {s.noise(99):.0%}); event-loop CPU per upload "
+        f"{s.cpu_per_upload('log') / s.cpu_per_upload('blackhole'):.2f}×",
         s.met(),
         issue=18,
     )

@@ -22,6 +22,7 @@ class Held:
 
     lags: list[float] = field(default_factory=list)
     gc_pauses: list[tuple[float, int]] = field(default_factory=list)
+    cpu: float = 0.0  # CPU seconds the loop's thread used: far steadier than latency on a busy machine
 
     def held(self) -> float:
         """Seconds the loop was held beyond ``LATE`` per second of block: the share of time an arriving
@@ -67,7 +68,9 @@ class LoopWatch:
     @contextlib.contextmanager
     def block(self) -> Iterator[Held]:
         self.current = held = Held()
+        started = time.thread_time()
         try:
             yield held
         finally:
+            held.cpu = time.thread_time() - started
             self.current = None
