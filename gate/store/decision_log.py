@@ -1,7 +1,11 @@
 """``DecisionLog``: the ``DecisionSink`` that writes every decision to Postgres without delaying uploads.
 
-``submit`` appends to a bounded in-memory queue and returns. One background task takes whatever is
-queued (up to a batch), turns it into rows and inserts them with one multi-row statement. When Postgres
+``submit`` turns the record into its row's JSON text (``gate.store.rows``) and appends that to a bounded
+in-memory queue. One background task takes whatever is queued (up to a batch) and inserts it with one
+statement. The queue holds text, not records: under 1,000 decisions/s, records queued for a flush
+interval lived long enough to be promoted by the garbage collector, and both their collections and the
+conversion of a whole batch at once held the event loop in bursts that every upload arriving then
+waited out; one row's conversion (~20 µs) as each decision comes costs no upload a burst. When Postgres
 is unreachable, slow or missing its schema, the batch goes to the spool file instead, and the spool is
 replayed, in order and idempotently, once Postgres answers again — also after a restart. Only when
 neither Postgres nor the spool can take a batch does ``accepting()`` turn False (the policy's
@@ -15,11 +19,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import itertools
+import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
@@ -33,8 +36,8 @@ from gate.store.spool import Spool, spool_dir
 
 log = logging.getLogger(__name__)
 
-Row = dict[str, Any]
-SLICE = 50  # records converted between two turns of the event loop (~5 ms on a busy core)
+Line = str  # a decision as its row's JSON text (``row_json``): what the queue, the spool and inserts take
+SLICE = 50  # spooled rows converted between two turns of the event loop on replay (~1 ms)
 # Postgres refused the values themselves (SQLSTATE classes 22, 23): retrying cannot help.
 _DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
@@ -59,12 +62,12 @@ class DecisionLog:
         self._command_timeout = command_timeout
         self._retry_interval, self._drain_timeout = retry_interval, drain_timeout
         self._flush_interval = flush_interval
-        self._buffer: collections.deque[DecisionRecord] = collections.deque()
+        self._buffer: collections.deque[Line] = collections.deque()
         self._wake = asyncio.Event()
         self._next_try = 0.0
         self._db_up: bool | None = None  # None until the first attempt
-        self._held: list[Row] = []  # rows neither Postgres nor the spool would take; retried first
-        self._inflight: list[Row] = []
+        self._held: list[Line] = []  # rows neither Postgres nor the spool would take; retried first
+        self._inflight: list[Line] = []
         self._closing = False
         self._closed = False
         self._task: asyncio.Task[None] | None = None
@@ -94,7 +97,13 @@ class DecisionLog:
             metrics.DECISION_LOG_RECORDS.labels("dropped").inc()
             log.error("decision %s dropped: decision log queue full or closed", record.id)
             return
-        self._buffer.append(record)
+        try:
+            line = row_json(record_to_row(record))
+        except Exception:  # a malformed record (say, an id that is not 32 hex) must not stop the log
+            metrics.DECISION_LOG_RECORDS.labels("dropped").inc()
+            log.exception("decision %r cannot be stored; dropped", getattr(record, "id", None))
+            return
+        self._buffer.append(line)
         metrics.DECISION_LOG_QUEUE.set(len(self._buffer))
         self._wake.set()
 
@@ -120,12 +129,12 @@ class DecisionLog:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._closed = True
-        leftover = self._inflight + self._held + _rows(list(self._buffer))
+        leftover = self._inflight + self._held + list(self._buffer)
         self._buffer.clear()
         self._held, self._inflight = [], []
         if leftover:  # duplicates of rows already inserted are harmless: replay skips known ids
             try:
-                await asyncio.to_thread(self.spool.append, leftover)
+                await asyncio.to_thread(self.spool.append_lines, leftover)
                 metrics.DECISION_LOG_RECORDS.labels("spooled").inc(len(leftover))
             except OSError as exc:
                 metrics.DECISION_LOG_RECORDS.labels("dropped").inc(len(leftover))
@@ -173,7 +182,7 @@ class DecisionLog:
                 # Linger so a batch fills: a few commits a second instead of one per upload keeps
                 # the writer's (and Postgres's) CPU away from the uploads on a small machine.
                 await self._linger()
-            self._inflight = await self._take_batch()
+            self._inflight = self._take_batch()
         if self._inflight and not await self._persist(self._inflight):
             self._held = self._inflight
         self._inflight = []
@@ -187,18 +196,8 @@ class DecisionLog:
             await self._wait(self._retry_interval)
         return True
 
-    async def _take_batch(self) -> list[Row]:
-        """The next batch as rows, converted ``SLICE`` records at a time with the event loop's other work
-        in between: a 500-row batch converted at once held every upload for tens of milliseconds. The
-        records stay queued until all are converted, so ``close()`` finds them wherever this stops."""
-        count = min(self.batch_size, len(self._buffer))
-        rows: list[Row] = []
-        for start in range(0, count, SLICE):
-            rows += _rows(list(itertools.islice(self._buffer, start, min(start + SLICE, count))))
-            await asyncio.sleep(0)
-        for _ in range(count):
-            self._buffer.popleft()
-        return rows
+    def _take_batch(self) -> list[Line]:
+        return [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
 
     async def _linger(self) -> None:
         deadline = time.monotonic() + self._flush_interval
@@ -217,7 +216,7 @@ class DecisionLog:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
-    async def _persist(self, rows: list[Row]) -> bool:
+    async def _persist(self, rows: list[Line]) -> bool:
         # While the spool holds older rows, new ones queue behind them so replay keeps the order.
         direct = self.spool.pending_records == 0
         if direct and await self._insert(rows, "postgres"):
@@ -226,10 +225,10 @@ class DecisionLog:
             return True
         return not direct and await self._insert(rows, "postgres")
 
-    async def _append_spool(self, rows: list[Row]) -> bool:
+    async def _append_spool(self, rows: list[Line]) -> bool:
         started = time.perf_counter()
         try:
-            await asyncio.to_thread(self.spool.append, rows)
+            await asyncio.to_thread(self.spool.append_lines, rows)
         except OSError as exc:
             metrics.DECISION_LOG_WRITE_FAILURES.labels("spool", "io").inc()
             log.error("decision spool %s failed: %s", self.spool.path, exc)
@@ -245,26 +244,26 @@ class DecisionLog:
         if bad:
             await asyncio.to_thread(self.spool.reject, bad, "unparseable spool line")
             metrics.DECISION_LOG_RECORDS.labels("rejected").inc(len(bad))
-        if rows and not await self._insert(rows, "replay"):
+        lines: list[Line] = []
+        for start in range(0, len(rows), SLICE):  # rows a spool from an older gate holds are filled in
+            lines += map(row_json, rows[start : start + SLICE])
+            await asyncio.sleep(0)
+        if lines and not await self._insert(lines, "replay"):
             return
         await asyncio.to_thread(self.spool.commit, offset, len(rows) + len(bad))
         metrics.DECISION_LOG_RECORDS.labels("replayed").inc(len(rows))
         if not self.spool.pending_records:
             log.info("decision spool replayed into Postgres; spool empty")
 
-    async def _insert(self, rows: list[Row], target: str) -> bool:
+    async def _insert(self, rows: list[Line], target: str) -> bool:
         """Insert ``rows``; False on an outage (the caller spools). Rows Postgres refuses as data are
         set aside one by one so a single bad row never blocks the rest."""
         pool = await self._ensure_pool()
         if pool is None:
             return False
         started = time.perf_counter()
-        texts: list[str] = []
-        for start in range(0, len(rows), SLICE):  # a slice at a time, as in _take_batch
-            texts += map(row_json, rows[start : start + SLICE])
-            await asyncio.sleep(0)
         try:
-            await pool.execute(INSERT_SQL, batch_json(texts), timeout=self._command_timeout)
+            await pool.execute(INSERT_SQL, batch_json(rows), timeout=self._command_timeout)
         except _DATA_ERRORS:
             return await self._insert_each(pool, rows, target)
         except DB_ERRORS as exc:
@@ -275,20 +274,20 @@ class DecisionLog:
             metrics.DECISION_LOG_RECORDS.labels("inserted").inc(len(rows))
         return True
 
-    async def _insert_each(self, pool: asyncpg.Pool[asyncpg.Record], rows: list[Row], target: str) -> bool:
+    async def _insert_each(self, pool: asyncpg.Pool[asyncpg.Record], rows: list[Line], target: str) -> bool:
         for row in rows:
             try:
-                await pool.execute(INSERT_SQL, batch_json([row_json(row)]), timeout=self._command_timeout)
+                await pool.execute(INSERT_SQL, batch_json([row]), timeout=self._command_timeout)
             except _DATA_ERRORS as exc:
                 metrics.DECISION_LOG_WRITE_FAILURES.labels(target, "data").inc()
                 metrics.DECISION_LOG_RECORDS.labels("rejected").inc()
                 log.error(
                     "decision %s refused by Postgres (%s); kept in %s",
-                    row.get("id"),
+                    json.loads(row).get("id"),
                     exc,
                     self.spool.rejected_path,
                 )
-                await asyncio.to_thread(self.spool.reject, [str(row)], str(exc))
+                await asyncio.to_thread(self.spool.reject, [row], str(exc))
             except DB_ERRORS as exc:
                 await self._db_failed(target, exc)
                 return False
@@ -326,14 +325,3 @@ class DecisionLog:
         metrics.DECISION_LOG_SPOOL_BYTES.set(self.spool.pending_bytes)
         metrics.DECISION_LOG_SPOOL_RECORDS.set(self.spool.pending_records)
         metrics.DECISION_LOG_ACCEPTING.set(1 if self.accepting() else 0)
-
-
-def _rows(records: list[DecisionRecord]) -> list[Row]:
-    rows: list[Row] = []
-    for record in records:
-        try:
-            rows.append(record_to_row(record))
-        except Exception:  # a malformed record (say, an id that is not 32 hex) must not stop the writer
-            metrics.DECISION_LOG_RECORDS.labels("dropped").inc()
-            log.exception("decision %r cannot be stored; dropped", getattr(record, "id", None))
-    return rows

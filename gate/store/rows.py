@@ -136,7 +136,9 @@ def record_to_row(record: DecisionRecord) -> dict[str, Any]:
 
 
 # One encoder for every row: ``json.dumps`` with options builds a new encoder per call.
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_encode = json.JSONEncoder(
+    separators=(",", ":")
+).encode  # ASCII: a lone surrogate is an escape Postgres refuses, not a batch asyncpg cannot encode
 # A NUL, escaped by the encoder: Postgres text and jsonb cannot hold one, and a client-controlled string
 # (declared type, error text) must not be able to make a whole batch fail. Only an escape, not the text
 # "\\u0000" a string may hold literally (its backslash escaped: an odd run of backslashes before "u").

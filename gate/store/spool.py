@@ -74,8 +74,12 @@ class Spool:
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         """Append rows and fsync; raises ``OSError``/``SpoolError`` if they could not be made durable."""
+        self.append_lines([json.dumps(r, separators=(",", ":")) for r in rows])
+
+    def append_lines(self, lines: list[str]) -> None:
+        """``append`` for rows already JSON texts of one line each (the decision log's queue holds them so)."""
         fd = self._require_fd()
-        data = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in rows)
+        data = "".join(line + "\n" for line in lines).encode()
         if self.pending_bytes + len(data) > self.max_bytes:
             raise SpoolError(f"spool would exceed GATE_SPOOL_MAX_BYTES ({self.max_bytes} bytes)")
         try:
@@ -89,7 +93,7 @@ class Spool:
             os.ftruncate(fd, self._size)
             raise
         self._size += len(data)
-        self.pending_records += len(rows)
+        self.pending_records += len(lines)
 
     def reject(self, lines: list[str], reason: str) -> None:
         """Keep rows Postgres refused as data (not as an outage) aside for an operator, with the reason."""
