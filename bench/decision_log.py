@@ -50,6 +50,7 @@ import numpy as np
 from aiohttp import web
 
 from bench.loop_watch import Held, LoopWatch
+from bench.procs import parent, tree_cpu_seconds
 from bench.report import Report
 from gate.app import create_app
 from gate.deps import open_deps
@@ -311,10 +312,13 @@ class Sustained:
         ratios = [pct(a, q) / pct(b, q) for a, b in itertools.pairwise(hole)]
         return abs(statistics.median(ratios) - 1) if ratios else math.nan
 
-    def cpu_per_upload(self, name: str) -> float:
-        """CPU seconds of the gates' event loop per upload, median block (the log's own drain included)."""
+    def cpu_per_upload(self, name: str, process: str | None = None) -> float:
+        """CPU seconds per upload, median block (the log's own drain included): of the gates' event loop,
+        or of ``process`` (``"postgres"``: the server and its backends)."""
         pairs = zip(self.held[name], self.blocks[name], strict=True)
-        return statistics.median(held.cpu / len(block) for held, block in pairs)
+        return statistics.median(
+            (held.cpu if process is None else held.others[process]) / len(block) for held, block in pairs
+        )
 
     def keeps_up(self) -> bool:
         """The log answered at the offered rate: its median block answered at ≥ 95 % of it (a block's
@@ -346,6 +350,7 @@ async def sustained_bench(seconds: float, pairs: int, work: Path, dsn: str) -> S
     with upstream_process() as upstream, ctx.Pool(1) as loader:
         settings = {name: gate_settings(work, f"var-{name}", upstream, dsn) for name in ("log", "blackhole")}
         db = await asyncpg.connect(dsn)
+        postmaster = parent(int(await db.fetchval("SELECT pg_backend_pid()")))
         try:
             async with (
                 LoopWatch().running() as watch,
@@ -360,9 +365,11 @@ async def sustained_bench(seconds: float, pairs: int, work: Path, dsn: str) -> S
 
                 async def block(name: str, length: float) -> tuple[list[float], float, Held]:
                     args = (urls[name], repeats, SUSTAINED, length)
+                    pg_cpu = tree_cpu_seconds(postmaster)
                     with watch.block() as held:
                         done = await asyncio.to_thread(loader.apply, _open_loop_block, args)
                         await sink.wait_idle(limit=120)  # the log's last batch counts in its block
+                    held.others["postgres"] = tree_cpu_seconds(postmaster) - pg_cpu
                     return (*done, held)
 
                 for name in ("log", "blackhole"):  # warm-up: verdict caches, pool connections, the loader
@@ -409,6 +416,10 @@ def print_sustained(s: Sustained) -> None:
     print(
         f"the gates' event loop CPU per upload (median block): log {cpu['log'] * 1e6:.0f} µs, "
         f"blackhole {cpu['blackhole'] * 1e6:.0f} µs ({cpu['log'] / cpu['blackhole']:.2f}×)"
+    )
+    print(
+        f"Postgres CPU per upload (median block): log {s.cpu_per_upload('log', 'postgres') * 1e6:.0f} µs, "
+        f"blackhole {s.cpu_per_upload('blackhole', 'postgres') * 1e6:.0f} µs"
     )
     for q in (50, 99):
         pairs = s.pair_ratios(q) or [math.nan]

@@ -23,6 +23,7 @@ class Held:
     lags: list[float] = field(default_factory=list)
     gc_pauses: list[tuple[float, int]] = field(default_factory=list)
     cpu: float = 0.0  # CPU seconds the loop's thread used: far steadier than latency on a busy machine
+    others: dict[str, float] = field(default_factory=dict)  # CPU seconds of other processes, by the caller
 
     def held(self) -> float:
         """Seconds the loop was held beyond ``LATE`` per second of block: the share of time an arriving

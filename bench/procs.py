@@ -222,3 +222,16 @@ def _is_postgres(pid: int) -> bool:
         return b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used by a process and every process under it now (a Postgres server and its backends;
+    those that already exited are not counted)."""
+    return sum(cpu_seconds(p) for p in _tree(pid))
+
+
+def parent(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise ValueError(f"no PPid line for {pid}")
