@@ -1,9 +1,10 @@
 """The decision record: one row per judged upload, and the sink protocol that stores it.
 
 The pipeline builds a ``DecisionRecord`` after acting and hands it to a ``DecisionSink``. The sink must
-never block the request: ``submit`` only enqueues. ``accepting`` tells the pipeline whether records can
-still be kept (queue not full, database or spool writable); when not, the policy's ``on_log_failure``
-decides whether uploads keep flowing.
+never block the request: ``submit`` does no I/O (the decision log turns the record into its row, tens
+of µs, and enqueues that). ``accepting`` tells the pipeline whether records can still be kept (queue not
+full, database or spool writable); when not, the policy's ``on_log_failure`` decides whether uploads
+keep flowing.
 """
 
 from __future__ import annotations
