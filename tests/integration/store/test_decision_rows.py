@@ -285,3 +285,20 @@ async def test_a_malformed_record_does_not_stop_the_writer(fresh_dsn: str, tmp_p
     await log.close()
     rows = await fetch_rows(fresh_dsn)
     assert [r["did"] for r in rows] == ["did:plc:user2", "did:plc:user3"]
+
+
+async def test_a_string_no_encoding_can_hold_sets_only_its_own_row_aside(fresh_dsn: str, tmp_path: Path) -> None:
+    """Header bytes that are not UTF-8 reach Python as lone surrogates: that row is refused and kept
+    for the operator (the rejected file), and the rows beside it are stored, the writer still running."""
+    fields = {f: getattr(R.forward(2), f) for f in DecisionRecord.__dataclass_fields__}
+    odd = DecisionRecord(**{**fields, "declared_type": "image/\udcff"})
+    log = make_log(fresh_dsn, tmp_path / "spool")
+    await log.start()
+    for record in (R.forward(1), odd, R.forward(3)):
+        log.submit(record)
+    await log.wait_idle()
+    log.submit(R.forward(4))
+    await log.close()
+    rows = await fetch_rows(fresh_dsn)
+    assert [r["did"] for r in rows] == ["did:plc:user1", "did:plc:user3", "did:plc:user4"]
+    assert odd.id[:8] in log.spool.rejected_path.read_text()
