@@ -287,7 +287,7 @@ async def test_a_malformed_record_does_not_stop_the_writer(fresh_dsn: str, tmp_p
     assert [r["did"] for r in rows] == ["did:plc:user2", "did:plc:user3"]
 
 
-async def test_a_string_no_encoding_can_hold_sets_only_its_own_row_aside(fresh_dsn: str, tmp_path: Path) -> None:
+async def test_a_lone_surrogate_sets_only_its_own_row_aside(fresh_dsn: str, tmp_path: Path) -> None:
     """Header bytes that are not UTF-8 reach Python as lone surrogates: that row is refused and kept
     for the operator (the rejected file), and the rows beside it are stored, the writer still running."""
     fields = {f: getattr(R.forward(2), f) for f in DecisionRecord.__dataclass_fields__}
