@@ -104,8 +104,12 @@ class DecisionLog:
             log.exception("decision %r cannot be stored; dropped", getattr(record, "id", None))
             return
         self._buffer.append(line)
-        metrics.DECISION_LOG_QUEUE.set(len(self._buffer))
-        self._wake.set()
+        queued = len(self._buffer)
+        metrics.DECISION_LOG_QUEUE.set(queued)
+        # The writer waits for the first record (queue empty) or, lingering, for a full batch; waking it
+        # for every record cost a timer and a task switch per decision for nothing.
+        if queued == 1 or queued >= self.batch_size:
+            self._wake.set()
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
