@@ -207,7 +207,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process and every process under it (nginx's master and its worker)."""
+    """CPU seconds of a process and every process under it now (nginx's master and its worker; a Postgres
+    server and its backends — those that already exited are not counted)."""
     return sum(cpu_seconds(p) for p in _tree(pid))
 
 
@@ -222,12 +223,6 @@ def _is_postgres(pid: int) -> bool:
         return b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds used by a process and every process under it now (a Postgres server and its backends;
-    those that already exited are not counted)."""
-    return sum(cpu_seconds(p) for p in _tree(pid))
 
 
 def parent(pid: int) -> int:
