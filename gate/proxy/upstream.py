@@ -120,20 +120,7 @@ class Upstream:
         data: object = body if len(body) <= UPLOAD_SLICE else _slices(body)
         resp = await self._open(request.method, self.url(request.raw_path), headers, data)
         async with resp:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    payload = await resp.read()
-            except TimeoutError:
-                metrics.UPSTREAM_ERRORS.labels("timeout").inc()
-                raise UpstreamTimeout() from None
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
-                metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
-                raise UpstreamFailure() from None
-            out = web.Response(status=resp.status, reason=resp.reason, body=payload)
-            out[RELAYED] = True
-            out.headers.clear()
-            out.headers.extend(self._response_headers(resp))
-            return out, resp.status
+            return await self._whole(resp), resp.status
 
     async def probe(self, request: web.BaseRequest, fwd: Forwarded) -> tuple[web.Response, int]:
         """Ask the PDS whether it accepts this upload's caller: the same request with an empty body.
@@ -154,7 +141,7 @@ class Upstream:
         async with resp:
             length = resp.content_length
             if length is not None and length <= SMALL_BODY:
-                return await self._small(resp)
+                return await self._whole(resp)
             out = web.StreamResponse(status=resp.status, reason=resp.reason)
             out[RELAYED] = True
             out.headers.extend(self._response_headers(resp))
@@ -170,8 +157,9 @@ class Upstream:
             await out.write_eof()
             return out
 
-    async def _small(self, resp: aiohttp.ClientResponse) -> web.Response:
-        """A response whose declared length is small, read whole and answered in one write."""
+    async def _whole(self, resp: aiohttp.ClientResponse) -> web.Response:
+        """The PDS's response read whole (an upload's answer, or a small passthrough answer) and given
+        back unchanged in one write."""
         try:
             async with asyncio.timeout(self.timeout):
                 payload = await resp.read()
