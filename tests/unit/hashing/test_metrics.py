@@ -8,6 +8,7 @@ import io
 import os
 import signal
 import time
+from pathlib import Path
 
 from PIL import Image
 from prometheus_client import REGISTRY
@@ -31,6 +32,21 @@ async def eventually(name: str, target: float, **labels: str) -> None:
     while value(name, **labels) < target:
         assert time.monotonic() < deadline, f"{name}{labels} stayed at {value(name, **labels)}"
         await asyncio.sleep(0.05)
+
+
+async def decoding(pid: int) -> None:
+    """Until worker ``pid`` has spent 0.1 s of CPU since now: it has the job and is decoding (a fixed
+    sleep lost the race on a busy machine, where the body had not reached the worker yet)."""
+    start = cpu_seconds(pid)
+    deadline = time.monotonic() + 15
+    while cpu_seconds(pid) - start < 0.1:
+        assert time.monotonic() < deadline, f"worker {pid} never started decoding"
+        await asyncio.sleep(0.01)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def animated(frames: int) -> bytes:
@@ -73,7 +89,7 @@ async def test_a_worker_killed_from_outside_is_counted_as_killed() -> None:
         await hasher.warm_up()
         (pid,) = hasher.worker_pids()
         job = asyncio.create_task(hasher.hash(slow, PILLOW))
-        await asyncio.sleep(0.3)
+        await decoding(pid)  # killed mid-job: a worker killed idle is "ended", not "killed"
         os.kill(pid, signal.SIGKILL)  # as the OOM killer would
         await job
         await eventually("upload_gate_hash_worker_restarts_total", killed + 1, reason="killed")
