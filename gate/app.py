@@ -79,13 +79,13 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             metrics.SHUTDOWN_REFUSALS.labels("new").inc()
             raise ShuttingDown()
         with request.app[SLOTS].slot(fwd.client_ip):
-            return await request.app[PIPELINE].handle(request, fwd)
+            return await request.app[PIPELINE].handle(request, fwd, target)
     if is_get_blob(request.method, target) and deps.withheld.withholds(request.query.getall("cid", [])):
         # A blob the gate blocked is never fetched from the PDS: answered as the PDS answers a missing one.
         metrics.WITHHELD_REQUESTS.inc()
         return answers.blob_not_found()
     if is_websocket(request):
-        return await deps.upstream.websocket(request, fwd)
+        return await deps.upstream.websocket(request, fwd, target)
     return await deps.upstream.passthrough(request, fwd, target)
 
 

@@ -27,7 +27,6 @@ from gate.judge import Context, Judge, Judgement, Timer
 from gate.proxy.body import BodyReader
 from gate.proxy.budget import MemoryBudget, Reservation
 from gate.proxy.forwarded import Forwarded
-from gate.proxy.target import origin_form
 from gate.proxy.upstream import Upstream
 from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionRecord, DecisionSink, new_decision_id
@@ -55,6 +54,7 @@ class Attempt:
     fwd: Forwarded
     credential: Credential
     declared_type: str | None
+    target: str  # the request's origin form: what the PDS receives (gate.proxy.target)
     id: str = field(default_factory=new_decision_id)
     time: datetime = field(default_factory=DecisionRecord.now)
     context: Context = field(default_factory=lambda: Context(DecisionSource.UPLOAD))
@@ -132,7 +132,7 @@ class UploadPipeline:
         self.evidence = evidence
         self.withheld = withheld if withheld is not None else WithheldBlobs()
 
-    async def handle(self, request: web.Request, fwd: Forwarded) -> web.StreamResponse:
+    async def handle(self, request: web.Request, fwd: Forwarded, target: str) -> web.StreamResponse:
         started = time.perf_counter()
         authorization = request.headers.get("Authorization", "").strip()
         if not authorization:
@@ -145,8 +145,7 @@ class UploadPipeline:
         # before they are hashed (a DPoP-nonce retry): the fingerprint stays in memory, never logged.
         scope = hashlib.sha256(authorization.encode()).digest()
         context = Context(DecisionSource.UPLOAD, repeat_scope=scope)
-        attempt = Attempt(fwd, credential, request.headers.get("Content-Type"), context=context)
-        target = origin_form(request.raw_path)  # what the PDS will receive
+        attempt = Attempt(fwd, credential, request.headers.get("Content-Type"), target, context=context)
         if self.offline is not None and self.offline.check(credential, request.method, target) is (
             Outcome.REFUSED
         ):
@@ -167,7 +166,9 @@ class UploadPipeline:
                 # The decision could not be kept: the operator chose not to let unlogged uploads through.
                 raise LogUnavailable()
             if decision.verdict is Verdict.FORWARD:
-                response, attempt.upstream_status = await self.upstream.forward_upload(request, body, fwd)
+                response, attempt.upstream_status = await self.upstream.forward_upload(
+                    request, body, fwd, target
+                )
                 attempt.timer.lap("forward")
                 if not accepted(attempt.upstream_status):
                     metrics.CREDENTIAL_CHECKS.labels("pds", "refused").inc()
@@ -205,7 +206,7 @@ class UploadPipeline:
     async def _ask_pds(self, request: web.Request, fwd: Forwarded, attempt: Attempt) -> web.Response | None:
         """Whether the PDS accepts this caller, asked with the same request and an empty body: None when
         it does (the caller is then verified), else the PDS's refusal, to be relayed as it came."""
-        response, status = await self.upstream.probe(request, fwd)
+        response, status = await self.upstream.probe(request, fwd, attempt.target)
         attempt.timer.lap("probe")
         if accepted(status):
             metrics.CREDENTIAL_CHECKS.labels("pds", "accepted").inc()

@@ -23,7 +23,6 @@ from gate.answers import RELAYED
 from gate.errors import UpstreamFailure, UpstreamTimeout
 from gate.proxy.forwarded import Forwarded
 from gate.proxy.headers import FORWARDING, end_to_end
-from gate.proxy.target import origin_form
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +74,9 @@ class Upstream:
         assert self._session is not None, "Upstream.start() not called"
         return self._session
 
-    def url(self, raw_target: str) -> URL:
-        """The PDS URL for a request target: its origin form, as received (never re-encoded)."""
-        return self.url_of(origin_form(raw_target))
-
-    def url_of(self, target: str) -> URL:
-        """The PDS URL for an origin form already checked by ``gate.proxy.target.origin_form``."""
+    def url(self, target: str) -> URL:
+        """The PDS URL for a request target's origin form (``gate.proxy.target.origin_form``, checked
+        and computed once per request), as received: never re-encoded."""
         return URL(self._prefix + target, encoded=True)
 
     @staticmethod
@@ -112,17 +108,17 @@ class Upstream:
         return end_to_end(resp.headers)
 
     async def forward_upload(
-        self, request: web.BaseRequest, body: bytes, fwd: Forwarded
+        self, request: web.BaseRequest, body: bytes, fwd: Forwarded, target: str
     ) -> tuple[web.Response, int]:
         """Send the decoded body (identity encoding, exact length); return the PDS response unchanged."""
         headers = self._headers(request, fwd, UPLOAD_DROP)
         headers["Content-Length"] = str(len(body))  # sent as is: the slices are not chunk-encoded
         data: object = body if len(body) <= UPLOAD_SLICE else _slices(body)
-        resp = await self._open(request.method, self.url(request.raw_path), headers, data)
+        resp = await self._open(request.method, self.url(target), headers, data)
         async with resp:
             return await self._whole(resp), resp.status
 
-    async def probe(self, request: web.BaseRequest, fwd: Forwarded) -> tuple[web.Response, int]:
+    async def probe(self, request: web.BaseRequest, fwd: Forwarded, target: str) -> tuple[web.Response, int]:
         """Ask the PDS whether it accepts this upload's caller: the same request with an empty body.
 
         The PDS checks credentials (every kind it knows, today's and future ones) before it reads a
@@ -130,14 +126,14 @@ class Upstream:
         reach it, and a DPoP proof is still spent exactly once. An accepted probe leaves a 0-byte
         temporary blob on the PDS (never referenced, like any unused upload).
         """
-        return await self.forward_upload(request, b"", fwd)
+        return await self.forward_upload(request, b"", fwd, target)
 
     async def passthrough(self, request: web.Request, fwd: Forwarded, target: str) -> web.StreamResponse:
         """Stream any non-upload request both ways without buffering it (``target``: its origin form)."""
         metrics.PASSTHROUGH_HTTP.inc()
         headers = self._headers(request, fwd, PASS_DROP)
         data = _body_stream(request) if request.body_exists else None
-        resp = await self._open(request.method, self.url_of(target), headers, data)
+        resp = await self._open(request.method, self.url(target), headers, data)
         async with resp:
             length = resp.content_length
             if length is not None and length <= SMALL_BODY:
@@ -176,7 +172,7 @@ class Upstream:
         out.headers.extend(self._response_headers(resp))
         return out
 
-    async def websocket(self, request: web.Request, fwd: Forwarded) -> web.StreamResponse:
+    async def websocket(self, request: web.Request, fwd: Forwarded, target: str) -> web.StreamResponse:
         """Bridge a websocket (the firehose) to the PDS, frame for frame."""
         metrics.PASSTHROUGH.labels("websocket").inc()
         protocols = [
@@ -186,7 +182,7 @@ class Upstream:
         try:
             async with asyncio.timeout(self.timeout):
                 upstream_ws = await self.session.ws_connect(
-                    self.url(request.raw_path),
+                    self.url(target),
                     headers=headers,
                     protocols=protocols,
                     autoping=True,
