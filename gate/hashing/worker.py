@@ -54,7 +54,7 @@ def serve(sock: socket.socket) -> None:
             if raw_meta is None:
                 return
             meta = json.loads(raw_meta)
-            body = _recv_body(sock, body_len)
+            body = _recv_exactly(sock, body_len)
             if body is None:
                 return
             digested = side.submit(digests, body)
@@ -114,10 +114,10 @@ def _keep_heap_warm() -> None:
         pass
 
 
-def _recv_body(sock: socket.socket, n: int) -> bytes | None:
-    """The body, received straight into the one ``bytes`` object the decoders read (Pillow's BytesIO
+def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
+    """``n`` bytes, received straight into the one ``bytes`` object the decoders read (Pillow's BytesIO
     shares ``bytes``; it would copy a ``bytearray``): a body is held once in this process, never twice
-    (a buffer and its ``bytes()`` copy were two bodies at the peak of every job)."""
+    (a buffer and its ``bytes()`` copy were two bodies at the peak of every job). None at end of input."""
     first = sock.recv(n, socket.MSG_WAITALL) if n else b""
     if len(first) == n:
         return first  # recv allocated exactly n bytes and filled them: no resize, no copy
@@ -129,11 +129,6 @@ def _recv_body(sock: socket.socket, n: int) -> bytes | None:
     buf[:got] = first
     del first
     return bytes(buf) if _recv_into(sock, memoryview(buf)[got:]) else None
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
-    buf = bytearray(n)
-    return bytes(buf) if _recv_into(sock, buf) else None
 
 
 def _recv_into(sock: socket.socket, buf: bytearray | memoryview) -> bool:
