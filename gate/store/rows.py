@@ -135,10 +135,9 @@ def record_to_row(record: DecisionRecord) -> dict[str, Any]:
     }
 
 
-# One encoder for every row: ``json.dumps`` with options builds a new encoder per call.
-_encode = json.JSONEncoder(
-    separators=(",", ":")
-).encode  # ASCII: a lone surrogate is an escape Postgres refuses, not a batch asyncpg cannot encode
+# One encoder for every row: ``json.dumps`` with options builds a new encoder per call. ASCII output: a
+# lone surrogate is then an escape Postgres refuses (one row), not a batch asyncpg cannot encode.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 # A NUL, escaped by the encoder: Postgres text and jsonb cannot hold one, and a client-controlled string
 # (declared type, error text) must not be able to make a whole batch fail. Only an escape, not the text
 # "\\u0000" a string may hold literally (its backslash escaped: an odd run of backslashes before "u").
@@ -161,8 +160,9 @@ def row_json(row: dict[str, Any]) -> str:
     """``row`` as the JSON text ``batch_json`` joins: NULs replaced, a client address Postgres would
     refuse left out (never expected: the pipeline parses it; a bad value must not sink the batch)."""
     ip = row.get("client_ip")
-    if (ip is not None and not _is_ip(ip)) or len(row) < len(COLUMNS):
-        row = _BEFORE | row | ({"client_ip": None} if ip is not None and not _is_ip(ip) else {})
+    bad_ip = ip is not None and not _is_ip(ip)
+    if bad_ip or len(row) < len(COLUMNS):
+        row = _BEFORE | row | ({"client_ip": None} if bad_ip else {})
     text = _encode(row)
     return _NUL.sub("\\1\ufffd", text) if "\\u0000" in text else text
 
