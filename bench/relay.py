@@ -11,12 +11,13 @@ ceiling: a bare aiohttp app answering a fixed small JSON, which is the server ha
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+
+from bench.upstream import serve_app
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 
@@ -45,17 +46,7 @@ def create_app(upstream: str) -> web.Application:
 
 
 async def serve(upstream: str) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(create_app(upstream), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    print(f"PORT {runner.addresses[0][1]}", flush=True)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_app(create_app(upstream))
 
 
 if __name__ == "__main__":

@@ -85,18 +85,24 @@ def create_app(directory: Path) -> web.Application:
 
 
 async def serve() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-upstream-") as tmp:
+        await serve_app(create_app(Path(tmp)))
+
+
+async def serve_app(app: web.Application) -> None:
+    """A benchmark server: ``app`` on a free loopback port, said as ``PORT <n>`` (bench/procs.py reads
+    it), until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    with tempfile.TemporaryDirectory(prefix="bench-upstream-") as tmp:
-        runner = web.AppRunner(create_app(Path(tmp)), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        print(f"PORT {runner.addresses[0][1]}", flush=True)
-        await stop.wait()
-        await runner.cleanup()
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(f"PORT {runner.addresses[0][1]}", flush=True)
+    await stop.wait()
+    await runner.cleanup()
 
 
 if __name__ == "__main__":

@@ -126,15 +126,24 @@ class GateProcess:
         """SIGTERM, then the exit code once the gate has drained. A gate that does not stop is killed with
         everything it started (its own process group: hashing workers, the embedded Postgres), and
         ``check`` makes that an AssertionError."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(self.proc)
+        code = _terminate(self.proc, timeout)
+        if code is None:
             if check:
-                raise AssertionError(f"the gate did not stop on SIGTERM\n{self.log()}") from None
+                raise AssertionError(f"the gate did not stop on SIGTERM\n{self.log()}")
             return self.proc.returncode
+        return code
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """SIGTERM, then the exit code; None when it did not stop in ``timeout`` and was killed with its
+    process group (everything it started)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return None
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -273,13 +282,8 @@ class WatchProcess:
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM, then the exit code; killed with its process group if it does not stop."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(self.proc)
-            return self.proc.returncode
+        code = _terminate(self.proc, timeout)
+        return self.proc.returncode if code is None else code
 
 
 @contextlib.asynccontextmanager
