@@ -6,8 +6,9 @@ Only rejects a *rule* reached act (a quarantine waits for a reviewer; a built-in
 records only), and only on the gate's own PDS: the watcher has no say over anyone else's, where labels and
 reports are its voice. A blob is judged once per CID, but every repo that posts it is its own subject on
 the PDS: a later post of an already-judged CID by another repo is taken down too, without a new row
-(the audit trail names the first decision). Each (repo, CID) is taken down once per process; one that
-failed (the PDS refused or was down) is tried again when it is posted again.
+(the audit trail names the first decision). Each (repo, CID) is tried once per process, claimed before
+the PDS is asked (a fresh judgement's takedown is not tried again by the same post, nor twice by two
+posts at once); one that failed is audited (``takedown_failed``) and left to a reviewer.
 """
 
 from __future__ import annotations
@@ -68,7 +69,5 @@ class OwnTakedowns:
         )
 
     async def _take_down(self, decision_id: str, repo: str, cid: str) -> ActionTaken:
-        taken = await self.actor.take_down(decision_id, repo, cid)
-        if taken.result != "failed":
-            self._done.put((repo, cid), True)
-        return taken
+        self._done.put((repo, cid), True)
+        return await self.actor.take_down(decision_id, repo, cid)
