@@ -35,9 +35,20 @@ class Nginx:
     access_log: Path
     pid: int  # the master; its worker is its child (bench.procs.tree)
 
-    def upstreams(self) -> Counter[str]:
-        """Requests answered per upstream address (``127.0.0.1:port``), from the access log."""
-        return Counter(line.split()[0] for line in self.access_log.read_text().splitlines() if line)
+    def upstreams(self, requests: int = 0, timeout: float = 10.0) -> Counter[str]:
+        """Requests answered per upstream address (``127.0.0.1:port``), from the access log.
+
+        nginx writes a request's line after its answer has gone out, so a client that has read every
+        answer can still be ahead of the log: wait until it holds at least ``requests`` lines and has
+        stopped growing (or ``timeout`` passes; the caller's assertion then says what was missing)."""
+        deadline = time.monotonic() + timeout
+        seen = -1
+        while True:
+            lines = [line for line in self.access_log.read_text().splitlines() if line]
+            if (len(lines) >= requests and len(lines) == seen) or time.monotonic() > deadline:
+                return Counter(line.split()[0] for line in lines)
+            seen = len(lines)
+            time.sleep(0.1)
 
 
 def binary() -> str | None:
