@@ -3,7 +3,6 @@ compact JSON, Node's reason phrases, no software banner — and the PDS's relaye
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
 import json
@@ -20,6 +19,7 @@ from tests.integration.conftest import GateFactory
 from tests.support import images
 from tests.support.cids import cid_of
 from tests.support.raw_http import exchange, read_response, start_upload
+from tests.support.scrape import settled_sample
 from tests.support.upstream import RecordingUpstream
 
 Upstream = tuple[RecordingUpstream, str]
@@ -92,7 +92,7 @@ async def test_overloaded_answer_exposes_retry_after(start_gate: GateFactory, up
     host, port = gate.public
     # Two slow uploads have sent 900 KiB of their megabyte each: held while the rest trickles in.
     slow = [await start_upload(host, port, 1024 * 1024, b"\0" * (900 * 1024)) for _ in range(2)]
-    await asyncio.sleep(0.3)
+    assert await settled_sample(gate.admin_url, "upload_gate_buffered_bytes", 1800 * 1024) == 1800 * 1024
     async with aiohttp.ClientSession() as s:
         got = await answer(s, "POST", gate.url + UPLOAD, b"\0" * (300 * 1024), AUTH)
     for _, writer in slow:

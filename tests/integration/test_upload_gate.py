@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
 import zlib
@@ -18,7 +17,7 @@ from tests.integration.conftest import GateFactory
 from tests.support import images
 from tests.support.cids import cid_of
 from tests.support.raw_http import start_upload
-from tests.support.scrape import sample
+from tests.support.scrape import sample, settled_sample
 from tests.support.tokens import ALICE_BEARER
 from tests.support.upstream import RecordingUpstream
 
@@ -349,7 +348,7 @@ async def test_memory_budget_answers_503_with_retry_after(
     host, port = gate.public
     # Two slow uploads have sent 900 KiB of their 1000 KiB each and hold them while the rest trickles in.
     slow = [await start_upload(host, port, 1000 * 1024, b"\0" * (900 * 1024)) for _ in range(2)]
-    await asyncio.sleep(0.3)
+    assert await settled_sample(gate.admin_url, "upload_gate_buffered_bytes", 1800 * 1024) == 1800 * 1024
     async with aiohttp.ClientSession() as s:
         async with s.post(gate.url + UPLOAD, data=b"\0" * (300 * 1024), headers=AUTH) as r:
             assert r.status == 503
@@ -369,7 +368,7 @@ async def test_the_memory_budget_counts_the_hashing_workers_copy(
     gate = await start_gate(GATE_MAX_UPLOAD_BYTES="1M", GATE_MEMORY_BUDGET_BYTES="2M")
     host, port = gate.public
     _, writer = await start_upload(host, port, 1000 * 1024, b"\0" * (900 * 1024))  # holds 900 KiB
-    await asyncio.sleep(0.3)
+    assert await settled_sample(gate.admin_url, "upload_gate_buffered_bytes", 900 * 1024) == 900 * 1024
     refused, taken = b"\1" * (600 * 1024), b"\2" * (500 * 1024)
     async with aiohttp.ClientSession() as s:
         # 900 + 600 KiB read fit in 2 MiB; with the worker's 600 KiB they do not, and nothing else is

@@ -16,7 +16,7 @@ import aiohttp
 from tests.integration.conftest import GateFactory, process_env
 from tests.support.boot import gate_process
 from tests.support.raw_http import read_response, start_upload
-from tests.support.scrape import sample
+from tests.support.scrape import sample, settled_sample
 from tests.support.upstream import RecordingUpstream
 
 Upstream = tuple[RecordingUpstream, str]
@@ -67,8 +67,7 @@ async def test_a_cut_body_frees_what_it_held(start_gate: GateFactory, upstream: 
     before = await sample(gate.admin_url, "upload_gate_body_timeouts_total", reason="idle")
     # Two bodies send 900 KiB of their megabyte and stop: those bytes are held, and count.
     stalled = [await start_upload(host, port, MiB, b"\0" * (900 * KiB)) for _ in range(2)]
-    await asyncio.sleep(0.3)
-    assert await sample(gate.admin_url, "upload_gate_buffered_bytes") == 1800 * KiB
+    assert await settled_sample(gate.admin_url, "upload_gate_buffered_bytes", 1800 * KiB) == 1800 * KiB
     status, answer = await upload(gate.url, b"\1" * (300 * KiB))
     assert (status, answer["error"]) == (503, "Overloaded")
     for reader, writer in stalled:
