@@ -9,7 +9,7 @@ import aiohttp
 
 from tests.integration.conftest import GateFactory
 from tests.support.raw_http import closed_by_peer, read_response, request_head, start_upload, upload_head
-from tests.support.scrape import sample
+from tests.support.scrape import sample, settled_sample
 from tests.support.upstream import RecordingUpstream
 
 Upstream = tuple[RecordingUpstream, str]
@@ -99,7 +99,7 @@ async def test_uploads_per_client_address_are_limited_unread(
     before = await sample(gate.admin_url, "upload_gate_per_ip_refusals_total")
     client = {"X-Forwarded-For": "198.51.100.7"}  # behind the trusted (loopback) front proxy
     busy = [await start_upload(host, port, MiB, b"\x89", client) for _ in range(2)]
-    await asyncio.sleep(0.2)
+    assert await settled_sample(gate.admin_url, "upload_gate_buffered_bytes", 2) == 2  # both are being read
     # The third upload from that client is refused with nothing of its body sent.
     reader, writer = await start_upload(host, port, MiB, b"", client)
     refused = await read_response(reader)
@@ -118,7 +118,7 @@ async def test_uploads_per_client_address_are_limited_unread(
         ) as r:
             assert r.status == 200
         busy.pop()[1].close()
-        await asyncio.sleep(0.2)
+        assert await settled_sample(gate.admin_url, "upload_gate_buffered_bytes", 1) == 1  # its slot is free
         first = other | client
         async with s.post(
             gate.url + "/xrpc/com.atproto.repo.uploadBlob", data=b"\0" * 100, headers=first
@@ -137,7 +137,7 @@ async def test_an_untrusted_peer_cannot_pick_its_address(start_gate: GateFactory
     busy = [
         await start_upload(host, port, MiB, b"\x89", {"X-Forwarded-For": f"192.0.2.{i}"}) for i in range(2)
     ]
-    await asyncio.sleep(0.2)
+    assert await settled_sample(gate.admin_url, "upload_gate_buffered_bytes", 2) == 2
     reader, writer = await start_upload(host, port, MiB, b"", {"X-Forwarded-For": "192.0.2.99"})
     assert (await read_response(reader)).status == 429
     writer.close()
