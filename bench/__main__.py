@@ -14,7 +14,8 @@ of 10M stored decisions against 100k new bank hashes, time and memory), ``fireho
 watch`` on a generated firehose replayed at full speed vs pure hashing), ``decision_log`` (1,000
 cached-verdict uploads/s offered open loop, the decision log against a blackhole sink in alternating
 blocks: latency ratios, rows stored against uploads answered).
-Writes ``results.md`` and ``results.json`` to ``--out`` (default ``bench/out``) and prints the table.
+Writes ``results.md`` and ``results.json`` to ``--out`` (default ``bench/out``) and prints the table;
+``--docs`` also writes the run's figures into README.md and docs/performance.md (bench/docs.py).
 ``--quick`` runs everything on fewer photos and requests (a CI smoke run of a couple of minutes; the
 retro-hunt on 200k decisions × 10k hashes).
 """
@@ -31,6 +32,7 @@ from bench import (
     bank_scale,
     corpus,
     decision_log,
+    docs,
     endtoend,
     firehose,
     hashing,
@@ -66,7 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer photos and requests (CI smoke run)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="write the run's figures into README.md and docs/performance.md (needs the scale section; "
+        "the whole results block only from a run of every section)",
+    )
     args = parser.parse_args(argv)
+    if args.docs and "scale" not in args.only:
+        parser.error("--docs needs the scale section (the sizing table)")
 
     report = Report(quick=args.quick)
     started = time.monotonic()
@@ -121,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         decision_log.run(report, args.quick)
     md, js = report.write(args.out)
     print(report.markdown())
+    if args.docs:
+        every = set(args.only) == set(SECTIONS)
+        for path in docs.write(report, every, "" if every else " --only " + " ".join(args.only)):
+            _say(f"written into {path}")
     _say(f"done in {time.monotonic() - started:.0f} s: {md} and {js}")
     return 0
 
