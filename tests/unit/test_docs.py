@@ -178,9 +178,10 @@ def test_the_readme_links_every_doc() -> None:
 def test_the_license_file_is_the_license_pyproject_names() -> None:
     import tomllib
 
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]["text"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     text = " ".join((ROOT / "LICENSE").read_text().split())
-    assert declared == "Apache-2.0" and text.startswith("Apache License Version 2.0, January 2004")
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    assert text.startswith("Apache License Version 2.0, January 2004")
 
 
 # ---- the docs name only commands, options, settings and files that exist --------------------------------
