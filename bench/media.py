@@ -182,7 +182,8 @@ def run(report: Report, rounds: int) -> None:
                 f"{ms:.0f} ms CPU, {len(hashes.pdq)} hashes ({ms / base_ms:.1f}× its first frame alone). "
                 f"Below it: Pillow's decoding and compositing of the frames alone {pillow:.0f} ms (its LZW "
                 f"decoder alone {lzw:.0f} ms) + the "
-                f"body's digests {exact:.0f} ms; the hashing of {frames_n} frames {ms - pillow - exact:.0f} ms. "
+                f"body's digests {exact:.0f} ms; the hashing of {frames_n} frames {ms - pillow - exact:.0f} ms "
+                f"({ms / pillow:.2f}× Pillow's decoding and compositing alone). "
                 f"libvips' GIF loader alone: {vips:.0f} ms ({vips / pillow:.2f}× Pillow's)",
                 ms <= 150,
                 issue=18,
