@@ -1,4 +1,5 @@
-"""The PDS side of the proxy: one aiohttp client session, streaming passthrough, websockets, uploads.
+"""The PDS side of the proxy: one aiohttp client session, streaming passthrough, uploads; websockets
+(a connection of their own, then a byte tunnel).
 
 Forward byte for byte: method, *raw* path and query (DPoP proofs bind the path exactly as received),
 ``Authorization``, ``DPoP``, ``Host``. Responses come back unchanged — a 401 with ``WWW-Authenticate`` and
@@ -9,20 +10,22 @@ single-use, and a request the PDS has seen must not be replayed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
 from gate import metrics
 from gate.answers import RELAYED
-from gate.errors import UpstreamFailure, UpstreamTimeout
+from gate.errors import InvalidRequest, UpstreamFailure, UpstreamTimeout
+from gate.proxy import handshake
 from gate.proxy.forwarded import Forwarded
 from gate.proxy.headers import FORWARDING, end_to_end
+from gate.proxy.tunnel import Tunnel
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +42,11 @@ UPLOAD_SLICE = 256 * 1024
 # already answered to the client by aiohttp.
 UPLOAD_DROP = frozenset(("content-length", "content-encoding", "expect")) | FORWARDING
 PASS_DROP = frozenset(("expect",)) | FORWARDING
-WS_DROP = (
-    frozenset(
-        ("sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol")
-    )
-    | PASS_DROP
-)
+# A websocket handshake has no body (refused if it declares one). Its Sec-WebSocket-* headers go to the
+# PDS as the client sent them: the client and the PDS handshake with each other, the gate reads no frame.
+WS_DROP = frozenset(("content-length",)) | PASS_DROP
+# The 101's own framing is aiohttp's to write (a refusal's body length too).
+WS_ANSWER_DROP = frozenset(("content-length",))
 
 
 class Upstream:
@@ -54,6 +56,10 @@ class Upstream:
         self.timeout = timeout
         self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._ssl: ssl.SSLContext | None = None  # for a websocket to an https PDS, made at the first
+        assert base.host_port_subcomponent is not None, "GATE_UPSTREAM is an absolute URL"
+        self._host = base.host_port_subcomponent
+        self._path_prefix = base.raw_path.rstrip("/")  # what url() puts before a target
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -173,61 +179,63 @@ class Upstream:
         return out
 
     async def websocket(self, request: web.Request, fwd: Forwarded, target: str) -> web.StreamResponse:
-        """Bridge a websocket (the firehose) to the PDS, frame for frame."""
+        """Open the PDS's websocket with the client's own handshake (``gate.proxy.handshake``), give the
+        client the PDS's answer, and after a 101 copy bytes both ways (``gate.proxy.tunnel``)."""
         metrics.PASSTHROUGH.labels("websocket").inc()
-        protocols = [
-            p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
-        ]
+        if request.method != "GET" or request.body_exists:
+            raise InvalidRequest("A websocket handshake is a GET without a body")
         headers = self._headers(request, fwd, WS_DROP)
+        headers.setdefault("Host", self._host)  # HTTP/1.0 has none; aiohttp's client adds the same
+        head = handshake.request_head(request.method, self._path_prefix + target, headers)
         try:
-            async with asyncio.timeout(self.timeout):
-                upstream_ws = await self.session.ws_connect(
-                    self.url(target),
-                    headers=headers,
-                    protocols=protocols,
-                    autoping=True,
-                    max_msg_size=0,
-                    compress=0,
-                )
-        except aiohttp.WSServerHandshakeError as exc:
-            return web.Response(status=exc.status, text=exc.message or "")
-        except TimeoutError:
-            raise UpstreamTimeout() from None
-        except (aiohttp.ClientConnectionError, OSError):
-            raise UpstreamFailure() from None
-        client_ws = web.WebSocketResponse(
-            protocols=[upstream_ws.protocol] if upstream_ws.protocol else (), max_msg_size=0, compress=False
+            pds, answer = await handshake.connect(
+                self.base, self._ssl_context(), head, self._connect_timeout, self.timeout
+            )
+        except UpstreamTimeout:
+            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
+            raise
+        except UpstreamFailure:
+            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
+            log.warning("upstream websocket %s failed", self.url(target).path)
+            raise
+        answered = end_to_end(answer.headers, WS_ANSWER_DROP)
+        if answer.status != 101:
+            refused = web.Response(status=answer.status, reason=answer.reason, body=answer.rest)
+            refused[RELAYED] = True
+            refused.headers.extend(answered)
+            return refused
+        # Hop-by-hop, so set again: the client is switched to what the PDS switched to.
+        answered["Connection"] = "Upgrade"
+        answered["Upgrade"] = answer.headers.get("Upgrade", "websocket")
+        switched = web.StreamResponse(
+            status=101, reason=answer.reason or "Switching Protocols", headers=answered
         )
-        await client_ws.prepare(request)
-
-        async def pump(
-            src: aiohttp.ClientWebSocketResponse | web.WebSocketResponse,
-            dst: aiohttp.ClientWebSocketResponse | web.WebSocketResponse,
-        ) -> None:
-            async for msg in src:
-                if msg.type is WSMsgType.BINARY:
-                    await dst.send_bytes(msg.data)
-                elif msg.type is WSMsgType.TEXT:
-                    await dst.send_str(msg.data)
-                else:
-                    break
-            await dst.close()
-
-        tasks = [
-            asyncio.ensure_future(pump(upstream_ws, client_ws)),
-            asyncio.ensure_future(pump(client_ws, upstream_ws)),
-        ]
+        switched[RELAYED] = True
+        switched.force_close()  # nothing follows on this connection once the tunnel ends
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await switched.prepare(request)
+            await switched.write_eof()
+        except BaseException:
+            pds.abort()
+            raise
+        client = request.transport
+        if client is None or client.is_closing():  # the client left during the handshake
+            pds.abort()
+            return switched
+        tunnel = Tunnel(client, pds, answer.rest, answer.ended)
+        try:
+            await asyncio.shield(tunnel.closed)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            await upstream_ws.close()
-            await client_ws.close()
-        return client_ws
+            if not tunnel.closed.done():  # cancelled (the gate is stopping)
+                tunnel.abort()
+        return switched
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self.base.scheme not in ("https", "wss"):
+            return None
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
 
 
 async def _slices(body: bytes) -> AsyncIterator[memoryview]:

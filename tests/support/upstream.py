@@ -46,6 +46,8 @@ class RecordingUpstream:
     # Blobs getBlob serves, by (did, cid), any other being the PDS's "Blob not found"; None: getBlob is
     # answered like any other path.
     blobs: dict[tuple[str, str], bytes] | None = None
+    ws_sent: int = 0
+    ws_closed: list[int | None] = field(default_factory=list)
 
     def uploads(self) -> list[Seen]:
         """Upload requests that carried bytes (what could have been stored)."""
@@ -99,14 +101,26 @@ class RecordingUpstream:
         return resp
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse()
+        """Greets with one binary frame, echoes every frame with ``echo:`` before it; ``close:N`` closes
+        with code N, ``send:N:SIZE`` sends N frames of SIZE bytes (frame i filled with byte i % 256, as
+        fast as the connection takes them; ``ws_sent`` counts the bytes). How each websocket ended (its
+        close code, None when the connection just dropped) goes to ``ws_closed``."""
+        ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
         await ws.prepare(request)
         await ws.send_bytes(b"\x00frame-from-upstream")
         async for msg in ws:
-            if msg.type == web.WSMsgType.TEXT:
+            if msg.type == web.WSMsgType.TEXT and msg.data.startswith("close:"):
+                await ws.close(code=int(msg.data.split(":")[1]), message=b"bye")
+            elif msg.type == web.WSMsgType.TEXT and msg.data.startswith("send:"):
+                count, size = (int(x) for x in msg.data.split(":")[1:])
+                for i in range(count):
+                    await ws.send_bytes(bytes([i % 256]) * size)
+                    self.ws_sent += size
+            elif msg.type == web.WSMsgType.TEXT:
                 await ws.send_str("echo:" + msg.data)
             elif msg.type == web.WSMsgType.BINARY:
                 await ws.send_bytes(b"echo:" + msg.data)
+        self.ws_closed.append(ws.close_code)
         return ws
 
     def app(self) -> web.Application:

@@ -1,0 +1,317 @@
+"""Websockets through the gate: the client's handshake reaches the PDS, and after its 101 the bytes
+pass both ways untouched — in order, intact, closes end to end, back-pressure bounded, junk refused by
+the PDS, never a raw HTTP connection to the PDS without a 101."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.integration.conftest import GateFactory, process_env
+from tests.support.boot import in_process
+from tests.support.upstream import RecordingUpstream
+
+Upstream = tuple[RecordingUpstream, str]
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+
+
+def _accept(key: bytes) -> bytes:
+    return base64.b64encode(hashlib.sha1(key + GUID).digest())
+
+
+async def _raw_handshake(
+    url: str, path: str = "/ws", rcvbuf: int | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """A websocket handshake on a plain socket (no library between the test and the bytes): the
+    reader, the writer and the answer head."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:  # fixed before connecting: the kernel does not grow it behind our back
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=64 * 1024)
+    key = base64.b64encode(os.urandom(16))
+    writer.write(
+        b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + b"\r\n\r\n"
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    if head.startswith(b"HTTP/1.1 101"):
+        assert b"\r\nsec-websocket-accept: " + _accept(key).lower() + b"\r\n" in head.lower()
+    return reader, writer, head
+
+
+def _server_frame(payload: bytes, opcode: int = 2) -> bytes:
+    """A final, unmasked frame as a server sends it."""
+    n = len(payload)
+    if n < 126:
+        return bytes([0x80 | opcode, n]) + payload
+    if n < 65536:
+        return bytes([0x80 | opcode, 126]) + struct.pack("!H", n) + payload
+    return bytes([0x80 | opcode, 127]) + struct.pack("!Q", n) + payload
+
+
+async def test_frames_arrive_in_order_and_intact_both_ways(start_gate: GateFactory) -> None:
+    gate = await start_gate()
+    sizes = [0, 1, 125, 126, 65535, 65536, 1_000_003, *range(7, 4000, 97)]
+    frames = [os.urandom(n) for n in sizes]
+    async with aiohttp.ClientSession() as s, s.ws_connect(gate.url + "/ws", max_msg_size=0) as ws:
+        assert (await ws.receive(timeout=5)).data == b"\x00frame-from-upstream"
+
+        async def send() -> None:
+            for i, frame in enumerate(frames):
+                await ws.send_bytes(frame)
+                await ws.send_str(f"text {i} ✓")
+
+        sending = asyncio.create_task(send())
+        for i, frame in enumerate(frames):
+            assert (await ws.receive(timeout=10)).data == b"echo:" + frame, i
+            assert (await ws.receive(timeout=10)).data == f"echo:text {i} ✓"
+        await sending
+
+
+async def test_the_client_handshake_reaches_the_pds(start_gate: GateFactory, upstream: Upstream) -> None:
+    """The PDS accepts the client's own key and sub-protocol; a close code travels end to end."""
+    rec, _ = upstream
+    gate = await start_gate()
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(gate.url + "/ws", protocols=("chat",)) as ws:
+            assert ws.protocol is None  # the PDS chose none of them, and the gate does not choose
+            await ws.receive(timeout=5)
+            await ws.close(code=4001, message=b"client leaves")
+        async with s.ws_connect(gate.url + "/ws") as ws:
+            await ws.receive(timeout=5)
+            await ws.send_str("close:4002")
+            closing = await ws.receive(timeout=5)
+            assert closing.type is aiohttp.WSMsgType.CLOSE and closing.data == 4002
+            assert closing.extra == "bye"
+    await _until(lambda: len(rec.ws_closed) == 2)
+    assert rec.ws_closed[0] == 4001  # the client's own code, not one the gate chose
+
+
+async def test_a_dropped_client_closes_the_pds_side(start_gate: GateFactory, upstream: Upstream) -> None:
+    rec, _ = upstream
+    gate = await start_gate()
+    reader, writer, head = await _raw_handshake(gate.url)
+    assert head.startswith(b"HTTP/1.1 101")
+    assert await reader.readexactly(len(_server_frame(b"\x00frame-from-upstream"))) == _server_frame(
+        b"\x00frame-from-upstream"
+    )
+    writer.transport.abort()  # no close frame, no FIN: a reset
+    await _until(lambda: len(rec.ws_closed) == 1)
+
+
+async def test_junk_after_the_upgrade_is_refused_by_the_pds(
+    start_gate: GateFactory, upstream: Upstream
+) -> None:
+    """Bytes that are not frames reach the PDS, whose websocket refuses them and closes: so does the
+    gate's side, and the gate goes on serving."""
+    rec, _ = upstream
+    gate = await start_gate()
+    reader, writer, head = await _raw_handshake(gate.url)
+    assert head.startswith(b"HTTP/1.1 101")
+    writer.write(b"\xff" * 64 + b"GET /xrpc/_health HTTP/1.1\r\nHost: x\r\n\r\n")
+    rest = await asyncio.wait_for(reader.read(), 5)  # to EOF: the connection is closed
+    # The greeting, then the PDS's close frame: 1002, protocol error. No HTTP answer from anyone.
+    assert rest == _server_frame(b"\x00frame-from-upstream") + _server_frame(
+        struct.pack("!H", 1002), opcode=8
+    )
+    writer.close()
+    await _until(lambda: len(rec.ws_closed) == 1)
+    async with aiohttp.ClientSession() as s, s.get(gate.url + "/xrpc/_health") as r:
+        assert r.status == 200
+
+
+async def test_a_client_that_stops_reading_stops_the_pds(start_gate: GateFactory, upstream: Upstream) -> None:
+    """The gate does not buffer for a slow reader: the PDS's sends stall once the TCP windows and the
+    gate's bounded buffers are full, and resume, all bytes intact, when the client reads again."""
+    rec, _ = upstream
+    gate = await start_gate()
+    count, size = 160, 1024 * 1024
+    reader, writer, head = await _raw_handshake(gate.url, rcvbuf=64 * 1024)
+    assert head.startswith(b"HTTP/1.1 101")
+    writer.write(_client_frame(f"send:{count}:{size}".encode()))
+    await _until(lambda: rec.ws_sent > 0)
+    stalled_at = await _stalled(lambda: rec.ws_sent)
+    # Kernel buffers on both hops (loopback autotuning: up to ~40 MB here) and the gate's own (< 1 MB):
+    # far from the 160 MB a relay without back-pressure would have taken.
+    assert stalled_at < count * size // 3, stalled_at
+    expected = hashlib.sha256(_server_frame(b"\x00frame-from-upstream"))
+    for i in range(count):
+        expected.update(_server_frame(bytes([i % 256]) * size))
+    got = hashlib.sha256()
+    total = len(_server_frame(b"\x00frame-from-upstream")) + count * len(_server_frame(b"x" * size))
+    received = 0
+    while received < total:
+        chunk = await asyncio.wait_for(reader.read(1024 * 1024), 10)
+        assert chunk
+        got.update(chunk)
+        received += len(chunk)
+    assert got.hexdigest() == expected.hexdigest()
+    writer.close()
+
+
+async def test_early_frames_in_the_101_packet_are_relayed(start_gate: GateFactory) -> None:
+    """The PDS's first frame in the same write as its 101 reaches the client."""
+
+    async def answer(head: bytes, writer: asyncio.StreamWriter) -> None:
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: "
+            + _accept(key)
+            + b"\r\n\r\n"
+            + _server_frame(b"first")
+            + _server_frame(b"second")
+        )
+
+    async with _raw_pds(answer) as (url, _):
+        gate = await start_gate(GATE_UPSTREAM=url)
+        async with (
+            aiohttp.ClientSession() as s,
+            s.ws_connect(gate.url + "/xrpc/com.atproto.sync.subscribeRepos") as ws,
+        ):
+            assert (await ws.receive(timeout=5)).data == b"first"
+            assert (await ws.receive(timeout=5)).data == b"second"
+
+
+async def test_a_refusal_comes_back_and_its_connection_is_closed(start_gate: GateFactory) -> None:
+    """A PDS that does not switch protocols answers the client itself; the gate's connection to it
+    carries nothing more (a client must never get a raw HTTP connection to the PDS)."""
+    body = b'{"error":"InvalidRequest","message":"no"}'
+
+    async def answer(head: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nX-Pds: yes\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+
+    async with _raw_pds(answer) as (url, after):
+        gate = await start_gate(GATE_UPSTREAM=url)
+        reader, writer, head = await _raw_handshake(gate.url, "/xrpc/com.atproto.sync.subscribeRepos")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"X-Pds: yes" in head
+        assert await reader.readexactly(len(body)) == body
+        writer.write(
+            b"POST /xrpc/com.atproto.repo.uploadBlob HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        )
+        assert await asyncio.wait_for(after.get(), 5) == b""  # EOF: nothing followed the handshake
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n",
+        b"SSH-2.0-nope\r\n\r\n",
+        b"HTTP/1.1 101 OK\r\nBad Name: x\r\n\r\n",
+    ],
+    ids=["cut-short", "not-http", "bad-field"],
+)
+async def test_a_malformed_answer_is_a_502(start_gate: GateFactory, answer: bytes) -> None:
+    async def reply(head: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(answer)
+        writer.write_eof()
+
+    async with _raw_pds(reply) as (url, _):
+        gate = await start_gate(GATE_UPSTREAM=url)
+        async with aiohttp.ClientSession() as s:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await s.ws_connect(gate.url + "/ws")
+            assert refused.value.status == 502
+
+
+async def test_a_handshake_with_a_body_is_refused(start_gate: GateFactory, upstream: Upstream) -> None:
+    rec, _ = upstream
+    gate = await start_gate()
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(gate.url + "/ws", data=b"x", headers={"Upgrade": "websocket", "Connection": "Upgrade"}) as r,
+    ):
+        assert r.status == 400 and (await r.json())["error"] == "InvalidRequest"
+    assert rec.seen == []
+
+
+async def test_a_stopping_gate_closes_open_websockets(
+    tmp_path: Path, upstream: Upstream, fresh_dsn: str
+) -> None:
+    """A websocket never ends by itself: when the gate stops, both sides are closed, within the drain
+    and aiohttp's grace, and the gate's stop does not wait on them."""
+    rec, url = upstream
+    env = process_env(tmp_path, url, fresh_dsn) | {"GATE_DRAIN_TIMEOUT": "0.5"}
+    async with aiohttp.ClientSession() as s:
+        loop = asyncio.get_running_loop()
+        async with in_process(env) as gate:
+            ws = await s.ws_connect(gate.url + "/ws")
+            assert (await ws.receive(timeout=5)).data == b"\x00frame-from-upstream"
+            stopping = loop.time()
+        assert loop.time() - stopping < 6
+        assert (await ws.receive(timeout=5)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        await _until(lambda: len(rec.ws_closed) == 1)
+        await ws.close()
+
+
+def _client_frame(payload: bytes, opcode: int = 1) -> bytes:
+    """A final, masked frame as a client sends it (payload under 126 bytes)."""
+    mask = os.urandom(4)
+    return (
+        bytes([0x80 | opcode, 0x80 | len(payload)])
+        + mask
+        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
+
+
+@contextlib.asynccontextmanager
+async def _raw_pds(
+    answer: Callable[[bytes, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[tuple[str, asyncio.Queue[bytes]]]:
+    """A PDS on a plain socket: reads one request head, lets ``answer`` write, then puts whatever else
+    arrives on that connection (read to EOF, or what came within 5 s) on the queue."""
+    after: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        await answer(head, writer)
+        await writer.drain()
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(5):
+                await after.put(await reader.read())
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", after
+    finally:
+        server.close()
+
+
+async def _until(done: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not done():
+            await asyncio.sleep(0.02)
+
+
+async def _stalled(progress: Callable[[], int], quiet: float = 1.0) -> int:
+    """Wait until ``progress()`` has not moved for ``quiet`` seconds; its value then."""
+    last = progress()
+    async with asyncio.timeout(30):
+        while True:
+            await asyncio.sleep(quiet)
+            if progress() == last:
+                return last
+            last = progress()
