@@ -162,32 +162,63 @@ async def test_a_client_that_stops_reading_stops_the_pds(start_gate: GateFactory
     writer.close()
 
 
-async def test_early_frames_in_the_101_packet_are_relayed(start_gate: GateFactory) -> None:
-    """The PDS's first frame in the same write as its 101 reaches the client."""
+def _switch(head: bytes) -> bytes:
+    """A PDS's 101 for the handshake ``head``."""
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + _accept(key) + b"\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize("then_close", [False, True], ids=["stays", "closes-at-once"])
+async def test_early_frames_in_the_101_packet_are_relayed(start_gate: GateFactory, then_close: bool) -> None:
+    """The PDS's first frames in the same write as its 101 reach the client, even when the PDS closes
+    right after them."""
 
     async def answer(head: bytes, writer: asyncio.StreamWriter) -> None:
-        key = next(
-            line.split(b":", 1)[1].strip()
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"sec-websocket-key:")
-        )
-        writer.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: "
-            + _accept(key)
-            + b"\r\n\r\n"
-            + _server_frame(b"first")
-            + _server_frame(b"second")
-        )
+        writer.write(_switch(head) + _server_frame(b"first") + _server_frame(b"second"))
+        if then_close:
+            writer.close()
 
     async with _raw_pds(answer) as (url, _):
         gate = await start_gate(GATE_UPSTREAM=url)
-        async with (
-            aiohttp.ClientSession() as s,
-            s.ws_connect(gate.url + "/xrpc/com.atproto.sync.subscribeRepos") as ws,
-        ):
-            assert (await ws.receive(timeout=5)).data == b"first"
-            assert (await ws.receive(timeout=5)).data == b"second"
+        reader, writer, head = await _raw_handshake(gate.url, "/xrpc/com.atproto.sync.subscribeRepos")
+        assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+        expected = _server_frame(b"first") + _server_frame(b"second")
+        assert await asyncio.wait_for(reader.readexactly(len(expected)), 5) == expected
+        if then_close:
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # and then the end
+        writer.close()
+
+
+async def test_a_pds_that_stops_reading_stops_the_client(start_gate: GateFactory) -> None:
+    """Back-pressure the other way: the client's writes stall once the PDS stops reading."""
+    stop = asyncio.Event()
+
+    async def answer(head: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(_switch(head))
+        await stop.wait()  # reads nothing until the test ends
+
+    async with _raw_pds(answer) as (url, _):
+        gate = await start_gate(GATE_UPSTREAM=url)
+        _, writer, head = await _raw_handshake(gate.url)
+        assert head.startswith(b"HTTP/1.1 101")
+        frame = _client_frame(os.urandom(1024 * 1024), opcode=2)
+        pushed = 0
+        with contextlib.suppress(TimeoutError):
+            while pushed < 160 * len(frame):
+                writer.write(frame)
+                await asyncio.wait_for(writer.drain(), 2)
+                pushed += len(frame)
+        # Kernel buffers on both hops, and the gate's own bounded buffers: far from 160 MB.
+        assert pushed < 160 * len(frame) // 3, pushed
+        stop.set()
+        writer.transport.abort()
 
 
 async def test_a_refusal_comes_back_and_its_connection_is_closed(start_gate: GateFactory) -> None:
@@ -266,13 +297,9 @@ async def test_a_stopping_gate_closes_open_websockets(
 
 
 def _client_frame(payload: bytes, opcode: int = 1) -> bytes:
-    """A final, masked frame as a client sends it (payload under 126 bytes)."""
-    mask = os.urandom(4)
-    return (
-        bytes([0x80 | opcode, 0x80 | len(payload)])
-        + mask
-        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    )
+    """A final frame as a client sends it, masked (with a zero mask: the bytes stay as they are)."""
+    head = _server_frame(payload, opcode)[: -len(payload) or None]
+    return head[:1] + bytes([head[1] | 0x80]) + head[2:] + b"\0\0\0\0" + payload
 
 
 @contextlib.asynccontextmanager
