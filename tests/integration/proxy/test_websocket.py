@@ -134,6 +134,28 @@ async def test_junk_after_the_upgrade_is_refused_by_the_pds(
         assert r.status == 200
 
 
+async def test_a_frame_of_any_size_is_the_pds_to_refuse(start_gate: GateFactory, upstream: Upstream) -> None:
+    """A frame announcing a terabyte is not collected by the gate: its bytes stream on, and the PDS
+    (16 MB limit here) refuses it with 1009."""
+    rec, _ = upstream
+    gate = await start_gate()
+    reader, writer, head = await _raw_handshake(gate.url)
+    assert head.startswith(b"HTTP/1.1 101")
+    writer.write(bytes([0x82, 0x80 | 127]) + struct.pack("!Q", 2**40) + b"\0\0\0\0")
+    with contextlib.suppress(ConnectionError):
+        for _ in range(32):  # 32 MB of it, as long as the connection takes them
+            writer.write(b"\1" * (1024 * 1024))
+            await asyncio.wait_for(writer.drain(), 5)
+    # The PDS's 1009 close frame, then the end (a reset, if the gate closes with our bytes unread).
+    with contextlib.suppress(ConnectionError):
+        rest = await asyncio.wait_for(reader.read(), 5)
+        assert rest.endswith(_server_frame(struct.pack("!H", 1009), opcode=8))
+    await _until(lambda: len(rec.ws_closed) == 1)
+    writer.close()
+    async with aiohttp.ClientSession() as s, s.get(gate.url + "/xrpc/_health") as r:
+        assert r.status == 200
+
+
 async def test_a_client_that_stops_reading_stops_the_pds(start_gate: GateFactory, upstream: Upstream) -> None:
     """The gate does not buffer for a slow reader: the PDS's sends stall once the TCP windows and the
     gate's bounded buffers are full, and resume, all bytes intact, when the client reads again."""
