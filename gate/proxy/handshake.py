@@ -1,27 +1,31 @@
 """A websocket's opening handshake with the PDS, on a connection of the gate's own: the client's
-``GET`` sent once, and the PDS's answer head read off the socket by hand.
+``GET`` sent once, and the PDS's answer read back, both through h11 (python-hyper's HTTP/1.1 state
+machine, no I/O of its own): HTTP/1.1 framing at the trust boundary is not hand-parsed.
 
 Why not aiohttp's client: after a ``101`` the PDS's first frames often share the answer's packet, and
-aiohttp keeps those bytes in a private buffer of its response parser. Reading the head here keeps
-them in hand for the tunnel (``gate.proxy.tunnel``), which then copies bytes both ways.
+aiohttp keeps those bytes in a private buffer of its response parser. h11 gives them back
+(``trailing_data``) for the tunnel (``gate.proxy.tunnel``), which then copies bytes both ways.
 
 Trust boundary, both directions:
 - The client's handshake headers (``Sec-WebSocket-Key``/``-Version``/``-Protocol``/``-Extensions``)
   go to the PDS unchanged, so the PDS — not the gate — accepts or refuses the client, and whatever
   they agree on (sub-protocol, compression) is theirs: the gate never reads a frame. ``Upgrade`` and
-  ``Connection`` are the gate's own (``websocket``), so the PDS can switch to nothing else.
+  ``Connection`` are the gate's own (``websocket``), so the PDS can switch to nothing else. h11
+  refuses to send a header that is not a token or a value with CR, LF or NUL: no forged line.
 - The connection carries exactly this one request. Any answer but ``101`` closes it: a client must
   never get a raw HTTP connection to the PDS, where an upload would pass unjudged.
-- The PDS's answer is bounded (``MAX_HEAD``) and parsed strictly; anything else is a 502.
+- The PDS's answer is bounded (``MAX_HEAD``; a refusal's body ``MAX_BODY``) and must be HTTP/1.0 or
+  1.1 that h11 reads without complaint, with a status h11 and RFC 9110 agree on (100–599) and no
+  interim answer but the 101: anything else is a 502.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 from dataclasses import dataclass
 
+import h11
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -29,14 +33,10 @@ from gate.errors import UpstreamFailure, UpstreamTimeout
 
 # Largest answer head taken from the PDS (aiohttp's own client allows 8 KB per line, 32 KB of fields).
 MAX_HEAD = 64 * 1024
-# A refusal's body (a 400/404 with a declared length) is relayed up to this size; past it, or without
-# a length, the client gets the status and headers with an empty body.
+# A refusal's body (a 400/404) is relayed up to this size; past it (declared, or as it arrives) the
+# client gets the status and headers with an empty body.
 MAX_BODY = 64 * 1024
-# A token (RFC 9110 §5.6.2): a header name, nothing else.
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_STATUS = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?")
-# Field values: visible bytes, spaces and tabs (RFC 9110 §5.5); no CR, LF, NUL or other controls.
-_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+_VERSIONS = (b"1.0", b"1.1")
 
 
 @dataclass(frozen=True)
@@ -45,88 +45,140 @@ class Answer:
     reason: str
     headers: CIMultiDict[str]
     # After a 101: the first bytes of the tunnel (frames that came in the answer's packets).
-    # Otherwise: the answer's body (empty unless its declared length is at most MAX_BODY).
+    # Otherwise: the answer's body (empty unless it fits MAX_BODY).
     rest: bytes
     ended: bool = False  # the PDS had already sent EOF
 
 
-class _Reader(asyncio.Protocol):
-    """Collects the PDS's bytes until the answer can be read; never more than MAX_HEAD + MAX_BODY
-    (then it stops reading: the tunnel resumes it)."""
+def _raw(text: str) -> bytes:
+    # aiohttp decodes request headers as UTF-8 with surrogateescape: this gives back the client's bytes.
+    return text.encode("utf-8", "surrogateescape")
 
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.ended = False
+
+def _text(raw: bytes) -> str:
+    # As aiohttp's client decodes the PDS's headers everywhere else in the proxy.
+    return raw.decode("utf-8", "surrogateescape")
+
+
+class Handshake:
+    """The handshake's HTTP without I/O: ``request`` is what to send; ``feed`` takes the PDS's bytes
+    (``b""`` for its EOF) and returns the answer once there is one.
+
+    ``target`` is an origin form (``gate.proxy.target``: visible ASCII only); ``headers`` are sent as
+    the client sent them, with the gate's ``Connection: Upgrade`` and ``Upgrade: websocket``.
+    UpstreamFailure if h11 refuses to send them, or (from ``feed``) to read the PDS's answer.
+    """
+
+    def __init__(self, method: str, target: str, headers: CIMultiDict[str]) -> None:
+        self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        fields = [(_raw(name), _raw(value)) for name, value in headers.items()]
+        fields += [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")]
+        try:
+            request = h11.Request(method=_raw(method), target=_raw(target), headers=fields)
+            self.request = (self._conn.send(request) or b"") + (self._conn.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:
+            raise UpstreamFailure() from None
+        self._fed = 0
+        self._refusal: h11.Response | None = None
+        self._body = bytearray()
+
+    def feed(self, data: bytes) -> Answer | None:
+        self._fed += len(data)
+        self._conn.receive_data(data)
+        try:
+            return self._next()
+        except h11.RemoteProtocolError:
+            raise UpstreamFailure() from None
+
+    def _next(self) -> Answer | None:
+        while True:
+            event = self._conn.next_event()
+            if event is h11.NEED_DATA:
+                return None
+            if isinstance(event, h11.InformationalResponse):
+                self._check_head(event)
+                # No Expect was sent: an interim answer other than the switch is not an answer.
+                if event.status_code != 101 or self._conn.their_state is not h11.SWITCHED_PROTOCOL:
+                    raise UpstreamFailure()
+                rest, ended = self._conn.trailing_data
+                return self._answer(event, rest, ended)
+            if isinstance(event, h11.Response):
+                self._check_head(event)
+                self._refusal = event
+                # h11 has checked it (digits, one value); lower-cased names are h11's own.
+                declared = next((v for n, v in event.headers if n == b"content-length"), None)
+                if declared is not None and int(declared) > MAX_BODY:
+                    return self._answer(event, b"")  # not waited for
+            elif isinstance(event, h11.Data) and self._refusal is not None:
+                self._body += event.data
+                if len(self._body) > MAX_BODY:
+                    return self._answer(self._refusal, b"")
+            elif isinstance(event, h11.EndOfMessage) and self._refusal is not None:
+                return self._answer(self._refusal, bytes(self._body))
+            else:  # PAUSED or ConnectionClosed: cannot come before one of the above
+                raise UpstreamFailure()
+
+    def _check_head(self, event: h11.InformationalResponse | h11.Response) -> None:
+        head_size = self._fed - len(self._conn.trailing_data[0])
+        if event.http_version not in _VERSIONS or event.status_code >= 600 or head_size > MAX_HEAD:
+            raise UpstreamFailure()
+
+    @staticmethod
+    def _answer(event: h11.InformationalResponse | h11.Response, rest: bytes, ended: bool = False) -> Answer:
+        # raw_items: the names as the PDS spelled them (h11's own are lower-cased).
+        headers = CIMultiDict(
+            (name.decode("ascii"), _text(value)) for name, value in event.headers.raw_items()
+        )
+        return Answer(event.status_code, _text(event.reason), headers, rest, ended)
+
+
+class _Reader(asyncio.Protocol):
+    """Feeds the PDS's bytes to the handshake until it has the answer, then stops reading: what
+    comes next is the tunnel's (it resumes reading once it holds the connection)."""
+
+    def __init__(self, handshake: Handshake) -> None:
+        self._handshake = handshake
         self._transport: asyncio.Transport | None = None
-        self._more: asyncio.Event = asyncio.Event()
+        self.answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) >= MAX_HEAD + MAX_BODY and self._transport is not None:
-            self._transport.pause_reading()
-        self._more.set()
+        self._feed(data)
 
     def eof_received(self) -> bool:
-        self.ended = True
-        self._more.set()
+        self._feed(b"")
         return True  # the caller closes it
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.ended = True
-        self._more.set()
+        self._feed(b"")
 
-    def hold(self) -> None:
-        """Stop reading: what comes next is the tunnel's (it resumes reading once it holds the
-        connection); what is in ``buffer`` now is all this reader will ever have."""
-        if self._transport is not None:
-            self._transport.pause_reading()
-
-    async def more(self) -> None:
-        """Wait for more bytes (or the end); raises UpstreamFailure once the PDS has ended."""
-        if self.ended:
-            raise UpstreamFailure()
-        self._more.clear()
-        await self._more.wait()
-
-
-def request_head(method: str, target: str, headers: CIMultiDict[str]) -> bytes:
-    """The handshake request as sent: ``target`` is an origin form (``gate.proxy.target``: visible
-    ASCII only), header values as the client sent them (aiohttp decodes them with surrogateescape)."""
-    parts = [method, target, *headers.keys(), *headers.values()]
-    # aiohttp's parser never yields these, but this head goes to the PDS verbatim: refuse to forge a line.
-    if any(c in part for part in parts for c in "\r\n\0"):
-        raise UpstreamFailure()
-    lines = [f"{method} {target} HTTP/1.1"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    lines += ["Connection: Upgrade", "Upgrade: websocket", "", ""]
-    return "\r\n".join(lines).encode("utf-8", "surrogateescape")
-
-
-def parse_head(raw: bytes) -> tuple[int, str, CIMultiDict[str]]:
-    """Status, reason and headers of an answer head (without its final blank line); ValueError if it
-    is not a well-formed HTTP/1.x answer."""
-    status_line, *fields = raw.split(b"\r\n")
-    found = _STATUS.fullmatch(status_line)
-    if found is None:
-        raise ValueError("status line")
-    headers: CIMultiDict[str] = CIMultiDict()
-    for field in fields:
-        name, colon, value = field.partition(b":")
-        value = value.strip(b" \t")
-        if not colon or _TOKEN.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
-            raise ValueError("header field")  # obsolete line folding included: a name cannot start with SP
-        headers.add(name.decode("ascii"), value.decode("utf-8", "surrogateescape"))
-    return int(found[1]), (found[2] or b"").decode("utf-8", "surrogateescape"), headers
+    def _feed(self, data: bytes) -> None:
+        # Once answered, reading is paused: asyncio passes no more bytes (nor the EOF) until the tunnel
+        # has taken the connection over.
+        if self.answer.done():
+            return
+        try:
+            answer = self._handshake.feed(data)
+        except UpstreamFailure as exc:
+            self.answer.set_exception(exc)
+            return
+        if answer is not None:
+            if self._transport is not None:
+                self._transport.pause_reading()
+            self.answer.set_result(answer)
 
 
 async def connect(
-    base: URL, context: ssl.SSLContext | None, head: bytes, connect_within: float, answer_within: float
+    base: URL,
+    context: ssl.SSLContext | None,
+    handshake: Handshake,
+    connect_within: float,
+    answer_within: float,
 ) -> tuple[asyncio.Transport, Answer]:
-    """Open a connection to the PDS, send ``head`` and read its answer. After a 101 the returned
+    """Open a connection to the PDS, send the handshake and read its answer. After a 101 the returned
     transport is not reading (the tunnel resumes it) and the caller owns it; after any other answer
     it is already closing."""
     loop = asyncio.get_running_loop()
@@ -134,16 +186,20 @@ async def connect(
     try:
         async with asyncio.timeout(connect_within):
             transport, reader = await loop.create_connection(
-                _Reader, base.host, base.port, ssl=context, server_hostname=base.host if context else None
+                lambda: _Reader(handshake),
+                base.host,
+                base.port,
+                ssl=context,
+                server_hostname=base.host if context else None,
             )
     except TimeoutError:
         raise UpstreamTimeout() from None
     except OSError:
         raise UpstreamFailure() from None
     try:
-        transport.write(head)
+        transport.write(handshake.request)
         async with asyncio.timeout(answer_within):
-            answer = await _answer(reader)
+            answer = await reader.answer
     except TimeoutError:
         transport.abort()
         raise UpstreamTimeout() from None
@@ -153,32 +209,3 @@ async def connect(
     if answer.status != 101:
         transport.close()
     return transport, answer
-
-
-async def _answer(reader: _Reader) -> Answer:
-    while (end := reader.buffer.find(b"\r\n\r\n", 0, MAX_HEAD)) < 0:
-        if len(reader.buffer) >= MAX_HEAD:
-            raise UpstreamFailure()
-        await reader.more()
-    try:
-        status, reason, headers = parse_head(bytes(reader.buffer[:end]))
-    except ValueError:
-        raise UpstreamFailure() from None
-    start = end + 4
-    if 100 <= status < 200 and status != 101:
-        raise UpstreamFailure()  # no Expect was sent: an interim answer here is not an answer
-    if status == 101:
-        reader.hold()
-        return Answer(status, reason, headers, bytes(reader.buffer[start:]), reader.ended)
-    length = headers.get("Content-Length", "")
-    body = b""
-    if (
-        length.isascii()
-        and length.isdigit()
-        and int(length) <= MAX_BODY
-        and "Transfer-Encoding" not in headers
-    ):
-        while len(reader.buffer) - start < int(length):
-            await reader.more()
-        body = bytes(reader.buffer[start : start + int(length)])
-    return Answer(status, reason, headers, body)

@@ -186,10 +186,10 @@ class Upstream:
             raise InvalidRequest("A websocket handshake is a GET without a body")
         headers = self._headers(request, fwd, WS_DROP)
         headers.setdefault("Host", self._host)  # HTTP/1.0 has none; aiohttp's client adds the same
-        head = handshake.request_head(request.method, self._path_prefix + target, headers)
+        shake = handshake.Handshake(request.method, self._path_prefix + target, headers)
         try:
             pds, answer = await handshake.connect(
-                self.base, self._ssl_context(), head, self._connect_timeout, self.timeout
+                self.base, self._ssl_context(), shake, self._connect_timeout, self.timeout
             )
         except UpstreamTimeout:
             metrics.UPSTREAM_ERRORS.labels("timeout").inc()
