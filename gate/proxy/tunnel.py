@@ -16,6 +16,10 @@ Trust boundary:
   frame of any size, only closes TCP windows: the gate's memory does not grow.
 - Either end closing (or sending EOF) closes both. What is already buffered for the other end is
   flushed, for at most ``LINGER`` seconds: a peer that stopped reading is then aborted.
+- Nor for ever: an end that takes none of what is buffered for it for ``STALL`` seconds (its writing
+  stays paused) drops the tunnel, as nginx's ``send_timeout`` does. Without it a client that stops
+  reading holds a full buffer in the gate, and both connections, until the client goes: the PDS's
+  own heartbeat cannot free them, as nothing is read from (or written to) the PDS meanwhile.
 - Bytes after the upgrade that are not websocket frames reach the other end as they are; the PDS's
   websocket refuses them and closes, which closes the client's side.
 - Bytes a client sends before it has the ``101`` (RFC 6455 §4.1 forbids it) are not relayed.
@@ -26,6 +30,9 @@ from __future__ import annotations
 import asyncio
 
 LINGER = 5.0  # seconds a closing end may take to flush what was relayed to it before it is aborted
+# Seconds an end may leave what was relayed to it unread (its writing paused) before the tunnel is
+# dropped. nginx's send_timeout (60 s by default) does the same for a client that stops reading.
+STALL = 60.0
 
 
 class _End(asyncio.Protocol):
@@ -38,6 +45,7 @@ class _End(asyncio.Protocol):
         self.transport = transport
         self.peer: _End = self
         self._lent = lent
+        self._stalled: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
         self.peer.transport.write(data)
@@ -46,14 +54,24 @@ class _End(asyncio.Protocol):
         self._tunnel.end()
         return True  # the tunnel closes it, after flushing what is still buffered for it
 
-    # The peer's reading follows this end's write buffer: back-pressure passes end to end.
+    # The peer's reading follows this end's write buffer: back-pressure passes end to end, for at most
+    # STALL seconds at a time.
     def pause_writing(self) -> None:
         self.peer.transport.pause_reading()
+        if self._stalled is None:
+            self._stalled = self._tunnel.stall_timer()
 
     def resume_writing(self) -> None:
+        self._unstall()
         self.peer.transport.resume_reading()
 
+    def _unstall(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self._unstall()
         self._tunnel.lost()
         if self._lent is not None:
             self._lent.connection_lost(exc)
@@ -69,11 +87,17 @@ class Tunnel:
     """
 
     def __init__(
-        self, client: asyncio.Transport, pds: asyncio.Transport, early: bytes, pds_ended: bool
+        self,
+        client: asyncio.Transport,
+        pds: asyncio.Transport,
+        early: bytes,
+        pds_ended: bool,
+        stall: float = STALL,
     ) -> None:
         loop = asyncio.get_running_loop()
         self.closed: asyncio.Future[None] = loop.create_future()
         self._loop = loop
+        self._stall = stall
         self._transports = (client, pds)
         self._open = 0
         self._ending = False
@@ -103,6 +127,9 @@ class Tunnel:
             self._linger = self._loop.call_later(LINGER, self.abort)
         elif not self.closed.done():
             self.closed.set_result(None)
+
+    def stall_timer(self) -> asyncio.TimerHandle:
+        return self._loop.call_later(self._stall, self.abort)
 
     def abort(self) -> None:
         """Drop both connections now, buffered bytes included."""
