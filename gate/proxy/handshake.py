@@ -11,12 +11,15 @@ Trust boundary, both directions:
   go to the PDS unchanged, so the PDS — not the gate — accepts or refuses the client, and whatever
   they agree on (sub-protocol, compression) is theirs: the gate never reads a frame. ``Upgrade`` and
   ``Connection`` are the gate's own (``websocket``), so the PDS can switch to nothing else. h11
-  refuses to send a header that is not a token or a value with CR, LF or NUL: no forged line.
+  refuses to send a name that is not a token, or a value or target holding CR, LF or NUL: no line
+  the client did not send as one reaches the PDS.
 - The connection carries exactly this one request. Any answer but ``101`` closes it: a client must
   never get a raw HTTP connection to the PDS, where an upload would pass unjudged.
 - The PDS's answer is bounded (``MAX_HEAD``; a refusal's body ``MAX_BODY``) and must be HTTP/1.0 or
-  1.1 that h11 reads without complaint, with a status h11 and RFC 9110 agree on (100–599) and no
-  interim answer but the 101: anything else is a 502.
+  1.1 that h11 reads without complaint, with a status of RFC 9110's (100–599; h11 takes up to 999)
+  and no interim answer but the 101: anything else is a 502. h11 reads it as RFC 9112 lets a client
+  (a bare LF ends a line, an obsolete fold is unfolded): the client gets the fields as the gate read
+  them, written afresh by aiohttp, so it cannot read them differently.
 """
 
 from __future__ import annotations
@@ -71,12 +74,12 @@ class Handshake:
 
     def __init__(self, method: str, target: str, headers: CIMultiDict[str]) -> None:
         self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
-        fields = [(_raw(name), _raw(value)) for name, value in headers.items()]
-        fields += [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")]
         try:
+            fields = [(_raw(name), _raw(value)) for name, value in headers.items()]
+            fields += [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")]
             request = h11.Request(method=_raw(method), target=_raw(target), headers=fields)
             self.request = (self._conn.send(request) or b"") + (self._conn.send(h11.EndOfMessage()) or b"")
-        except h11.LocalProtocolError:
+        except (h11.LocalProtocolError, UnicodeEncodeError):  # the latter: a str aiohttp never gives
             raise UpstreamFailure() from None
         self._fed = 0
         self._refusal: h11.Response | None = None

@@ -212,6 +212,7 @@ async def test_early_frames_in_the_101_packet_are_relayed(start_gate: GateFactor
         gate = await start_gate(GATE_UPSTREAM=url)
         reader, writer, head = await _raw_handshake(gate.url, "/xrpc/com.atproto.sync.subscribeRepos")
         assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+        assert b"\r\nSec-WebSocket-Accept: " in head  # the PDS's own spelling of the name
         expected = _server_frame(b"first") + _server_frame(b"second")
         assert await asyncio.wait_for(reader.readexactly(len(expected)), 5) == expected
         if then_close:

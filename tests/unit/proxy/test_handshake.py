@@ -38,7 +38,7 @@ def test_the_request_is_the_client_handshake_with_the_gates_upgrade() -> None:
     )
 
 
-@pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nb", "a\rb", "a\0b"])
+@pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nb", "a\rb", "a\0b", "\ud800"])
 def test_the_request_never_carries_a_forged_line(value: str) -> None:
     with pytest.raises(UpstreamFailure):
         Handshake("GET", "/", CIMultiDict([("Host", "x"), ("X-Anything", value)]))
@@ -102,8 +102,16 @@ def test_a_switch_with_the_eof_in_the_same_reads() -> None:
         (b"HTTP/1.1 400 r\xe9ason\r\nX: caf\xe9\r\nContent-Length: 0\r\n\r\n", 400, "r\udce9ason", None, b""),
         # Obsolete line folding is unfolded (RFC 9112 §5.2): one field, never a second one.
         (b"HTTP/1.1 400 x\r\nA: b\r\n Injected: c\r\nContent-Length: 0\r\n\r\n", 400, "x", None, b""),
+        # A bare LF ends a line (RFC 9112 §2.2): two fields, each whole, never one holding a LF.
+        (
+            b"HTTP/1.1 400 x\r\nA: b\nB: c\r\nContent-Length: 0\r\n\r\n",
+            400,
+            "x",
+            [("A", "b"), ("B", "c"), ("Content-Length", "0")],
+            b"",
+        ),
     ],
-    ids=["http/1.0", "fields", "chunked", "until-eof", "not-utf-8", "folded"],
+    ids=["http/1.0", "fields", "chunked", "until-eof", "not-utf-8", "folded", "bare-lf"],
 )
 def test_a_refusal_comes_with_its_body(
     raw: bytes, status: int, reason: str, fields: list[tuple[str, str]] | None, body: bytes
