@@ -38,6 +38,7 @@ class Connection(asyncio.Protocol):
         self._live = live
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # loop time by which the head must be in; None: no clock
         self._transport: asyncio.Transport | None = None
         self._rest: StreamReader | None = None
         self.state = State.FRESH
@@ -72,7 +73,7 @@ class Connection(asyncio.Protocol):
         return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._cancel()
         self._live.discard(self)
         self._transport = None
         self._inner.connection_lost(exc)
@@ -102,18 +103,31 @@ class Connection(asyncio.Protocol):
             self._transport.close()
 
     # ---- the clock -------------------------------------------------------------------------------
+    # Set and stopped on every request, so neither creates nor cancels a timer: a stopped clock only
+    # forgets its deadline, and the one timer a connection has, when it fires, either finds the clock
+    # stopped, or re-arms itself for a deadline that moved on, or expires the connection.
 
     def _arm(self) -> None:
-        self._disarm()
-        self._timer = self._loop.call_later(self._timeout, self._expired)
+        self._deadline = self._loop.time() + self._timeout
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._expired)
 
     def _disarm(self) -> None:
+        self._deadline = None
+
+    def _cancel(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _expired(self) -> None:
         self._timer = None
+        if self._deadline is None:
+            return
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._expired)
+            return
         if self.state in (State.FRESH, State.HEAD) and self._transport is not None:
             metrics.HEADER_TIMEOUTS.labels(self.state.value).inc()
             # Aborted, not closed: a client that sends this slowly may not read either.

@@ -144,3 +144,26 @@ async def test_an_untrusted_peer_cannot_pick_its_address(start_gate: GateFactory
     for _, w in busy:
         w.close()
     assert rec.seen == []
+
+
+async def test_a_later_head_gets_its_own_whole_deadline(start_gate: GateFactory, upstream: Upstream) -> None:
+    """The header clock of a kept-alive connection starts again with each request's first byte: a head
+    begun late in the previous one's window is not cut at the previous deadline, only at its own."""
+    rec, _ = upstream
+    gate = await start_gate(GATE_HEADER_TIMEOUT="2")
+    host, port = gate.public
+    reader, writer = await asyncio.open_connection(host, port)  # the clock starts: 2 s for a head
+    health = request_head("GET", b"/xrpc/_health", {"Host": "h"})
+    writer.write(health)
+    assert (await read_response(reader)).status == 200
+    await asyncio.sleep(1.2)
+    writer.write(health[:10])  # a second head starts: its own 2 s, past the first window's end
+    await asyncio.sleep(1.4)
+    writer.write(health[10:])
+    assert (await read_response(reader)).status == 200
+    before = await sample(gate.admin_url, "upload_gate_header_timeouts_total", state="head")
+    writer.write(health[:10])  # a third head stalls: cut at its own deadline
+    assert await closed_by_peer(reader, 4)
+    writer.close()
+    assert await sample(gate.admin_url, "upload_gate_header_timeouts_total", state="head") == before + 1
+    assert len(rec.seen) == 2
