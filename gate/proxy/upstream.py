@@ -49,6 +49,19 @@ WS_DROP = frozenset(("content-length",)) | PASS_DROP
 WS_ANSWER_DROP = frozenset(("content-length",))
 
 
+# What aiohttp's client adds to a request that lacks it (Content-Type: to a request with a body).
+AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent")
+
+
+def auto_skipped(headers: CIMultiDict[str], has_body: bool) -> list[str] | None:
+    """The automatic headers this request lacks, for aiohttp not to add: the PDS gets what the client
+    sent. None when it lacks none (every browser and SDK sends them), which spares aiohttp its copy."""
+    skip = [name for name in AUTO_HEADERS if name not in headers]
+    if has_body and "Content-Type" not in headers:
+        skip.append("Content-Type")
+    return skip or None
+
+
 class Upstream:
     def __init__(self, base: URL, connect_timeout: float, timeout: float) -> None:
         self.base = base
@@ -62,10 +75,11 @@ class Upstream:
         self._path_prefix = base.raw_path.rstrip("/")  # what url() puts before a target
 
     async def start(self) -> None:
+        # Every request names the automatic headers it lacks (``auto_skipped``); a session-wide list
+        # would cost aiohttp a copy of the headers on every request, even one that lacks none.
         self._session = aiohttp.ClientSession(
             # The PDS's bytes go back as they came: never decompress, never add our own headers.
             auto_decompress=False,
-            skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -74,11 +88,6 @@ class Upstream:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        assert self._session is not None, "Upstream.start() not called"
-        return self._session
 
     def url(self, target: str) -> URL:
         """The PDS URL for a request target's origin form (``gate.proxy.target.origin_form``, checked
@@ -96,10 +105,18 @@ class Upstream:
         self, method: str, url: URL, headers: CIMultiDict[str], data: object
     ) -> aiohttp.ClientResponse:
         """Send a request and wait for the response headers, mapping failures to 502/504."""
+        assert self._session is not None, "Upstream.start() not called"
+        skip = auto_skipped(headers, data is not None)
         try:
             async with asyncio.timeout(self.timeout):
-                return await self.session.request(
-                    method, url, headers=headers, data=data, allow_redirects=False, compress=None
+                return await self._session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    allow_redirects=False,
+                    compress=None,
+                    skip_auto_headers=skip,
                 )
         except TimeoutError:
             metrics.UPSTREAM_ERRORS.labels("timeout").inc()
@@ -143,6 +160,11 @@ class Upstream:
         async with resp:
             length = resp.content_length
             if length is not None and length <= SMALL_BODY:
+                if data is None and resp.content.is_eof():
+                    # The whole answer came with its headers (a small one almost always does) and no
+                    # request body is still being sent: nothing is left to wait for, so no second clock
+                    # (an asyncio timeout costs as much as the rest of this method).
+                    return self._relayed(resp, await resp.read())
                 return await self._whole(resp)
             out = web.StreamResponse(status=resp.status, reason=resp.reason)
             out[RELAYED] = True
@@ -172,10 +194,15 @@ class Upstream:
             # Nothing is sent yet: the client gets a clear 502 rather than a cut connection.
             metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
             raise UpstreamFailure() from None
-        out = web.Response(status=resp.status, reason=resp.reason, body=payload)
+        return self._relayed(resp, payload)
+
+    @classmethod
+    def _relayed(cls, resp: aiohttp.ClientResponse, payload: bytes) -> web.Response:
+        # Given bytes and headers, aiohttp adds no header of its own here (nor a Content-Type).
+        out = web.Response(
+            status=resp.status, reason=resp.reason, body=payload, headers=cls._response_headers(resp)
+        )
         out[RELAYED] = True
-        out.headers.clear()
-        out.headers.extend(self._response_headers(resp))
         return out
 
     async def websocket(self, request: web.Request, fwd: Forwarded, target: str) -> web.StreamResponse:

@@ -10,6 +10,7 @@ import aiohttp
 from yarl import URL
 
 from tests.integration.conftest import GateFactory
+from tests.support.raw_http import exchange
 from tests.support.upstream import RecordingUpstream
 
 Upstream = tuple[RecordingUpstream, str]
@@ -170,3 +171,31 @@ async def test_a_small_answer_comes_back_whole_with_the_pds_headers(
             assert r.headers["DPoP-Nonce"] == "nonce-1"
             assert r.headers["Content-Length"] == str(len(body))
             assert await r.read() == b""
+
+
+async def test_the_gate_adds_no_header_the_client_did_not_send(
+    start_gate: GateFactory, upstream: Upstream
+) -> None:
+    """aiohttp's client adds Accept, Accept-Encoding and User-Agent (and a Content-Type to a body) when a
+    request lacks them; the PDS gets what the client sent, whether it sent them or not."""
+    rec, _ = upstream
+    gate = await start_gate()
+    bare = await exchange(
+        *gate.public, "POST", b"/xrpc/com.atproto.repo.putRecord", {"Host": "h", "Content-Length": "2"}, b"{}"
+    )
+    assert bare.status == 200
+    sent = {
+        "Host": "h",
+        "Content-Length": "2",
+        "Accept": "application/json",
+        "Accept-Encoding": "identity",
+        "User-Agent": "bsky-client/1",
+        "Content-Type": "application/json",
+    }
+    full = await exchange(*gate.public, "POST", b"/xrpc/com.atproto.repo.putRecord", sent, b"{}")
+    assert full.status == 200
+    first, second = rec.seen
+    for name in ("Accept", "Accept-Encoding", "User-Agent", "Content-Type"):
+        assert name not in first.headers
+        assert second.headers.getall(name) == [sent[name]]
+    assert first.body == second.body == b"{}"
