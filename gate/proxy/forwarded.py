@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gate.settings import IpNetwork
@@ -21,11 +22,7 @@ class Forwarded:
     x_forwarded_proto: str
 
 
-# Keyed by the address as written and the trusted list: parsing an address costs more than the rest of
-# the request's forwarding work, and a connection's peer (a front proxy's, most often) asks on every
-# request. Bounded, so a flood of distinct addresses only evicts.
-@functools.lru_cache(maxsize=4096)
-def _trusted(addr: str | None, trusted: tuple[IpNetwork, ...]) -> bool:
+def _is_trusted(addr: str | None, trusted: tuple[IpNetwork, ...]) -> bool:
     if not addr:
         return False
     try:
@@ -33,6 +30,23 @@ def _trusted(addr: str | None, trusted: tuple[IpNetwork, ...]) -> bool:
     except ValueError:
         return False
     return any(ip in net for net in trusted)
+
+
+# Answers cached per address: parsing an address costs more than the rest of the request's forwarding
+# work, and a connection's peer (a front proxy's, most often) asks on every request. Bounded, so a flood
+# of distinct addresses only evicts. One cache for the trusted list last asked about, found by identity:
+# a process has one list (its settings'), and hashing the list's networks on every request would cost
+# what the cache saves.
+class _Cache:
+    trusted: tuple[IpNetwork, ...] | None = None
+    check: Callable[[str | None], bool] = staticmethod(bool)
+
+
+def _trusted(addr: str | None, trusted: tuple[IpNetwork, ...]) -> bool:
+    if _Cache.trusted is not trusted:
+        _Cache.check = functools.lru_cache(maxsize=4096)(functools.partial(_is_trusted, trusted=trusted))
+        _Cache.trusted = trusted
+    return _Cache.check(addr)
 
 
 def resolve(
