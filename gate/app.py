@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gate import answers, metrics
 from gate.deps import Deps
@@ -18,10 +19,11 @@ from gate.heap import frozen_heap
 from gate.labels import xrpc as labels_xrpc
 from gate.pipeline import UploadPipeline
 from gate.proxy.body import BodyLimits, BodyReader
+from gate.proxy.connection import Connection
 from gate.proxy.drain import Drain
 from gate.proxy.forwarded import resolve
 from gate.proxy.ip_slots import IpSlots
-from gate.proxy.lifecycle import is_websocket, lifecycle_middleware
+from gate.proxy.lifecycle import answer_then_linger, is_websocket
 from gate.proxy.routing import is_get_blob, is_upload
 from gate.proxy.target import origin_form
 
@@ -31,8 +33,10 @@ DEPS = web.AppKey("deps", Deps)
 PIPELINE = web.AppKey("pipeline", UploadPipeline)
 DRAIN = web.AppKey("drain", Drain)
 SLOTS = web.AppKey("upload_slots", IpSlots)
-# The request's origin form (gate.proxy.target), computed once by errors_middleware before routing.
+# The request's origin form (gate.proxy.target), computed once by public_middleware before routing.
 TARGET = web.RequestKey("target", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def xrpc_error(exc: XrpcError) -> web.Response:
@@ -42,22 +46,44 @@ def xrpc_error(exc: XrpcError) -> web.Response:
     return response
 
 
-@web.middleware
-async def errors_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Map the error tree to XRPC JSON; anything unexpected is a bare 500 with no internals."""
-    try:
-        # Before the router: a target it cannot match ("*") gets the same clear 400 as any other.
-        request[TARGET] = origin_form(request.raw_path)
-        return await handler(request)
-    except XrpcError as exc:
-        return xrpc_error(exc)
-    except web.HTTPException:
-        raise
-    except Exception:
-        log.exception("unhandled error on %s", request.method)
-        return xrpc_error(XrpcError())
+def public_middleware(drain: Drain) -> Middleware:
+    """The public app's one middleware (one layer every request passes, not one per concern): the
+    request's life for its connection and the drain (``gate.proxy.lifecycle``), its target checked
+    before the router sees it, and the error tree mapped to XRPC JSON — anything unexpected is a bare
+    500 with no internals."""
+
+    @web.middleware
+    async def public(request: web.Request, handler: Handler) -> web.StreamResponse:
+        connection = Connection.of(request)
+        if connection is not None:
+            connection.request_started()
+        counted = not is_websocket(request)  # a websocket is not waited for: the firehose never ends
+        if counted:
+            drain.request_started()
+        try:
+            try:
+                # Before the router: a target it cannot match ("*") gets the same clear 400 as any other.
+                request[TARGET] = origin_form(request.raw_path)
+                response = await handler(request)
+            except XrpcError as exc:
+                response = xrpc_error(exc)
+            except web.HTTPException:
+                raise
+            except Exception:
+                log.exception("unhandled error on %s", request.method)
+                response = xrpc_error(XrpcError())
+            if counted and drain.started:
+                response.force_close()
+                if not request.content.is_eof():
+                    await answer_then_linger(request, response)
+            return response
+        finally:
+            if counted:
+                drain.request_done()
+            if connection is not None:
+                connection.request_finished(request.content)
+
+    return public
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -93,7 +119,7 @@ def create_app(deps: Deps, drain: Drain | None = None) -> web.Application:
     drain = drain if drain is not None else Drain(deps.settings.drain_timeout)
     # client_max_size does not apply: bodies are streamed or read by gate.proxy.body with our own cap.
     app = web.Application(
-        middlewares=[lifecycle_middleware(drain), errors_middleware],
+        middlewares=[public_middleware(drain)],
         handler_args={"auto_decompress": False},
     )
     app.on_response_prepare.append(answers.on_prepare)  # CORS and no banner on every answer

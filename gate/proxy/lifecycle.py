@@ -1,5 +1,6 @@
-"""The outermost middleware of the public app: each request's life as the connection and the drain
-need to know it.
+"""Each request's life as the connection and the drain need to know it, told by the public app's one
+middleware (``gate.app``, which also checks the target and maps errors: one layer, not three, on every
+request).
 
 - Its connection (``gate.proxy.connection``) stops the header clock when the handler starts, and is
   idle again when it ends.
@@ -14,17 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
-
-from gate.proxy.connection import Connection
-from gate.proxy.drain import Drain
 
 LINGER = 1.0  # seconds an answered, unfinished body is still read (and dropped) during a drain
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def is_websocket(request: web.BaseRequest) -> bool:
@@ -34,33 +28,7 @@ def is_websocket(request: web.BaseRequest) -> bool:
     )
 
 
-def lifecycle_middleware(drain: Drain) -> Middleware:
-    @web.middleware
-    async def lifecycle(request: web.Request, handler: Handler) -> web.StreamResponse:
-        connection = Connection.of(request)
-        if connection is not None:
-            connection.request_started()
-        try:
-            if is_websocket(request):
-                return await handler(request)
-            drain.request_started()
-            try:
-                response = await handler(request)
-                if drain.started:
-                    response.force_close()
-                    if not request.content.is_eof():
-                        await _answer_then_linger(request, response)
-                return response
-            finally:
-                drain.request_done()
-        finally:
-            if connection is not None:
-                connection.request_finished(request.content)
-
-    return lifecycle
-
-
-async def _answer_then_linger(request: web.Request, response: web.StreamResponse) -> None:
+async def answer_then_linger(request: web.Request, response: web.StreamResponse) -> None:
     await response.prepare(request)
     await response.write_eof()
     with contextlib.suppress(Exception):  # best effort: the answer is already on its way
