@@ -1,5 +1,5 @@
 """Each request's life as the connection and the drain need to know it, told by the public app's one
-middleware (``gate.app``, which also checks the target and maps errors: one layer, not three, on every
+middleware (``gate.app``, which also checks the target and maps errors: one layer of the gate's on every
 request).
 
 - Its connection (``gate.proxy.connection``) stops the header clock when the handler starts, and is
