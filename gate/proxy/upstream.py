@@ -23,6 +23,7 @@ from gate import metrics
 from gate.answers import RELAYED
 from gate.errors import InvalidRequest, UpstreamFailure, UpstreamTimeout
 from gate.proxy import handshake
+from gate.proxy.deadlines import Deadlines
 from gate.proxy.forwarded import Forwarded
 from gate.proxy.headers import FORWARDING, end_to_end
 from gate.proxy.tunnel import Tunnel
@@ -73,6 +74,7 @@ class Upstream:
         assert base.host_port_subcomponent is not None, "GATE_UPSTREAM is an absolute URL"
         self._host = base.host_port_subcomponent
         self._path_prefix = base.raw_path.rstrip("/")  # what url() puts before a target
+        self._deadlines = Deadlines(timeout)  # the waits for the PDS's answers (not the websocket's)
 
     async def start(self) -> None:
         # Every request names the automatic headers it lacks (``auto_skipped``); a session-wide list
@@ -86,6 +88,7 @@ class Upstream:
         )
 
     async def close(self) -> None:
+        self._deadlines.close()
         if self._session is not None:
             await self._session.close()
 
@@ -108,16 +111,20 @@ class Upstream:
         assert self._session is not None, "Upstream.start() not called"
         skip = auto_skipped(headers, data is not None)
         try:
-            async with asyncio.timeout(self.timeout):
-                return await self._session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=data,
-                    allow_redirects=False,
-                    compress=None,
-                    skip_auto_headers=skip,
-                )
+            async with asyncio.timeout(None) as wait:
+                self._deadlines.add(wait)
+                try:
+                    return await self._session.request(
+                        method,
+                        url,
+                        headers=headers,
+                        data=data,
+                        allow_redirects=False,
+                        compress=None,
+                        skip_auto_headers=skip,
+                    )
+                finally:
+                    self._deadlines.discard(wait)
         except TimeoutError:
             metrics.UPSTREAM_ERRORS.labels("timeout").inc()
             raise UpstreamTimeout() from None
@@ -162,8 +169,8 @@ class Upstream:
             if length is not None and length <= SMALL_BODY:
                 if data is None and resp.content.is_eof():
                     # The whole answer came with its headers (a small one almost always does) and no
-                    # request body is still being sent: nothing is left to wait for, so no second clock
-                    # (an asyncio timeout costs as much as the rest of this method).
+                    # request body is still being sent: nothing is left to wait for, so no second
+                    # deadline.
                     return self._relayed(resp, await resp.read())
                 return await self._whole(resp)
             out = web.StreamResponse(status=resp.status, reason=resp.reason)
@@ -185,8 +192,12 @@ class Upstream:
         """The PDS's response read whole (an upload's answer, or a small passthrough answer) and given
         back unchanged in one write."""
         try:
-            async with asyncio.timeout(self.timeout):
-                payload = await resp.read()
+            async with asyncio.timeout(None) as wait:
+                self._deadlines.add(wait)
+                try:
+                    payload = await resp.read()
+                finally:
+                    self._deadlines.discard(wait)
         except TimeoutError:
             metrics.UPSTREAM_ERRORS.labels("timeout").inc()
             raise UpstreamTimeout() from None

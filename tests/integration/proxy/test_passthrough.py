@@ -199,3 +199,19 @@ async def test_the_gate_adds_no_header_the_client_did_not_send(
         assert name not in first.headers
         assert second.headers.getall(name) == [sent[name]]
     assert first.body == second.body == b"{}"
+
+
+async def test_a_slow_pds_is_a_504_at_the_upstream_timeout(
+    start_gate: GateFactory, upstream: Upstream
+) -> None:
+    rec, _ = upstream
+    rec.delay = 3
+    gate = await start_gate(GATE_UPSTREAM_TIMEOUT="0.5")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with aiohttp.ClientSession() as s, s.get(gate.url + "/xrpc/_health") as r:
+        assert r.status == 504 and (await r.json())["error"] == "UpstreamTimeout"
+    assert (
+        0.5 <= loop.time() - started < 2
+    )  # the timeout and one tick of its sweep (0.05 s), not the PDS's 3 s
+    assert len(rec.seen) == 1  # never retried
