@@ -4,6 +4,7 @@ fragments, backslashes) or send too politely (bodies that trickle, stop, or neve
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -82,3 +83,16 @@ async def start_upload(
     writer.write(upload_head(declared, extra) + sent)
     await writer.drain()
     return reader, writer
+
+
+async def sha256_of_next(reader: asyncio.StreamReader, count: int, timeout: float = 10) -> bytes:
+    """The SHA-256 of the next ``count`` bytes from ``reader`` (each read within ``timeout``): what a
+    relay passed on, checked whole without holding it."""
+    got = hashlib.sha256()
+    received = 0
+    while received < count:
+        chunk = await asyncio.wait_for(reader.read(min(1024 * 1024, count - received)), timeout)
+        assert chunk, f"the connection ended after {received} of {count} bytes"
+        got.update(chunk)
+        received += len(chunk)
+    return got.digest()

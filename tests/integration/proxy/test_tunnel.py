@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from gate.proxy.tunnel import Tunnel
+from tests.support.raw_http import sha256_of_next
 
 
 class _Lent(asyncio.Protocol):
@@ -112,14 +113,7 @@ async def test_a_pause_shorter_than_the_bound_holds_the_bytes_back() -> None:
                 pds_writer.write(chunk)
                 await asyncio.wait_for(pds_writer.drain(), 0.5)
         assert pushed < 160 * 1024 * 1024  # the PDS's writes stalled: the gate's end is paused
-        got = hashlib.sha256()
-        received = 0
-        while received < pushed:
-            data = await asyncio.wait_for(client_reader.read(1024 * 1024), 5)
-            assert data
-            got.update(data)
-            received += len(data)
-        assert got.digest() == sent.digest()
+        assert await sha256_of_next(client_reader, pushed, 5) == sent.digest()
         assert not stand.tunnel.closed.done()
         client_writer.close()  # and the end of one is the end of both
         await asyncio.wait_for(stand.tunnel.closed, 10)

@@ -20,6 +20,7 @@ import pytest
 from gate.proxy.listener import CLOSE_GRACE
 from tests.integration.conftest import GateFactory, process_env
 from tests.support.boot import in_process
+from tests.support.raw_http import sha256_of_next
 from tests.support.upstream import RecordingUpstream
 
 Upstream = tuple[RecordingUpstream, str]
@@ -173,15 +174,8 @@ async def test_a_client_that_stops_reading_stops_the_pds(start_gate: GateFactory
     expected = hashlib.sha256(_server_frame(b"\x00frame-from-upstream"))
     for i in range(count):
         expected.update(_server_frame(bytes([i % 256]) * size))
-    got = hashlib.sha256()
     total = len(_server_frame(b"\x00frame-from-upstream")) + count * len(_server_frame(b"x" * size))
-    received = 0
-    while received < total:
-        chunk = await asyncio.wait_for(reader.read(1024 * 1024), 10)
-        assert chunk
-        got.update(chunk)
-        received += len(chunk)
-    assert got.hexdigest() == expected.hexdigest()
+    assert await sha256_of_next(reader, total) == expected.digest()
     writer.close()
 
 
