@@ -16,9 +16,11 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -142,7 +144,8 @@ class WorkerPool:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             process = self._context.Process(target=serve, args=(child,), name="gate-hash", daemon=True)
-            process.start()
+            with _POLLING:
+                process.start()
         except BaseException:
             parent.close()
             raise
@@ -197,10 +200,10 @@ class WorkerPool:
     def _retire(self, worker: _Worker, reason: str | None) -> None:
         self._workers.discard(worker)
         worker.sock.close()
-        if reason is not None and worker.process.is_alive():
+        if reason is not None and _alive(worker.process):
             worker.process.kill()
         if self._closed:
-            if worker.process.is_alive():
+            if _alive(worker.process):
                 worker.process.kill()
             return  # close() reaps every worker itself
         self._background(self._reap(worker, reason))
@@ -209,12 +212,11 @@ class WorkerPool:
         """Reap a retired worker off the loop (join() blocks until the kernel has released it) and count
         why it ended. One that closed its socket itself is given a moment to finish exiting."""
         process = worker.process
-        await asyncio.to_thread(process.join, 5)
-        if process.is_alive():
+        code = await asyncio.to_thread(_wait_exit, process, 5)
+        if code is None:
             process.kill()
-            await asyncio.to_thread(process.join, 5)
+            code = await asyncio.to_thread(_wait_exit, process, 5)
         if reason is None:
-            code = process.exitcode
             reason = {-signal.SIGALRM: "timeout", -signal.SIGKILL: "killed"}.get(code or 0, "crashed")
         metrics.HASH_WORKER_RESTARTS.labels(reason).inc()
 
@@ -245,10 +247,9 @@ def _join_all(workers: list[_Worker], timeout: float = 2.0) -> None:
     # Uploads were drained before the hasher is closed; a worker still busy after this grace is
     # decoding for nobody.
     for worker in workers:
-        worker.process.join(timeout)
-        if worker.process.is_alive():
+        if _wait_exit(worker.process, timeout) is None:
             worker.process.kill()
-            worker.process.join()
+            _wait_exit(worker.process, None)
 
 
 async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytes:
@@ -325,6 +326,28 @@ def _opt_str(value: Any) -> str | None:
 
 def _opt_int(value: Any) -> int | None:
     return None if value is None else _int(value)
+
+
+# multiprocessing reads a child's exit status off a pipe the first time anything polls the child:
+# Process.start() polls every child started before it (to forget the finished ones), and is_alive(),
+# join() and exitcode poll their own. Two threads polling one child at once can both read; the second
+# finds the pipe empty and records 255, so a worker the OOM killer ended was counted as "crashed"
+# when a replacement started at the same moment. Every start and every poll is made under this lock;
+# waiting for an exit is done outside it, on the process's sentinel (which reads nothing).
+_POLLING = threading.Lock()
+
+
+def _alive(process: BaseProcess) -> bool:
+    with _POLLING:
+        return process.is_alive()
+
+
+def _wait_exit(process: BaseProcess, timeout: float | None) -> int | None:
+    """Wait up to ``timeout`` seconds for ``process`` to end (blocking: off the event loop); its exit
+    code, None while it runs."""
+    multiprocessing.connection.wait([process.sentinel], timeout)
+    with _POLLING:
+        return process.exitcode
 
 
 def _context() -> ForkServerContext | SpawnContext:
