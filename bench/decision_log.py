@@ -105,7 +105,8 @@ async def gate(settings: Settings, blackhole: bool) -> AsyncIterator[tuple[str, 
 
 
 def _load_process(url: str, uploads: list[bytes], rate: int, out: Queue[list[float]]) -> None:
-    out.put(asyncio.run(offered_load(url, uploads, rate)))
+    latencies, _ = asyncio.run(open_loop(url, uploads, rate, len(uploads)))
+    out.put(latencies)
 
 
 def measure(url: str, uploads: list[bytes], rate: int | None = None) -> list[float]:
@@ -122,32 +123,6 @@ def measure(url: str, uploads: list[bytes], rate: int | None = None) -> list[flo
 def credential(body: bytes) -> str:
     """One credential per body: a body sent again is its own caller's repeat (section 3)."""
     return f"Bearer x.y.{body[5:13].hex()}"
-
-
-async def offered_load(url: str, uploads: list[bytes], rate: int) -> list[float]:
-    """Start one upload every 1/rate s; return each one's latency (s)."""
-    latencies: list[float] = []
-    connector = aiohttp.TCPConnector(limit=256)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def one(body: bytes) -> None:
-            started = time.perf_counter()
-            headers = {"Content-Type": "application/octet-stream", "Authorization": credential(body)}
-            async with session.post(url + UPLOAD, data=body, headers=headers) as r:
-                await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"upload answered {r.status}")
-            latencies.append(time.perf_counter() - started)
-
-        tasks = []
-        t0 = time.perf_counter()
-        for i, body in enumerate(uploads):
-            delay = t0 + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(body)))
-        await asyncio.gather(*tasks)
-    return latencies
 
 
 def _upstream_process(out: Queue[int]) -> None:
@@ -240,13 +215,12 @@ CONNECTIONS = 64  # the load generator's kept-alive connections (more than 1,000
 TOLERANCE = {50: 0.10, 99: 0.25}
 
 
-async def open_loop(url: str, uploads: list[bytes], rate: int, seconds: float) -> tuple[list[float], float]:
-    """Open loop: upload i is due at i / ``rate`` s and starts then, whatever the earlier ones are doing
-    (a slow gate does not slow the arrivals). Each latency counts from its due time, so a load generator
-    or gate that falls behind shows as latency. Returns the latencies (s) and the rate answered (all
-    uploads / time until the last answer)."""
+async def open_loop(url: str, uploads: list[bytes], rate: int, count: int) -> tuple[list[float], float]:
+    """Open loop: ``count`` uploads (``uploads`` in turn); upload i is due at i / ``rate`` s and starts
+    then, whatever the earlier ones are doing (a slow gate does not slow the arrivals). Each latency
+    counts from its due time, so a load generator or gate that falls behind shows as latency. Returns
+    the latencies (s) and the rate answered (all uploads / time until the last answer)."""
     latencies: list[float] = []
-    count = int(rate * seconds)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS)) as session:
 
         async def one(body: bytes, due: float) -> None:
@@ -269,7 +243,7 @@ async def open_loop(url: str, uploads: list[bytes], rate: int, seconds: float) -
 
 
 def _open_loop_block(url: str, uploads: list[bytes], rate: int, seconds: float) -> tuple[list[float], float]:
-    return asyncio.run(open_loop(url, uploads, rate, seconds))
+    return asyncio.run(open_loop(url, uploads, rate, int(rate * seconds)))
 
 
 @dataclass
