@@ -115,21 +115,18 @@ def _table(
         ["request", *(HEADINGS[p] for p in peers), *compare],
         note=note,
     )
+    pairs = [("gate", "relay"), *([("gate", "nginx"), ("relay", "nginx")] if has_nginx else [])]
     for c, s in gets.items():
         row: dict[str, Any] = {HEADINGS[p]: f"{s[p]['p50']:.2f} ms" for p in peers}
         row["gate vs direct"] = f"+{_added(s, 'gate'):.2f} ms"
-        row["gate / relay"] = f"added {_added(s, 'gate'):.2f} vs {_added(s, 'relay'):.2f} ms"
-        if has_nginx:
-            row["gate / nginx"] = f"added {_added(s, 'gate'):.2f} vs {_added(s, 'nginx'):.2f} ms"
-            row["relay / nginx"] = f"added {_added(s, 'relay'):.2f} vs {_added(s, 'nginx'):.2f} ms"
+        row |= {f"{a} / {b}": f"added {_added(s, a):.2f} vs {_added(s, b):.2f} ms" for a, b in pairs}
         table.add(request=f"small GET p50 (c={c})", **row)
-        row = {HEADINGS[p]: f"{s[p]['rate']:.0f}" for p in peers}
-        row["gate vs direct"] = f"{s['gate']['rate'] / s['direct']['rate']:.0%} of direct"
-        row["gate / relay"] = f"{s['gate']['rate'] / s['relay']['rate']:.0%}"
-        if has_nginx:
-            row["gate / nginx"] = f"{s['gate']['rate'] / s['nginx']['rate']:.0%}"
-            row["relay / nginx"] = f"{s['relay']['rate'] / s['nginx']['rate']:.0%}"
-        table.add(request=f"small GETs/s (c={c})", **row)
+        rates = {p: s[p]["rate"] for p in peers}
+        table.add(
+            request=f"small GETs/s (c={c})",
+            **{HEADINGS[p]: f"{r:.0f}" for p, r in rates.items()},
+            **_shares(rates, pairs),
+        )
     c16 = gets[16]
     row = {HEADINGS[p]: f"{c16[p]['cpu_us']:.0f} µs" for p in peers if "cpu_us" in c16[p]}
     if has_nginx:
@@ -138,12 +135,7 @@ def _table(
     row["gate / relay"] = f"{c16['gate']['cpu_us'] / c16['relay']['cpu_us']:.2f}×"
     table.add(request="proxy CPU per small GET (c=16)", **row)
     row = {HEADINGS[p]: f"{downloads[p]:.0f} MB/s" for p in downloads}
-    row["gate vs direct"] = f"{downloads['gate'] / downloads['direct']:.0%} of direct"
-    row["gate / relay"] = f"{downloads['gate'] / downloads['relay']:.0%}"
-    if has_nginx:
-        row["gate / nginx"] = f"{downloads['gate'] / downloads['nginx']:.0%}"
-        row["relay / nginx"] = f"{downloads['relay'] / downloads['nginx']:.0%}"
-    table.add(request="50 MB streamed download", **row)
+    table.add(request="50 MB streamed download", **row, **_shares(downloads, pairs))
     row = {HEADINGS[p]: f"{ws[p]:.2f} ms" for p in ws}
     row["gate vs direct"] = f"{ws['gate'] - ws['direct']:+.2f} ms"
     if has_nginx:
@@ -153,6 +145,12 @@ def _table(
     if has_nginx:
         row["gate / nginx"] = f"{ws_cpu['gate'] / ws_cpu['nginx']:.1f}×"
     table.add(request="proxy CPU per websocket round", **row)
+
+
+def _shares(values: dict[str, float], pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """A throughput row's comparison columns: the gate's share of direct, and each pair's share."""
+    shares = {f"{a} / {b}": f"{values[a] / values[b]:.0%}" for a, b in pairs}
+    return {"gate vs direct": f"{values['gate'] / values['direct']:.0%} of direct", **shares}
 
 
 def _added(stats: dict[str, dict[str, float]], peer: str) -> float:
