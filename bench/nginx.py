@@ -25,6 +25,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.nginx import command as nginx_command
+
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_SITE = REPO / "deploy" / "nginx" / "upload-gate.conf"
 
@@ -170,17 +172,7 @@ http {{
 @contextlib.contextmanager
 def _running(exe: str, root: Path, port: int) -> Iterator[Nginx]:
     proc = subprocess.Popen(
-        [
-            exe,
-            "-p",
-            str(root),
-            "-c",
-            str(root / "nginx.conf"),
-            "-e",
-            str(root / "error.log"),
-            "-g",
-            "daemon off;",
-        ],
+        nginx_command(exe, root),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

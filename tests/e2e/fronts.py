@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.e2e.procs import LOOPBACK, Proc, free_port
+from tests.support.nginx import command as nginx_command
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -127,17 +128,7 @@ http {{
     )
     proc = Proc(
         f"nginx ({variant})",
-        [
-            binary,
-            "-p",
-            str(root),
-            "-c",
-            str(root / "nginx.conf"),
-            "-e",
-            str(root / "error.log"),
-            "-g",
-            "daemon off;",
-        ],
+        nginx_command(binary, root),
         root / "stderr.log",
     )
     context = ssl.create_default_context(cafile=str(cert))
