@@ -21,7 +21,7 @@ from gate.pipeline import UploadPipeline
 from gate.proxy.body import BodyLimits, BodyReader
 from gate.proxy.connection import Connection
 from gate.proxy.drain import Drain
-from gate.proxy.forwarded import resolve
+from gate.proxy.forwarded import TrustedProxies, resolve
 from gate.proxy.ip_slots import IpSlots
 from gate.proxy.lifecycle import answer_then_linger, is_websocket
 from gate.proxy.routing import is_get_blob, is_upload
@@ -33,6 +33,7 @@ DEPS = web.AppKey("deps", Deps)
 PIPELINE = web.AppKey("pipeline", UploadPipeline)
 DRAIN = web.AppKey("drain", Drain)
 SLOTS = web.AppKey("upload_slots", IpSlots)
+TRUSTED = web.AppKey("trusted_proxies", TrustedProxies)
 # The request's origin form (gate.proxy.target), computed once by public_middleware before routing.
 TARGET = web.RequestKey("target", str)
 
@@ -88,13 +89,12 @@ def public_middleware(drain: Drain) -> Middleware:
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     deps = request.app[DEPS]
-    settings = deps.settings
     fwd = resolve(
         request.remote,
         request.headers.get("X-Forwarded-For"),
         request.headers.get("X-Forwarded-Proto"),
         request.scheme,
-        settings.trusted_proxies,
+        request.app[TRUSTED],
     )
     # Routing on the raw path (its origin form), case-folded: see gate.proxy.target and
     # gate.proxy.routing for the spellings the PDS accepts.
@@ -127,6 +127,7 @@ def create_app(deps: Deps, drain: Drain | None = None) -> web.Application:
     app[DRAIN] = drain
     settings = deps.settings
     app[SLOTS] = IpSlots(settings.max_uploads_per_ip)
+    app[TRUSTED] = TrustedProxies(settings.trusted_proxies)
     app[PIPELINE] = UploadPipeline(
         deps.judge,
         deps.upstream,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from gate.settings import IpNetwork
@@ -22,31 +21,24 @@ class Forwarded:
     x_forwarded_proto: str
 
 
-def _is_trusted(addr: str | None, trusted: tuple[IpNetwork, ...]) -> bool:
-    if not addr:
-        return False
-    try:
-        ip = ipaddress.ip_address(addr.strip().strip("[]"))
-    except ValueError:
-        return False
-    return any(ip in net for net in trusted)
+class TrustedProxies:
+    """The front proxies whose forwarding headers are believed (``GATE_TRUSTED_PROXIES``), made once per
+    app. Answers are cached per address: parsing an address costs more than the rest of a request's
+    forwarding work, and a connection's peer (a front proxy's, most often) is asked about on every
+    request. Bounded, so a flood of distinct addresses only evicts."""
 
+    def __init__(self, networks: tuple[IpNetwork, ...]) -> None:
+        self.networks = networks
+        self.trusts = functools.lru_cache(maxsize=4096)(self._trusts)
 
-# Answers cached per address: parsing an address costs more than the rest of the request's forwarding
-# work, and a connection's peer (a front proxy's, most often) asks on every request. Bounded, so a flood
-# of distinct addresses only evicts. One cache for the trusted list last asked about, found by identity:
-# a process has one list (its settings'), and hashing the list's networks on every request would cost
-# what the cache saves.
-class _Cache:
-    trusted: tuple[IpNetwork, ...] | None = None
-    check: Callable[[str | None], bool] = staticmethod(bool)
-
-
-def _trusted(addr: str | None, trusted: tuple[IpNetwork, ...]) -> bool:
-    if _Cache.trusted is not trusted:
-        _Cache.check = functools.lru_cache(maxsize=4096)(functools.partial(_is_trusted, trusted=trusted))
-        _Cache.trusted = trusted
-    return _Cache.check(addr)
+    def _trusts(self, addr: str | None) -> bool:
+        if not addr:
+            return False
+        try:
+            ip = ipaddress.ip_address(addr.strip().strip("[]"))
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
 
 
 def resolve(
@@ -54,18 +46,18 @@ def resolve(
     xff: str | None,
     xfp: str | None,
     scheme: str,
-    trusted: tuple[IpNetwork, ...],
+    trusted: TrustedProxies,
 ) -> Forwarded:
     """Compute the headers to send upstream and the client IP to record."""
     peer_ip = peer or ""
-    if not _trusted(peer, trusted):
+    if not trusted.trusts(peer):
         return Forwarded(peer, peer_ip, scheme)
     hops = [h.strip() for h in (xff or "").split(",") if h.strip()]
     # Walk from the right: the first address that is not one of our proxies is the client.
     client = peer
     for hop in reversed(hops):
         client = hop
-        if not _trusted(hop, trusted):
+        if not trusted.trusts(hop):
             break
     chain = ", ".join([*hops, peer_ip]) if hops else peer_ip
     proto = (xfp or scheme).split(",")[0].strip().lower() or scheme

@@ -12,7 +12,7 @@ import pytest
 from gate.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from gate.proxy.body import decode, parse_encodings
 from gate.proxy.budget import MemoryBudget, Reservation
-from gate.proxy.forwarded import resolve
+from gate.proxy.forwarded import TrustedProxies, resolve
 from gate.proxy.routing import is_upload
 from gate.settings import Settings, SettingsError, parse_networks
 
@@ -54,7 +54,7 @@ TRUSTED = parse_networks("127.0.0.1/32,10.0.0.0/8")
     ],
 )
 def test_forwarded_resolution(peer: str, xff: str | None, client: str, chain: str) -> None:
-    fwd = resolve(peer, xff, "https", "http", TRUSTED)
+    fwd = resolve(peer, xff, "https", "http", TrustedProxies(TRUSTED))
     assert (fwd.client_ip, fwd.x_forwarded_for) == (client, chain)
     assert fwd.x_forwarded_proto == ("http" if peer == "203.0.113.9" else "https")
 
