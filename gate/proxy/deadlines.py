@@ -7,19 +7,16 @@ So each wait is an ``asyncio.timeout(None)`` — asyncio's own cancellation and 
 — registered here with its deadline, and one timer, running only while waits are registered, expires
 every wait whose deadline has passed: a wait ends between its deadline and one tick later.
 
-Use, around one await (the ``finally`` unregisters the wait before its timeout exits)::
+Use, around one await::
 
-    async with asyncio.timeout(None) as wait:
-        deadlines.add(wait)
-        try:
-            ...
-        finally:
-            deadlines.discard(wait)
+    async with deadlines.within():
+        ...
 """
 
 from __future__ import annotations
 
 import asyncio
+from types import TracebackType
 
 MAX_TICK = 1.0  # seconds; a tenth of the timeout when that is shorter
 
@@ -41,6 +38,10 @@ class Deadlines:
     def discard(self, wait: asyncio.Timeout) -> None:
         self._waits.pop(wait, None)
 
+    def within(self) -> Within:
+        """An ``async with`` block bounded by ``timeout`` (TimeoutError past it, as asyncio's own)."""
+        return Within(self)
+
     def idle(self) -> bool:
         """No wait registered and no sweep pending."""
         return not self._waits and self._sweep is None
@@ -58,3 +59,25 @@ class Deadlines:
             del self._waits[wait]
             wait.reschedule(now)  # asyncio cancels the waiting task and raises TimeoutError in it
         self._sweep = loop.call_later(self._tick, self._expire_due) if self._waits else None
+
+
+class Within:
+    """One wait: asyncio's timeout entered with no deadline, registered for its deadline, unregistered
+    before the timeout exits. A class, not a generator-based context manager: this runs twice on every
+    passthrough request, and a generator costs more than the rest of it."""
+
+    __slots__ = ("_deadlines", "_wait")
+
+    def __init__(self, deadlines: Deadlines) -> None:
+        self._deadlines = deadlines
+        self._wait = asyncio.timeout(None)
+
+    async def __aenter__(self) -> None:
+        await self._wait.__aenter__()
+        self._deadlines.add(self._wait)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._deadlines.discard(self._wait)
+        await self._wait.__aexit__(kind, exc, tb)  # turns its own cancellation into TimeoutError

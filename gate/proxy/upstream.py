@@ -111,20 +111,16 @@ class Upstream:
         assert self._session is not None, "Upstream.start() not called"
         skip = auto_skipped(headers, data is not None)
         try:
-            async with asyncio.timeout(None) as wait:
-                self._deadlines.add(wait)
-                try:
-                    return await self._session.request(
-                        method,
-                        url,
-                        headers=headers,
-                        data=data,
-                        allow_redirects=False,
-                        compress=None,
-                        skip_auto_headers=skip,
-                    )
-                finally:
-                    self._deadlines.discard(wait)
+            async with self._deadlines.within():
+                return await self._session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    allow_redirects=False,
+                    compress=None,
+                    skip_auto_headers=skip,
+                )
         except TimeoutError:
             metrics.UPSTREAM_ERRORS.labels("timeout").inc()
             raise UpstreamTimeout() from None
@@ -192,12 +188,8 @@ class Upstream:
         """The PDS's response read whole (an upload's answer, or a small passthrough answer) and given
         back unchanged in one write."""
         try:
-            async with asyncio.timeout(None) as wait:
-                self._deadlines.add(wait)
-                try:
-                    payload = await resp.read()
-                finally:
-                    self._deadlines.discard(wait)
+            async with self._deadlines.within():
+                payload = await resp.read()
         except TimeoutError:
             metrics.UPSTREAM_ERRORS.labels("timeout").inc()
             raise UpstreamTimeout() from None

@@ -10,13 +10,9 @@ from gate.proxy.deadlines import Deadlines
 
 
 async def bounded(deadlines: Deadlines, seconds: float) -> str:
-    async with asyncio.timeout(None) as wait:
-        deadlines.add(wait)
-        try:
-            await asyncio.sleep(seconds)
-            return "answered"
-        finally:
-            deadlines.discard(wait)
+    async with deadlines.within():
+        await asyncio.sleep(seconds)
+        return "answered"
 
 
 async def test_a_wait_past_its_deadline_times_out_within_one_tick() -> None:
