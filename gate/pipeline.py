@@ -22,7 +22,7 @@ from aiohttp import web
 from gate import metrics
 from gate.auth.credential import Credential
 from gate.auth.offline import OfflineCheck, Outcome
-from gate.errors import AuthMissing, BlockedUpload, EvidenceUnavailable, LogUnavailable, XrpcError
+from gate.errors import AuthMissing, BlockedUpload, EvidenceUnavailable, LogUnavailable, Overloaded, XrpcError
 from gate.judge import Context, Judge, Judgement, Timer
 from gate.proxy.body import BodyReader
 from gate.proxy.budget import MemoryBudget, Reservation
@@ -32,7 +32,7 @@ from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionRecord, DecisionSink, new_decision_id
 from gate.store.pool import StoreUnavailable
 from gate.store.retention import Retention
-from gate.store.vault import EvidenceCapped, Vault
+from gate.store.vault import EvidenceCapped, Vault, held_while_kept
 from gate.types import Decision, DecisionSource, Uploader, Verdict
 
 log = logging.getLogger("gate.decisions")
@@ -197,7 +197,8 @@ class UploadPipeline:
                 self._record(attempt, attempt.evidence_error)
             else:
                 metrics.UPLOAD_ERRORS.labels(exc.error).inc()
-                self._record(attempt, f"{exc.error}: {exc.message}")
+                # Evidence that could not be kept says why (its store, the budget), not just "retry".
+                self._record(attempt, attempt.evidence_error or f"{exc.error}: {exc.message}")
             raise
         finally:
             reservation.release()
@@ -228,10 +229,16 @@ class UploadPipeline:
         try:
             if self.evidence is None:
                 raise StoreUnavailable("no evidence store")
-            await self.evidence.keep(
-                record, body, Retention(policy.evidence.hold_days),
-                hourly_cap=policy.evidence.max_held_per_did_per_hour,
-            )  # fmt: skip
+            try:
+                # Counted from before sealing until the INSERT is done or failed: a burst of large
+                # blocked uploads holds its ciphertexts under the budget, as it held its bodies.
+                async with self.budget.evidence_copy(held_while_kept(len(body))):
+                    await self.evidence.keep(
+                        record, body, Retention(policy.evidence.hold_days),
+                        hourly_cap=policy.evidence.max_held_per_did_per_hour,
+                    )  # fmt: skip
+            except Overloaded:
+                raise StoreUnavailable("the memory budget cannot hold its sealed copy") from None
         except EvidenceCapped as exc:
             metrics.EVIDENCE_STORED.labels(verdict.value, "capped").inc()
             attempt.evidence_error = f"evidence not kept: per-uploader cap ({exc})"

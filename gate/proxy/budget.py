@@ -4,10 +4,13 @@ Past the budget a new upload is refused with 503 + Retry-After instead of exhaus
 gate shares with the PDS. Reservations are taken before bytes are read and given back when done.
 
 What it counts is every copy of an upload's bytes the gate holds: the body in this process, as it
-arrives (``Reservation``), and the hashing worker's own copy while it hashes (``worker_copy``: the
+arrives (``Reservation``), the hashing worker's own copy while it hashes (``worker_copy``: the
 body crosses a socket into another process, gate/hashing/pool.py, so it is held twice until the
-answer is back). A body therefore needs twice its size at its peak, which is why the settings insist
-on a budget of at least twice the largest upload.
+answer is back), and, for a blocked upload whose evidence is kept, the ciphertext and asyncpg's
+encoded copy of it until the INSERT is done (``evidence_copy``; gate.store.vault.held_while_kept).
+A body therefore needs twice its size at its peak while hashed, which is why the settings insist on a
+budget of at least twice the largest upload, and three times (and a little) while its evidence is
+written: below that the largest blocked uploads keep no evidence (the policy's ``on_store_failure``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ class MemoryBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
-        self.hashing = 0  # of ``used``: the hashing workers' copies held now
+        # Of ``used``: copies that give themselves back on their own, within a deadline (the hashing
+        # workers', evidence being written): what a read body may wait for instead of being refused.
+        self.passing = 0
         self._freed: asyncio.Event | None = None  # set when bytes are given back; made on first wait
         metrics.MEMORY_BUDGET_BYTES.set(limit)
 
@@ -42,17 +47,23 @@ class MemoryBudget:
         if self._freed is not None:
             self._freed.set()
 
-    @contextlib.asynccontextmanager
-    async def worker_copy(self, n: int) -> AsyncIterator[None]:
-        """Hold ``n`` bytes for a hashing worker's copy of a body, for as long as the block runs.
+    def worker_copy(self, n: int) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold ``n`` bytes for a hashing worker's copy of a body, for as long as the block runs."""
+        return self._passing_copy(n)
 
-        Unlike a body still arriving, this one has been read whole: rather than refuse it at once, wait
-        while another worker's copy is out (hashing ends within its deadline and gives it back). With
-        none out, nothing that waiting could free is on its way: the budget is full of bodies still
-        arriving or being forwarded, so this upload is refused (503), which gives its own bytes back.
-        """
+    def evidence_copy(self, n: int) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold ``n`` bytes for a blocked body's evidence (its ciphertext, and asyncpg's encoded copy
+        of it) from before it is sealed until the INSERT is done or has failed."""
+        return self._passing_copy(n)
+
+    @contextlib.asynccontextmanager
+    async def _passing_copy(self, n: int) -> AsyncIterator[None]:
+        """Unlike a body still arriving, the one copied here has been read whole: rather than refuse it
+        at once, wait while another passing copy is out (hashing and evidence writes end within their
+        deadlines and give theirs back). With none out, nothing that waiting could free is on its way:
+        the budget is full of bodies still arriving or being forwarded, so this is refused (503)."""
         while self.used + n > self.limit:
-            if self.hashing == 0:
+            if self.passing == 0:
                 metrics.BUDGET_REJECTIONS.inc()
                 raise Overloaded()
             if self._freed is None:
@@ -60,11 +71,11 @@ class MemoryBudget:
             self._freed.clear()
             await self._freed.wait()
         self._take(n)
-        self.hashing += n
+        self.passing += n
         try:
             yield
         finally:
-            self.hashing -= n
+            self.passing -= n
             self.release(n)
 
     def _take(self, n: int) -> None:

@@ -31,6 +31,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("gate.evidence")
 
 HOUR = timedelta(hours=1)
+GCM_TAG_BYTES = 16  # what AES-GCM adds to the plaintext's length
+
+
+def held_while_kept(size: int) -> int:
+    """Bytes ``Vault.keep`` holds for a body of ``size`` bytes beyond the body itself: the ciphertext,
+    and asyncpg's copy of it, encoded into the INSERT's message, until the INSERT is done (the memory
+    budget counts them: gate/proxy/budget.py)."""
+    return 2 * (size + GCM_TAG_BYTES)
 
 
 class EvidenceCapped(Refusal):
