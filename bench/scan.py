@@ -28,6 +28,7 @@ from pathlib import Path
 from bench import corpus
 from bench.report import Report
 from gate.blob_fetch import PdsSync
+from gate.proxy.budget import MemoryBudget
 from gate.scan.act import ScanActor
 from gate.scan.parts import open_parts
 from gate.scan.progress import Tally
@@ -137,6 +138,7 @@ async def measure(
                 scanner = Scanner(
                     parts.judge, sync, sync, ScanStore(parts.pool), ScanActor(None, None, "bench"), tally,
                     ScanOptions(concurrency=CONCURRENCY, rescan=True, only=frozenset(dids)),
+                    budget=MemoryBudget(settings.memory_budget_bytes),
                 )  # fmt: skip
                 started = time.perf_counter()
                 await scanner.run()

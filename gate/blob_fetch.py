@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,9 +61,19 @@ class Repo:
     status: str | None  # why not active: deactivated, takendown, suspended, deleted...
 
 
+# Called with the bytes a blob is about to take (its declared length, its file's size, or the limit
+# when it declares none) before any is read: where the reader waits for room in a memory budget.
+Admit = Callable[[int], Awaitable[None]]
+
+
+async def _admit_nothing(size: int) -> None:
+    return None
+
+
 class BlobSource(Protocol):
-    async def get_blob(self, did: str, cid: str) -> bytes:
-        """The blob's bytes, checked against ``cid``; ``BlobUnavailable`` saying why not."""
+    async def get_blob(self, did: str, cid: str, admit: Admit = _admit_nothing) -> bytes:
+        """The blob's bytes, checked against ``cid``; ``BlobUnavailable`` saying why not. ``admit`` is
+        awaited once, before the body is read."""
         ...
 
 
@@ -168,7 +179,7 @@ class PdsSync:
             if not cids or not isinstance(cursor, str):
                 return
 
-    async def get_blob(self, did: str, cid: str) -> bytes:
+    async def get_blob(self, did: str, cid: str, admit: Admit = _admit_nothing) -> bytes:
         check_names(did, cid)
         url = self.base / "xrpc" / "com.atproto.sync.getBlob"
         try:
@@ -177,6 +188,7 @@ class PdsSync:
                     raise _refusal(resp.status, await resp.content.read(4096))
                 if (resp.content_length or 0) > self.max_bytes:
                     raise BlobUnavailable("too_large", f"{resp.content_length} bytes > {self.max_bytes}")
+                await admit(self.max_bytes if resp.content_length is None else resp.content_length)
                 body = bytearray()
                 async for chunk in resp.content.iter_chunked(1 << 16):
                     body += chunk
@@ -225,18 +237,30 @@ class DiskBlobs:
         self.root = root
         self.max_bytes = max_bytes
 
-    async def get_blob(self, did: str, cid: str) -> bytes:
+    async def get_blob(self, did: str, cid: str, admit: Admit = _admit_nothing) -> bytes:
         check_names(did, cid)
-        return verified(cid, await asyncio.to_thread(self._read, self.root / did / cid))
+        path = self.root / did / cid
+        size = await asyncio.to_thread(self._size, path)
+        await admit(size)
+        # At most the admitted size (and a byte more, so that a file grown meanwhile fails its CID).
+        return verified(cid, await asyncio.to_thread(self._read, path, size + 1))
 
-    def _read(self, path: Path) -> bytes:
+    def _size(self, path: Path) -> int:
+        with self._errors():
+            size = path.stat().st_size
+        if size > self.max_bytes:
+            raise BlobUnavailable("too_large", f"{size} bytes > {self.max_bytes}")
+        return size
+
+    def _read(self, path: Path, most: int) -> bytes:
+        with self._errors(), path.open("rb") as f:
+            return f.read(most)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _errors() -> Iterator[None]:
         try:
-            with path.open("rb") as f:
-                size = f.seek(0, 2)
-                if size > self.max_bytes:
-                    raise BlobUnavailable("too_large", f"{size} bytes > {self.max_bytes}")
-                f.seek(0)
-                return f.read(self.max_bytes + 1)
+            yield
         except FileNotFoundError:
             raise BlobUnavailable("missing", "not in the blob store on disk") from None
         except OSError as exc:

@@ -11,6 +11,9 @@ encoded copy of it until the INSERT is done (``evidence_copy``; gate.store.vault
 A body therefore needs twice its size at its peak while hashed, which is why the settings insist on a
 budget of at least twice the largest upload, and three times (and a little) while its evidence is
 written: below that the largest blocked uploads keep no evidence (the policy's ``on_store_failure``).
+
+Work that can wait its turn (``upload-gate scan``) takes an ``Admission`` instead: it waits until its
+whole peak fits before it holds anything, so no job ever waits while holding bytes another one needs.
 """
 
 from __future__ import annotations
@@ -66,10 +69,7 @@ class MemoryBudget:
             if self.passing == 0:
                 metrics.BUDGET_REJECTIONS.inc()
                 raise Overloaded()
-            if self._freed is None:
-                self._freed = asyncio.Event()
-            self._freed.clear()
-            await self._freed.wait()
+            await self._wait_freed()
         self._take(n)
         self.passing += n
         try:
@@ -77,6 +77,12 @@ class MemoryBudget:
         finally:
             self.passing -= n
             self.release(n)
+
+    async def _wait_freed(self) -> None:
+        if self._freed is None:
+            self._freed = asyncio.Event()
+        self._freed.clear()
+        await self._freed.wait()
 
     def _take(self, n: int) -> None:
         self.used += n
@@ -93,6 +99,37 @@ class Reservation:
     def grow_to(self, n: int) -> None:
         if n > self.held:
             self._budget.reserve(n - self.held)
+            self.held = n
+
+    def release(self) -> None:
+        self._budget.release(self.held)
+        self.held = 0
+
+
+class Admission:
+    """Bytes held by one job that can wait its turn (a backfill's blob): ``admit`` waits until the job's
+    whole peak fits, then holds it; ``shrink_to`` gives back what the real size does not need; released
+    once. The job holds nothing while it waits, so jobs that wait can never hold up one another for
+    ever; only a peak over the whole budget is refused (``Overloaded``), as no wait could make it fit."""
+
+    def __init__(self, budget: MemoryBudget) -> None:
+        self._budget = budget
+        self.held = 0
+
+    async def admit(self, n: int) -> None:
+        budget = self._budget
+        if self.held:
+            raise RuntimeError("admitted once only: a job that waits must not hold anything")
+        if n > budget.limit:
+            raise Overloaded(f"{n} bytes held at once cannot fit GATE_MEMORY_BUDGET_BYTES ({budget.limit})")
+        while budget.used + n > budget.limit:
+            await budget._wait_freed()
+        budget._take(n)
+        self.held = n
+
+    def shrink_to(self, n: int) -> None:
+        if n < self.held:
+            self._budget.release(self.held - n)
             self.held = n
 
     def release(self) -> None:

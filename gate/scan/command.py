@@ -27,6 +27,7 @@ from gate.blob_fetch import BlobSource, BlobUnavailable, DiskBlobs, PdsSync
 from gate.cli import positive_arg, when_arg
 from gate.errors import ConfigError, Unavailable
 from gate.logging_setup import configure_logging
+from gate.proxy.budget import MemoryBudget
 from gate.record import DecisionRecord
 from gate.scan.act import ScanActor
 from gate.scan.bank_diff import added
@@ -203,8 +204,9 @@ async def _scan(args: argparse.Namespace, settings: Settings, tally: Tally) -> i
                 )
                 actor = ScanActor(parts.evidence.vault, parts.takedowns, "gate:scan")
                 scanner = Scanner(
-                    parts.judge, sync, blobs, ScanStore(parts.pool), actor, tally, options, parts.notify
-                )
+                    parts.judge, sync, blobs, ScanStore(parts.pool), actor, tally, options, parts.notify,
+                    budget=MemoryBudget(settings.memory_budget_bytes),
+                )  # fmt: skip
                 metrics_file = (
                     MetricsFile(args.metrics_file, tally, args.progress_interval)
                     if args.metrics_file

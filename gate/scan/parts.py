@@ -57,6 +57,8 @@ async def open_parts(settings: Settings) -> AsyncIterator[Parts]:
         base = await open_base(settings, stack)
         database = base.database
         await database.pool.get()  # the schema (migrations) before anything reads it
+        # No budget for the hasher: a scan admits each blob's whole peak, its worker's copy included,
+        # before reading it (gate.scan.scanner), so that no worker waits while holding bytes.
         judge, _ = await open_judge(settings, stack, base)
         pds = PdsAdmin.from_settings(settings)
         webhook = await open_webhook(settings, stack)

@@ -13,6 +13,12 @@ Bad input is a recorded outcome, never a crash and never a silent skip: a blob t
 repo it refuses, bytes that do not match their CID, a blob over the size limit — each is counted by kind
 and kept (``scan_blobs`` per blob, ``scan_repos`` per repo) with what was said. Those that may pass
 another time (the PDS or a matcher failing) do not count as scanned: the next scan tries them again.
+
+Memory: the scan holds its blobs under GATE_MEMORY_BUDGET_BYTES, as the gate holds uploads. A worker
+waits (it never fails) until its blob's whole ``peak`` fits, sized by the blob's declared length before a
+byte is read; it holds nothing while it waits, so workers cannot hold each other up. Its hasher
+therefore reserves nothing of its own (gate.scan.parts): the worker's copy is part of the peak. Only a
+blob whose peak is over the whole budget is a problem (``too_large``), as no wait could make it fit.
 """
 
 from __future__ import annotations
@@ -23,16 +29,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from gate.blob_fetch import BlobSource, BlobUnavailable, PdsSync, Repo
+from gate.errors import Overloaded
 from gate.judge import Context, Judge
+from gate.proxy.budget import Admission, MemoryBudget
 from gate.record import DecisionRecord, new_decision_id
 from gate.repo_records import blob_records
 from gate.scan.act import ScanActor
 from gate.scan.pace import Pace
 from gate.scan.progress import Tally
 from gate.scan.store import RETRIED, Outcome, RepoState, ScanStore
+from gate.store.vault import held_while_kept
 from gate.types import DecisionSource, Uploader
 
 log = logging.getLogger("gate.scan")
+
+
+def peak(size: int) -> int:
+    """The most bytes a blob of ``size`` makes the scan hold at once: its body, and beside it either its
+    hashing worker's copy (or the reader's final copy of it) or its evidence being written (the
+    ciphertext and asyncpg's copy, gate.store.vault) — the larger, admitted whole before it is read."""
+    return size + max(size, held_while_kept(size))
 
 
 def repo_uploader(did: str) -> Uploader:
@@ -77,8 +93,11 @@ class Scanner:
         tally: Tally,
         options: ScanOptions,
         notify: Callable[[DecisionRecord], None] = lambda record: None,
+        *,
+        budget: MemoryBudget,
     ) -> None:
         self.judge = judge
+        self.budget = budget  # GATE_MEMORY_BUDGET_BYTES, this process's: every blob's peak is admitted
         self.sync = sync
         self.blobs = blobs
         self.store = store
@@ -170,13 +189,28 @@ class Scanner:
                 await self._maybe_finish(run)
 
     async def _one(self, run: _RepoRun, cid: str) -> None:
-        did = run.repo.did
         await self._blob_pace.take()
+        held = Admission(self.budget)
         try:
-            body = await self.blobs.get_blob(did, cid)
+            await self._judge_blob(run, cid, held)
+        finally:
+            held.release()
+
+    async def _judge_blob(self, run: _RepoRun, cid: str, held: Admission) -> None:
+        did = run.repo.did
+
+        async def admit(size: int) -> None:
+            try:
+                await held.admit(peak(size))
+            except Overloaded as exc:  # more than the whole budget: no wait could make it fit
+                raise BlobUnavailable("too_large", exc.message) from None
+
+        try:
+            body = await self.blobs.get_blob(did, cid, admit)
         except BlobUnavailable as exc:
             await self._problem(run, cid, exc.kind, exc.detail)
             return
+        held.shrink_to(peak(len(body)))
         self.tally.blobs_read += 1
         self.tally.bytes_read += len(body)
         await self._byte_pace.take(len(body))

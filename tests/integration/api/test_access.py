@@ -18,6 +18,7 @@ from gate.proxy.routing import UPLOAD_PATH
 from tests.integration.api.conftest import PHOTO, ApiGate, api_gate, banks
 from tests.integration.conftest import GateFactory
 from tests.support.cids import cid_of
+from tests.support.scrape import sample
 from tests.support.tokens import ALICE_BEARER
 from tests.support.upstream import RecordingUpstream
 
@@ -182,9 +183,15 @@ async def test_uploads_and_the_api_share_one_memory_budget(
             if api.gate.deps.budget.used >= 90_000:
                 break
             await asyncio.sleep(0.05)
+        endpoint = "/api/v1/hash" if ask == "hash-bytes" else "/api/v1/scan"
+        refused = {"endpoint": endpoint, "answer": "Overloaded"}
+        before = await sample(api.gate.admin_url, "upload_gate_api_requests_total", **refused)
         async with api.client() as c, call(c) as r:
             assert r.status == 503
             assert (await r.json())["error"] == "Overloaded" and r.headers["Retry-After"]
+        # Counted as the API counts its errors; nothing was judged, so nothing is audited.
+        assert await sample(api.gate.admin_url, "upload_gate_api_requests_total", **refused) == before + 1
+        assert [a["action"] for a in await api.audit()] == []
         more.set()
         async with await upload as r:
             assert r.status == 200  # the upload itself went on

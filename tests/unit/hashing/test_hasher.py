@@ -91,9 +91,9 @@ async def test_the_workers_copy_of_a_body_is_held_under_the_budget() -> None:
         await hasher.warm_up()
         hashing = asyncio.create_task(hasher.hash(body, HashOptions()))
         await asyncio.sleep(0)  # the task runs up to its first wait: the copy is taken before it is sent
-        assert (budget.used, budget.hashing) == (2 * len(body), len(body))
+        assert (budget.used, budget.passing) == (2 * len(body), len(body))
         assert (await hashing).pdq
-        assert (budget.used, budget.hashing) == (len(body), 0)
+        assert (budget.used, budget.passing) == (len(body), 0)
         # One byte short of both copies, with nothing else hashing: refused, not hashed past it.
         budget.limit -= 1
         with pytest.raises(Overloaded):

@@ -1,0 +1,120 @@
+"""``upload-gate scan`` holds its blobs under GATE_MEMORY_BUDGET_BYTES: a worker waits, holding nothing,
+until its blob's whole peak fits; a blob whose peak is over the whole budget is a recorded problem. The
+PDS is a real aiohttp app on a real port serving the sync API; judging and recording are the gate's own,
+on a real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+from aiohttp import web
+from yarl import URL
+
+from gate.blob_fetch import PdsSync
+from gate.proxy.budget import MemoryBudget
+from gate.scan.act import ScanActor
+from gate.scan.parts import open_parts
+from gate.scan.progress import Tally
+from gate.scan.scanner import Scanner, ScanOptions, peak
+from gate.scan.store import ScanStore
+from gate.settings import Settings
+from tests.integration.conftest import write_config
+from tests.support.boot import gate_env
+from tests.support.cids import cid_of
+from tests.support.serving import serving
+
+DID = "did:plc:budgetscan000000000000000"
+SMALL = [bytes([n]) * (400 * 1024) for n in (1, 2, 3)]  # each one's peak fits the budget, two do not
+HUGE = b"\4" * (700 * 1024)  # under the 1 MiB upload limit, but its peak is over the 2 MiB budget
+
+
+class SyncApi:
+    """listRepos, listBlobs and getBlob of one repo. getBlob sends its headers at once and its body
+    only once ``go`` is set: a scan worker learns the size, and then either holds it or waits."""
+
+    def __init__(self, blobs: list[bytes]) -> None:
+        self.blobs = {cid_of(b): b for b in blobs}
+        self.asked: list[str] = []
+        self.go = asyncio.Event()
+
+    async def list_repos(self, request: web.Request) -> web.Response:
+        return web.json_response({"repos": [{"did": DID, "rev": "rev1", "active": True}]})
+
+    async def list_blobs(self, request: web.Request) -> web.Response:
+        return web.json_response({"cids": list(self.blobs)})
+
+    async def get_blob(self, request: web.Request) -> web.StreamResponse:
+        cid = request.query["cid"]
+        self.asked.append(cid)
+        body = self.blobs[cid]
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        await self.go.wait()
+        await response.write(body)
+        await response.write_eof()
+        return response
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/xrpc/com.atproto.sync.listRepos", self.list_repos)
+        app.router.add_get("/xrpc/com.atproto.sync.listBlobs", self.list_blobs)
+        app.router.add_get("/xrpc/com.atproto.sync.getBlob", self.get_blob)
+        return app
+
+
+async def until(check: Callable[[], bool], timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+async def test_scan_workers_wait_for_room_in_the_budget_and_an_oversized_peak_is_a_problem(
+    tmp_path: Path, fresh_dsn: str
+) -> None:
+    api = SyncApi([*SMALL, HUGE])
+    async with serving(api.app()) as url:
+        env = gate_env(url, fresh_dsn, *write_config(tmp_path), tmp_path / "var")
+        settings = Settings.from_env({**env, "GATE_MAX_UPLOAD_BYTES": "1M", "GATE_MEMORY_BUDGET_BYTES": "2M"})
+        budget = MemoryBudget(settings.memory_budget_bytes)
+        highest = 0
+
+        async def watching() -> None:  # the most held at any turn of the loop
+            nonlocal highest
+            while True:
+                highest = max(highest, budget.used)
+                await asyncio.sleep(0.001)
+
+        async with (
+            open_parts(settings) as parts,
+            PdsSync(URL(url), max_bytes=settings.max_upload_bytes) as sync,
+        ):
+            tally = Tally()
+            scanner = Scanner(
+                parts.judge, sync, sync, ScanStore(parts.pool), ScanActor(None, None, "gate:scan"), tally,
+                ScanOptions(concurrency=3, records=False), budget=budget,
+            )  # fmt: skip
+            watcher = asyncio.create_task(watching())
+            run = asyncio.create_task(scanner.run())
+            one = peak(len(SMALL[0]))
+            # Three workers have asked and know their sizes; one holds its peak, the others wait for it.
+            await until(lambda: len(api.asked) >= 3 and budget.used == one)
+            await asyncio.sleep(0.2)
+            assert budget.used == one and not run.done()
+            api.go.set()
+            await asyncio.wait_for(run, 30)
+            watcher.cancel()
+        assert budget.used == 0 and highest <= budget.limit
+        assert tally.blobs_read == 3 and dict(tally.problems) == {"too_large": 1}
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        rows = await conn.fetch("SELECT cid FROM decisions WHERE source = 'backfill'")
+        assert sorted(r["cid"] for r in rows) == sorted(cid_of(b) for b in SMALL)
+        [problem] = await conn.fetch("SELECT cid, problem, detail FROM scan_blobs WHERE problem IS NOT NULL")
+        assert (problem["cid"], problem["problem"]) == (cid_of(HUGE), "too_large")
+        assert "GATE_MEMORY_BUDGET_BYTES" in problem["detail"]
+    finally:
+        await conn.close()
