@@ -134,6 +134,13 @@ PASSTHROUGH = Counter(
 )
 UPSTREAM_ERRORS = Counter("upload_gate_upstream_errors_total", "PDS unreachable or slow.", ["kind"])
 _zero(PASSTHROUGH, ("http", "websocket"))
+WEBSOCKET_STALLS = Counter(
+    "upload_gate_websocket_stalls_total",
+    "Websocket tunnels dropped because one end read nothing of what was waiting for it for 60 s, by the "
+    "side that stalled: client, pds.",
+    ["side"],
+)
+_zero(WEBSOCKET_STALLS, ("client", "pds"))
 # Bound once: every passthrough request counts here, and a label lookup per request costs more than the inc.
 PASSTHROUGH_HTTP = PASSTHROUGH.labels("http")
 _zero(UPSTREAM_ERRORS, ("timeout", "unreachable"))

@@ -19,7 +19,9 @@ Trust boundary:
 - Nor for ever: an end that takes none of what is buffered for it for ``STALL`` seconds (its writing
   stays paused) drops the tunnel, as nginx's ``send_timeout`` does. Without it a client that stops
   reading holds a full buffer in the gate, and both connections, until the client goes: the PDS's
-  own heartbeat cannot free them, as nothing is read from (or written to) the PDS meanwhile.
+  own heartbeat cannot free them, as nothing is read from (or written to) the PDS meanwhile. Such a drop
+  is logged (the route and the side that stalled: no bytes, no DID) and counted
+  (``upload_gate_websocket_stalls_total{side}``), as nginx logs a send_timeout.
 - Bytes after the upgrade that are not websocket frames reach the other end as they are; the PDS's
   websocket refuses them and closes, which closes the client's side.
 - Bytes a client sends before it has the ``101`` (RFC 6455 §4.1 forbids it) are not relayed.
@@ -28,6 +30,14 @@ Trust boundary:
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Literal
+
+from gate import metrics
+
+log = logging.getLogger(__name__)
+
+Side = Literal["client", "pds"]
 
 LINGER = 5.0  # seconds a closing end may take to flush what was relayed to it before it is aborted
 # Seconds an end may leave what was relayed to it unread (its writing paused) before the tunnel is
@@ -39,9 +49,10 @@ class _End(asyncio.Protocol):
     """One connection of the tunnel: what it reads goes to its peer."""
 
     def __init__(
-        self, tunnel: Tunnel, transport: asyncio.Transport, lent: asyncio.BaseProtocol | None
+        self, tunnel: Tunnel, side: Side, transport: asyncio.Transport, lent: asyncio.BaseProtocol | None
     ) -> None:
         self._tunnel = tunnel
+        self.side = side
         self.transport = transport
         self.peer: _End = self
         self._lent = lent
@@ -59,7 +70,7 @@ class _End(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.peer.transport.pause_reading()
         if self._stalled is None:
-            self._stalled = self._tunnel.stall_timer()
+            self._stalled = self._tunnel.stall_timer(self.side)
 
     def resume_writing(self) -> None:
         self._unstall()
@@ -82,7 +93,8 @@ class Tunnel:
     connections are gone.
 
     ``early``: the PDS's bytes that came with its 101 (sent to the client first); ``pds_ended``: the
-    PDS already sent EOF during the handshake. A transport already closing is not taken over (its
+    PDS already sent EOF during the handshake; ``route``: the request's path (no query), for the log
+    line of a stall. A transport already closing is not taken over (its
     ``connection_lost`` is on its way to its own protocol).
     """
 
@@ -93,16 +105,18 @@ class Tunnel:
         early: bytes,
         pds_ended: bool,
         stall: float = STALL,
+        route: str = "",
     ) -> None:
         loop = asyncio.get_running_loop()
         self.closed: asyncio.Future[None] = loop.create_future()
         self._loop = loop
         self._stall = stall
+        self._route = route
         self._transports = (client, pds)
         self._open = 0
         self._ending = False
         self._linger: asyncio.TimerHandle | None = None
-        ends = (_End(self, client, client.get_protocol()), _End(self, pds, None))
+        ends = (_End(self, "client", client, client.get_protocol()), _End(self, "pds", pds, None))
         ends[0].peer, ends[1].peer = ends[1], ends[0]
         for end in ends:
             if not end.transport.is_closing():
@@ -128,8 +142,18 @@ class Tunnel:
         elif not self.closed.done():
             self.closed.set_result(None)
 
-    def stall_timer(self) -> asyncio.TimerHandle:
-        return self._loop.call_later(self._stall, self.abort)
+    def stall_timer(self, side: Side) -> asyncio.TimerHandle:
+        return self._loop.call_later(self._stall, self._stalled, side)
+
+    def _stalled(self, side: Side) -> None:
+        """``side`` took none of what was buffered for it for ``stall`` seconds: drop the tunnel."""
+        if not self._ending:  # a tunnel already closing is dropped by its linger, not by a stall
+            metrics.WEBSOCKET_STALLS.labels(side).inc()
+            log.warning(
+                "websocket %s dropped: the %s read nothing of what was waiting for it for %g s",
+                self._route[:200], side, self._stall,
+            )  # fmt: skip
+        self.abort()
 
     def abort(self) -> None:
         """Drop both connections now, buffered bytes included."""

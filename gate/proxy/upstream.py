@@ -252,7 +252,7 @@ class Upstream:
         if client is None or client.is_closing():  # the client left during the handshake
             pds.abort()
             return switched
-        tunnel = Tunnel(client, pds, answer.rest, answer.ended)
+        tunnel = Tunnel(client, pds, answer.rest, answer.ended, route=self.url(target).path)
         try:
             await asyncio.shield(tunnel.closed)
         finally:

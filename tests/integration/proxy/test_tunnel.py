@@ -1,16 +1,21 @@
 """The tunnel on real loopback connections (no gate around it): an end that stops reading for longer
-than the stall bound drops both connections, and the client's lent protocol hears of it; a shorter
-pause only holds the bytes back."""
+than the stall bound drops both connections, and the client's lent protocol hears of it; the drop is
+logged with the route and the side that stalled, and counted; a shorter pause only holds the bytes
+back."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+
+import pytest
+from prometheus_client import REGISTRY
 
 from gate.proxy.tunnel import Tunnel
 from tests.support.raw_http import sha256_of_next
@@ -64,7 +69,8 @@ async def _stand(stall: float, client_rcvbuf: int) -> AsyncIterator[_Stand]:
         to_pds, _ = await loop.create_connection(asyncio.Protocol, *pds_server.sockets[0].getsockname())
         pds = await asyncio.wait_for(accepted.get(), 5)
         try:
-            yield _Stand(client, pds, Tunnel(to_client, to_pds, b"", False, stall=stall), lent)
+            tunnel = Tunnel(to_client, to_pds, b"", False, stall=stall, route=ROUTE)
+            yield _Stand(client, pds, tunnel, lent)
         finally:
             for _, writer in (client, pds):
                 writer.transport.abort()
@@ -73,7 +79,22 @@ async def _stand(stall: float, client_rcvbuf: int) -> AsyncIterator[_Stand]:
         pds_server.close()
 
 
-async def test_a_client_that_stops_reading_past_the_stall_bound_drops_both() -> None:
+ROUTE = "/xrpc/com.atproto.sync.subscribeRepos"
+
+
+def stalls(side: str) -> float:
+    return REGISTRY.get_sample_value("upload_gate_websocket_stalls_total", {"side": side}) or 0.0
+
+
+def stall_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "gate.proxy.tunnel"]
+
+
+async def test_a_client_that_stops_reading_past_the_stall_bound_drops_both(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "gate.proxy.tunnel")
+    before = {side: stalls(side) for side in ("client", "pds")}
     async with _stand(stall=1.0, client_rcvbuf=64 * 1024) as stand:
         (_, pds_writer), (pds_reader, _) = stand.pds, stand.pds
         loop = asyncio.get_running_loop()
@@ -98,6 +119,31 @@ async def test_a_client_that_stops_reading_past_the_stall_bound_drops_both() -> 
         with contextlib.suppress(ConnectionError):
             while await asyncio.wait_for(client_reader.read(1024 * 1024), 5):
                 pass
+    # Logged and counted once, naming the route and the side, never a byte of what was relayed.
+    assert stall_lines(caplog) == [
+        f"websocket {ROUTE} dropped: the client read nothing of what was waiting for it for 1 s"
+    ]
+    assert (stalls("client"), stalls("pds")) == (before["client"] + 1, before["pds"])
+
+
+async def test_a_pds_that_stops_reading_past_the_stall_bound_is_logged_and_counted_as_the_pds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "gate.proxy.tunnel")
+    before = stalls("pds")
+    async with _stand(stall=1.0, client_rcvbuf=64 * 1024) as stand:
+        _, client_writer = stand.client
+        chunk = os.urandom(1024 * 1024)
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            for _ in range(256):  # the PDS reads none of it
+                client_writer.write(chunk)
+                await asyncio.wait_for(client_writer.drain(), 2)
+        await asyncio.wait_for(stand.tunnel.closed, 10)
+        assert stand.lent.lost.is_set()
+    assert stall_lines(caplog) == [
+        f"websocket {ROUTE} dropped: the pds read nothing of what was waiting for it for 1 s"
+    ]
+    assert stalls("pds") == before + 1
 
 
 async def test_a_pause_shorter_than_the_bound_holds_the_bytes_back() -> None:
