@@ -14,7 +14,7 @@ from aiohttp.typedefs import Middleware
 
 from gate import answers, metrics
 from gate.deps import Deps
-from gate.errors import ShuttingDown, XrpcError
+from gate.errors import InvalidRequest, ShuttingDown, XrpcError
 from gate.heap import frozen_heap
 from gate.labels import xrpc as labels_xrpc
 from gate.pipeline import UploadPipeline
@@ -22,6 +22,7 @@ from gate.proxy.body import BodyLimits, BodyReader
 from gate.proxy.connection import Connection
 from gate.proxy.drain import Drain
 from gate.proxy.forwarded import TrustedProxies, resolve
+from gate.proxy.headers import not_utf8
 from gate.proxy.ip_slots import IpSlots
 from gate.proxy.lifecycle import answer_then_linger, is_websocket
 from gate.proxy.routing import is_get_blob, is_upload
@@ -38,6 +39,15 @@ TRUSTED = web.AppKey("trusted_proxies", TrustedProxies)
 TARGET = web.RequestKey("target", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def refuse_undecodable_headers(request: web.Request) -> None:
+    """Before any path (passthrough, upload, websocket): a header value that is not UTF-8 cannot be sent
+    on unchanged (gate.proxy.headers), so the request gets a clear 400 naming the header, not its value."""
+    name = not_utf8(request.headers)
+    if name is not None:
+        metrics.REFUSED_HEADERS.labels("not_utf8").inc()
+        raise InvalidRequest(f"The value of header {name[:100]} is not UTF-8")
 
 
 def xrpc_error(exc: XrpcError) -> web.Response:
@@ -65,6 +75,7 @@ def public_middleware(drain: Drain) -> Middleware:
             try:
                 # Before the router: a target it cannot match ("*") gets the same clear 400 as any other.
                 request[TARGET] = origin_form(request.raw_path)
+                refuse_undecodable_headers(request)
                 response = await handler(request)
             except XrpcError as exc:
                 response = xrpc_error(exc)

@@ -129,10 +129,21 @@ REFUSED_TARGETS = Counter(
     ["reason"],
 )
 _zero(REFUSED_TARGETS, ("fragment", "backslash", "characters", "form"))
+REFUSED_HEADERS = Counter(
+    "upload_gate_refused_headers_total",
+    "Requests answered 400 for a header, by reason (not_utf8: a value holds bytes that are not UTF-8, "
+    "which the gate cannot relay unchanged).",
+    ["reason"],
+)
+_zero(REFUSED_HEADERS, ("not_utf8",))
 PASSTHROUGH = Counter(
     "upload_gate_passthrough_requests_total", "Non-upload requests proxied, by kind.", ["kind"]
 )
-UPSTREAM_ERRORS = Counter("upload_gate_upstream_errors_total", "PDS unreachable or slow.", ["kind"])
+UPSTREAM_ERRORS = Counter(
+    "upload_gate_upstream_errors_total",
+    "PDS unreachable or slow, or its answer not relayable (bad_header: a header value that is not UTF-8).",
+    ["kind"],
+)
 _zero(PASSTHROUGH, ("http", "websocket"))
 WEBSOCKET_STALLS = Counter(
     "upload_gate_websocket_stalls_total",
@@ -143,7 +154,7 @@ WEBSOCKET_STALLS = Counter(
 _zero(WEBSOCKET_STALLS, ("client", "pds"))
 # Bound once: every passthrough request counts here, and a label lookup per request costs more than the inc.
 PASSTHROUGH_HTTP = PASSTHROUGH.labels("http")
-_zero(UPSTREAM_ERRORS, ("timeout", "unreachable"))
+_zero(UPSTREAM_ERRORS, ("timeout", "unreachable", "bad_header"))
 POLICY_RELOADS = Counter("upload_gate_policy_reloads_total", "Policy reload attempts.", ["result"])
 _zero(POLICY_RELOADS, ("ok", "error"))
 POLICY_RELOAD_OK = Gauge(

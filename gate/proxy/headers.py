@@ -1,6 +1,12 @@
 """Which headers cross the proxy. RFC 9110 §7.6.1: hop-by-hop headers are the connection's, not the
 message's, so they are dropped in both directions, together with any header the Connection header
-names. Forwarding headers from an untrusted client are replaced (see ``forwarded``)."""
+names. Forwarding headers from an untrusted client are replaced (see ``forwarded``).
+
+Header values must be UTF-8 to cross (``not_utf8``). aiohttp decodes a value as UTF-8 with
+surrogateescape and writes values as UTF-8 only: bytes of a value that are not UTF-8 (obs-text, such as
+Latin-1) came out silently dropped, in both directions. They cannot be relayed unchanged, as nginx
+would, so such a message is refused whole — a request with 400 ``InvalidRequest``, a PDS answer with
+502 ``UpstreamFailure`` — never passed on altered. Valid UTF-8 (any script) passes byte for byte."""
 
 from __future__ import annotations
 
@@ -48,3 +54,15 @@ def end_to_end(
         if name.lower() not in skip:
             out.add(name, value)
     return out
+
+
+def not_utf8(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> str | None:
+    """The name of the first header whose value held bytes that are not UTF-8 (aiohttp turned each into
+    a lone surrogate), or None when every value can be written back as it came."""
+    for name, value in headers.items():
+        if not value.isascii():  # the common case costs one scan in C
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return name
+    return None

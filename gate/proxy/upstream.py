@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gate import metrics
@@ -25,7 +25,7 @@ from gate.errors import InvalidRequest, UpstreamFailure, UpstreamTimeout
 from gate.proxy import handshake
 from gate.proxy.deadlines import Deadlines
 from gate.proxy.forwarded import Forwarded
-from gate.proxy.headers import FORWARDING, end_to_end
+from gate.proxy.headers import FORWARDING, end_to_end, not_utf8
 from gate.proxy.tunnel import Tunnel
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,7 @@ class Upstream:
 
     @staticmethod
     def _response_headers(resp: aiohttp.ClientResponse) -> CIMultiDict[str]:
+        relayable(resp.headers, resp.url.path)
         return end_to_end(resp.headers)
 
     async def forward_upload(
@@ -228,6 +229,11 @@ class Upstream:
             metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
             log.warning("upstream websocket %s failed", self.url(target).path)
             raise
+        try:
+            relayable(answer.headers, self.url(target).path)
+        except UpstreamFailure:
+            pds.abort()
+            raise
         answered = end_to_end(answer.headers, WS_ANSWER_DROP)
         if answer.status != 101:
             refused = web.Response(status=answer.status, reason=answer.reason, body=answer.rest)
@@ -266,6 +272,16 @@ class Upstream:
         if self._ssl is None:
             self._ssl = ssl.create_default_context()
         return self._ssl
+
+
+def relayable(headers: CIMultiDictProxy[str] | CIMultiDict[str], path: str) -> None:
+    """A PDS answer whose header value is not UTF-8 cannot be relayed unchanged (gate.proxy.headers):
+    502, counted and logged with the header's name (never its value), before anything reaches the client."""
+    name = not_utf8(headers)
+    if name is not None:
+        metrics.UPSTREAM_ERRORS.labels("bad_header").inc()
+        log.warning("upstream answer to %s has a header that is not UTF-8: %s", path, name[:100])
+        raise UpstreamFailure("The PDS answered with a header value that is not UTF-8")
 
 
 async def _slices(body: bytes) -> AsyncIterator[memoryview]:
