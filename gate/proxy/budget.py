@@ -34,6 +34,7 @@ class MemoryBudget:
         # workers', evidence being written): what a read body may wait for instead of being refused.
         self.passing = 0
         self._freed: asyncio.Event | None = None  # set when bytes are given back; made on first wait
+        self._admitting: asyncio.Lock | None = None  # admissions wait in turn (``Admission``)
         metrics.MEMORY_BUDGET_BYTES.set(limit)
 
     def reserve(self, n: int) -> None:
@@ -110,7 +111,9 @@ class Admission:
     """Bytes held by one job that can wait its turn (a backfill's blob): ``admit`` waits until the job's
     whole peak fits, then holds it; ``shrink_to`` gives back what the real size does not need; released
     once. The job holds nothing while it waits, so jobs that wait can never hold up one another for
-    ever; only a peak over the whole budget is refused (``Overloaded``), as no wait could make it fit."""
+    ever; only a peak over the whole budget is refused (``Overloaded``), as no wait could make it fit.
+    Admissions wait in turn (first come, first admitted): a large blob is not passed for ever by small
+    ones that would always fit before it."""
 
     def __init__(self, budget: MemoryBudget) -> None:
         self._budget = budget
@@ -122,10 +125,13 @@ class Admission:
             raise RuntimeError("admitted once only: a job that waits must not hold anything")
         if n > budget.limit:
             raise Overloaded(f"{n} bytes held at once cannot fit GATE_MEMORY_BUDGET_BYTES ({budget.limit})")
-        while budget.used + n > budget.limit:
-            await budget._wait_freed()
-        budget._take(n)
-        self.held = n
+        if budget._admitting is None:
+            budget._admitting = asyncio.Lock()
+        async with budget._admitting:  # asyncio's Lock is FIFO; its holder holds no bytes while it waits
+            while budget.used + n > budget.limit:
+                await budget._wait_freed()
+            budget._take(n)
+            self.held = n
 
     def shrink_to(self, n: int) -> None:
         if n < self.held:

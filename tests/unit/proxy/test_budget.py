@@ -118,6 +118,20 @@ async def test_admissions_wait_holding_nothing_and_shrink_to_their_real_size() -
     assert budget.used == 0
 
 
+async def test_admissions_wait_in_turn_so_a_large_one_is_not_passed_by_small_ones() -> None:
+    budget = MemoryBudget(100)
+    first, large, small = Admission(budget), Admission(budget), Admission(budget)
+    await first.admit(50)
+    waiting_large = asyncio.create_task(large.admit(80))
+    await asyncio.sleep(0.01)
+    waiting_small = asyncio.create_task(small.admit(10))  # would fit now, but comes after the large one
+    await asyncio.sleep(0.01)
+    assert not waiting_large.done() and not waiting_small.done() and budget.used == 50
+    first.release()
+    await asyncio.wait_for(asyncio.gather(waiting_large, waiting_small), 1)
+    assert (large.held, small.held, budget.used) == (80, 10, 90)
+
+
 async def test_an_admission_over_the_whole_budget_is_refused_at_once() -> None:
     budget = MemoryBudget(100)
     with pytest.raises(Overloaded, match="GATE_MEMORY_BUDGET_BYTES"):
