@@ -184,7 +184,8 @@ class Settings:
         "GATE_MEMORY_BUDGET_BYTES",
         parse_size,
         "512M",
-        "upload bytes held at once, a hashing worker's copy included; past it → 503; ≥ 2 × GATE_MAX_UPLOAD_BYTES",
+        "upload bytes held at once, a hashing worker's copy and evidence being written included; past it → 503;"
+        " ≥ 2 × GATE_MAX_UPLOAD_BYTES",
     )
     body_idle_timeout: float = env(
         "GATE_BODY_IDLE_TIMEOUT",
