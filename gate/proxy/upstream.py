@@ -202,7 +202,9 @@ class Upstream:
 
     @classmethod
     def _relayed(cls, resp: aiohttp.ClientResponse, payload: bytes) -> web.Response:
-        # Given bytes and headers, aiohttp adds no header of its own here (nor a Content-Type).
+        # aiohttp adds what the PDS's answer lacks of Date and, on a body, Content-Type
+        # (application/octet-stream, RFC 9110 §8.3: a browser then downloads rather than sniffs); the
+        # PDS sends both on every answer with a body. Its Server banner is dropped (gate.answers).
         out = web.Response(
             status=resp.status, reason=resp.reason, body=payload, headers=cls._response_headers(resp)
         )
