@@ -79,6 +79,17 @@ class MemoryBudget:
             self.passing -= n
             self.release(n)
 
+    async def admit(self, n: int) -> None:
+        """Wait, holding nothing, until ``n`` bytes fit, then take them (for an ``Admission``)."""
+        if n > self.limit:
+            raise Overloaded(f"{n} bytes held at once cannot fit GATE_MEMORY_BUDGET_BYTES ({self.limit})")
+        if self._admitting is None:
+            self._admitting = asyncio.Lock()
+        async with self._admitting:  # asyncio's Lock is FIFO; its holder holds no bytes while it waits
+            while self.used + n > self.limit:
+                await self._wait_freed()
+            self._take(n)
+
     async def _wait_freed(self) -> None:
         if self._freed is None:
             self._freed = asyncio.Event()
@@ -120,18 +131,10 @@ class Admission:
         self.held = 0
 
     async def admit(self, n: int) -> None:
-        budget = self._budget
         if self.held:
             raise RuntimeError("admitted once only: a job that waits must not hold anything")
-        if n > budget.limit:
-            raise Overloaded(f"{n} bytes held at once cannot fit GATE_MEMORY_BUDGET_BYTES ({budget.limit})")
-        if budget._admitting is None:
-            budget._admitting = asyncio.Lock()
-        async with budget._admitting:  # asyncio's Lock is FIFO; its holder holds no bytes while it waits
-            while budget.used + n > budget.limit:
-                await budget._wait_freed()
-            budget._take(n)
-            self.held = n
+        await self._budget.admit(n)
+        self.held = n
 
     def shrink_to(self, n: int) -> None:
         if n < self.held:
