@@ -82,6 +82,55 @@ def test_a_colour_image_gets_pdqhashs_hash_and_quality(dihedral: bool) -> None:
     assert ([p.hex for p in ours], quality) == ([to_hex(v) for v in vectors], want_quality)
 
 
+# The bench corpus's sizes up to 1 MP (hashed at full resolution), widths that are multiples of 128 (whose
+# column passes read padded rows), and odd sizes: portrait, 1 MP exactly, long and thin, the smallest
+# hashable side (5) and under it, and 64×64 (which pdqhash takes as already downsampled).
+SIZES = [
+    (256, 192),
+    (1024, 768),
+    (768, 1024),
+    (1023, 767),
+    (1000, 750),
+    (1280, 800),
+    (1024, 1024),
+    (640, 480),
+    (512, 384),
+    (128, 2048),
+    (2048, 128),
+    (257, 129),
+    (7, 5),
+    (5, 7),
+    (4, 9),
+    (64, 64),
+    (63, 65),
+]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_full_resolution_hashes_are_pdqhashs_at_every_size(size: tuple[int, int], channels: int) -> None:
+    # The blur step by step (gate/hashing/pdq_native.py) against pdqhash's whole-image entry points.
+    im = photo("astronaut.png").resize(size, Image.Resampling.BICUBIC)
+    pixels = np.asarray(im.convert("L") if channels == 1 else im.convert("RGB"))
+    rgb = np.ascontiguousarray(np.stack([pixels] * 3, axis=2) if channels == 1 else pixels)
+    vector, want_quality = pdqhash.compute(rgb)
+    (found,), quality = pdq_hashes(pixels)
+    assert (found.hex, quality) == (to_hex(vector), want_quality)
+    vectors, want_quality = pdqhash.compute_dihedral(rgb)
+    turned, quality = pdq_hashes(pixels, dihedral=True)
+    assert ([p.hex for p in turned], quality) == ([to_hex(v) for v in vectors], want_quality)
+
+
+@pytest.mark.parametrize("size", [(300, 200), (512, 300), (64, 64), (4, 9)])
+def test_the_luma_is_only_read(size: tuple[int, int]) -> None:
+    # A frame's luma is read again after its hash (a repeat of it in an animation is known by it).
+    luma = pdq_native.LUMA[_grey("coffee.png", size)]
+    assert luma.flags.writeable
+    before = luma.copy()
+    assert pdq_native.pdq_of_luma(luma, dihedral=True) is not None
+    assert np.array_equal(luma, before)
+
+
 def test_a_read_only_luma_is_not_blurred_in_place() -> None:
     # numpy's view of Pillow's pixels is read-only, its memory an immutable bytes: pdqhash gets a copy.
     luma = rgb_luma(np.asarray(photo("coffee.png").resize((300, 200))))
