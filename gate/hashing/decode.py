@@ -79,9 +79,10 @@ class Decoded:
     # The same frame as HMA's hasher reads it, where that is not ``pixels`` (palette indices, CMYK's
     # C, M, Y planes: gate/hashing/hma_view.py), at the same scale; None otherwise or not asked for.
     hma: Pixels | None = None
-    # A colour frame on the downsample path at full resolution (``scale`` 1): its luma, and ``pixels``
-    # is NO_PIXELS. Only PDQ's downsample reads such a frame (never the first, which is hashed exactly
-    # and gets pHash / dHash).
+    # PDQ's luma of a colour frame, from the same decode. On the downsample path at full resolution
+    # (``scale`` 1) it is all there is (``pixels`` is NO_PIXELS): only PDQ's downsample reads such a
+    # frame (never the first, which is hashed exactly and gets pHash / dHash). A frame hashed exactly
+    # (``scale`` None) has both: the luma for PDQ's own hash, the pixels for everything else.
     luma: Luma | None = None
 
 
@@ -127,7 +128,11 @@ def decode_frame(
             luma = _luma(im)
             if luma is not None:
                 return Decoded(NO_PIXELS, width, height, scale=1, hma=hma, luma=luma)
-        return Decoded(_pixels(im), width, height, scale=None if exact else 1, hma=hma)
+            return Decoded(_pixels(im), width, height, scale=1, hma=hma)
+        # PDQ's luma straight from the decoded picture, converted to RGB once for both readings:
+        # turning the RGB pixels back into a Pillow image for it cost ~1.5 ms a 1 MP frame.
+        rgb = im.convert("RGB") if im.mode in _TO_RGB else im
+        return Decoded(_pixels(rgb), width, height, hma=hma, luma=_luma(rgb))
     scale = _drafted(im)
     im.load()
     # Both readings are averaged over the same blocks: PDQ's luma is linear in the values averaged.
@@ -143,8 +148,9 @@ def as_later_frame(decoded: Decoded) -> Decoded:
     """A first frame decoded exactly, as a later frame with the same pixels is decoded (``scale`` 1,
     colour read as its luma by the same conversion): its downsample then has the same bits, so a later
     frame repeating it is known as a repeat."""
-    pixels = decoded.pixels
-    luma = rgb_luma(pixels) if pixels.ndim == 3 else None
+    pixels, luma = decoded.pixels, decoded.luma
+    if luma is None and pixels.ndim == 3:
+        luma = rgb_luma(pixels)
     return replace(decoded, pixels=pixels if luma is None else NO_PIXELS, scale=1, hma=None, luma=luma)
 
 

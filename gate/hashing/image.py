@@ -163,7 +163,7 @@ class _Hashes:
         dihedral nor displayed: HMA hashes the stored grid as it is, and this hash exists only so that a
         file banked through HMA matches itself."""
         assert decoded.hma is not None
-        (found,), quality = pdq_of(replace(decoded, pixels=decoded.hma))
+        (found,), quality = pdq_of(replace(decoded, pixels=decoded.hma, luma=None))
         if quality >= HMA_MIN_QUALITY:
             self._keep(replace(found, frame=index, variant=Variant.AS_HMA))
 

@@ -1,9 +1,10 @@
 """PDQ hashes of decoded pixels, formatted exactly as threatexchange (and so HMA) formats them.
 
 Speed (issue 6): Meta's PDQ runs about twice as slow on images whose width is a multiple of 256 px
-(its column pass then walks memory at a cache-hostile stride). For those we hash the transposed image
-and transpose the 16×16 bit matrix back: the DCT of a transposed image is the transposed DCT and the
-median is unchanged, so the hash is bit-identical (tests/unit/hashing/test_pdq.py checks it).
+(its column pass then walks memory at a cache-hostile stride). The native path (gate/hashing/pdq_native.py)
+pads such rows for its column passes; where pdqhash's own API is used instead, we hash the transposed
+image and transpose the 16×16 bit matrix back: the DCT of a transposed image is the transposed DCT and
+the median is unchanged, so the hash is bit-identical (tests/unit/hashing/test_pdq.py checks it).
 """
 
 from __future__ import annotations
@@ -54,14 +55,15 @@ def pdq_of(decoded: Decoded, *, dihedral: bool = False) -> tuple[tuple[PdqHash, 
     """The PDQ hash (or the 8 dihedral hashes, ``original`` first) and quality of a decoded image: of
     its full-resolution pixels, or of PDQ's downsample computed from its reduced ones."""
     if decoded.scale is None:
-        return pdq_hashes(decoded.pixels, dihedral=dihedral)
+        return pdq_hashes(decoded.pixels, dihedral=dihedral, luma=decoded.luma)
     return pdq_of_downsample(downsample_of(decoded), dihedral=dihedral)
 
 
 def downsample_of(decoded: Decoded, orientation: Orientation | None = None) -> Floats:
     """PDQ's 64×64 downsample of the decoded picture, or of the picture as displayed after
     ``orientation`` (read through a view of the same pixels: nothing is decoded again)."""
-    pixels: Pixels | Luma = decoded.luma if decoded.luma is not None else decoded.pixels
+    # A frame hashed exactly has both: its pixels are read here, as they always were.
+    pixels: Pixels | Luma = decoded.pixels if decoded.luma is None or decoded.pixels.size else decoded.luma
     if orientation is None:
         return downsample(pixels, decoded.width, decoded.height, decoded.scale or 1)
     width, height = (
@@ -79,18 +81,22 @@ def pdq_of_downsample(luma: Floats, *, dihedral: bool = False) -> tuple[tuple[Pd
     return _as_hashes(*native, dihedral=dihedral, transposed=False)
 
 
-def pdq_hashes(pixels: Pixels, *, dihedral: bool = False) -> tuple[tuple[PdqHash, ...], int]:
-    """The PDQ hash (or the 8 dihedral hashes, ``original`` first) and the quality (0–100)."""
+def pdq_hashes(
+    pixels: Pixels, *, dihedral: bool = False, luma: Luma | None = None
+) -> tuple[tuple[PdqHash, ...], int]:
+    """The PDQ hash (or the 8 dihedral hashes, ``original`` first) and the quality (0–100). ``luma``:
+    PDQ's luma of ``pixels`` where the decoder gave it already (``Decoded.luma``)."""
+    if luma is None:
+        # pdqhash's own luma without its float64 pass: a table for a grey image (every small JPEG),
+        # Pillow's F conversion for colour (the same float32 values for all 2^24 colours:
+        # gate/hashing/decode.py).
+        luma = LUMA[pixels] if pixels.ndim == 2 else rgb_luma(pixels)
+    native = pdq_of_luma(luma, dihedral=dihedral)
+    if native is not None:
+        return _as_hashes(*native, dihedral=dihedral, transposed=False)
     height, width = pixels.shape[:2]
     transposed = width % _SLOW_WIDTH == 0 and height % _SLOW_WIDTH != 0
-    oriented = pixels.swapaxes(0, 1) if transposed else pixels
-    # pdqhash's own luma without its float64 pass: a table for a grey image (every small JPEG), Pillow's
-    # F conversion for colour (the same float32 values for all 2^24 colours: gate/hashing/decode.py).
-    luma = LUMA[pixels] if pixels.ndim == 2 else rgb_luma(pixels)
-    native = pdq_of_luma(luma.swapaxes(0, 1) if transposed else luma, dihedral=dihedral)
-    if native is not None:
-        return _as_hashes(*native, dihedral=dihedral, transposed=transposed)
-    rgb = _rgb(oriented)
+    rgb = _rgb(pixels.swapaxes(0, 1) if transposed else pixels)
     if dihedral:
         vectors, quality = pdqhash.compute_dihedral(rgb)
         return _as_hashes(vectors, quality, dihedral=True, transposed=transposed)
