@@ -34,7 +34,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -80,8 +79,6 @@ OUT = 64  # PDQ's downsample is 64×64
 # rows are padded by one cache line for the column passes.
 _ALIASED = 128
 _PAD = 16
-# Buffers up to this many floats are kept for the next image: a 1024×1024 image, padded.
-_KEEP = 1024 * (1024 + _PAD)
 
 _values = np.arange(256)
 # Exactly pdqhash's expression and evaluation order, per byte value.
@@ -171,49 +168,23 @@ def _samples(native: _Native, luma: npt.NDArray[np.float32]) -> npt.NDArray[np.f
     rows, cols = luma.shape
     # computeJaroszFilterWindowSize(side, 64)
     along_rows, along_cols = (cols + 2 * OUT - 1) // (2 * OUT), (rows + 2 * OUT - 1) // (2 * OUT)
-    work = _WORK
-    first = work.array(0, rows, cols)
+    first = np.empty_like(luma)
     native.box_rows(luma.ctypes.data, first.ctypes.data, rows, cols, along_rows)
     if cols % _ALIASED:
-        second = work.array(1, rows, cols)
+        second = np.empty_like(first)
         native.box_cols(first.ctypes.data, second.ctypes.data, rows, cols, along_cols)
     else:  # read from rows padded by a cache line; the padding columns are filtered too, and dropped
-        padded, filtered = work.array(1, rows, cols + _PAD), work.array(2, rows, cols + _PAD)
+        padded = np.zeros((rows, cols + _PAD), np.float32)
         padded[:, :cols] = first
-        padded[:, cols:] = 0
+        filtered = np.empty_like(padded)
         native.box_cols(padded.ctypes.data, filtered.ctypes.data, rows, cols + _PAD, along_cols)
-        second = work.array(1, rows, cols)  # over ``padded``, read no more
-        second[...] = filtered[:, :cols]
+        second = np.ascontiguousarray(filtered[:, :cols])
     native.box_rows(second.ctypes.data, first.ctypes.data, rows, cols, along_rows)
     # The last column pass, on the 64 columns decimateFloat keeps only: each column is its own.
     kept = np.ascontiguousarray(first[:, _decimated(cols)])
     out = np.empty_like(kept)
     native.box_cols(kept.ctypes.data, out.ctypes.data, rows, OUT, along_cols)
     return np.ascontiguousarray(out[_decimated(rows)])
-
-
-class _Workspace(threading.local):
-    """Float buffers kept from one image to the next, per thread. A fresh 3 MB array costs ~1 ms of page
-    faults as it is first written (the allocator gives large blocks back to the system when they are
-    freed), more than a box pass over it: for 1024×768 the fresh arrays cost as much as the passes.
-    Only buffers up to ``_KEEP`` floats are kept (3 of them: ~13 MB a process once it has hashed a
-    1 MP image); larger images get fresh arrays."""
-
-    def __init__(self) -> None:
-        self.flat: list[npt.NDArray[np.float32]] = []
-
-    def array(self, k: int, rows: int, cols: int) -> npt.NDArray[np.float32]:
-        size = rows * cols
-        if size > _KEEP:
-            return np.empty((rows, cols), np.float32)
-        while len(self.flat) <= k:
-            self.flat.append(np.empty(0, np.float32))
-        if self.flat[k].size < size:
-            self.flat[k] = np.empty(min(max(size, 1 << 18), _KEEP), np.float32)
-        return self.flat[k][:size].reshape(rows, cols)
-
-
-_WORK = _Workspace()
 
 
 @functools.lru_cache(maxsize=256)

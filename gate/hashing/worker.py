@@ -88,7 +88,7 @@ def prepare_process() -> None:
     Image.init()
     for name in REFUSED:
         Image.OPEN.pop(name, None)
-    _keep_heap_warm()
+    keep_heap_warm()
     pdq_native.available()  # proves the native PDQ entry points now, not on this worker's first upload
     # libvips and libwebp load here, after the fork (the forkserver never imports libvips: no libvips
     # thread is forked), and before the first large PNG or WebP pays for them.
@@ -96,13 +96,14 @@ def prepare_process() -> None:
     webp.available()
 
 
-def _keep_heap_warm() -> None:
+def keep_heap_warm() -> None:
     """Stop glibc handing every decode buffer back to the kernel.
 
     A fresh process's malloc serves blocks over 128 KB with mmap and trims the heap top eagerly, so
     every upload re-faults its decode buffers: ~1,400 page faults and ~4 ms of system time per 12 MP
     JPEG, 20 ms in the worker instead of 16 (getrusage around hash_image). Fixed thresholds keep
     blocks up to 32 MB on the heap and up to 64 MB of free heap mapped; peak RSS is unchanged.
+    (bench/hashing.py measures in a process set up the same way: what a worker pays.)
     """
     if not sys.platform.startswith("linux"):
         return
