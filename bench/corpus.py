@@ -21,8 +21,21 @@ SIZES: dict[str, tuple[int, int]] = {
     "2048px": (2048, 1536),
     "12MP": (4032, 3024),
 }
-FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF")  # Pillow's names
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
+# What the tables call them (Pillow's WEBP is WebP).
+FORMAT_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF"}
+
+
+def label(size: str, fmt: str) -> str:
+    """A row of the hashing table: ``12MP JPEG``, ``1024px WebP``."""
+    return f"{size} {FORMAT_NAMES[fmt]}"
+
+
+def size_name(size: str) -> str:
+    """A size as the sizing table names it: ``1024×768 (0.8 MP)``."""
+    width, height = SIZES[size]
+    return f"{width}×{height} ({width * height / 1e6:.1f} MP)"
 
 
 def _photo_paths() -> list[Path]:
@@ -57,7 +70,7 @@ class Sample:
 
     @property
     def label(self) -> str:
-        return f"{self.size} {self.fmt}"
+        return label(self.size, self.fmt)
 
 
 @cache

@@ -20,7 +20,7 @@ from bench.report import Report, Table
 
 REPO = Path(__file__).resolve().parents[1]
 SIZING_TITLE = "Sizing (per replica, from this run)"
-PER_CORE = "uploads/s per core, 12 MP "
+PER_CORE = "uploads/s per core, "  # then the size and the format: "1024×768 (0.8 MP) JPEG"
 MEMORY = "memory per concurrent 12 MP upload"
 
 
@@ -50,19 +50,24 @@ def _provenance(report: Report, sections: str) -> str:
 
 def readme_sizing(report: Report, sections: str = "") -> str:
     rows = {str(r["figure"]): str(r["value"]) for r in _sizing(report).rows}
-    formats = [f.removeprefix(PER_CORE) for f in rows if f.startswith(PER_CORE)]
-    return "\n".join(
-        [
-            _provenance(report, sections) + " See [performance](docs/performance.md#sizing) for how each "
-            "figure is reached.",
-            "",
-            "| per replica | " + " | ".join(f"12 MP {f}" for f in formats) + " |",
-            "|---|" + "---|" * len(formats),
-            "| uploads/s per core | " + " | ".join(rows[PER_CORE + f] for f in formats) + " |",
-            "",
-            f"Memory: about {rows[MEMORY]} per concurrent 12 MP upload above the idle process.",
-        ]
-    )
+    # "uploads/s per core, <size> <format>": a line per size, a column per format, in the run's order.
+    rates = {
+        tuple(f.removeprefix(PER_CORE).rsplit(" ", 1)): v for f, v in rows.items() if f.startswith(PER_CORE)
+    }
+    sizes = list(dict.fromkeys(size for size, _ in rates))
+    formats = list(dict.fromkeys(fmt for _, fmt in rates))
+    lines = [
+        _provenance(report, sections) + " See [performance](docs/performance.md#sizing) for how each "
+        "figure is reached.",
+        "",
+        "| uploads/s per core, per replica | " + " | ".join(formats) + " |",
+        "|---|" + "---|" * len(formats),
+    ]
+    lines += [
+        f"| {size} | " + " | ".join(rates.get((size, f), "-") for f in formats) + " |" for size in sizes
+    ]
+    lines += ["", f"Memory: about {rows[MEMORY]} per concurrent 12 MP upload above the idle process."]
+    return "\n".join(lines)
 
 
 def performance_sizing(report: Report, sections: str = "") -> str:

@@ -24,7 +24,7 @@ from dataclasses import replace
 from PIL import Image
 from threatexchange.signal_type.pdq.pdq_hasher import pdq_from_bytes
 
-from bench.corpus import FORMATS, SIZES, Sample
+from bench.corpus import FORMAT_NAMES, FORMATS, SIZES, Sample, label
 from bench.report import Report
 from gate.hashing import vips, webp
 from gate.hashing.hasher import hash_bytes
@@ -117,15 +117,15 @@ def run(report: Report, samples: list[Sample], rounds: int) -> dict[str, float]:
     sizes_by_label = {s.label: len(s.body) for s in samples}
     for size in SIZES:
         for fmt in FORMATS:
-            label = f"{size} {fmt}"
-            if label not in fast:
+            row = label(size, fmt)
+            if row not in fast:
                 continue
-            f, b = statistics.median(fast[label]) * 1000, statistics.median(full[label]) * 1000
-            fc, bc = statistics.median(fast_cpu[label]) * 1000, statistics.median(full_cpu[label]) * 1000
+            f, b = statistics.median(fast[row]) * 1000, statistics.median(full[row]) * 1000
+            fc, bc = statistics.median(fast_cpu[row]) * 1000, statistics.median(full_cpu[row]) * 1000
             table.add(
                 **{
-                    "upload": label,
-                    "bytes": sizes_by_label[label],
+                    "upload": row,
+                    "bytes": sizes_by_label[row],
                     "gate ms": f,
                     "full-res PDQ ms": b,
                     "speed-up": f"{b / f:.1f}×",
@@ -167,11 +167,12 @@ def run(report: Report, samples: list[Sample], rounds: int) -> dict[str, float]:
         )
     _libvips_table(report, vs_pillow, vips_fidelity, pillow_fidelity, decoders)
     out: dict[str, float] = {}
-    if "12MP JPEG" in fast:
-        out["jpeg12_ms"] = statistics.median(fast["12MP JPEG"]) * 1000
-        out["jpeg12_full_ms"] = statistics.median(full["12MP JPEG"]) * 1000
-        out["jpeg12_cpu_ms"] = cpu = statistics.median(fast_cpu["12MP JPEG"]) * 1000
-        full_cpu_ms = statistics.median(full_cpu["12MP JPEG"]) * 1000
+    jpeg12 = label("12MP", "JPEG")
+    if jpeg12 in fast:
+        out["jpeg12_ms"] = statistics.median(fast[jpeg12]) * 1000
+        out["jpeg12_full_ms"] = statistics.median(full[jpeg12]) * 1000
+        out["jpeg12_cpu_ms"] = cpu = statistics.median(fast_cpu[jpeg12]) * 1000
+        full_cpu_ms = statistics.median(full_cpu[jpeg12]) * 1000
         report.target(
             "12 MP JPEG hashing, one core (median CPU time)",
             "≤ 20 ms",
@@ -254,16 +255,16 @@ def _libvips_table(
     )
     for size in SIZES:
         for fmt, goal in LIBVIPS_TARGETS.items():
-            label = f"{size} {fmt}"
-            if label not in vs_pillow:
+            row = label(size, fmt)
+            if row not in vs_pillow:
                 continue
-            gate = statistics.median(g for g, _ in vs_pillow[label]) * 1000
-            pillow = statistics.median(p for _, p in vs_pillow[label]) * 1000
-            v, p = vips_fidelity.get(label) or [0], pillow_fidelity.get(label) or [0]
+            gate = statistics.median(g for g, _ in vs_pillow[row]) * 1000
+            pillow = statistics.median(p for _, p in vs_pillow[row]) * 1000
+            v, p = vips_fidelity.get(row) or [0], pillow_fidelity.get(row) or [0]
             alone, limit = "-", ""
-            if decoders.get(label):
-                direct = statistics.median(d for d, _ in decoders[label]) * 1000
-                libvips = statistics.median(lv for _, lv in decoders[label]) * 1000
+            if decoders.get(row):
+                direct = statistics.median(d for d, _ in decoders[row]) * 1000
+                libvips = statistics.median(lv for _, lv in decoders[row]) * 1000
                 alone = f"{direct:.1f} / {libvips:.1f} ms ({libvips / direct:.2f}×)"
                 limit = (
                     f"; {gate / direct:.2f}× libwebp's scaled decode alone ({direct:.1f} ms; through "
@@ -271,7 +272,7 @@ def _libvips_table(
                 )
             table.add(
                 **{
-                    "upload": label,
+                    "upload": row,
                     "gate CPU ms": gate,
                     "Pillow path CPU ms": pillow,
                     "speed-up": f"{pillow / gate:.2f}×",
@@ -283,7 +284,7 @@ def _libvips_table(
             if size == "12MP":
                 how = "WebP scaled by Pillow's libwebp, called directly" if fmt == "WEBP" else "libvips"
                 report.target(
-                    f"12 MP {'WebP' if fmt == 'WEBP' else fmt} hashing, one core (median CPU time)",
+                    f"12 MP {FORMAT_NAMES[fmt]} hashing, one core (median CPU time)",
                     f"≤ {goal:.0f} ms",
                     f"{gate:.1f} ms CPU ({how}); Pillow's decode {pillow:.1f} ms in the same run "
                     f"({pillow / gate:.2f}×){limit}; {statistics.median(v)} / {max(v)} bits (median / max) "
