@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 from PIL import IcoImagePlugin, Image, MpoImagePlugin, PsdImagePlugin
@@ -87,7 +87,7 @@ def frames(
     reduce: bool,
     as_hma: bool = True,
     body: bytes | None = None,
-) -> Iterator[Frame]:
+) -> Generator[Frame, None, None]:
     """Decode each frame of ``im`` in turn. ``reopen`` gives a fresh copy of the same reading (JPEG's
     reduced decode leaves an MPO unable to seek). ``as_hma``: the picture ``im`` opened on also comes
     with the pixels HMA's hasher reads from it (``Decoded.hma``; HMA hashes that picture only).
@@ -119,6 +119,17 @@ def frames(
         finally:
             if current is not im:
                 current.close()
+
+
+def may_hold_several(im: Image.Image) -> bool:
+    """Whether ``im`` may hold more than one picture to decode, as its header tells without reading on:
+    a declared frame count over 1, or a format that can only count its frames by walking the file
+    (GIF, TIFF). Only a choice of how to decode (gate/hashing/image.py reads such images' frames
+    ahead in a thread): every frame is decoded and hashed either way."""
+    declared = im.__dict__.get("n_frames")
+    if isinstance(declared, int) and not isinstance(declared, bool):
+        return declared > 1
+    return isinstance(getattr(type(im), "n_frames", None), property)
 
 
 def _positions(im: Image.Image) -> Iterator[int]:

@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from contextlib import closing
 from dataclasses import dataclass, replace
 
 from gate.hashing.decode import Decoded, DecodeFailure, as_later_frame
 from gate.hashing.formats import OpenFailure, failure_of, open_all, short
-from gate.hashing.frames import Budget, Frame, frames, reopener
+from gate.hashing.frames import Budget, Frame, frames, may_hold_several, reopener
 from gate.hashing.hma_view import HMA_MIN_QUALITY
 from gate.hashing.options import HashOptions
 from gate.hashing.pdq import downsample_of, pdq_of, pdq_of_downsample
 from gate.hashing.pdq_downsample import Floats
 from gate.hashing.perceptual import perceptual
+from gate.hashing.read_ahead import ReadAhead
 from gate.types import PdqHash, Unhashable, Variant
 
 
@@ -45,11 +47,15 @@ class ImageHashes:
     frames: int | None = None  # pictures decoded (identical frames included)
 
 
-def hash_image(body: bytes, sniffed: str, options: HashOptions, *, reduce: bool = True) -> ImageHashes:
+def hash_image(
+    body: bytes, sniffed: str, options: HashOptions, *, reduce: bool = True, read_ahead: bool = True
+) -> ImageHashes:
     """Every perceptual hash of a body whose magic bytes say ``sniffed``. Never raises for bad input:
     what cannot be hashed comes back as ``unhashable`` with its reason and a short detail.
 
     ``reduce=False`` hashes every frame at full resolution, as HMA does (slow; for tests and banks).
+    ``read_ahead=False`` decodes and hashes the frames in turn in this thread (the same hashes, one
+    thread: for tests and the benchmark to compare against).
     """
     hashes = _Hashes(options)
     # Decoders of hostile files warn about everything (odd sizes, broken EXIF, truncated chunks). The
@@ -64,17 +70,24 @@ def hash_image(body: bytes, sniffed: str, options: HashOptions, *, reduce: bool 
                 continue
             offset = hashes.frames
             with item.image as im:
+                decoded = frames(
+                    im,
+                    reopener(body, item.name),
+                    hashes.budget,
+                    reduce=reduce,
+                    as_hma=options.as_hma,
+                    body=body if options.libvips else None,
+                )
                 try:
-                    reopen = reopener(body, item.name)
-                    for frame in frames(
-                        im,
-                        reopen,
-                        hashes.budget,
-                        reduce=reduce,
-                        as_hma=options.as_hma,
-                        body=body if options.libvips else None,
-                    ):
-                        hashes.add(frame, offset + frame.index)
+                    # An animation's frames are decoded in a thread while the one before is hashed
+                    # here (Pillow's decoders and the native PDQ call release the GIL): it then takes
+                    # about the longer of the two, not their sum (gate/hashing/read_ahead.py). A still
+                    # is not worth the thread.
+                    ahead = read_ahead and may_hold_several(im)
+                    pipeline = ReadAhead(decoded, name="gate-frames") if ahead else closing(decoded)
+                    with pipeline as ready:
+                        for frame in ready:
+                            hashes.add(frame, offset + frame.index)
                 except DecodeFailure as failure:
                     hashes.fail(failure.reason, failure.detail, item.media_type)
                 except Exception as exc:

@@ -10,9 +10,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from gate.hashing.hasher import hash_bytes
+from gate.hashing.image import hash_image
 from gate.hashing.options import HashOptions
 from gate.hashing.pdq import pdq_hashes, pdq_of_downsample
 from gate.hashing.pdq_downsample import band, downsample
+from gate.hashing.sniff import sniff
 from gate.types import Hashes, Unhashable, Variant
 from tests.support.media import TEN_MS_FIRST, exif, save
 from tests.unit.hashing.corpus import bits, encode, resized
@@ -255,3 +257,74 @@ def test_a_later_gif_frame_is_read_through_the_global_table_when_the_first_had_i
     distance, frame = closest(hashes, hash_bytes(encode(astronaut.convert("RGB"), "PNG"), OPTIONS).pdq[0].hex)
     assert frame == 1
     assert distance <= 2  # a later frame: PDQ's downsample path, within a bit or two of the exact hash
+
+
+def _pan(count: int, side: int = 240) -> list[Image.Image]:
+    """``count`` distinct frames: a window sliding across a photo (the benchmark's GIF, smaller)."""
+    wide = resized("chelsea.png", 2 * side).resize((2 * side, side))
+    return [wide.crop((i * side // count, 0, i * side // count + side, side)) for i in range(count)]
+
+
+def _pan_gif() -> bytes:  # each frame its own colour table, as GIF tools quantize a video
+    frames = [f.quantize(256, method=Image.Quantize.FASTOCTREE) for f in _pan(30)]
+    return save(frames[0], "GIF", *frames[1:], duration=40, loop=0)
+
+
+def _truncated_gif() -> bytes:
+    body = _pan_gif()
+    return body[: len(body) * 2 // 3]
+
+
+def _apng() -> bytes:  # every dispose and blend op, over RGBA frames with holes
+    first, *others = _composited()
+    return save(first, "PNG", *others, disposal=[0, 1, 2, 0, 1], blend=[0, 1, 1, 0, 1], duration=50)
+
+
+def _apng_default_image() -> bytes:
+    first, *others = _composited()
+    return save(first, "PNG", *others, default_image=True, duration=50)
+
+
+def _webp_lossless() -> bytes:
+    first, *others = _composited()
+    return save(first, "WEBP", *others, lossless=True, duration=50)
+
+
+def _webp_lossy() -> bytes:
+    first, *others = (f.convert("RGB") for f in _pan(20))
+    return save(first, "WEBP", *others, quality=80, duration=40)
+
+
+# (name, body, options, frames each with a hash of its own: a dropped or reordered one shows)
+ANIMATIONS = [
+    ("gif-pan", _pan_gif, OPTIONS, 30),
+    ("gif-pan-dihedral-as-hma", _pan_gif, HashOptions(dihedral=True, as_hma=True), 30),
+    ("gif-local-palettes", _local_palettes, OPTIONS, 5),
+    ("gif-one-palette", _one_palette, OPTIONS, 5),
+    ("gif-first-frame-own-palette", lambda: _first_frame_with_its_own_palette()[0], OPTIONS, 2),
+    ("gif-truncated", _truncated_gif, OPTIONS, None),
+    ("gif-past-max-frames", _pan_gif, HashOptions(max_frames=12), None),
+    ("apng", _apng, OPTIONS, 5),
+    ("apng-default-image", _apng_default_image, OPTIONS, 5),
+    ("webp-lossless-alpha", _webp_lossless, OPTIONS, 5),
+    ("webp-lossy", _webp_lossy, OPTIONS, 20),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "options", "distinct"), [row[1:] for row in ANIMATIONS], ids=[row[0] for row in ANIMATIONS]
+)
+def test_frames_read_ahead_give_exactly_the_hashes_of_frames_read_in_turn(
+    make: Any, options: HashOptions, distinct: int | None
+) -> None:
+    # Uploads read an animation's frames ahead in a thread (gate/hashing/read_ahead.py); every hash,
+    # its frame number and quality, the order, the frame count and any failure are those of one thread.
+    body = make()
+    sniffed = sniff(body)
+    serial = hash_image(body, sniffed, options, read_ahead=False)
+    assert hash_image(body, sniffed, options) == serial
+    if distinct is not None:  # each frame has a hash of its own here, so a lost or swapped frame shows
+        stored = [p for p in serial.pdq if p.variant is Variant.STORED and p.transform == "original"]
+        assert [p.frame for p in stored] == list(range(distinct)) == list(range(serial.frames or 0))
+    else:  # cut short: the frames before still count, and the failure is the same
+        assert serial.unhashable is not None and serial.pdq
