@@ -20,9 +20,12 @@ pages).
 from __future__ import annotations
 
 import io
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import replace
 
 import pyvips
 from PIL import Image
@@ -32,7 +35,10 @@ from bench.report import Report
 from gate.hashing import vips
 from gate.hashing.digests import digests
 from gate.hashing.hasher import hash_bytes
+from gate.hashing.image import hash_image
 from gate.hashing.options import HashOptions
+from gate.hashing.sniff import sniff
+from gate.hashing.worker import prepare_process
 from tests.support.media import exif, polyglot, save
 
 OPTIONS = HashOptions()
@@ -97,6 +103,43 @@ def _vips_frames(body: bytes) -> None:
     operation cache: gate/hashing/vips.py), into memory as RGBA: not hashed."""
     assert vips.available()
     pyvips.Image.gifload_buffer(body, n=-1, access="sequential").write_to_memory()
+
+
+def _as_worker(body: bytes, options: HashOptions, side: ThreadPoolExecutor) -> object:
+    """One job as a hashing worker runs it (gate/hashing/worker.py ``serve``): the digests in its side
+    thread from the start, the image in this one."""
+    found = side.submit(digests, body)
+    return hash_image(body, sniff(body), options), found.result()
+
+
+def _latency(body: bytes, rounds: int) -> list[tuple[float, float]]:
+    """Median wall and CPU ms of the job with frames read ahead, then in turn, then of Pillow's decoding
+    and compositing alone, run in turn round after round (the same machine state for each). Runs in a
+    process set up as a hashing worker (``prepare_process``: its allocator settings decide what a
+    frame's fresh arrays cost)."""
+    side = ThreadPoolExecutor(max_workers=1)
+    works: list[Callable[[], object]] = [
+        lambda: _as_worker(body, OPTIONS, side),
+        lambda: _as_worker(body, replace(OPTIONS, read_ahead=False), side),
+        lambda: _pillow_frames(body),
+    ]
+    for work in works:
+        work()  # warm: caches, the side thread, the native PDQ's proof
+    times: list[tuple[list[float], list[float]]] = [([], []) for _ in works]
+    for _ in range(rounds):
+        for work, (wall, cpu) in zip(works, times, strict=True):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            work()
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+    side.shutdown()
+    return [(statistics.median(w) * 1000, statistics.median(c) * 1000) for w, c in times]
+
+
+def _latency_in_a_worker(body: bytes, rounds: int) -> list[tuple[float, float]]:
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=prepare_process) as process:
+        return process.submit(_latency, body, rounds).result()
 
 
 def _paired_ms(works: list[Callable[[], object]], rounds: int) -> list[float]:
@@ -176,16 +219,23 @@ def run(report: Report, rounds: int) -> None:
                 ],
                 max(rounds, 5),
             )
+            # The upload's latency: the job as a worker runs it, frames read ahead (the gate) and in
+            # turn (before), beside Pillow's decoding alone, in alternation (the same machine state).
+            (ahead, ahead_cpu), (in_turn, in_turn_cpu), (pillow_wall, _) = _latency_in_a_worker(
+                body, max(rounds, 9)
+            )
             report.target(
-                f"{FRAMES}-frame {SIDE} px GIF, every frame hashed, one core (median CPU time)",
+                f"{FRAMES}-frame {SIDE} px GIF, every frame hashed (median wall time of the worker's job)",
                 "≤ 150 ms",
-                f"{ms:.0f} ms CPU, {len(hashes.pdq)} hashes ({ms / base_ms:.1f}× its first frame alone). "
-                f"Below it: Pillow's decoding and compositing of the frames alone {pillow:.0f} ms (its LZW "
-                f"decoder alone {lzw:.0f} ms) + the "
-                f"body's digests {exact:.0f} ms; the hashing of {frames_n} frames {ms - pillow - exact:.0f} ms "
-                f"({ms / pillow:.2f}× Pillow's decoding and compositing alone). "
+                f"{ahead:.0f} ms wall, {ahead / pillow_wall:.2f}× Pillow's decoding and compositing alone "
+                f"({pillow_wall:.0f} ms wall in the same rounds); {ahead_cpu:.0f} ms CPU. Frames decoded in "
+                f"turn instead of read ahead: {in_turn:.0f} ms wall ({ahead / in_turn:.2f}×), {in_turn_cpu:.0f} "
+                f"ms CPU ({ahead_cpu / in_turn_cpu:.2f}×). One core, all serial (hash_bytes, the row above): "
+                f"{ms:.0f} ms CPU, {len(hashes.pdq)} hashes. Below it: Pillow's decoding and compositing "
+                f"alone {pillow:.0f} ms CPU (its LZW decoder alone {lzw:.0f} ms) + the body's digests "
+                f"{exact:.0f} ms; the hashing of {frames_n} frames {ms - pillow - exact:.0f} ms. "
                 f"libvips' GIF loader alone: {vips:.0f} ms ({vips / pillow:.2f}× Pillow's)",
-                ms <= 150,
+                ahead <= 150,
                 issue=18,
             )
         if label.startswith("12 MP JPEG, EXIF"):

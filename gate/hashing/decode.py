@@ -84,6 +84,10 @@ class Decoded:
     # frame (never the first, which is hashed exactly and gets pHash / dHash). A frame hashed exactly
     # (``scale`` None) has both: the luma for PDQ's own hash, the pixels for everything else.
     luma: Luma | None = None
+    # Such a frame as decoded: a copy of its colours (the decoder composites the next frame over its
+    # own pixels in place), whose luma ``read_luma`` reads where the frame is hashed. That is in the
+    # thread that hashes, not the one decoding the next frame meanwhile (gate/hashing/read_ahead.py).
+    colour: Image.Image | None = None
 
 
 def decode(body: bytes, media_type: str, *, max_pixels: int, reduce: bool = True) -> Decoded:
@@ -125,9 +129,11 @@ def decode_frame(
         im.load()
         hma = hma_pixels(im) if as_hma else None
         if not exact:
-            luma = _luma(im)
-            if luma is not None:
-                return Decoded(NO_PIXELS, width, height, scale=1, hma=hma, luma=luma)
+            # Its luma is read where it is hashed (``read_luma``): in the thread that hashes, not the one
+            # decoding the next frame meanwhile (gate/hashing/read_ahead.py).
+            colour = _colour(im)
+            if colour is not None:
+                return Decoded(NO_PIXELS, width, height, scale=1, hma=hma, colour=colour)
             return Decoded(_pixels(im), width, height, scale=1, hma=hma)
         # PDQ's luma straight from the decoded picture, converted to RGB once for both readings:
         # turning the RGB pixels back into a Pillow image for it cost ~1.5 ms a 1 MP frame.
@@ -159,13 +165,27 @@ def rgb_luma(pixels: Pixels) -> Luma:
     return np.asarray(Image.fromarray(pixels).convert("F"))
 
 
+def read_luma(decoded: Decoded) -> Decoded:
+    """A frame decoded with its ``colour`` kept, now read as its luma (``Decoded.luma``)."""
+    if decoded.colour is None:
+        return decoded
+    return replace(decoded, luma=np.asarray(decoded.colour.convert("F")), colour=None)
+
+
 def _luma(im: Image.Image) -> Luma | None:
     """The loaded frame's luma, for a frame whose 8-bit pixels (``_pixels``) would be RGB."""
+    colour = im if im.mode in ("RGB", "RGBA") else _colour(im)  # no copy where none is needed
+    return None if colour is None else np.asarray(colour.convert("F"))
+
+
+def _colour(im: Image.Image) -> Image.Image | None:
+    """A copy of the loaded frame, for a frame whose 8-bit pixels (``_pixels``) would be RGB, in a mode
+    whose F conversion is PDQ's luma of them."""
     if im.mode in _TO_RGB:
-        im = im.convert("RGB")  # as ``_pixels`` converts them (P straight to F rounds differently)
-    elif im.mode not in ("RGB", "RGBA"):  # RGBA: the F conversion ignores alpha, as ``_pixels`` drops it
-        return None  # grey, 1-bit, 16-bit, float, premultiplied: their 8-bit plane is the luma
-    return np.asarray(im.convert("F"))
+        return im.convert("RGB")  # as ``_pixels`` converts them (P straight to F rounds differently)
+    if im.mode in ("RGB", "RGBA"):  # RGBA: the F conversion ignores alpha, as ``_pixels`` drops it
+        return im.copy()
+    return None  # grey, 1-bit, 16-bit, float, premultiplied: their 8-bit plane is the luma
 
 
 # Modes ``_pixels`` converts to RGB with Pillow.

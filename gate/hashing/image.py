@@ -22,7 +22,7 @@ import warnings
 from contextlib import closing
 from dataclasses import dataclass, replace
 
-from gate.hashing.decode import Decoded, DecodeFailure, as_later_frame
+from gate.hashing.decode import Decoded, DecodeFailure, as_later_frame, read_luma
 from gate.hashing.formats import OpenFailure, failure_of, open_all, short
 from gate.hashing.frames import Budget, Frame, frames, may_hold_several, reopener
 from gate.hashing.hma_view import HMA_MIN_QUALITY
@@ -47,15 +47,11 @@ class ImageHashes:
     frames: int | None = None  # pictures decoded (identical frames included)
 
 
-def hash_image(
-    body: bytes, sniffed: str, options: HashOptions, *, reduce: bool = True, read_ahead: bool = True
-) -> ImageHashes:
+def hash_image(body: bytes, sniffed: str, options: HashOptions, *, reduce: bool = True) -> ImageHashes:
     """Every perceptual hash of a body whose magic bytes say ``sniffed``. Never raises for bad input:
     what cannot be hashed comes back as ``unhashable`` with its reason and a short detail.
 
     ``reduce=False`` hashes every frame at full resolution, as HMA does (slow; for tests and banks).
-    ``read_ahead=False`` decodes and hashes the frames in turn in this thread (the same hashes, one
-    thread: for tests and the benchmark to compare against).
     """
     hashes = _Hashes(options)
     # Decoders of hostile files warn about everything (odd sizes, broken EXIF, truncated chunks). The
@@ -83,7 +79,7 @@ def hash_image(
                     # here (Pillow's decoders and the native PDQ call release the GIL): it then takes
                     # about the longer of the two, not their sum (gate/hashing/read_ahead.py). A still
                     # is not worth the thread.
-                    ahead = read_ahead and may_hold_several(im)
+                    ahead = options.read_ahead and may_hold_several(im)
                     pipeline = ReadAhead(decoded, name="gate-frames") if ahead else closing(decoded)
                     with pipeline as ready:
                         for frame in ready:
@@ -119,6 +115,7 @@ class _Hashes:
 
     def add(self, frame: Frame, index: int) -> None:
         self.frames += 1
+        frame = replace(frame, decoded=read_luma(frame.decoded))
         self._add_picture(frame, index)
         if frame.decoded.hma is not None:  # after the picture's own hashes: a hash keeps its first label
             self._add_as_hma(frame.decoded, index)
