@@ -114,14 +114,22 @@ def _as_worker(body: bytes, options: HashOptions, side: ThreadPoolExecutor) -> o
 
 def _latency(body: bytes, rounds: int) -> list[tuple[float, float]]:
     """Median wall and CPU ms of the job with frames read ahead, then in turn, then of Pillow's decoding
-    and compositing alone, run in turn round after round (the same machine state for each). Runs in a
-    process set up as a hashing worker (``prepare_process``: its allocator settings decide what a
-    frame's fresh arrays cost)."""
+    and compositing alone, then of the body's digests taken twice at once in two threads (how much of a
+    second core the host gave: wall ≈ CPU / 2 when a core was free, ≈ CPU when not), run in turn round
+    after round (the same machine state for each). Runs in a process set up as a hashing worker
+    (``prepare_process``: its allocator settings decide what a frame's fresh arrays cost)."""
     side = ThreadPoolExecutor(max_workers=1)
+
+    def twice() -> None:
+        other = side.submit(digests, body)
+        digests(body)
+        other.result()
+
     works: list[Callable[[], object]] = [
         lambda: _as_worker(body, OPTIONS, side),
         lambda: _as_worker(body, replace(OPTIONS, read_ahead=False), side),
         lambda: _pillow_frames(body),
+        twice,
     ]
     for work in works:
         work()  # warm: caches, the side thread, the native PDQ's proof
@@ -221,8 +229,8 @@ def run(report: Report, rounds: int) -> None:
             )
             # The upload's latency: the job as a worker runs it, frames read ahead (the gate) and in
             # turn (before), beside Pillow's decoding alone, in alternation (the same machine state).
-            (ahead, ahead_cpu), (in_turn, in_turn_cpu), (pillow_wall, _) = _latency_in_a_worker(
-                body, max(rounds, 9)
+            (ahead, ahead_cpu), (in_turn, in_turn_cpu), (pillow_wall, _), (two, two_cpu) = (
+                _latency_in_a_worker(body, max(rounds, 9))
             )
             report.target(
                 f"{FRAMES}-frame {SIDE} px GIF, every frame hashed (median wall time of the worker's job)",
@@ -230,7 +238,8 @@ def run(report: Report, rounds: int) -> None:
                 f"{ahead:.0f} ms wall, {ahead / pillow_wall:.2f}× Pillow's decoding and compositing alone "
                 f"({pillow_wall:.0f} ms wall in the same rounds); {ahead_cpu:.0f} ms CPU. Frames decoded in "
                 f"turn instead of read ahead: {in_turn:.0f} ms wall ({ahead / in_turn:.2f}×), {in_turn_cpu:.0f} "
-                f"ms CPU ({ahead_cpu / in_turn_cpu:.2f}×). One core, all serial (hash_bytes, the row above): "
+                f"ms CPU ({ahead_cpu / in_turn_cpu:.2f}×); a second core was free for {two_cpu / two - 1:.0%} of "
+                f"the time (two digests at once: {two:.0f} ms wall, {two_cpu:.0f} ms CPU). One core, all serial (hash_bytes, the row above): "
                 f"{ms:.0f} ms CPU, {len(hashes.pdq)} hashes. Below it: Pillow's decoding and compositing "
                 f"alone {pillow:.0f} ms CPU (its LZW decoder alone {lzw:.0f} ms) + the body's digests "
                 f"{exact:.0f} ms; the hashing of {frames_n} frames {ms - pillow - exact:.0f} ms. "

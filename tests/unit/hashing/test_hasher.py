@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from gate.errors import Overloaded
 from gate.hashing.hasher import Hasher, hash_bytes
@@ -99,5 +102,42 @@ async def test_the_workers_copy_of_a_body_is_held_under_the_budget() -> None:
         with pytest.raises(Overloaded):
             await hasher.hash(body, HashOptions())
         assert budget.used == len(body)
+    finally:
+        await hasher.close()
+
+
+def _long_animation() -> bytes:
+    """120 frames of 500 px (30 MP of LZW to decode: well over 0.1 s), each a different pattern."""
+    side = 500
+    palette = [c for i in range(256) for c in (i, (i * 7) % 256, 255 - i)]
+    grid = np.add.outer(np.arange(side), np.arange(side))
+    frames = []
+    for i in range(120):
+        frame = Image.fromarray(((grid * (1 + i % 5) + i * 3) % 256).astype(np.uint8), "P")
+        frame.putpalette(palette)
+        frames.append(frame)
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=40, loop=0)
+    return buffer.getvalue()
+
+
+async def test_an_animation_past_the_deadline_ends_its_worker_with_the_thread_reading_ahead() -> None:
+    # The worker's SIGALRM ends the whole process, the thread decoding frames ahead with it
+    # (gate/hashing/read_ahead.py): the upload is unhashable, that process is gone, and the next
+    # upload is hashed by its replacement exactly as hash_bytes hashes it.
+    slow = _long_animation()
+    quick = gif(resized("coffee.png", 300))
+    hasher = Hasher(workers=1, decode_timeout=0.1)
+    try:
+        await hasher.warm_up()
+        (pid,) = hasher.worker_pids()
+        hashes = await hasher.hash(slow, HashOptions())
+        assert hashes.pdq == () and hashes.unhashable is Unhashable.CORRUPT
+        assert "longer than 0.1 s" in (hashes.unhashable_detail or "")
+        assert await hasher.hash(quick, HashOptions()) == hash_bytes(quick, HashOptions())
+        (replacement,) = hasher.worker_pids()
+        assert replacement != pid
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # reaped: no process (nor zombie) is left of it
     finally:
         await hasher.close()
