@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from gate.errors import Overloaded
 from gate.hashing.hasher import Hasher, hash_bytes
@@ -121,6 +122,10 @@ def _long_animation() -> bytes:
     return buffer.getvalue()
 
 
+def _restarts(reason: str) -> float:
+    return REGISTRY.get_sample_value("upload_gate_hash_worker_restarts_total", {"reason": reason}) or 0.0
+
+
 async def test_an_animation_past_the_deadline_ends_its_worker_with_the_thread_reading_ahead() -> None:
     # The worker's SIGALRM ends the whole process, the thread decoding frames ahead with it
     # (gate/hashing/read_ahead.py): the upload is unhashable, that process is gone, and the next
@@ -131,13 +136,20 @@ async def test_an_animation_past_the_deadline_ends_its_worker_with_the_thread_re
     try:
         await hasher.warm_up()
         (pid,) = hasher.worker_pids()
+        timeouts = _restarts("timeout")
         hashes = await hasher.hash(slow, HashOptions())
         assert hashes.pdq == () and hashes.unhashable is Unhashable.CORRUPT
         assert "longer than 0.1 s" in (hashes.unhashable_detail or "")
         assert await hasher.hash(quick, HashOptions()) == hash_bytes(quick, HashOptions())
         (replacement,) = hasher.worker_pids()
         assert replacement != pid
+        # Ended by its SIGALRM (not killed by the pool for hanging on), and reaped: no process is left.
+        for _ in range(100):
+            if _restarts("timeout") > timeouts:
+                break
+            await asyncio.sleep(0.05)
+        assert _restarts("timeout") == timeouts + 1
         with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)  # reaped: no process (nor zombie) is left of it
+            os.kill(pid, 0)
     finally:
         await hasher.close()
