@@ -13,10 +13,10 @@ Threads: one upload uses up to three here, so up to two cores at once when the h
 this one (receives the body, PDQ-hashes each frame, answers), ``gate-digest`` (the exact digests, from
 the start of the job) and, for a body that may hold several pictures, ``gate-frames`` (decodes the next
 frame while this one hashes the last: gate/hashing/read_ahead.py; started and joined within the job).
-libvips and libwebp are told to use one thread. The CPU per upload is the same as one thread's (the
-hand-overs add ~1 %); only the latency falls. The pool still sizes the parallelism at one worker per core:
-under full load the extra threads only share their own core. The deadline's SIGALRM ends the process,
-every thread with it.
+libvips and libwebp are told to use one thread. The CPU per upload is about one thread's (the
+hand-overs add 0-4 %, docs/performance.md); only the latency falls, and only while a core is idle. The
+pool still sizes the parallelism at one worker per core: under full load the extra threads share the
+cores the workers already keep busy. The deadline's SIGALRM ends the process, every thread with it.
 
 Wire format (both directions, big-endian): a job is ``HEADER`` (meta length, body length), the meta
 as JSON, then the body's bytes; an answer is ``ANSWER`` (length) and the answer as JSON.
