@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from gate.hashing.frames import may_hold_several
 from gate.hashing.hasher import hash_bytes
 from gate.hashing.image import hash_image
 from gate.hashing.options import HashOptions
@@ -329,3 +330,20 @@ def test_frames_read_ahead_give_exactly_the_hashes_of_frames_read_in_turn(
         assert [p.frame for p in stored] == list(range(distinct)) == list(range(serial.frames or 0))
     else:  # cut short: the frames before still count, and the failure is the same
         assert serial.unhashable is not None and serial.pdq
+
+
+@pytest.mark.parametrize(
+    ("make", "several"),
+    [
+        (lambda: encode(clean(), "JPEG"), False),
+        (lambda: encode(clean(), "PNG"), False),
+        (lambda: encode(clean(), "WEBP"), False),
+        (_apng, True),
+        (_webp_lossy, True),
+        (lambda: encode(clean(), "GIF"), True),  # a GIF counts its frames only by reading them all
+    ],
+    ids=["jpeg", "png", "webp", "apng", "animated-webp", "gif"],
+)
+def test_what_is_read_ahead_is_what_may_hold_several_pictures(make: Any, several: bool) -> None:
+    with Image.open(io.BytesIO(make())) as im:
+        assert may_hold_several(im) is several
