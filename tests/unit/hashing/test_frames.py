@@ -3,34 +3,29 @@
 from __future__ import annotations
 
 import io
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from gate.hashing.frames import may_hold_several
 from gate.hashing.hasher import hash_bytes
-from gate.hashing.image import hash_image
 from gate.hashing.options import HashOptions
 from gate.hashing.pdq import pdq_hashes, pdq_of_downsample
 from gate.hashing.pdq_downsample import band, downsample
-from gate.hashing.sniff import sniff
 from gate.types import Hashes, Unhashable, Variant
 from tests.support.media import TEN_MS_FIRST, exif, save
+from tests.unit.hashing.animations import (
+    SIZE,
+    banned,
+    clean,
+    first_frame_with_its_own_palette,
+    local_palettes,
+    one_palette,
+)
 from tests.unit.hashing.corpus import bits, encode, resized
 
 OPTIONS = HashOptions()
-SIZE = (400, 266)
-
-
-def banned() -> Image.Image:
-    return resized("astronaut.png", 400).resize(SIZE)
-
-
-def clean() -> Image.Image:
-    return resized("coffee.png", 400).resize(SIZE)
 
 
 def reference() -> str:
@@ -170,44 +165,7 @@ def test_dihedral_hashes_come_for_every_frame() -> None:
     assert {p.variant for p in turned} == {Variant.STORED, Variant.DIHEDRAL}
 
 
-def _composited() -> list[Image.Image]:
-    """Five frames: a patch over the first, a frame with a hole (what lies under it shows), others."""
-    coffee, astronaut, cat, rocket = (
-        clean(),
-        banned(),
-        resized("chelsea.png", 400),
-        resized("rocket.jpg", 400),
-    )
-    cat, rocket = cat.resize(SIZE), rocket.resize(SIZE)
-    patched = coffee.copy()
-    patched.paste(astronaut.crop((20, 30, 200, 170)), (20, 30))
-    holed = cat.convert("RGBA")
-    ImageDraw.Draw(holed).rectangle((40, 40, 220, 160), fill=(0, 0, 0, 0))
-    last = rocket.copy()
-    last.paste(cat.crop((100, 50, 260, 190)), (100, 50))
-    return [
-        coffee.convert("RGBA"),
-        patched.convert("RGBA"),
-        holed,
-        rocket.convert("RGBA"),
-        last.convert("RGBA"),
-    ]
-
-
-def _local_palettes() -> bytes:  # each frame its own palette and transparent index, whole-canvas tiles
-    first, *others = _composited()
-    return save(first, "GIF", *others, disposal=[1, 2, 3, 2, 1], duration=50, loop=0)
-
-
-def _one_palette() -> bytes:  # one palette: Pillow writes only the changed box of each frame
-    frames = [
-        f.convert("RGB").quantize(palette=clean().quantize(256), dither=Image.Dither.NONE)
-        for f in _composited()
-    ]
-    return save(frames[0], "GIF", *frames[1:], disposal=[1, 2, 3, 1, 1], duration=50, loop=0)
-
-
-@pytest.mark.parametrize("make", [_local_palettes, _one_palette], ids=["local-palettes", "one-palette"])
+@pytest.mark.parametrize("make", [local_palettes, one_palette], ids=["local-palettes", "one-palette"])
 def test_every_gif_frame_is_hashed_as_composited_like_its_rgb_pixels(make: Any) -> None:
     # Later frames are read as their luma (gate/hashing/decode.py): the hashes are those of the RGB
     # pixels Pillow composites (disposal 2 and 3, transparency, partial frames), frame by frame.
@@ -227,30 +185,13 @@ def test_every_gif_frame_is_hashed_as_composited_like_its_rgb_pixels(make: Any) 
     assert stored == [(h, expected.index(h)) for h in dict.fromkeys(expected)]
 
 
-def _first_frame_with_its_own_palette() -> tuple[bytes, Image.Image]:
-    """Two frames drawn with one global colour table; then the first frame is given a local table of
-    its own (the global one reversed: it shows a garbled picture), while the second, with the banned
-    picture, is still drawn with the global table."""
-    palette = banned().quantize(256)
-    coffee, astronaut = (
-        p.convert("RGB").quantize(palette=palette, dither=Image.Dither.NONE) for p in (clean(), banned())
-    )
-    body = save(coffee, "GIF", astronaut, palette=palette.getpalette(), optimize=False, **TEN_MS)
-    with Image.open(io.BytesIO(body)) as im:
-        data = im.tile[0].offset  # after the first image descriptor (10 bytes) and its LZW code size
-    flags = data - 2
-    assert body[data - 11] == 0x2C and body[10] & 0x87 == 0x87 and not body[flags] & 0x80
-    reversed_table = np.asarray(palette.getpalette(), np.uint8).reshape(256, 3)[::-1].tobytes()
-    return body[:flags] + bytes([body[flags] | 0x87]) + reversed_table + body[flags + 1 :], astronaut
-
-
 def test_a_later_gif_frame_is_read_through_the_global_table_when_the_first_had_its_own() -> None:
     # Pillow's RGB_AFTER_DIFFERENT_PALETTE_ONLY loading strategy would keep such frames in P and spare
     # the RGB compositing (~14 ms of a 100-frame 500 px GIF drawn with one table), but it reads a frame
     # without a local table through the colours of the frame before it rather than the global table
     # (Pillow 13): the banned second frame came out 118 bits from its hash. The gate keeps Pillow's
     # default strategy; this holds it to the picture viewers show.
-    body, astronaut = _first_frame_with_its_own_palette()
+    body, astronaut = first_frame_with_its_own_palette()
     with Image.open(io.BytesIO(body)) as im:
         im.seek(1)
         assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(astronaut.convert("RGB")))
@@ -259,91 +200,3 @@ def test_a_later_gif_frame_is_read_through_the_global_table_when_the_first_had_i
     distance, frame = closest(hashes, hash_bytes(encode(astronaut.convert("RGB"), "PNG"), OPTIONS).pdq[0].hex)
     assert frame == 1
     assert distance <= 2  # a later frame: PDQ's downsample path, within a bit or two of the exact hash
-
-
-def _pan(count: int, side: int = 240) -> list[Image.Image]:
-    """``count`` distinct frames: a window sliding across a photo (the benchmark's GIF, smaller)."""
-    wide = resized("chelsea.png", 2 * side).resize((2 * side, side))
-    return [wide.crop((i * side // count, 0, i * side // count + side, side)) for i in range(count)]
-
-
-def _pan_gif() -> bytes:  # each frame its own colour table, as GIF tools quantize a video
-    frames = [f.quantize(256, method=Image.Quantize.FASTOCTREE) for f in _pan(30)]
-    return save(frames[0], "GIF", *frames[1:], duration=40, loop=0)
-
-
-def _truncated_gif() -> bytes:
-    body = _pan_gif()
-    return body[: len(body) * 2 // 3]
-
-
-def _apng() -> bytes:  # every dispose and blend op, over RGBA frames with holes
-    first, *others = _composited()
-    return save(first, "PNG", *others, disposal=[0, 1, 2, 0, 1], blend=[0, 1, 1, 0, 1], duration=50)
-
-
-def _apng_default_image() -> bytes:
-    first, *others = _composited()
-    return save(first, "PNG", *others, default_image=True, duration=50)
-
-
-def _webp_lossless() -> bytes:
-    first, *others = _composited()
-    return save(first, "WEBP", *others, lossless=True, duration=50)
-
-
-def _webp_lossy() -> bytes:
-    first, *others = (f.convert("RGB") for f in _pan(20))
-    return save(first, "WEBP", *others, quality=80, duration=40)
-
-
-# (name, body, options, frames each with a hash of its own: a dropped or reordered one shows)
-ANIMATIONS = [
-    ("gif-pan", _pan_gif, OPTIONS, 30),
-    ("gif-pan-dihedral-as-hma", _pan_gif, HashOptions(dihedral=True, as_hma=True), 30),
-    ("gif-local-palettes", _local_palettes, OPTIONS, 5),
-    ("gif-one-palette", _one_palette, OPTIONS, 5),
-    ("gif-first-frame-own-palette", lambda: _first_frame_with_its_own_palette()[0], OPTIONS, 2),
-    ("gif-truncated", _truncated_gif, OPTIONS, None),
-    ("gif-past-max-frames", _pan_gif, HashOptions(max_frames=12), None),
-    ("apng", _apng, OPTIONS, 5),
-    ("apng-default-image", _apng_default_image, OPTIONS, 5),
-    ("webp-lossless-alpha", _webp_lossless, OPTIONS, 5),
-    ("webp-lossy", _webp_lossy, OPTIONS, 20),
-]
-
-
-@pytest.mark.parametrize(
-    ("make", "options", "distinct"), [row[1:] for row in ANIMATIONS], ids=[row[0] for row in ANIMATIONS]
-)
-def test_frames_read_ahead_give_exactly_the_hashes_of_frames_read_in_turn(
-    make: Any, options: HashOptions, distinct: int | None
-) -> None:
-    # Uploads read an animation's frames ahead in a thread (gate/hashing/read_ahead.py); every hash,
-    # its frame number and quality, the order, the frame count and any failure are those of one thread.
-    body = make()
-    sniffed = sniff(body)
-    serial = hash_image(body, sniffed, replace(options, read_ahead=False))
-    assert hash_image(body, sniffed, options) == serial
-    if distinct is not None:  # each frame has a hash of its own here, so a lost or swapped frame shows
-        stored = [p for p in serial.pdq if p.variant is Variant.STORED and p.transform == "original"]
-        assert [p.frame for p in stored] == list(range(distinct)) == list(range(serial.frames or 0))
-    else:  # cut short: the frames before still count, and the failure is the same
-        assert serial.unhashable is not None and serial.pdq
-
-
-@pytest.mark.parametrize(
-    ("make", "several"),
-    [
-        (lambda: encode(clean(), "JPEG"), False),
-        (lambda: encode(clean(), "PNG"), False),
-        (lambda: encode(clean(), "WEBP"), False),
-        (_apng, True),
-        (_webp_lossy, True),
-        (lambda: encode(clean(), "GIF"), True),  # a GIF counts its frames only by reading them all
-    ],
-    ids=["jpeg", "png", "webp", "apng", "animated-webp", "gif"],
-)
-def test_what_is_read_ahead_is_what_may_hold_several_pictures(make: Any, several: bool) -> None:
-    with Image.open(io.BytesIO(make())) as im:
-        assert may_hold_several(im) is several

@@ -1,15 +1,40 @@
 """ReadAhead hands over every item in order, at most ``depth`` ahead, with the iterator's errors, and
-leaves no thread behind when its reader stops early."""
+leaves no thread behind when its reader stops early; an animation's frames read ahead give exactly the
+hashes of its frames read in turn."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Generator
+from dataclasses import replace
+from typing import Any
 
 import pytest
+from PIL import Image
 
+from gate.hashing.frames import may_hold_several
+from gate.hashing.image import hash_image
+from gate.hashing.options import HashOptions
 from gate.hashing.read_ahead import ReadAhead
+from gate.hashing.sniff import sniff
+from gate.types import Variant
+from tests.unit.hashing.animations import (
+    apng,
+    apng_default_image,
+    clean,
+    first_frame_with_its_own_palette,
+    local_palettes,
+    one_palette,
+    pan_gif,
+    truncated_gif,
+    webp_lossless,
+    webp_lossy,
+)
+from tests.unit.hashing.corpus import encode
+
+OPTIONS = HashOptions()
 
 
 class Source:
@@ -96,3 +121,55 @@ def test_a_reader_that_takes_nothing_leaves_no_thread() -> None:
     with ReadAhead(source.items(), name="test-ahead"):
         pass
     assert not _alive("test-ahead") and source.made <= 2
+
+
+# (name, body, options, frames each with a hash of its own: a dropped or reordered one shows)
+ANIMATIONS = [
+    ("gif-pan", pan_gif, OPTIONS, 30),
+    ("gif-pan-dihedral-as-hma", pan_gif, HashOptions(dihedral=True, as_hma=True), 30),
+    ("gif-local-palettes", local_palettes, OPTIONS, 5),
+    ("gif-one-palette", one_palette, OPTIONS, 5),
+    ("gif-first-frame-own-palette", lambda: first_frame_with_its_own_palette()[0], OPTIONS, 2),
+    ("gif-truncated", truncated_gif, OPTIONS, None),
+    ("gif-past-max-frames", pan_gif, HashOptions(max_frames=12), None),
+    ("apng", apng, OPTIONS, 5),
+    ("apng-default-image", apng_default_image, OPTIONS, 5),
+    ("webp-lossless-alpha", webp_lossless, OPTIONS, 5),
+    ("webp-lossy", webp_lossy, OPTIONS, 20),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "options", "distinct"), [row[1:] for row in ANIMATIONS], ids=[row[0] for row in ANIMATIONS]
+)
+def test_frames_read_ahead_give_exactly_the_hashes_of_frames_read_in_turn(
+    make: Any, options: HashOptions, distinct: int | None
+) -> None:
+    # Uploads read an animation's frames ahead in a thread (gate/hashing/read_ahead.py); every hash,
+    # its frame number and quality, the order, the frame count and any failure are those of one thread.
+    body = make()
+    sniffed = sniff(body)
+    serial = hash_image(body, sniffed, replace(options, read_ahead=False))
+    assert hash_image(body, sniffed, options) == serial
+    if distinct is not None:  # each frame has a hash of its own here, so a lost or swapped frame shows
+        stored = [p for p in serial.pdq if p.variant is Variant.STORED and p.transform == "original"]
+        assert [p.frame for p in stored] == list(range(distinct)) == list(range(serial.frames or 0))
+    else:  # cut short: the frames before still count, and the failure is the same
+        assert serial.unhashable is not None and serial.pdq
+
+
+@pytest.mark.parametrize(
+    ("make", "several"),
+    [
+        (lambda: encode(clean(), "JPEG"), False),
+        (lambda: encode(clean(), "PNG"), False),
+        (lambda: encode(clean(), "WEBP"), False),
+        (apng, True),
+        (webp_lossy, True),
+        (lambda: encode(clean(), "GIF"), True),  # a GIF counts its frames only by reading them all
+    ],
+    ids=["jpeg", "png", "webp", "apng", "animated-webp", "gif"],
+)
+def test_what_is_read_ahead_is_what_may_hold_several_pictures(make: Any, several: bool) -> None:
+    with Image.open(io.BytesIO(make())) as im:
+        assert may_hold_several(im) is several
