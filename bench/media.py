@@ -28,7 +28,6 @@ import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import replace
 
 import pyvips
 from PIL import Image
@@ -108,11 +107,11 @@ def _vips_frames(body: bytes) -> None:
     pyvips.Image.gifload_buffer(body, n=-1, access="sequential").write_to_memory()
 
 
-def _as_worker(body: bytes, options: HashOptions, side: ThreadPoolExecutor) -> object:
+def _as_worker(body: bytes, side: ThreadPoolExecutor, *, read_ahead: bool) -> object:
     """One job as a hashing worker runs it (gate/hashing/worker.py ``serve``): the digests in its side
-    thread from the start, the image in this one."""
+    thread from the start, the image in this one, its frames read ahead (or, to compare, in turn)."""
     found = side.submit(digests, body)
-    return hash_image(body, sniff(body), options), found.result()
+    return hash_image(body, sniff(body), OPTIONS, read_ahead=read_ahead), found.result()
 
 
 def _latency(body: bytes, rounds: int) -> list[tuple[float, float]]:
@@ -129,8 +128,8 @@ def _latency(body: bytes, rounds: int) -> list[tuple[float, float]]:
         other.result()
 
     works: list[Callable[[], object]] = [
-        lambda: _as_worker(body, OPTIONS, side),
-        lambda: _as_worker(body, replace(OPTIONS, read_ahead=False), side),
+        lambda: _as_worker(body, side, read_ahead=True),
+        lambda: _as_worker(body, side, read_ahead=False),
         lambda: _pillow_frames(body),
         twice,
     ]

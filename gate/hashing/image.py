@@ -47,11 +47,16 @@ class ImageHashes:
     frames: int | None = None  # pictures decoded (identical frames included)
 
 
-def hash_image(body: bytes, sniffed: str, options: HashOptions, *, reduce: bool = True) -> ImageHashes:
+def hash_image(
+    body: bytes, sniffed: str, options: HashOptions, *, reduce: bool = True, read_ahead: bool = False
+) -> ImageHashes:
     """Every perceptual hash of a body whose magic bytes say ``sniffed``. Never raises for bad input:
     what cannot be hashed comes back as ``unhashable`` with its reason and a short detail.
 
     ``reduce=False`` hashes every frame at full resolution, as HMA does (slow; for tests and banks).
+    ``read_ahead``: an animation's frames are decoded in a second thread while the one before is hashed
+    in this one (the hashing workers, gate/hashing/worker.py); the same hashes, sooner when a core is
+    free. Off, everything runs in the caller's thread.
     """
     hashes = _Hashes(options)
     # Decoders of hostile files warn about everything (odd sizes, broken EXIF, truncated chunks). The
@@ -79,7 +84,7 @@ def hash_image(body: bytes, sniffed: str, options: HashOptions, *, reduce: bool 
                     # here (Pillow's decoders and the native PDQ call release the GIL): it then takes
                     # about the longer of the two, not their sum (gate/hashing/read_ahead.py). A still
                     # is not worth the thread.
-                    ahead = options.read_ahead and may_hold_several(im)
+                    ahead = read_ahead and may_hold_several(im)
                     pipeline = ReadAhead(decoded, name="gate-frames") if ahead else closing(decoded)
                     with pipeline as ready:
                         for frame in ready:

@@ -25,6 +25,3 @@ class HashOptions:
     # Large still PNG decoded by libvips and WebP scaled by libwebp where they load (gate/hashing/vips.py,
     # gate/hashing/webp.py), else by Pillow. Always on; off only to measure the Pillow path beside it.
     libvips: bool = True
-    # An animation's frames decoded in a thread while the one before is hashed (gate/hashing/read_ahead.py):
-    # the same hashes sooner. Always on; off only to measure the frames decoded in turn beside it.
-    read_ahead: bool = True
