@@ -14,7 +14,7 @@ this one (receives the body, PDQ-hashes each frame, answers), ``gate-digest`` (t
 the start of the job) and, for a body that may hold several pictures, ``gate-frames`` (decodes the next
 frame while this one hashes the last: gate/hashing/read_ahead.py; started and joined within the job).
 libvips and libwebp are told to use one thread. The CPU per upload is about one thread's (the
-hand-overs add 2-5 %, docs/performance.md); only the latency falls, and only while a core is idle. The
+hand-overs add 2-6 %, docs/performance.md); only the latency falls, and only while a core is idle. The
 pool still sizes the parallelism at one worker per core: under full load the extra threads share the
 cores the workers already keep busy. The deadline's SIGALRM ends the process, every thread with it.
 
