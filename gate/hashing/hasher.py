@@ -1,7 +1,8 @@
 """The hashing stage: ``hash_bytes`` (pure, synchronous) and ``Hasher`` (the same, off the event loop).
 
 Where the CPU work runs: every body goes whole to a worker process (gate/hashing/pool.py), which
-offers it to every image decoder and PDQs what they read, with the exact digests in a side thread;
+offers it to every image decoder and PDQs what they read, with the exact digests in a side thread
+(and an animation's next frame decoded in another while the last is hashed: gate/hashing/worker.py);
 ``pdqhash.compute`` holds the GIL, so PDQ in the gate's threads would serialise on one core and stall
 the event loop. Bodies that sniff as something else go too: some decoders (TGA, IM, PCD...) have no
 magic number to rule them out by, and a JPEG can sniff as MP4 (issue 12), so only a decoder can say a
