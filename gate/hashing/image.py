@@ -61,7 +61,8 @@ def hash_image(
     hashes = _Hashes(options)
     # Decoders of hostile files warn about everything (odd sizes, broken EXIF, truncated chunks). The
     # answer is the same whether or not warnings are errors (as under pytest), and none is actionable.
-    # (catch_warnings is per process: a hashing worker hashes one body at a time.)
+    # (catch_warnings is per process: a hashing worker hashes one body at a time, and the thread that
+    # reads its frames ahead ends inside this block.)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for item in open_all(body, sniffed):
