@@ -93,7 +93,8 @@ MEMORY_BUDGET_BYTES = Gauge(
 )
 BUDGET_REJECTIONS = Counter(
     "upload_gate_memory_budget_rejections_total",
-    "Uploads refused with 503 because the memory budget was full.",
+    "Uploads refused with 503 because the memory budget could not hold their body or its hashing copy "
+    "(evidence it cannot hold counts in upload_gate_evidence_total, result failed).",
 )
 BODY_TIMEOUTS = Counter(
     "upload_gate_body_timeouts_total",

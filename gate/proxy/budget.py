@@ -53,22 +53,25 @@ class MemoryBudget:
 
     def worker_copy(self, n: int) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold ``n`` bytes for a hashing worker's copy of a body, for as long as the block runs."""
-        return self._passing_copy(n)
+        return self._passing_copy(n, refusal=True)
 
     def evidence_copy(self, n: int) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold ``n`` bytes for a blocked body's evidence (its ciphertext, and asyncpg's encoded copy
-        of it) from before it is sealed until the INSERT is done or has failed."""
-        return self._passing_copy(n)
+        of it) from before it is sealed until the INSERT is done or has failed. Not fitting is the
+        evidence store's failure (the policy's ``on_store_failure``, counted as evidence that failed),
+        not a budget refusal: the policy may well block the upload without a 503."""
+        return self._passing_copy(n, refusal=False)
 
     @contextlib.asynccontextmanager
-    async def _passing_copy(self, n: int) -> AsyncIterator[None]:
+    async def _passing_copy(self, n: int, *, refusal: bool) -> AsyncIterator[None]:
         """Unlike a body still arriving, the one copied here has been read whole: rather than refuse it
         at once, wait while another passing copy is out (hashing and evidence writes end within their
         deadlines and give theirs back). With none out, nothing that waiting could free is on its way:
         the budget is full of bodies still arriving or being forwarded, so this is refused (503)."""
         while self.used + n > self.limit:
             if self.passing == 0:
-                metrics.BUDGET_REJECTIONS.inc()
+                if refusal:
+                    metrics.BUDGET_REJECTIONS.inc()
                 raise Overloaded()
             await self._wait_freed()
         self._take(n)

@@ -19,6 +19,7 @@ from .test_gate_evidence import HOLD_EXACT, UPLOAD, upload
 
 Upstream = tuple[RecordingUpstream, str]
 BUFFERED = "upload_gate_buffered_bytes"
+REFUSED = "upload_gate_memory_budget_rejections_total"
 
 
 async def test_evidence_being_written_holds_the_budget_until_its_insert_is_done(
@@ -83,9 +84,12 @@ async def test_evidence_that_cannot_fit_follows_the_store_failure_policy(
     )
     failed = {"verdict": "quarantine", "result": "failed"}
     before = await sample(gate.admin_url, "upload_gate_evidence_total", **failed)
+    refused = await sample(gate.admin_url, REFUSED)
     status, answer = await upload(gate.url, held)
     assert (status, answer["error"]) == (503, "Overloaded")
     assert await sample(gate.admin_url, "upload_gate_evidence_total", **failed) == before + 1
+    # The 503 is the store-failure policy's answer (a "block" policy would give none): not a budget refusal.
+    assert await sample(gate.admin_url, REFUSED) == refused
     assert await sample(gate.admin_url, BUFFERED) == 0
     conn = await asyncpg.connect(fresh_dsn)
     try:
