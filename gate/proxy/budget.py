@@ -12,8 +12,9 @@ A body therefore needs twice its size at its peak while hashed, which is why the
 budget of at least twice the largest upload, and three times (and a little) while its evidence is
 written: below that the largest blocked uploads keep no evidence (the policy's ``on_store_failure``).
 
-Work that can wait its turn (``upload-gate scan``) takes an ``Admission`` instead: it waits until its
-whole peak fits before it holds anything, so no job ever waits while holding bytes another one needs.
+Work that can wait its turn (``upload-gate scan``, the firehose watcher, a retro-hunt's evidence) takes
+an ``Admission`` instead: it waits until its whole ``peak`` fits before it holds anything, so no job ever
+waits while holding bytes another one needs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ from collections.abc import AsyncIterator
 
 from gate import metrics
 from gate.errors import Overloaded
+from gate.store.vault import held_while_kept
+
+
+def peak(size: int) -> int:
+    """The most bytes a blob of ``size`` fetched from a PDS makes its job hold at once (a scan's, the
+    firehose watcher's, a retro-hunt's review): its body, and beside it either its hashing worker's copy
+    (or the reader's final copy of it) or its evidence being written (the ciphertext and asyncpg's copy,
+    gate.store.vault) — the larger, admitted whole before it is read."""
+    return size + max(size, held_while_kept(size))
 
 
 class MemoryBudget:

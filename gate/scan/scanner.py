@@ -15,7 +15,7 @@ and kept (``scan_blobs`` per blob, ``scan_repos`` per repo) with what was said. 
 another time (the PDS or a matcher failing) do not count as scanned: the next scan tries them again.
 
 Memory: the scan holds its blobs under GATE_MEMORY_BUDGET_BYTES, as the gate holds uploads. A worker
-waits (it never fails) until its blob's whole ``peak`` fits, sized by the blob's declared length before a
+waits (it never fails) until its blob's whole peak (gate.proxy.budget.peak) fits, sized by the blob's declared length before a
 byte is read; it holds nothing while it waits, so workers cannot hold each other up. Its hasher
 therefore reserves nothing of its own (gate.scan.parts): the worker's copy is part of the peak. Only a
 blob whose peak is over the whole budget is a problem (``too_large``), as no wait could make it fit.
@@ -31,24 +31,16 @@ from dataclasses import dataclass, field, replace
 from gate.blob_fetch import BlobSource, BlobUnavailable, PdsSync, Repo
 from gate.errors import Overloaded
 from gate.judge import Context, Judge
-from gate.proxy.budget import Admission, MemoryBudget
+from gate.proxy.budget import Admission, MemoryBudget, peak
 from gate.record import DecisionRecord, new_decision_id
 from gate.repo_records import blob_records
 from gate.scan.act import ScanActor
 from gate.scan.pace import Pace
 from gate.scan.progress import Tally
 from gate.scan.store import RETRIED, Outcome, RepoState, ScanStore
-from gate.store.vault import held_while_kept
 from gate.types import DecisionSource, Uploader
 
 log = logging.getLogger("gate.scan")
-
-
-def peak(size: int) -> int:
-    """The most bytes a blob of ``size`` makes the scan hold at once: its body, and beside it either its
-    hashing worker's copy (or the reader's final copy of it) or its evidence being written (the
-    ciphertext and asyncpg's copy, gate.store.vault) — the larger, admitted whole before it is read."""
-    return size + max(size, held_while_kept(size))
 
 
 def repo_uploader(did: str) -> Uploader:

@@ -14,11 +14,11 @@ from aiohttp import web
 from yarl import URL
 
 from gate.blob_fetch import PdsSync
-from gate.proxy.budget import MemoryBudget
+from gate.proxy.budget import MemoryBudget, peak
 from gate.scan.act import ScanActor
 from gate.scan.parts import open_parts
 from gate.scan.progress import Tally
-from gate.scan.scanner import Scanner, ScanOptions, peak
+from gate.scan.scanner import Scanner, ScanOptions
 from gate.scan.store import ScanStore
 from gate.settings import Settings
 from tests.integration.conftest import write_config
