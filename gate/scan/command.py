@@ -256,7 +256,8 @@ def run_retro(args: argparse.Namespace) -> int:
                 async with PdsSync(
                     s.upstream, admin_password=s.pds_admin_password, max_bytes=s.max_upload_bytes
                 ) as sync:
-                    hunt = RetroHunt(parts.pool, parts.judge, actor, record, blobs=sync)
+                    budget = MemoryBudget(settings.memory_budget_bytes)  # the process's own, as a scan's
+                    hunt = RetroHunt(parts.pool, parts.judge, actor, record, blobs=sync, budget=budget)
                     since = args.since or EPOCH
                     tally = await hunt.run(added(None, parts.banks.banks), since)
                     summary: dict[str, object] = {"local": tally.summary()}

@@ -7,6 +7,12 @@ of the current policy looks at. Each hit is judged again by the judge, from its 
 policy in force, recorded as a ``retro`` decision that names its original (``origin``) and the added bank
 entry (in its notes and matches), and acted on per ``[scan]`` like a scanned blob — the bytes for review
 fetched from the PDS. A decision already re-judged is not re-judged again for the same bank change.
+
+Memory: judging needs no bytes (the stored hashes are judged), but a review's evidence does: the blob
+is fetched from the PDS and sealed. That fetch holds its peak (gate.proxy.budget.peak: the body, the
+ciphertext and asyncpg's copy) under the process's GATE_MEMORY_BUDGET_BYTES through an ``Admission``, as
+a scan's blob: it waits, holding nothing, until the peak fits; a peak over the whole budget is a
+``too_large`` fetch, so the review is recorded ``failed`` with why, as any other blob it cannot read.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from datetime import datetime
 from typing import Any
 
 from gate import metrics
-from gate.blob_fetch import BlobSource
+from gate.blob_fetch import BlobSource, BlobUnavailable
+from gate.errors import Overloaded
 from gate.judge import Context, Judge, Judgement
 from gate.matching.bank_columns import Entry
+from gate.proxy.budget import Admission, MemoryBudget, peak
 from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionRecord, new_decision_id
 from gate.scan.act import ScanActor
@@ -83,7 +91,10 @@ class RetroHunt:
         record: Record,
         blobs: BlobSource | None = None,
         withheld: WithheldBlobs | None = None,
+        *,
+        budget: MemoryBudget,
     ) -> None:
+        self.budget = budget  # the process's: a review's fetched blob is held under it (serve's is shared)
         self.db = db
         self.judge = judge
         self.actor = actor
@@ -191,13 +202,25 @@ class RetroHunt:
             records=tuple(str(r) for r in row.get("records") or ()),  # what the original knew
         )
         blobs = self.blobs
+        held = Admission(self.budget)  # held from the fetch until the evidence is written (``act``)
+
+        async def admit(size: int) -> None:
+            try:
+                await held.admit(peak(size))
+            except Overloaded as exc:  # more than the whole budget: no wait could make it fit
+                raise BlobUnavailable("too_large", exc.message) from None
 
         async def body() -> bytes:
             if blobs is None:
                 raise RuntimeError("no way to fetch the blob from the PDS")
-            return await blobs.get_blob(did, cid)
+            data = await blobs.get_blob(did, cid, admit)
+            held.shrink_to(peak(len(data)))
+            return data
 
-        actions = await self.actor.act(judged.policy, record, did, cid, body)
+        try:
+            actions = await self.actor.act(judged.policy, record, did, cid, body)
+        finally:
+            held.release()
         if self.withheld is not None and any(
             a.action is ScanAction.WITHHOLD and a.result == "done" for a in actions
         ):

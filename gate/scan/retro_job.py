@@ -16,6 +16,7 @@ from gate.matching.bank_set import BankSet
 from gate.matching.hma import HmaMatcher
 from gate.matching.local import LocalBanks
 from gate.pds_admin import PdsAdmin
+from gate.proxy.budget import MemoryBudget
 from gate.quarantine.takedowns import Takedowns
 from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionRecord, DecisionSink
@@ -45,9 +46,11 @@ class RetroJob:
         sink: DecisionSink,
         vault: Vault,
         withheld: WithheldBlobs,
+        budget: MemoryBudget,
         hma: HmaMatcher | None = None,
     ) -> None:
         self.settings = settings
+        self.budget = budget  # the process's own (serve's: the uploads' too)
         self.db = db
         self.judge = judge
         self.sink = sink
@@ -67,7 +70,15 @@ class RetroJob:
         async with PdsSync(
             s.upstream, admin_password=s.pds_admin_password, max_bytes=s.max_upload_bytes
         ) as sync:
-            hunt = RetroHunt(self.db, self.judge, actor, self._record, blobs=sync, withheld=self.withheld)
+            hunt = RetroHunt(
+                self.db,
+                self.judge,
+                actor,
+                self._record,
+                blobs=sync,
+                withheld=self.withheld,
+                budget=self.budget,
+            )
             async with asyncio.TaskGroup() as group:
                 if self.hma is not None:
                     group.create_task(self._hma_rebuilds(hunt, self.hma))
