@@ -83,8 +83,12 @@ class Deps:
 
 
 @contextlib.asynccontextmanager
-async def open_deps(settings: Settings, *, spool: Path | None = None) -> AsyncIterator[Deps]:
-    """``spool``: the decision log's outage spool, when not ``serve``'s (a spool has one writer)."""
+async def open_deps(
+    settings: Settings, *, spool: Path | None = None, admitted: bool = False
+) -> AsyncIterator[Deps]:
+    """``spool``: the decision log's outage spool, when not ``serve``'s (a spool has one writer).
+    ``admitted``: every body this process judges is admitted whole before it is read (its peak, the
+    hashing worker's copy included: ``upload-gate watch``), so the hasher reserves nothing of its own."""
     async with contextlib.AsyncExitStack() as stack:
         base = await open_base(settings, stack)
         database, policy = base.database, base.policy
@@ -96,7 +100,7 @@ async def open_deps(settings: Settings, *, spool: Path | None = None) -> AsyncIt
         evidence = Evidence.on(database.pool, base.keyring)
         await quarantine.check_keys_cover_evidence(evidence)
         budget = MemoryBudget(settings.memory_budget_bytes)
-        judge, allowlist = await open_judge(settings, stack, base, budget)
+        judge, allowlist = await open_judge(settings, stack, base, None if admitted else budget)
         upstream = Upstream(settings.upstream, settings.upstream_connect_timeout, settings.upstream_timeout)
         await upstream.start()
         stack.push_async_callback(upstream.close)

@@ -87,7 +87,8 @@ async def run_watch(settings: Settings, service: str, reset: bool, stop: asyncio
     """Watch ``service`` until ``stop`` is set (or the firehose refuses: ``FirehoseRefused``)."""
     # Its own outage spool: serve's is locked by serve (one writer per spool).
     async with (
-        open_deps(settings, spool=settings.data_dir / "watch" / "spool") as deps,
+        # admitted: the watcher admits each blob's whole peak, its hashing worker's copy included.
+        open_deps(settings, spool=settings.data_dir / "watch" / "spool", admitted=True) as deps,
         contextlib.AsyncExitStack() as stack,
     ):
         jobs = [
@@ -126,6 +127,7 @@ async def run_watch(settings: Settings, service: str, reset: bool, stop: asyncio
                 settings.labeler_did,
                 await _reporter(settings, stack),
             ),
+            budget=deps.budget,
             options=WatchOptions(
                 workers=settings.firehose_workers,
                 queue_size=settings.firehose_queue_size,

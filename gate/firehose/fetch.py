@@ -5,6 +5,10 @@ asked at all). Its answer is read up to the gate's upload limit and no further, 
 redirect is not followed (it could point anywhere); what comes back is judged only if its CID is the one
 the record names (checked by the caller against the judge's own CID), so a PDS cannot have other bytes
 judged in a record's name.
+
+Memory: ``admit`` is awaited with the size the PDS declares (or the limit, when it declares none) once
+the headers are in and before a byte of the body is read: where the watcher waits for room in its
+budget (gate.firehose.watcher). The wait is within the fetch's deadline (GATE_FIREHOSE_FETCH_TIMEOUT).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import aiohttp
 from yarl import URL
 
 from gate import metrics
+from gate.blob_fetch import Admit
 from gate.errors import Refusal
 
 
@@ -44,7 +49,7 @@ class BlobFetcher:
         if self._session is not None:
             await self._session.close()
 
-    async def fetch(self, pds: URL, did: str, cid: str) -> bytes:
+    async def fetch(self, pds: URL, did: str, cid: str, admit: Admit) -> bytes:
         if self._session is None:
             raise RuntimeError("BlobFetcher.start() has not run")
         url = pds.with_path("/xrpc/com.atproto.sync.getBlob").with_query({"did": did, "cid": cid})
@@ -63,6 +68,7 @@ class BlobFetcher:
                 declared = response.content_length
                 if declared is not None and declared > self.max_bytes:
                     raise FetchFailed("too_large", f"getBlob declared {declared} bytes")
+                await admit(self.max_bytes if declared is None else declared)
                 body = bytearray()
                 async for chunk in response.content.iter_chunked(1 << 16):
                     body += chunk

@@ -16,6 +16,13 @@ policy's ``[firehose] max_lag_seconds`` the policy chooses: ``pause`` keeps judg
 ``skip`` lets commits past the limit through unjudged, each skipped blob counted and logged with its
 record, until the watcher has caught up.
 
+Memory: each blob is held under the process's GATE_MEMORY_BUDGET_BYTES, as a scan's: a worker that knows
+its blob's size (the PDS's Content-Length, before a byte of the body is read) waits, holding nothing,
+until the blob's whole peak fits (gate.proxy.budget.peak: the body, its hashing worker's copy or its
+evidence being written), and holds it until the blob is recorded. So the hasher reserves nothing of its
+own here (``open_deps(admitted=True)``). Only a blob whose peak is over the whole budget fails, as a
+``too_large`` fetch: no wait could make it fit.
+
 Nothing one event does stops the stream: a frame that does not decode, a record of a type never seen, a
 DID that does not resolve, a PDS that refuses ``getBlob`` — each is counted (and, for a blob, recorded as
 a decision row with its error) and the next event is read.
@@ -34,7 +41,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from gate import metrics
-from gate.errors import Refusal
+from gate.errors import Overloaded, Refusal
 from gate.firehose.events import BlobRef, CommitEvent, Malformed, OtherEvent, StreamError, decode
 from gate.firehose.fetch import BlobFetcher, FetchFailed
 from gate.firehose.identity import Identities, Unresolvable
@@ -44,6 +51,7 @@ from gate.firehose.stream import RepoStream
 from gate.firehose.takedown import OwnTakedowns
 from gate.judge import Context, Judge
 from gate.policy.model import Policy
+from gate.proxy.budget import Admission, MemoryBudget, peak
 from gate.record import DecisionRecord, DecisionSink, new_decision_id
 from gate.store.pool import StoreUnavailable
 from gate.store.retention import Retention
@@ -81,9 +89,11 @@ class Watcher:
         fetcher: BlobFetcher,
         publisher: Publisher,
         options: WatchOptions,
+        budget: MemoryBudget,
         takedowns: OwnTakedowns | None = None,
     ) -> None:
         self.service = service
+        self.budget = budget  # GATE_MEMORY_BUDGET_BYTES, this process's: every blob's peak is admitted
         self.judge = judge
         self.sink = sink
         self.vault = vault
@@ -275,15 +285,30 @@ class Watcher:
             del self._in_flight[ref.cid]
 
     async def _judge(self, event: CommitEvent, ref: BlobRef) -> Seen | None:
+        held = Admission(self.budget)
+        try:
+            return await self._judge_held(event, ref, held)
+        finally:
+            held.release()
+
+    async def _judge_held(self, event: CommitEvent, ref: BlobRef, held: Admission) -> Seen | None:
         uploader = Uploader(event.repo, UPLOADER_METHOD, "firehose", event.repo)
         context = Context(source=DecisionSource.FIREHOSE)
+
+        async def admit(size: int) -> None:
+            try:
+                await held.admit(peak(size))
+            except Overloaded as exc:  # more than the whole budget: no wait could make it fit
+                raise FetchFailed("too_large", exc.message) from None
+
         try:
             pds = await self.identities.pds_of(event.repo)
-            body = await self.fetcher.fetch(pds, event.repo, ref.cid)
+            body = await self.fetcher.fetch(pds, event.repo, ref.cid, admit)
         except (Unresolvable, FetchFailed) as exc:
             stage = "identity" if isinstance(exc, Unresolvable) else "fetch"
             self._failed(ref, uploader, stage, exc.kind, str(exc))
             return None
+        held.shrink_to(peak(len(body)))
         context.timer.lap("fetch")
         judgement = await self.judge.judge(body, context)
         if judgement.hashes.cid != ref.cid:

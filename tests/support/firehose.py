@@ -10,6 +10,7 @@ spec). The watcher reads it with the SDK's reader, so a wrong one fails loudly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncGenerator, Sequence
@@ -120,6 +121,9 @@ class Network:
     url: str = ""
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     hold: asyncio.Event | None = None  # when given, frames are sent once it is set (a test's first scrape)
+    # When given, getBlob sends its headers (and Content-Length) at once and its body once it is set: the
+    # watcher knows each blob's size, and either holds its peak in the memory budget or waits for room.
+    bodies: asyncio.Event | None = None
 
     async def subscribe(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse()
@@ -144,7 +148,7 @@ class Network:
             return web.json_response({"message": "DID not registered"}, status=404)
         return web.Response(text=json.dumps(did_doc(did, self.url)), content_type="application/json")
 
-    async def get_blob(self, request: web.Request) -> web.Response:
+    async def get_blob(self, request: web.Request) -> web.StreamResponse:
         did, cid = request.query["did"], request.query["cid"]
         self.fetches.append(cid)
         if did in self.refusing:
@@ -154,7 +158,16 @@ class Network:
             return web.json_response({"error": "InvalidRequest", "message": "Blob not found"}, status=400)
         if did in self.lying:
             body = body + b"\x00"
-        return web.Response(body=body, content_type="application/octet-stream")
+        if self.bodies is None:
+            return web.Response(body=body, content_type="application/octet-stream")
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        await self.bodies.wait()
+        with contextlib.suppress(ConnectionResetError):  # a watcher that refused the size has gone
+            await response.write(body)
+            await response.write_eof()
+        return response
 
     def app(self) -> web.Application:
         app = web.Application()

@@ -1,0 +1,91 @@
+"""``upload-gate watch`` holds its blobs under GATE_MEMORY_BUDGET_BYTES (its own budget): a worker that
+knows its blob's size waits, holding nothing, until the blob's whole peak fits, so blobs too large to be
+held together are judged one at a time and none is lost; a blob whose peak is over the whole budget is
+recorded as a ``too_large`` fetch. The firehose, PLC directory and PDS are a real aiohttp app on a real
+port; the watcher is ``run_watch`` itself, on a real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from gate.proxy.budget import peak
+from tests.integration.firehose.test_firehose_watch import decisions, until, watching
+from tests.support import firehose as fh
+
+GOOD = "did:plc:good"
+SMALL = [bytes([n]) * (400 * 1024) for n in (1, 2, 3)]  # each one's peak fits the budget, two do not
+HUGE = b"\4" * (700 * 1024)  # under the 1 MiB upload limit, but its peak is over the 2 MiB budget
+BUDGET = 2 << 20
+
+
+def held() -> float:
+    return REGISTRY.get_sample_value("upload_gate_buffered_bytes") or 0.0
+
+
+@pytest.fixture
+async def network() -> AsyncIterator[fh.Network]:
+    net = fh.Network(dids={GOOD}, bodies=asyncio.Event())
+    async with contextlib.aclosing(fh.running(net)) as it:
+        yield await it.__anext__()
+
+
+async def test_blobs_wait_for_room_in_the_budget_and_an_oversized_peak_is_recorded(
+    tmp_path: Path, fresh_dsn: str, network: fh.Network
+) -> None:
+    assert network.bodies is not None
+    for data in (*SMALL, HUGE):
+        network.blobs[fh.blob_cid(data)] = data
+    network.frames = [
+        fh.commit(seq, GOOD, {f"app.bsky.feed.post/{seq}": fh.post(data)})
+        for seq, data in enumerate((*SMALL, HUGE), start=1)
+    ]
+    env = {"GATE_MAX_UPLOAD_BYTES": "1M", "GATE_MEMORY_BUDGET_BYTES": "2M", "GATE_FIREHOSE_WORKERS": "4"}
+    highest = 0.0
+
+    async def sampling() -> None:  # the most held at any turn of the loop
+        nonlocal highest
+        while True:
+            highest = max(highest, held())
+            await asyncio.sleep(0.001)
+
+    sampler = asyncio.create_task(sampling())
+    async with watching(tmp_path, fresh_dsn, network, env=env):
+        # Four workers have asked and know their sizes: the oversized one is refused at once, one small
+        # blob holds its peak, the two others wait for it, holding nothing.
+        await until("four getBlob calls", _asked(network, 4))
+        await until("the oversized blob recorded", _rows(fresh_dsn, 1))
+        await asyncio.sleep(0.3)
+        assert held() == peak(len(SMALL[0]))
+        assert len(await decisions(fresh_dsn)) == 1
+        network.bodies.set()
+        await until("four firehose decisions", _rows(fresh_dsn, 4))
+    sampler.cancel()
+    assert peak(len(SMALL[0])) <= highest <= BUDGET and held() == 0
+    rows = {r["record_uri"]: r for r in await decisions(fresh_dsn)}
+    huge = rows[f"at://{GOOD}/app.bsky.feed.post/4"]
+    assert huge["verdict"] is None and huge["error"].startswith(f"fetch: too_large: {fh.blob_cid(HUGE)}")
+    assert "GATE_MEMORY_BUDGET_BYTES" in huge["error"]
+    for seq, data in enumerate(SMALL, start=1):
+        row = rows[f"at://{GOOD}/app.bsky.feed.post/{seq}"]
+        assert (row["error"], row["cid"]) == (None, fh.blob_cid(data)) and row["verdict"] is not None
+    assert sorted(network.fetches) == sorted(fh.blob_cid(d) for d in (*SMALL, HUGE))
+
+
+def _asked(network: fh.Network, n: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return len(network.fetches) >= n
+
+    return check
+
+
+def _rows(dsn: str, n: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return len(await decisions(dsn)) >= n
+
+    return check
