@@ -8,7 +8,9 @@ judged in a record's name.
 
 Memory: ``admit`` is awaited with the size the PDS declares (or the limit, when it declares none) once
 the headers are in and before a byte of the body is read: where the watcher waits for room in its
-budget (gate.firehose.watcher). The wait is within the fetch's deadline (GATE_FIREHOSE_FETCH_TIMEOUT).
+budget (gate.firehose.watcher). The deadline (GATE_FIREHOSE_FETCH_TIMEOUT) is the PDS's time, before and
+after that wait, not the wait itself: a blob that waits its turn behind larger ones is not lost to a
+timeout its PDS did not cause.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class BlobFetcher:
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._connections, limit_per_host=8),
-            timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(self.timeout, 5.0)),
+            # The total deadline is ``fetch``'s own (asyncio.timeout): it must stop while ``admit`` waits.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(self.timeout, 5.0)),
             auto_decompress=True,
         )
 
@@ -53,8 +56,11 @@ class BlobFetcher:
         if self._session is None:
             raise RuntimeError("BlobFetcher.start() has not run")
         url = pds.with_path("/xrpc/com.atproto.sync.getBlob").with_query({"did": did, "cid": cid})
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.timeout
+        deadline = asyncio.timeout_at(end)
         try:
-            async with self._session.get(url, allow_redirects=False) as response:
+            async with deadline, self._session.get(url, allow_redirects=False) as response:
                 status = response.status
                 if 300 <= status < 400:
                     raise FetchFailed("redirect", f"getBlob answered {status} (redirects are not followed)")
@@ -68,7 +74,10 @@ class BlobFetcher:
                 declared = response.content_length
                 if declared is not None and declared > self.max_bytes:
                     raise FetchFailed("too_large", f"getBlob declared {declared} bytes")
+                left = end - loop.time()
+                deadline.reschedule(None)  # waiting for room is not the PDS's time
                 await admit(self.max_bytes if declared is None else declared)
+                deadline.reschedule(loop.time() + left)
                 body = bytearray()
                 async for chunk in response.content.iter_chunked(1 << 16):
                     body += chunk

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
+from yarl import URL
 
+from gate.firehose.fetch import BlobFetcher, FetchFailed
 from gate.proxy.budget import peak
 from tests.integration.firehose.test_firehose_watch import decisions, until, watching
 from tests.support import firehose as fh
@@ -89,3 +91,34 @@ def _rows(dsn: str, n: int) -> Callable[[], Awaitable[bool]]:
         return len(await decisions(dsn)) >= n
 
     return check
+
+
+async def test_waiting_for_room_is_not_the_pds_time(network: fh.Network) -> None:
+    """GATE_FIREHOSE_FETCH_TIMEOUT bounds the PDS (its headers, its body), not a blob's wait for room in
+    the budget: a blob that waits longer than the deadline is still read, while a PDS slower than the
+    deadline to send the body is still a ``timeout``."""
+    bodies = network.bodies
+    assert bodies is not None
+    data = SMALL[0]
+    network.blobs[fh.blob_cid(data)] = data
+    fetcher = BlobFetcher(1 << 20, 0.5)
+    await fetcher.start()
+    try:
+
+        async def slow_room(size: int) -> None:
+            bodies.set()  # the PDS is quick; the wait for room is not
+            await asyncio.sleep(1.0)
+
+        pds = URL(network.url)
+        assert await fetcher.fetch(pds, GOOD, fh.blob_cid(data), slow_room) == data
+        bodies.clear()
+
+        async def room(size: int) -> None:
+            return None
+
+        with pytest.raises(FetchFailed) as failed:  # the PDS sends its headers, then nothing for too long
+            await fetcher.fetch(pds, GOOD, fh.blob_cid(data), room)
+        assert failed.value.kind == "timeout"
+    finally:
+        bodies.set()
+        await fetcher.close()
