@@ -19,6 +19,7 @@ from gate.firehose.fetch import BlobFetcher, FetchFailed
 from gate.proxy.budget import peak
 from tests.integration.firehose.test_firehose_watch import decisions, until, watching
 from tests.support import firehose as fh
+from tests.support.held_blobs import HighWater
 
 GOOD = "did:plc:good"
 SMALL = [bytes([n]) * (400 * 1024) for n in (1, 2, 3)]  # each one's peak fits the budget, two do not
@@ -48,16 +49,7 @@ async def test_blobs_wait_for_room_in_the_budget_and_an_oversized_peak_is_record
         for seq, data in enumerate((*SMALL, HUGE), start=1)
     ]
     env = {"GATE_MAX_UPLOAD_BYTES": "1M", "GATE_MEMORY_BUDGET_BYTES": "2M", "GATE_FIREHOSE_WORKERS": "4"}
-    highest = 0.0
-
-    async def sampling() -> None:  # the most held at any turn of the loop
-        nonlocal highest
-        while True:
-            highest = max(highest, held())
-            await asyncio.sleep(0.001)
-
-    sampler = asyncio.create_task(sampling())
-    async with watching(tmp_path, fresh_dsn, network, env=env):
+    async with HighWater(held) as water, watching(tmp_path, fresh_dsn, network, env=env):
         # Four workers have asked and know their sizes: the oversized one is refused at once, one small
         # blob holds its peak, the two others wait for it, holding nothing.
         await until("four getBlob calls", _asked(network, 4))
@@ -67,8 +59,7 @@ async def test_blobs_wait_for_room_in_the_budget_and_an_oversized_peak_is_record
         assert len(await decisions(fresh_dsn)) == 1
         network.bodies.set()
         await until("four firehose decisions", _rows(fresh_dsn, 4))
-    sampler.cancel()
-    assert peak(len(SMALL[0])) <= highest <= BUDGET and held() == 0
+    assert peak(len(SMALL[0])) <= water.highest <= BUDGET and held() == 0
     rows = {r["record_uri"]: r for r in await decisions(fresh_dsn)}
     huge = rows[f"at://{GOOD}/app.bsky.feed.post/4"]
     assert huge["verdict"] is None and huge["error"].startswith(f"fetch: too_large: {fh.blob_cid(HUGE)}")

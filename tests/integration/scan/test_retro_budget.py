@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import asyncpg
-from aiohttp import web
 from yarl import URL
 
 from gate.blob_fetch import PdsSync
@@ -31,38 +30,13 @@ from tests.integration.conftest import POLICY, write_config
 from tests.integration.scan.test_scan_budget import until
 from tests.support.boot import gate_env
 from tests.support.cids import cid_of
+from tests.support.held_blobs import HeldBlobs, HighWater
 from tests.support.serving import serving
 
 DID = "did:plc:budgetretro0000000000000"
 SMALL = [bytes([n]) * (400 * 1024) for n in (1, 2)]  # each one's peak fits the budget, not beside 1 MB more
 HUGE = b"\4" * (700 * 1024)  # under the 1 MiB upload limit, but its peak is over the 2 MiB budget
 SCAN = '\n[scan]\nreject = ["review"]\nquarantine = []\n'
-
-
-class BlobApi:
-    """getBlob, counting the bodies in flight (sent, not yet ended); a body is sent once ``go`` is set."""
-
-    def __init__(self, blobs: list[bytes]) -> None:
-        self.blobs = {cid_of(b): b for b in blobs}
-        self.asked: list[str] = []
-        self.go = asyncio.Event()
-
-    async def get_blob(self, request: web.Request) -> web.StreamResponse:
-        cid = request.query["cid"]
-        self.asked.append(cid)
-        body = self.blobs[cid]
-        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        response.content_length = len(body)
-        await response.prepare(request)
-        await self.go.wait()
-        await response.write(body)
-        await response.write_eof()
-        return response
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/xrpc/com.atproto.sync.getBlob", self.get_blob)
-        return app
 
 
 def forwarded(body: bytes) -> DecisionRecord:
@@ -79,24 +53,17 @@ async def test_a_retro_review_fetches_under_the_budget_and_an_oversized_peak_fai
     tmp_path: Path, fresh_dsn: str
 ) -> None:
     blobs = [*SMALL, HUGE]
-    api = BlobApi(blobs)
+    api = HeldBlobs(blobs)
     bank = "\n".join(f"sha256,{hashlib.sha256(b).hexdigest()},reported" for b in blobs)
     async with serving(api.app()) as url:
         config = write_config(tmp_path, POLICY + SCAN, {"blocklist": bank})
         env = gate_env(url, fresh_dsn, *config, tmp_path / "var")
         settings = Settings.from_env({**env, "GATE_MAX_UPLOAD_BYTES": "1M", "GATE_MEMORY_BUDGET_BYTES": "2M"})
         budget = MemoryBudget(settings.memory_budget_bytes)
-        highest = 0
-
-        async def watching() -> None:  # the most held at any turn of the loop
-            nonlocal highest
-            while True:
-                highest = max(highest, budget.used)
-                await asyncio.sleep(0.001)
-
         async with (
             open_parts(settings) as parts,
             PdsSync(URL(url), max_bytes=settings.max_upload_bytes) as sync,
+            HighWater(lambda: budget.used) as water,
         ):
             for body in blobs:
                 await insert_decision(parts.pool, forwarded(body))
@@ -110,7 +77,6 @@ async def test_a_retro_review_fetches_under_the_budget_and_an_oversized_peak_fai
                 budget
             )  # an upload in flight: the first review's peak does not fit beside it
             upload.grow_to(1 << 20)
-            watcher = asyncio.create_task(watching())
             run = asyncio.create_task(hunt.run(added(None, parts.banks.banks), EPOCH))
             await until(lambda: len(api.asked) == 1)
             api.go.set()  # the body is on its way; the hunt still may not read it
@@ -118,8 +84,7 @@ async def test_a_retro_review_fetches_under_the_budget_and_an_oversized_peak_fai
             assert budget.used == 1 << 20 and not run.done() and len(api.asked) == 1
             upload.release()
             tally = await asyncio.wait_for(run, 30)
-            watcher.cancel()
-        assert budget.used == 0 and peak(len(SMALL[0])) <= highest <= budget.limit
+        assert budget.used == 0 and peak(len(SMALL[0])) <= water.highest <= budget.limit
         assert (tally.hits, tally.judged, dict(tally.verdicts)) == (3, 3, {"reject": 3})
         assert tally.actions == {"review:done": 2, "review:failed": 1}
     conn = await asyncpg.connect(fresh_dsn)

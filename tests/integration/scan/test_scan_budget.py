@@ -24,6 +24,7 @@ from gate.settings import Settings
 from tests.integration.conftest import write_config
 from tests.support.boot import gate_env
 from tests.support.cids import cid_of
+from tests.support.held_blobs import HeldBlobs, HighWater
 from tests.support.serving import serving
 
 DID = "did:plc:budgetscan000000000000000"
@@ -31,14 +32,9 @@ SMALL = [bytes([n]) * (400 * 1024) for n in (1, 2, 3)]  # each one's peak fits t
 HUGE = b"\4" * (700 * 1024)  # under the 1 MiB upload limit, but its peak is over the 2 MiB budget
 
 
-class SyncApi:
-    """listRepos, listBlobs and getBlob of one repo. getBlob sends its headers at once and its body
-    only once ``go`` is set: a scan worker learns the size, and then either holds it or waits."""
-
-    def __init__(self, blobs: list[bytes]) -> None:
-        self.blobs = {cid_of(b): b for b in blobs}
-        self.asked: list[str] = []
-        self.go = asyncio.Event()
+class SyncApi(HeldBlobs):
+    """listRepos and listBlobs of one repo beside the held getBlob: a scan worker learns a blob's size,
+    and then either holds it or waits."""
 
     async def list_repos(self, request: web.Request) -> web.Response:
         return web.json_response({"repos": [{"did": DID, "rev": "rev1", "active": True}]})
@@ -46,23 +42,10 @@ class SyncApi:
     async def list_blobs(self, request: web.Request) -> web.Response:
         return web.json_response({"cids": list(self.blobs)})
 
-    async def get_blob(self, request: web.Request) -> web.StreamResponse:
-        cid = request.query["cid"]
-        self.asked.append(cid)
-        body = self.blobs[cid]
-        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        response.content_length = len(body)
-        await response.prepare(request)
-        await self.go.wait()
-        await response.write(body)
-        await response.write_eof()
-        return response
-
     def app(self) -> web.Application:
-        app = web.Application()
+        app = super().app()
         app.router.add_get("/xrpc/com.atproto.sync.listRepos", self.list_repos)
         app.router.add_get("/xrpc/com.atproto.sync.listBlobs", self.list_blobs)
-        app.router.add_get("/xrpc/com.atproto.sync.getBlob", self.get_blob)
         return app
 
 
@@ -80,24 +63,16 @@ async def test_scan_workers_wait_for_room_in_the_budget_and_an_oversized_peak_is
         env = gate_env(url, fresh_dsn, *write_config(tmp_path), tmp_path / "var")
         settings = Settings.from_env({**env, "GATE_MAX_UPLOAD_BYTES": "1M", "GATE_MEMORY_BUDGET_BYTES": "2M"})
         budget = MemoryBudget(settings.memory_budget_bytes)
-        highest = 0
-
-        async def watching() -> None:  # the most held at any turn of the loop
-            nonlocal highest
-            while True:
-                highest = max(highest, budget.used)
-                await asyncio.sleep(0.001)
-
         async with (
             open_parts(settings) as parts,
             PdsSync(URL(url), max_bytes=settings.max_upload_bytes) as sync,
+            HighWater(lambda: budget.used) as water,
         ):
             tally = Tally()
             scanner = Scanner(
                 parts.judge, sync, sync, ScanStore(parts.pool), ScanActor(None, None, "gate:scan"), tally,
                 ScanOptions(concurrency=3, records=False), budget=budget,
             )  # fmt: skip
-            watcher = asyncio.create_task(watching())
             run = asyncio.create_task(scanner.run())
             one = peak(len(SMALL[0]))
             # Three workers have asked and know their sizes; one holds its peak, the others wait for it.
@@ -106,8 +81,7 @@ async def test_scan_workers_wait_for_room_in_the_budget_and_an_oversized_peak_is
             assert budget.used == one and not run.done()
             api.go.set()
             await asyncio.wait_for(run, 30)
-            watcher.cancel()
-        assert budget.used == 0 and highest <= budget.limit
+        assert budget.used == 0 and water.highest <= budget.limit
         assert tally.blobs_read == 3 and dict(tally.problems) == {"too_large": 1}
     conn = await asyncpg.connect(fresh_dsn)
     try:
