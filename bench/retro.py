@@ -35,6 +35,7 @@ import numpy as np
 
 from bench.report import Report
 from gate.matching.pdq_index import HammingIndex
+from gate.proxy.budget import MemoryBudget
 from gate.scan.bank_diff import BankDiff
 from gate.scan.retro import RetroHunt
 from gate.signals import SignalType
@@ -188,7 +189,8 @@ async def main(n: int, m: int, as_json: bool = False) -> None:
             print(f"loaded in {loaded:.0f} s", file=sys.stderr, flush=True)
             diff = new_hashes(n, m)
             before = rss_mb()
-            hunt = RetroHunt(pool, None, None, None)  # type: ignore[arg-type]  # find() needs only the pool
+            # find() needs only the pool (a review's budget is never reached here)
+            hunt = RetroHunt(pool, None, None, None, budget=MemoryBudget(1))  # type: ignore[arg-type]
             started = time.perf_counter()
             hits = await hunt.find(diff, EPOCH, 31)
             took = time.perf_counter() - started
