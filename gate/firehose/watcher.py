@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from gate import metrics
-from gate.errors import Overloaded, Refusal
+from gate.errors import Refusal
 from gate.firehose.events import BlobRef, CommitEvent, Malformed, OtherEvent, StreamError, decode
 from gate.firehose.fetch import BlobFetcher, FetchFailed
 from gate.firehose.identity import Identities, Unresolvable
@@ -295,15 +295,11 @@ class Watcher:
         uploader = Uploader(event.repo, UPLOADER_METHOD, "firehose", event.repo)
         context = Context(source=DecisionSource.FIREHOSE)
 
-        async def admit(size: int) -> None:
-            try:
-                await held.admit(peak(size))
-            except Overloaded as exc:  # more than the whole budget: no wait could make it fit
-                raise FetchFailed("too_large", exc.message) from None
-
         try:
             pds = await self.identities.pds_of(event.repo)
-            body = await self.fetcher.fetch(pds, event.repo, ref.cid, admit)
+            body = await self.fetcher.fetch(
+                pds, event.repo, ref.cid, held.blob(lambda why: FetchFailed("too_large", why))
+            )
         except (Unresolvable, FetchFailed) as exc:
             stage = "identity" if isinstance(exc, Unresolvable) else "fetch"
             self._failed(ref, uploader, stage, exc.kind, str(exc))

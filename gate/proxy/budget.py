@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from gate import metrics
 from gate.errors import Overloaded
@@ -148,6 +148,19 @@ class Admission:
             raise RuntimeError("admitted once only: a job that waits must not hold anything")
         await self._budget.admit(n)
         self.held = n
+
+    def blob(self, too_large: Callable[[str], Exception]) -> Callable[[int], Awaitable[None]]:
+        """What a blob reader awaits with a stored blob's size before reading it: the blob's whole
+        ``peak`` admitted here. A peak over the whole budget raises ``too_large(why)``, the reader's own
+        failure for a blob too large, as no wait could make it fit."""
+
+        async def admit(size: int) -> None:
+            try:
+                await self.admit(peak(size))
+            except Overloaded as exc:
+                raise too_large(exc.message) from None
+
+        return admit
 
     def shrink_to(self, n: int) -> None:
         if n < self.held:

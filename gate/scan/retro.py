@@ -27,7 +27,6 @@ from typing import Any
 
 from gate import metrics
 from gate.blob_fetch import BlobSource, BlobUnavailable
-from gate.errors import Overloaded
 from gate.judge import Context, Judge, Judgement
 from gate.matching.bank_columns import Entry
 from gate.proxy.budget import Admission, MemoryBudget, peak
@@ -204,16 +203,10 @@ class RetroHunt:
         blobs = self.blobs
         held = Admission(self.budget)  # held from the fetch until the evidence is written (``act``)
 
-        async def admit(size: int) -> None:
-            try:
-                await held.admit(peak(size))
-            except Overloaded as exc:  # more than the whole budget: no wait could make it fit
-                raise BlobUnavailable("too_large", exc.message) from None
-
         async def body() -> bytes:
             if blobs is None:
                 raise RuntimeError("no way to fetch the blob from the PDS")
-            data = await blobs.get_blob(did, cid, admit)
+            data = await blobs.get_blob(did, cid, held.blob(lambda why: BlobUnavailable("too_large", why)))
             held.shrink_to(peak(len(data)))
             return data
 

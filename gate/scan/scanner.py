@@ -29,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from gate.blob_fetch import BlobSource, BlobUnavailable, PdsSync, Repo
-from gate.errors import Overloaded
 from gate.judge import Context, Judge
 from gate.proxy.budget import Admission, MemoryBudget, peak
 from gate.record import DecisionRecord, new_decision_id
@@ -191,14 +190,10 @@ class Scanner:
     async def _judge_blob(self, run: _RepoRun, cid: str, held: Admission) -> None:
         did = run.repo.did
 
-        async def admit(size: int) -> None:
-            try:
-                await held.admit(peak(size))
-            except Overloaded as exc:  # more than the whole budget: no wait could make it fit
-                raise BlobUnavailable("too_large", exc.message) from None
-
         try:
-            body = await self.blobs.get_blob(did, cid, admit)
+            body = await self.blobs.get_blob(
+                did, cid, held.blob(lambda why: BlobUnavailable("too_large", why))
+            )
         except BlobUnavailable as exc:
             await self._problem(run, cid, exc.kind, exc.detail)
             return
