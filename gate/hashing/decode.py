@@ -169,7 +169,7 @@ def read_luma(decoded: Decoded) -> Decoded:
     """A frame decoded with its ``colour`` kept, now read as its luma (``Decoded.luma``)."""
     if decoded.colour is None:
         return decoded
-    return replace(decoded, luma=np.asarray(decoded.colour.convert("F")), colour=None)
+    return replace(decoded, luma=_luma(decoded.colour), colour=None)
 
 
 def _luma(im: Image.Image) -> Luma | None:
