@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import httpx
 
@@ -36,6 +38,8 @@ BURST = 128
 POLICY = make_policy([hma_rule("hma", Verdict.REJECT, 31)], dihedral=True)
 EIGHT = (BASE_PDQ, *(flip(OTHER_PDQ, n) for n in range(1, 8)))
 
+T = TypeVar("T")
+
 
 def _matcher(url: str, breaker: CircuitBreaker) -> HmaMatcher:
     client = HmaClient(url, timeout=2.0, max_connections=CONCURRENCY)
@@ -53,7 +57,8 @@ async def _step_ms(url: str, uploads: int) -> tuple[float, float]:
     """Median ms of the HMA step for one hash and for eight (dihedral), uploads alternating."""
     plan = compile_plan(POLICY)
     matcher = _matcher(url, CircuitBreaker(1000, 60.0))
-    one, eight = [], []
+    one: list[float] = []
+    eight: list[float] = []
     try:
         for n in range(uploads + 3):  # the first three warm the connection pool
             for hashes, into in ((EIGHT[:1], one), (EIGHT, eight)):
@@ -132,9 +137,10 @@ async def _burst(url: str) -> Burst:
     )
 
 
-def _with_fake(serialise: bool, work: str, uploads: int) -> object:
+def _with_fake(serialise: bool, work: Callable[[str], Coroutine[Any, Any, T]]) -> T:
+    """``work`` run against a fake HMA in its own process, given the fake's URL."""
     with fake_process(serialise) as url:
-        return asyncio.run(_step_ms(url, uploads) if work == "step" else _burst(url))
+        return asyncio.run(work(url))
 
 
 def run(report: Report, quick: bool) -> None:
@@ -147,7 +153,7 @@ def run(report: Report, quick: bool) -> None:
     )
     ratios = {}
     for serialise, name in ((False, "answers concurrently (several workers)"), (True, "one worker")):
-        one, eight = _with_fake(serialise, "step", uploads)  # type: ignore[misc]
+        one, eight = _with_fake(serialise, lambda url: _step_ms(url, uploads))
         ratios[serialise] = eight / one
         table.add(
             **{
@@ -164,8 +170,7 @@ def run(report: Report, quick: bool) -> None:
         ratios[False] <= 1.3,
         issue=18,
     )
-    burst = _with_fake(True, "burst", 0)
-    assert isinstance(burst, Burst)
+    burst = _with_fake(True, _burst)
     table = report.table(
         f"{BURST} dihedral uploads at once against one HMA worker ({DEADLINE:g} s deadline)",
         [

@@ -22,6 +22,7 @@ alone, round after round, with a probe of how much of a second core the host gav
 
 from __future__ import annotations
 
+import functools
 import io
 import multiprocessing
 import statistics
@@ -203,8 +204,8 @@ def run(report: Report, rounds: int) -> None:
     for label, body, base_label, base in cases:
         hash_bytes(body, OPTIONS), hash_bytes(base, OPTIONS)  # warm caches outside the timing
         hashes = hash_bytes(body, OPTIONS)
-        ms = _cpu_ms(lambda b=body: hash_bytes(b, OPTIONS), rounds)
-        base_ms = _cpu_ms(lambda b=base: hash_bytes(b, OPTIONS), rounds)
+        ms = _cpu_ms(functools.partial(hash_bytes, body, OPTIONS), rounds)
+        base_ms = _cpu_ms(functools.partial(hash_bytes, base, OPTIONS), rounds)
         frames_n = hashes.frames or 1
         table.add(
             **{
@@ -222,10 +223,10 @@ def run(report: Report, rounds: int) -> None:
         if label.startswith(f"GIF, {FRAMES} distinct"):
             pillow, lzw, vips, exact = _paired_ms(
                 [
-                    lambda b=body: _pillow_frames(b),
+                    functools.partial(_pillow_frames, body),
                     _pillow_lzw(body),
-                    lambda b=body: _vips_frames(b),
-                    lambda b=body: digests(b),
+                    functools.partial(_vips_frames, body),
+                    functools.partial(digests, body),
                 ],
                 max(rounds, 5),
             )

@@ -63,7 +63,7 @@ def run(report: Report, up: str, gate: GateProcess, quick: bool) -> None:
         gate_requests = sum(int(gets[c]["gate"]["requests"]) for c in gets)
         reached_gate = _gate_passed(gate) - before - gate_requests
         fronts_spread = site.upstreams() if site is not None else None
-        streaming = [p for p in ("direct", "gate", "nginx", "relay") if p in urls]
+        streaming: list[str] = [p for p in ("direct", "gate", "nginx", "relay") if p in urls]
         dl_rounds = 1 if quick else 3
         downloads = {
             name: 50

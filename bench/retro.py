@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import Report
+from gate.matching.bank_columns import Entry
 from gate.matching.pdq_index import HammingIndex
 from gate.proxy.budget import MemoryBudget
 from gate.scan.bank_diff import BankDiff
@@ -107,8 +108,10 @@ def new_hashes(n: int, m: int) -> BankDiff:
         for w in range(4):
             words[w, j] = (value >> (64 * (3 - w))) & (2**64 - 1)
     hexes = ["".join(f"{int(words[w, j]):016x}" for w in range(4)) for j in range(m)]
-    entries = [("new", "new.csv", j + 1, None) for j in range(m)]
-    shas = {sha_of(int(i)): [("new", "new.csv", m + k + 1, None)] for k, i in enumerate(planted.tolist())}
+    entries: list[Entry] = [("new", "new.csv", j + 1, None) for j in range(m)]
+    shas: dict[str, list[Entry]] = {
+        sha_of(int(i)): [("new", "new.csv", m + k + 1, None)] for k, i in enumerate(planted.tolist())
+    }
     for k in range(m - PLANTED):
         shas[hashlib.sha256(str(k).encode()).hexdigest()] = [("new", "new.csv", m + PLANTED + k + 1, None)]
     return BankDiff({SignalType.SHA256: shas}, words, entries, hexes)

@@ -43,7 +43,9 @@ class User:
 
     @property
     def access_jwt(self) -> str:
-        return Session.decode(self.client.export_session_string()).access_jwt
+        jwt = Session.decode(self.client.export_session_string()).access_jwt
+        assert isinstance(jwt, str)  # the SDK ships no type marker: its names are Any
+        return jwt
 
     def post_image(self, image: bytes, text: str = "shapes") -> models.AppBskyFeedPost.CreateRecordResponse:
         """``send_image`` as an app does: upload the blob, then create a post embedding it."""

@@ -53,7 +53,9 @@ class Proc:
             stdout=subprocess.PIPE if stdout_pipe else self._log_file,
             stderr=self._log_file,
             start_new_session=True,  # its own process group: stop() signals the server and its children
-            **({"user": user[0], "group": user[1], "extra_groups": user[2]} if user else {}),  # type: ignore[arg-type]
+            user=user[0] if user else None,
+            group=user[1] if user else None,
+            extra_groups=user[2] if user else None,
         )
 
     def output(self, limit: int | None = 4000) -> str:

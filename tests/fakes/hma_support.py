@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from gate.matching.answer_cache import AnswerCache
 from gate.matching.breaker import CircuitBreaker
@@ -100,14 +100,14 @@ def make_matcher(
     cache_size: int = 0,
     cache_ttl: float = 30.0,
     breaker: CircuitBreaker | None = None,
-    clock: object = None,
+    clock: Callable[[], float] | None = None,
 ) -> HmaMatcher:
     client = HmaClient(url, connect_timeout=0.5, timeout=timeout, max_connections=8)
     cache = (
         AnswerCache(cache_size, cache_ttl)
         if clock is None
         else AnswerCache(cache_size, cache_ttl, clock=clock)
-    )  # type: ignore[arg-type]
+    )
     return HmaMatcher(
         client,
         deadline=deadline,

@@ -75,7 +75,7 @@ class RecordingUpstream:
             auth = request.headers.get("Authorization")
             if self.accepted_auth is not None and auth not in self.accepted_auth:
                 return web.json_response(INVALID_TOKEN, status=400, headers={"Cache-Control": "private"})
-            blob = {
+            uploaded = {
                 "blob": {
                     "$type": "blob",
                     "ref": {"$link": cid_of(body)},
@@ -83,7 +83,7 @@ class RecordingUpstream:
                     "size": len(body),
                 }
             }
-            return web.json_response(blob, status=self.status, headers=self.extra_headers)
+            return web.json_response(uploaded, status=self.status, headers=self.extra_headers)
         return web.json_response(
             {"path": request.raw_path, "len": len(body), "sha256": hashlib.sha256(body).hexdigest()},
             status=self.status,
