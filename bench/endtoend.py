@@ -6,10 +6,12 @@ processes on this machine; every baseline is measured in the same run.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +235,9 @@ def _interleaved(
         procs.load(_upload_job(url, files, c, max(4, total // 4), "image/jpeg"))  # warm-up
     gap = None
     if hashing is not None:
-        gap = statistics.median(_timed(lambda b=b: hash_bytes(b, HashOptions())) for b in bodies) / 1000
+        gap = (
+            statistics.median(_timed(functools.partial(hash_bytes, b, HashOptions())) for b in bodies) / 1000
+        )
     runs: dict[str, list[dict[str, Any]]] = {"direct": [], "gate": []}
     if gap is not None:
         runs["paced"] = []
@@ -247,7 +251,7 @@ def _interleaved(
             )
             # Best of three in a row: the warm cost of a hash, the strictest baseline to hold the gate to.
             hashing.extend(
-                min(_timed(lambda b=b: hash_bytes(b, HashOptions())) for _ in range(3)) for b in bodies
+                min(_timed(functools.partial(hash_bytes, b, HashOptions())) for _ in range(3)) for b in bodies
             )
     after = procs.cpu_split(g.pid)
     stats = {
@@ -263,8 +267,7 @@ def _interleaved(
     return stats
 
 
-def _timed(fn: object) -> float:
-    assert callable(fn)
+def _timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1000

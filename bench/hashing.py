@@ -15,10 +15,12 @@ target line says how close the gate is to its decoder's limit.
 
 from __future__ import annotations
 
+import functools
 import io
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 
 from PIL import Image
@@ -38,11 +40,10 @@ PILLOW = replace(OPTIONS, libvips=False)  # the Pillow path for every format, be
 LIBVIPS_TARGETS = {"PNG": 130.0, "WEBP": 60.0}
 
 
-def _time(fn: object, rounds: int) -> tuple[float, float]:
+def _time(fn: Callable[[], object], rounds: int) -> tuple[float, float]:
     """Median (wall, CPU) seconds. CPU time is this process's: on a machine shared with other work it
     is what the upload costs in cores, where wall time also counts waiting for one. (The process's, not
     this thread's: libvips decodes in a thread of its own; nothing else in this process runs meanwhile.)"""
-    assert callable(fn)
     wall, cpu = [], []
     for _ in range(rounds):
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -75,8 +76,8 @@ def run(report: Report, samples: list[Sample], rounds: int) -> dict[str, float]:
         fast_s: list[tuple[float, float]] = []
         full_s: list[tuple[float, float]] = []
         for _ in range(slow_rounds):
-            fast_s.append(_time(lambda b=body: hash_bytes(b, OPTIONS), max(1, rounds // slow_rounds)))
-            full_s.append(_time(lambda b=body: pdq_from_bytes(b), 1))
+            fast_s.append(_time(functools.partial(hash_bytes, body, OPTIONS), max(1, rounds // slow_rounds)))
+            full_s.append(_time(functools.partial(pdq_from_bytes, body), 1))
         fast[s.label].append(statistics.median(w for w, _ in fast_s))
         full[s.label].append(statistics.median(w for w, _ in full_s))
         fast_cpu[s.label].append(statistics.median(c for _, c in fast_s))
@@ -201,8 +202,8 @@ def _against_pillow(body: bytes, rounds: int) -> tuple[float, float]:
     hash_bytes(body, PILLOW)  # warm
     gate, pillow = [], []
     for _ in range(max(3, rounds)):
-        gate.append(_time(lambda b=body: hash_bytes(b, OPTIONS), 1)[1])
-        pillow.append(_time(lambda b=body: hash_bytes(b, PILLOW), 1)[1])
+        gate.append(_time(functools.partial(hash_bytes, body, OPTIONS), 1)[1])
+        pillow.append(_time(functools.partial(hash_bytes, body, PILLOW), 1)[1])
     return statistics.median(gate), statistics.median(pillow)
 
 

@@ -11,6 +11,7 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,7 @@ action = "reject"
 """
 
 
-def timed(fn: object, repeat: int) -> float:
-    assert callable(fn)
+def timed(fn: Callable[[], object], repeat: int) -> float:
     fn()
     start = time.perf_counter()
     for _ in range(repeat):
