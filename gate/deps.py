@@ -289,6 +289,7 @@ def jobs(deps: Deps, banks: LocalBanks, keeper: PostgresKeeper | None) -> list[J
     # After a bank reload adds hashes, stored decisions are re-judged against the new entries.
     hma = next((m for m in deps.judge.matchers if isinstance(m, HmaMatcher)), None)
     retro = RetroJob(
-        settings, banks, pool, deps.judge, deps.sink, deps.evidence.vault, deps.withheld, deps.budget, hma
-    )
+        settings, banks, pool, deps.judge, deps.sink, deps.notifier, deps.evidence.vault, deps.withheld,
+        deps.budget, hma,
+    )  # fmt: skip
     return [*out, watch_banks, watch_policy, purge_evidence, watch_withheld, watch_allowlist, retro.run]

@@ -6,7 +6,10 @@ exact hashes by lookup, PDQ by a multi-index join (``gate.scan.pdq_join``) at th
 of the current policy looks at. Each hit is judged again by the judge, from its stored hashes, under the
 policy in force, recorded as a ``retro`` decision that names its original (``origin``) and the added bank
 entry (in its notes and matches), and acted on per ``[scan]`` like a scanned blob — the bytes for review
-fetched from the PDS. A decision already re-judged is not re-judged again for the same bank change.
+fetched from the PDS. A decision already re-judged (a ``retro`` decision names it) is not re-judged again.
+Hunts run one at a time across every process on the gate's Postgres (``gate.scan.retro_lock``), and
+``record`` must have stored a hit's row when it returns: the next hunt, maybe another process's, reads
+those rows to know what is already re-judged.
 
 Memory: judging needs no bytes (the stored hashes are judged), but a review's evidence does: the blob
 is fetched from the PDS and sealed. That fetch holds its peak (gate.proxy.budget.peak: the body, the
@@ -36,6 +39,7 @@ from gate.scan.act import ScanActor
 from gate.scan.bank_diff import BankDiff
 from gate.scan.pace import Pace
 from gate.scan.pdq_join import NewHashes
+from gate.scan.retro_lock import one_hunt
 from gate.scan.stored import (
     STORED,
     PdqBlock,
@@ -103,13 +107,14 @@ class RetroHunt:
 
     async def run(self, diff: BankDiff, since: datetime) -> RetroTally:
         """Match ``diff`` against what is stored since ``since``; judge, record and act on every hit."""
-        policy = self.judge.policy.plan
-        diff = diff.without(policy.policy.allowlist_banks)
-        hits = await self.find(diff, since, policy.local.max_distance.get(SignalType.PDQ))
-        tally = RetroTally(hits=len(hits))
-        if hits:
-            await self.rejudge(hits, tally)
-        return tally
+        async with one_hunt(self.db, "retro-hunt"):
+            policy = self.judge.policy.plan
+            diff = diff.without(policy.policy.allowlist_banks)
+            hits = await self.find(diff, since, policy.local.max_distance.get(SignalType.PDQ))
+            tally = RetroTally(hits=len(hits))
+            if hits:
+                await self.rejudge(hits, tally)
+            return tally
 
     async def find(self, diff: BankDiff, since: datetime, max_distance: int | None) -> dict[str, list[Hit]]:
         """Stored decision id → the added entries that match it. PDQ only when a rule looks at local PDQ
@@ -150,6 +155,10 @@ class RetroHunt:
     async def hma_pass(self, since: datetime, rate: float, note: str) -> RetroTally:
         """HMA's index was rebuilt: every stored PDQ hash since ``since`` looked up again, at most
         ``rate`` lookups a second so HMA is not flooded; a stored decision a rule now blocks is a hit."""
+        async with one_hunt(self.db, "retro-hunt (HMA)"):
+            return await self._hma_pass(since, rate, note)
+
+    async def _hma_pass(self, since: datetime, rate: float, note: str) -> RetroTally:
         pace = Pace(rate)
         tally = RetroTally()
         where = f"{STORED} AND pdq <> '[]'::jsonb"

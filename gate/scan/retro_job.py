@@ -1,7 +1,9 @@
 """The retro-hunt the gate runs by itself: after a local bank reload adds hashes, the new entries are
-matched against the stored decisions (``GATE_RETRO_WINDOW_DAYS``) and the hits judged, recorded through
-the gate's decision sink (so webhooks fire) and acted on per ``[scan]``. One hunt at a time, off the
-reload itself; a hunt that fails is logged and the next reload tries its own entries.
+matched against the stored decisions (``GATE_RETRO_WINDOW_DAYS``) and the hits judged, acted on per
+``[scan]``, recorded and announced (webhooks). One hunt at a time, off the reload itself, and across every
+process on the gate's Postgres (``gate.scan.retro_lock``): each hit's row is written to Postgres at once,
+not queued in the decision log, so that a hunt waiting its turn finds it re-judged. A hunt that fails is
+logged and the next reload tries its own entries.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from gate.judge import Judge
 from gate.matching.bank_set import BankSet
 from gate.matching.hma import HmaMatcher
 from gate.matching.local import LocalBanks
+from gate.notify.event import decision_event
+from gate.notify.webhook import Notifier
 from gate.pds_admin import PdsAdmin
 from gate.proxy.budget import MemoryBudget
 from gate.quarantine.takedowns import Takedowns
@@ -23,8 +27,9 @@ from gate.record import DecisionRecord, DecisionSink
 from gate.scan.act import ScanActor
 from gate.scan.bank_diff import added
 from gate.scan.retro import RetroHunt
+from gate.scan.store import insert_decision
 from gate.settings import Settings
-from gate.store.pool import Pool
+from gate.store.pool import Pool, StoreUnavailable
 from gate.store.vault import Vault
 from gate.watch import every
 
@@ -44,6 +49,7 @@ class RetroJob:
         db: Pool,
         judge: Judge,
         sink: DecisionSink,
+        notifier: Notifier,
         vault: Vault,
         withheld: WithheldBlobs,
         budget: MemoryBudget,
@@ -53,7 +59,8 @@ class RetroJob:
         self.budget = budget  # the process's own (serve's: the uploads' too)
         self.db = db
         self.judge = judge
-        self.sink = sink
+        self.sink = sink  # only while Postgres cannot take a row (it queues, then spools)
+        self.notifier = notifier
         self.vault = vault
         self.withheld = withheld
         self.hma = hma
@@ -61,7 +68,22 @@ class RetroJob:
         banks.reloaded.append(lambda old, new: self._queue.put_nowait((old, new)))
 
     async def _record(self, record: DecisionRecord) -> None:
-        self.sink.submit(record)
+        """The row in Postgres before the hunt goes on (the next hunt reads it), then the webhook. A row
+        Postgres cannot take now goes to the decision log, which keeps it (and announces it) as any
+        decision: what was acted on is recorded, if later."""
+        try:
+            await insert_decision(self.db, record)
+        except StoreUnavailable as exc:
+            log.error("retro decision %s left to the decision log: %s", record.id, exc)
+            self.sink.submit(record)
+            return
+        event = decision_event(record)
+        if event is None:
+            return
+        try:
+            self.notifier.submit(event)
+        except Exception:  # a notification problem never touches the decision
+            log.exception("notification for decision %s failed", record.id)
 
     async def run(self) -> None:
         s = self.settings

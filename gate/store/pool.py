@@ -138,6 +138,27 @@ class Pool:
         except DB_ERRORS as exc:
             raise StoreUnavailable(f"Postgres failed: {type(exc).__name__}") from exc
 
+    @contextlib.asynccontextmanager
+    async def own_connection(self) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
+        """A connection of its own, outside the pool and closed when the block ends: for a session-level
+        advisory lock, which must end with its holder (a pooled connection would carry it back into the
+        pool). No statement timeout: waiting for such a lock may take as long as its holder's work."""
+        await self.get()  # the schema first, as for every other user
+        try:
+            conn = await asyncpg.connect(self.dsn, timeout=self._connect_timeout, command_timeout=None)
+        except DB_ERRORS as exc:
+            raise StoreUnavailable(f"Postgres unavailable: {type(exc).__name__}: {exc}") from exc
+        try:
+            yield conn
+        finally:
+            try:
+                await conn.close(timeout=self._connect_timeout)
+            except DB_ERRORS:  # the server gone or slow: drop the socket (the session ends with it)
+                conn.terminate()
+            except asyncio.CancelledError:
+                conn.terminate()
+                raise
+
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self.transaction() as conn:
             return await conn.fetch(query, *args)

@@ -1,0 +1,210 @@
+"""A retro-hunt runs once across every process on one Postgres: two gate replicas (``serve``, as the README
+deploys them) that both see a bank gain entries hunt one after the other, and the second finds every hit
+already re-judged, so each stored decision gets one ``retro`` decision, one evidence item, one takedown
+and one webhook; ``upload-gate scan retro`` run meanwhile waits for the hunt under way and records
+nothing more. The PDS is a real aiohttp app on a real port whose getBlob holds its bodies (so both hunts
+are under way at once when they can be); the gates are ``run_gate`` itself, on a real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import asyncpg
+import pytest
+from aiohttp import web
+
+from gate.notify.webhook import SIGNATURE_HEADER, verify
+from gate.scan.store import insert_decision
+from gate.serve import RunningGate
+from gate.store.pool import Pool
+from tests.integration.conftest import POLICY, write_config
+from tests.integration.scan.test_retro_budget import forwarded
+from tests.support.boot import gate_env, in_process, process_env
+from tests.support.cids import cid_of
+from tests.support.held_blobs import HeldBlobs
+from tests.support.receiver import Receiver, receiver
+from tests.support.serving import serving
+
+BODIES = [bytes([n]) * 2048 for n in (5, 6)]
+SCAN = '\n[scan]\nreject = ["withhold", "review", "takedown"]\nquarantine = []\n'
+HOOK_SECRET = "retro-once-hook-secret"
+TAKEDOWN = "/xrpc/com.atproto.admin.updateSubjectStatus"
+
+
+class AdminPds(HeldBlobs):
+    """The held getBlob, and the admin call a ``takedown`` makes (each one recorded)."""
+
+    def __init__(self, blobs: list[bytes]) -> None:
+        super().__init__(blobs)
+        self.takedowns: list[dict[str, Any]] = []
+
+    async def take_down(self, request: web.Request) -> web.Response:
+        self.takedowns.append(await request.json())
+        return web.json_response({})
+
+    def app(self) -> web.Application:
+        app = super().app()
+        app.router.add_post(TAKEDOWN, self.take_down)
+        return app
+
+
+async def until(what: str, check: Callable[[], bool | Awaitable[bool]], timeout: float = 30) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                now = check()
+                if now if isinstance(now, bool) else await now:
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"waited {timeout:g} s for {what}") from None
+
+
+async def count(dsn: str, query: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(query))
+    finally:
+        await conn.close()
+
+
+def scan_retro(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``upload-gate scan retro --json`` as operators run it, on the gates' settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "gate", "scan", "retro", "--json"],
+        env=process_env(env), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def hunts_done(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The tallies the hunts logged when they ended (``RetroTally.summary``)."""
+    # logging keeps a lone mapping argument as the record's args itself
+    return [dict(cast(Mapping[str, Any], r.args)) for r in caplog.records if r.msg == "retro-hunt done: %s"]
+
+
+class Setup:
+    def __init__(self, tmp_path: Path, dsn: str, pds_url: str, hooks: Receiver) -> None:
+        self.dsn = dsn
+        policy_path, self.banks_dir = write_config(tmp_path, POLICY + SCAN)
+        self.env = {
+            **gate_env(pds_url, dsn, policy_path, self.banks_dir, tmp_path / "var"),
+            "GATE_RELOAD_INTERVAL": "0.2",
+            "GATE_PDS_ADMIN_PASSWORD": "admin-secret",
+            "GATE_WEBHOOK_URL": hooks.url + "/hook",
+            "GATE_WEBHOOK_SECRET": HOOK_SECRET,
+        }
+        self.tmp_path = tmp_path
+        self.originals: list[str] = []
+
+    async def store_forwarded(self) -> None:
+        """The decisions a bank addition will make hunts re-judge (the schema migrated first)."""
+        pool = Pool(self.dsn)
+        try:
+            for body in BODIES:
+                record = forwarded(body)
+                await insert_decision(pool, record)
+                self.originals.append(record.id)
+        finally:
+            await pool.close()
+
+    def replica(self, n: int) -> contextlib.AbstractAsyncContextManager[RunningGate]:
+        return in_process({**self.env, "GATE_DATA_DIR": str(self.tmp_path / f"var{n}")})
+
+    def ban_them(self) -> None:
+        rows = "\n".join(f"sha256,{hashlib.sha256(b).hexdigest()},reported" for b in BODIES)
+        (self.banks_dir / "blocklist.csv").write_text(rows + "\n")
+
+    async def assert_rejudged_once(self, pds: AdminPds, hooks: Receiver) -> None:
+        """What a user sees of the hunt: one of everything per original decision."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            retro = await conn.fetch("SELECT id, origin, actions FROM decisions WHERE source = 'retro'")
+            assert sorted(str(r["origin"]).replace("-", "") for r in retro) == sorted(self.originals)
+            for r in retro:
+                assert [(a["action"], a["result"]) for a in json.loads(r["actions"])] == [
+                    ("withhold", "done"),
+                    ("review", "done"),
+                    ("takedown", "done"),
+                ]
+            evidence = await conn.fetch("SELECT decision_id, cid FROM evidence")
+            assert sorted(e["cid"] for e in evidence) == sorted(cid_of(b) for b in BODIES)
+            assert {e["decision_id"] for e in evidence} == {r["id"] for r in retro}
+            audit = await conn.fetchval("SELECT count(*) FROM audit WHERE action = 'takedown'")
+            assert audit == len(BODIES)
+        finally:
+            await conn.close()
+        assert sorted(t["subject"]["cid"] for t in pds.takedowns) == sorted(cid_of(b) for b in BODIES)
+        events = [
+            json.loads(r.body) for r in hooks.got if verify(HOOK_SECRET, r.headers[SIGNATURE_HEADER], r.body)
+        ]
+        retro_events = [e for e in events if e["type"] == "retro.rejected"]
+        assert sorted(e["data"]["origin"] for e in retro_events) == sorted(self.originals)
+
+
+@pytest.fixture
+async def hooks() -> AsyncIterator[Receiver]:
+    async with receiver() as rec:
+        yield rec
+
+
+async def test_two_replicas_hunt_once(
+    tmp_path: Path, fresh_dsn: str, hooks: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gate.scan")
+    pds = AdminPds(BODIES)
+    async with serving(pds.app()) as url:
+        setup = Setup(tmp_path, fresh_dsn, url, hooks)
+        await setup.store_forwarded()
+        async with setup.replica(1), setup.replica(2):
+            setup.ban_them()
+            # Both replicas reload within GATE_RELOAD_INTERVAL; the first hunt's review waits on getBlob.
+            await until("a hunt's first getBlob", lambda: len(pds.asked) >= 1)
+            await asyncio.sleep(1.0)  # time enough for the other replica's hunt to get as far, if it may
+            pds.go.set()
+            await until("both replicas' hunts", lambda: len(hunts_done(caplog)) >= 2)
+            await until("the webhooks", lambda: len(hooks.on("/hook")) >= len(BODIES))
+            await asyncio.sleep(0.5)  # a duplicate's row and webhook would be here by now
+        await setup.assert_rejudged_once(pds, hooks)
+        assert sorted(pds.asked) == sorted(cid_of(b) for b in BODIES)  # each blob fetched once
+    tallies = sorted((t["judged"], t["already_rejudged"]) for t in hunts_done(caplog))
+    assert tallies == [(0, 2), (2, 0)]  # the second hunt found every hit re-judged by the first
+
+
+async def test_scan_retro_waits_for_the_hunt_under_way(
+    tmp_path: Path, fresh_dsn: str, hooks: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gate.scan")
+    pds = AdminPds(BODIES)
+    async with serving(pds.app()) as url:
+        setup = Setup(tmp_path, fresh_dsn, url, hooks)
+        await setup.store_forwarded()
+        async with setup.replica(1):
+            setup.ban_them()
+            await until("the gate's hunt's first getBlob", lambda: len(pds.asked) >= 1)
+            cli_env = {**setup.env, "GATE_DATA_DIR": str(tmp_path / "cli")}
+            cli = asyncio.create_task(asyncio.to_thread(scan_retro, cli_env))
+            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+
+            async def cli_waits() -> bool:
+                assert not cli.done(), cli.result().stderr
+                return await count(fresh_dsn, waiting) >= 1
+
+            await until("the CLI waiting for the hunt's lock", cli_waits, timeout=60)
+            assert len(pds.asked) == 1
+            pds.go.set()
+            done = await cli
+            assert done.returncode == 0, done.stderr
+            local = json.loads(done.stdout)["local"]
+            assert (local["hits"], local["judged"], local["already_rejudged"]) == (2, 0, 2)
+            await until("the gate's hunt", lambda: len(hunts_done(caplog)) >= 1)
+            await until("the webhooks", lambda: len(hooks.on("/hook")) >= len(BODIES))
+        await setup.assert_rejudged_once(pds, hooks)
