@@ -39,6 +39,9 @@ _DID = re.compile(r"^did:[a-z]+:[A-Za-z0-9._:%-]{1,2000}$")
 _CID = re.compile(r"^b[a-z2-7]{58}$")  # CIDv1 base32 sha2-256: how the PDS names blob files
 # The PDS's refusals that are about the repo, not one blob (sync/util.ts assertRepoAvailability).
 REPO_ERRORS = frozenset({"RepoNotFound", "RepoDeactivated", "RepoTakendown", "RepoSuspended"})
+CONNECT_TIMEOUT = 10.0  # seconds to connect to the PDS, within each call's own limit
+# getBlob's aiohttp limits: its total is the call's own deadline (``PdsSync.get_blob``), not aiohttp's.
+_OWN_DEADLINE = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
 
 
 class BlobUnavailable(Unavailable):
@@ -93,7 +96,10 @@ def verified(cid: str, body: bytes) -> bytes:
 
 
 class PdsSync:
-    """The PDS's sync API over one aiohttp session."""
+    """The PDS's sync API over one aiohttp session. Each call has ``timeout`` seconds of the PDS's time;
+    for ``get_blob`` that excludes the wait in ``admit`` (for room in a memory budget, behind larger
+    blobs), which is no fault of the PDS: a blob queued that long is still read, while a PDS that stalls
+    before its headers or on the body is still ``unavailable`` (a ``TimeoutError``)."""
 
     def __init__(
         self,
@@ -110,7 +116,8 @@ class PdsSync:
         if admin_password:
             token = base64.b64encode(f"admin:{admin_password}".encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
+        self.timeout = timeout
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -182,13 +189,25 @@ class PdsSync:
     async def get_blob(self, did: str, cid: str, admit: Admit = _admit_nothing) -> bytes:
         check_names(did, cid)
         url = self.base / "xrpc" / "com.atproto.sync.getBlob"
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.timeout
+        deadline = asyncio.timeout_at(end)  # the PDS's time: aiohttp's total would count ``admit``'s wait
+        params = {"did": did, "cid": cid}
         try:
-            async with self.session.get(url, params={"did": did, "cid": cid}, headers=self._headers) as resp:
+            async with (
+                deadline,
+                self.session.get(url, params=params, headers=self._headers, timeout=_OWN_DEADLINE) as resp,
+            ):
                 if resp.status != 200:
                     raise _refusal(resp.status, await resp.content.read(4096))
                 if (resp.content_length or 0) > self.max_bytes:
                     raise BlobUnavailable("too_large", f"{resp.content_length} bytes > {self.max_bytes}")
+                if deadline.expired():  # it fired as the headers came: its cancellation lands here
+                    await asyncio.sleep(0)
+                left = end - loop.time()
+                deadline.reschedule(None)  # waiting for room is not the PDS's time
                 await admit(self.max_bytes if resp.content_length is None else resp.content_length)
+                deadline.reschedule(loop.time() + left)
                 body = bytearray()
                 async for chunk in resp.content.iter_chunked(1 << 16):
                     body += chunk

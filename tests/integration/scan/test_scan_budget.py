@@ -1,20 +1,23 @@
 """``upload-gate scan`` holds its blobs under GATE_MEMORY_BUDGET_BYTES: a worker waits, holding nothing,
-until its blob's whole peak fits; a blob whose peak is over the whole budget is a recorded problem. The
+until its blob's whole peak fits (a wait that is not counted against the PDS's deadline); a blob whose
+peak is over the whole budget is a recorded problem. The
 PDS is a real aiohttp app on a real port serving the sync API; judging and recording are the gate's own,
 on a real Postgres."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
+import pytest
 from aiohttp import web
 from yarl import URL
 
-from gate.blob_fetch import PdsSync
-from gate.proxy.budget import MemoryBudget, peak
+from gate.blob_fetch import BlobUnavailable, PdsSync
+from gate.proxy.budget import Admission, MemoryBudget, Reservation, peak
 from gate.scan.act import ScanActor
 from gate.scan.parts import open_parts
 from gate.scan.progress import Tally
@@ -92,3 +95,39 @@ async def test_scan_workers_wait_for_room_in_the_budget_and_an_oversized_peak_is
         assert "GATE_MEMORY_BUDGET_BYTES" in problem["detail"]
     finally:
         await conn.close()
+
+
+async def test_waiting_for_room_is_not_the_pds_time() -> None:
+    """PdsSync's deadline (the scan's and the retro-hunt's getBlob) bounds the PDS — its headers, its
+    body — not a blob's wait for room in the budget: a blob queued behind a larger one for longer than the
+    deadline is still read, while a PDS that sends its headers and then stalls on the body still fails
+    as ``unavailable``."""
+    data = SMALL[0]
+    api = HeldBlobs([data])
+    budget = MemoryBudget(2 << 20)
+    async with serving(api.app()) as url, PdsSync(URL(url), max_bytes=1 << 20, timeout=0.5) as sync:
+        larger = Reservation(budget)  # a larger blob ahead, held for twice the deadline
+        larger.grow_to(budget.limit)
+
+        def larger_done() -> None:
+            larger.release()
+            api.go.set()  # the body goes out as it is read (a large one is held so by TCP's window)
+
+        asyncio.get_running_loop().call_later(1.0, larger_done)
+        held = Admission(budget)
+        started = time.monotonic()
+        try:
+            got = await sync.get_blob(
+                DID, cid_of(data), held.blob(lambda why: BlobUnavailable("too_large", why))
+            )
+        finally:
+            held.release()
+        assert got == data and time.monotonic() - started >= 1.0 and budget.used == 0
+
+        api.go.clear()  # the PDS sends its headers, then nothing for longer than the deadline
+        started = time.monotonic()
+        with pytest.raises(BlobUnavailable) as failed:
+            await sync.get_blob(DID, cid_of(data))
+        assert failed.value.kind == "unavailable" and "TimeoutError" in failed.value.detail
+        assert 0.5 <= time.monotonic() - started < 5
+        api.go.set()
