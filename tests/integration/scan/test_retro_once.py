@@ -2,7 +2,7 @@
 deploys them) that both see a bank gain entries hunt one after the other, and the second finds every hit
 already re-judged, so each stored decision gets one ``retro`` decision, one evidence item, one takedown
 and one webhook; ``upload-gate scan retro`` run meanwhile waits for the hunt under way and records
-nothing more. The PDS is a real aiohttp app on a real port whose getBlob holds its bodies (so both hunts
+nothing more; one killed mid-hunt leaves no lock behind. The PDS is a real aiohttp app on a real port whose getBlob holds its bodies (so both hunts
 are under way at once when they can be); the gates are ``run_gate`` itself, on a real Postgres."""
 
 from __future__ import annotations
@@ -207,4 +207,38 @@ async def test_scan_retro_waits_for_the_hunt_under_way(
             assert (local["hits"], local["judged"], local["already_rejudged"]) == (2, 0, 2)
             await until("the gate's hunt", lambda: len(hunts_done(caplog)) >= 1)
             await until("the webhooks", lambda: len(hooks.on("/hook")) >= len(BODIES))
+        await setup.assert_rejudged_once(pds, hooks)
+
+
+async def test_a_hunt_killed_midway_lets_the_next_one_run(
+    tmp_path: Path, fresh_dsn: str, hooks: Receiver
+) -> None:
+    """The lock ends with its holder: ``scan retro`` killed (SIGKILL, nothing cleaned up) while it holds
+    the lock leaves none behind, and the next hunt re-judges what the dead one had not recorded."""
+    pds = AdminPds(BODIES)
+    async with serving(pds.app()) as url:
+        setup = Setup(tmp_path, fresh_dsn, url, hooks)
+        await setup.store_forwarded()
+        setup.ban_them()
+        env = process_env({**setup.env, "GATE_DATA_DIR": str(tmp_path / "cli")})
+        command = [sys.executable, "-m", "gate", "scan", "retro", "--json"]
+        held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        dead = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            await until("the first hunt's getBlob", lambda: len(pds.asked) >= 1, timeout=60)
+            assert await count(fresh_dsn, held) == 1
+        finally:
+            dead.kill()
+            await asyncio.to_thread(dead.wait)
+
+        async def let_go() -> bool:
+            return await count(fresh_dsn, held) == 0
+
+        await until("the dead hunt's lock let go", let_go, timeout=10)
+        pds.go.set()
+        done = await asyncio.to_thread(scan_retro, {**setup.env, "GATE_DATA_DIR": str(tmp_path / "cli")})
+        assert done.returncode == 0, done.stderr
+        local = json.loads(done.stdout)["local"]
+        assert (local["hits"], local["judged"], local["already_rejudged"]) == (2, 2, 0)
+        await until("the webhooks", lambda: len(hooks.on("/hook")) >= len(BODIES))
         await setup.assert_rejudged_once(pds, hooks)
