@@ -2,8 +2,9 @@
 deploys them) that both see a bank gain entries hunt one after the other, and the second finds every hit
 already re-judged, so each stored decision gets one ``retro`` decision, one evidence item, one takedown
 and one webhook; ``upload-gate scan retro`` run meanwhile waits for the hunt under way and records
-nothing more; one killed mid-hunt leaves no lock behind. The PDS is a real aiohttp app on a real port whose getBlob holds its bodies (so both hunts
-are under way at once when they can be); the gates are ``run_gate`` itself, on a real Postgres."""
+nothing more; one killed mid-hunt leaves no lock behind. The PDS is a real aiohttp app on a real port
+whose getBlob holds its bodies (so both hunts are under way at once when they can be); the gates are
+``run_gate`` itself, on a real Postgres."""
 
 from __future__ import annotations
 
