@@ -22,7 +22,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from gate.store.pool import Pool
+from gate.store.pool import DB_ERRORS, Pool, StoreUnavailable
 
 log = logging.getLogger("gate.scan")
 
@@ -35,7 +35,10 @@ async def one_hunt(db: Pool, what: str) -> AsyncIterator[None]:
     """Hold the retro-hunt lock for the block, waiting (and saying so once) while another process holds
     it. ``StoreUnavailable`` when Postgres cannot answer: no hunt without it anyway."""
     async with db.own_connection() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
-            log.info("%s waits: another process is running a retro-hunt on this Postgres", what)
-            await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+        try:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+                log.info("%s waits: another process is running a retro-hunt on this Postgres", what)
+                await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+        except DB_ERRORS as exc:
+            raise StoreUnavailable(f"the retro-hunt lock: {type(exc).__name__}: {exc}") from exc
         yield  # released when the connection closes (own_connection), however the block ends
