@@ -104,7 +104,9 @@ examples:
         description="A retro-hunt on demand: every stored decision's hashes matched against every entry of "
         "the local banks as they are now (the gate does this by itself for the entries a bank reload adds), "
         "hits re-judged under the current policy, recorded (source retro) and acted on per [scan]; with "
-        "--hma, stored PDQ hashes are looked up in HMA again at GATE_RETRO_HMA_RATE.",
+        "--hma, stored PDQ hashes are looked up in HMA again at GATE_RETRO_HMA_RATE. Retro-hunts run one at "
+        "a time across every process on the gate's Postgres: this waits for one under way (the gate's, "
+        "another replica's) and re-judges nothing that one did.",
         epilog="examples:\n  upload-gate scan retro --since 30d\n  upload-gate scan retro --since 7d --hma --json",
     )
     r.add_argument("--since", type=when_arg, help="decisions since (30d, 2026-01-31); default: the whole log")
