@@ -69,6 +69,20 @@ class Repo:
 Admit = Callable[[int], Awaitable[None]]
 
 
+async def admit_off_the_clock(deadline: asyncio.Timeout, admit: Admit, size: int) -> None:
+    """Wait for room for a blob of ``size`` with the PDS's ``deadline`` paused: waiting for room in the
+    budget is not the PDS's time. After the wait the PDS has what it had left before it."""
+    if deadline.expired():  # it fired as the headers came: its cancellation lands here, not in reschedule
+        await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    when = deadline.when()
+    assert when is not None, "a getBlob deadline is always set"
+    left = when - loop.time()
+    deadline.reschedule(None)
+    await admit(size)
+    deadline.reschedule(loop.time() + left)
+
+
 async def _admit_nothing(size: int) -> None:
     return None
 
@@ -189,9 +203,9 @@ class PdsSync:
     async def get_blob(self, did: str, cid: str, admit: Admit = _admit_nothing) -> bytes:
         check_names(did, cid)
         url = self.base / "xrpc" / "com.atproto.sync.getBlob"
-        loop = asyncio.get_running_loop()
-        end = loop.time() + self.timeout
-        deadline = asyncio.timeout_at(end)  # the PDS's time: aiohttp's total would count ``admit``'s wait
+        deadline = asyncio.timeout(
+            self.timeout
+        )  # the PDS's time: aiohttp's total would count ``admit``'s wait
         params = {"did": did, "cid": cid}
         try:
             async with (
@@ -202,12 +216,8 @@ class PdsSync:
                     raise _refusal(resp.status, await resp.content.read(4096))
                 if (resp.content_length or 0) > self.max_bytes:
                     raise BlobUnavailable("too_large", f"{resp.content_length} bytes > {self.max_bytes}")
-                if deadline.expired():  # it fired as the headers came: its cancellation lands here
-                    await asyncio.sleep(0)
-                left = end - loop.time()
-                deadline.reschedule(None)  # waiting for room is not the PDS's time
-                await admit(self.max_bytes if resp.content_length is None else resp.content_length)
-                deadline.reschedule(loop.time() + left)
+                size = self.max_bytes if resp.content_length is None else resp.content_length
+                await admit_off_the_clock(deadline, admit, size)
                 body = bytearray()
                 async for chunk in resp.content.iter_chunked(1 << 16):
                     body += chunk

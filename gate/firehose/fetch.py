@@ -21,7 +21,7 @@ import aiohttp
 from yarl import URL
 
 from gate import metrics
-from gate.blob_fetch import Admit
+from gate.blob_fetch import Admit, admit_off_the_clock
 from gate.errors import Refusal
 
 
@@ -56,9 +56,7 @@ class BlobFetcher:
         if self._session is None:
             raise RuntimeError("BlobFetcher.start() has not run")
         url = pds.with_path("/xrpc/com.atproto.sync.getBlob").with_query({"did": did, "cid": cid})
-        loop = asyncio.get_running_loop()
-        end = loop.time() + self.timeout
-        deadline = asyncio.timeout_at(end)
+        deadline = asyncio.timeout(self.timeout)
         try:
             async with deadline, self._session.get(url, allow_redirects=False) as response:
                 status = response.status
@@ -74,10 +72,7 @@ class BlobFetcher:
                 declared = response.content_length
                 if declared is not None and declared > self.max_bytes:
                     raise FetchFailed("too_large", f"getBlob declared {declared} bytes")
-                left = end - loop.time()
-                deadline.reschedule(None)  # waiting for room is not the PDS's time
-                await admit(self.max_bytes if declared is None else declared)
-                deadline.reschedule(loop.time() + left)
+                await admit_off_the_clock(deadline, admit, self.max_bytes if declared is None else declared)
                 body = bytearray()
                 async for chunk in response.content.iter_chunked(1 << 16):
                     body += chunk
