@@ -358,7 +358,7 @@ def execute(
     world: World, sandbox: Sandbox, argv: list[str], timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """``docker exec`` / ``kubectl exec``: a command in the same container (same env, user, mounts)."""
-    user = _user(world, sandbox.container)
+    uid, gid, extra = _user(world, sandbox.container) or (None, None, None)  # None: Popen's own defaults
     return subprocess.run(
         argv,
         env=sandbox.env,
@@ -367,7 +367,9 @@ def execute(
         text=True,
         timeout=timeout,
         check=False,
-        **({"user": user[0], "group": user[1], "extra_groups": user[2]} if user else {}),  # type: ignore[arg-type]
+        user=uid,
+        group=gid,
+        extra_groups=extra,
     )
 
 

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support import boot
 from tests.support.boot import GateProcess, gate_command
@@ -101,7 +102,7 @@ class Gate:
         self.proc.stop(timeout=30, check=False)  # the gate stops its embedded Postgres on the way out
         shutil.rmtree(self.env["GATE_DATA_DIR"], ignore_errors=True)
 
-    def decisions(self, cid: str) -> list[dict[str, object]]:
+    def decisions(self, cid: str) -> list[dict[str, Any]]:
         """The decision log's rows for a CID, oldest first, read the way an operator would: with
         ``upload-gate decisions``, which joins the gate's embedded Postgres in GATE_DATA_DIR."""
         result = gate_command("decisions", "--cid", cid, "--json", "--limit", "10000", env=self.env)

@@ -30,10 +30,11 @@ from atproto import models
 
 from tests.e2e import gate_server, pds_server
 from tests.e2e.endpoints import Endpoint, Images, User, new_user
-from tests.e2e.gate_server import POLICY, gate_command
+from tests.e2e.gate_server import POLICY
 from tests.e2e.images import near_duplicate, png
 from tests.e2e.pds_server import Pds
 from tests.e2e.procs import LOOPBACK, Proc, free_port
+from tests.support.boot import gate_command
 from tests.support.cids import cid_of
 
 pytestmark = [
@@ -216,7 +217,7 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
 
 def upload(user: User, body: bytes) -> models.BlobRef:
     """The PDS sniffs the type itself (video/mp4, image/png) and says it in the blob reference."""
-    return user.client.upload_blob(body).blob  # type: ignore[no-any-return]
+    return user.client.upload_blob(body).blob
 
 
 def post_with_video(user: User, video: models.BlobRef) -> str:
@@ -371,8 +372,8 @@ def test_watch_takes_down_what_a_rule_rejects_on_its_own_pds(
     banks = folder / "banks"
     banks.mkdir()
     for bank in ("banned", "held"):
-        rows = gate_server.bank_rows(folder / f"{bank}.png")
-        (banks / f"{bank}.csv").write_text("signal_type,hash,label\n" + "\n".join(rows) + "\n")
+        lines = gate_server.bank_rows(folder / f"{bank}.png")
+        (banks / f"{bank}.csv").write_text("signal_type,hash,label\n" + "\n".join(lines) + "\n")
     policy = FIREHOSE_POLICY.replace('on_lag = "pause"', 'on_lag = "pause"\ntakedown = true', 1)
     assert "takedown = true" in policy
     env = {

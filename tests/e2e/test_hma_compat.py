@@ -26,10 +26,11 @@ from atproto_client.exceptions import BadRequestError
 
 from tests.e2e import gate_server
 from tests.e2e.endpoints import Endpoint, User, new_user
-from tests.e2e.gate_server import REJECT_ERROR, Gate, gate_command
+from tests.e2e.gate_server import REJECT_ERROR, Gate
 from tests.e2e.images import sha256
 from tests.e2e.pds_server import Pds
 from tests.fakes.hma import FakeHma, fake_hma_in_thread
+from tests.support.boot import gate_command
 from tests.support.cids import cid_of
 from tests.support.hma_files import HMA_CANNOT_BANK, KINDS, PHOTOS, Kind, hma_hash
 from tests.support.images import photo

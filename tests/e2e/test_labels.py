@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e import gate_server, pds_server
 from tests.e2e.endpoints import Images
-from tests.e2e.gate_server import gate_command
+from tests.support.boot import gate_command
 
 PEER = Path(__file__).parent / "labels_peer.js"
 LABELER_DID = "did:plc:e2elabeler0000000000000"

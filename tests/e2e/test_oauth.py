@@ -9,9 +9,10 @@ import pytest
 from tests.e2e.endpoints import Endpoint, Images, User, new_user
 from tests.e2e.gate_server import REJECT_ERROR, Gate
 from tests.e2e.images import png
-from tests.e2e.oauth import DpopKey, OAuthSession, obtain_token
+from tests.e2e.oauth import OAuthSession, obtain_token
 from tests.e2e.pds_server import Pds
 from tests.support.cids import cid_of
+from tests.support.tokens import DpopKey
 
 pytestmark = pytest.mark.e2e
 

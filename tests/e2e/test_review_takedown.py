@@ -57,7 +57,7 @@ def admin_api(gate: Gate, method: str, path: str, body: dict[str, Any] | None = 
 
 def held_item(gate: Gate, body: bytes) -> dict[str, Any]:
     sha = hashlib.sha256(body).hexdigest()
-    items = admin_api(gate, "GET", "/admin/api/items?state=held")["items"]
+    items: list[dict[str, Any]] = admin_api(gate, "GET", "/admin/api/items?state=held")["items"]
     [item] = [i for i in items if i["sha256"] == sha]
     return item
 

@@ -38,9 +38,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e import gate_server, images
 from tests.e2e.endpoints import Endpoint, User, new_user
-from tests.e2e.gate_server import POLICY, REPO, Gate, gate_command
+from tests.e2e.gate_server import POLICY, REPO, Gate
 from tests.e2e.pds_server import Pds
 from tests.e2e.procs import LOOPBACK
+from tests.support.boot import gate_command
 from tests.support.cids import cid_of
 
 pytestmark = [

@@ -23,10 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.e2e import images
 from tests.e2e.endpoints import Endpoint, Images, User, new_user
-from tests.e2e.gate_server import REJECT_ERROR, Gate, gate_command
+from tests.e2e.gate_server import REJECT_ERROR, Gate
 from tests.e2e.oauth import OAuthSession, obtain_token
 from tests.e2e.pds_server import Pds
 from tests.e2e.procs import LOOPBACK
+from tests.support.boot import gate_command
 from tests.support.cids import cid_of
 from tests.support.tokens import DpopKey, b64url, hs256
 

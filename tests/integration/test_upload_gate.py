@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import zlib
+from collections.abc import AsyncIterator
 
 import aiohttp
 import brotli
@@ -242,7 +243,7 @@ async def test_oversize_chunked_stream_is_cut_off_with_413(
     rec, _ = upstream
     gate = await start_gate(GATE_MAX_UPLOAD_BYTES="1M")
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(64):
             yield b"\xff" * 65536  # 4 MiB in total, no Content-Length
 
@@ -259,7 +260,7 @@ async def test_chunked_clean_upload_is_forwarded_with_length(
     gate = await start_gate()
     body = images.jpeg("coffee.png")
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for i in range(0, len(body), 1000):
             yield body[i : i + 1000]
 

@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 from gate import package_version
 from gate.cli import build_parser
@@ -21,7 +22,10 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_every_command_answers_help() -> None:
     top = run("--help")
     assert top.returncode == 0, top.stderr
-    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    # The subparsers action's choices are its parsers by command name: typeshed types an Action's choices
+    # as any iterable, and the parser's _subparsers group (set by add_subparsers) as optional.
+    subparsers = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
+    commands = cast("dict[str, argparse.ArgumentParser]", subparsers.choices)
     assert {"serve", "check-policy", "hash"} <= set(commands)
     for name in commands:
         assert name in top.stdout

@@ -71,6 +71,7 @@ def _readiness_checks() -> set[str]:
         and isinstance(t.value, ast.Name)
         and t.value.id == "checks"
         and isinstance(t.slice, ast.Constant)
+        and isinstance(t.slice.value, str)
     }
 
 
@@ -139,7 +140,7 @@ def test_the_webhook_page_names_every_event_and_field() -> None:
         for d in ast.walk(build)
         if isinstance(d, ast.Dict)
         for k in d.keys
-        if isinstance(k, ast.Constant)
+        if isinstance(k, ast.Constant) and isinstance(k.value, str)
     }
     assert {"upload.quarantined", "review.takedown"} <= types and {"decision_id", "uploader", "did"} <= fields
     missing = sorted(x for x in types | fields if f"`{x}`" not in page)

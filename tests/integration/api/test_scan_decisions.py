@@ -9,6 +9,7 @@ import asyncio
 import base64
 import hashlib
 import json
+from typing import Any
 
 import asyncpg
 
@@ -124,7 +125,7 @@ async def test_a_reviewer_cannot_scan(api: ApiGate) -> None:
         assert r.status == 403
 
 
-async def _rows(api: ApiGate, sql: str) -> list[dict[str, object]]:
+async def _rows(api: ApiGate, sql: str) -> list[dict[str, Any]]:  # a column per key, of its own type
     conn = await asyncpg.connect(api.dsn)
     try:
         return [dict(r) for r in await conn.fetch(sql)]
@@ -132,7 +133,7 @@ async def _rows(api: ApiGate, sql: str) -> list[dict[str, object]]:
         await conn.close()
 
 
-async def _wait_rows(api: ApiGate, sql: str, n: int = 1) -> list[dict[str, object]]:
+async def _wait_rows(api: ApiGate, sql: str, n: int = 1) -> list[dict[str, Any]]:
     for _ in range(100):  # the decision log writes in batches, off the request
         rows = await _rows(api, sql)
         if len(rows) >= n:

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import time
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -37,7 +38,7 @@ async def upload(url: str, body: bytes, authorization: str) -> tuple[int, bytes,
         return r.status, await r.read(), kept
 
 
-async def scalar(dsn: str, sql: str, *args: object) -> object:
+async def scalar(dsn: str, sql: str, *args: object) -> Any:  # the one value, of its column's type
     conn = await asyncpg.connect(dsn)
     try:
         return await conn.fetchval(sql, *args)
@@ -48,7 +49,7 @@ async def scalar(dsn: str, sql: str, *args: object) -> object:
 async def rows_settled(dsn: str, expected: int) -> int:
     """The decisions count once the asynchronous writer has written ``expected`` rows (or 10 s)."""
     for _ in range(200):
-        count = int(await scalar(dsn, "SELECT count(*) FROM decisions"))  # type: ignore[call-overload]
+        count = int(await scalar(dsn, "SELECT count(*) FROM decisions"))
         if count >= expected:
             return count
         await asyncio.sleep(0.05)

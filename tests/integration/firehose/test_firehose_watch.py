@@ -25,8 +25,9 @@ from prometheus_client import REGISTRY
 from gate.firehose.command import run_watch
 from gate.labels.key import LabelerKey
 from gate.settings import Settings
-from tests.integration.conftest import POLICY, gate_env, write_config
+from tests.integration.conftest import POLICY, write_config
 from tests.support import firehose as fh
+from tests.support.boot import gate_env
 from tests.support.images import noise_png
 from tests.support.receiver import receiver
 
@@ -324,7 +325,8 @@ async def _n(dsn: str, n: int) -> bool:
 async def _cursor(dsn: str, seq: int) -> bool:
     conn = await asyncpg.connect(dsn)
     try:
-        return (await conn.fetchval("SELECT max(seq) FROM firehose_cursors")) == seq
+        newest: int | None = await conn.fetchval("SELECT max(seq) FROM firehose_cursors")
+        return newest == seq
     except asyncpg.UndefinedTableError:
         return False
     finally:

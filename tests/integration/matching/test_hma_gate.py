@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -63,7 +64,7 @@ async def get_text(url: str) -> tuple[int, str]:
         return r.status, await r.text()
 
 
-def decisions(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
+def decisions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:  # the decision log's JSON
     lines = [r.getMessage() for r in caplog.records if r.name == "gate.decisions"]
     return [json.loads(line.removeprefix("decision ")) for line in lines]
 
@@ -85,7 +86,7 @@ async def test_an_hma_match_within_the_rule_is_rejected_and_never_reaches_the_pd
     assert lookup["seed"] == hashlib.sha256(body).hexdigest() and lookup["banks"] == "HMA_BLOCK"
     [record] = decisions(caplog)
     assert record["rule"] == "hma-close"
-    assert [(m["source"], m["bank"]) for m in record["matches"]] == [("hma", "HMA_BLOCK")]  # type: ignore[index]
+    assert [(m["source"], m["bank"]) for m in record["matches"]] == [("hma", "HMA_BLOCK")]
 
 
 async def test_local_banks_and_hma_are_both_asked_and_merged(
@@ -98,7 +99,7 @@ async def test_local_banks_and_hma_are_both_asked_and_merged(
     status, _ = await post(gate.url, body)
     assert status == 400
     [record] = decisions(caplog)
-    sources = sorted(m["source"] for m in record["matches"])  # type: ignore[union-attr]
+    sources = sorted(m["source"] for m in record["matches"])
     assert sources == ["hma", "local"]
 
 
@@ -116,7 +117,7 @@ async def test_a_near_copy_beyond_the_rule_is_forwarded_with_the_match_recorded(
     assert [u.body for u in upstream[0].uploads()] == [clean]
     [record] = decisions(caplog)
     assert (record["verdict"], record["rule"]) == ("forward", "no_match")
-    assert [(m["bank"], m["distance"]) for m in record["matches"]] == [("HMA_BLOCK", 20)]  # type: ignore[index]
+    assert [(m["bank"], m["distance"]) for m in record["matches"]] == [("HMA_BLOCK", 20)]
 
 
 @pytest.mark.parametrize(("on_error", "status"), [("reject", 400), ("quarantine", 400), ("forward", 200)])

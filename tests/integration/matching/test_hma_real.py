@@ -77,7 +77,7 @@ def picture(seed: int) -> bytes:
     """A small PNG with enough detail for a PDQ quality of 100."""
     rng = np.random.default_rng(seed)
     image = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).resize(
-        (256, 256), Image.BILINEAR
+        (256, 256), Image.Resampling.BILINEAR
     )
     out = io.BytesIO()
     image.save(out, "PNG")

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 
 import aiohttp
 from prometheus_client import REGISTRY
@@ -25,9 +26,9 @@ def dead(reason: str) -> float:
     return REGISTRY.get_sample_value("upload_gate_webhook_dead_letters_total", {"reason": reason}) or 0.0
 
 
-async def wait_for(cond: object, timeout: float = 5.0) -> None:
+async def wait_for(cond: Callable[[], object], timeout: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():  # type: ignore[operator]
+    while not cond():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.02)
 
@@ -67,12 +68,12 @@ async def test_exhausted_retries_and_refusals_are_dead_letters() -> None:
 
 
 async def test_a_slow_receiver_never_slows_submit() -> None:
-    async def stall(request: object, body: bytes) -> aiohttp.web.Response:
+    async def stall(request: aiohttp.web.Request, body: bytes) -> aiohttp.web.Response:
         await asyncio.sleep(10)
         return aiohttp.web.Response()
 
     async with receiver() as rec:
-        rec.routes["/"] = stall  # type: ignore[assignment]
+        rec.routes["/"] = stall
         hook = Webhook(URL(rec.url), SECRET, attempts=1, timeout=0.2, queue_size=2)
         await hook.start()
         before = dead("queue_full")

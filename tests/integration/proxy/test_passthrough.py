@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import AsyncIterator
 
 import aiohttp
 from yarl import URL
@@ -87,7 +88,7 @@ async def test_chunked_request_body_streams_through(start_gate: GateFactory, ups
     gate = await start_gate()
     payload = b"".join(bytes([i % 251]) * 10_000 for i in range(300))  # 3 MB, chunked
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for i in range(0, len(payload), 65536):
             yield payload[i : i + 65536]
 

@@ -173,4 +173,5 @@ async def test_list_and_remove_commands(tmp_path: Path, fresh_dsn: str) -> None:
         )
     finally:
         await conn.close()
+    assert audit is not None
     assert audit["actor"] == "olga" and json.loads(audit["detail"])["sha256"] == sha

@@ -105,6 +105,7 @@ async def test_purge_deletes_only_expired_evidence_and_keeps_decisions(
         row = await conn.fetchrow("SELECT * FROM evidence WHERE decision_id = $1", uuid.UUID(expired.id))
     finally:
         await conn.close()
+    assert row is not None
     assert row["ciphertext"] is None and row["wrapped_key"] is None and row["purge_reason"] == "expired"
     assert row["sha256"] == (
         expired.hashes.sha256 if expired.hashes else None

@@ -82,7 +82,9 @@ def record(
 
 
 async def test_back_test_reports_what_would_flip(pool: Pool, fresh_dsn: str, tmp_path: Path) -> None:
-    local = lambda d: Match(MatchSource.LOCAL, "blocklist", SignalType.PDQ, d, "blocklist.csv:2")  # noqa: E731
+    def local(d: int) -> Match:
+        return Match(MatchSource.LOCAL, "blocklist", SignalType.PDQ, d, "blocklist.csv:2")
+
     hma = Match(MatchSource.HMA, "HMA_X", SignalType.PDQ, 3, "77")
     rows = {
         "newly-banked": record("newly-banked", Verdict.FORWARD),  # its SHA-256 is in the bank now

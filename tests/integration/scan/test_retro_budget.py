@@ -42,7 +42,7 @@ SCAN = '\n[scan]\nreject = ["review"]\nquarantine = []\n'
 def forwarded(body: bytes) -> DecisionRecord:
     """A stored decision that forwarded ``body``: what a bank addition makes a retro-hunt re-judge."""
     h = Hashes(hashlib.sha256(body).hexdigest(), "0" * 32, "0" * 40, cid_of(body), len(body), "image/png")
-    d = Decision(Verdict.FORWARD, None, "no_match", (), "v")
+    d = Decision(Verdict.FORWARD, "no_match", "no_match", (), "v")
     return DecisionRecord(
         new_decision_id(), DecisionRecord.now(), DecisionSource.UPLOAD, None, repo_uploader(DID), None, h, d,
         Verdict.FORWARD,

@@ -22,8 +22,9 @@ from gate.notify.webhook import SIGNATURE_HEADER, verify
 from gate.store.query import row_to_json
 from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import OTHER_PDQ
-from tests.integration.conftest import POLICY, GateFactory, gate_env
+from tests.integration.conftest import POLICY, GateFactory
 from tests.support import images
+from tests.support.boot import gate_env
 from tests.support.policies import HMA_CLOSE, head
 from tests.support.receiver import Receiver, receiver
 from tests.support.tokens import unsigned
@@ -211,7 +212,7 @@ async def test_scan_retro_on_demand(start_gate: GateFactory, fresh_dsn: str, tmp
             env=env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-        result: dict[str, Any] = json.loads(done.stdout)
+        result: dict[str, dict[str, Any]] = json.loads(done.stdout)
         return result["local"]
 
     first = await asyncio.to_thread(retro)

@@ -4,6 +4,7 @@ from ``tests/support/postgres.py`` via ``tests/integration/conftest.py``."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -26,7 +27,7 @@ def make_log(dsn: str, spool_dir: Path, **kwargs: object) -> DecisionLog:
     return OwnPoolLog(db, spool_dir, **options)  # type: ignore[arg-type]
 
 
-async def fetch_rows(dsn: str) -> list[dict[str, object]]:
+async def fetch_rows(dsn: str) -> list[dict[str, Any]]:  # a column per key, of its own type
     conn = await asyncpg.connect(dsn)
     try:
         return [dict(r) for r in await conn.fetch("SELECT * FROM decisions ORDER BY time, id")]

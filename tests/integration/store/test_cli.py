@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -52,7 +53,7 @@ async def written(fresh_dsn: str, tmp_path: Path) -> tuple[str, list[DecisionRec
     return fresh_dsn, records
 
 
-def _lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, object]]:
+def _lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:  # the JSON lines
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]
 
@@ -68,10 +69,10 @@ async def test_decisions_json_lists_every_row_newest_first(written: tuple[str, l
     assert reject["client_ip"] == "2001:db8::5"
     assert reject["sha256"] == f"{2:064x}"
     assert reject["time"] == "2026-11-24T12:00:02.123456+00:00"
-    assert [m["bank"] for m in reject["all_matches"]] == ["ncmec", "stopncii"]  # type: ignore[index]
+    assert [m["bank"] for m in reject["all_matches"]] == ["ncmec", "stopncii"]
     assert reject["media_types"] == ["image/jpeg", "video/mp4"]
     assert reject["frames"] == 3
-    assert [(m["frame"], m["variant"]) for m in reject["matches"]] == [(2, "displayed")]  # type: ignore[index]
+    assert [(m["frame"], m["variant"]) for m in reject["matches"]] == [(2, "displayed")]
     assert (reject["did_verified"], reject["verified_how"], reject["claimed_did"]) == (
         True,
         "pds",

@@ -239,7 +239,7 @@ async def test_every_field_for_forward_reject_quarantine_shadow(fresh_dsn: str, 
     rows = await fetch_rows(fresh_dsn)
     assert len(rows) == 4
     for record, row in zip(records, rows, strict=True):
-        got = {k: (json.loads(v) if k in JSONB else v) for k, v in row.items()}  # type: ignore[arg-type]
+        got = {k: (json.loads(v) if k in JSONB else v) for k, v in row.items()}
         assert got == _expected(record), record.decision.rule if record.decision else record.id
     assert log.spool.pending_records == 0
 

@@ -172,7 +172,7 @@ def test_every_gif_frame_is_hashed_as_composited_like_its_rgb_pixels(make: Any) 
     body = make()
     with Image.open(io.BytesIO(body)) as im:
         rgb = []
-        for index in range(im.n_frames):
+        for index in range(im.n_frames):  # type: ignore[attr-defined]  # Pillow types it on GIF and the other multi-frame formats only
             im.seek(index)
             rgb.append(np.asarray(im.convert("RGB")))
     assert len({frame.tobytes() for frame in rgb}) == len(rgb) == 5

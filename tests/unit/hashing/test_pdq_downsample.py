@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 
 import numpy as np
+import numpy.typing as npt
 import pdqhash
 import pytest
 from pdqhash import bindings
@@ -42,12 +43,14 @@ def _pdq_buffer(luma: np.ndarray) -> np.ndarray:
     return out
 
 
-def _image(height: int, width: int) -> np.ndarray:
+def _image(height: int, width: int) -> npt.NDArray[np.uint8]:
     # Smooth structure plus noise: every weight shows, and the edges matter.
     rng = np.random.default_rng(height * 7919 + width)
     y, x = np.mgrid[0:height, 0:width]
     smooth = 127 + 100 * np.sin(x / (width / 7.3)) * np.cos(y / (height / 5.1))
-    return np.clip(smooth + rng.normal(0, 25, (height, width)), 0, 255).astype(np.uint8)
+    noisy = smooth + rng.normal(0, 25, (height, width))
+    grey: npt.NDArray[np.uint8] = np.clip(noisy, 0, 255).astype(np.uint8)
+    return grey
 
 
 @pytest.mark.parametrize(

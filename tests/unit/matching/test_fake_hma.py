@@ -20,7 +20,7 @@ def png(seed: int, flat: bool = False) -> bytes:
         np.full((64, 64, 3), 128, np.uint8) if flat else rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
     )
     out = io.BytesIO()
-    Image.fromarray(pixels).resize((128, 128), Image.BILINEAR).save(out, "PNG")
+    Image.fromarray(pixels).resize((128, 128), Image.Resampling.BILINEAR).save(out, "PNG")
     return out.getvalue()
 
 

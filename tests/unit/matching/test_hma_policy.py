@@ -171,5 +171,5 @@ async def test_a_reload_naming_a_bank_hma_lacks_keeps_the_last_good_policy(
     assert "'GONE', which HMA does not have" in caplog.text
     fake_hma.add_bank("GONE")  # the operator creates it in HMA: the same file is now accepted
     assert await holder.reload() is True
-    assert holder.current.hma_banks == {"BANK_A", "GONE"}
+    assert holder.current.hma_banks == frozenset({"BANK_A", "GONE"})
     await client.aclose()

@@ -4,6 +4,7 @@ and which decisions a scan acts on."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -52,7 +53,7 @@ def test_scan_table_mistakes_name_the_key(table: str, expected: str) -> None:
 def test_a_scan_that_reviews_needs_an_evidence_key() -> None:
     forward_only = 'on_unhashable = "forward"\non_unscannable = "forward"\non_matcher_error = "forward"\non_log_failure = "forward"\n'
     rule = '[[rules]]\nname = "r"\nsource = "local"\nsignal_types = ["sha256"]\naction = "reject"\n'
-    make = lambda scan: parse_policy(  # noqa: E731
+    make: Callable[[str], Policy] = lambda scan: parse_policy(  # noqa: E731
         (forward_only + rule + scan).encode(), source="t", known_banks={"local": frozenset()}
     )
     assert not make("").keeps_evidence
