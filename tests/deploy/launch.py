@@ -238,8 +238,8 @@ def compose(file: str, service: str, dotenv: dict[str, str]) -> Deployment:
 
 
 def compose_service(file: str, service: str) -> dict[str, Any]:
-    spec: dict[str, Any] = yaml.safe_load((COMPOSE / file).read_text())
-    return spec["services"][service]  # type: ignore[no-any-return]
+    spec: dict[str, dict[str, dict[str, Any]]] = yaml.safe_load((COMPOSE / file).read_text())
+    return spec["services"][service]
 
 
 # ---- kubernetes -------------------------------------------------------------------------------------

@@ -35,8 +35,9 @@ def find(kind: str, name: str | None = None) -> dict[str, Any]:
 
 
 def container() -> dict[str, Any]:
+    gate: dict[str, Any]
     (gate,) = find("Deployment")["spec"]["template"]["spec"]["containers"]
-    return gate  # type: ignore[no-any-return]
+    return gate
 
 
 @pytest.mark.parametrize("doc", documents(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")

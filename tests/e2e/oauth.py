@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
@@ -48,14 +49,14 @@ def obtain_token(endpoint: str, public_url: str, handle: str, password: str) -> 
 
     with httpx.Client(base_url=endpoint, timeout=30) as http:
 
-        def send(method: str, path: str, *, dpop_bound: bool = False, **kwargs: object) -> httpx.Response:
-            headers = dict(kwargs.pop("headers", {}) or {})  # type: ignore[call-overload]
+        def send(method: str, path: str, *, dpop_bound: bool = False, **kwargs: Any) -> httpx.Response:
+            headers = dict(kwargs.pop("headers", {}) or {})
             if cookies:
                 headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
             for _ in range(2):  # a DPoP nonce challenge is answered once
                 if dpop_bound:
                     headers["DPoP"] = dpop.proof(method, public_url + path)
-                response = http.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
+                response = http.request(method, path, headers=headers, **kwargs)
                 dpop.remember(response)
                 # Secure cookies: a browser keeps them for http://localhost, httpx's jar would not.
                 for raw in response.headers.get_list("set-cookie"):

@@ -209,6 +209,7 @@ def review_opens(running: deployed.Running, token: str, held: bytes) -> dict[str
     """The held item is in the queue; its blurred preview and its revealed original open."""
     r = admin(running, token, "GET", "/admin/api/items?state=held")
     assert r.status_code == 200, r.text
+    item: dict[str, Any]
     [item] = [i for i in r.json()["items"] if i["sha256"] == sha256(held)]
     preview = admin(running, token, "GET", f"/admin/api/items/{item['decision_id']}/preview")
     assert preview.status_code == 200 and preview.headers["Content-Type"] == "image/jpeg", preview.text
@@ -216,7 +217,7 @@ def review_opens(running: deployed.Running, token: str, held: bytes) -> dict[str
     assert reveal.status_code == 200, reveal.text
     original = admin(running, token, "GET", reveal.json()["url"])
     assert original.status_code == 200 and original.content == held
-    return item  # type: ignore[no-any-return]
+    return item
 
 
 def keyring_of(host: Host, running: deployed.Running) -> Path:

@@ -93,9 +93,7 @@ class FakeHma(CurationRoutes):
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)  # port 0 the first time: ephemeral
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        self._port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._port = int(self._runner.addresses[0][1])  # (host, port) of the one site's socket
         return self.url
 
     async def stop(self) -> None:

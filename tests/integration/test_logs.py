@@ -48,12 +48,13 @@ async def test_a_healthy_run_logs_a_few_honest_lines(
 
     log = gate.log()
     assert gate.stdout.read_text() == ""
+    lines: list[tuple[str, ...]]  # (level, logger, message), checked below
     if fmt == "json":
         entries = [json.loads(line) for line in log.splitlines()]
         assert all(set(e) >= {"time", "level", "logger", "message", "pid"} for e in entries)
         lines = [(str(e["level"]), str(e["logger"]), str(e["message"])) for e in entries]
     else:
-        lines = [tuple(line.split(" ", 4)[2:]) for line in log.splitlines() if line[:2] == "20"]  # type: ignore[misc]
+        lines = [tuple(line.split(" ", 4)[2:]) for line in log.splitlines() if line[:2] == "20"]
         assert len(lines) == len(log.splitlines()), log  # every line is a log line (no stray output)
     assert all(len(x) == 3 for x in lines), log
     levels = {level for level, _, _ in lines}

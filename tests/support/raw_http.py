@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,7 @@ class RawResponse:
     headers: dict[str, str]  # lower-case names; the last value wins
     body: bytes
 
-    def json(self) -> object:
+    def json(self) -> Any:  # parsed JSON, as httpx's Response.json() gives it
         return json.loads(self.body)
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from gate.hashing.hasher import hash_bytes
 from gate.hashing.options import HashOptions
+from gate.matching.hma import HmaMatcher
 from gate.policy.load import PolicyError
 from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import OTHER_PDQ, flip
@@ -140,8 +141,8 @@ async def test_readiness_follows_hma_status(start_gate: GateFactory, hma: FakeHm
     status, body = await get_text(gate.admin_url + "/readyz")
     assert status == 200 and json.loads(body)["checks"]["hma"] == {"ready": True, "detail": "I-AM-ALIVE"}
     hma.stale = True
-    [hma_matcher] = [m for m in gate.deps.judge.matchers if m.name == "hma"]
-    await hma_matcher.refresh_status()  # type: ignore[attr-defined]
+    [hma_matcher] = [m for m in gate.deps.judge.matchers if isinstance(m, HmaMatcher)]
+    await hma_matcher.refresh_status()
     status, body = await get_text(gate.admin_url + "/readyz")
     assert status == 503 and json.loads(body)["checks"]["hma"] == {
         "ready": False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -22,9 +23,9 @@ async def upload(url: str, body: bytes) -> int:
         return r.status
 
 
-async def eventually(check: object, timeout: float = 10.0) -> None:
+async def eventually(check: Callable[[], Awaitable[object]], timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():  # type: ignore[operator]
+    while not await check():
         assert asyncio.get_running_loop().time() < deadline, "condition never became true"
         await asyncio.sleep(0.1)
 

@@ -20,11 +20,11 @@ class OwnPoolLog(DecisionLog):
         await self.db.close()
 
 
-def make_log(dsn: str, spool_dir: Path, **kwargs: object) -> DecisionLog:
-    options: dict[str, object] = {"retry_interval": 0.1, "command_timeout": 5.0}
+def make_log(dsn: str, spool_dir: Path, **kwargs: Any) -> DecisionLog:  # DecisionLog's keyword options
+    options: dict[str, Any] = {"retry_interval": 0.1, "command_timeout": 5.0}
     options.update(kwargs)
     db = Pool(dsn, connect_timeout=2.0, retry_interval=0.1)
-    return OwnPoolLog(db, spool_dir, **options)  # type: ignore[arg-type]
+    return OwnPoolLog(db, spool_dir, **options)
 
 
 async def fetch_rows(dsn: str) -> list[dict[str, Any]]:  # a column per key, of its own type

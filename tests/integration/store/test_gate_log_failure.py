@@ -4,6 +4,7 @@ the condition shows on /readyz and in the metrics."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,7 +18,7 @@ AUTH = {"Authorization": "Bearer a.b.c", "Content-Type": "image/png"}
 UNREACHABLE = "postgresql://postgres@/upload_gate?host=/nonexistent-socket-dir"
 
 
-async def ready(admin_url: str) -> tuple[int, dict[str, object]]:
+async def ready(admin_url: str) -> tuple[int, dict[str, Any]]:  # the status and the JSON report
     async with aiohttp.ClientSession() as s, s.get(admin_url + "/readyz") as r:
         return r.status, await r.json(content_type=None)
 
@@ -41,12 +42,12 @@ async def test_on_log_failure_decides_when_nothing_can_keep_the_record(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
         # (the evidence check is red from the start: Postgres is away and this policy keeps evidence)
-        while (await ready(gate.admin_url))[1]["checks"]["decision_log"]["ready"]:  # type: ignore[index]
+        while (await ready(gate.admin_url))[1]["checks"]["decision_log"]["ready"]:
             assert loop.time() < deadline, "decision log never reported the failure"
             await asyncio.sleep(0.05)
         status, report = await ready(gate.admin_url)
         assert status == 503
-        assert report["checks"]["decision_log"] == {  # type: ignore[index]
+        assert report["checks"]["decision_log"] == {
             "ready": False,
             "detail": "decision log not accepting",
         }

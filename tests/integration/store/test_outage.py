@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from gate.record import DecisionRecord
@@ -15,10 +16,10 @@ from . import records as R
 from .conftest import fetch_rows, make_log
 
 
-async def _until(predicate: object, limit: float = 30.0) -> None:
+async def _until(predicate: Callable[[], object], limit: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         assert loop.time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.05)
 

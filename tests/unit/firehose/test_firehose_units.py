@@ -69,14 +69,14 @@ def test_what_is_not_a_blob_reference() -> None:
 )
 def test_frames_that_do_not_decode(raw: bytes | str, why: str) -> None:
     event = decode(raw)
-    assert type(event).__name__ == "Malformed" and event.why == why  # type: ignore[union-attr]
+    assert type(event).__name__ == "Malformed" and event.why == why  # type: ignore[union-attr]  # the class, by name, first
 
 
 def test_other_and_error_frames() -> None:
     other = decode(libipld.encode_dag_cbor({"op": 1, "t": "#identity"}) + libipld.encode_dag_cbor({"seq": 9}))
-    assert (type(other).__name__, other.seq) == ("OtherEvent", 9)  # type: ignore[union-attr]
+    assert (type(other).__name__, other.seq) == ("OtherEvent", 9)  # type: ignore[union-attr]  # the class, by name, first
     error = decode(libipld.encode_dag_cbor({"op": -1}) + libipld.encode_dag_cbor({"error": "FutureCursor"}))
-    assert (type(error).__name__, error.error) == ("StreamError", "FutureCursor")  # type: ignore[union-attr]
+    assert (type(error).__name__, error.error) == ("StreamError", "FutureCursor")  # type: ignore[union-attr]  # the class, by name, first
 
 
 def test_the_watermark_never_passes_an_event_in_flight() -> None:

@@ -19,16 +19,23 @@ LOCAL = frozenset({"local"})
 
 
 def r(
-    name: str, action: Verdict, *, signals: set[SignalType] | None = None, dist: int = 31, **kw: object
+    name: str,
+    action: Verdict,
+    *,
+    signals: set[SignalType] | None = None,
+    dist: int = 31,
+    sources: frozenset[str] = LOCAL,
+    banks: frozenset[str] | None = None,
+    shadow: bool = False,
 ) -> Rule:
     return Rule(
         name=name,
         action=action,
-        sources=kw.pop("sources", LOCAL),  # type: ignore[arg-type]
-        banks=kw.pop("banks", None),  # type: ignore[arg-type]
+        sources=sources,
+        banks=banks,
         signal_types=frozenset(signals) if signals is not None else None,
         max_distance=dist,
-        shadow=bool(kw.pop("shadow", False)),
+        shadow=shadow,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import brotli
@@ -75,10 +76,10 @@ def test_encodings_parse_and_refuse_unknown() -> None:
         (["gzip", "br"], lambda b: brotli.compress(gzip.compress(b))),
     ],
 )
-def test_decode_round_trips(encodings: list[str], encode: object) -> None:
+def test_decode_round_trips(encodings: list[str], encode: Callable[[bytes], bytes]) -> None:
     body = b"picture bytes " * 1000
     res = Reservation(MemoryBudget(10**9))
-    assert decode(encode(body), encodings, 10**6, res) == body  # type: ignore[operator]
+    assert decode(encode(body), encodings, 10**6, res) == body
 
 
 def test_decode_multi_member_gzip() -> None:
