@@ -34,8 +34,7 @@ from gate.scan.bank_diff import added
 from gate.scan.metrics_file import MetricsFile
 from gate.scan.parts import open_parts
 from gate.scan.progress import Progress, Tally
-from gate.scan.retro import RetroHunt
-from gate.scan.retro_job import EPOCH, window_start
+from gate.scan.retro import EPOCH, RetroHunt, window_start
 from gate.scan.scanner import Scanner, ScanOptions
 from gate.scan.store import ScanStore, insert_decision
 from gate.settings import Settings, SettingsError, parse_rate, parse_url
@@ -113,7 +112,8 @@ examples:
     r.add_argument(
         "--hma",
         action="store_true",
-        help="also look every stored PDQ hash since --since (default 30d) up in HMA again, at GATE_RETRO_HMA_RATE",
+        help="also look every stored PDQ hash since --since (default 30d) up in HMA again, at "
+        "GATE_RETRO_HMA_RATE; a failed lookup stops it (exit status 1)",
     )
     r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     r.set_defaults(func=run_retro)
@@ -263,15 +263,18 @@ def run_retro(args: argparse.Namespace) -> int:
                     since = args.since or EPOCH
                     tally = await hunt.run(added(None, parts.banks.banks), since)
                     summary: dict[str, object] = {"local": tally.summary()}
+                    stopped: str | None = None
                     if args.hma:
                         window = args.since or window_start(s.retro_hma_window_days)
-                        summary["hma"] = (
-                            await hunt.hma_pass(window, s.retro_hma_rate, "retro: on demand")
-                        ).summary()
+                        hma = await hunt.hma_pass(window, s.retro_hma_rate, "retro: on demand")
+                        summary["hma"], stopped = hma.summary(), hma.stopped
         except (ConfigError, Unavailable, OSError) as exc:
             print(f"upload-gate scan retro: {exc}", file=sys.stderr)
             return 1
         print(json.dumps(summary, sort_keys=True) if args.json else _retro_text(summary))
+        if stopped is not None:  # the rest of the window was not looked up: not a clean run
+            print(f"upload-gate scan retro: the HMA pass stopped: {stopped}", file=sys.stderr)
+            return 1
         return 0
 
     return asyncio.run(main())

@@ -25,7 +25,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gate import metrics
@@ -55,6 +55,12 @@ from gate.store.query import row_to_json
 from gate.types import DecisionSource, ScanAction, Uploader, Verdict
 
 log = logging.getLogger("gate.scan")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def window_start(days: int) -> datetime:
+    """The start of a window of ``days`` days back from now; 0: the whole log."""
+    return EPOCH if days == 0 else datetime.now(UTC) - timedelta(days=days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,8 @@ class RetroTally:
     hits: int = 0  # stored decisions an added entry matched
     judged: int = 0
     already: int = 0  # re-judged before (an earlier retro decision names it)
+    # An HMA pass that ended before the window's end, and why (a lookup failed): it covered nothing.
+    stopped: str | None = None
     verdicts: Counter[str] = field(default_factory=Counter)
     actions: Counter[str] = field(default_factory=Counter)
 
@@ -77,6 +85,7 @@ class RetroTally:
             "hits": self.hits,
             "judged": self.judged,
             "already_rejudged": self.already,
+            "stopped": self.stopped,
             "verdicts": dict(sorted(self.verdicts.items())),
             "actions": dict(sorted(self.actions.items())),
         }
@@ -156,9 +165,13 @@ class RetroHunt:
         """HMA's index was rebuilt: every stored PDQ hash since ``since`` looked up again, at most
         ``rate`` lookups a second so HMA is not flooded; a stored decision a rule now blocks is a hit."""
         async with one_hunt(self.db, "retro-hunt (HMA)"):
-            return await self._hma_pass(since, rate, note)
+            return await self.hma_pass_held(since, rate, note)
 
-    async def _hma_pass(self, since: datetime, rate: float, note: str) -> RetroTally:
+    async def hma_pass_held(self, since: datetime, rate: float, note: str) -> RetroTally:
+        """``hma_pass`` for a caller that holds ``one_hunt`` already. It stops at the first judgement a
+        matcher failed (``tally.stopped`` says why): HMA failing, the rest of the window would be
+        judged without it (no hit, silently), and a pass that did not look everything up covers no
+        index change (``gate.scan.retro_hma``)."""
         pace = Pace(rate)
         tally = RetroTally()
         where = f"{STORED} AND pdq <> '[]'::jsonb"
@@ -168,8 +181,14 @@ class RetroHunt:
             await pace.take(len(SignalType.PDQ.facts.values(hashes)))
             context = Context(DecisionSource.RETRO)
             judged = await self.judge.judge(hashes, context)
+            if judged.failed:
+                why = [n for n in judged.decision.notes if n.startswith("matcher_error")] or [
+                    "a matcher failed"
+                ]
+                tally.stopped = f"{'; '.join(why)} (decision {raw['id'].hex})"
+                return tally
             if judged.decision.verdict is Verdict.FORWARD or judged.decision.reason != "match":
-                continue  # nothing new (and a failing matcher is no hit)
+                continue  # nothing new
             tally.hits += 1
             if await self.db.fetchval(
                 "SELECT 1 FROM decisions WHERE source = 'retro' AND origin = $1", raw["id"]

@@ -3,14 +3,14 @@ matched against the stored decisions (``GATE_RETRO_WINDOW_DAYS``) and the hits j
 ``[scan]``, recorded and announced (webhooks). One hunt at a time, off the reload itself, and across every
 process on the gate's Postgres (``gate.scan.retro_lock``): each hit's row is written to Postgres at once,
 not queued in the decision log, so that a hunt waiting its turn finds it re-judged. A hunt that fails is
-logged and the next reload tries its own entries.
+logged and the next reload tries its own entries. With HMA, its index is watched too: a rebuild gets one
+pass over the stored PDQ hashes across every process (``gate.scan.retro_hma``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
 
 from gate.blob_fetch import PdsSync
 from gate.judge import Judge
@@ -26,7 +26,8 @@ from gate.quarantine.withheld import WithheldBlobs
 from gate.record import DecisionRecord, DecisionSink
 from gate.scan.act import ScanActor
 from gate.scan.bank_diff import added
-from gate.scan.retro import RetroHunt
+from gate.scan.retro import RetroHunt, window_start
+from gate.scan.retro_hma import HmaRebuilds
 from gate.scan.store import insert_decision
 from gate.settings import Settings
 from gate.store.pool import Pool, StoreUnavailable
@@ -34,11 +35,6 @@ from gate.store.vault import Vault
 from gate.watch import every
 
 log = logging.getLogger("gate.scan")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def window_start(days: int) -> datetime:
-    return EPOCH if days == 0 else datetime.now(UTC) - timedelta(days=days)
 
 
 class RetroJob:
@@ -103,7 +99,15 @@ class RetroJob:
             )
             async with asyncio.TaskGroup() as group:
                 if self.hma is not None:
-                    group.create_task(self._hma_rebuilds(hunt, self.hma))
+                    rebuilds = HmaRebuilds(s, self.hma, self.db, hunt)
+                    group.create_task(
+                        every(
+                            s.hma_status_interval,
+                            rebuilds.step,
+                            what="HMA index watch for retro-hunts",
+                            now=True,
+                        )
+                    )
                 group.create_task(self._bank_reloads(hunt))
 
     async def _bank_reloads(self, hunt: RetroHunt) -> None:
@@ -119,28 +123,3 @@ class RetroJob:
                 log.info("retro-hunt done: %s", tally.summary())
             except Exception:
                 log.exception("retro-hunt after bank reload %s failed", new.version)
-
-    async def _hma_rebuilds(self, hunt: RetroHunt, hma: HmaMatcher) -> None:
-        """Watch HMA's index (GET /m/index/status); when its PDQ index was built to a later time than
-        last seen, the answers cached before are stale and the window's stored hashes are looked up again."""
-        s = self.settings
-        seen: int | None = None
-
-        async def step() -> None:
-            nonlocal seen
-            index = (await hma.client.index_status(within=s.hma_timeout)).get("pdq")
-            built = index.built_to or 0 if index is not None and index.present else 0  # 0: no index yet
-            if seen is None or built <= seen:
-                seen = built if seen is None else seen  # the index the gate started with: nothing is new
-                return
-            seen = built
-            hma.cache.clear()
-            log.info(
-                "retro-hunt: HMA's PDQ index rebuilt (built_to %d): looking stored hashes up again", built
-            )
-            tally = await hunt.hma_pass(
-                window_start(s.retro_hma_window_days), s.retro_hma_rate, f"retro: HMA index built_to {built}"
-            )
-            log.info("retro-hunt (HMA) done: %s", tally.summary())
-
-        await every(s.hma_status_interval, step, what="HMA index watch for retro-hunts", now=True)

@@ -20,8 +20,7 @@ from gate.record import DecisionRecord, new_decision_id
 from gate.scan.act import ScanActor
 from gate.scan.bank_diff import added
 from gate.scan.parts import open_parts
-from gate.scan.retro import RetroHunt
-from gate.scan.retro_job import EPOCH
+from gate.scan.retro import EPOCH, RetroHunt
 from gate.scan.scanner import repo_uploader
 from gate.scan.store import insert_decision
 from gate.settings import Settings
