@@ -2,15 +2,19 @@
 per process: two gate replicas (``run_gate`` itself) that both see HMA's index rebuilt send HMA one pass
 of lookups between them (counted at the fake HMA) and re-judge every hit once; a pass cut mid-way (its
 replica stopped) or stopped by a failing HMA is not recorded as done, so the next process runs it; and a
-rebuild that lands while a pass runs gets a pass of its own. The fake HMA is a real aiohttp server
-following ../shared/facts/hma-api.md, serialised like HMA's one worker; Postgres is real."""
+rebuild that lands while a pass runs gets a pass of its own; ``upload-gate scan retro --hma`` stops at a
+failed lookup and exits 1. The fake HMA is a real aiohttp server following ../shared/facts/hma-api.md,
+serialised like HMA's one worker; Postgres is real."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,7 +35,7 @@ from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import OTHER_PDQ
 from tests.integration.conftest import write_config
 from tests.integration.scan.test_retro_once import count, until
-from tests.support.boot import gate_env, in_process
+from tests.support.boot import gate_env, in_process, process_env
 from tests.support.cids import cid_of
 from tests.support.policies import HMA_CLOSE, head
 from tests.support.serving import serving
@@ -273,3 +277,25 @@ async def test_a_rebuild_during_a_pass_gets_a_pass_of_its_own(
     retro = await setup.retro()  # the hits of the first pass; the second found them re-judged
     assert sorted(str(r["origin"]).replace("-", "") for r in retro) == sorted(setup.originals)
     assert all(f"retro: HMA index built_to {first}" in r["notes"] for r in retro)
+
+
+async def test_scan_retro_hma_stops_at_a_failed_lookup(
+    tmp_path: Path, fresh_dsn: str, pds: str, hma: FakeHma
+) -> None:
+    """``upload-gate scan retro --hma`` with HMA answering 500: it stops at the first lookup, says so and
+    exits 1, instead of reporting a window with no hits; an on-demand pass records no index as done."""
+    setup = Setup(tmp_path, fresh_dsn, pds, hma)
+    await setup.store_forwarded()
+    hma.fail = "http_500"
+    command = [sys.executable, "-m", "gate", "scan", "retro", "--hma", "--json"]
+    env = process_env({**setup.env, "GATE_DATA_DIR": str(tmp_path / "cli")})
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1, done.stderr
+    summary = json.loads(done.stdout)["hma"]
+    assert summary["stopped"].startswith("matcher_error: hma http_5xx"), summary
+    assert (summary["hits"], summary["judged"]) == (0, 0)
+    assert "upload-gate scan retro: the HMA pass stopped: matcher_error" in done.stderr
+    assert len(set(setup.stored_lookups())) == 1
+    assert await setup.recorded() is None
