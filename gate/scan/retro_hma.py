@@ -20,8 +20,9 @@ lock with HMA's ``built_to`` read again there, not the one this process saw when
   keep adding content.
 * A pass that failed (a lookup failed: ``tally.stopped``), raised, or was cut (the process stopped or
   died, the lock going with its connection) records nothing, so the index is still owed: a process
-  waiting for the lock runs it next, a starting one at once, and this one again after ``RETRY_AFTER``
-  (or at once when the index changes again).
+  waiting for the lock runs it next, any other at its next look at HMA (each look reads the record: one
+  small query), and the one whose pass did not complete again after ``RETRY_AFTER`` (or at once when
+  the index changes again).
 * The first process to see HMA on this Postgres (no row yet) records the index it sees without a pass:
   decisions were judged against HMA as it was when they were made, as the gate has always started. From
   then on, an index that changed while no gate was watching is owed a pass when a gate starts.
@@ -89,14 +90,15 @@ class HmaRebuilds:
         self.seen = built
         done = await covered(self.db)
         if done is None:
-            # INSERT … ON CONFLICT: another process starting at once may have recorded its own view.
-            await self.db.execute(
+            # ON CONFLICT: another process starting at once may have recorded its own view first.
+            status = await self.db.execute(
                 "INSERT INTO retro_hma_index (signal_type, built_to, looked_up) VALUES ($1, $2, false)"
                 " ON CONFLICT (signal_type) DO NOTHING",
                 INDEX,
                 built,
             )
-            log.info("retro-hunt (HMA): HMA's PDQ index built_to %d is where re-lookups start from", built)
+            if status == "INSERT 0 1":
+                log.info("retro-hunt (HMA): HMA's PDQ index built_to %d is where re-lookups start", built)
             return
         if done == built:
             if changed:
