@@ -75,7 +75,7 @@ class RetroTally:
     hits: int = 0  # stored decisions an added entry matched
     judged: int = 0
     already: int = 0  # re-judged before (an earlier retro decision names it)
-    # An HMA pass that ended before the window's end, and why (a lookup failed): it covered nothing.
+    # Why an HMA pass ended before the window's end (a lookup failed); None: it got to the end.
     stopped: str | None = None
     verdicts: Counter[str] = field(default_factory=Counter)
     actions: Counter[str] = field(default_factory=Counter)

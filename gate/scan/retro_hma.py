@@ -40,7 +40,7 @@ from gate.matching.hma import HmaMatcher
 from gate.scan.retro import RetroHunt, window_start
 from gate.scan.retro_lock import one_hunt
 from gate.settings import Settings
-from gate.store.pool import Pool
+from gate.store.pool import Pool, StoreUnavailable
 
 log = logging.getLogger("gate.scan")
 
@@ -75,6 +75,7 @@ class HmaRebuilds:
     hunt: RetroHunt
     seen: int | None = None  # the built_to this process last saw
     retry_at: float = 0.0  # time.monotonic() before which an owed index is not tried again here
+    db_down: bool = False  # the last look could not read the record
 
     async def built_to(self) -> int:
         index = (await self.hma.client.index_status(within=self.settings.hma_timeout)).get(INDEX)
@@ -88,7 +89,15 @@ class HmaRebuilds:
             self.hma.cache.clear()  # this process's answers came from the index before, pass or not
             self.retry_at = 0.0
         self.seen = built
-        done = await covered(self.db)
+        try:
+            done = await covered(self.db)
+        except StoreUnavailable as exc:
+            # Said once per outage, not every look: what is owed stays in Postgres for when it answers.
+            if not self.db_down:
+                log.warning("retro-hunt (HMA): waiting for Postgres to tell what HMA index is owed: %s", exc)
+            self.db_down = True
+            return
+        self.db_down = False
         if done is None:
             # ON CONFLICT: another process starting at once may have recorded its own view first.
             status = await self.db.execute(
