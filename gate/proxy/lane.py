@@ -1,0 +1,292 @@
+"""A lean HTTP/1.1 client for the PDS: keep-alive connections of its own, the answer parsed by llhttp
+(``httptools``, the parser uvicorn uses, and the same llhttp aiohttp's client uses, with the same
+leniencies), for the gate's busiest path — passthrough GETs without a body.
+
+Why: a small GET through the gate was CPU-bound, and aiohttp's client side (``ClientSession.request``,
+``ClientRequest``, ``ClientResponse``, the connector) was the largest share of it (measured:
+docs/performance.md, "Passthrough, fourth pass"). Here the request is bytes the gate writes itself and
+the answer comes back as a status, a reason, raw header pairs and body chunks.
+
+It behaves as aiohttp's client does towards the PDS (``gate.proxy.upstream`` says what the gate sends):
+- a connection whose answer ended with keep-alive (llhttp's decision) goes back to the pool, the most
+  recently used first; an idle one is closed after ``KEEPALIVE`` seconds, at close(), or when the PDS
+  closes it;
+- interim 1xx answers are skipped; a 101 to a GET that asked for no upgrade is a malformed answer;
+- a GET whose connection is lost before the answer's head arrived is sent once more on another
+  connection (aiohttp retries an idempotent request once, RFC 9112 §9.3.1.1); a failed connect, a
+  malformed answer or a deadline is never retried;
+- body bytes buffered from the PDS stop the reading at ``HIGH_WATER`` until the gate takes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httptools
+
+KEEPALIVE = 15.0  # seconds, aiohttp's connector's keepalive_timeout
+HIGH_WATER = 256 * 1024  # body bytes read ahead of the client before the PDS's socket is paused
+# aiohttp's client limits (its parser's defaults): more, or longer, is a malformed answer.
+MAX_HEADERS = 128
+MAX_FIELD = 8190
+
+
+class Lost(Exception):
+    """The PDS closed (or failed) the connection before the answer's head was complete."""
+
+
+class Malformed(Exception):
+    """The PDS's bytes are not an HTTP/1.1 answer llhttp accepts (as aiohttp's client would refuse it)."""
+
+
+class Cut(Exception):
+    """The PDS closed (or failed) the connection, or sent malformed bytes, within an answer's body."""
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection to the PDS and the answer it is reading (the parser's callbacks)."""
+
+    def __init__(self, lane: Lane) -> None:
+        self._lane = lane
+        self._parser = httptools.HttpResponseParser(self)
+        self._parser.set_dangerous_leniencies(
+            lenient_headers=True, lenient_optional_cr_before_lf=True, lenient_spaces_after_chunk_size=True
+        )
+        self.transport: asyncio.Transport | None = None
+        self.lost = False
+        self.idle_since = 0.0
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self.begin()
+
+    def begin(self) -> None:
+        """Ready for the next answer."""
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_done = False  # a final (non-1xx) head was read
+        self.done = False  # the whole answer was read
+        self.keep_alive = False
+        self.until_eof = False  # framed by the end of the connection
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.error: Exception | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.done or self.error is not None:  # unasked-for bytes on an idle connection
+            self._fail(Malformed("bytes after the answer"))
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(Malformed("an upgrade nobody asked for"))
+        except httptools.HttpParserError as exc:
+            self._fail(Malformed(str(exc)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._lane.forget(self)
+        if self.done or self.error is not None:
+            return
+        if self.head_done and self.until_eof and exc is None:
+            self.done = True  # an answer without length ends with its connection
+        else:
+            self.error = Cut("connection closed in the body") if self.head_done else Lost("connection closed")
+        self._wake()
+
+    def pause_writing(self) -> None:  # a GET's head is one small write
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # httptools callbacks
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+        if len(self.headers) > MAX_HEADERS or len(name) > MAX_FIELD or len(value) > MAX_FIELD:
+            raise Malformed("headers too large")
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # interim: its message completes at once, and the next one is read
+        self.status = status
+        self.head_done = True
+        length = chunked = False
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                length = True
+            elif lower == b"transfer-encoding":
+                chunked = value.rstrip().lower().endswith(b"chunked")
+        self.until_eof = not (length or chunked)
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered >= HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if not self.head_done:  # an interim answer ended: its head is not the answer's
+            self.reason = b""
+            self.headers = []
+            return
+        self.done = True
+        self.keep_alive = self._parser.should_keep_alive()
+        self._wake()
+
+    # the gate's side
+
+    async def head(self) -> None:
+        """Wait for the answer's head (status, reason, headers); Lost or Malformed."""
+        while not self.head_done:
+            if self.error is not None:
+                raise self.error
+            await self._wait()
+
+    async def read(self) -> bytes:
+        """The body bytes read so far and not yet taken; b"" once the answer is complete; Cut."""
+        while not self.chunks:
+            if self.done:
+                return b""
+            if self.error is not None:
+                raise Cut(str(self.error))
+            await self._wait()
+        return self.take()
+
+    def take(self) -> bytes:
+        """The body bytes read so far and not yet taken (all of them once ``done``)."""
+        chunks = self.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.chunks = []
+        self.buffered = 0
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return data
+
+    def reusable(self) -> bool:
+        transport = self.transport
+        return (
+            self.done
+            and self.keep_alive
+            and not self.chunks
+            and transport is not None
+            and not transport.is_closing()
+        )
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _wait(self) -> asyncio.Future[None]:
+        self._waiter = asyncio.get_running_loop().create_future()
+        return self._waiter
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _fail(self, error: Exception) -> None:
+        self.error = Cut(str(error)) if self.head_done else error
+        self._wake()
+        self.close()
+
+
+class Lane:
+    """A pool of keep-alive connections to one PDS address (plain TCP)."""
+
+    def __init__(self, host: str, port: int, connect_timeout: float) -> None:
+        self._host = host
+        self._port = port
+        self._connect_timeout = connect_timeout
+        self._idle: list[Connection] = []
+        self._sweep: asyncio.TimerHandle | None = None
+
+    async def request(self, head: bytes) -> Connection:
+        """Send a bodiless request and wait for its answer's head; the connection goes back with
+        ``release`` once the answer is read (or abandoned). OSError or TimeoutError (connect), Lost
+        (twice), Malformed."""
+        retried = False
+        while True:
+            conn = self._pooled() or await self._connect()
+            conn.begin()
+            assert conn.transport is not None
+            conn.transport.write(head)
+            try:
+                await conn.head()
+            except Lost:
+                conn.close()
+                if retried:
+                    raise
+                retried = True
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+    def release(self, conn: Connection) -> None:
+        if not conn.reusable():
+            conn.close()
+            return
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
+        self._idle.append(conn)
+        if self._sweep is None:
+            self._sweep = loop.call_later(KEEPALIVE, self._expire)
+
+    def forget(self, conn: Connection) -> None:
+        """A connection that ended (the PDS closed it, or the gate did)."""
+        if conn in self._idle:
+            self._idle.remove(conn)
+
+    def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _pooled(self) -> Connection | None:
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.transport is not None and not conn.transport.is_closing():
+                return conn
+        return None
+
+    async def _connect(self) -> Connection:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self._connect_timeout):
+            _, conn = await loop.create_connection(lambda: Connection(self), self._host, self._port)
+        return conn
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        stale = [conn for conn in self._idle if now - conn.idle_since >= KEEPALIVE]
+        for conn in stale:
+            conn.close()  # connection_lost forgets it
+        self._idle = [conn for conn in self._idle if conn not in stale]
+        self._sweep = None
+        if self._idle:
+            oldest = min(conn.idle_since for conn in self._idle)
+            self._sweep = loop.call_later(max(0.0, oldest + KEEPALIVE - now), self._expire)
