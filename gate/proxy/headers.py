@@ -11,8 +11,14 @@ would, so such a message is refused whole — a request with 400 ``InvalidReques
 from __future__ import annotations
 
 import functools
+import logging
 
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from gate import metrics
+from gate.errors import UpstreamFailure
+
+log = logging.getLogger(__name__)
 
 HOP_BY_HOP = frozenset(
     h.lower()
@@ -66,3 +72,13 @@ def not_utf8(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> str | None:
             except UnicodeEncodeError:
                 return name
     return None
+
+
+def relayable(headers: CIMultiDictProxy[str] | CIMultiDict[str], path: str) -> None:
+    """A PDS answer whose header value is not UTF-8 cannot be relayed unchanged (gate.proxy.headers):
+    502, counted and logged with the header's name (never its value), before anything reaches the client."""
+    name = not_utf8(headers)
+    if name is not None:
+        metrics.UPSTREAM_ERRORS.labels("bad_header").inc()
+        log.warning("upstream answer to %s has a header that is not UTF-8: %s", path, name[:100])
+        raise UpstreamFailure("The PDS answered with a header value that is not UTF-8")

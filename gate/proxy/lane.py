@@ -168,6 +168,10 @@ class Connection(asyncio.Protocol):
             await self._wait()
         return self.take()
 
+    async def more(self) -> None:
+        """Wait until something more happens to the answer (body bytes, its end, an error)."""
+        await self._wait()
+
     def take(self) -> bytes:
         """The body bytes read so far and not yet taken (all of them once ``done``)."""
         chunks = self.chunks

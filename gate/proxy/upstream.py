@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
 from gate import metrics
@@ -25,7 +25,9 @@ from gate.errors import InvalidRequest, UpstreamFailure, UpstreamTimeout
 from gate.proxy import handshake
 from gate.proxy.deadlines import Deadlines
 from gate.proxy.forwarded import Forwarded
-from gate.proxy.headers import FORWARDING, end_to_end, not_utf8
+from gate.proxy.headers import FORWARDING, end_to_end, relayable
+from gate.proxy.lane import Lane
+from gate.proxy.lane_pass import LanePass
 from gate.proxy.tunnel import Tunnel
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ def auto_skipped(headers: CIMultiDict[str], has_body: bool) -> list[str] | None:
 
 
 class Upstream:
-    def __init__(self, base: URL, connect_timeout: float, timeout: float) -> None:
+    def __init__(self, base: URL, connect_timeout: float, timeout: float, *, lane: bool = True) -> None:
         self.base = base
         self._prefix = str(base).rstrip("/")
         self.timeout = timeout
@@ -75,6 +77,14 @@ class Upstream:
         self._host = base.host_port_subcomponent
         self._path_prefix = base.raw_path.rstrip("/")  # what url() puts before a target
         self._deadlines = Deadlines(timeout)  # the waits for the PDS's answers (not the websocket's)
+        # GETs without a body take the lean client (gate.proxy.lane_pass) to a plain-HTTP PDS; an https
+        # PDS stays on aiohttp's client (its TLS, certificate checks and DNS cache), as does every other
+        # request. ``lane=False``: aiohttp's client for everything (the tests compare the two).
+        self._lane: Lane | None = None
+        self._lane_pass: LanePass | None = None
+        if lane and base.scheme == "http" and base.host is not None and base.port is not None:
+            self._lane = Lane(base.host, base.port, connect_timeout)
+            self._lane_pass = LanePass(self._lane, self._deadlines, self._host, self._path_prefix, SMALL_BODY)
 
     async def start(self) -> None:
         # Every request names the automatic headers it lacks (``auto_skipped``); a session-wide list
@@ -89,6 +99,8 @@ class Upstream:
 
     async def close(self) -> None:
         self._deadlines.close()
+        if self._lane is not None:
+            self._lane.close()
         if self._session is not None:
             await self._session.close()
 
@@ -128,6 +140,11 @@ class Upstream:
             metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
             log.warning("upstream %s %s failed: %s", method, url.path, type(exc).__name__)
             raise UpstreamFailure() from None
+        except aiohttp.ClientResponseError:
+            # An answer aiohttp's parser refused (not HTTP, a bad status line or header): was a 500.
+            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
+            log.warning("upstream %s %s failed: a malformed answer", method, url.path)
+            raise UpstreamFailure() from None
 
     @staticmethod
     def _response_headers(resp: aiohttp.ClientResponse) -> CIMultiDict[str]:
@@ -159,6 +176,8 @@ class Upstream:
         """Stream any non-upload request both ways without buffering it (``target``: its origin form)."""
         metrics.PASSTHROUGH_HTTP.inc()
         headers = self._headers(request, fwd, PASS_DROP)
+        if self._lane_pass is not None and request.method == "GET" and not request.body_exists:
+            return await self._lane_pass.passthrough(request, headers, target)
         data = _body_stream(request) if request.body_exists else None
         resp = await self._open(request.method, self.url(target), headers, data)
         async with resp:
@@ -274,16 +293,6 @@ class Upstream:
         if self._ssl is None:
             self._ssl = ssl.create_default_context()
         return self._ssl
-
-
-def relayable(headers: CIMultiDictProxy[str] | CIMultiDict[str], path: str) -> None:
-    """A PDS answer whose header value is not UTF-8 cannot be relayed unchanged (gate.proxy.headers):
-    502, counted and logged with the header's name (never its value), before anything reaches the client."""
-    name = not_utf8(headers)
-    if name is not None:
-        metrics.UPSTREAM_ERRORS.labels("bad_header").inc()
-        log.warning("upstream answer to %s has a header that is not UTF-8: %s", path, name[:100])
-        raise UpstreamFailure("The PDS answered with a header value that is not UTF-8")
 
 
 async def _slices(body: bytes) -> AsyncIterator[memoryview]:

@@ -1,0 +1,135 @@
+"""Passthrough of a GET without a body on the lean client (``gate.proxy.lane``): the same request to the
+PDS and the same answer to the client as aiohttp's client gives (``gate.proxy.upstream``), at about half
+its CPU per request (docs/performance.md, "Passthrough, fourth pass").
+
+What aiohttp's client writes for such a request, and so what is written here: ``GET <target> HTTP/1.1``
+(the target as received, a bare trailing ``?`` dropped as yarl drops it), then ``Host`` first (the
+client's, else the PDS's host and port), then the forwarded headers in their order, and nothing else
+(the gate names every automatic header a request lacks, so aiohttp adds none; a keep-alive HTTP/1.1
+request gets no ``Connection``). tests/integration/proxy/test_lane.py compares the bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import hdrs, web
+from multidict import CIMultiDict, istr
+
+from gate import metrics
+from gate.answers import RELAYED
+from gate.errors import UpstreamFailure, UpstreamTimeout
+from gate.proxy.deadlines import Deadlines
+from gate.proxy.headers import end_to_end, relayable
+from gate.proxy.lane import Connection, Cut, Lane, Lost, Malformed
+
+log = logging.getLogger(__name__)
+
+# aiohttp's parser gives the headers it knows its own spelling (``ETag`` arrives as ``Etag``): so does
+# the lane, from the same table, so the client sees the names it saw before.
+_SPELLING = {str(name).lower().encode(): str(name) for name in vars(hdrs).values() if isinstance(name, istr)}
+
+
+def request_head(target: str, host: str, headers: CIMultiDict[str]) -> bytes:
+    """The request's bytes as aiohttp's client writes a bodiless GET (``host``: the PDS's host[:port])."""
+    if target.find("?") == len(target) - 1:
+        target = target[:-1]
+    host_line = "Host: " + host
+    lines = ["GET " + target + " HTTP/1.1", host_line]
+    for name, value in headers.items():
+        if name.lower() == "host":
+            lines[1] = name + ": " + value
+        else:
+            lines.append(name + ": " + value)
+    lines += ("", "")
+    return "\r\n".join(lines).encode()
+
+
+class LanePass:
+    def __init__(
+        self, lane: Lane, deadlines: Deadlines, host: str, path_prefix: str, small_body: int
+    ) -> None:
+        self._lane = lane
+        self._deadlines = deadlines
+        self._host = host
+        self._path_prefix = path_prefix
+        self._small_body = small_body
+
+    async def passthrough(
+        self, request: web.Request, headers: CIMultiDict[str], target: str
+    ) -> web.StreamResponse:
+        path = target.split("?", 1)[0]
+        head = request_head(self._path_prefix + target, self._host, headers)
+        try:
+            async with self._deadlines.within():
+                conn = await self._lane.request(head)
+        except TimeoutError:
+            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
+            raise UpstreamTimeout() from None
+        except (Lost, Malformed, OSError) as exc:
+            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
+            log.warning("upstream GET %s failed: %s", path, type(exc).__name__)
+            raise UpstreamFailure() from None
+        try:
+            return await self._relay(request, conn, path)
+        finally:
+            self._lane.release(conn)
+
+    async def _relay(self, request: web.Request, conn: Connection, path: str) -> web.StreamResponse:
+        spelling = _SPELLING
+        answered = CIMultiDict(
+            (
+                spelling.get(name.lower()) or name.decode("utf-8", "surrogateescape"),
+                value.rstrip(b" \t").decode("utf-8", "surrogateescape"),
+            )
+            for name, value in conn.headers
+        )
+        if any("\x00" in value for value in answered.values()):  # as aiohttp's client refuses it
+            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
+            log.warning("upstream GET %s failed: %s", path, "InvalidHeader")
+            raise UpstreamFailure()
+        relayable(answered, path)
+        headers = end_to_end(answered)
+        reason = conn.reason.decode("utf-8", "surrogateescape")
+        length = _length(answered)
+        if length is not None and length <= self._small_body:
+            if not conn.done:
+                await self._rest(conn)
+            out = web.Response(status=conn.status, reason=reason, body=conn.take(), headers=headers)
+            out[RELAYED] = True
+            return out
+        stream = web.StreamResponse(status=conn.status, reason=reason)
+        stream[RELAYED] = True
+        stream.headers.extend(headers)
+        await stream.prepare(request)
+        try:
+            while chunk := await conn.read():
+                await stream.write(chunk)
+        except Cut:
+            # Headers are already sent: the best we can do is cut the connection, like the PDS did.
+            if request.transport is not None:
+                request.transport.close()
+            return stream
+        await stream.write_eof()
+        return stream
+
+    async def _rest(self, conn: Connection) -> None:
+        """The rest of a small answer, under a deadline (nothing is sent yet: a failure is a clean 502)."""
+        try:
+            async with self._deadlines.within():
+                while not conn.done:
+                    if conn.error is not None:
+                        raise Cut(str(conn.error))
+                    await conn.more()
+        except TimeoutError:
+            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
+            raise UpstreamTimeout() from None
+        except Cut:
+            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
+            raise UpstreamFailure() from None
+
+
+def _length(headers: CIMultiDict[str]) -> int | None:
+    value = headers.get("Content-Length")
+    # llhttp has checked the digits; aiohttp's client reads the header the same way.
+    return int(value) if value is not None else None

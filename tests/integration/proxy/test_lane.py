@@ -1,0 +1,134 @@
+"""The lean GET lane (gate.proxy.lane, gate.proxy.lane_pass) against aiohttp's client, which carries every
+other request: the same request through both must reach the PDS as the same bytes, and the same PDS answer
+must reach the client as the same bytes (Date aside)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.support.raw_pds import RawPds, answering, exchange_raw, front, raw_pds, without_date
+
+OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
+
+REQUESTS = [
+    b"GET /xrpc/com.atproto.sync.getBlob?did=did:plc:abc&cid=bafy%2Fx HTTP/1.1\r\nHost: pds.example.com\r\n"
+    b"DPoP: proof\r\nAuthorization: DPoP tok\r\nAccept: */*\r\nUser-Agent: sdk/1\r\n"
+    b"Accept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+    # Lower-case names, a repeated header, no automatic headers at all, a UTF-8 value.
+    b"GET /a/../b//c?q=%2F&&x HTTP/1.1\r\nhost: Pds.Example:8443\r\nx-thing: 1\r\nx-thing: 2\r\n"
+    b"x-name: \xc3\xa9t\xc3\xa9\r\nconnection: close\r\n\r\n",
+    # HTTP/1.0 without Host; a bare trailing "?"; forwarding headers from the client (replaced).
+    b"GET /xrpc/x? HTTP/1.0\r\nX-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nAccept: text/html\r\n\r\n",
+    # An explicit empty body (no body for aiohttp either), hop-by-hop headers named by Connection.
+    b"GET /xrpc/y?a=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n"
+    b"TE: trailers\r\nKeep-Alive: 5\r\nExpect: 100-continue\r\n\r\n",
+    # An absolute-form target is forwarded in origin form.
+    b"GET http://pds.example.com/xrpc/z?b=2 HTTP/1.1\r\nHost: pds.example.com\r\nConnection: close\r\n\r\n",
+]
+
+
+async def _through_both(pds: RawPds, request: bytes, timeout: float = 5.0) -> tuple[bytes, bytes]:
+    answers = []
+    for lane in (False, True):
+        async with front(pds.url, lane=lane, timeout=timeout) as (url, _):
+            answers.append(without_date(await exchange_raw(url, request)))
+    return answers[0], answers[1]
+
+
+async def test_the_pds_receives_the_same_bytes_from_both_clients() -> None:
+    async with raw_pds(answering(OK)) as pds:
+        for request in REQUESTS:
+            before = len(pds.heads)
+            aiohttp_answer, lane_answer = await _through_both(pds, request)
+            assert aiohttp_answer == lane_answer
+            assert b" 200 OK\r\n" in lane_answer
+            by_aiohttp, by_lane = pds.heads[before:]
+            assert by_lane == by_aiohttp, request
+    assert pds.heads[4].startswith(b"GET /xrpc/x HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"X-Forwarded-For: 127.0.0.1\r\n" in pds.heads[4] and b"6.6.6.6" not in pds.heads[4]
+    assert pds.heads[8].startswith(b"GET /xrpc/z?b=2 HTTP/1.1\r\nHost: pds.example.com\r\n")
+
+
+async def test_a_header_repeated_in_another_case_reaches_the_pds_every_time() -> None:
+    """The one difference: aiohttp's client keeps only the last of a repeated header whose repeats are
+    spelt in different cases (its ``_prepare_headers`` tracks names case-sensitively); the lane forwards
+    every line, as a proxy must (RFC 9110 §5.3)."""
+    request = b"GET /x HTTP/1.1\r\nHost: h\r\nx-thing: 1\r\nX-Thing: 2\r\nConnection: close\r\n\r\n"
+    async with raw_pds(answering(OK)) as pds:
+        await _through_both(pds, request)
+    by_aiohttp, by_lane = pds.heads
+    assert b"x-thing: 1\r\nX-Thing: 2\r\n" in by_lane
+    assert b"x-thing: 1" not in by_aiohttp.lower().replace(b"x-thing: 2", b"")
+
+
+ANSWERS = {
+    "small with length": OK,
+    "no reason phrase": b"HTTP/1.1 201 \r\nContent-Length: 2\r\nX-A:  spaced  \r\n\r\nhi",
+    "unusual reason": b"HTTP/1.1 401 Nope Not You\r\nWWW-Authenticate: DPoP\r\nDPoP-Nonce: n1\r\n"
+    b"Content-Length: 0\r\n\r\n",
+    "interim answers first": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    + OK,
+    "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-B: 1\r\n\r\n"
+    b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    "no content": b"HTTP/1.1 204 No Content\r\nX-C: 1\r\n\r\n",
+    "not modified": b'HTTP/1.1 304 Not Modified\r\nETag: "e"\r\n\r\n',
+    "hop-by-hop from the PDS": b"HTTP/1.1 200 OK\r\nConnection: X-Pds-Hop\r\nX-Pds-Hop: 1\r\n"
+    b"Keep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok",
+    "non-UTF-8 header": b"HTTP/1.1 200 OK\r\nX-Bad: caf\xe9\r\nContent-Length: 2\r\n\r\nok",
+    "UTF-8 header": b"HTTP/1.1 200 OK\r\nX-Good: caf\xc3\xa9\r\nContent-Length: 2\r\n\r\nok",
+    "not HTTP": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+    "bad status line": b"HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\nok",
+    "larger than one write": b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100_000,
+}
+
+
+@pytest.mark.parametrize("answer", list(ANSWERS))
+async def test_the_client_receives_the_same_answer_from_both_clients(answer: str) -> None:
+    async with raw_pds(answering(ANSWERS[answer])) as pds:
+        aiohttp_answer, lane_answer = await _through_both(pds, REQUESTS[0])
+    assert lane_answer == aiohttp_answer
+    if answer in ("non-UTF-8 header", "not HTTP", "bad status line"):
+        assert lane_answer.startswith(b"HTTP/1.1 502 ")
+
+
+async def test_an_answer_ended_by_the_close_is_relayed_whole() -> None:
+    async with raw_pds(answering(b"HTTP/1.1 200 OK\r\nX-D: 1\r\n\r\n" + b"y" * 300_000, keep=False)) as pds:
+        aiohttp_answer, lane_answer = await _through_both(pds, REQUESTS[0])
+    assert lane_answer == aiohttp_answer
+    assert lane_answer.partition(b"\r\n\r\n")[2].count(b"y") == 300_000 and lane_answer.endswith(
+        b"\r\n0\r\n\r\n"
+    )  # chunked to the client
+
+
+async def test_a_pds_that_closes_without_answering_gets_the_get_once_more_then_502() -> None:
+    async def silent(pds: RawPds, n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        return False
+
+    async with raw_pds(silent) as pds:
+        aiohttp_answer, lane_answer = await _through_both(pds, REQUESTS[0])
+        assert len(pds.heads) == 4  # aiohttp retries an idempotent request once; so does the lane
+    assert lane_answer == aiohttp_answer
+    assert lane_answer.startswith(b"HTTP/1.1 502 ")
+
+
+async def test_a_stale_keep_alive_connection_is_replaced() -> None:
+    """The PDS closes a pooled connection as the next request arrives on it: sent again, on a new one."""
+
+    answered: set[asyncio.StreamWriter] = set()
+
+    async def once_per_connection(pds: RawPds, n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        if writer in answered:
+            return False  # the second request on a connection: closed unanswered
+        answered.add(writer)
+        writer.write(OK)
+        await writer.drain()
+        return True
+
+    async with raw_pds(once_per_connection) as pds:
+        for lane in (False, True):
+            async with front(pds.url, lane=lane) as (url, _):
+                for _ in range(2):
+                    assert b" 200 OK\r\n" in await exchange_raw(url, REQUESTS[0])
+        assert len(pds.heads) == 6 and pds.connections == 4

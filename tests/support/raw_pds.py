@@ -1,0 +1,118 @@
+"""A stand-in PDS on a bare socket, for framing the aiohttp stand-in (tests/support/upstream.py) cannot
+produce: it records every request head as received and answers with whatever bytes a script writes —
+interim 1xx answers, chunked or unframed bodies, malformed heads, connections closed mid-answer.
+
+And a front to compare against: the gate's ``Upstream.passthrough`` in a bare aiohttp app (no routing, no
+middleware), with the lean GET lane on or off, so a test sends the same request through both clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from yarl import URL
+
+from gate.errors import XrpcError
+from gate.proxy.forwarded import Forwarded
+from gate.proxy.target import origin_form
+from gate.proxy.upstream import Upstream
+
+# (the PDS, the request's index, its head, the connection's writer) -> keep the connection open?
+Script = Callable[["RawPds", int, bytes, asyncio.StreamWriter], Awaitable[bool]]
+
+
+@dataclass
+class RawPds:
+    script: Script
+    heads: list[bytes] = field(default_factory=list)
+    connections: int = 0
+    ended: int = 0  # connections the gate closed (EOF seen while waiting for a request)
+    url: str = ""
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    self.ended += 1
+                    return
+                self.heads.append(head)
+                if not await self.script(self, len(self.heads) - 1, head, writer):
+                    return
+        finally:
+            writer.close()
+
+
+@contextlib.asynccontextmanager
+async def raw_pds(script: Script) -> AsyncIterator[RawPds]:
+    pds = RawPds(script)
+    server = await asyncio.start_server(pds.serve, "127.0.0.1", 0)
+    pds.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield pds
+    finally:
+        server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 1)
+
+
+def answering(answer: bytes, keep: bool = True) -> Script:
+    """A script that answers every request with the same bytes."""
+
+    async def script(pds: RawPds, n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(answer)
+        await writer.drain()
+        return keep
+
+    return script
+
+
+@contextlib.asynccontextmanager
+async def front(pds_url: str, *, lane: bool, timeout: float = 5.0) -> AsyncIterator[tuple[str, Upstream]]:
+    """``Upstream.passthrough`` served on a free port; its XRPC errors answered as status + JSON."""
+    upstream = Upstream(URL(pds_url), connect_timeout=2.0, timeout=timeout, lane=lane)
+    await upstream.start()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        fwd = Forwarded("127.0.0.1", "127.0.0.1", "http")
+        try:
+            return await upstream.passthrough(request, fwd, origin_form(request.raw_path))
+        except XrpcError as exc:
+            return web.json_response(exc.body(), status=exc.status)
+
+    app = web.Application(handler_args={"auto_decompress": False})
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", upstream
+    finally:
+        await runner.cleanup()
+        await upstream.close()
+
+
+async def exchange_raw(url: str, request: bytes, timeout: float = 10) -> bytes:
+    """Send raw request bytes and read the raw answer until the server closes (ask with
+    ``Connection: close``)."""
+    parsed = URL(url)
+    reader, writer = await asyncio.open_connection(parsed.host, parsed.port)
+    try:
+        writer.write(request)
+        async with asyncio.timeout(timeout):
+            return await reader.read(-1)
+    finally:
+        writer.close()
+
+
+def without_date(answer: bytes) -> bytes:
+    """The answer with its Date header line removed (the only line that differs between two runs)."""
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"date:")]
+    return b"\r\n".join(lines) + sep + body
