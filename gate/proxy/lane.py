@@ -217,10 +217,11 @@ class Connection(asyncio.Protocol):
 class Lane:
     """A pool of keep-alive connections to one PDS address (plain TCP)."""
 
-    def __init__(self, host: str, port: int, connect_timeout: float) -> None:
+    def __init__(self, host: str, port: int, connect_timeout: float, keepalive: float = KEEPALIVE) -> None:
         self._host = host
         self._port = port
         self._connect_timeout = connect_timeout
+        self._keepalive = keepalive
         self._idle: list[Connection] = []
         self._sweep: asyncio.TimerHandle | None = None
 
@@ -255,7 +256,7 @@ class Lane:
         conn.idle_since = loop.time()
         self._idle.append(conn)
         if self._sweep is None:
-            self._sweep = loop.call_later(KEEPALIVE, self._expire)
+            self._sweep = loop.call_later(self._keepalive, self._expire)
 
     def forget(self, conn: Connection) -> None:
         """A connection that ended (the PDS closed it, or the gate did)."""
@@ -286,11 +287,11 @@ class Lane:
     def _expire(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        stale = [conn for conn in self._idle if now - conn.idle_since >= KEEPALIVE]
+        stale = [conn for conn in self._idle if now - conn.idle_since >= self._keepalive]
         for conn in stale:
             conn.close()  # connection_lost forgets it
         self._idle = [conn for conn in self._idle if conn not in stale]
         self._sweep = None
         if self._idle:
             oldest = min(conn.idle_since for conn in self._idle)
-            self._sweep = loop.call_later(max(0.0, oldest + KEEPALIVE - now), self._expire)
+            self._sweep = loop.call_later(max(0.0, oldest + self._keepalive - now), self._expire)

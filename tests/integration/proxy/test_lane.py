@@ -5,8 +5,10 @@ must reach the client as the same bytes (Date aside)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.support.raw_pds import RawPds, answering, exchange_raw, front, raw_pds, without_date
 
@@ -132,3 +134,115 @@ async def test_a_stale_keep_alive_connection_is_replaced() -> None:
                 for _ in range(2):
                     assert b" 200 OK\r\n" in await exchange_raw(url, REQUESTS[0])
         assert len(pds.heads) == 6 and pds.connections == 4
+
+
+def _errors(kind: str) -> float:
+    value = REGISTRY.get_sample_value("upload_gate_upstream_errors_total", {"kind": kind})
+    return value or 0.0
+
+
+async def _counted_through_both(pds: RawPds, kind: str, timeout: float = 5.0) -> tuple[bytes, bytes]:
+    """Both answers, and that each path counted one ``kind`` upstream error."""
+    answers = []
+    for lane in (False, True):
+        before = _errors(kind)
+        async with front(pds.url, lane=lane, timeout=timeout) as (url, _):
+            answers.append(without_date(await exchange_raw(url, REQUESTS[0])))
+        assert _errors(kind) == before + 1, lane
+    return answers[0], answers[1]
+
+
+async def test_a_pds_that_never_answers_is_a_504() -> None:
+    async def mute(pds: RawPds, n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(1.5)
+        return False
+
+    async with raw_pds(mute) as pds:
+        aiohttp_answer, lane_answer = await _counted_through_both(pds, "timeout", timeout=0.3)
+    assert lane_answer == aiohttp_answer and lane_answer.startswith(b"HTTP/1.1 504 ")
+
+
+async def test_a_small_answer_that_stalls_is_a_504() -> None:
+    async def stall(pds: RawPds, n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        await asyncio.sleep(1.5)
+        return False
+
+    async with raw_pds(stall) as pds:
+        aiohttp_answer, lane_answer = await _counted_through_both(pds, "timeout", timeout=0.3)
+    assert lane_answer == aiohttp_answer and lane_answer.startswith(b"HTTP/1.1 504 ")
+
+
+async def test_a_small_answer_cut_short_is_a_502() -> None:
+    async with raw_pds(answering(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", keep=False)) as pds:
+        aiohttp_answer, lane_answer = await _counted_through_both(pds, "unreachable")
+    assert lane_answer == aiohttp_answer and lane_answer.startswith(b"HTTP/1.1 502 ")
+
+
+async def test_an_unreachable_pds_is_a_502() -> None:
+    async with raw_pds(answering(OK)) as pds:
+        url = pds.url
+    answers = []
+    for lane in (False, True):
+        before = _errors("unreachable")
+        async with front(url, lane=lane) as (gate, _):
+            answers.append(without_date(await exchange_raw(gate, REQUESTS[0])))
+        assert _errors("unreachable") == before + 1
+    assert answers[0] == answers[1] and answers[1].startswith(b"HTTP/1.1 502 ")
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+async def test_a_pds_cut_in_a_large_body_cuts_the_client(framing: str) -> None:
+    head = b"Content-Length: 1000000" if framing == "length" else b"Transfer-Encoding: chunked"
+    body = b"z" * 200_000 if framing == "length" else b"30d40\r\n" + b"z" * 200_000 + b"\r\n"
+    async with raw_pds(answering(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n\r\n" + body, keep=False)) as pds:
+        aiohttp_answer, lane_answer = await _through_both(pds, REQUESTS[0])
+    assert lane_answer == aiohttp_answer
+    assert lane_answer.startswith(b"HTTP/1.1 200 OK\r\n") and not lane_answer.endswith(b"0\r\n\r\n")
+    assert lane_answer.partition(b"\r\n\r\n")[2].count(b"z") == 200_000
+
+
+PATTERN = bytes(range(256)) * 256  # 64 KB
+
+
+async def test_a_50_mb_download_streams_with_back_pressure() -> None:
+    """The PDS's socket is paused while the client does not read: the gate holds a bounded amount, and
+    every byte arrives once the client reads."""
+    total = 50 * 1024 * 1024
+    sent = 0
+
+    async def download(pds: RawPds, n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        nonlocal sent
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % total)
+        while sent < total:
+            writer.write(PATTERN)
+            sent += len(PATTERN)
+            await writer.drain()
+        return True
+
+    async with raw_pds(download) as pds, front(pds.url, lane=True) as (url, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        writer.write(REQUESTS[0])
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length: 52428800\r\n" in head
+        await asyncio.sleep(0.5)  # the client reads nothing: the PDS's writes stall on the way
+        stalled_at = sent
+        digest = hashlib.sha256()
+        got = 0
+        while chunk := await reader.read(1 << 20):
+            digest.update(chunk)
+            got += len(chunk)
+        writer.close()
+    assert stalled_at < total // 2, stalled_at  # only socket buffers and the lane's high-water mark
+    assert got == total and digest.digest() == hashlib.sha256(PATTERN * 800).digest()
+
+
+async def test_a_large_chunked_answer_streams_whole() -> None:
+    pieces = [PATTERN[: 1000 + 7 * i] for i in range(300)]
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    async with raw_pds(answering(answer + chunked)) as pds:
+        aiohttp_answer, lane_answer = await _through_both(pds, REQUESTS[0])
+    assert lane_answer == aiohttp_answer and lane_answer.endswith(b"\r\n0\r\n\r\n")
