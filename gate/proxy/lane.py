@@ -11,7 +11,9 @@ It behaves as aiohttp's client does towards the PDS (``gate.proxy.upstream`` say
 - a connection whose answer ended with keep-alive (llhttp's decision) goes back to the pool, the most
   recently used first; an idle one is closed after ``KEEPALIVE`` seconds, at close(), or when the PDS
   closes it;
-- interim 1xx answers are skipped; a 101 to a GET that asked for no upgrade is a malformed answer;
+- interim 1xx answers are skipped; a 101 (no GET here asks for an upgrade) ends the answer at its head
+  and the connection with it;
+- bytes after an answer (an unasked-for second one) close the connection once that answer is relayed;
 - a GET whose connection is lost before the answer's head arrived is sent once more on another
   connection (aiohttp retries an idempotent request once, RFC 9112 §9.3.1.1); a failed connect, a
   malformed answer or a deadline is never retried;
@@ -108,6 +110,10 @@ class Connection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self.done:  # a second answer to one request: this connection is not reused
+            self.error = Malformed("bytes after the answer")
+
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
 
@@ -187,6 +193,7 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         return (
             self.done
+            and self.error is None
             and self.keep_alive
             and not self.chunks
             and transport is not None

@@ -45,6 +45,7 @@ async def _until(condition: object, seconds: float = 2.0) -> None:
         (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", 1),
         (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", 1),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 1),
+        (KEPT + b"HTTP/1.1 200 OK\r\n", 3),  # more than the answer, in the same packet: not reused
     ],
 )
 async def test_a_connection_is_reused_when_the_answer_keeps_it_alive(answer: bytes, connections: int) -> None:
