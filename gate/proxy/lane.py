@@ -27,7 +27,7 @@ import asyncio
 import httptools
 
 KEEPALIVE = 15.0  # seconds, aiohttp's connector's keepalive_timeout
-HIGH_WATER = 256 * 1024  # body bytes read ahead of the client before the PDS's socket is paused
+HIGH_WATER = 1024 * 1024  # body bytes read ahead of the client before the PDS's socket is paused
 # aiohttp's client limits (its parser's defaults): more, or longer, is a malformed answer.
 MAX_HEADERS = 128
 MAX_FIELD = 8190
