@@ -3,8 +3,11 @@
 
 Forward byte for byte: method, *raw* path and query (DPoP proofs bind the path exactly as received),
 ``Authorization``, ``DPoP``, ``Host``. Responses come back unchanged — a 401 with ``WWW-Authenticate`` and
-``DPoP-Nonce`` must reach the client as the PDS sent it. Nothing is ever retried: a DPoP proof is
-single-use, and a request the PDS has seen must not be replayed.
+``DPoP-Nonce`` must reach the client as the PDS sent it. Nothing the gate sends is retried by the gate (a
+DPoP proof is single-use), with one exception that is aiohttp's client's own: a GET (or other idempotent
+request) whose connection closed before any answer is sent once more on another connection (RFC 9112
+§9.3.1.1); uploads never are. GETs without a body to a plain-HTTP PDS take the lean client
+(``gate.proxy.lane_pass``), which behaves the same, retry included.
 """
 
 from __future__ import annotations
