@@ -44,6 +44,10 @@
     │   ├── HmaBusy                             gate.matching.hma_queue: HMA cannot answer an upload's
     │   │                                       lookups in time at its pace; they are not sent
     │   ├── PdsActionError                      gate.pds_admin: the PDS's admin API refused or is unreachable
+    │   ├── PdsAnswerError                      gate.proxy.lane: a passthrough GET's answer cannot be read
+    │   │   ├── PdsClosed                           the PDS closed before the answer's head (sent once more)
+    │   │   ├── PdsMalformed                        not an HTTP answer (as aiohttp's client would refuse it)
+    │   │   └── PdsCut                              the connection ended, or went wrong, in the body
     │   ├── BlobUnavailable                     gate.blob_fetch: a stored blob (or its repo) cannot be read
     │   └── WorkerDied                          gate.hashing.pool: a hashing process ended mid-job
     │       └── Malformed                           it answered something that is not an answer (killed)

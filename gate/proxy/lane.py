@@ -26,6 +26,8 @@ import asyncio
 
 import httptools
 
+from gate.errors import Unavailable
+
 KEEPALIVE = 15.0  # seconds, aiohttp's connector's keepalive_timeout
 HIGH_WATER = 1024 * 1024  # body bytes read ahead of the client before the PDS's socket is paused
 # aiohttp's client limits (its parser's defaults): more, or longer, is a malformed answer.
@@ -33,15 +35,19 @@ MAX_HEADERS = 128
 MAX_FIELD = 8190
 
 
-class Lost(Exception):
+class PdsAnswerError(Unavailable):
+    """The PDS's answer to a passthrough GET on the lane could not be read."""
+
+
+class PdsClosed(PdsAnswerError):
     """The PDS closed (or failed) the connection before the answer's head was complete."""
 
 
-class Malformed(Exception):
+class PdsMalformed(PdsAnswerError):
     """The PDS's bytes are not an HTTP/1.1 answer llhttp accepts (as aiohttp's client would refuse it)."""
 
 
-class Cut(Exception):
+class PdsCut(PdsAnswerError):
     """The PDS closed (or failed) the connection, or sent malformed bytes, within an answer's body."""
 
 
@@ -82,14 +88,14 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.done or self.error is not None:  # unasked-for bytes on an idle connection
-            self._fail(Malformed("bytes after the answer"))
+            self._fail(PdsMalformed("bytes after the answer"))
             return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(Malformed("an upgrade nobody asked for"))
+            self._fail(PdsMalformed("an upgrade nobody asked for"))
         except httptools.HttpParserError as exc:
-            self._fail(Malformed(str(exc)))
+            self._fail(PdsMalformed(str(exc)))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -99,7 +105,9 @@ class Connection(asyncio.Protocol):
         if self.head_done and self.until_eof and exc is None:
             self.done = True  # an answer without length ends with its connection
         else:
-            self.error = Cut("connection closed in the body") if self.head_done else Lost("connection closed")
+            self.error = (
+                PdsCut("connection closed in the body") if self.head_done else PdsClosed("connection closed")
+            )
         self._wake()
 
     def pause_writing(self) -> None:  # a GET's head is one small write
@@ -112,7 +120,7 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if self.done:  # a second answer to one request: this connection is not reused
-            self.error = Malformed("bytes after the answer")
+            self.error = PdsMalformed("bytes after the answer")
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
@@ -120,7 +128,7 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
         if len(self.headers) > MAX_HEADERS or len(name) > MAX_FIELD or len(value) > MAX_FIELD:
-            raise Malformed("headers too large")
+            raise PdsMalformed("headers too large")
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -158,19 +166,19 @@ class Connection(asyncio.Protocol):
     # the gate's side
 
     async def head(self) -> None:
-        """Wait for the answer's head (status, reason, headers); Lost or Malformed."""
+        """Wait for the answer's head (status, reason, headers); PdsClosed or PdsMalformed."""
         while not self.head_done:
             if self.error is not None:
                 raise self.error
             await self._wait()
 
     async def read(self) -> bytes:
-        """The body bytes read so far and not yet taken; b"" once the answer is complete; Cut."""
+        """The body bytes read so far and not yet taken; b"" once the answer is complete; PdsCut."""
         while not self.chunks:
             if self.done:
                 return b""
             if self.error is not None:
-                raise Cut(str(self.error))
+                raise PdsCut(str(self.error))
             await self._wait()
         return self.take()
 
@@ -216,7 +224,7 @@ class Connection(asyncio.Protocol):
                 waiter.set_result(None)
 
     def _fail(self, error: Exception) -> None:
-        self.error = Cut(str(error)) if self.head_done else error
+        self.error = PdsCut(str(error)) if self.head_done else error
         self._wake()
         self.close()
 
@@ -234,8 +242,8 @@ class Lane:
 
     async def request(self, head: bytes) -> Connection:
         """Send a bodiless request and wait for its answer's head; the connection goes back with
-        ``release`` once the answer is read (or abandoned). OSError or TimeoutError (connect), Lost
-        (twice), Malformed."""
+        ``release`` once the answer is read (or abandoned). OSError or TimeoutError (connect), PdsClosed
+        (twice), PdsMalformed."""
         retried = False
         while True:
             conn = self._pooled() or await self._connect()
@@ -244,7 +252,7 @@ class Lane:
             conn.transport.write(head)
             try:
                 await conn.head()
-            except Lost:
+            except PdsClosed:
                 conn.close()
                 if retried:
                     raise

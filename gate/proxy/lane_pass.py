@@ -21,7 +21,7 @@ from gate.answers import RELAYED
 from gate.errors import UpstreamFailure, UpstreamTimeout
 from gate.proxy.deadlines import Deadlines
 from gate.proxy.headers import end_to_end, relayable
-from gate.proxy.lane import Connection, Cut, Lane, Lost, Malformed
+from gate.proxy.lane import Connection, Lane, PdsAnswerError, PdsCut
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class LanePass:
         except TimeoutError:
             metrics.UPSTREAM_ERRORS.labels("timeout").inc()
             raise UpstreamTimeout() from None
-        except (Lost, Malformed, OSError) as exc:
+        except (PdsAnswerError, OSError) as exc:
             metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
             log.warning("upstream GET %s failed: %s", path, type(exc).__name__)
             raise UpstreamFailure() from None
@@ -105,7 +105,7 @@ class LanePass:
         try:
             while chunk := await conn.read():
                 await stream.write(chunk)
-        except Cut:
+        except PdsCut:
             # Headers are already sent: the best we can do is cut the connection, like the PDS did.
             if request.transport is not None:
                 request.transport.close()
@@ -119,12 +119,12 @@ class LanePass:
             async with self._deadlines.within():
                 while not conn.done:
                     if conn.error is not None:
-                        raise Cut(str(conn.error))
+                        raise PdsCut(str(conn.error))
                     await conn.more()
         except TimeoutError:
             metrics.UPSTREAM_ERRORS.labels("timeout").inc()
             raise UpstreamTimeout() from None
-        except Cut:
+        except PdsCut:
             metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
             raise UpstreamFailure() from None
 
