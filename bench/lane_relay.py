@@ -15,7 +15,7 @@ from aiohttp import web
 from yarl import URL
 
 from bench.upstream import serve_app
-from gate.proxy.lane import Lane
+from gate.proxy.lane_pool import Lane
 
 LANE = web.AppKey("lane", Lane)
 

@@ -8,27 +8,23 @@ docs/performance.md, "Passthrough, fourth pass"). Here the request is bytes the 
 the answer comes back as a status, a reason, raw header pairs and body chunks.
 
 It behaves as aiohttp's client does towards the PDS (``gate.proxy.upstream`` says what the gate sends):
-- a connection whose answer ended with keep-alive (llhttp's decision) goes back to the pool, the most
-  recently used first; an idle one is closed after ``KEEPALIVE`` seconds, at close(), or when the PDS
-  closes it;
+- a connection whose answer ended with keep-alive (llhttp's decision) goes back to the pool
+  (``gate.proxy.lane_pool``);
 - interim 1xx answers are skipped; a 101 (no GET here asks for an upgrade) ends the answer at its head
   and the connection with it;
 - bytes after an answer (an unasked-for second one) close the connection once that answer is relayed;
-- a GET whose connection is lost before the answer's head arrived is sent once more on another
-  connection (aiohttp retries an idempotent request once, RFC 9112 §9.3.1.1); a failed connect, a
-  malformed answer or a deadline is never retried;
 - body bytes buffered from the PDS stop the reading at ``HIGH_WATER`` until the gate takes them.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import httptools
 
 from gate.errors import Unavailable
 
-KEEPALIVE = 15.0  # seconds, aiohttp's connector's keepalive_timeout
 HIGH_WATER = 1024 * 1024  # body bytes read ahead of the client before the PDS's socket is paused
 # aiohttp's client limits (its parser's defaults): more, or longer, is a malformed answer.
 MAX_HEADERS = 128
@@ -54,8 +50,8 @@ class PdsCut(PdsAnswerError):
 class Connection(asyncio.Protocol):
     """One keep-alive connection to the PDS and the answer it is reading (the parser's callbacks)."""
 
-    def __init__(self, lane: Lane) -> None:
-        self._lane = lane
+    def __init__(self, forget: Callable[[Connection], None]) -> None:
+        self._forget = forget  # told when the connection ends (the pool drops it)
         self._parser = httptools.HttpResponseParser(self)
         self._parser.set_dangerous_leniencies(
             lenient_headers=True, lenient_optional_cr_before_lf=True, lenient_spaces_after_chunk_size=True
@@ -99,7 +95,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        self._lane.forget(self)
+        self._forget(self)
         if self.done or self.error is not None:
             return
         if self.head_done and self.until_eof and exc is None:
@@ -109,12 +105,6 @@ class Connection(asyncio.Protocol):
                 PdsCut("connection closed in the body") if self.head_done else PdsClosed("connection closed")
             )
         self._wake()
-
-    def pause_writing(self) -> None:  # a GET's head is one small write
-        pass
-
-    def resume_writing(self) -> None:
-        pass
 
     # httptools callbacks
 
@@ -227,86 +217,3 @@ class Connection(asyncio.Protocol):
         self.error = PdsCut(str(error)) if self.head_done else error
         self._wake()
         self.close()
-
-
-class Lane:
-    """A pool of keep-alive connections to one PDS address (plain TCP)."""
-
-    def __init__(self, host: str, port: int, connect_timeout: float, keepalive: float = KEEPALIVE) -> None:
-        self._host = host
-        self._port = port
-        self._connect_timeout = connect_timeout
-        self._keepalive = keepalive
-        self._idle: list[Connection] = []
-        self._sweep: asyncio.TimerHandle | None = None
-
-    async def request(self, head: bytes) -> Connection:
-        """Send a bodiless request and wait for its answer's head; the connection goes back with
-        ``release`` once the answer is read (or abandoned). OSError or TimeoutError (connect), PdsClosed
-        (twice), PdsMalformed."""
-        retried = False
-        while True:
-            conn = self._pooled() or await self._connect()
-            conn.begin()
-            assert conn.transport is not None
-            conn.transport.write(head)
-            try:
-                await conn.head()
-            except PdsClosed:
-                conn.close()
-                if retried:
-                    raise
-                retried = True
-                continue
-            except BaseException:
-                conn.close()
-                raise
-            return conn
-
-    def release(self, conn: Connection) -> None:
-        if not conn.reusable():
-            conn.close()
-            return
-        loop = asyncio.get_running_loop()
-        conn.idle_since = loop.time()
-        self._idle.append(conn)
-        if self._sweep is None:
-            self._sweep = loop.call_later(self._keepalive, self._expire)
-
-    def forget(self, conn: Connection) -> None:
-        """A connection that ended (the PDS closed it, or the gate did)."""
-        if conn in self._idle:
-            self._idle.remove(conn)
-
-    def close(self) -> None:
-        if self._sweep is not None:
-            self._sweep.cancel()
-            self._sweep = None
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-    def _pooled(self) -> Connection | None:
-        while self._idle:
-            conn = self._idle.pop()
-            if conn.transport is not None and not conn.transport.is_closing():
-                return conn
-        return None
-
-    async def _connect(self) -> Connection:
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(self._connect_timeout):
-            _, conn = await loop.create_connection(lambda: Connection(self), self._host, self._port)
-        return conn
-
-    def _expire(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        stale = [conn for conn in self._idle if now - conn.idle_since >= self._keepalive]
-        for conn in stale:
-            conn.close()  # connection_lost forgets it
-        self._idle = [conn for conn in self._idle if conn not in stale]
-        self._sweep = None
-        if self._idle:
-            oldest = min(conn.idle_since for conn in self._idle)
-            self._sweep = loop.call_later(max(0.0, oldest + self._keepalive - now), self._expire)

@@ -21,7 +21,8 @@ from gate.answers import RELAYED
 from gate.errors import UpstreamFailure, UpstreamTimeout
 from gate.proxy.deadlines import Deadlines
 from gate.proxy.headers import end_to_end, relayable
-from gate.proxy.lane import Connection, Lane, PdsAnswerError, PdsCut
+from gate.proxy.lane import Connection, PdsAnswerError, PdsCut
+from gate.proxy.lane_pool import Lane
 
 log = logging.getLogger(__name__)
 

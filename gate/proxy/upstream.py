@@ -29,8 +29,8 @@ from gate.proxy import handshake
 from gate.proxy.deadlines import Deadlines
 from gate.proxy.forwarded import Forwarded
 from gate.proxy.headers import FORWARDING, end_to_end, relayable
-from gate.proxy.lane import Lane
 from gate.proxy.lane_pass import LanePass
+from gate.proxy.lane_pool import Lane
 from gate.proxy.tunnel import Tunnel
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from gate.proxy.lane import Lane
+from gate.proxy.lane_pool import Lane
 from tests.support.raw_pds import RawPds, answering, raw_pds
 
 GET = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
