@@ -111,8 +111,28 @@ async def exchange_raw(url: str, request: bytes, timeout: float = 10) -> bytes:
         writer.close()
 
 
-def without_date(answer: bytes) -> bytes:
-    """The answer with its Date header line removed (the only line that differs between two runs)."""
+def comparable(answer: bytes) -> bytes:
+    """The answer without its Date header line (the only line that differs between two runs), and a
+    chunked body de-chunked: how a streamed body is cut into chunks follows the reads' timing (it is
+    the connection's framing, not the message), so two relays of one answer are compared on the bytes
+    each chunk carried (up to where a cut answer stops)."""
     head, sep, body = answer.partition(b"\r\n\r\n")
     lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"date:")]
+    if b"transfer-encoding: chunked" in head.lower():
+        body = _dechunked(body)
     return b"\r\n".join(lines) + sep + body
+
+
+def _dechunked(body: bytes) -> bytes:
+    out, at = [], 0
+    while True:
+        end = body.find(b"\r\n", at)
+        if end < 0:
+            break
+        size = int(body[at:end], 16)
+        out.append(body[end + 2 : end + 2 + size])
+        if size == 0 or end + 2 + size > len(body):
+            out.append(b"<end>" if size == 0 else b"<cut>")
+            break
+        at = end + 2 + size + 2
+    return b"".join(out)

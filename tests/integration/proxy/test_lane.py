@@ -1,6 +1,6 @@
 """The lean GET lane (gate.proxy.lane, gate.proxy.lane_pass) against aiohttp's client, which carries every
 other request: the same request through both must reach the PDS as the same bytes, and the same PDS answer
-must reach the client as the same bytes (Date aside)."""
+must reach the client as the same bytes (Date aside; a body the gate chunks, on what its chunks carry)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import hashlib
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.support.raw_pds import RawPds, answering, exchange_raw, front, raw_pds, without_date
+from tests.support.raw_pds import RawPds, answering, comparable, exchange_raw, front, raw_pds
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
 
@@ -35,7 +35,7 @@ async def _through_both(pds: RawPds, request: bytes, timeout: float = 5.0) -> tu
     answers = []
     for lane in (False, True):
         async with front(pds.url, lane=lane, timeout=timeout) as (url, _):
-            answers.append(without_date(await exchange_raw(url, request)))
+            answers.append(comparable(await exchange_raw(url, request)))
     return answers[0], answers[1]
 
 
@@ -118,9 +118,7 @@ async def test_an_answer_ended_by_the_close_is_relayed_whole(head: bytes) -> Non
     async with raw_pds(answering(head + b"\r\n\r\n" + b"y" * 300_000, keep=False)) as pds:
         aiohttp_answer, lane_answer = await _through_both(pds, REQUESTS[0])
     assert lane_answer == aiohttp_answer
-    assert lane_answer.partition(b"\r\n\r\n")[2].count(b"y") == 300_000 and lane_answer.endswith(
-        b"\r\n0\r\n\r\n"
-    )  # chunked to the client
+    assert lane_answer.endswith(b"y" * 300_000 + b"<end>")  # chunked to the client, whole
 
 
 async def test_a_pds_that_closes_without_answering_gets_the_get_once_more_then_502() -> None:
@@ -166,7 +164,7 @@ async def _counted_through_both(pds: RawPds, kind: str, timeout: float = 5.0) ->
     for lane in (False, True):
         before = _errors(kind)
         async with front(pds.url, lane=lane, timeout=timeout) as (url, _):
-            answers.append(without_date(await exchange_raw(url, REQUESTS[0])))
+            answers.append(comparable(await exchange_raw(url, REQUESTS[0])))
         assert _errors(kind) == before + 1, lane
     return answers[0], answers[1]
 
@@ -205,7 +203,7 @@ async def test_an_unreachable_pds_is_a_502() -> None:
     for lane in (False, True):
         before = _errors("unreachable")
         async with front(url, lane=lane) as (gate, _):
-            answers.append(without_date(await exchange_raw(gate, REQUESTS[0])))
+            answers.append(comparable(await exchange_raw(gate, REQUESTS[0])))
         assert _errors("unreachable") == before + 1
     assert answers[0] == answers[1] and answers[1].startswith(b"HTTP/1.1 502 ")
 
@@ -217,8 +215,7 @@ async def test_a_pds_cut_in_a_large_body_cuts_the_client(framing: str) -> None:
     async with raw_pds(answering(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n\r\n" + body, keep=False)) as pds:
         aiohttp_answer, lane_answer = await _through_both(pds, REQUESTS[0])
     assert lane_answer == aiohttp_answer
-    assert lane_answer.startswith(b"HTTP/1.1 200 OK\r\n") and not lane_answer.endswith(b"0\r\n\r\n")
-    assert lane_answer.partition(b"\r\n\r\n")[2].count(b"z") == 200_000
+    assert lane_answer.startswith(b"HTTP/1.1 200 OK\r\n") and lane_answer.endswith(b"z" * 200_000)
 
 
 PATTERN = bytes(range(256)) * 256  # 64 KB
@@ -264,4 +261,4 @@ async def test_a_large_chunked_answer_streams_whole() -> None:
     )
     async with raw_pds(answering(answer + chunked)) as pds:
         aiohttp_answer, lane_answer = await _through_both(pds, REQUESTS[0])
-    assert lane_answer == aiohttp_answer and lane_answer.endswith(b"\r\n0\r\n\r\n")
+    assert lane_answer == aiohttp_answer and lane_answer.endswith(b"".join(pieces) + b"<end>")
