@@ -47,6 +47,10 @@ def request_head(target: str, host: str, headers: CIMultiDict[str]) -> bytes:
 
 
 class LanePass:
+    """``Upstream.passthrough`` for a GET without a body: sent on the lane, the answer relayed as
+    ``Upstream`` relays aiohttp's (small and complete: one write; otherwise streamed), with the same
+    deadlines, 502/504 answers and ``upload_gate_upstream_errors_total`` kinds."""
+
     def __init__(
         self, lane: Lane, deadlines: Deadlines, host: str, path_prefix: str, small_body: int
     ) -> None:
