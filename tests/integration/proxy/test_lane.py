@@ -262,3 +262,17 @@ async def test_a_large_chunked_answer_streams_whole() -> None:
     async with raw_pds(answering(answer + chunked)) as pds:
         aiohttp_answer, lane_answer = await _through_both(pds, REQUESTS[0])
     assert lane_answer == aiohttp_answer and lane_answer.endswith(b"".join(pieces) + b"<end>")
+
+
+async def test_each_path_counts_the_request_and_the_gate_closes_its_idle_connections_on_stop() -> None:
+    async with raw_pds(answering(OK)) as pds:
+        for lane in (False, True):
+            before = REGISTRY.get_sample_value("upload_gate_passthrough_requests_total", {"kind": "http"})
+            async with front(pds.url, lane=lane) as (url, _):
+                assert b" 200 OK\r\n" in await exchange_raw(url, REQUESTS[0])
+                assert pds.ended == int(lane)  # this path's connection is kept while the gate runs
+            after = REGISTRY.get_sample_value("upload_gate_passthrough_requests_total", {"kind": "http"})
+            assert after == (before or 0) + 1
+            async with asyncio.timeout(2):
+                while pds.ended < 1 + int(lane):  # Upstream.close() ended it
+                    await asyncio.sleep(0.01)
