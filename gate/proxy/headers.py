@@ -75,7 +75,7 @@ def not_utf8(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> str | None:
 
 
 def relayable(headers: CIMultiDictProxy[str] | CIMultiDict[str], path: str) -> None:
-    """A PDS answer whose header value is not UTF-8 cannot be relayed unchanged (gate.proxy.headers):
+    """A PDS answer whose header value is not UTF-8 cannot be relayed unchanged (the module's docstring):
     502, counted and logged with the header's name (never its value), before anything reaches the client."""
     name = not_utf8(headers)
     if name is not None:
