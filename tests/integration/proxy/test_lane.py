@@ -98,8 +98,16 @@ ANSWERS = {
     "switching protocols unasked": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
     b"Connection: Upgrade\r\n\r\nxyz",
 }
-REFUSED = ("non-UTF-8 header", "not HTTP", "bad status line", "NUL in a header", "too many headers")
-REFUSED += ("a header too long", "two lengths", "length and chunked")
+REFUSED = (
+    "non-UTF-8 header",
+    "not HTTP",
+    "bad status line",
+    "NUL in a header",
+    "too many headers",
+    "a header too long",
+    "two lengths",
+    "length and chunked",
+)
 
 
 @pytest.mark.parametrize("answer", list(ANSWERS))
