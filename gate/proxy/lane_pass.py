@@ -18,7 +18,7 @@ from multidict import CIMultiDict, istr
 
 from gate import metrics
 from gate.answers import RELAYED
-from gate.errors import UpstreamFailure, UpstreamTimeout
+from gate.errors import InvalidRequest, UpstreamFailure, UpstreamTimeout
 from gate.proxy.deadlines import Deadlines
 from gate.proxy.headers import end_to_end, relayable
 from gate.proxy.lane import Connection, PdsAnswerError, PdsCut
@@ -42,8 +42,12 @@ def request_head(target: str, host: str, headers: CIMultiDict[str]) -> bytes:
             lines[1] = name + ": " + value
         else:
             lines.append(name + ": " + value)
-    lines += ("", "")
-    return "\r\n".join(lines).encode()
+    head = "\r\n".join(lines)
+    # Every part came through aiohttp's server parser, which refuses CR and LF in a target or a header;
+    # checked again where they would split what the PDS reads (aiohttp's client refuses them too).
+    if head.count("\r") != len(lines) - 1 or head.count("\n") != len(lines) - 1:
+        raise InvalidRequest("A request line or header holds a line break")
+    return (head + "\r\n\r\n").encode()
 
 
 class LanePass:
