@@ -68,6 +68,22 @@ def test_the_benchmark_firehose_is_what_the_watcher_reads() -> None:
         assert (im.format, im.size) == ("JPEG", (1024, 768))
 
 
+def test_the_firehose_benchmark_reads_the_watchers_counters() -> None:
+    """Its probes read each counter (and label) the watcher counts, and nothing else's: a probe that
+    read another would stall the benchmark until its timeout, or end it early."""
+    from bench import firehose
+    from gate import metrics
+
+    before = (firehose._judged(), firehose._failed(), firehose._commits())
+    metrics.FIREHOSE_BLOBS.labels("judged").inc(3)
+    metrics.FIREHOSE_BLOBS.labels("failed").inc(2)
+    metrics.FIREHOSE_BLOBS.labels("seen").inc(7)
+    metrics.FIREHOSE_EVENTS.labels("commit").inc(5)
+    metrics.FIREHOSE_EVENTS.labels("other").inc(11)
+    after = (firehose._judged(), firehose._failed(), firehose._commits())
+    assert [a - b for a, b in zip(after, before, strict=True)] == [3, 2, 5]
+
+
 def test_nginx_balances_round_robin_and_logs_which_upstream_answered() -> None:
     import urllib.request
 
