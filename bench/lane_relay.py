@@ -7,14 +7,12 @@ gate's passthrough GETs cost on that lane, with none of the gate's work. GETs on
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from yarl import URL
 
-from bench.upstream import serve_app
+from bench.relay import bare_app, main
 from gate.proxy.lane_pool import Lane
 
 LANE = web.AppKey("lane", Lane)
@@ -22,10 +20,11 @@ LANE = web.AppKey("lane", Lane)
 
 def create_app(upstream: str) -> web.Application:
     base = URL(upstream)
-    assert base.host is not None and base.port is not None
+    host, port = base.host, base.port
+    assert host is not None and port is not None
 
     async def client(app: web.Application) -> AsyncIterator[None]:
-        app[LANE] = Lane(base.host, base.port, 10.0)  # type: ignore[arg-type]
+        app[LANE] = Lane(host, port, 10.0)
         yield
         app[LANE].close()
 
@@ -51,16 +50,8 @@ def create_app(upstream: str) -> web.Application:
         finally:
             lane.release(conn)
 
-    app = web.Application(handler_args={"auto_decompress": False})
-    app.cleanup_ctx.append(client)
-    app.router.add_route("GET", "/{tail:.*}", relay)
-    return app
-
-
-async def serve(upstream: str) -> None:
-    await serve_app(create_app(upstream))
+    return bare_app("GET", relay, client)
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(sys.argv[1]))
-    sys.exit(0)
+    main(create_app)

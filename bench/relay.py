@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -39,16 +39,26 @@ def create_app(upstream: str) -> web.Application:
             await out.write_eof()
             return out
 
+    return bare_app("*", relay, client)
+
+
+def bare_app(
+    method: str,
+    relay: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    client: Callable[[web.Application], AsyncIterator[None]],
+) -> web.Application:
+    """A relay's app: every path to ``relay``, its client opened and closed by ``client``."""
     app = web.Application(handler_args={"auto_decompress": False})
     app.cleanup_ctx.append(client)
-    app.router.add_route("*", "/{tail:.*}", relay)
+    app.router.add_route(method, "/{tail:.*}", relay)
     return app
 
 
-async def serve(upstream: str) -> None:
-    await serve_app(create_app(upstream))
+def main(create: Callable[[str], web.Application]) -> None:
+    """``python -m bench.<relay> UPSTREAM``: serve until SIGTERM (bench.upstream.serve_app)."""
+    asyncio.run(serve_app(create(sys.argv[1])))
+    sys.exit(0)
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(sys.argv[1]))
-    sys.exit(0)
+    main(create_app)
