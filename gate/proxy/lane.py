@@ -19,7 +19,7 @@ It behaves as aiohttp's client does towards the PDS (``gate.proxy.upstream`` say
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httptools
 
@@ -57,7 +57,6 @@ class Connection(asyncio.Protocol):
             lenient_headers=True, lenient_optional_cr_before_lf=True, lenient_spaces_after_chunk_size=True
         )
         self.transport: asyncio.Transport | None = None
-        self.lost = False
         self.idle_since = 0.0
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
@@ -94,7 +93,6 @@ class Connection(asyncio.Protocol):
             self._fail(PdsMalformed(str(exc)))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
         self._forget(self)
         if self.done or self.error is not None:
             return
@@ -171,6 +169,11 @@ class Connection(asyncio.Protocol):
                 raise PdsCut(str(self.error))
             await self._wait()
         return self.take()
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they come (``read`` until the answer is complete); PdsCut."""
+        while chunk := await self.read():
+            yield chunk
 
     async def more(self) -> None:
         """Wait until something more happens to the answer (body bytes, its end, an error)."""

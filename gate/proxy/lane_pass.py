@@ -16,13 +16,12 @@ import logging
 from aiohttp import hdrs, web
 from multidict import CIMultiDict, istr
 
-from gate import metrics
-from gate.answers import RELAYED
-from gate.errors import InvalidRequest, UpstreamFailure, UpstreamTimeout
+from gate.errors import InvalidRequest
 from gate.proxy.deadlines import Deadlines
 from gate.proxy.headers import end_to_end, relayable
 from gate.proxy.lane import Connection, PdsAnswerError, PdsCut
 from gate.proxy.lane_pool import Lane
+from gate.proxy.relayed import relayed, streamed, timed_out, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +72,10 @@ class LanePass:
             async with self._deadlines.within():
                 conn = await self._lane.request(head)
         except TimeoutError:
-            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
-            raise UpstreamTimeout() from None
+            raise timed_out() from None
         except (PdsAnswerError, OSError) as exc:
-            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
             log.warning("upstream GET %s failed: %s", path, type(exc).__name__)
-            raise UpstreamFailure() from None
+            raise unreachable() from None
         try:
             return await self._relay(request, conn, path)
         finally:
@@ -94,9 +91,8 @@ class LanePass:
             for name, value in conn.headers
         )
         if any("\x00" in value for value in answered.values()):  # as aiohttp's client refuses it
-            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
             log.warning("upstream GET %s failed: %s", path, "InvalidHeader")
-            raise UpstreamFailure()
+            raise unreachable()
         relayable(answered, path)
         headers = end_to_end(answered)
         reason = conn.reason.decode("utf-8", "surrogateescape")
@@ -104,23 +100,8 @@ class LanePass:
         if length is not None and length <= self._small_body:
             if not conn.done:
                 await self._rest(conn)
-            out = web.Response(status=conn.status, reason=reason, body=conn.take(), headers=headers)
-            out[RELAYED] = True
-            return out
-        stream = web.StreamResponse(status=conn.status, reason=reason)
-        stream[RELAYED] = True
-        stream.headers.extend(headers)
-        await stream.prepare(request)
-        try:
-            while chunk := await conn.read():
-                await stream.write(chunk)
-        except PdsCut:
-            # Headers are already sent: the best we can do is cut the connection, like the PDS did.
-            if request.transport is not None:
-                request.transport.close()
-            return stream
-        await stream.write_eof()
-        return stream
+            return relayed(conn.status, reason, headers, conn.take())
+        return await streamed(request, conn.status, reason, headers, conn.body(), (PdsCut,))
 
     async def _rest(self, conn: Connection) -> None:
         """The rest of a small answer, under a deadline (nothing is sent yet: a failure is a clean 502)."""
@@ -131,11 +112,9 @@ class LanePass:
                         raise PdsCut(str(conn.error))
                     await conn.more()
         except TimeoutError:
-            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
-            raise UpstreamTimeout() from None
+            raise timed_out() from None
         except PdsCut:
-            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
-            raise UpstreamFailure() from None
+            raise unreachable() from None
 
 
 def _length(headers: CIMultiDict[str]) -> int | None:

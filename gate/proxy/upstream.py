@@ -31,6 +31,7 @@ from gate.proxy.forwarded import Forwarded
 from gate.proxy.headers import FORWARDING, end_to_end, relayable
 from gate.proxy.lane_pass import LanePass
 from gate.proxy.lane_pool import Lane
+from gate.proxy.relayed import relayed, streamed, timed_out, unreachable
 from gate.proxy.tunnel import Tunnel
 
 log = logging.getLogger(__name__)
@@ -137,17 +138,14 @@ class Upstream:
                     skip_auto_headers=skip,
                 )
         except TimeoutError:
-            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
-            raise UpstreamTimeout() from None
+            raise timed_out() from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
-            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
             log.warning("upstream %s %s failed: %s", method, url.path, type(exc).__name__)
-            raise UpstreamFailure() from None
+            raise unreachable() from None
         except aiohttp.ClientResponseError:
             # An answer aiohttp's parser refused (not HTTP, a bad status line or header): was a 500.
-            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
             log.warning("upstream %s %s failed: a malformed answer", method, url.path)
-            raise UpstreamFailure() from None
+            raise unreachable() from None
 
     @staticmethod
     def _response_headers(resp: aiohttp.ClientResponse) -> CIMultiDict[str]:
@@ -192,20 +190,14 @@ class Upstream:
                     # deadline.
                     return self._relayed(resp, await resp.read())
                 return await self._whole(resp)
-            out = web.StreamResponse(status=resp.status, reason=resp.reason)
-            out[RELAYED] = True
-            out.headers.extend(self._response_headers(resp))
-            await out.prepare(request)
-            try:
-                async for chunk in resp.content.iter_any():
-                    await out.write(chunk)
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-                # Headers are already sent: the best we can do is cut the connection, like the PDS did.
-                if request.transport is not None:
-                    request.transport.close()
-                return out
-            await out.write_eof()
-            return out
+            return await streamed(
+                request,
+                resp.status,
+                resp.reason,
+                self._response_headers(resp),
+                resp.content.iter_any(),
+                (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError),
+            )
 
     async def _whole(self, resp: aiohttp.ClientResponse) -> web.Response:
         """The PDS's response read whole (an upload's answer, or a small passthrough answer) and given
@@ -214,24 +206,14 @@ class Upstream:
             async with self._deadlines.within():
                 payload = await resp.read()
         except TimeoutError:
-            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
-            raise UpstreamTimeout() from None
+            raise timed_out() from None
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-            # Nothing is sent yet: the client gets a clear 502 rather than a cut connection.
-            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
-            raise UpstreamFailure() from None
+            raise unreachable() from None  # nothing is sent yet
         return self._relayed(resp, payload)
 
     @classmethod
     def _relayed(cls, resp: aiohttp.ClientResponse, payload: bytes) -> web.Response:
-        # aiohttp adds what the PDS's answer lacks of Date and, on a body, Content-Type
-        # (application/octet-stream, RFC 9110 §8.3: a browser then downloads rather than sniffs); the
-        # PDS sends both on every answer with a body. Its Server banner is dropped (gate.answers).
-        out = web.Response(
-            status=resp.status, reason=resp.reason, body=payload, headers=cls._response_headers(resp)
-        )
-        out[RELAYED] = True
-        return out
+        return relayed(resp.status, resp.reason, cls._response_headers(resp), payload)
 
     async def websocket(self, request: web.Request, fwd: Forwarded, target: str) -> web.StreamResponse:
         """Open the PDS's websocket with the client's own handshake (``gate.proxy.handshake``), give the
