@@ -25,10 +25,15 @@ class NotifyingSink:
 
     def submit(self, record: DecisionRecord) -> None:
         self.inner.submit(record)
-        event = decision_event(record)
-        if event is None:
-            return
-        try:
-            self.notifier.submit(event)
-        except Exception:  # a notification problem never touches the decision or the upload
-            log.exception("notification for decision %s failed", record.id)
+        announce(self.notifier, record)
+
+
+def announce(notifier: Notifier, record: DecisionRecord) -> None:
+    """The record's webhook event (holds and rejections), if it has one, queued for ``notifier``."""
+    event = decision_event(record)
+    if event is None:
+        return
+    try:
+        notifier.submit(event)
+    except Exception:  # a notification problem never touches the decision or the upload
+        log.exception("notification for decision %s failed", record.id)

@@ -17,7 +17,7 @@ from gate.judge import Judge
 from gate.matching.bank_set import BankSet
 from gate.matching.hma import HmaMatcher
 from gate.matching.local import LocalBanks
-from gate.notify.event import decision_event
+from gate.notify.sink import announce
 from gate.notify.webhook import Notifier
 from gate.pds_admin import PdsAdmin
 from gate.proxy.budget import MemoryBudget
@@ -73,13 +73,7 @@ class RetroJob:
             log.error("retro decision %s left to the decision log: %s", record.id, exc)
             self.sink.submit(record)
             return
-        event = decision_event(record)
-        if event is None:
-            return
-        try:
-            self.notifier.submit(event)
-        except Exception:  # a notification problem never touches the decision
-            log.exception("notification for decision %s failed", record.id)
+        announce(self.notifier, record)
 
     async def run(self) -> None:
         s = self.settings
