@@ -203,9 +203,8 @@ class PdsSync:
     async def get_blob(self, did: str, cid: str, admit: Admit = _admit_nothing) -> bytes:
         check_names(did, cid)
         url = self.base / "xrpc" / "com.atproto.sync.getBlob"
-        deadline = asyncio.timeout(
-            self.timeout
-        )  # the PDS's time: aiohttp's total would count ``admit``'s wait
+        # The PDS's time, not aiohttp's total: that would count ``admit``'s wait.
+        deadline = asyncio.timeout(self.timeout)
         params = {"did": did, "cid": cid}
         try:
             async with (

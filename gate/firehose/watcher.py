@@ -294,7 +294,6 @@ class Watcher:
     async def _judge_held(self, event: CommitEvent, ref: BlobRef, held: Admission) -> Seen | None:
         uploader = Uploader(event.repo, UPLOADER_METHOD, "firehose", event.repo)
         context = Context(source=DecisionSource.FIREHOSE)
-
         try:
             pds = await self.identities.pds_of(event.repo)
             body = await self.fetcher.fetch(

@@ -182,10 +182,8 @@ class RetroHunt:
             context = Context(DecisionSource.RETRO)
             judged = await self.judge.judge(hashes, context)
             if judged.failed:
-                why = [n for n in judged.decision.notes if n.startswith("matcher_error")] or [
-                    "a matcher failed"
-                ]
-                tally.stopped = f"{'; '.join(why)} (decision {raw['id'].hex})"
+                errors = "; ".join(n for n in judged.decision.notes if n.startswith("matcher_error"))
+                tally.stopped = f"{errors or 'a matcher failed'} (decision {raw['id'].hex})"
                 return tally
             if judged.decision.verdict is Verdict.FORWARD or judged.decision.reason != "match":
                 continue  # nothing new

@@ -84,11 +84,9 @@ class HmaRebuilds:
     async def step(self) -> None:
         """One look at HMA's index (every GATE_HMA_STATUS_INTERVAL)."""
         built = await self.built_to()
-        changed = self.seen is not None and built != self.seen
+        changed = self._saw(built)
         if changed:
-            self.hma.cache.clear()  # this process's answers came from the index before, pass or not
             self.retry_at = 0.0
-        self.seen = built
         try:
             done = await covered(self.db)
         except StoreUnavailable as exc:
@@ -121,9 +119,7 @@ class HmaRebuilds:
         s = self.settings
         async with one_hunt(self.db, "retro-hunt (HMA)"):
             built = await self.built_to()  # HMA's index now: it may have moved on while this one waited
-            if built != self.seen:
-                self.hma.cache.clear()
-                self.seen = built
+            self._saw(built)
             done = await covered(self.db)
             if done == built:
                 self._already(built)
@@ -150,6 +146,15 @@ class HmaRebuilds:
                 return
             await looked_up(self.db, built)
         log.info("retro-hunt (HMA) done: %s", tally.summary())
+
+    def _saw(self, built: int) -> bool:
+        """HMA's index is now ``built``; True when that changed since the last look (its answers cached
+        in this process came from the index before, pass or not: they go)."""
+        changed = self.seen is not None and built != self.seen
+        if changed:
+            self.hma.cache.clear()
+        self.seen = built
+        return changed
 
     @staticmethod
     def _already(built: int) -> None:

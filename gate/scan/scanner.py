@@ -15,10 +15,11 @@ and kept (``scan_blobs`` per blob, ``scan_repos`` per repo) with what was said. 
 another time (the PDS or a matcher failing) do not count as scanned: the next scan tries them again.
 
 Memory: the scan holds its blobs under GATE_MEMORY_BUDGET_BYTES, as the gate holds uploads. A worker
-waits (it never fails) until its blob's whole peak (gate.proxy.budget.peak) fits, sized by the blob's declared length before a
-byte is read; it holds nothing while it waits, so workers cannot hold each other up. Its hasher
-therefore reserves nothing of its own (gate.scan.parts): the worker's copy is part of the peak. Only a
-blob whose peak is over the whole budget is a problem (``too_large``), as no wait could make it fit.
+waits (it never fails) until its blob's whole peak (gate.proxy.budget.peak) fits, sized by the blob's
+declared length before a byte is read; it holds nothing while it waits, so workers cannot hold each
+other up. Its hasher therefore reserves nothing of its own (gate.scan.parts): the worker's copy is part
+of the peak. Only a blob whose peak is over the whole budget is a problem (``too_large``), as no wait
+could make it fit.
 """
 
 from __future__ import annotations
