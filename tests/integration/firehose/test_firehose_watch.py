@@ -30,6 +30,7 @@ from tests.support import firehose as fh
 from tests.support.boot import gate_env
 from tests.support.images import noise_png
 from tests.support.receiver import receiver
+from tests.support.waiting import until
 
 BANNED = noise_png(11, 96)
 CLEAN = noise_png(12, 96)
@@ -74,15 +75,6 @@ async def decisions(dsn: str) -> list[dict[str, Any]]:
     finally:
         await conn.close()
     return [dict(r) for r in rows]
-
-
-async def until(what: str, check: Any, timeout: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ from yarl import URL
 
 from gate.firehose.fetch import BlobFetcher, FetchFailed
 from gate.proxy.budget import peak
-from tests.integration.firehose.test_firehose_watch import decisions, until, watching
+from tests.integration.firehose.test_firehose_watch import decisions, watching
 from tests.support import firehose as fh
 from tests.support.held_blobs import HighWater
+from tests.support.waiting import until
 
 GOOD = "did:plc:good"
 SMALL = [bytes([n]) * (400 * 1024) for n in (1, 2, 3)]  # each one's peak fits the budget, two do not

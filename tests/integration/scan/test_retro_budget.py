@@ -16,36 +16,25 @@ from yarl import URL
 
 from gate.blob_fetch import PdsSync
 from gate.proxy.budget import MemoryBudget, Reservation, peak
-from gate.record import DecisionRecord, new_decision_id
+from gate.record import DecisionRecord
 from gate.scan.act import ScanActor
 from gate.scan.bank_diff import added
 from gate.scan.parts import open_parts
 from gate.scan.retro import EPOCH, RetroHunt
-from gate.scan.scanner import repo_uploader
 from gate.scan.store import insert_decision
 from gate.settings import Settings
-from gate.types import Decision, DecisionSource, Hashes, Verdict
 from tests.integration.conftest import POLICY, write_config
 from tests.integration.scan.test_scan_budget import until
 from tests.support.boot import gate_env
 from tests.support.cids import cid_of
 from tests.support.held_blobs import HeldBlobs, HighWater
 from tests.support.serving import serving
+from tests.support.stored import forwarded
 
 DID = "did:plc:budgetretro0000000000000"
 SMALL = [bytes([n]) * (400 * 1024) for n in (1, 2)]  # each one's peak fits the budget, not beside 1 MB more
 HUGE = b"\4" * (700 * 1024)  # under the 1 MiB upload limit, but its peak is over the 2 MiB budget
 SCAN = '\n[scan]\nreject = ["review"]\nquarantine = []\n'
-
-
-def forwarded(body: bytes) -> DecisionRecord:
-    """A stored decision that forwarded ``body``: what a bank addition makes a retro-hunt re-judge."""
-    h = Hashes(hashlib.sha256(body).hexdigest(), "0" * 32, "0" * 40, cid_of(body), len(body), "image/png")
-    d = Decision(Verdict.FORWARD, "no_match", "no_match", (), "v")
-    return DecisionRecord(
-        new_decision_id(), DecisionRecord.now(), DecisionSource.UPLOAD, None, repo_uploader(DID), None, h, d,
-        Verdict.FORWARD,
-    )  # fmt: skip
 
 
 async def test_a_retro_review_fetches_under_the_budget_and_an_oversized_peak_fails_the_review(
@@ -65,7 +54,7 @@ async def test_a_retro_review_fetches_under_the_budget_and_an_oversized_peak_fai
             HighWater(lambda: budget.used) as water,
         ):
             for body in blobs:
-                await insert_decision(parts.pool, forwarded(body))
+                await insert_decision(parts.pool, forwarded(body, DID))
 
             async def record(r: DecisionRecord) -> None:
                 await insert_decision(parts.pool, r)

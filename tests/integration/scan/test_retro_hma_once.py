@@ -25,20 +25,17 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from gate.record import DecisionRecord, new_decision_id
-from gate.scan.scanner import repo_uploader
 from gate.scan.store import insert_decision
 from gate.serve import RunningGate
 from gate.store.pool import Pool
-from gate.types import Decision, DecisionSource, Hashes, PdqHash, Verdict
 from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import OTHER_PDQ
 from tests.integration.conftest import write_config
-from tests.integration.scan.test_retro_once import count, until
 from tests.support.boot import gate_env, in_process, process_env
-from tests.support.cids import cid_of
 from tests.support.policies import HMA_CLOSE, head
 from tests.support.serving import serving
+from tests.support.stored import count, forwarded
+from tests.support.waiting import until
 
 DID = "did:plc:hmaonceretrohmaonceretroh"
 POLICY = head(hma_banks='["HMA_BLOCK"]') + HMA_CLOSE + '\n[scan]\nreject = ["withhold"]\nquarantine = []\n'
@@ -46,20 +43,6 @@ STORED = [hashlib.sha256(f"stored picture {n}".encode()).hexdigest() for n in ra
 DONE = "retro-hunt (HMA) done: %s"
 SKIPPED = "retro-hunt (HMA): HMA's PDQ index built_to %d was looked up again by another process"
 STOPPED = "retro-hunt (HMA) for built_to %d stopped, not recorded as done"
-
-
-def forwarded(n: int, pdq: str) -> DecisionRecord:
-    """An upload forwarded with PDQ ``pdq``: what an HMA rebuild banning ``pdq`` makes a pass re-judge."""
-    body = f"picture {n}".encode()
-    h = Hashes(
-        hashlib.sha256(body).hexdigest(), "0" * 32, "0" * 40, cid_of(body), len(body), "image/png",
-        pdq=(PdqHash(pdq, 100),),
-    )  # fmt: skip
-    d = Decision(Verdict.FORWARD, "", "no_match", (), "v")
-    return DecisionRecord(
-        new_decision_id(), DecisionRecord.now(), DecisionSource.UPLOAD, None, repo_uploader(DID), None, h, d,
-        Verdict.FORWARD,
-    )  # fmt: skip
 
 
 async def next_second(built_to: int) -> None:
@@ -91,7 +74,7 @@ class Setup:
         pool = Pool(self.dsn)
         try:
             for n, pdq in enumerate(STORED):
-                record = forwarded(n, pdq)
+                record = forwarded(f"picture {n}".encode(), DID, pdq)
                 await insert_decision(pool, record)
                 self.originals[record.id] = pdq
         finally:

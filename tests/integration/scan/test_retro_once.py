@@ -15,7 +15,7 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,17 +28,19 @@ from gate.scan.store import insert_decision
 from gate.serve import RunningGate
 from gate.store.pool import Pool
 from tests.integration.conftest import POLICY, write_config
-from tests.integration.scan.test_retro_budget import forwarded
 from tests.support.boot import gate_env, in_process, process_env
 from tests.support.cids import cid_of
 from tests.support.held_blobs import HeldBlobs
 from tests.support.receiver import Receiver, receiver
 from tests.support.serving import serving
+from tests.support.stored import count, forwarded
+from tests.support.waiting import until
 
 BODIES = [bytes([n]) * 2048 for n in (5, 6)]
 SCAN = '\n[scan]\nreject = ["withhold", "review", "takedown"]\nquarantine = []\n'
 HOOK_SECRET = "retro-once-hook-secret"
 TAKEDOWN = "/xrpc/com.atproto.admin.updateSubjectStatus"
+DID = "did:plc:retroonceretroonceretroo"
 
 
 class AdminPds(HeldBlobs):
@@ -56,26 +58,6 @@ class AdminPds(HeldBlobs):
         app = super().app()
         app.router.add_post(TAKEDOWN, self.take_down)
         return app
-
-
-async def until(what: str, check: Callable[[], bool | Awaitable[bool]], timeout: float = 30) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                now = check()
-                if now if isinstance(now, bool) else await now:
-                    return
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"waited {timeout:g} s for {what}") from None
-
-
-async def count(dsn: str, query: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(await conn.fetchval(query))
-    finally:
-        await conn.close()
 
 
 def scan_retro(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -111,11 +93,16 @@ class Setup:
         pool = Pool(self.dsn)
         try:
             for body in BODIES:
-                record = forwarded(body)
+                record = forwarded(body, DID)
                 await insert_decision(pool, record)
                 self.originals.append(record.id)
         finally:
             await pool.close()
+
+    @property
+    def cli_env(self) -> dict[str, str]:
+        """``upload-gate scan retro``'s settings: the gates', in a data directory of its own."""
+        return {**self.env, "GATE_DATA_DIR": str(self.tmp_path / "cli")}
 
     def replica(self, n: int) -> contextlib.AbstractAsyncContextManager[RunningGate]:
         return in_process({**self.env, "GATE_DATA_DIR": str(self.tmp_path / f"var{n}")})
@@ -151,6 +138,16 @@ class Setup:
         assert sorted(e["data"]["origin"] for e in retro_events) == sorted(self.originals)
 
 
+@contextlib.asynccontextmanager
+async def originals(tmp_path: Path, dsn: str, hooks: Receiver) -> AsyncIterator[tuple[AdminPds, Setup]]:
+    """The PDS stand-in serving, and the decisions a bank addition will make hunts re-judge stored."""
+    pds = AdminPds(BODIES)
+    async with serving(pds.app()) as url:
+        setup = Setup(tmp_path, dsn, url, hooks)
+        await setup.store_forwarded()
+        yield pds, setup
+
+
 @pytest.fixture
 async def hooks() -> AsyncIterator[Receiver]:
     async with receiver() as rec:
@@ -161,10 +158,7 @@ async def test_two_replicas_hunt_once(
     tmp_path: Path, fresh_dsn: str, hooks: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="gate.scan")
-    pds = AdminPds(BODIES)
-    async with serving(pds.app()) as url:
-        setup = Setup(tmp_path, fresh_dsn, url, hooks)
-        await setup.store_forwarded()
+    async with originals(tmp_path, fresh_dsn, hooks) as (pds, setup):
         async with setup.replica(1), setup.replica(2):
             setup.ban_them()
             # Both replicas reload within GATE_RELOAD_INTERVAL; the first hunt's review waits on getBlob.
@@ -184,15 +178,11 @@ async def test_scan_retro_waits_for_the_hunt_under_way(
     tmp_path: Path, fresh_dsn: str, hooks: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="gate.scan")
-    pds = AdminPds(BODIES)
-    async with serving(pds.app()) as url:
-        setup = Setup(tmp_path, fresh_dsn, url, hooks)
-        await setup.store_forwarded()
+    async with originals(tmp_path, fresh_dsn, hooks) as (pds, setup):
         async with setup.replica(1):
             setup.ban_them()
             await until("the gate's hunt's first getBlob", lambda: len(pds.asked) >= 1)
-            cli_env = {**setup.env, "GATE_DATA_DIR": str(tmp_path / "cli")}
-            cli = asyncio.create_task(asyncio.to_thread(scan_retro, cli_env))
+            cli = asyncio.create_task(asyncio.to_thread(scan_retro, setup.cli_env))
             waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
 
             async def cli_waits() -> bool:
@@ -216,12 +206,9 @@ async def test_a_hunt_killed_midway_lets_the_next_one_run(
 ) -> None:
     """The lock ends with its holder: ``scan retro`` killed (SIGKILL, nothing cleaned up) while it holds
     the lock leaves none behind, and the next hunt re-judges what the dead one had not recorded."""
-    pds = AdminPds(BODIES)
-    async with serving(pds.app()) as url:
-        setup = Setup(tmp_path, fresh_dsn, url, hooks)
-        await setup.store_forwarded()
+    async with originals(tmp_path, fresh_dsn, hooks) as (pds, setup):
         setup.ban_them()
-        env = process_env({**setup.env, "GATE_DATA_DIR": str(tmp_path / "cli")})
+        env = process_env(setup.cli_env)
         command = [sys.executable, "-m", "gate", "scan", "retro", "--json"]
         held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
         dead = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -237,7 +224,7 @@ async def test_a_hunt_killed_midway_lets_the_next_one_run(
 
         await until("the dead hunt's lock let go", let_go, timeout=10)
         pds.go.set()
-        done = await asyncio.to_thread(scan_retro, {**setup.env, "GATE_DATA_DIR": str(tmp_path / "cli")})
+        done = await asyncio.to_thread(scan_retro, setup.cli_env)
         assert done.returncode == 0, done.stderr
         local = json.loads(done.stdout)["local"]
         assert (local["hits"], local["judged"], local["already_rejudged"]) == (2, 2, 0)

@@ -1,0 +1,19 @@
+"""Waiting in a test for what runs in the background (a job, a replica, another process) to have happened."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+
+async def until(what: str, check: Callable[[], bool | Awaitable[bool]], timeout: float = 30) -> None:
+    """Wait for ``check`` (plain or async) to hold; AssertionError naming ``what`` after ``timeout``."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                now = check()
+                if now if isinstance(now, bool) else await now:
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"waited {timeout:g} s for {what}") from None
