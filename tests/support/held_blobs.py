@@ -1,16 +1,22 @@
 """A PDS's getBlob that holds its bodies: the headers go out at once, each body only once ``go`` is set.
 A reader learns a blob's size first, and then either holds its bytes or waits for room in the memory
 budget, which is what the budget tests watch (the scan's, the retro-hunt's, the watcher's), with
-``HighWater``."""
+``HighWater``; ``budgeted`` sets up the scan's parts for them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import NamedTuple
 
 from aiohttp import web
+from yarl import URL
 
+from gate.blob_fetch import PdsSync
+from gate.proxy.budget import MemoryBudget
+from gate.scan.parts import Parts, open_parts
+from gate.settings import Settings
 from tests.support.cids import cid_of
 
 
@@ -61,3 +67,24 @@ class HighWater:
         while True:
             self.highest = max(self.highest, self._read())
             await asyncio.sleep(0.001)
+
+
+class Budgeted(NamedTuple):
+    parts: Parts
+    sync: PdsSync
+    budget: MemoryBudget
+    water: HighWater
+
+
+@contextlib.asynccontextmanager
+async def budgeted(env: dict[str, str], url: str) -> AsyncIterator[Budgeted]:
+    """``upload-gate scan``'s parts on ``env`` with 1 MiB uploads in a 2 MiB GATE_MEMORY_BUDGET_BYTES, the
+    PDS's sync API at ``url``, that budget and its high-water mark."""
+    settings = Settings.from_env({**env, "GATE_MAX_UPLOAD_BYTES": "1M", "GATE_MEMORY_BUDGET_BYTES": "2M"})
+    budget = MemoryBudget(settings.memory_budget_bytes)
+    async with (
+        open_parts(settings) as parts,
+        PdsSync(URL(url), max_bytes=settings.max_upload_bytes) as sync,
+        HighWater(lambda: budget.used) as water,
+    ):
+        yield Budgeted(parts, sync, budget, water)

@@ -12,24 +12,20 @@ import json
 from pathlib import Path
 
 import asyncpg
-from yarl import URL
 
-from gate.blob_fetch import PdsSync
-from gate.proxy.budget import MemoryBudget, Reservation, peak
+from gate.proxy.budget import Reservation, peak
 from gate.record import DecisionRecord
 from gate.scan.act import ScanActor
 from gate.scan.bank_diff import added
-from gate.scan.parts import open_parts
 from gate.scan.retro import EPOCH, RetroHunt
 from gate.scan.store import insert_decision
-from gate.settings import Settings
 from tests.integration.conftest import POLICY, write_config
-from tests.integration.scan.test_scan_budget import until
 from tests.support.boot import gate_env
 from tests.support.cids import cid_of
-from tests.support.held_blobs import HeldBlobs, HighWater
+from tests.support.held_blobs import HeldBlobs, budgeted
 from tests.support.serving import serving
 from tests.support.stored import forwarded
+from tests.support.waiting import until
 
 DID = "did:plc:budgetretro0000000000000"
 SMALL = [bytes([n]) * (400 * 1024) for n in (1, 2)]  # each one's peak fits the budget, not beside 1 MB more
@@ -46,13 +42,7 @@ async def test_a_retro_review_fetches_under_the_budget_and_an_oversized_peak_fai
     async with serving(api.app()) as url:
         config = write_config(tmp_path, POLICY + SCAN, {"blocklist": bank})
         env = gate_env(url, fresh_dsn, *config, tmp_path / "var")
-        settings = Settings.from_env({**env, "GATE_MAX_UPLOAD_BYTES": "1M", "GATE_MEMORY_BUDGET_BYTES": "2M"})
-        budget = MemoryBudget(settings.memory_budget_bytes)
-        async with (
-            open_parts(settings) as parts,
-            PdsSync(URL(url), max_bytes=settings.max_upload_bytes) as sync,
-            HighWater(lambda: budget.used) as water,
-        ):
+        async with budgeted(env, url) as (parts, sync, budget, water):
             for body in blobs:
                 await insert_decision(parts.pool, forwarded(body, DID))
 
@@ -66,7 +56,7 @@ async def test_a_retro_review_fetches_under_the_budget_and_an_oversized_peak_fai
             )  # an upload in flight: the first review's peak does not fit beside it
             upload.grow_to(1 << 20)
             run = asyncio.create_task(hunt.run(added(None, parts.banks.banks), EPOCH))
-            await until(lambda: len(api.asked) == 1)
+            await until("the review's getBlob", lambda: len(api.asked) == 1)
             api.go.set()  # the body is on its way; the hunt still may not read it
             await asyncio.sleep(0.3)
             assert budget.used == 1 << 20 and not run.done() and len(api.asked) == 1

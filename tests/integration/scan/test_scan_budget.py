@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -19,16 +18,15 @@ from yarl import URL
 from gate.blob_fetch import BlobUnavailable, PdsSync
 from gate.proxy.budget import Admission, MemoryBudget, Reservation, peak
 from gate.scan.act import ScanActor
-from gate.scan.parts import open_parts
 from gate.scan.progress import Tally
 from gate.scan.scanner import Scanner, ScanOptions
 from gate.scan.store import ScanStore
-from gate.settings import Settings
 from tests.integration.conftest import write_config
 from tests.support.boot import gate_env
 from tests.support.cids import cid_of
-from tests.support.held_blobs import HeldBlobs, HighWater
+from tests.support.held_blobs import HeldBlobs, budgeted
 from tests.support.serving import serving
+from tests.support.waiting import until
 
 DID = "did:plc:budgetscan000000000000000"
 SMALL = [bytes([n]) * (400 * 1024) for n in (1, 2, 3)]  # each one's peak fits the budget, two do not
@@ -52,25 +50,13 @@ class SyncApi(HeldBlobs):
         return app
 
 
-async def until(check: Callable[[], bool], timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)
-
-
 async def test_scan_workers_wait_for_room_in_the_budget_and_an_oversized_peak_is_a_problem(
     tmp_path: Path, fresh_dsn: str
 ) -> None:
     api = SyncApi([*SMALL, HUGE])
     async with serving(api.app()) as url:
         env = gate_env(url, fresh_dsn, *write_config(tmp_path), tmp_path / "var")
-        settings = Settings.from_env({**env, "GATE_MAX_UPLOAD_BYTES": "1M", "GATE_MEMORY_BUDGET_BYTES": "2M"})
-        budget = MemoryBudget(settings.memory_budget_bytes)
-        async with (
-            open_parts(settings) as parts,
-            PdsSync(URL(url), max_bytes=settings.max_upload_bytes) as sync,
-            HighWater(lambda: budget.used) as water,
-        ):
+        async with budgeted(env, url) as (parts, sync, budget, water):
             tally = Tally()
             scanner = Scanner(
                 parts.judge, sync, sync, ScanStore(parts.pool), ScanActor(None, None, "gate:scan"), tally,
@@ -79,7 +65,9 @@ async def test_scan_workers_wait_for_room_in_the_budget_and_an_oversized_peak_is
             run = asyncio.create_task(scanner.run())
             one = peak(len(SMALL[0]))
             # Three workers have asked and know their sizes; one holds its peak, the others wait for it.
-            await until(lambda: len(api.asked) >= 3 and budget.used == one)
+            await until(
+                "three getBlob calls, one blob held", lambda: len(api.asked) >= 3 and budget.used == one
+            )
             await asyncio.sleep(0.2)
             assert budget.used == one and not run.done()
             api.go.set()
