@@ -1,6 +1,7 @@
 """A stand-in PDS on a bare socket, for framing the aiohttp stand-in (tests/support/upstream.py) cannot
 produce: it records every request head as received and answers with whatever bytes a script writes —
-interim 1xx answers, chunked or unframed bodies, malformed heads, connections closed mid-answer.
+interim 1xx answers, chunked or unframed bodies, malformed heads, connections closed mid-answer — or,
+until told to, accepts no connection at all.
 
 And a front to compare against: the gate's ``Upstream.passthrough`` in a bare aiohttp app (no routing, no
 middleware), with the lean GET lane on or off, so a test sends the same request through both clients."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -61,6 +63,57 @@ async def raw_pds(script: Script) -> AsyncIterator[RawPds]:
             await asyncio.wait_for(server.wait_closed(), 1)
 
 
+@contextlib.asynccontextmanager
+async def unaccepting(script: Script) -> AsyncIterator[tuple[RawPds, Callable[[], Awaitable[None]]]]:
+    """A PDS that accepts no connection until ``accept()`` is awaited, then serves ``script``.
+
+    Its listening socket's queue is full of connections it never accepts, so the kernel drops a new
+    connection's SYN (Linux does, whatever tcp_syncookies says) and a connect waits until the
+    connecting side gives up: a PDS too busy to accept, or a host that drops packets. A non-routable
+    address would be the other way, but what it does depends on the machine's network (here one was
+    answered by something, another refused at once); a full queue on loopback behaves the same anywhere.
+    """
+    pds = RawPds(script)
+    loop = asyncio.get_running_loop()
+    listening = socket.socket()
+    listening.setblocking(False)
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(0)
+    address = listening.getsockname()
+    pds.url = f"http://127.0.0.1:{address[1]}"
+    fillers: list[socket.socket] = []
+    server: asyncio.Server | None = None
+    try:
+        while True:  # until a connect waits: the queue is full (one connection on Linux, for listen(0))
+            if len(fillers) == 8:
+                raise RuntimeError("the listening socket's queue never filled: no SYN was dropped")
+            filler = socket.socket()
+            filler.setblocking(False)
+            fillers.append(filler)
+            try:
+                async with asyncio.timeout(0.2):
+                    await loop.sock_connect(filler, address)
+            except TimeoutError:
+                break
+
+        async def accept() -> None:
+            nonlocal server
+            for filler in fillers:  # each queued one is accepted, reads EOF and is counted in ``ended``
+                filler.close()
+            server = await asyncio.start_server(pds.serve, sock=listening)
+
+        yield pds, accept
+    finally:
+        for filler in fillers:
+            filler.close()
+        if server is None:
+            listening.close()
+        else:
+            server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1)
+
+
 def answering(answer: bytes, keep: bool = True) -> Script:
     """A script that answers every request with the same bytes."""
 
@@ -73,9 +126,11 @@ def answering(answer: bytes, keep: bool = True) -> Script:
 
 
 @contextlib.asynccontextmanager
-async def front(pds_url: str, *, lane: bool, timeout: float = 5.0) -> AsyncIterator[tuple[str, Upstream]]:
+async def front(
+    pds_url: str, *, lane: bool, timeout: float = 5.0, connect_timeout: float = 2.0
+) -> AsyncIterator[tuple[str, Upstream]]:
     """``Upstream.passthrough`` served on a free port; its XRPC errors answered as status + JSON."""
-    upstream = Upstream(URL(pds_url), connect_timeout=2.0, timeout=timeout, lane=lane)
+    upstream = Upstream(URL(pds_url), connect_timeout=connect_timeout, timeout=timeout, lane=lane)
     await upstream.start()
 
     async def handle(request: web.Request) -> web.StreamResponse:
