@@ -262,28 +262,6 @@ async def test_a_refusal_comes_back_and_its_connection_is_closed(start_gate: Gat
         writer.close()
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n",
-        b"SSH-2.0-nope\r\n\r\n",
-        b"HTTP/1.1 101 OK\r\nBad Name: x\r\n\r\n",
-    ],
-    ids=["cut-short", "not-http", "bad-field"],
-)
-async def test_a_malformed_answer_is_a_502(start_gate: GateFactory, answer: bytes) -> None:
-    async def reply(head: bytes, writer: asyncio.StreamWriter) -> None:
-        writer.write(answer)
-        writer.write_eof()
-
-    async with _raw_pds(reply) as (url, _):
-        gate = await start_gate(GATE_UPSTREAM=url)
-        async with aiohttp.ClientSession() as s:
-            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-                await s.ws_connect(gate.url + "/ws")
-            assert refused.value.status == 502
-
-
 async def test_a_handshake_with_a_body_is_refused(start_gate: GateFactory, upstream: Upstream) -> None:
     rec, _ = upstream
     gate = await start_gate()
