@@ -1,6 +1,6 @@
 """A PDS answer given back to the client, by either client (aiohttp's, or the lane for bodiless GETs):
-whole in one write, or streamed as it arrives; and the PDS's failures before anything was sent, counted
-and turned into the gate's 502/504.
+whole in one write, or streamed as it arrives; and the PDS's failures before anything was sent (on
+either client, or in a websocket's handshake), counted and turned into the gate's 502/504.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from gate.errors import UpstreamFailure, UpstreamTimeout
 
 
 def timed_out() -> UpstreamTimeout:
-    """The PDS did not answer within GATE_UPSTREAM_TIMEOUT: counted, for the caller to raise (504)."""
+    """The PDS did not accept within GATE_UPSTREAM_CONNECT_TIMEOUT or answer within GATE_UPSTREAM_TIMEOUT:
+    counted, for the caller to raise (504)."""
     metrics.UPSTREAM_ERRORS.labels("timeout").inc()
     return UpstreamTimeout()
 

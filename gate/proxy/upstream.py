@@ -229,12 +229,10 @@ class Upstream:
                 self.base, self._ssl_context(), shake, self._connect_timeout, self.timeout
             )
         except UpstreamTimeout:
-            metrics.UPSTREAM_ERRORS.labels("timeout").inc()
-            raise
+            raise timed_out() from None
         except UpstreamFailure:
-            metrics.UPSTREAM_ERRORS.labels("unreachable").inc()
             log.warning("upstream websocket %s failed", self.url(target).path)
-            raise
+            raise unreachable() from None
         try:
             relayable(answer.headers, self.url(target).path)
         except UpstreamFailure:
