@@ -1,5 +1,5 @@
 """A stand-in PDS on a bare socket, for framing the aiohttp stand-in (tests/support/upstream.py) cannot
-produce: it records every request head as received and answers with whatever bytes a script writes —
+produce: it records every request head as received (a declared body is read, not kept) and answers with whatever bytes a script writes —
 interim 1xx answers, chunked or unframed bodies, malformed heads, connections closed mid-answer — or,
 until told to, accepts no connection at all.
 
@@ -40,14 +40,23 @@ class RawPds:
             while True:
                 try:
                     head = await reader.readuntil(b"\r\n\r\n")
+                    self.heads.append(head)
+                    await reader.readexactly(_declared(head))  # a body is read past, so a head follows
                 except (asyncio.IncompleteReadError, ConnectionError):
                     self.ended += 1
                     return
-                self.heads.append(head)
                 if not await self.script(self, len(self.heads) - 1, head, writer):
                     return
         finally:
             writer.close()
+
+
+def _declared(head: bytes) -> int:
+    """A request's declared body length (0 without one)."""
+    for line in head.lower().split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
 
 
 @contextlib.asynccontextmanager

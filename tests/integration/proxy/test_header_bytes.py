@@ -6,9 +6,8 @@ naming the header, a PDS answer carrying one a 502; valid UTF-8 passes byte for 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from tests.integration.conftest import write_config
 from tests.support import images
 from tests.support.boot import gate_env, in_process
 from tests.support.raw_http import RawResponse, read_response, request_head
+from tests.support.raw_pds import RawPds, raw_pds
 from tests.support.scrape import sample
 from tests.support.tokens import ALICE_BEARER
 
@@ -30,45 +30,36 @@ WS_HEAD = (
 
 
 @dataclass
-class RawPds:
-    """Answers every request with ``answer_header`` among its headers; keeps each request head it read."""
+class Answering:
+    """A script for the raw-socket PDS: answers every request with ``header`` among its headers (a 101
+    to a websocket handshake, else a 200), and keeps the connection until the gate closes it."""
 
-    answer_header: bytes = b"X-Note: " + UTF8
-    heads: list[bytes] = field(default_factory=list)
+    header: bytes = b"X-Note: " + UTF8
 
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            head = await reader.readuntil(b"\r\n\r\n")
-            self.heads.append(head)
-            for line in head.lower().split(b"\r\n"):
-                if line.startswith(b"content-length:"):
-                    await reader.readexactly(int(line.split(b":")[1]))
-            if b"upgrade: websocket" in head.lower():
-                status = b"101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade"
-                writer.write(b"HTTP/1.1 " + status + b"\r\nSec-WebSocket-Accept: x\r\n" + self.answer_header)
-                writer.write(b"\r\n\r\n")
-            else:
-                body = b'{"blob":{}}'
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + self.answer_header)
-                writer.write(b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-            await writer.drain()
-            await reader.read()  # until the gate closes its side
-        writer.close()
+    async def __call__(self, pds: RawPds, n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        if b"upgrade: websocket" in head.lower():
+            status = b"101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade"
+            writer.write(b"HTTP/1.1 " + status + b"\r\nSec-WebSocket-Accept: x\r\n" + self.header)
+            writer.write(b"\r\n\r\n")
+        else:
+            body = b'{"blob":{}}'
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + self.header)
+            writer.write(b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        return True
 
 
 @pytest.fixture
-async def pds() -> AsyncIterator[tuple[RawPds, str]]:
-    raw = RawPds()
-    server = await asyncio.start_server(raw.serve, "127.0.0.1", 0)
-    try:
-        yield raw, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
+async def pds() -> AsyncIterator[tuple[RawPds, Answering]]:
+    answering = Answering()
+    async with raw_pds(answering) as raw:
+        yield raw, answering
 
 
 @pytest.fixture
-async def gate(tmp_path: Path, fresh_dsn: str, pds: tuple[RawPds, str]) -> AsyncIterator[RunningGate]:
-    async with in_process(gate_env(pds[1], fresh_dsn, *write_config(tmp_path), tmp_path / "var")) as running:
+async def gate(tmp_path: Path, fresh_dsn: str, pds: tuple[RawPds, Answering]) -> AsyncIterator[RunningGate]:
+    env = gate_env(pds[0].url, fresh_dsn, *write_config(tmp_path), tmp_path / "var")
+    async with in_process(env) as running:
         yield running
 
 
@@ -116,7 +107,7 @@ def body_for(path: str) -> bytes:
 
 @pytest.mark.parametrize("path", PATHS)
 async def test_a_request_header_that_is_not_utf8_is_a_400_naming_it_and_reaches_no_pds(
-    gate: RunningGate, pds: tuple[RawPds, str], path: str
+    gate: RunningGate, pds: tuple[RawPds, Answering], path: str
 ) -> None:
     raw, _ = pds
     before = await sample(gate.admin_url, "upload_gate_refused_headers_total", reason="not_utf8")
@@ -131,7 +122,7 @@ async def test_a_request_header_that_is_not_utf8_is_a_400_naming_it_and_reaches_
 
 @pytest.mark.parametrize("path", PATHS)
 async def test_utf8_header_values_cross_both_ways_byte_for_byte(
-    gate: RunningGate, pds: tuple[RawPds, str], path: str
+    gate: RunningGate, pds: tuple[RawPds, Answering], path: str
 ) -> None:
     raw, _ = pds
     answer = await send(gate, PATHS[path](b"X-Client-Note: " + UTF8 + b"\r\n"), body_for(path))
@@ -144,10 +135,10 @@ async def test_utf8_header_values_cross_both_ways_byte_for_byte(
 
 @pytest.mark.parametrize("path", PATHS)
 async def test_a_pds_answer_header_that_is_not_utf8_is_a_502_never_relayed_altered(
-    gate: RunningGate, pds: tuple[RawPds, str], path: str
+    gate: RunningGate, pds: tuple[RawPds, Answering], path: str
 ) -> None:
-    raw, _ = pds
-    raw.answer_header = b"X-Note: " + NOT_UTF8
+    raw, answering = pds
+    answering.header = b"X-Note: " + NOT_UTF8
     before = await sample(gate.admin_url, "upload_gate_upstream_errors_total", kind="bad_header")
     answer = await send(gate, PATHS[path](b""), body_for(path))
     assert (answer.status, answer.json()) == (
