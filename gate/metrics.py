@@ -319,6 +319,16 @@ RETRO_HITS = Counter(
     ["verdict"],
 )
 _zero(RETRO_HITS, ("forward", "quarantine", "reject"))
+RETRO_RUNS = Counter(
+    "upload_gate_retro_runs_total",
+    "Retro-hunts run by this process, by kind (bank: after a local bank gained entries, or on demand; hma: "
+    "a pass over the stored PDQ hashes after HMA's index was rebuilt) and outcome: done (to the end of its "
+    "window), stopped (an HMA lookup failed: the rest of the window was not looked up, and the pass is "
+    "owed still), failed (it raised: the gate's log says why).",
+    ["kind", "outcome"],
+)
+_zero(RETRO_RUNS, ("bank",), ("done", "failed"))  # a bank hunt does not stop early: no "stopped"
+_zero(RETRO_RUNS, ("hma",), ("done", "stopped", "failed"))
 REVIEW_ACTIONS = Counter(
     "upload_gate_review_actions_total", "Review-queue accesses and decisions, by action.", ["action"]
 )

@@ -116,6 +116,9 @@ class RetroHunt:
 
     async def run(self, diff: BankDiff, since: datetime) -> RetroTally:
         """Match ``diff`` against what is stored since ``since``; judge, record and act on every hit."""
+        return await counted("bank", self._run(diff, since))
+
+    async def _run(self, diff: BankDiff, since: datetime) -> RetroTally:
         async with one_hunt(self.db, "retro-hunt"):
             policy = self.judge.policy.plan
             diff = diff.without(policy.policy.allowlist_banks)
@@ -172,6 +175,9 @@ class RetroHunt:
         matcher failed (``tally.stopped`` says why): HMA failing, the rest of the window would be
         judged without it (no hit, silently), and a pass that did not look everything up covers no
         index change (``gate.scan.retro_hma``)."""
+        return await counted("hma", self._hma_pass(since, rate, note))
+
+    async def _hma_pass(self, since: datetime, rate: float, note: str) -> RetroTally:
         pace = Pace(rate)
         tally = RetroTally()
         where = f"{STORED} AND pdq <> '[]'::jsonb"
@@ -258,6 +264,19 @@ class RetroHunt:
             decision.verdict.value,
             decision.rule,
         )
+
+
+async def counted(kind: str, hunt: Awaitable[RetroTally]) -> RetroTally:
+    """``hunt`` awaited, its outcome counted in ``upload_gate_retro_runs_total`` (the one place it is):
+    done, stopped (its tally says why) or failed (it raised; the caller logs it). A hunt cancelled because
+    the process stops is not counted: it did not fail, and counting it would alert on every restart."""
+    try:
+        tally = await hunt
+    except Exception:
+        metrics.RETRO_RUNS.labels(kind, "failed").inc()
+        raise
+    metrics.RETRO_RUNS.labels(kind, "done" if tally.stopped is None else "stopped").inc()
+    return tally
 
 
 def _text(value: object) -> str | None:

@@ -19,7 +19,8 @@ lock with HMA's ``built_to`` read again there, not the one this process saw when
   notices it first runs. Restarting the pass on every rebuild instead would never finish while curators
   keep adding content.
 * A pass that failed (a lookup failed: ``tally.stopped``), raised, or was cut (the process stopped or
-  died, the lock going with its connection) records nothing, so the index is still owed: a process
+  died, the lock going with its connection) records nothing, so the index is still owed (the first two
+  are counted: ``upload_gate_retro_runs_total{kind="hma"}``, outcome stopped or failed): a process
   waiting for the lock runs it next, any other at its next look at HMA (each look reads the record: one
   small query), and the one whose pass did not complete again after ``RETRY_AFTER`` (or at once when
   the index changes again).

@@ -3,8 +3,10 @@ matched against the stored decisions (``GATE_RETRO_WINDOW_DAYS``) and the hits j
 ``[scan]``, recorded and announced (webhooks). One hunt at a time, off the reload itself, and across every
 process on the gate's Postgres (``gate.scan.retro_lock``): each hit's row is written to Postgres at once,
 not queued in the decision log, so that a hunt waiting its turn finds it re-judged. A hunt that fails is
-logged and the next reload tries its own entries. With HMA, its index is watched too: a rebuild gets one
-pass over the stored PDQ hashes across every process (``gate.scan.retro_hma``).
+logged and counted (``upload_gate_retro_runs_total``, outcome failed: its entries are not hunted again
+until ``upload-gate scan retro``), and the next reload tries its own entries. With HMA, its index is
+watched too: a rebuild gets one pass over the stored PDQ hashes across every process
+(``gate.scan.retro_hma``).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from tests.support import images
 from tests.support.boot import gate_env
 from tests.support.policies import HMA_CLOSE, head
 from tests.support.receiver import Receiver, receiver
+from tests.support.scrape import sample, settled_sample
 from tests.support.tokens import unsigned
 
 DID = "did:plc:retrohuntretrohuntretroh"
@@ -36,6 +37,7 @@ AUTH = {
 }
 SCAN = '\n[scan]\nreject = ["withhold"]\nquarantine = []\n'
 HOOK_SECRET = "retro-hook-secret"
+RUNS = "upload_gate_retro_runs_total"
 
 
 async def upload(url: str, body: bytes) -> int:
@@ -99,6 +101,8 @@ async def _bank_addition(start_gate: GateFactory, hooks: Receiver) -> None:
     assert await upload(gate.url, exact) == 200
     [near_row, exact_row] = await eventually(gate, "source = 'upload' AND verdict = 'forward'", count=2)
     before = REGISTRY.get_sample_value("upload_gate_retro_hits_total", {"verdict": "reject"}) or 0.0
+    done = await sample(gate.admin_url, RUNS, kind="bank", outcome="done")
+    failed = await sample(gate.admin_url, RUNS, kind="bank", outcome="failed")
 
     pdq = flip(near_row["pdq"][0]["hash"], 5)  # 5 bits from the stored hash: within the rule's 31
     bank = gate.deps.settings.banks_dir / "blocklist.csv"
@@ -122,6 +126,8 @@ async def _bank_addition(start_gate: GateFactory, hooks: Receiver) -> None:
                 assert got.status == 400 and (await got.json())["message"] == "Blob not found"
     after = REGISTRY.get_sample_value("upload_gate_retro_hits_total", {"verdict": "reject"}) or 0.0
     assert after - before == 2
+    # One hunt, done, on the gate's /metrics (it counts once the hunt returns, after its last row).
+    assert await settled_sample(gate.admin_url, RUNS, done + 1, kind="bank", outcome="done") == done + 1
     # Webhooks: one signed retro.rejected event each, naming the original and what [scan] did.
     events = await retro_events(hooks, 2)
     assert {(e["type"], e["data"]["origin"], e["data"]["rule"]) for e in events} == {
@@ -136,6 +142,9 @@ async def _bank_addition(start_gate: GateFactory, hooks: Receiver) -> None:
     bank.write_text(bank.read_text() + "# a comment\n")
     await asyncio.sleep(1.0)
     assert len(await rows(gate, "source = 'retro'")) == 2
+    # No new entry, no hunt: counted neither done nor failed.
+    assert await sample(gate.admin_url, RUNS, kind="bank", outcome="done") == done + 1
+    assert await sample(gate.admin_url, RUNS, kind="bank", outcome="failed") == failed
 
 
 HMA_POLICY = head(hma_banks='["HMA_BLOCK"]') + HMA_CLOSE + SCAN

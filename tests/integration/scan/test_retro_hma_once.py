@@ -3,7 +3,8 @@ per process: two gate replicas (``run_gate`` itself) that both see HMA's index r
 of lookups between them (counted at the fake HMA) and re-judge every hit once; a pass cut mid-way (its
 replica stopped) or stopped by a failing HMA is not recorded as done, so the next process runs it; and a
 rebuild that lands while a pass runs gets a pass of its own; ``upload-gate scan retro --hma`` stops at a
-failed lookup and exits 1. The fake HMA is a real aiohttp server following ../shared/facts/hma-api.md,
+failed lookup and exits 1. Passes stopped and done are counted on /metrics, and Postgres stopped under
+the index watch is logged once per outage. The fake HMA is a real aiohttp server following ../shared/facts/hma-api.md,
 serialised like HMA's one worker; Postgres is real."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,15 @@ from aiohttp import web
 
 from gate.scan.store import insert_decision
 from gate.serve import RunningGate
+from gate.store.embedded import EmbeddedPostgres
 from gate.store.pool import Pool
 from tests.fakes.hma import FakeHma
 from tests.fakes.hma_support import OTHER_PDQ
 from tests.integration.conftest import write_config
 from tests.support.boot import gate_env, in_process, process_env
 from tests.support.policies import HMA_CLOSE, head
+from tests.support.postgres import migrated, server_dir
+from tests.support.scrape import sample
 from tests.support.serving import serving
 from tests.support.stored import count, forwarded
 from tests.support.waiting import until
@@ -43,6 +48,8 @@ STORED = [hashlib.sha256(f"stored picture {n}".encode()).hexdigest() for n in ra
 DONE = "retro-hunt (HMA) done: %s"
 SKIPPED = "retro-hunt (HMA): HMA's PDQ index built_to %d was looked up again by another process"
 STOPPED = "retro-hunt (HMA) for built_to %d stopped, not recorded as done"
+RUNS = "upload_gate_retro_runs_total"
+WAITING = "retro-hunt (HMA): waiting for Postgres to tell what HMA index is owed"
 
 
 async def next_second(built_to: int) -> None:
@@ -141,6 +148,13 @@ class Setup:
         assert await self.recorded() == (built_to, True)
 
 
+async def runs(admin_url: str) -> Counter[str]:
+    """``upload_gate_retro_runs_total`` of the HMA passes, by outcome, as the gate's /metrics says."""
+    return Counter(
+        {o: await sample(admin_url, RUNS, kind="hma", outcome=o) for o in ("done", "stopped", "failed")}
+    )
+
+
 def outcomes(caplog: pytest.LogCaptureFixture) -> int:
     """How many times a replica logged what it did about a rebuild: a pass done, or one skipped."""
     return len(logged(caplog, DONE)) + len(logged(caplog, SKIPPED))
@@ -218,12 +232,14 @@ async def test_a_pass_stopped_by_failing_lookups_is_not_done(
     tmp_path: Path, fresh_dsn: str, pds: str, hma: FakeHma, caplog: pytest.LogCaptureFixture
 ) -> None:
     """HMA answering 500 to the pass's lookups: the pass stops at the first, re-judges nothing and is not
-    recorded as done; once HMA answers, the next process to start runs it."""
+    recorded as done, and /metrics counts it stopped; once HMA answers, the next process to start runs it,
+    counted done. (Both replicas run in this test's process, so they share its metrics: differences.)"""
     caplog.set_level(logging.INFO, logger="gate.scan")
     setup = Setup(tmp_path, fresh_dsn, pds, hma)
     await setup.store_forwarded()
-    async with setup.replica(1):
+    async with setup.replica(1) as first:
         start = await setup.started_from()
+        before = await runs(first.admin_url)
         hma.fail = "http_500"
         built = await setup.ban_stored()
         await until("replica 1's pass stopped", lambda: len(logged(caplog, STOPPED)) >= 1)
@@ -231,11 +247,56 @@ async def test_a_pass_stopped_by_failing_lookups_is_not_done(
         assert len(set(setup.stored_lookups())) == 1
         assert await setup.retro() == []
         assert await setup.recorded() == (start, False)
+        assert await runs(first.admin_url) - before == Counter(stopped=1)
         hma.fail = None
-        async with setup.replica(2):
+        async with setup.replica(2) as second:
             await until("every hit re-judged", setup.all_rejudged)
             await until("the pass recorded", lambda: len(logged(caplog, DONE)) >= 1)
+            assert await runs(second.admin_url) - before == Counter(stopped=1, done=1)
     await setup.assert_rejudged_once(built)
+
+
+async def test_postgres_stopped_under_the_index_watch_is_said_once_per_outage(
+    tmp_path: Path, pds: str, hma: FakeHma, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Postgres really stopped (pg_ctl, twice) under a replica that looks at HMA's index every 0.1 s: each
+    look finds Postgres refusing to say what is owed, and the replica says so once per outage, not once a
+    look. A bank gaining an entry meanwhile is a retro-hunt that fails, counted on /metrics; the index
+    rebuilt during the first outage is looked up once Postgres answers again."""
+    caplog.set_level(logging.INFO, logger="gate.scan")
+    with server_dir() as data:
+        server = EmbeddedPostgres(data)
+        dsn = await asyncio.to_thread(server.start)
+        try:
+            await migrated(dsn)
+            setup = Setup(tmp_path, dsn, pds, hma)
+            await setup.store_forwarded()
+            async with setup.replica(1) as gate:
+                await setup.started_from()
+                failed = await sample(gate.admin_url, RUNS, kind="bank", outcome="failed")
+                await asyncio.to_thread(server.halt)
+                await until("the outage said", lambda: len(logged(caplog, WAITING)) >= 1)
+                built = await setup.ban_stored()  # noticed, but what is owed is in Postgres
+                (tmp_path / "banks" / "blocklist.csv").write_text(f"sha256,{'ab' * 32},added\n")
+
+                async def hunt_failed() -> bool:
+                    return await sample(gate.admin_url, RUNS, kind="bank", outcome="failed") == failed + 1
+
+                await until("the bank's retro-hunt failed", hunt_failed)
+                await asyncio.sleep(1.0)  # ten more looks at HMA's index
+                assert len(logged(caplog, WAITING)) == 1
+                assert logged(caplog, DONE) == []
+                await asyncio.to_thread(server.resume)
+                await until("the owed pass done", lambda: len(logged(caplog, DONE)) >= 1)
+                await setup.assert_rejudged_once(built)
+
+                await asyncio.to_thread(server.halt)  # a second outage is said again, once
+                await until("the second outage said", lambda: len(logged(caplog, WAITING)) >= 2)
+                await asyncio.sleep(1.0)
+                assert len(logged(caplog, WAITING)) == 2
+                await asyncio.to_thread(server.resume)
+        finally:
+            await asyncio.to_thread(server.stop)
 
 
 async def test_a_rebuild_during_a_pass_gets_a_pass_of_its_own(
