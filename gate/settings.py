@@ -465,6 +465,13 @@ class Settings:
         "10",
         "lookups per second those re-lookups may send HMA (uploads' own lookups are not counted)",
     )
+    retro_hma_retry_interval: float = env(
+        "GATE_RETRO_HMA_RETRY_INTERVAL",
+        parse_seconds,
+        "60",
+        "seconds a process waits to try an HMA re-lookup pass again after its pass stopped or failed (at "
+        "once when HMA's index changes again): a failing HMA gets one lookup per interval, not a window",
+    )
     webhook_url: URL | None = env(
         "GATE_WEBHOOK_URL", parse_optional_url, "", "POST quarantine/reject/review events here; empty = off"
     )

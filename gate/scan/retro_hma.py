@@ -22,8 +22,8 @@ lock with HMA's ``built_to`` read again there, not the one this process saw when
   died, the lock going with its connection) records nothing, so the index is still owed (the first two
   are counted: ``upload_gate_retro_runs_total{kind="hma"}``, outcome stopped or failed): a process
   waiting for the lock runs it next, any other at its next look at HMA (each look reads the record: one
-  small query), and the one whose pass did not complete again after ``RETRY_AFTER`` (or at once when
-  the index changes again).
+  small query), and the one whose pass did not complete again after GATE_RETRO_HMA_RETRY_INTERVAL (or
+  at once when the index changes again).
 * The first process to see HMA on this Postgres (no row yet) records the index it sees without a pass:
   decisions were judged against HMA as it was when they were made, as the gate has always started. From
   then on, an index that changed while no gate was watching is owed a pass when a gate starts.
@@ -46,9 +46,6 @@ from gate.store.pool import Pool, StoreUnavailable
 log = logging.getLogger("gate.scan")
 
 INDEX = "pdq"  # the HMA index stored hashes are looked up in again
-# After a pass that did not complete, this process waits this long before trying the same index again
-# (unless HMA's index changes meanwhile): a failing HMA gets one lookup a minute per process, not a window.
-RETRY_AFTER = 60.0
 
 
 async def covered(db: Pool) -> int | None:
@@ -125,7 +122,9 @@ class HmaRebuilds:
             if done == built:
                 self._already(built)
                 return
-            self.retry_at = time.monotonic() + RETRY_AFTER  # until it is recorded done, below
+            # After a pass that does not complete, this process waits before trying the same index again
+            # (unless HMA's index changes meanwhile): a failing HMA gets one lookup an interval, not a window.
+            self.retry_at = time.monotonic() + s.retro_hma_retry_interval  # until recorded done, below
             log.info(
                 "retro-hunt: HMA's PDQ index built_to %d (stored hashes last looked up against built_to %s):"
                 " looking stored hashes up again",
@@ -140,7 +139,7 @@ class HmaRebuilds:
                     "retro-hunt (HMA) for built_to %d stopped, not recorded as done (tried again within %g s,"
                     " or by another process): %s; so far %s",
                     built,
-                    RETRY_AFTER,
+                    s.retro_hma_retry_interval,
                     tally.stopped,
                     tally.summary(),
                 )

@@ -256,6 +256,33 @@ async def test_a_pass_stopped_by_failing_lookups_is_not_done(
     await setup.assert_rejudged_once(built)
 
 
+async def test_a_stopped_pass_is_tried_again_after_the_retry_interval(
+    tmp_path: Path, fresh_dsn: str, pds: str, hma: FakeHma, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GATE_RETRO_HMA_RETRY_INTERVAL: the replica whose pass stopped tries the same index again after it,
+    not at each look at HMA (every 0.1 s) meanwhile, each try counted stopped; once HMA answers, its next
+    try is done."""
+    caplog.set_level(logging.INFO, logger="gate.scan")
+    setup = Setup(tmp_path, fresh_dsn, pds, hma)
+    setup.env["GATE_RETRO_HMA_RETRY_INTERVAL"] = "1.5"
+    await setup.store_forwarded()
+    async with setup.replica(1) as gate:
+        await setup.started_from()
+        before = await runs(gate.admin_url)
+        hma.fail = "http_500"
+        built = await setup.ban_stored()
+        await until("the first pass stopped", lambda: len(logged(caplog, STOPPED)) >= 1)
+        first = time.monotonic()
+        await until("the second pass stopped", lambda: len(logged(caplog, STOPPED)) >= 2)
+        assert time.monotonic() - first > 1.0  # the interval, less the first pass's own length
+        hma.fail = None
+        await until("every hit re-judged", setup.all_rejudged)
+        await until("the pass recorded", lambda: len(logged(caplog, DONE)) >= 1)
+        stopped = len(logged(caplog, STOPPED))
+        assert await runs(gate.admin_url) - before == Counter(stopped=stopped, done=1)
+    await setup.assert_rejudged_once(built)
+
+
 async def test_postgres_stopped_under_the_index_watch_is_said_once_per_outage(
     tmp_path: Path, pds: str, hma: FakeHma, caplog: pytest.LogCaptureFixture
 ) -> None:
