@@ -3,9 +3,12 @@ per process: two gate replicas (``run_gate`` itself) that both see HMA's index r
 of lookups between them (counted at the fake HMA) and re-judge every hit once; a pass cut mid-way (its
 replica stopped) or stopped by a failing HMA is not recorded as done, so the next process runs it; and a
 rebuild that lands while a pass runs gets a pass of its own; ``upload-gate scan retro --hma`` stops at a
-failed lookup and exits 1. Passes stopped and done are counted on /metrics, and Postgres stopped under
-the index watch is logged once per outage. The fake HMA is a real aiohttp server following ../shared/facts/hma-api.md,
-serialised like HMA's one worker; Postgres is real."""
+failed lookup and exits 1. Passes stopped and done are counted on /metrics, a stopped pass is tried
+again after GATE_RETRO_HMA_RETRY_INTERVAL, and Postgres stopped under the index watch is logged once per
+outage. The fake HMA is a real aiohttp server following ../shared/facts/hma-api.md, serialised like
+HMA's one worker; Postgres is real.
+
+(Over 300 lines: every case drives the same ``Setup`` of replicas, HMA and stored decisions.)"""
 
 from __future__ import annotations
 
