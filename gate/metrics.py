@@ -308,11 +308,12 @@ WEBHOOK_QUEUE = Gauge("upload_gate_webhook_queue_depth", "Webhook events waiting
 # ---- review queue and PDS actions (gate/admin, gate/quarantine) ----
 TAKEDOWNS = Counter(
     "upload_gate_takedowns_total",
-    "Account and blob takedowns on the PDS by outcome: applied, capped (daily cap reached), refused "
-    "(DID not verified), failed (PDS error).",
+    "Account and blob takedowns on the PDS by outcome: applied, already (the PDS had the blob down "
+    "already: nothing done, no cap slot), capped (daily cap reached), refused (DID not verified), failed "
+    "(PDS error).",
     ["outcome"],
 )
-_zero(TAKEDOWNS, ("applied", "capped", "refused", "failed"))
+_zero(TAKEDOWNS, ("applied", "already", "capped", "refused", "failed"))
 RETRO_HITS = Counter(
     "upload_gate_retro_hits_total",
     "Stored decisions re-judged by a retro-hunt after a bank gained entries, by the new verdict.",

@@ -1,4 +1,5 @@
-"""``PdsAdmin``: the PDS's admin API, for account and blob takedowns (``com.atproto.admin.updateSubjectStatus``).
+"""``PdsAdmin``: the PDS's admin API, for account and blob takedowns (``com.atproto.admin.updateSubjectStatus``)
+and whether a blob is taken down already (``com.atproto.admin.getSubjectStatus``).
 
 Trust boundary: the admin password is the PDS's master key. It is sent only to the configured PDS (never
 to a URL taken from a request), only as ``Basic admin:<password>``, and never logged. Callers must pass a
@@ -8,6 +9,7 @@ to a URL taken from a request), only as ``Basic admin:<password>``, and never lo
 from __future__ import annotations
 
 import base64
+import json
 import logging
 
 import aiohttp
@@ -48,14 +50,46 @@ class PdsAdmin:
         await self._take_down({"$type": "com.atproto.admin.defs#repoBlobRef", "did": did, "cid": cid}, ref)
         log.warning("took down blob %s of %s on the PDS (ref %s)", cid, did, ref)
 
+    async def blob_takedown(self, did: str, cid: str) -> str | None:
+        """The ref of the takedown the PDS holds on ``did``'s blob ``cid`` ("" if it keeps none), or None
+        when the blob is not taken down. The PDS answers ``{"takedown": {"applied": false}}`` for a blob it
+        stores and serves, and 400 ``NotFound`` for a blob or repo it does not have: nothing is taken
+        down there either. PdsActionError when it cannot say (unreachable, any other answer)."""
+        url = (self.base / "xrpc" / "com.atproto.admin.getSubjectStatus").with_query(did=did, blob=cid)
+        status, text = await self._call("GET", url)
+        if status == 400 and _error_name(text) == "NotFound":
+            return None
+        if status != 200:
+            raise PdsActionError(f"the PDS answered {status}: {text[:200]}")
+        try:
+            takedown = json.loads(text).get("takedown")
+        except (ValueError, AttributeError):
+            raise PdsActionError(f"the PDS's subject status is not a JSON object: {text[:200]}") from None
+        if not isinstance(takedown, dict) or takedown.get("applied") is not True:
+            return None  # no status attribute at all is "not taken down" in the lexicon
+        return str(takedown.get("ref") or "")
+
     async def _take_down(self, subject: dict[str, str], ref: str) -> None:
         body = {"subject": subject, "takedown": {"applied": True, "ref": ref}}
         url = self.base / "xrpc" / "com.atproto.admin.updateSubjectStatus"
+        status, text = await self._call("POST", url, body)
+        if status != 200:
+            raise PdsActionError(f"the PDS answered {status}: {text[:200]}")
+
+    async def _call(self, method: str, url: URL, body: object = None) -> tuple[int, str]:
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout)) as s:
-                async with s.post(url, json=body, headers=self._headers) as resp:
-                    text = await resp.text()
-                    if resp.status != 200:
-                        raise PdsActionError(f"the PDS answered {resp.status}: {text[:200]}")
+                async with s.request(method, url, json=body, headers=self._headers) as resp:
+                    return resp.status, await resp.text()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise PdsActionError(f"the PDS admin API is unreachable: {type(exc).__name__}") from None
+
+
+def _error_name(text: str) -> str | None:
+    """The ``error`` of an XRPC error body, None when it is not one."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    name = body.get("error") if isinstance(body, dict) else None
+    return name if isinstance(name, str) else None

@@ -45,7 +45,7 @@ class ActionTaken:
     """One ``ScanAction`` carried out (or not) for a decision, as its row's ``actions`` says."""
 
     action: ScanAction
-    result: str  # bounded: "done" | "shadow" | "capped" | "refused" | "failed"
+    result: str  # bounded: "done" | "already" (takedown) | "shadow" | "capped" | "refused" | "failed"
     detail: str | None = None
 
     def to_json(self) -> dict[str, object]:

@@ -8,7 +8,9 @@ reports are its voice. A blob is judged once per CID, but every repo that posts 
 the PDS: a later post of an already-judged CID by another repo is taken down too, without a new row
 (the audit trail names the first decision). Each (repo, CID) is tried once per process, claimed before
 the PDS is asked (a fresh judgement's takedown is not tried again by the same post, nor twice by two
-posts at once); one that failed is audited (``takedown_failed``) and left to a reviewer.
+posts at once); one that failed is audited (``takedown_failed``) and left to a reviewer. Across processes
+and restarts the PDS itself says what is down already (``Takedowns.take_down_blob`` asks it first): a
+blob already taken down is ``already``, with no second audited takedown or cap slot.
 """
 
 from __future__ import annotations

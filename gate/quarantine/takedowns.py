@@ -4,6 +4,15 @@ Rules return intent; this is the step that applies the destructive part, so the 
 nowhere else (indigo automod's pattern). The cap counts today's takedowns (UTC day, across every gate
 replica) from the ``audit`` table, under an advisory lock, so two reviewers clicking at once cannot
 both take the last slot. A takedown the PDS refused gives its slot back.
+
+A blob is taken down once. A scan, retro-hunt or firehose watcher that dies between the takedown and its
+decision row judges the blob again next time and asks again; the PDS itself is the one record that
+survives that gap, so before acting the blob's status is asked of it (getSubjectStatus). One already
+taken down (by the gate or by anyone with the admin password) is audited ``takedown_already``, uses no
+slot, and the PDS's own ref is left as it is. A PDS that cannot say does not stop the takedown: the
+takedown's own call then says whether the PDS is there (``takedown_failed``, its slot given back, as
+ever), and re-applying a takedown changes nothing on the PDS but its ref — the price of not knowing is at
+most a second audit row and slot, where the price of skipping would be a banned blob left up.
 """
 
 from __future__ import annotations
@@ -69,13 +78,33 @@ class Takedowns:
             target, actor, detail, lambda pds, ref: pds.take_down_account(target.did or "", ref)
         )
 
-    async def take_down_blob(self, decision_id: str, did: str, cid: str, actor: str) -> None:
-        """Take one stored blob down on the PDS (a scan's or retro-hunt's ``takedown``), under the same
-        daily cap and audit as account takedowns; TakedownRefused says why not. ``did`` is the repo the
-        PDS itself lists the blob in, not a token's claim."""
+    async def take_down_blob(self, decision_id: str, did: str, cid: str, actor: str) -> str | None:
+        """Take one stored blob down on the PDS (a scan's, retro-hunt's or firehose watcher's ``takedown``),
+        under the same daily cap and audit as account takedowns; TakedownRefused says why not. ``did`` is
+        the repo the PDS itself lists the blob in, not a token's claim. None: taken down now; else the
+        blob was taken down already and nothing was done: the ref the PDS keeps for it ("" if none)."""
         detail: dict[str, Any] = {"did": did, "cid": cid, "subject": "blob"}
         target = Target(decision_id, did, True)
+        if self._pds is not None:
+            try:
+                ref = await self._pds.blob_takedown(did, cid)
+            except PdsActionError as exc:
+                log.warning(
+                    "blob %s of %s: the PDS cannot say if it is taken down (%s); taking it down",
+                    cid,
+                    did,
+                    exc,
+                )
+                detail["status"] = f"unknown: {exc}"
+            else:
+                if ref is not None:
+                    await self._audit.record(
+                        actor, "takedown_already", decision_id, {**detail, "ref": ref[:200]}
+                    )
+                    metrics.TAKEDOWNS.labels("already").inc()
+                    return ref
         await self._apply(target, actor, detail, lambda pds, ref: pds.take_down_blob(did, cid, ref))
+        return None
 
     async def _apply(
         self,

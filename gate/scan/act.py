@@ -81,12 +81,17 @@ class ScanActor:
         return ActionTaken(ScanAction.REVIEW, "done")
 
     async def take_down(self, decision_id: str, did: str, cid: str) -> ActionTaken:
-        """The blob taken down on the PDS, under the daily cap (also the firehose watcher's takedown)."""
+        """The blob taken down on the PDS, under the daily cap (also the firehose watcher's takedown);
+        "already" when the PDS has it down already (no cap slot used)."""
         if self.takedowns is None:
             return ActionTaken(ScanAction.TAKEDOWN, "refused", "PDS actions are off (no admin password)")
         try:
-            await self.takedowns.take_down_blob(decision_id, did, cid, self.actor)
+            before = await self.takedowns.take_down_blob(decision_id, did, cid, self.actor)
         except TakedownRefused as exc:
             result = "capped" if exc.reason == "capped" else "failed" if exc.reason == "failed" else "refused"
             return ActionTaken(ScanAction.TAKEDOWN, result, str(exc))
+        if before is not None:  # e.g. by a run that died before it wrote this blob's row
+            return ActionTaken(
+                ScanAction.TAKEDOWN, "already", f"taken down on the PDS before (ref {before[:200]!r})"
+            )
         return ActionTaken(ScanAction.TAKEDOWN, "done")

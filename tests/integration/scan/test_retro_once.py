@@ -40,11 +40,13 @@ BODIES = [bytes([n]) * 2048 for n in (5, 6)]
 SCAN = '\n[scan]\nreject = ["withhold", "review", "takedown"]\nquarantine = []\n'
 HOOK_SECRET = "retro-once-hook-secret"
 TAKEDOWN = "/xrpc/com.atproto.admin.updateSubjectStatus"
+STATUS = "/xrpc/com.atproto.admin.getSubjectStatus"
 DID = "did:plc:retroonceretroonceretroo"
 
 
 class AdminPds(HeldBlobs):
-    """The held getBlob, and the admin call a ``takedown`` makes (each one recorded)."""
+    """The held getBlob, and the admin calls a ``takedown`` makes (each takedown recorded): the blob's
+    status first, answered as the real PDS answers it for a blob it stores."""
 
     def __init__(self, blobs: list[bytes]) -> None:
         super().__init__(blobs)
@@ -54,9 +56,17 @@ class AdminPds(HeldBlobs):
         self.takedowns.append(await request.json())
         return web.json_response({})
 
+    async def status(self, request: web.Request) -> web.Response:
+        did, cid = request.query["did"], request.query["blob"]
+        refs = [t["takedown"]["ref"] for t in self.takedowns if t["subject"]["cid"] == cid]
+        takedown = {"applied": True, "ref": refs[-1]} if refs else {"applied": False}
+        subject = {"$type": "com.atproto.admin.defs#repoBlobRef", "did": did, "cid": cid}
+        return web.json_response({"subject": subject, "takedown": takedown})
+
     def app(self) -> web.Application:
         app = super().app()
         app.router.add_post(TAKEDOWN, self.take_down)
+        app.router.add_get(STATUS, self.status)
         return app
 
 
