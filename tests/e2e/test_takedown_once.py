@@ -88,11 +88,20 @@ async def front(pds: Pds) -> AsyncIterator[tuple[AdminFront, str]]:
 
 
 @pytest.fixture
-def users() -> Iterator[list[User]]:
+def users(pds: Pds) -> Iterator[list[User]]:
+    """Accounts made by a test, deleted after it as the PDS's admin: the PDS is shared with the other
+    end-to-end tests, and a whole-PDS scan would find these taken-down blobs unavailable."""
     made: list[User] = []
     yield made
     for user in made:
         user.client.request.close()
+        r = httpx.post(
+            f"{pds.url}/xrpc/com.atproto.admin.deleteAccount",
+            json={"did": user.did},
+            headers=admin(pds),
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
 
 
 @dataclass
