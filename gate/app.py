@@ -22,6 +22,7 @@ from gate.proxy.body import BodyLimits, BodyReader
 from gate.proxy.connection import Connection
 from gate.proxy.drain import Drain
 from gate.proxy.forwarded import TrustedProxies, resolve
+from gate.proxy.front import Front
 from gate.proxy.headers import not_utf8
 from gate.proxy.ip_slots import IpSlots
 from gate.proxy.lifecycle import answer_then_linger, is_websocket
@@ -35,6 +36,8 @@ PIPELINE = web.AppKey("pipeline", UploadPipeline)
 DRAIN = web.AppKey("drain", Drain)
 SLOTS = web.AppKey("upload_slots", IpSlots)
 TRUSTED = web.AppKey("trusted_proxies", TrustedProxies)
+# Plain GETs served before aiohttp's server (gate.proxy.front); absent when the PDS is not plain HTTP.
+FRONT = web.AppKey("front", Front)
 # The request's origin form (gate.proxy.target), computed once by public_middleware before routing.
 TARGET = web.RequestKey("target", str)
 
@@ -152,5 +155,8 @@ def create_app(deps: Deps, drain: Drain | None = None) -> web.Application:
     if deps.labeler is not None:  # the labeler's queryLabels and subscribeLabels, ahead of the passthrough
         labels_xrpc.install(app, deps.labeler)
     app.router.add_route("*", "/{tail:.*}", dispatch)
+    lane_pass = deps.upstream.lane_pass
+    if lane_pass is not None:
+        app[FRONT] = Front(lane_pass, app[TRUSTED], drain)
     app.cleanup_ctx.append(frozen_heap)  # the parts above are built: what is live now lives as long
     return app

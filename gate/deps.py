@@ -101,7 +101,12 @@ async def open_deps(
         await quarantine.check_keys_cover_evidence(evidence)
         budget = MemoryBudget(settings.memory_budget_bytes)
         judge, allowlist = await open_judge(settings, stack, base, None if admitted else budget)
-        upstream = Upstream(settings.upstream, settings.upstream_connect_timeout, settings.upstream_timeout)
+        upstream = Upstream(
+            settings.upstream,
+            settings.upstream_connect_timeout,
+            settings.upstream_timeout,
+            lane=settings.lean_passthrough,
+        )
         await upstream.start()
         stack.push_async_callback(upstream.close)
         notifier = await open_webhook(settings, stack)

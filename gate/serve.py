@@ -21,7 +21,7 @@ from gate.admin.health import create_admin_app
 from gate.admin.review_app import create_review_app, install_review, open_review
 from gate.api.routes import install_api
 from gate.api.service import open_api
-from gate.app import create_app
+from gate.app import FRONT, create_app
 from gate.deps import Deps, open_deps
 from gate.errors import ConfigError
 from gate.logging_setup import configure_logging
@@ -103,9 +103,8 @@ async def run_gate(settings: Settings) -> AsyncIterator[RunningGate]:
         # The public listener starts last and (on exit) stops first: it drains (gate.proxy.drain), so
         # in-flight uploads finish while their dependencies are still open.
         drain = Drain(settings.drain_timeout)
-        listener = PublicListener(
-            create_app(deps, drain), drain, settings.header_timeout, stop_bound(settings)
-        )
+        app = create_app(deps, drain)
+        listener = PublicListener(app, drain, settings.header_timeout, stop_bound(settings), app.get(FRONT))
         public = await listener.start(*settings.listen, reuse_port=worker is not None)
         stack.push_async_callback(listener.close)
         log.info("gate listening on %s:%d → %s (admin %s:%d)", *public, settings.upstream, *admin)

@@ -89,6 +89,13 @@ def parse_seconds(raw: str) -> float:
     return value
 
 
+def parse_on_off(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError("expected on or off")
+    return value == "on"
+
+
 def parse_per_second(raw: str) -> float:
     try:
         value = float(raw)
@@ -247,6 +254,13 @@ class Settings:
     )
     upstream_timeout: float = env(
         "GATE_UPSTREAM_TIMEOUT", parse_seconds, "60", "PDS answer (response headers) deadline"
+    )
+    lean_passthrough: bool = env(
+        "GATE_LEAN_PASSTHROUGH",
+        parse_on_off,
+        "on",
+        "plain GETs to a plain-HTTP PDS read and relayed by the gate itself (gate.proxy.front); off = "
+        "every request through aiohttp's server and client (the same bytes, more CPU)",
     )
     hash_workers: int = env(
         "GATE_HASH_WORKERS", parse_non_negative_int, "0", "image hashing processes; 0 = one per core"

@@ -27,10 +27,15 @@ class Deadlines:
         self._tick = min(MAX_TICK, timeout / 10)
         self._waits: dict[asyncio.Timeout, float] = {}
         self._sweep: asyncio.TimerHandle | None = None
+        # The loop of the waits, kept from the first: asyncio.get_running_loop() costs a system call
+        # (it checks the process id) and this runs on every passthrough request.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, wait: asyncio.Timeout) -> None:
         """Expire ``wait`` (entered, with no deadline of its own) ``timeout`` seconds from now."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         self._waits[wait] = loop.time() + self.timeout
         if self._sweep is None:
             self._sweep = loop.call_later(self._tick, self._expire_due)
@@ -50,6 +55,7 @@ class Deadlines:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
+        self._loop = None
 
     def _expire_due(self) -> None:
         loop = asyncio.get_running_loop()
@@ -70,7 +76,7 @@ class Within:
 
     def __init__(self, deadlines: Deadlines) -> None:
         self._deadlines = deadlines
-        self._wait = asyncio.timeout(None)
+        self._wait = asyncio.Timeout(None)  # asyncio.timeout(None), without its loop lookup
 
     async def __aenter__(self) -> None:
         await self._wait.__aenter__()

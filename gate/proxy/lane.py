@@ -52,6 +52,8 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, forget: Callable[[Connection], None]) -> None:
         self._forget = forget  # told when the connection ends (the pool drops it)
+        # Kept: asyncio.get_running_loop() asks the kernel for the process id each time (a system call)
+        self.loop = asyncio.get_running_loop()
         self._parser = httptools.HttpResponseParser(self)
         self._parser.set_dangerous_leniencies(
             lenient_headers=True, lenient_optional_cr_before_lf=True, lenient_spaces_after_chunk_size=True
@@ -206,7 +208,7 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     def _wait(self) -> asyncio.Future[None]:
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self.loop.create_future()
         return self._waiter
 
     def _wake(self) -> None:

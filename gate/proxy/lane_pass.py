@@ -12,6 +12,7 @@ request gets no ``Connection``). tests/integration/proxy/test_lane.py compares t
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 from multidict import CIMultiDict, istr
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # aiohttp's parser gives the headers it knows its own spelling (``ETag`` arrives as ``Etag``): so does
 # the lane, from the same table, so the client sees the names it saw before.
-_SPELLING = {str(name).lower().encode(): str(name) for name in vars(hdrs).values() if isinstance(name, istr)}
+SPELLING = {str(name).lower().encode(): str(name) for name in vars(hdrs).values() if isinstance(name, istr)}
 
 
 def request_head(target: str, host: str, headers: CIMultiDict[str]) -> bytes:
@@ -49,6 +50,18 @@ def request_head(target: str, host: str, headers: CIMultiDict[str]) -> bytes:
     return (head + "\r\n\r\n").encode()
 
 
+@dataclass(slots=True)
+class LaneAnswer:
+    """A PDS answer on the lane, its headers already ``end_to_end``: ``body`` is the whole body of a
+    small answer (given back in one write), None for one to stream from ``conn``."""
+
+    status: int
+    reason: str
+    headers: CIMultiDict[str]
+    body: bytes | None
+    conn: Connection
+
+
 class LanePass:
     """``Upstream.passthrough`` for a GET without a body: sent on the lane, the answer relayed as
     ``Upstream`` relays aiohttp's (small and complete: one write; otherwise streamed), with the same
@@ -66,6 +79,20 @@ class LanePass:
     async def passthrough(
         self, request: web.Request, headers: CIMultiDict[str], target: str
     ) -> web.StreamResponse:
+        answer = await self.answer(headers, target)
+        try:
+            if answer.body is not None:
+                return relayed(answer.status, answer.reason, answer.headers, answer.body)
+            return await streamed(
+                request, answer.status, answer.reason, answer.headers, answer.conn.body(), (PdsCut,)
+            )
+        finally:
+            self._lane.release(answer.conn)
+
+    async def answer(self, headers: CIMultiDict[str], target: str) -> LaneAnswer:
+        """Send the request and read its answer's head (and a small answer's whole body): the gate's
+        502/504 (``UpstreamFailure``/``UpstreamTimeout``) before anything reaches the client. The caller
+        gives ``answer.conn`` back with ``release`` once the answer is relayed."""
         path = target.split("?", 1)[0]
         head = request_head(self._path_prefix + target, self._host, headers)
         try:
@@ -77,12 +104,16 @@ class LanePass:
             log.warning("upstream GET %s failed: %s", path, type(exc).__name__)
             raise unreachable() from None
         try:
-            return await self._relay(request, conn, path)
-        finally:
+            return await self._answer(conn, path)
+        except BaseException:
             self._lane.release(conn)
+            raise
 
-    async def _relay(self, request: web.Request, conn: Connection, path: str) -> web.StreamResponse:
-        spelling = _SPELLING
+    def release(self, conn: Connection) -> None:
+        self._lane.release(conn)
+
+    async def _answer(self, conn: Connection, path: str) -> LaneAnswer:
+        spelling = SPELLING
         answered = CIMultiDict(
             (
                 spelling.get(name.lower()) or name.decode("utf-8", "surrogateescape"),
@@ -97,11 +128,12 @@ class LanePass:
         headers = end_to_end(answered)
         reason = conn.reason.decode("utf-8", "surrogateescape")
         length = _length(answered)
+        body = None
         if length is not None and length <= self._small_body:
             if not conn.done:
                 await self._rest(conn)
-            return relayed(conn.status, reason, headers, conn.take())
-        return await streamed(request, conn.status, reason, headers, conn.body(), (PdsCut,))
+            body = conn.take()
+        return LaneAnswer(conn.status, reason, headers, body, conn)
 
     async def _rest(self, conn: Connection) -> None:
         """The rest of a small answer, under a deadline (nothing is sent yet: a failure is a clean 502)."""

@@ -52,7 +52,7 @@ class Lane:
         if not conn.reusable():
             conn.close()
             return
-        loop = asyncio.get_running_loop()
+        loop = conn.loop
         conn.idle_since = loop.time()
         self._idle.append(conn)
         if self._sweep is None:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from gate.proxy.connection import Connection
 from gate.proxy.drain import Drain
+from gate.proxy.front import Front
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,16 @@ CLOSE_GRACE = 2.0
 
 
 class PublicListener:
-    def __init__(self, app: web.Application, drain: Drain, header_timeout: float, stop_bound: float) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        drain: Drain,
+        header_timeout: float,
+        stop_bound: float,
+        front: Front | None,
+    ) -> None:
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=CLOSE_GRACE)
+        self._front = front
         self._drain = drain
         self._header_timeout = header_timeout
         self._stop_bound = stop_bound
@@ -36,8 +45,9 @@ class PublicListener:
         handlers = self._runner.server
         assert handlers is not None
         timeout, live = self._header_timeout, self._live
+        front = self._front
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: Connection(handlers(), timeout, live),
+            lambda: Connection(handlers, timeout, live, front),
             host,
             port,
             backlog=128,
@@ -61,5 +71,7 @@ class PublicListener:
                 "requests still in flight %.0f s after the drain began: closing them", self._stop_bound
             )
         await self._runner.cleanup()
+        for connection in list(self._live):  # the front's own (aiohttp's cleanup closed its handlers')
+            connection.close()
         if self._server is not None:
             await self._server.wait_closed()

@@ -15,6 +15,8 @@ from urllib.parse import unquote
 
 UPLOAD_PATH = "/xrpc/com.atproto.repo.uploadblob"
 GET_BLOB_PATH = "/xrpc/com.atproto.sync.getblob"
+# The labeler's methods, which the gate serves itself when it labels (gate.labels.xrpc).
+LABEL_PATHS = "/xrpc/com.atproto.label."
 
 
 def normalised_path(raw_path: str) -> str:

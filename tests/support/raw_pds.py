@@ -3,8 +3,8 @@ produce: it records every request head as received (a declared body is read, not
 interim 1xx answers, chunked or unframed bodies, malformed heads, connections closed mid-answer — or,
 until told to, accepts no connection at all.
 
-And a front to compare against: the gate's ``Upstream.passthrough`` in a bare aiohttp app (no routing, no
-middleware), with the lean GET lane on or off, so a test sends the same request through both clients."""
+And a front to compare against: the gate's ``Upstream.passthrough`` behind the gate's public listener (no
+routing, no middleware), with the lean path on or off, so a test sends the same request through both."""
 
 from __future__ import annotations
 
@@ -17,8 +17,13 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from yarl import URL
 
+from gate.answers import on_prepare
+from gate.app import xrpc_error
 from gate.errors import XrpcError
-from gate.proxy.forwarded import Forwarded
+from gate.proxy.drain import Drain
+from gate.proxy.forwarded import Forwarded, TrustedProxies
+from gate.proxy.front import Front
+from gate.proxy.listener import PublicListener
 from gate.proxy.target import origin_form
 from gate.proxy.upstream import Upstream
 
@@ -138,7 +143,11 @@ def answering(answer: bytes, keep: bool = True) -> Script:
 async def front(
     pds_url: str, *, lane: bool, timeout: float = 5.0, connect_timeout: float = 2.0
 ) -> AsyncIterator[tuple[str, Upstream]]:
-    """``Upstream.passthrough`` served on a free port; its XRPC errors answered as status + JSON."""
+    """``Upstream.passthrough`` served on a free port as the gate serves it (its answers' last word and
+    its XRPC errors as the gate's app gives them), through the gate's public listener: with ``lane``, a
+    plain GET is read and relayed by the front (``gate.proxy.front``) on the lean client, and any other
+    request by aiohttp's server on the lean client (a GET without a body) or aiohttp's; without, every
+    request by aiohttp's server and client."""
     upstream = Upstream(URL(pds_url), connect_timeout=connect_timeout, timeout=timeout, lane=lane)
     await upstream.start()
 
@@ -147,18 +156,20 @@ async def front(
         try:
             return await upstream.passthrough(request, fwd, origin_form(request.raw_path))
         except XrpcError as exc:
-            return web.json_response(exc.body(), status=exc.status)
+            return xrpc_error(exc)
 
     app = web.Application(handler_args={"auto_decompress": False})
+    app.on_response_prepare.append(on_prepare)
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    drain = Drain(1.0)
+    lane_pass = upstream.lane_pass
+    passes = Front(lane_pass, TrustedProxies(()), drain) if lane_pass is not None else None
+    listener = PublicListener(app, drain, header_timeout=10.0, stop_bound=2.0, front=passes)
+    host, port = await listener.start("127.0.0.1", 0)
     try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", upstream
+        yield f"http://{host}:{port}", upstream
     finally:
-        await runner.cleanup()
+        await listener.close()
         await upstream.close()
 
 

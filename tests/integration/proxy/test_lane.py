@@ -14,6 +14,12 @@ from tests.support.raw_pds import RawPds, answering, comparable, exchange_raw, f
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
 
+# A plain GET: read and relayed by the front (gate.proxy.front) when the lean path is on.
+PLAIN = (
+    b"GET /xrpc/app.bsky.actor.getProfile?actor=did:plc:abc HTTP/1.1\r\nHost: pds.example.com\r\n"
+    b"DPoP: proof\r\nAuthorization: DPoP tok\r\nAccept: */*\r\nUser-Agent: sdk/1\r\n"
+    b"Accept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+)
 REQUESTS = [
     b"GET /xrpc/com.atproto.sync.getBlob?did=did:plc:abc&cid=bafy%2Fx HTTP/1.1\r\nHost: pds.example.com\r\n"
     b"DPoP: proof\r\nAuthorization: DPoP tok\r\nAccept: */*\r\nUser-Agent: sdk/1\r\n"
@@ -28,6 +34,13 @@ REQUESTS = [
     b"TE: trailers\r\nKeep-Alive: 5\r\nExpect: 100-continue\r\n\r\n",
     # An absolute-form target is forwarded in origin form.
     b"GET http://pds.example.com/xrpc/z?b=2 HTTP/1.1\r\nHost: pds.example.com\r\nConnection: close\r\n\r\n",
+    PLAIN,
+    # Plain GETs too: names in any case, repeats, trailing whitespace, hop-by-hop headers and the
+    # client's forwarding headers (dropped), a bare trailing "?".
+    b"GET /a/../b//c?q=%2F&&x HTTP/1.1\r\nhost: Pds.Example:8443\r\nx-thing: 1\r\nx-thing: 2\r\n"
+    b"accept-encoding: br \t\r\nconnection: close, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\n"
+    b"X-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\netag: x\r\n\r\n",
+    b"GET /xrpc/x? HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
 ]
 
 
@@ -51,6 +64,33 @@ async def test_the_pds_receives_the_same_bytes_from_both_clients() -> None:
     assert pds.heads[4].startswith(b"GET /xrpc/x HTTP/1.1\r\nHost: 127.0.0.1:")
     assert b"X-Forwarded-For: 127.0.0.1\r\n" in pds.heads[4] and b"6.6.6.6" not in pds.heads[4]
     assert pds.heads[8].startswith(b"GET /xrpc/z?b=2 HTTP/1.1\r\nHost: pds.example.com\r\n")
+    assert pds.heads[13].startswith(b"GET /a/../b//c?q=%2F&&x HTTP/1.1\r\nHost: Pds.Example:8443\r\n")
+    assert b"Accept-Encoding: br\r\nEtag: x\r\n" in pds.heads[13] and b"6.6.6.6" not in pds.heads[13]
+    assert pds.heads[15].startswith(b"GET /xrpc/x HTTP/1.1\r\nHost: h\r\n")
+
+
+# Requests aiohttp's parser refuses: the lean path must not take any of them (gate.proxy.front).
+REFUSED_REQUESTS = [
+    b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n",  # no Host
+    b"GET /x HTTP/1.1\r\nHost: h\r\nHost: i\r\nConnection: close\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nHost: h\r\nUser-Agent: a\r\nuser-agent: b\r\nConnection: close\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nHost: h\r\nX-N: a\x00b\r\nConnection: close\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nHost: h\r\nX-F: a\r\n b\r\nConnection: close\r\n\r\n",  # obsolete folding
+    b"GET /x HTTP/1.1\nHost: h\nConnection: close\n\n",  # bare line feeds
+    b"GET /x HTTP/1.1\r\nHost: h\r\nX-L: " + b"a" * 9000 + b"\r\nConnection: close\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nHost: h\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(130)) + b"\r\n",
+    b"GET /x y HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nHost: h\r\nBad Name: 1\r\nConnection: close\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("request_bytes", REFUSED_REQUESTS)
+async def test_a_request_aiohttp_refuses_is_refused_the_same_way(request_bytes: bytes) -> None:
+    async with raw_pds(answering(OK)) as pds:
+        aiohttp_answer, lane_answer = await _through_both(pds, request_bytes)
+        assert pds.heads == []
+    assert lane_answer == aiohttp_answer and lane_answer.startswith(b"HTTP/1.")
+    assert b" 400 " in lane_answer.split(b"\r\n", 1)[0]
 
 
 async def test_a_header_repeated_in_another_case_reaches_the_pds_every_time() -> None:
@@ -113,7 +153,7 @@ REFUSED = (
 @pytest.mark.parametrize("answer", list(ANSWERS))
 async def test_the_client_receives_the_same_answer_from_both_clients(answer: str) -> None:
     async with raw_pds(answering(ANSWERS[answer])) as pds:
-        aiohttp_answer, lane_answer = await _through_both(pds, REQUESTS[0])
+        aiohttp_answer, lane_answer = await _through_both(pds, PLAIN)
     assert lane_answer == aiohttp_answer
     if answer in REFUSED:
         assert lane_answer.startswith(b"HTTP/1.1 502 ")
@@ -124,7 +164,7 @@ async def test_the_client_receives_the_same_answer_from_both_clients(answer: str
 )
 async def test_an_answer_ended_by_the_close_is_relayed_whole(head: bytes) -> None:
     async with raw_pds(answering(head + b"\r\n\r\n" + b"y" * 300_000, keep=False)) as pds:
-        aiohttp_answer, lane_answer = await _through_both(pds, REQUESTS[0])
+        aiohttp_answer, lane_answer = await _through_both(pds, PLAIN)
     assert lane_answer == aiohttp_answer
     assert lane_answer.endswith(b"y" * 300_000 + b"<end>")  # chunked to the client, whole
 
@@ -134,7 +174,7 @@ async def test_a_pds_that_closes_without_answering_gets_the_get_once_more_then_5
         return False
 
     async with raw_pds(silent) as pds:
-        aiohttp_answer, lane_answer = await _through_both(pds, REQUESTS[0])
+        aiohttp_answer, lane_answer = await _through_both(pds, PLAIN)
         assert len(pds.heads) == 4  # aiohttp retries an idempotent request once; so does the lane
     assert lane_answer == aiohttp_answer
     assert lane_answer.startswith(b"HTTP/1.1 502 ")
@@ -157,7 +197,7 @@ async def test_a_stale_keep_alive_connection_is_replaced() -> None:
         for lane in (False, True):
             async with front(pds.url, lane=lane) as (url, _):
                 for _ in range(2):
-                    assert b" 200 OK\r\n" in await exchange_raw(url, REQUESTS[0])
+                    assert b" 200 OK\r\n" in await exchange_raw(url, PLAIN)
         assert len(pds.heads) == 6 and pds.connections == 4
 
 
@@ -166,7 +206,7 @@ async def test_a_pds_cut_in_a_large_body_cuts_the_client(framing: str) -> None:
     head = b"Content-Length: 1000000" if framing == "length" else b"Transfer-Encoding: chunked"
     body = b"z" * 200_000 if framing == "length" else b"30d40\r\n" + b"z" * 200_000 + b"\r\n"
     async with raw_pds(answering(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n\r\n" + body, keep=False)) as pds:
-        aiohttp_answer, lane_answer = await _through_both(pds, REQUESTS[0])
+        aiohttp_answer, lane_answer = await _through_both(pds, PLAIN)
     assert lane_answer == aiohttp_answer
     assert lane_answer.startswith(b"HTTP/1.1 200 OK\r\n") and lane_answer.endswith(b"z" * 200_000)
 
@@ -191,7 +231,7 @@ async def test_a_50_mb_download_streams_with_back_pressure() -> None:
 
     async with raw_pds(download) as pds, front(pds.url, lane=True) as (url, _):
         reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
-        writer.write(REQUESTS[0])
+        writer.write(PLAIN)
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length: 52428800\r\n" in head
         await asyncio.sleep(0.5)  # the client reads nothing: the PDS's writes stall on the way
@@ -213,7 +253,7 @@ async def test_a_large_chunked_answer_streams_whole() -> None:
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\n\r\n"
     )
     async with raw_pds(answering(answer + chunked)) as pds:
-        aiohttp_answer, lane_answer = await _through_both(pds, REQUESTS[0])
+        aiohttp_answer, lane_answer = await _through_both(pds, PLAIN)
     assert lane_answer == aiohttp_answer and lane_answer.endswith(b"".join(pieces) + b"<end>")
 
 
@@ -222,7 +262,7 @@ async def test_each_path_counts_the_request_and_the_gate_closes_its_idle_connect
         for lane in (False, True):
             before = REGISTRY.get_sample_value("upload_gate_passthrough_requests_total", {"kind": "http"})
             async with front(pds.url, lane=lane) as (url, _):
-                assert b" 200 OK\r\n" in await exchange_raw(url, REQUESTS[0])
+                assert b" 200 OK\r\n" in await exchange_raw(url, PLAIN)
                 assert pds.ended == int(lane)  # this path's connection is kept while the gate runs
             after = REGISTRY.get_sample_value("upload_gate_passthrough_requests_total", {"kind": "http"})
             assert after == (before or 0) + 1

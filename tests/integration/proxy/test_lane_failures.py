@@ -1,5 +1,5 @@
-"""The PDS's failures before anything reached the client, through both clients (aiohttp's, and the
-lean GET lane) against a bare-socket PDS: no accept within the connect timeout, no answer or a stalled
+"""The PDS's failures before anything reached the client, both ways (aiohttp's server and client, and the
+lean path: the front on the lean GET lane) against a bare-socket PDS: no accept within the connect timeout, no answer or a stalled
 one within the answer's deadline (504), a cut answer or no PDS at all (502). Both give the client the
 same answer and count the same ``upload_gate_upstream_errors_total`` kind; after a 504 the same gate
 relays the next request once the PDS answers."""
@@ -14,8 +14,9 @@ from prometheus_client import REGISTRY
 
 from tests.support.raw_pds import RawPds, answering, comparable, exchange_raw, front, raw_pds, unaccepting
 
+# A plain GET (gate.proxy.front): the lean path's own 502/504 answers are what is compared.
 GET = (
-    b"GET /xrpc/com.atproto.sync.getBlob?did=did:plc:abc&cid=bafy HTTP/1.1\r\nHost: pds.example.com\r\n"
+    b"GET /xrpc/app.bsky.feed.getTimeline?limit=1 HTTP/1.1\r\nHost: pds.example.com\r\n"
     b"Authorization: DPoP tok\r\nConnection: close\r\n\r\n"
 )
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
