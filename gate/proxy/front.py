@@ -1,28 +1,30 @@
 """Plain GETs served before aiohttp's server sees them, with the bytes aiohttp's path would give.
 
-Why: aiohttp's server (its request and response objects, the middleware, the router) costs about as
-much CPU per small passthrough GET as everything else the gate does for it (docs/performance.md,
-"Passthrough, sixth pass"): it was what kept the gate's added latency above nginx's.
+Why: aiohttp's server (its request and response objects, the middleware, the router) cost ~20 µs of CPU
+per small passthrough GET, a third of the gate's whole share, and it was what kept the gate's added
+latency above issue 18's target (docs/performance.md, "Passthrough, fifth pass").
 
 How: each connection of the public listener (``gate.proxy.connection``) reads request heads itself
 first. A head that is a plain GET (``plain_get``) goes to the PDS on the lean client
-(``gate.proxy.lane_pass``) as the same bytes aiohttp's path sends, and the answer comes back as the
-bytes aiohttp's server writes (``answer_head``). Anything else hands the connection over to aiohttp from
-that request on, its bytes untouched: aiohttp's parser, the app's middleware and every check see exactly
-what they saw before. tests/integration/proxy/test_front.py compares the bytes both ways.
+(``gate.proxy.lane_pass``) as the bytes aiohttp's path sends (``pds_request``), and the answer comes back
+as the bytes aiohttp's server writes (``_Answer``). Anything else hands the connection over to aiohttp
+from that request on, its bytes untouched: aiohttp's parser, the app's middleware and every check see
+exactly what they saw before. tests/integration/proxy/test_lane.py and test_lane_failures.py compare
+the bytes both ways; test_front.py what follows on the connection.
 
 Trust boundary: what is served here is a strict subset of what aiohttp's path accepts and passes
 through, so no request can mean one thing here and another there. A head is plain only if it is all of:
 visible ASCII with CRLF line ends (no bare LF, no control byte) and at most ``MAX_HEAD`` bytes; a complete
 HTTP/1.1 GET without a body by llhttp's strict parse (aiohttp's request parser is the same llhttp,
 strict); an origin-form target without fragment or backslash; no header that frames a body or changes
-the connection's protocol, no repeated singleton (aiohttp refuses those), at most aiohttp's header count;
+the connection's protocol, a Host and no repeated singleton (aiohttp refuses either), at most aiohttp's header count;
 not getBlob (a blob the gate blocked is withheld by the app), not a route the app serves itself, and the
 gate not draining. Uploads are POSTs: never here.
 """
 
 from __future__ import annotations
 
+import functools
 import http
 import logging
 import re
@@ -40,11 +42,13 @@ from gate import metrics
 from gate.answers import ALLOW_ORIGIN, EXPOSE_HEADERS, EXPOSED, NODE_REASONS, compact_json
 from gate.errors import XrpcError
 from gate.proxy.drain import Drain
-from gate.proxy.forwarded import TrustedProxies, resolve
-from gate.proxy.lane import PdsCut
-from gate.proxy.lane_pass import SPELLING, LaneAnswer, LanePass
+from gate.proxy.forwarded import Forwarded, TrustedProxies, resolve
+from gate.proxy.headers import HOP_BY_HOP, not_relayable
+from gate.proxy.lane import Connection, PdsCut
+from gate.proxy.lane_pass import SPELLING, LanePass
+from gate.proxy.relayed import unreachable
 from gate.proxy.routing import GET_BLOB_PATH, LABEL_PATHS, normalised_path
-from gate.proxy.upstream import forwarded_headers
+from gate.proxy.upstream import PASS_DROP
 
 log = logging.getLogger(__name__)
 
@@ -70,38 +74,36 @@ _SINGLETONS = frozenset(
     )
 )
 EMPTY_BODY = frozenset((204, 304, *range(100, 200)))  # statuses whose answers have no body
+# The same tables as aiohttp's path, as bytes: names not passed on (gate.proxy.headers), aiohttp's spelling.
+_HOP = frozenset(name.encode() for name in HOP_BY_HOP)
+_PASS_DROPPED = frozenset(name.encode() for name in HOP_BY_HOP | PASS_DROP)
+_SPELLED = {lower: name.encode() for lower, name in SPELLING.items()}
+_BANNER = SERVER_SOFTWARE.encode()
+_GET_BLOB_WORD = GET_BLOB_PATH.rsplit("/", 1)[1]  # "com.atproto.sync.getblob"
+_LABEL_WORDS = LABEL_PATHS.rsplit("/", 1)[
+    1
+]  # "com.atproto.label."  # aiohttp's Server header, which gate.answers.on_prepare removes
 
 
 @dataclass(slots=True)
 class PlainGet:
-    target: str  # the origin form, as received
-    headers: CIMultiDict[str]
+    target: bytes  # the origin form, as received
+    path: str  # the target's path, for the routing check and the log
+    headers: list[tuple[bytes, bytes, bytes]]  # (lower-case name, aiohttp's spelling, value)
+    dropped: frozenset[bytes]  # lower-case names not passed on: hop-by-hop, named by Connection, ours
+    forwarded_for: str | None  # the client's X-Forwarded-For and -Proto, for gate.proxy.forwarded
+    forwarded_proto: str | None
     keep_alive: bool
 
 
-class _Head:
-    """httptools' callbacks for one request head."""
+class _Complete:
+    """httptools' one callback here: llhttp checks the head; the gate splits what it accepted (fewer calls
+    back into Python than a callback per header)."""
 
-    __slots__ = ("complete", "headers", "keep_alive", "parser", "url", "version")
+    __slots__ = ("complete",)
 
     def __init__(self) -> None:
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
         self.complete = False
-        self.parser = httptools.HttpRequestParser(self)
-        self.version = ""
-        self.keep_alive = False
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        # Read here: once the message is complete, the parser is ready for the next one and forgets.
-        self.version = self.parser.get_http_version()
-        self.keep_alive = self.parser.should_keep_alive()
 
     def on_message_complete(self) -> None:
         self.complete = True
@@ -113,17 +115,27 @@ def plain_get(head: bytes) -> PlainGet | None:
         return None
     if head.count(b"\n") != head.count(b"\r\n") or b"#" in head or b"\\" in head:
         return None
-    parsed = _Head()
+    lines = head.split(b"\r\n")
+    request_line = lines[0]
+    fields = lines[1:-2]  # the head ends with an empty line
+    if not request_line.endswith(b" HTTP/1.1") or len(fields) > MAX_HEADERS:
+        return None
+    done = _Complete()
     try:
-        parsed.parser.feed_data(head)
+        httptools.HttpRequestParser(done).feed_data(head)
     except (httptools.HttpParserError, httptools.HttpParserUpgrade):
         return None
-    if not parsed.complete or parsed.version != "1.1" or len(parsed.headers) > MAX_HEADERS:
+    if not done.complete:  # a body follows
         return None
+    # llhttp (strict) accepted it: one space each side of the target, every header "name:value" with a
+    # token for a name and no line folding; it drops the value's leading whitespace, aiohttp the trailing.
     seen: set[bytes] = set()
-    headers: CIMultiDict[str] = CIMultiDict()
-    spelling = SPELLING
-    for name, value in parsed.headers:
+    headers = []
+    dropped = _PASS_DROPPED
+    forwarded_for = forwarded_proto = None
+    spelled = _SPELLED
+    for line in fields:
+        name, _, raw = line.partition(b":")
         lower = name.lower()
         if lower in _HANDED:
             return None
@@ -131,11 +143,48 @@ def plain_get(head: bytes) -> PlainGet | None:
             if lower in seen:
                 return None
             seen.add(lower)
-        # As aiohttp's parser gives them: its own spelling of a name it knows, no trailing whitespace.
-        headers.add(spelling.get(lower) or name.decode(), value.rstrip(b" \t").decode())
+        value = raw.strip(b" \t")
+        headers.append((lower, spelled.get(lower) or name, value))  # aiohttp's spelling of a known name
+        if lower == b"connection":
+            dropped = dropped | _named(value)
+        elif lower == b"x-forwarded-for" and forwarded_for is None:  # aiohttp's headers.get(): the first
+            forwarded_for = value.decode()
+        elif lower == b"x-forwarded-proto" and forwarded_proto is None:
+            forwarded_proto = value.decode()
     if b"host" not in seen:  # aiohttp refuses an HTTP/1.1 request without one
         return None
-    return PlainGet(parsed.url.decode(), headers, parsed.keep_alive)
+    target = request_line[4:-9]
+    path = target.split(b"?", 1)[0].decode()
+    # llhttp's keep-alive for HTTP/1.1: unless a Connection header names "close".
+    keep_alive = b"close" not in dropped
+    return PlainGet(target, path, headers, dropped, forwarded_for, forwarded_proto, keep_alive)
+
+
+def _named(value: bytes) -> frozenset[bytes]:
+    """The header names a Connection header's value lists (``gate.proxy.headers.end_to_end``)."""
+    return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
+
+
+def pds_request(get: PlainGet, fwd: Forwarded, path_prefix: str, host: str) -> bytes:
+    """The bytes aiohttp's path sends the PDS for ``get`` (``gate.proxy.upstream.forwarded_headers``, then
+    ``gate.proxy.lane_pass.request_head``): the headers without hop-by-hop and forwarding ones, Host
+    first, the gate's forwarding headers last. Built from the parsed bytes without their copies."""
+    target = get.target
+    if target.find(b"?") == len(target) - 1:
+        target = target[:-1]
+    lines = [b"GET " + path_prefix.encode() + target + b" HTTP/1.1", b"Host: " + host.encode()]
+    dropped = get.dropped
+    for lower, name, value in get.headers:
+        if lower in dropped:
+            continue
+        if lower == b"host":
+            lines[1] = name + b": " + value
+        else:
+            lines.append(name + b": " + value)
+    lines.append(b"X-Forwarded-For: " + fwd.x_forwarded_for.encode())
+    lines.append(b"X-Forwarded-Proto: " + fwd.x_forwarded_proto.encode())
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
 
 
 class Out(Protocol):
@@ -155,6 +204,11 @@ class Front:
         self._lane_pass = lane_pass
         self._trusted = trusted
         self._drain = drain
+        # A request without forwarding headers is forwarded for its peer alone: worked out once per peer.
+        self._unforwarded = functools.lru_cache(maxsize=4096)(self._resolve_unforwarded)
+
+    def _resolve_unforwarded(self, peer: str | None) -> Forwarded:
+        return resolve(peer, None, None, "http", self._trusted)
 
     def plain(self, head: bytes) -> PlainGet | None:
         if self._drain.started:  # the app's middleware closes each connection after its answer
@@ -162,9 +216,17 @@ class Front:
         get = plain_get(head)
         if get is None:
             return None
-        path = normalised_path(get.target)
-        if path == GET_BLOB_PATH or path.startswith(LABEL_PATHS):
-            return None
+        path = get.path
+        if "%" in path:
+            path = normalised_path(path)
+            if path == GET_BLOB_PATH or path.startswith(LABEL_PATHS):
+                return None
+        else:
+            # Without percent-encoding, normalising only folds case and drops "/", "./": a path it would
+            # turn into one of these holds their words already (over-catching only costs speed).
+            lower = path.lower()
+            if _GET_BLOB_WORD in lower or _LABEL_WORDS in lower:
+                return None
         return get
 
     async def serve(self, get: PlainGet, peer: str | None, out: Out) -> bool:
@@ -177,14 +239,19 @@ class Front:
 
     async def _serve(self, get: PlainGet, peer: str | None, out: Out) -> bool:
         metrics.PASSTHROUGH_HTTP.inc()
-        headers = get.headers
-        fwd = resolve(
-            peer, headers.get("X-Forwarded-For"), headers.get("X-Forwarded-Proto"), "http", self._trusted
-        )
+        if get.forwarded_for is None and get.forwarded_proto is None:
+            fwd = self._unforwarded(peer)
+        else:
+            fwd = resolve(peer, get.forwarded_for, get.forwarded_proto, "http", self._trusted)
         keep_alive = get.keep_alive
+        lane = self._lane_pass
         try:
-            answer = await self._lane_pass.answer(forwarded_headers(headers, fwd), get.target)
-        except XrpcError as exc:
+            conn = await lane.send(pds_request(get, fwd, lane.path_prefix, lane.host), get.path)
+            try:
+                return await self._relay(conn, get.path, keep_alive, out)
+            finally:
+                lane.release(conn)
+        except XrpcError as exc:  # always before anything of the answer was written
             keep_alive = keep_alive and not exc.closes_connection
             out.write(error_answer(exc, keep_alive))
             return keep_alive
@@ -192,59 +259,103 @@ class Front:
             log.exception("unhandled error on GET")
             out.write(error_answer(XrpcError(), keep_alive))
             return keep_alive
+
+    async def _relay(self, conn: Connection, path: str, keep_alive: bool, out: Out) -> bool:
+        head = _Answer(conn, path)
+        if head.length is not None and head.length <= self._lane_pass.small_body:
+            if not conn.done:
+                await self._lane_pass.rest(conn)
+            out.write(head.serialised(conn.status, keep_alive, whole=True) + conn.take())
+            await out.drained()
+            return keep_alive
+        chunked = head.length is None and conn.status not in EMPTY_BODY
+        out.write(head.serialised(conn.status, keep_alive, whole=False))
         try:
-            return await _relay(answer, keep_alive, out)
-        finally:
-            self._lane_pass.release(answer.conn)
-
-
-async def _relay(answer: LaneAnswer, keep_alive: bool, out: Out) -> bool:
-    status, body = answer.status, answer.body
-    if body is not None:
-        out.write(answer_head(status, answer.reason, answer.headers, len(body), keep_alive)[0] + body)
+            async for chunk in conn.body():
+                out.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                await out.drained()
+        except PdsCut:
+            out.cut()  # headers are sent: cut the client's connection, as the PDS cut the gate's
+            return False
+        if chunked:
+            out.write(b"0\r\n\r\n")
         await out.drained()
         return keep_alive
-    head, chunked = answer_head(status, answer.reason, answer.headers, None, keep_alive)
-    out.write(head)
+
+
+class _Answer:
+    """A PDS answer's head as aiohttp's path gives it back (``LanePass``, then ``gate.proxy.relayed``
+    through aiohttp's server): the same refusals (502), the same headers dropped, and the headers
+    aiohttp's ``Response._start`` and ``StreamResponse._prepare_headers`` add, in their order."""
+
+    __slots__ = ("_banner", "_content_type", "_date", "headers", "length", "reason")
+
+    def __init__(self, conn: Connection, path: str) -> None:
+        raw = [(name, value.rstrip(b" \t")) for name, value in conn.headers]
+        if any(b"\x00" in value for _, value in raw):  # as aiohttp's client refuses it
+            log.warning("upstream GET %s failed: %s", path, "InvalidHeader")
+            raise unreachable()
+        for name, value in raw:
+            if not value.isascii() and not _utf8(value):
+                raise not_relayable(name.decode(), path)
+        dropped = _HOP
+        for name, value in raw:
+            if name.lower() == b"connection":
+                dropped = dropped | _named(value)
+        spelled = _SPELLED
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.length: int | None = None
+        self._content_type = self._date = False
+        server: bytes | None = None
+        for name, value in raw:
+            lower = name.lower()
+            if lower in dropped:
+                continue
+            self.headers.append((spelled.get(lower) or name, value))
+            if lower == b"content-length":
+                self.length = int(value)  # llhttp has checked the digits
+            elif lower == b"content-type":
+                self._content_type = True
+            elif lower == b"date":
+                self._date = True
+            elif lower == b"server" and server is None:
+                server = value
+        self._banner = server == _BANNER  # on_prepare looks at the first, and removes them all
+        reason = conn.reason
+        if not reason.isascii() and not _utf8(reason):
+            log.warning("upstream GET %s failed: %s", path, "a reason that is not UTF-8")
+            raise unreachable()
+        self.reason = reason
+
+    def serialised(self, status: int, keep_alive: bool, *, whole: bool) -> bytes:
+        lines = [b"HTTP/1.1 %d %b" % (status, self.reason)]
+        empty = status in EMPTY_BODY
+        length = self.length
+        for name, value in self.headers:
+            if empty and name == b"Content-Length":
+                continue
+            if self._banner and name == b"Server":
+                continue
+            lines.append(name + b": " + value)
+        if not empty:
+            if length is None and not whole:
+                lines.append(b"Transfer-Encoding: chunked")
+            if (length is None or length) and not self._content_type:
+                lines.append(b"Content-Type: application/octet-stream")
+        if not self._date:
+            lines.append(b"Date: " + http_date().encode())
+        if not keep_alive:
+            lines.append(b"Connection: close")
+        lines.append(b"\r\n")
+        return b"\r\n".join(lines)
+
+
+def _utf8(value: bytes) -> bool:
     try:
-        async for chunk in answer.conn.body():
-            out.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
-            await out.drained()
-    except PdsCut:
-        out.cut()  # headers are sent: cut the client's connection, as the PDS cut the gate's
+        value.decode()
+    except UnicodeDecodeError:
         return False
-    if chunked:
-        out.write(b"0\r\n\r\n")
-    await out.drained()
-    return keep_alive
-
-
-def answer_head(
-    status: int, reason: str, headers: CIMultiDict[str], whole: int | None, keep_alive: bool
-) -> tuple[bytes, bool]:
-    """The status line and headers aiohttp's server writes for a relayed answer (``gate.proxy.relayed``):
-    ``whole``, the length of a body given in one write, or None for one streamed; and whether the body
-    goes chunked. The order of aiohttp's ``Response._start`` and ``StreamResponse._prepare_headers``."""
-    chunked = False
-    if status in EMPTY_BODY:
-        headers.popall(hdrs.CONTENT_LENGTH, None)
-        headers.popall(hdrs.TRANSFER_ENCODING, None)
-    else:
-        if whole is not None and hdrs.CONTENT_LENGTH not in headers:
-            headers[hdrs.CONTENT_LENGTH] = str(whole)
-        length = headers.get(hdrs.CONTENT_LENGTH)
-        if length is None:
-            chunked = True
-            headers[hdrs.TRANSFER_ENCODING] = "chunked"
-        if length is None or int(length):
-            headers.setdefault(hdrs.CONTENT_TYPE, "application/octet-stream")
-    if hdrs.DATE not in headers:
-        headers[hdrs.DATE] = http_date()
-    if headers.get(hdrs.SERVER) == SERVER_SOFTWARE:  # gate.answers.on_prepare: no banner
-        del headers[hdrs.SERVER]
-    if hdrs.CONNECTION not in headers and not keep_alive:
-        headers[hdrs.CONNECTION] = "close"
-    return _serialised(f"HTTP/1.1 {status} {reason}", headers), chunked
+    return True
 
 
 def error_answer(exc: XrpcError, keep_alive: bool) -> bytes:

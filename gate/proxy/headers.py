@@ -79,6 +79,11 @@ def relayable(headers: CIMultiDictProxy[str] | CIMultiDict[str], path: str) -> N
     502, counted and logged with the header's name (never its value), before anything reaches the client."""
     name = not_utf8(headers)
     if name is not None:
-        metrics.UPSTREAM_ERRORS.labels("bad_header").inc()
-        log.warning("upstream answer to %s has a header that is not UTF-8: %s", path, name[:100])
-        raise UpstreamFailure("The PDS answered with a header value that is not UTF-8")
+        raise not_relayable(name, path)
+
+
+def not_relayable(name: str, path: str) -> UpstreamFailure:
+    """The 502 for a PDS answer whose header ``name`` is not UTF-8: counted and logged, to raise."""
+    metrics.UPSTREAM_ERRORS.labels("bad_header").inc()
+    log.warning("upstream answer to %s has a header that is not UTF-8: %s", path, name[:100])
+    return UpstreamFailure("The PDS answered with a header value that is not UTF-8")

@@ -72,9 +72,9 @@ class LanePass:
     ) -> None:
         self._lane = lane
         self._deadlines = deadlines
-        self._host = host
-        self._path_prefix = path_prefix
-        self._small_body = small_body
+        self.host = host  # the PDS's host[:port], for a request without Host
+        self.path_prefix = path_prefix  # what goes before a request's target (GATE_UPSTREAM's path)
+        self.small_body = small_body  # an answer up to this long is read whole and given in one write
 
     async def passthrough(
         self, request: web.Request, headers: CIMultiDict[str], target: str
@@ -94,20 +94,24 @@ class LanePass:
         502/504 (``UpstreamFailure``/``UpstreamTimeout``) before anything reaches the client. The caller
         gives ``answer.conn`` back with ``release`` once the answer is relayed."""
         path = target.split("?", 1)[0]
-        head = request_head(self._path_prefix + target, self._host, headers)
-        try:
-            async with self._deadlines.within():
-                conn = await self._lane.request(head)
-        except TimeoutError:
-            raise timed_out() from None
-        except (PdsAnswerError, OSError) as exc:
-            log.warning("upstream GET %s failed: %s", path, type(exc).__name__)
-            raise unreachable() from None
+        conn = await self.send(request_head(self.path_prefix + target, self.host, headers), path)
         try:
             return await self._answer(conn, path)
         except BaseException:
             self._lane.release(conn)
             raise
+
+    async def send(self, head: bytes, path: str) -> Connection:
+        """Send a request's bytes and wait for its answer's head, within the PDS's deadline: the
+        connection, or the gate's 502/504 (``path`` names the request in the log)."""
+        try:
+            async with self._deadlines.within():
+                return await self._lane.request(head)
+        except TimeoutError:
+            raise timed_out() from None
+        except (PdsAnswerError, OSError) as exc:
+            log.warning("upstream GET %s failed: %s", path, type(exc).__name__)
+            raise unreachable() from None
 
     def release(self, conn: Connection) -> None:
         self._lane.release(conn)
@@ -129,13 +133,13 @@ class LanePass:
         reason = conn.reason.decode("utf-8", "surrogateescape")
         length = _length(answered)
         body = None
-        if length is not None and length <= self._small_body:
+        if length is not None and length <= self.small_body:
             if not conn.done:
-                await self._rest(conn)
+                await self.rest(conn)
             body = conn.take()
         return LaneAnswer(conn.status, reason, headers, body, conn)
 
-    async def _rest(self, conn: Connection) -> None:
+    async def rest(self, conn: Connection) -> None:
         """The rest of a small answer, under a deadline (nothing is sent yet: a failure is a clean 502)."""
         try:
             async with self._deadlines.within():

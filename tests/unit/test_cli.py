@@ -70,6 +70,12 @@ def test_a_bad_log_level_is_a_settings_error_not_a_traceback() -> None:
     )
 
 
+def test_the_lean_passthrough_switch_takes_on_or_off_only() -> None:
+    result = boot.refused({"GATE_LEAN_PASSTHROUGH": "yes"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "GATE_LEAN_PASSTHROUGH='yes': expected on or off" in result.stderr
+
+
 def _commands() -> list[tuple[str, argparse.ArgumentParser]]:
     """Every command's parser, with its command line (``evidence hold``), intermediate ones too."""
     found = []

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 
 import pytest
+from aiohttp.http import SERVER_SOFTWARE
 from prometheus_client import REGISTRY
 
 from tests.support.raw_pds import RawPds, answering, comparable, exchange_raw, front, raw_pds
@@ -116,6 +117,15 @@ ANSWERS = {
     b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
     "no content": b"HTTP/1.1 204 No Content\r\nX-C: 1\r\n\r\n",
     "not modified": b'HTTP/1.1 304 Not Modified\r\nETag: "e"\r\n\r\n',
+    "not modified with a length": b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+    "empty with a length": b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    "large without a type": b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n" + b"t" * 70000,
+    "aiohttp's banner first": b"HTTP/1.1 200 OK\r\nServer: "
+    + SERVER_SOFTWARE.encode()
+    + b"\r\nServer: other\r\nContent-Length: 2\r\n\r\nok",
+    "another banner first": b"HTTP/1.1 200 OK\r\nServer: other\r\nServer: "
+    + SERVER_SOFTWARE.encode()
+    + b"\r\nContent-Length: 2\r\n\r\nok",
     "hop-by-hop from the PDS": b"HTTP/1.1 200 OK\r\nConnection: X-Pds-Hop\r\nX-Pds-Hop: 1\r\n"
     b"Keep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok",
     "non-UTF-8 header": b"HTTP/1.1 200 OK\r\nX-Bad: caf\xe9\r\nContent-Length: 2\r\n\r\nok",
