@@ -55,8 +55,9 @@ log = logging.getLogger(__name__)
 MAX_HEAD = 8190  # aiohttp's longest request line or header: a longer head is aiohttp's to refuse
 MAX_HEADERS = 128  # aiohttp's most headers
 _UNPLAIN = re.compile(rb"[^\t\r\n\x20-\x7e]")  # anything but visible ASCII, space, tab and line ends
-# Headers that frame a body or change what the connection carries: such a request is aiohttp's.
-_HANDED = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b"expect"))
+# Headers that frame a body or change what the connection carries (and the old websocket draft's key,
+# which aiohttp refuses): such a request is aiohttp's.
+_HANDED = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b"expect", b"sec-websocket-key1"))
 # aiohttp's request parser refuses a second one of these (RFC 9110 singletons).
 _SINGLETONS = frozenset(
     n.encode()
@@ -262,9 +263,12 @@ class Front:
 
     async def _relay(self, conn: Connection, path: str, keep_alive: bool, out: Out) -> bool:
         head = _Answer(conn, path)
-        if head.length is not None and head.length <= self._lane_pass.small_body:
-            if not conn.done:
-                await self._lane_pass.rest(conn)
+        small = head.length is not None and head.length <= self._lane_pass.small_body
+        if small and not conn.done:
+            await self._lane_pass.rest(conn)
+        # As the app's middleware does once the gate is stopping: the answer closes its connection.
+        keep_alive = keep_alive and not self._drain.started
+        if small:
             out.write(head.serialised(conn.status, keep_alive, whole=True) + conn.take())
             await out.drained()
             return keep_alive
@@ -276,6 +280,10 @@ class Front:
                 await out.drained()
         except PdsCut:
             out.cut()  # headers are sent: cut the client's connection, as the PDS cut the gate's
+            return False
+        except Exception:  # a bug; the head is sent, so no error answer can follow it: cut
+            log.exception("unhandled error relaying GET %s", path)
+            out.cut()
             return False
         if chunked:
             out.write(b"0\r\n\r\n")

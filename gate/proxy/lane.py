@@ -133,6 +133,8 @@ class Connection(asyncio.Protocol):
                 length = True
             elif lower == b"transfer-encoding":
                 chunked = value.rstrip().lower().endswith(b"chunked")
+            elif lower == b"sec-websocket-key1":  # the old websocket draft's: aiohttp's parser refuses it
+                raise PdsMalformed("an obsolete websocket header")
         self.until_eof = not (length or chunked)
         self._wake()
 
