@@ -1,14 +1,19 @@
-"""One client connection of the public listener: aiohttp's request handler, inside a header deadline.
+"""One client connection of the public listener: the front's plain GETs, then aiohttp's request handler,
+inside a header deadline.
+
+The front (``gate.proxy.front``) reads each request head first: a plain GET it relays itself, and at the
+first request that is anything else it hands the connection to aiohttp's handler (made then; ``web.Server``
+is the protocol factory) with every byte not yet served, and passes every later transport event through.
+Without a front (an https PDS, ``GATE_LEAN_PASSTHROUGH=off``) the handler has the connection from the start.
 
 aiohttp has no header-read timeout: a connection that sends a request head one byte at a time
 (slowloris), or connects and sends nothing, is only closed by its keep-alive timer after an hour. So
-the listener wraps each of aiohttp's protocol objects (``web.Server`` is the protocol factory) in this
-one, which passes every transport event through and keeps a clock: from the accept, and from the
-first byte of each later request, the head must be complete within ``header_timeout`` seconds or the
-connection is dropped. The clock stops when the gate's handler starts (``request_started``, called by
-the app's middleware) and stays off between requests, where aiohttp's keep-alive timer rules: a
-front proxy's idle pooled connections are not cut. Nor does the rest of a body the gate answered
-unread (aiohttp reads and drops it, within its lingering time) start the clock.
+this keeps a clock: from the accept, and from the first byte of each later request, the head must be
+complete within ``header_timeout`` seconds or the connection is dropped. The clock stops when a request
+is served (the front's, or the gate's handler's: ``request_started``, called by the app's middleware) and
+stays off between requests, where the keep-alive timer rules (aiohttp's, or the front's own of the same
+length): a front proxy's idle pooled connections are not cut. Nor does the rest of a body the gate
+answered unread (aiohttp reads and drops it, within its lingering time) start the clock.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from collections.abc import Callable
 from aiohttp import StreamReader, web
 
 from gate import metrics
-from gate.proxy.front import MAX_HEAD, Front, PlainGet
+from gate.proxy.front import Front
+from gate.proxy.plain_get import MAX_HEAD, PlainGet
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,10 @@ import pytest
 from gate.proxy.deadlines import Deadlines
 from gate.proxy.drain import Drain
 from gate.proxy.forwarded import TrustedProxies
-from gate.proxy.front import Front, plain_get
+from gate.proxy.front import Front
 from gate.proxy.lane_pass import LanePass
 from gate.proxy.lane_pool import Lane
+from gate.proxy.plain_get import plain_get
 
 BASE = b"GET /xrpc/app.bsky.actor.getProfile?actor=a HTTP/1.1\r\nHost: pds.example.com\r\n"
 
