@@ -101,11 +101,12 @@ class Front:
             finally:
                 lane.release(conn)
         except XrpcError as exc:  # always before anything of the answer was written
-            keep_alive = keep_alive and not exc.closes_connection
+            keep_alive = keep_alive and not exc.closes_connection and not self._drain.started
             out.write(error_answer(exc, keep_alive))
             return keep_alive
         except Exception:
             log.exception("unhandled error on GET")
+            keep_alive = keep_alive and not self._drain.started
             out.write(error_answer(XrpcError(), keep_alive))
             return keep_alive
 
@@ -114,7 +115,7 @@ class Front:
         small = head.length is not None and head.length <= self._lane_pass.small_body
         if small and not conn.done:
             await self._lane_pass.rest(conn)
-        # As the app's middleware does once the gate is stopping: the answer closes its connection.
+        # As the app's middleware does once the gate is stopping: every answer closes its connection.
         keep_alive = keep_alive and not self._drain.started
         if small:
             out.write(head.serialised(conn.status, keep_alive, whole=True) + conn.take())
