@@ -12,7 +12,6 @@ request gets no ``Connection``). tests/integration/proxy/test_lane.py compares t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 from multidict import CIMultiDict, istr
@@ -50,18 +49,6 @@ def request_head(target: str, host: str, headers: CIMultiDict[str]) -> bytes:
     return (head + "\r\n\r\n").encode()
 
 
-@dataclass(slots=True)
-class LaneAnswer:
-    """A PDS answer on the lane, its headers already ``end_to_end``: ``body`` is the whole body of a
-    small answer (given back in one write), None for one to stream from ``conn``."""
-
-    status: int
-    reason: str
-    headers: CIMultiDict[str]
-    body: bytes | None
-    conn: Connection
-
-
 class LanePass:
     """``Upstream.passthrough`` for a GET without a body: sent on the lane, the answer relayed as
     ``Upstream`` relays aiohttp's (small and complete: one write; otherwise streamed), with the same
@@ -79,27 +66,12 @@ class LanePass:
     async def passthrough(
         self, request: web.Request, headers: CIMultiDict[str], target: str
     ) -> web.StreamResponse:
-        answer = await self.answer(headers, target)
-        try:
-            if answer.body is not None:
-                return relayed(answer.status, answer.reason, answer.headers, answer.body)
-            return await streamed(
-                request, answer.status, answer.reason, answer.headers, answer.conn.body(), (PdsCut,)
-            )
-        finally:
-            self._lane.release(answer.conn)
-
-    async def answer(self, headers: CIMultiDict[str], target: str) -> LaneAnswer:
-        """Send the request and read its answer's head (and a small answer's whole body): the gate's
-        502/504 (``UpstreamFailure``/``UpstreamTimeout``) before anything reaches the client. The caller
-        gives ``answer.conn`` back with ``release`` once the answer is relayed."""
         path = target.split("?", 1)[0]
         conn = await self.send(request_head(self.path_prefix + target, self.host, headers), path)
         try:
-            return await self._answer(conn, path)
-        except BaseException:
+            return await self._relay(request, conn, path)
+        finally:
             self._lane.release(conn)
-            raise
 
     async def send(self, head: bytes, path: str) -> Connection:
         """Send a request's bytes and wait for its answer's head, within the PDS's deadline: the
@@ -116,7 +88,7 @@ class LanePass:
     def release(self, conn: Connection) -> None:
         self._lane.release(conn)
 
-    async def _answer(self, conn: Connection, path: str) -> LaneAnswer:
+    async def _relay(self, request: web.Request, conn: Connection, path: str) -> web.StreamResponse:
         spelling = SPELLING
         answered = CIMultiDict(
             (
@@ -132,12 +104,11 @@ class LanePass:
         headers = end_to_end(answered)
         reason = conn.reason.decode("utf-8", "surrogateescape")
         length = _length(answered)
-        body = None
         if length is not None and length <= self.small_body:
             if not conn.done:
                 await self.rest(conn)
-            body = conn.take()
-        return LaneAnswer(conn.status, reason, headers, body, conn)
+            return relayed(conn.status, reason, headers, conn.take())
+        return await streamed(request, conn.status, reason, headers, conn.body(), (PdsCut,))
 
     async def rest(self, conn: Connection) -> None:
         """The rest of a small answer, under a deadline (nothing is sent yet: a failure is a clean 502)."""

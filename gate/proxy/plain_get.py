@@ -132,7 +132,7 @@ def named(value: bytes) -> frozenset[bytes]:
 
 
 def pds_request(get: PlainGet, fwd: Forwarded, path_prefix: str, host: str) -> bytes:
-    """The bytes aiohttp's path sends the PDS for ``get`` (``gate.proxy.upstream.forwarded_headers``, then
+    """The bytes aiohttp's path sends the PDS for ``get`` (``Upstream._headers``, then
     ``gate.proxy.lane_pass.request_head``): the headers without hop-by-hop and forwarding ones, Host
     first, the gate's forwarding headers last. Built from the parsed bytes without their copies."""
     target = get.target

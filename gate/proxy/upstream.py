@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
 from gate import metrics
@@ -69,16 +69,6 @@ def auto_skipped(headers: CIMultiDict[str], has_body: bool) -> list[str] | None:
     return skip or None
 
 
-def forwarded_headers(
-    headers: CIMultiDictProxy[str] | CIMultiDict[str], fwd: Forwarded, drop: frozenset[str] = PASS_DROP
-) -> CIMultiDict[str]:
-    """What the PDS gets of a request's headers: the end-to-end ones, the gate's forwarding headers."""
-    out = end_to_end(headers, drop)
-    out["X-Forwarded-For"] = fwd.x_forwarded_for
-    out["X-Forwarded-Proto"] = fwd.x_forwarded_proto
-    return out
-
-
 class Upstream:
     def __init__(self, base: URL, connect_timeout: float, timeout: float, *, lane: bool = True) -> None:
         self.base = base
@@ -125,7 +115,10 @@ class Upstream:
 
     @staticmethod
     def _headers(request: web.BaseRequest, fwd: Forwarded, drop: frozenset[str]) -> CIMultiDict[str]:
-        return forwarded_headers(request.headers, fwd, drop)
+        headers = end_to_end(request.headers, drop)
+        headers["X-Forwarded-For"] = fwd.x_forwarded_for
+        headers["X-Forwarded-Proto"] = fwd.x_forwarded_proto
+        return headers
 
     @property
     def lane_pass(self) -> LanePass | None:
