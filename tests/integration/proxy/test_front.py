@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 
 from tests.integration.conftest import GateFactory
 from tests.support import images
@@ -33,13 +34,24 @@ UPLOAD = request_head(
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
 
 
+@contextlib.asynccontextmanager
+async def _connected(
+    start_gate: GateFactory,
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """One connection to a gate that has the banked picture in its bank."""
+    gate = await start_gate(banks=BANKS)
+    reader, writer = await asyncio.open_connection(*gate.public)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+
+
 async def test_an_upload_after_plain_gets_on_one_connection_is_judged(
     start_gate: GateFactory, upstream: Upstream
 ) -> None:
     rec, _ = upstream
-    gate = await start_gate(banks=BANKS)
-    reader, writer = await asyncio.open_connection(*gate.public)
-    try:
+    async with _connected(start_gate) as (reader, writer):
         for _ in range(2):
             writer.write(HEALTH)
             assert (await read_response(reader)).status == 200
@@ -48,8 +60,6 @@ async def test_an_upload_after_plain_gets_on_one_connection_is_judged(
         assert (refused.status, refused.json()) == (400, REJECTED)
         writer.write(HEALTH)  # the connection, now aiohttp's, goes on
         assert (await read_response(reader)).status == 200
-    finally:
-        writer.close()
     assert rec.uploads() == []  # the banked picture never reached the PDS
     assert [s.raw_path for s in rec.seen if s.method == "GET"] == ["/xrpc/_health"] * 3
 
@@ -58,13 +68,9 @@ async def test_pipelined_requests_are_answered_in_order_and_the_upload_is_judged
     start_gate: GateFactory, upstream: Upstream
 ) -> None:
     rec, _ = upstream
-    gate = await start_gate(banks=BANKS)
-    reader, writer = await asyncio.open_connection(*gate.public)
-    try:
+    async with _connected(start_gate) as (reader, writer):
         writer.write(HEALTH + HEALTH + UPLOAD + BANKED + HEALTH)  # one write: all four at once
         answers = [await read_response(reader) for _ in range(4)]
-    finally:
-        writer.close()
     assert [a.status for a in answers] == [200, 200, 400, 200]
     assert answers[2].json() == REJECTED
     assert rec.uploads() == []
