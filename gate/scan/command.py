@@ -3,7 +3,7 @@
     upload-gate scan [--blobstore DIR] [--concurrency N] [--blobs-per-second R] [--bytes-per-second B]
                      [--rescan] [--did DID ...] [--no-records] [--progress auto|bar|lines|none] [--json]
     upload-gate scan problems [--limit N] [--json]     what scans could not judge, and why
-    upload-gate scan retro [--since WHEN] [--hma] [--json]
+    upload-gate scan retro [--since WHEN] [--hma] [--json] [--metrics-file PATH]
 
 It talks to the PDS at GATE_UPSTREAM (``--pds`` to override) with the admin password
 (GATE_PDS_ADMIN_PASSWORD: deactivated and taken-down repos are readable only so, and ``takedown`` needs
@@ -21,6 +21,7 @@ import json
 import logging
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 
 from gate.blob_fetch import BlobSource, BlobUnavailable, DiskBlobs, PdsSync
@@ -31,10 +32,12 @@ from gate.proxy.budget import MemoryBudget
 from gate.record import DecisionRecord
 from gate.scan.act import ScanActor
 from gate.scan.bank_diff import added
-from gate.scan.metrics_file import MetricsFile
+from gate.scan.metrics_file import MetricsFile, scan_metrics
 from gate.scan.parts import open_parts
 from gate.scan.progress import Progress, Tally
 from gate.scan.retro import EPOCH, RetroHunt, window_start
+from gate.scan.retro_metrics_file import INTERVAL as RETRO_INTERVAL
+from gate.scan.retro_metrics_file import RetroMetrics
 from gate.scan.scanner import Scanner, ScanOptions
 from gate.scan.store import ScanStore, insert_decision
 from gate.settings import Settings, SettingsError, parse_rate, parse_url
@@ -116,6 +119,12 @@ examples:
         "GATE_RETRO_HMA_RATE; a failed lookup stops it (exit status 1)",
     )
     r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    r.add_argument(
+        "--metrics-file",
+        type=Path,
+        help="write the hunt's runs (upload_gate_retro_runs_total, counted on across runs) and counts to "
+        "this Prometheus text file as it goes and at the end (for node_exporter's textfile collector)",
+    )
     r.set_defaults(func=run_retro)
     q = what.add_parser(
         "problems",
@@ -210,7 +219,7 @@ async def _scan(args: argparse.Namespace, settings: Settings, tally: Tally) -> i
                     budget=MemoryBudget(settings.memory_budget_bytes),
                 )  # fmt: skip
                 metrics_file = (
-                    MetricsFile(args.metrics_file, tally, args.progress_interval)
+                    MetricsFile(args.metrics_file, partial(scan_metrics, tally), args.progress_interval)
                     if args.metrics_file
                     else None
                 )
@@ -255,19 +264,31 @@ def run_retro(args: argparse.Namespace) -> int:
                     await insert_decision(parts.pool, r)
                     parts.notify(r)
 
-                async with PdsSync(
-                    s.upstream, admin_password=s.pds_admin_password, max_bytes=s.max_upload_bytes
-                ) as sync:
+                async with contextlib.AsyncExitStack() as stack:
+                    figures = RetroMetrics(args.metrics_file) if args.metrics_file else None
+                    written = None
+                    if figures is not None:
+                        written = MetricsFile(args.metrics_file, figures, RETRO_INTERVAL)
+                        await stack.enter_async_context(written)  # left after a hunt that raised too
+                    sync = await stack.enter_async_context(
+                        PdsSync(s.upstream, admin_password=s.pds_admin_password, max_bytes=s.max_upload_bytes)
+                    )
                     budget = MemoryBudget(settings.memory_budget_bytes)  # the process's own, as a scan's
                     hunt = RetroHunt(parts.pool, parts.judge, actor, record, blobs=sync, budget=budget)
                     since = args.since or EPOCH
                     tally = await hunt.run(added(None, parts.banks.banks), since)
                     summary: dict[str, object] = {"local": tally.summary()}
+                    if figures is not None:
+                        figures.tallies["bank"] = tally
                     stopped: str | None = None
                     if args.hma:
                         window = args.since or window_start(s.retro_hma_window_days)
                         hma = await hunt.hma_pass(window, s.retro_hma_rate, "retro: on demand")
                         summary["hma"], stopped = hma.summary(), hma.stopped
+                        if figures is not None:
+                            figures.tallies["hma"] = hma
+                    if written is not None and stopped is None:
+                        written.finish()
         except (ConfigError, Unavailable, OSError) as exc:
             print(f"upload-gate scan retro: {exc}", file=sys.stderr)
             return 1

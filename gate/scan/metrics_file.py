@@ -1,4 +1,5 @@
-"""``upload-gate scan --metrics-file PATH``: a scan's counts as a Prometheus text file.
+"""``upload-gate scan --metrics-file PATH``: a scan's counts as a Prometheus text file (and
+``MetricsFile``, which ``scan retro --metrics-file`` writes its own with: gate.scan.retro_metrics_file).
 
 Why a file: a scan is a batch job with no listener to scrape; node_exporter's textfile collector (its
 ``--collector.textfile.directory``) is the usual way such a job reaches Prometheus. The file is written at
@@ -12,15 +13,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from gate.scan.progress import Tally
 
+# What a file holds, from the job's start and finish (Unix times; finish None while it runs).
+Content = Callable[[float, float | None], CollectorRegistry]
+
 
 def write_metrics(path: Path, tally: Tally, started: float, finished: float | None) -> None:
     """``started``/``finished``: Unix times; ``finished`` None while the scan runs."""
+    write_to_textfile(str(path), scan_metrics(tally, started, finished))
+
+
+def scan_metrics(tally: Tally, started: float, finished: float | None) -> CollectorRegistry:
     registry = CollectorRegistry()
 
     def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
@@ -58,15 +67,16 @@ def write_metrics(path: Path, tally: Tally, started: float, finished: float | No
     gauge(
         "finished_timestamp_seconds", "When this scan finished to the end (Unix time); 0 while it runs."
     ).set(finished or 0)
-    write_to_textfile(str(path), registry)
+    return registry
 
 
 class MetricsFile:
-    """Writes ``path`` every ``interval`` seconds while entered; ``finish()`` marks the scan complete."""
+    """Writes ``content`` to ``path`` every ``interval`` seconds while entered and once when left;
+    ``finish()`` marks the job complete."""
 
-    def __init__(self, path: Path, tally: Tally, interval: float) -> None:
+    def __init__(self, path: Path, content: Content, interval: float) -> None:
         self.path = path
-        self.tally = tally
+        self.content = content
         self.interval = interval
         self.started = time.time()
         self._finished: float | None = None
@@ -93,4 +103,4 @@ class MetricsFile:
             self._write()
 
     def _write(self) -> None:
-        write_metrics(self.path, self.tally, self.started, self._finished)
+        write_to_textfile(str(self.path), self.content(self.started, self._finished))

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from functools import partial
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gate.scan.metrics_file import MetricsFile, write_metrics
+from gate.scan.metrics_file import MetricsFile, scan_metrics, write_metrics
 from gate.scan.progress import Tally
 from tests.support.prometheus import need
 
@@ -56,7 +57,7 @@ def test_written_while_running_and_marked_finished(tmp_path: Path) -> None:
 
     async def scan() -> list[float]:
         seen = []
-        async with MetricsFile(path, tally, 0.05) as metrics:
+        async with MetricsFile(path, partial(scan_metrics, tally), 0.05) as metrics:
             seen.append(_samples(path)[("upload_gate_scan_blobs", ("read",))])  # at once
             tally.blobs_read = 8
             await asyncio.sleep(0.3)
