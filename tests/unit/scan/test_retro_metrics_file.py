@@ -1,14 +1,19 @@
 """``scan retro --metrics-file``: the runs counter goes on from the file an earlier run left (the
-counter's only memory between cron runs), and a file that is not Prometheus text starts it again."""
+counter's only memory between cron runs), a hunt that raised is in the file as failed, and a file that is
+not Prometheus text starts the count again. (A done hunt and a stopped HMA pass, through the real
+command: tests/integration/scan/test_retro_metrics_file.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 import pytest
 from prometheus_client import write_to_textfile
 
+from gate.scan.metrics_file import MetricsFile
+from gate.scan.retro import RetroTally, counted
 from gate.scan.retro_metrics_file import RetroMetrics, earlier_runs, this_process_runs
 
 
@@ -47,3 +52,21 @@ def test_a_file_that_is_not_prometheus_text_counts_from_zero(
     with caplog.at_level(logging.WARNING, logger="gate.scan"):
         assert earlier_runs(path) == {}
     assert "its retro runs count from 0" in caplog.text
+
+
+def test_a_hunt_that_raised_is_written_as_failed(tmp_path: Path) -> None:
+    path = tmp_path / "retro.prom"
+    path.write_text('upload_gate_retro_runs_total{kind="bank",outcome="failed"} 2\n')
+    before = this_process_runs()[("bank", "failed")]
+
+    async def broken() -> RetroTally:
+        raise RuntimeError("the hunt broke")
+
+    async def run() -> None:
+        async with MetricsFile(path, RetroMetrics(path), 60.0):
+            assert earlier_runs(path)[("bank", "failed")] == 2 + before  # written at once, before the hunt
+            await counted("bank", broken())
+
+    with pytest.raises(RuntimeError, match="the hunt broke"):
+        asyncio.run(run())
+    assert earlier_runs(path)[("bank", "failed")] == 2 + before + 1
