@@ -1,5 +1,6 @@
 """A stand-in PDS on a bare socket, for framing the aiohttp stand-in (tests/support/upstream.py) cannot
-produce: it records every request head as received (a declared body is read, not kept) and answers with whatever bytes a script writes —
+produce: it records every request head as received (a declared body is read, not kept), and what a
+connection sent after its last whole request before it ended, and answers with whatever bytes a script writes —
 interim 1xx answers, chunked or unframed bodies, malformed heads, connections closed mid-answer — or,
 until told to, accepts no connection at all.
 
@@ -37,6 +38,8 @@ class RawPds:
     heads: list[bytes] = field(default_factory=list)
     connections: int = 0
     ended: int = 0  # connections the gate closed (EOF seen while waiting for a request)
+    # For each of those (closed, not reset): what it had sent past its last whole request (b"": nothing).
+    leftovers: list[bytes] = field(default_factory=list)
     url: str = ""
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -47,7 +50,11 @@ class RawPds:
                     head = await reader.readuntil(b"\r\n\r\n")
                     self.heads.append(head)
                     await reader.readexactly(_declared(head))  # a body is read past, so a head follows
-                except (asyncio.IncompleteReadError, ConnectionError):
+                except asyncio.IncompleteReadError as exc:
+                    self.ended += 1
+                    self.leftovers.append(exc.partial)
+                    return
+                except ConnectionError:
                     self.ended += 1
                     return
                 if not await self.script(self, len(self.heads) - 1, head, writer):

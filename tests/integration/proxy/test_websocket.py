@@ -11,7 +11,7 @@ import hashlib
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -21,7 +21,9 @@ from gate.proxy.listener import CLOSE_GRACE
 from tests.integration.conftest import GateFactory, process_env
 from tests.support.boot import in_process
 from tests.support.raw_http import sha256_of_next
+from tests.support.raw_pds import RawPds, answering, raw_pds
 from tests.support.upstream import RecordingUpstream
+from tests.support.waiting import until
 
 Upstream = tuple[RecordingUpstream, str]
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
@@ -98,7 +100,7 @@ async def test_the_client_handshake_reaches_the_pds(start_gate: GateFactory, ups
             closing = await ws.receive(timeout=5)
             assert closing.type is aiohttp.WSMsgType.CLOSE and closing.data == 4002
             assert closing.extra == "bye"
-    await _until(lambda: len(rec.ws_closed) == 2)
+    await until("both closed at the PDS", lambda: len(rec.ws_closed) == 2, 5)
     assert rec.ws_closed[0] == 4001  # the client's own code, not one the gate chose
 
 
@@ -111,7 +113,7 @@ async def test_a_dropped_client_closes_the_pds_side(start_gate: GateFactory, ups
         b"\x00frame-from-upstream"
     )
     writer.transport.abort()  # no close frame, no FIN: a reset
-    await _until(lambda: len(rec.ws_closed) == 1)
+    await until("the PDS's side closed", lambda: len(rec.ws_closed) == 1, 5)
 
 
 async def test_junk_after_the_upgrade_is_refused_by_the_pds(
@@ -130,7 +132,7 @@ async def test_junk_after_the_upgrade_is_refused_by_the_pds(
         struct.pack("!H", 1002), opcode=8
     )
     writer.close()
-    await _until(lambda: len(rec.ws_closed) == 1)
+    await until("the PDS's side closed", lambda: len(rec.ws_closed) == 1, 5)
     async with aiohttp.ClientSession() as s, s.get(gate.url + "/xrpc/_health") as r:
         assert r.status == 200
 
@@ -151,7 +153,7 @@ async def test_a_frame_of_any_size_is_the_pds_to_refuse(start_gate: GateFactory,
     with contextlib.suppress(ConnectionError):
         rest = await asyncio.wait_for(reader.read(), 5)
         assert rest.endswith(_server_frame(struct.pack("!H", 1009), opcode=8))
-    await _until(lambda: len(rec.ws_closed) == 1)
+    await until("the PDS's side closed", lambda: len(rec.ws_closed) == 1, 5)
     writer.close()
     async with aiohttp.ClientSession() as s, s.get(gate.url + "/xrpc/_health") as r:
         assert r.status == 200
@@ -166,7 +168,7 @@ async def test_a_client_that_stops_reading_stops_the_pds(start_gate: GateFactory
     reader, writer, head = await _raw_handshake(gate.url, rcvbuf=64 * 1024)
     assert head.startswith(b"HTTP/1.1 101")
     writer.write(_client_frame(f"send:{count}:{size}".encode()))
-    await _until(lambda: rec.ws_sent > 0)
+    await until("the PDS sending", lambda: rec.ws_sent > 0, 5)
     stalled_at = await _stalled(lambda: rec.ws_sent)
     # Kernel buffers on both hops (loopback autotuning: up to ~40 MB here) and the gate's own (< 1 MB):
     # far from the 160 MB a relay without back-pressure would have taken.
@@ -197,13 +199,13 @@ async def test_early_frames_in_the_101_packet_are_relayed(start_gate: GateFactor
     """The PDS's first frames in the same write as its 101 reach the client, even when the PDS closes
     right after them."""
 
-    async def answer(head: bytes, writer: asyncio.StreamWriter) -> None:
+    async def switch(pds: RawPds, n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(_switch(head) + _server_frame(b"first") + _server_frame(b"second"))
-        if then_close:
-            writer.close()
+        await writer.drain()
+        return not then_close
 
-    async with _raw_pds(answer) as (url, _):
-        gate = await start_gate(GATE_UPSTREAM=url)
+    async with raw_pds(switch) as pds:
+        gate = await start_gate(GATE_UPSTREAM=pds.url)
         reader, writer, head = await _raw_handshake(gate.url, "/xrpc/com.atproto.sync.subscribeRepos")
         assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
         assert b"\r\nSec-WebSocket-Accept: " in head  # the PDS's own spelling of the name
@@ -218,12 +220,13 @@ async def test_a_pds_that_stops_reading_stops_the_client(start_gate: GateFactory
     """Back-pressure the other way: the client's writes stall once the PDS stops reading."""
     stop = asyncio.Event()
 
-    async def answer(head: bytes, writer: asyncio.StreamWriter) -> None:
+    async def switch(pds: RawPds, n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(_switch(head))
         await stop.wait()  # reads nothing until the test ends
+        return False
 
-    async with _raw_pds(answer) as (url, _):
-        gate = await start_gate(GATE_UPSTREAM=url)
+    async with raw_pds(switch) as pds:
+        gate = await start_gate(GATE_UPSTREAM=pds.url)
         _, writer, head = await _raw_handshake(gate.url)
         assert head.startswith(b"HTTP/1.1 101")
         frame = _client_frame(os.urandom(1024 * 1024), opcode=2)
@@ -244,21 +247,21 @@ async def test_a_refusal_comes_back_and_its_connection_is_closed(start_gate: Gat
     carries nothing more (a client must never get a raw HTTP connection to the PDS)."""
     body = b'{"error":"InvalidRequest","message":"no"}'
 
-    async def answer(head: bytes, writer: asyncio.StreamWriter) -> None:
-        writer.write(
-            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nX-Pds: yes\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-        )
+    refusal = (
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nX-Pds: yes\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
 
-    async with _raw_pds(answer) as (url, after):
-        gate = await start_gate(GATE_UPSTREAM=url)
+    async with raw_pds(answering(refusal)) as pds:  # and it reads on, for whatever else comes
+        gate = await start_gate(GATE_UPSTREAM=pds.url)
         reader, writer, head = await _raw_handshake(gate.url, "/xrpc/com.atproto.sync.subscribeRepos")
         assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"X-Pds: yes" in head
         assert await reader.readexactly(len(body)) == body
         writer.write(
             b"POST /xrpc/com.atproto.repo.uploadBlob HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
         )
-        assert await asyncio.wait_for(after.get(), 5) == b""  # EOF: nothing followed the handshake
+        await until("the PDS's end of the connection", lambda: pds.ended == 1, 5)
+        assert pds.leftovers == [b""] and len(pds.heads) == 1  # EOF: nothing followed the handshake
         writer.close()
 
 
@@ -288,7 +291,7 @@ async def test_a_stopping_gate_closes_open_websockets(
             stopping = loop.time()
         assert loop.time() - stopping < 0.5 + CLOSE_GRACE + 5  # slack for a busy machine, not a hang
         assert (await ws.receive(timeout=5)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-        await _until(lambda: len(rec.ws_closed) == 1)
+        await until("the PDS's side closed", lambda: len(rec.ws_closed) == 1, 5)
         await ws.close()
 
 
@@ -296,37 +299,6 @@ def _client_frame(payload: bytes, opcode: int = 1) -> bytes:
     """A final frame as a client sends it, masked (with a zero mask: the bytes stay as they are)."""
     head = _server_frame(payload, opcode)[: -len(payload) or None]
     return head[:1] + bytes([head[1] | 0x80]) + head[2:] + b"\0\0\0\0" + payload
-
-
-@contextlib.asynccontextmanager
-async def _raw_pds(
-    answer: Callable[[bytes, asyncio.StreamWriter], Awaitable[None]],
-) -> AsyncIterator[tuple[str, asyncio.Queue[bytes]]]:
-    """A PDS on a plain socket: reads one request head, lets ``answer`` write, then puts whatever else
-    arrives on that connection (read to EOF, or what came within 5 s) on the queue."""
-    after: asyncio.Queue[bytes] = asyncio.Queue()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        await answer(head, writer)
-        await writer.drain()
-        with contextlib.suppress(TimeoutError, ConnectionError):
-            async with asyncio.timeout(5):
-                await after.put(await reader.read())
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", after
-    finally:
-        server.close()
-
-
-async def _until(done: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not done():
-            await asyncio.sleep(0.02)
 
 
 async def _stalled(progress: Callable[[], int], quiet: float = 1.0) -> int:
