@@ -19,6 +19,7 @@
     │   ├── Overloaded (503 + Retry-After)      memory budget for buffered uploads exhausted
     │   │   └── ShuttingDown (503 + Retry-After)    the gate is stopping and the body has not arrived
     │   ├── UpstreamFailure (502)               PDS unreachable
+    │   │   └── HandshakeFailure                    gate.proxy.handshake: a websocket's, with its cause
     │   ├── UpstreamTimeout (504)               PDS too slow
     │   ├── LogUnavailable (503)                decision log down and policy says reject
     │   ├── EvidenceUnavailable (503)           evidence could not be stored and policy says "unavailable"

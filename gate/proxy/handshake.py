@@ -20,6 +20,11 @@ Trust boundary, both directions:
   and no interim answer but the 101: anything else is a 502. h11 reads it as RFC 9112 lets a client
   (a bare LF ends a line, an obsolete fold is unfolded): the client gets the fields as the gate read
   them, written afresh by aiohttp, so it cannot read them differently.
+
+A handshake the PDS does not complete in time is a 504; otherwise a ``HandshakeFailure`` (502) whose
+``cause`` the gate logs: the type of what went wrong (``ConnectionRefusedError``,
+``ConnectionResetError``, h11's ``RemoteProtocolError``), never a message — h11's quote the PDS's bytes,
+and the request carries the client's.
 """
 
 from __future__ import annotations
@@ -40,6 +45,17 @@ MAX_HEAD = 64 * 1024
 # client gets the status and headers with an empty body.
 MAX_BODY = 64 * 1024
 _VERSIONS = (b"1.0", b"1.1")
+# The cause of a failure for an answer h11 reads and the gate does not take (the module's docstring).
+BAD_ANSWER = "BadAnswer"
+
+
+class HandshakeFailure(UpstreamFailure):
+    """The PDS's websocket could not be reached or its answer not read: a 502 as any other, with
+    ``cause`` for the gate's log (an exception's type name, or ``BAD_ANSWER``)."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__()
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -69,7 +85,8 @@ class Handshake:
 
     ``target`` is an origin form (``gate.proxy.target``: visible ASCII only); ``headers`` are sent as
     the client sent them, with the gate's ``Connection: Upgrade`` and ``Upgrade: websocket``.
-    UpstreamFailure if h11 refuses to send them, or (from ``feed``) to read the PDS's answer.
+    UpstreamFailure if h11 refuses to send them; HandshakeFailure (from ``feed``) if the PDS's answer
+    is not one h11 reads or the gate takes.
     """
 
     def __init__(self, method: str, target: str, headers: CIMultiDict[str]) -> None:
@@ -90,8 +107,8 @@ class Handshake:
         self._conn.receive_data(data)
         try:
             return self._next()
-        except h11.RemoteProtocolError:
-            raise UpstreamFailure() from None
+        except h11.RemoteProtocolError as exc:
+            raise HandshakeFailure(type(exc).__name__) from None
 
     def _next(self) -> Answer | None:
         while True:
@@ -102,7 +119,7 @@ class Handshake:
                 self._check_head(event)
                 # No Expect was sent: an interim answer other than the switch is not an answer.
                 if event.status_code != 101 or self._conn.their_state is not h11.SWITCHED_PROTOCOL:
-                    raise UpstreamFailure()
+                    raise HandshakeFailure(BAD_ANSWER)
                 rest, ended = self._conn.trailing_data
                 return self._answer(event, rest, ended)
             if isinstance(event, h11.Response):
@@ -119,12 +136,12 @@ class Handshake:
             elif isinstance(event, h11.EndOfMessage) and self._refusal is not None:
                 return self._answer(self._refusal, bytes(self._body))
             else:  # PAUSED or ConnectionClosed: cannot come before one of the above
-                raise UpstreamFailure()
+                raise HandshakeFailure(BAD_ANSWER)
 
     def _check_head(self, event: h11.InformationalResponse | h11.Response) -> None:
         head_size = self._fed - len(self._conn.trailing_data[0])
         if event.http_version not in _VERSIONS or event.status_code >= 600 or head_size > MAX_HEAD:
-            raise UpstreamFailure()
+            raise HandshakeFailure(BAD_ANSWER)
 
     @staticmethod
     def _answer(event: h11.InformationalResponse | h11.Response, rest: bytes, ended: bool = False) -> Answer:
@@ -156,6 +173,8 @@ class _Reader(asyncio.Protocol):
         return True  # the caller closes it
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and not self.answer.done():  # a reset: named as a refused connect is
+            self.answer.set_exception(HandshakeFailure(type(exc).__name__))
         self._feed(b"")
 
     def _feed(self, data: bytes) -> None:
@@ -165,7 +184,7 @@ class _Reader(asyncio.Protocol):
             return
         try:
             answer = self._handshake.feed(data)
-        except UpstreamFailure as exc:
+        except HandshakeFailure as exc:
             self.answer.set_exception(exc)
             return
         if answer is not None:
@@ -183,7 +202,7 @@ async def connect(
 ) -> tuple[asyncio.Transport, Answer]:
     """Open a connection to the PDS, send the handshake and read its answer. After a 101 the returned
     transport is not reading (the tunnel resumes it) and the caller owns it; after any other answer
-    it is already closing."""
+    it is already closing. UpstreamTimeout past a deadline; HandshakeFailure if it cannot be had."""
     loop = asyncio.get_running_loop()
     assert base.host is not None and base.port is not None
     try:
@@ -197,8 +216,8 @@ async def connect(
             )
     except TimeoutError:
         raise UpstreamTimeout() from None
-    except OSError:
-        raise UpstreamFailure() from None
+    except OSError as exc:  # refused, reset, no route, a TLS certificate refused: named by type
+        raise HandshakeFailure(type(exc).__name__) from None
     try:
         transport.write(handshake.request)
         async with asyncio.timeout(answer_within):

@@ -235,8 +235,8 @@ class Upstream:
             )
         except UpstreamTimeout:
             raise timed_out() from None
-        except UpstreamFailure:
-            log.warning("upstream websocket %s failed", self.url(target).path)
+        except handshake.HandshakeFailure as exc:
+            log.warning("upstream websocket %s failed: %s", self.url(target).path, exc.cause)
             raise unreachable() from None
         try:
             relayable(answer.headers, self.url(target).path)

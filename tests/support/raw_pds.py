@@ -2,7 +2,7 @@
 produce: it records every request head as received (a declared body is read, not kept), and what a
 connection sent after its last whole request before it ended, and answers with whatever bytes a script writes —
 interim 1xx answers, chunked or unframed bodies, malformed heads, connections closed mid-answer — or,
-until told to, accepts no connection at all.
+until told to, accepts no connection at all (``unaccepting``) or refuses every one (``unlistening``).
 
 And a front to compare against: the gate's ``Upstream.passthrough`` behind the gate's public listener (no
 routing, no middleware), with the lean path on or off, so a test sends the same request through both."""
@@ -129,6 +129,32 @@ async def unaccepting(script: Script) -> AsyncIterator[tuple[RawPds, Callable[[]
             filler.close()
         if server is None:
             listening.close()
+        else:
+            server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1)
+
+
+@contextlib.asynccontextmanager
+async def unlistening(script: Script) -> AsyncIterator[tuple[RawPds, Callable[[], Awaitable[None]]]]:
+    """A PDS that refuses every connection until ``listen()`` is awaited, then serves ``script``: its
+    port is bound and not listening, so the kernel answers a connect with a reset (ECONNREFUSED), a
+    PDS that is down, and no other socket can take the port meanwhile."""
+    pds = RawPds(script)
+    bound = socket.socket()
+    bound.bind(("127.0.0.1", 0))
+    pds.url = f"http://127.0.0.1:{bound.getsockname()[1]}"
+    server: asyncio.Server | None = None
+
+    async def listen() -> None:
+        nonlocal server
+        server = await asyncio.start_server(pds.serve, sock=bound)  # asyncio calls listen() on it
+
+    try:
+        yield pds, listen
+    finally:
+        if server is None:
+            bound.close()
         else:
             server.close()
             with contextlib.suppress(Exception):

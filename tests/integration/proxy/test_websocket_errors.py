@@ -1,6 +1,7 @@
 """A websocket handshake the PDS does not complete, through the real gate: a PDS that accepts no
-connection, or accepts and never answers, is a 504; one that answers what is not a handshake is a 502
-(logged with the route). Each is counted in ``upload_gate_upstream_errors_total`` under the kind a
+connection, or accepts and never answers, is a 504; one that refuses the connection, or answers what is
+not a handshake, is a 502 (logged with the route and the cause's type: never a header value, nor
+anything the client sent). Each is counted in ``upload_gate_upstream_errors_total`` under the kind a
 passthrough's failure is (gate/proxy/relayed.py), and the same gate opens the next websocket."""
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -15,12 +18,13 @@ import pytest
 
 from gate.serve import RunningGate
 from tests.integration.conftest import GateFactory
-from tests.support.raw_pds import RawPds, raw_pds, unaccepting
+from tests.support.raw_pds import RawPds, raw_pds, unaccepting, unlistening
 from tests.support.scrape import sample
 
 ROUTE = "/xrpc/com.atproto.sync.subscribeRepos"
 REFUSAL = b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 TIMED_OUT = {"error": "UpstreamTimeout", "message": "The PDS did not answer in time"}
+LINGER_0 = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s
 FAILED = {"error": "UpstreamFailure", "message": "The PDS could not be reached"}
 
 
@@ -82,17 +86,36 @@ async def test_a_pds_that_never_answers_the_handshake_is_a_504(start_gate: GateF
         assert len(pds.heads) == 2  # each handshake sent once: a deadline is never retried
 
 
+def _logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "gate.proxy.upstream"]
+
+
+async def test_a_pds_that_refuses_the_connection_is_a_502_that_says_so(
+    start_gate: GateFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "gate.proxy.upstream")
+    async with unlistening(_refusing) as (pds, listen):
+        gate = await start_gate(GATE_UPSTREAM=pds.url)
+        assert await _failed_then_served(gate, pds, listen, "unreachable", within=5.0) == (502, FAILED)
+        assert len(pds.heads) == 1  # the refused handshake only
+    assert _logged(caplog) == [f"upstream websocket {ROUTE} failed: ConnectionRefusedError"]
+
+
 @pytest.mark.parametrize(
-    "answer",
+    ("answer", "reset", "cause"),
     [
-        b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n",
-        b"SSH-2.0-nope\r\n\r\n",
-        b"HTTP/1.1 101 OK\r\nBad Name: x\r\n\r\n",
+        # h11's type, not its message (which quotes the PDS's bytes)
+        (b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n", False, "RemoteProtocolError"),
+        (b"SSH-2.0-nope\r\n\r\n", False, "RemoteProtocolError"),
+        (b"HTTP/1.1 101 OK\r\nBad Name: x\r\n\r\n", False, "RemoteProtocolError"),
+        # an answer h11 reads and the gate does not take (gate.proxy.handshake)
+        (b"HTTP/2.0 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", False, "BadAnswer"),
+        (b"HTTP/1.1 101 OK\r\n", True, "ConnectionResetError"),  # cut by a reset, not an EOF
     ],
-    ids=["cut-short", "not-http", "bad-field"],
+    ids=["cut-short", "not-http", "bad-field", "http/2.0", "reset"],
 )
 async def test_a_malformed_answer_is_a_502(
-    start_gate: GateFactory, caplog: pytest.LogCaptureFixture, answer: bytes
+    start_gate: GateFactory, caplog: pytest.LogCaptureFixture, answer: bytes, reset: bool, cause: str
 ) -> None:
     caplog.set_level(logging.WARNING, "gate.proxy.upstream")
     malformed = asyncio.Event()
@@ -102,8 +125,12 @@ async def test_a_malformed_answer_is_a_502(
         if not malformed.is_set():
             return await _refusing(pds, n, head, writer)
         writer.write(answer)
-        writer.write_eof()
         await writer.drain()
+        if reset:  # no lingering: the kernel ends the connection with a RST
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_0)
+            writer.transport.abort()
+        else:
+            writer.write_eof()
         return False
 
     async def mend() -> None:
@@ -113,5 +140,4 @@ async def test_a_malformed_answer_is_a_502(
         gate = await start_gate(GATE_UPSTREAM=pds.url)
         assert await _failed_then_served(gate, pds, mend, "unreachable", within=5.0) == (502, FAILED)
         assert len(pds.heads) == 2
-    lines = [r.getMessage() for r in caplog.records if r.name == "gate.proxy.upstream"]
-    assert lines == [f"upstream websocket {ROUTE} failed"]
+    assert _logged(caplog) == [f"upstream websocket {ROUTE} failed: {cause}"]

@@ -7,8 +7,10 @@ import pytest
 from multidict import CIMultiDict
 
 from gate.errors import UpstreamFailure
-from gate.proxy.handshake import MAX_BODY, MAX_HEAD, Answer, Handshake
+from gate.proxy.handshake import BAD_ANSWER, MAX_BODY, MAX_HEAD, Answer, Handshake, HandshakeFailure
 
+LONG = b"a" * MAX_HEAD
+H11 = "RemoteProtocolError"  # the cause of a failure h11 finds (BAD_ANSWER: one the gate finds)
 SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: a==\r\n\r\n"
 
 
@@ -147,57 +149,43 @@ def test_a_refusal_body_past_the_bound_is_dropped(framing: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "chunks",
+    ("chunks", "cause"),
     [
-        (b"HTTP/2 101 x\r\n\r\n",),  # not HTTP/1.x
-        (b"HTTP/2.0 101 x\r\n\r\n",),
-        (b"HTTP/1.1 99 x\r\n\r\n",),
-        (b"HTTP/1.1 600 x\r\nContent-Length: 0\r\n\r\n",),
-        (b"HTTP/1.1 101x\r\n\r\n",),
-        (b"SSH-2.0-OpenSSH\r\n\r\n",),
-        (b"HTTP/1.1 101 OK\r\nNo colon\r\n\r\n",),
-        (b"HTTP/1.1 101 OK\r\nBad Name: x\r\n\r\n",),
-        (b"HTTP/1.1 101 OK\r\n folded: x\r\n\r\n",),  # a continuation with nothing to continue
-        (b"HTTP/1.1 101 OK\r\nA: b\0\r\n\r\n",),
-        (b"HTTP/1.1 101 OK\r\n: empty-name\r\n\r\n",),
-        (b"HTTP/1.1 100 Continue\r\n\r\n" + SWITCH,),  # no Expect was sent
-        (b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n", b""),  # cut short
-        (b"", b""),  # nothing at all
-        (b"HTTP/1.1 400 x\r\nContent-Length: 9\r\n\r\nshort", b""),  # body cut short
-        (b"HTTP/1.1 400 x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",),
-        (b"HTTP/1.1 400 x\r\nContent-Length: -1\r\n\r\n",),
-        (b"HTTP/1.1 400 x\r\nTransfer-Encoding: gzip\r\n\r\n",),  # no framing the gate can read
-        (b"HTTP/1.1 101 OK\r\nX: " + b"a" * MAX_HEAD + b"\r\n\r\n",),  # over the bound, in one read
-        (b"HTTP/1.1 101 OK\r\nX: " + b"a" * MAX_HEAD, b"a"),  # over the bound, still incomplete
-    ],
-    ids=[
-        "http/2",
-        "http/2.0",
-        "two-digits",
-        "600",
-        "glued-reason",
-        "not-http",
-        "no-colon",
-        "bad-name",
-        "leading-fold",
-        "nul",
-        "empty-name",
-        "interim",
-        "cut-short",
-        "nothing",
-        "body-cut-short",
-        "two-lengths",
-        "negative-length",
-        "gzip-framing",
-        "long-head",
-        "long-partial-head",
+        pytest.param((b"HTTP/2 101 x\r\n\r\n",), H11, id="http/2"),  # not HTTP/1.x
+        pytest.param((b"HTTP/2.0 101 x\r\n\r\n",), BAD_ANSWER, id="http/2.0"),
+        pytest.param((b"HTTP/1.1 99 x\r\n\r\n",), H11, id="two-digits"),
+        pytest.param((b"HTTP/1.1 600 x\r\nContent-Length: 0\r\n\r\n",), BAD_ANSWER, id="600"),
+        pytest.param((b"HTTP/1.1 101x\r\n\r\n",), H11, id="glued-reason"),
+        pytest.param((b"SSH-2.0-OpenSSH\r\n\r\n",), H11, id="not-http"),
+        pytest.param((b"HTTP/1.1 101 OK\r\nNo colon\r\n\r\n",), H11, id="no-colon"),
+        pytest.param((b"HTTP/1.1 101 OK\r\nBad Name: x\r\n\r\n",), H11, id="bad-name"),
+        # a continuation with nothing to continue
+        pytest.param((b"HTTP/1.1 101 OK\r\n folded: x\r\n\r\n",), H11, id="leading-fold"),
+        pytest.param((b"HTTP/1.1 101 OK\r\nA: b\0\r\n\r\n",), H11, id="nul"),
+        pytest.param((b"HTTP/1.1 101 OK\r\n: empty-name\r\n\r\n",), H11, id="empty-name"),
+        # no Expect was sent
+        pytest.param((b"HTTP/1.1 100 Continue\r\n\r\n" + SWITCH,), BAD_ANSWER, id="interim"),
+        pytest.param((b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n", b""), H11, id="cut-short"),
+        pytest.param((b"", b""), H11, id="nothing"),
+        pytest.param((b"HTTP/1.1 400 x\r\nContent-Length: 9\r\n\r\nshort", b""), H11, id="body-cut-short"),
+        pytest.param(
+            (b"HTTP/1.1 400 x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",), H11, id="two-lengths"
+        ),
+        pytest.param((b"HTTP/1.1 400 x\r\nContent-Length: -1\r\n\r\n",), H11, id="negative-length"),
+        # no framing the gate can read
+        pytest.param((b"HTTP/1.1 400 x\r\nTransfer-Encoding: gzip\r\n\r\n",), H11, id="gzip-framing"),
+        # over the bound, in one read (h11 reads it: the gate refuses it), or still incomplete (h11 does)
+        pytest.param((b"HTTP/1.1 101 OK\r\nX: " + LONG + b"\r\n\r\n",), BAD_ANSWER, id="long-head"),
+        pytest.param((b"HTTP/1.1 101 OK\r\nX: " + LONG, b"a"), H11, id="long-partial-head"),
     ],
 )
-def test_anything_else_is_a_failure(chunks: tuple[bytes, ...]) -> None:
+def test_anything_else_is_a_failure(chunks: tuple[bytes, ...], cause: str) -> None:
     shake = _shake()
-    with pytest.raises(UpstreamFailure):  # the failure may come with any chunk
+    with pytest.raises(HandshakeFailure) as failed:  # the failure may come with any chunk
         for chunk in chunks:
             assert shake.feed(chunk) is None
+    # A type's name for the gate's log, never h11's message (it quotes the PDS's bytes).
+    assert failed.value.cause == cause
 
 
 def test_a_head_just_within_the_bound_is_read() -> None:
