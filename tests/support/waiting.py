@@ -1,4 +1,5 @@
-"""Waiting in a test for what runs in the background (a job, a replica, another process) to have happened."""
+"""Waiting in a test for what runs in the background (a job, a replica, another process) to have happened,
+or to have stopped."""
 
 from __future__ import annotations
 
@@ -17,3 +18,14 @@ async def until(what: str, check: Callable[[], bool | Awaitable[bool]], timeout:
                 await asyncio.sleep(0.05)
     except TimeoutError:
         raise AssertionError(f"waited {timeout:g} s for {what}") from None
+
+
+async def stalled(progress: Callable[[], int], quiet: float = 1.0, timeout: float = 30) -> int:
+    """Wait until ``progress()`` has not moved for ``quiet`` seconds (a sender held back); its value then."""
+    last = progress()
+    async with asyncio.timeout(timeout):
+        while True:
+            await asyncio.sleep(quiet)
+            if progress() == last:
+                return last
+            last = progress()

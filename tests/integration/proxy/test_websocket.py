@@ -11,7 +11,6 @@ import hashlib
 import os
 import socket
 import struct
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -23,7 +22,7 @@ from tests.support.boot import in_process
 from tests.support.raw_http import sha256_of_next
 from tests.support.raw_pds import RawPds, answering, raw_pds
 from tests.support.upstream import RecordingUpstream
-from tests.support.waiting import until
+from tests.support.waiting import stalled, until
 
 Upstream = tuple[RecordingUpstream, str]
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
@@ -169,7 +168,7 @@ async def test_a_client_that_stops_reading_stops_the_pds(start_gate: GateFactory
     assert head.startswith(b"HTTP/1.1 101")
     writer.write(_client_frame(f"send:{count}:{size}".encode()))
     await until("the PDS sending", lambda: rec.ws_sent > 0, 5)
-    stalled_at = await _stalled(lambda: rec.ws_sent)
+    stalled_at = await stalled(lambda: rec.ws_sent)
     # Kernel buffers on both hops (loopback autotuning: up to ~40 MB here) and the gate's own (< 1 MB):
     # far from the 160 MB a relay without back-pressure would have taken.
     assert stalled_at < count * size // 3, stalled_at
@@ -299,14 +298,3 @@ def _client_frame(payload: bytes, opcode: int = 1) -> bytes:
     """A final frame as a client sends it, masked (with a zero mask: the bytes stay as they are)."""
     head = _server_frame(payload, opcode)[: -len(payload) or None]
     return head[:1] + bytes([head[1] | 0x80]) + head[2:] + b"\0\0\0\0" + payload
-
-
-async def _stalled(progress: Callable[[], int], quiet: float = 1.0) -> int:
-    """Wait until ``progress()`` has not moved for ``quiet`` seconds; its value then."""
-    last = progress()
-    async with asyncio.timeout(30):
-        while True:
-            await asyncio.sleep(quiet)
-            if progress() == last:
-                return last
-            last = progress()
