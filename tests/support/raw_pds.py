@@ -1,8 +1,9 @@
 """A stand-in PDS on a bare socket, for framing the aiohttp stand-in (tests/support/upstream.py) cannot
 produce: it records every request head as received (a declared body is read, not kept), and what a
-connection sent after its last whole request before it ended, and answers with whatever bytes a script writes —
-interim 1xx answers, chunked or unframed bodies, malformed heads, connections closed mid-answer — or,
-until told to, accepts no connection at all (``unaccepting``) or refuses every one (``unlistening``).
+connection sent after its last whole request before it ended, and answers with whatever bytes a script
+writes — interim 1xx answers, chunked or unframed bodies, malformed heads, connections closed
+mid-answer — or, until told to, accepts no connection at all (``unaccepting``) or refuses every one
+(``unlistening``).
 
 And a front to compare against: the gate's ``Upstream.passthrough`` behind the gate's public listener (no
 routing, no middleware), with the lean path on or off, so a test sends the same request through both."""
