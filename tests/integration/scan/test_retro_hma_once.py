@@ -28,7 +28,6 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import web
 
 from gate.scan.store import insert_decision
 from gate.serve import RunningGate
@@ -41,7 +40,6 @@ from tests.support.boot import gate_env, in_process, process_env
 from tests.support.policies import HMA_CLOSE, head
 from tests.support.postgres import migrated, server_dir
 from tests.support.scrape import sample
-from tests.support.serving import serving
 from tests.support.stored import count, forwarded
 from tests.support.waiting import until
 
@@ -161,13 +159,6 @@ async def runs(admin_url: str) -> Counter[str]:
 def outcomes(caplog: pytest.LogCaptureFixture) -> int:
     """How many times a replica logged what it did about a rebuild: a pass done, or one skipped."""
     return len(logged(caplog, DONE)) + len(logged(caplog, SKIPPED))
-
-
-@pytest.fixture
-async def pds() -> AsyncIterator[str]:
-    """The upstream the replicas front (a retro pass with ``withhold`` asks it nothing)."""
-    async with serving(web.Application()) as url:
-        yield url
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from gate.scan.store import insert_decision
@@ -27,7 +26,6 @@ from tests.integration.conftest import write_config
 from tests.support.boot import gate_command, gate_env, process_env
 from tests.support.policies import HMA_CLOSE, head
 from tests.support.prometheus import need
-from tests.support.serving import serving
 from tests.support.stored import forwarded
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -61,13 +59,6 @@ def promtool_reads(path: Path) -> None:
         [need("promtool"), "check", "metrics"], input=path.read_bytes(), capture_output=True, check=False
     )
     assert checked.returncode == 0, checked.stderr.decode() + checked.stdout.decode()
-
-
-@pytest.fixture
-async def pds() -> AsyncIterator[str]:
-    """The upstream (a hit withheld asks it nothing)."""
-    async with serving(web.Application()) as url:
-        yield url
 
 
 @pytest.fixture
