@@ -17,6 +17,7 @@ widen them.
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -54,10 +55,16 @@ async def on_prepare(request: web.Request, response: web.StreamResponse) -> None
         del response.headers[hdrs.SERVER]
     if response.get(RELAYED) or response.status == 101:
         return
-    response.headers.setdefault(ALLOW_ORIGIN, "*")
-    exposed = [h for h in EXPOSED if h in response.headers]
-    if exposed and EXPOSE_HEADERS not in response.headers:
-        response.headers[EXPOSE_HEADERS] = ", ".join(exposed)
+    with_cors(response.headers)
+
+
+def with_cors(headers: MutableMapping[str, str]) -> None:
+    """CORS on an answer the gate makes itself (any origin, as the PDS allows; the headers a browser
+    client must read exposed), unless the answer says otherwise already."""
+    headers.setdefault(ALLOW_ORIGIN, "*")
+    exposed = [h for h in EXPOSED if h in headers]
+    if exposed and EXPOSE_HEADERS not in headers:
+        headers[EXPOSE_HEADERS] = ", ".join(exposed)
 
 
 async def no_banner(request: web.Request, response: web.StreamResponse) -> None:

@@ -11,10 +11,11 @@ import time
 from email.utils import formatdate
 
 from aiohttp import hdrs
+from aiohttp.helpers import EMPTY_BODY_STATUS_CODES
 from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict
 
-from gate.answers import ALLOW_ORIGIN, EXPOSE_HEADERS, EXPOSED, NODE_REASONS, compact_json
+from gate.answers import NODE_REASONS, compact_json, with_cors
 from gate.errors import XrpcError
 from gate.proxy.headers import HOP_BY_HOP, not_relayable
 from gate.proxy.lane import Connection
@@ -23,7 +24,6 @@ from gate.proxy.relayed import unreachable
 
 log = logging.getLogger(__name__)
 
-EMPTY_BODY = frozenset((204, 304, *range(100, 200)))  # statuses whose answers have no body
 _HOP = frozenset(name.encode() for name in HOP_BY_HOP)
 _BANNER = SERVER_SOFTWARE.encode()  # aiohttp's Server header, which gate.answers.on_prepare removes
 
@@ -74,7 +74,7 @@ class AnswerHead:
 
     def serialised(self, status: int, keep_alive: bool, *, whole: bool) -> bytes:
         lines = [b"HTTP/1.1 %d %b" % (status, self.reason)]
-        empty = status in EMPTY_BODY
+        empty = status in EMPTY_BODY_STATUS_CODES  # aiohttp's list: no body, no length
         length = self.length
         for name, value in self.headers:
             if empty and name == b"Content-Length":
@@ -112,10 +112,7 @@ def error_answer(exc: XrpcError, keep_alive: bool) -> bytes:
     headers[hdrs.DATE] = http_date()
     if not keep_alive:
         headers[hdrs.CONNECTION] = "close"
-    headers[ALLOW_ORIGIN] = "*"
-    exposed = [h for h in EXPOSED if h in headers]
-    if exposed:
-        headers[EXPOSE_HEADERS] = ", ".join(exposed)
+    with_cors(headers)
     reason = NODE_REASONS.get(exc.status) or http.HTTPStatus(exc.status).phrase
     return _serialised(f"HTTP/1.1 {exc.status} {reason}", headers) + body
 

@@ -20,9 +20,11 @@ import functools
 import logging
 from typing import Protocol
 
+from aiohttp.helpers import EMPTY_BODY_STATUS_CODES
+
 from gate import metrics
 from gate.errors import XrpcError
-from gate.proxy.answer_bytes import EMPTY_BODY, AnswerHead, error_answer
+from gate.proxy.answer_bytes import AnswerHead, error_answer
 from gate.proxy.drain import Drain
 from gate.proxy.forwarded import Forwarded, TrustedProxies, resolve
 from gate.proxy.lane import Connection, PdsCut
@@ -121,7 +123,7 @@ class Front:
             out.write(head.serialised(conn.status, keep_alive, whole=True) + conn.take())
             await out.drained()
             return keep_alive
-        chunked = head.length is None and conn.status not in EMPTY_BODY
+        chunked = head.length is None and conn.status not in EMPTY_BODY_STATUS_CODES
         out.write(head.serialised(conn.status, keep_alive, whole=False))
         try:
             async for chunk in conn.body():

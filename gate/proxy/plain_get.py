@@ -17,34 +17,23 @@ import re
 from dataclasses import dataclass
 
 import httptools
+from aiohttp.http_parser import SINGLETON_HEADERS
 
 from gate.proxy.forwarded import Forwarded
 from gate.proxy.headers import HOP_BY_HOP
+from gate.proxy.lane import MAX_FIELD, MAX_HEADERS
 from gate.proxy.lane_pass import SPELLING
 from gate.proxy.upstream import PASS_DROP
 
-MAX_HEAD = 8190  # aiohttp's longest request line or header: a longer head is aiohttp's to refuse
-MAX_HEADERS = 128  # aiohttp's most headers
+# aiohttp's parser limits (gate.proxy.lane has them): a head longer than its longest line or field, or with
+# more headers, is aiohttp's to refuse.
+MAX_HEAD = MAX_FIELD
 _UNPLAIN = re.compile(rb"[^\t\r\n\x20-\x7e]")  # anything but visible ASCII, space, tab and line ends
 # Headers that frame a body or change what the connection carries (and the old websocket draft's key,
 # which aiohttp refuses): such a request is aiohttp's.
 _HANDED = frozenset((b"content-length", b"transfer-encoding", b"upgrade", b"expect", b"sec-websocket-key1"))
-# aiohttp's request parser refuses a second one of these (RFC 9110 singletons).
-_SINGLETONS = frozenset(
-    n.encode()
-    for n in (
-        "content-length",
-        "content-location",
-        "content-range",
-        "content-type",
-        "etag",
-        "host",
-        "max-forwards",
-        "server",
-        "transfer-encoding",
-        "user-agent",
-    )
-)
+# aiohttp's request parser refuses a second one of these (RFC 9110 singletons): its own list.
+_SINGLETONS = frozenset(name.encode() for name in SINGLETON_HEADERS)
 # The tables of aiohttp's path, as bytes: the names not passed on to the PDS (gate.proxy.headers,
 # gate.proxy.upstream), aiohttp's spelling of the names it knows (gate.proxy.lane_pass).
 _PASS_DROPPED = frozenset(name.encode() for name in HOP_BY_HOP | PASS_DROP)

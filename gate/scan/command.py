@@ -266,9 +266,12 @@ def run_retro(args: argparse.Namespace) -> int:
 
                 async with contextlib.AsyncExitStack() as stack:
                     figures = RetroMetrics(args.metrics_file) if args.metrics_file else None
-                    written = None
-                    if figures is not None:
-                        written = MetricsFile(args.metrics_file, figures, RETRO_INTERVAL)
+                    written = (
+                        MetricsFile(args.metrics_file, figures, RETRO_INTERVAL)
+                        if figures is not None
+                        else None
+                    )
+                    if written is not None:
                         await stack.enter_async_context(written)  # left after a hunt that raised too
                     sync = await stack.enter_async_context(
                         PdsSync(s.upstream, admin_password=s.pds_admin_password, max_bytes=s.max_upload_bytes)
