@@ -72,6 +72,13 @@ def _declared(head: bytes) -> int:
     return 0
 
 
+async def _closed(server: asyncio.Server) -> None:
+    """Stop listening; wait a moment for the connections to end (a test's own may still be open)."""
+    server.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(server.wait_closed(), 1)
+
+
 @contextlib.asynccontextmanager
 async def raw_pds(script: Script) -> AsyncIterator[RawPds]:
     pds = RawPds(script)
@@ -80,9 +87,7 @@ async def raw_pds(script: Script) -> AsyncIterator[RawPds]:
     try:
         yield pds
     finally:
-        server.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), 1)
+        await _closed(server)
 
 
 @contextlib.asynccontextmanager
@@ -131,9 +136,7 @@ async def unaccepting(script: Script) -> AsyncIterator[tuple[RawPds, Callable[[]
         if server is None:
             listening.close()
         else:
-            server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1)
+            await _closed(server)
 
 
 @contextlib.asynccontextmanager
@@ -157,9 +160,7 @@ async def unlistening(script: Script) -> AsyncIterator[tuple[RawPds, Callable[[]
         if server is None:
             bound.close()
         else:
-            server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1)
+            await _closed(server)
 
 
 def answering(answer: bytes, keep: bool = True) -> Script:
